@@ -1,0 +1,307 @@
+//! The service's TOML configuration.
+//!
+//! Every table rejects unknown keys, so a typo is an error with its line and
+//! column rather than a silently ignored setting. Optional settings have
+//! defaults; `config.example.toml` at the repository root documents them all
+//! and a unit test keeps it parseable.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the change stream lives.
+    pub spanner: SpannerConfig,
+    /// Where the cache lives.
+    pub redis: RedisConfig,
+    /// Where plugins come from and how they are fed.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+}
+
+/// The Spanner database and change stream to follow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpannerConfig {
+    /// Google Cloud project id.
+    pub project: String,
+    /// Spanner instance id.
+    pub instance: String,
+    /// Database id.
+    pub database: String,
+    /// Name of the change stream to tail.
+    pub change_stream: String,
+    /// gRPC address (`host:port`) of a Spanner emulator. When unset, the
+    /// `SPANNER_EMULATOR_HOST` environment variable is used; when both are
+    /// unset the host talks to Cloud Spanner with Application Default
+    /// Credentials.
+    #[serde(default)]
+    pub emulator_host: Option<String>,
+    /// Heartbeat interval requested from the change stream, in milliseconds.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// Where to start reading: `"now"` or an RFC 3339 timestamp.
+    #[serde(default = "default_start")]
+    pub start: String,
+}
+
+/// The Redis server that holds the cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Connection URL, e.g. `redis://127.0.0.1:6379` or `rediss://…` for TLS.
+    pub url: String,
+}
+
+/// The plugin directory and batching.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Folder scanned for `*.wasm` components.
+    #[serde(default = "default_plugin_dir")]
+    pub dir: PathBuf,
+    /// Most row changes handed to a plugin in one call.
+    #[serde(default = "default_batch_max")]
+    pub batch_max: usize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_plugin_dir(),
+            batch_max: default_batch_max(),
+        }
+    }
+}
+
+fn default_heartbeat_ms() -> u64 {
+    1000
+}
+
+fn default_start() -> String {
+    "now".to_owned()
+}
+
+fn default_plugin_dir() -> PathBuf {
+    PathBuf::from("plugins")
+}
+
+fn default_batch_max() -> usize {
+    256
+}
+
+/// A configuration that could not be read or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A value is well-formed but unusable.
+    #[error("invalid config file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: describe_toml_error(text, &err),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message,
+        };
+        if self.plugins.batch_max == 0 {
+            return Err(invalid("plugins.batch_max must be at least 1".into()));
+        }
+        if self.spanner.heartbeat_ms < 100 {
+            return Err(invalid(format!(
+                "spanner.heartbeat_ms = {} is too small; use at least 100",
+                self.spanner.heartbeat_ms
+            )));
+        }
+        if !is_identifier(&self.spanner.change_stream) {
+            return Err(invalid(format!(
+                "spanner.change_stream = {:?} is not a valid change stream name (letters, digits, underscores)",
+                self.spanner.change_stream
+            )));
+        }
+        if self.spanner.start != "now"
+            && google_cloud_wkt::Timestamp::try_from(self.spanner.start.as_str()).is_err()
+        {
+            return Err(invalid(format!(
+                "spanner.start = {:?} is neither \"now\" nor an RFC 3339 timestamp such as 2026-01-31T12:00:00Z",
+                self.spanner.start
+            )));
+        }
+        if !self.redis.url.starts_with("redis://")
+            && !self.redis.url.starts_with("rediss://")
+            && !self.redis.url.starts_with("unix://")
+        {
+            return Err(invalid(format!(
+                "redis.url = {:?} must start with redis://, rediss:// or unix://",
+                self.redis.url
+            )));
+        }
+        Ok(())
+    }
+
+    /// The emulator's gRPC address: the config's, else `SPANNER_EMULATOR_HOST`.
+    pub fn emulator_host(&self) -> Option<String> {
+        self.spanner
+            .emulator_host
+            .clone()
+            .or_else(|| std::env::var("SPANNER_EMULATOR_HOST").ok())
+            .filter(|host| !host.is_empty())
+    }
+
+    /// The database's full resource name.
+    pub fn database_path(&self) -> String {
+        format!(
+            "projects/{}/instances/{}/databases/{}",
+            self.spanner.project, self.spanner.instance, self.spanner.database
+        )
+    }
+}
+
+/// Whether `name` can be spliced into SQL as a change stream name.
+pub fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Renders a TOML error as `line L, column C: message`.
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message();
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[spanner]
+project = "p"
+instance = "i"
+database = "d"
+change_stream = "S"
+
+[redis]
+url = "redis://127.0.0.1:6379"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = parse(MINIMAL).expect("minimal config parses");
+        assert_eq!(config.spanner.heartbeat_ms, 1000);
+        assert_eq!(config.spanner.start, "now");
+        assert_eq!(config.plugins.dir, PathBuf::from("plugins"));
+        assert_eq!(config.database_path(), "projects/p/instances/i/databases/d");
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.toml");
+        Config::load(&path).expect("config.example.toml parses");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let text = MINIMAL.replace("database = \"d\"", "database = \"d\"\ndatabse = \"x\"");
+        let err = parse(&text)
+            .expect_err("unknown key is rejected")
+            .to_string();
+        assert!(err.contains("test.toml"), "{err}");
+        assert!(err.contains("line 6, column 1"), "{err}");
+        assert!(err.contains("databse"), "{err}");
+    }
+
+    #[test]
+    fn missing_section_is_named() {
+        let text = MINIMAL.replace("[redis]\nurl = \"redis://127.0.0.1:6379\"\n", "");
+        let err = parse(&text).expect_err("missing redis").to_string();
+        assert!(err.contains("redis"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let text = format!("{MINIMAL}\n[plugins]\nbatch_max = \"many\"\n");
+        let err = parse(&text).expect_err("bad type").to_string();
+        assert!(err.contains("line 12, column 13"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_explain_the_fix() {
+        let err = parse(&MINIMAL.replace("\"S\"", "\"S; DROP\""))
+            .expect_err("bad stream name")
+            .to_string();
+        assert!(err.contains("change_stream"), "{err}");
+        let err = parse(&MINIMAL.replace("redis://", "http://"))
+            .expect_err("bad url")
+            .to_string();
+        assert!(err.contains("redis.url"), "{err}");
+        let text = MINIMAL.replace(
+            "change_stream = \"S\"",
+            "change_stream = \"S\"\nstart = \"yesterday\"",
+        );
+        let err = parse(&text).expect_err("bad start").to_string();
+        assert!(err.contains("RFC 3339"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_file_is_named() {
+        let err = Config::load(Path::new("/nonexistent/redis-spanner.toml"))
+            .expect_err("missing file")
+            .to_string();
+        assert!(err.contains("/nonexistent/redis-spanner.toml"), "{err}");
+    }
+}

@@ -1,0 +1,235 @@
+//! `redis-spanner demo`: the whole loop on one machine.
+//!
+//! With no endpoints given it starts a Cloud Spanner emulator and a
+//! redis-server as child processes, creates an instance, a database, a
+//! `Users` table and a change stream, loads the example plugin, writes a live
+//! workload and prints a line a second with what reached Redis. With
+//! `--check` the workload is finite and the demo ends by comparing every
+//! cached user with a strong read of Spanner.
+//!
+//! - [`schema`]: the demo's database schema.
+//! - [`workload`]: random inserts, updates and deletes of users.
+//! - [`check`]: compares Redis with a strong read of Spanner.
+
+pub mod check;
+pub mod schema;
+pub mod workload;
+
+use crate::config::{Config, PluginsConfig, RedisConfig, SpannerConfig};
+use crate::local::{Churning, EmulatorOptions, RedisServer, SpannerEmulator};
+use crate::provision::Admin;
+use crate::service::Service;
+use crate::source::spanner::connect;
+use crate::stats::{LagSummary, Stats};
+use anyhow::Context as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What the demo should do.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Run a finite workload and verify Redis against Spanner.
+    pub check: bool,
+    /// How many changes the `--check` workload writes.
+    pub changes: usize,
+    /// Plugin components to load.
+    pub plugins: Vec<PathBuf>,
+    /// An existing Redis to use instead of starting redis-server.
+    pub redis_url: Option<String>,
+    /// An existing emulator (`host:port` gRPC, `http://host:port` REST).
+    pub emulator: Option<(String, String)>,
+    /// How often the emulator splits and merges partitions (started
+    /// emulator only).
+    pub churn_interval: Option<Duration>,
+}
+
+/// What `demo --check` found.
+#[derive(Debug, Clone)]
+pub struct CheckOutcome {
+    /// Changes the workload committed.
+    pub changes: usize,
+    /// Cached users that differ from Spanner (missing, extra or different).
+    pub mismatches: usize,
+    /// Commit-to-Redis lag.
+    pub lag: Option<LagSummary>,
+}
+
+impl CheckOutcome {
+    /// The check's last line.
+    pub fn summary(&self) -> String {
+        let (p50, p99) = self
+            .lag
+            .map_or((f64::NAN, f64::NAN), |lag| (lag.p50_ms, lag.p99_ms));
+        format!(
+            "demo check: {} changes, {} mismatches, lag p50={p50:.1} ms p99={p99:.1} ms",
+            self.changes, self.mismatches
+        )
+    }
+}
+
+const PROJECT: &str = "demo-project";
+const INSTANCE: &str = "demo-instance";
+const DATABASE: &str = "demo";
+
+/// Runs the demo until Ctrl-C (or, with `check`, until the check is done).
+pub async fn run(
+    options: DemoOptions,
+    interrupt: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Option<CheckOutcome>> {
+    anyhow::ensure!(
+        !options.plugins.is_empty(),
+        "no plugin to load: pass --plugin FILE.wasm"
+    );
+    for plugin in &options.plugins {
+        anyhow::ensure!(
+            plugin.is_file(),
+            "plugin {} not found; build it with `cargo build --release --target wasm32-wasip2 \
+             --manifest-path plugins/Cargo.toml --target-dir target/plugins`",
+            plugin.display()
+        );
+    }
+
+    // Servers: the given ones, or our own children (stopped on drop).
+    let mut _redis_server = None;
+    let redis_url = match &options.redis_url {
+        Some(url) => url.clone(),
+        None => {
+            let server = RedisServer::start()
+                .await
+                .context("starting redis-server")?;
+            let url = server.url();
+            println!("started redis-server at {url}");
+            _redis_server = Some(server);
+            url
+        }
+    };
+    let mut _emulator = None;
+    let (grpc, rest) = match &options.emulator {
+        Some(endpoints) => endpoints.clone(),
+        None => {
+            let emulator = SpannerEmulator::start(EmulatorOptions {
+                churning: options
+                    .churn_interval
+                    .map_or(Churning::EmulatorDefault, Churning::Every),
+                ..EmulatorOptions::default()
+            })
+            .await
+            .context("starting the Cloud Spanner emulator")?;
+            let endpoints = (emulator.grpc_endpoint(), emulator.rest_endpoint());
+            println!(
+                "started Cloud Spanner emulator at {} (REST {})",
+                endpoints.0, endpoints.1
+            );
+            _emulator = Some(emulator);
+            endpoints
+        }
+    };
+
+    let plugin_dir = plugin_dir(&options.plugins)?;
+    let config = Config {
+        spanner: SpannerConfig {
+            project: PROJECT.into(),
+            instance: INSTANCE.into(),
+            database: DATABASE.into(),
+            change_stream: schema::STREAM.into(),
+            emulator_host: Some(grpc.clone()),
+            heartbeat_ms: 1000,
+            start: "now".into(),
+        },
+        redis: RedisConfig { url: redis_url },
+        plugins: PluginsConfig {
+            dir: plugin_dir.path().to_owned(),
+            batch_max: 256,
+        },
+    };
+    provision(&grpc, &rest).await?;
+    println!(
+        "created instance {INSTANCE}, database {DATABASE}, table Users, change stream {}",
+        schema::STREAM
+    );
+
+    let service = Service::connect(&config).await?;
+    let stats = service.stats();
+    let stop = CancellationToken::new();
+    let service_stop = stop.clone();
+    let service_task = tokio::spawn(service.run(async move { service_stop.cancelled().await }));
+    let database = config.database_path();
+    let (_, writer) = connect(Some(&grpc), &database).await?;
+    let printer = tokio::spawn(live_line(stats.clone()));
+
+    let outcome = if options.check {
+        let written =
+            workload::run(&writer, Some(options.changes), CancellationToken::new()).await?;
+        let redis = redis::Client::open(config.redis.url.as_str())?;
+        let mut conn = redis.get_multiplexed_async_connection().await?;
+        let mismatches =
+            check::wait_until_coherent(&writer, &mut conn, Duration::from_secs(60)).await?;
+        Some(CheckOutcome {
+            changes: written,
+            mismatches,
+            lag: stats.lag(),
+        })
+    } else {
+        let cancel = CancellationToken::new();
+        let workload_client = writer.clone();
+        let workload_cancel = cancel.clone();
+        let workload =
+            tokio::spawn(
+                async move { workload::run(&workload_client, None, workload_cancel).await },
+            );
+        interrupt.await;
+        cancel.cancel();
+        workload.await??;
+        None
+    };
+    printer.abort();
+    stop.cancel();
+    service_task.await?;
+    Ok(outcome)
+}
+
+async fn provision(grpc: &str, rest: &str) -> anyhow::Result<()> {
+    let spanner = google_cloud_spanner::client::Spanner::builder()
+        .with_endpoint(format!("http://{grpc}"))
+        .build()
+        .await?;
+    let admin = Admin::new(&spanner, PROJECT, Some(rest)).await?;
+    admin.create_emulator_instance(INSTANCE).await?;
+    admin
+        .create_database(INSTANCE, DATABASE, &schema::ddl())
+        .await?;
+    Ok(())
+}
+
+/// A fresh directory holding the chosen plugins (the service loads a whole
+/// directory).
+fn plugin_dir(plugins: &[PathBuf]) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("redis-spanner-demo-plugins")
+        .tempdir()?;
+    for plugin in plugins {
+        let name = plugin.file_name().context("plugin path has no file name")?;
+        std::fs::copy(plugin, dir.path().join(name))
+            .with_context(|| format!("copying plugin {}", plugin.display()))?;
+    }
+    Ok(dir)
+}
+
+async fn live_line(stats: Arc<Stats>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let lag = stats.lag().map_or_else(
+            || "lag n/a".to_owned(),
+            |l| format!("lag p50={:.1} ms p99={:.1} ms", l.p50_ms, l.p99_ms),
+        );
+        println!(
+            "changes {:>6}  effects applied {:>6}  failed batches {}  {lag}",
+            Stats::get(&stats.changes),
+            Stats::get(&stats.effects_applied),
+            Stats::get(&stats.failed_batches),
+        );
+    }
+}

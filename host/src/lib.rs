@@ -1,0 +1,31 @@
+//! Redis Spanner keeps Redis coherent with Cloud Spanner.
+//!
+//! It tails a Spanner change stream, hands batches of row changes to
+//! sandboxed WebAssembly component plugins, and applies the plans they return
+//! to Redis.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML configuration, strictly parsed.
+//! - [`change`]: the model of a row change and of a plugin's plan.
+//! - [`source`]: where changes come from ([`source::spanner`]: change streams).
+//! - [`runtime`]: the wasmtime component host that runs plugins.
+//! - [`sink`]: where plans are applied ([`sink::redis`]).
+//! - [`pipeline`]: batch → plugins → checked plan → Redis.
+//! - [`stats`]: counters and commit-to-Redis lag.
+//! - [`service`]: `redis-spanner run`: wires everything from a config.
+//! - [`provision`]: creates Spanner instances, databases and schema (demo, tests).
+//! - [`local`]: starts a local Spanner emulator and redis-server.
+//! - [`demo`]: `redis-spanner demo`: the whole loop on a laptop.
+
+pub mod change;
+pub mod config;
+pub mod demo;
+pub mod local;
+pub mod pipeline;
+pub mod provision;
+pub mod runtime;
+pub mod service;
+pub mod sink;
+pub mod source;
+pub mod stats;

@@ -1,0 +1,135 @@
+//! The `redis-spanner` command line.
+
+use clap::{Parser, Subcommand};
+use redis_spanner::config::Config;
+use redis_spanner::demo::{self, DemoOptions};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Keeps Redis coherent with Cloud Spanner through sandboxed WebAssembly plugins.
+#[derive(Parser)]
+#[command(name = "redis-spanner", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service from a configuration file.
+    Run {
+        /// The TOML configuration (see config.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Start a local Spanner emulator and redis-server, write a live workload
+    /// and show it reaching Redis through the example plugin.
+    Demo {
+        /// Write a finite workload, then compare Redis with Spanner and exit
+        /// non-zero on any mismatch.
+        #[arg(long)]
+        check: bool,
+        /// How many changes `--check` writes.
+        #[arg(long, default_value_t = 600)]
+        changes: usize,
+        /// Plugin component(s) to load.
+        #[arg(
+            long = "plugin",
+            default_value = "target/plugins/wasm32-wasip2/release/users_cache.wasm"
+        )]
+        plugins: Vec<PathBuf>,
+        /// Use this Redis instead of starting redis-server.
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// Use this emulator's gRPC address (host:port) instead of starting one.
+        #[arg(long, requires = "emulator_rest")]
+        emulator_host: Option<String>,
+        /// The REST address (http://host:port) of the emulator given by --emulator-host.
+        #[arg(long, requires = "emulator_host")]
+        emulator_rest: Option<String>,
+        /// How often the started emulator splits and merges partitions, in seconds.
+        #[arg(long, default_value_t = 5)]
+        churn_seconds: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,redis_spanner=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            redis_spanner::service::run(config, ctrl_c()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            check,
+            changes,
+            plugins,
+            redis_url,
+            emulator_host,
+            emulator_rest,
+            churn_seconds,
+        } => {
+            let options = DemoOptions {
+                check,
+                changes,
+                plugins,
+                redis_url,
+                emulator: emulator_host.zip(emulator_rest),
+                churn_interval: Some(Duration::from_secs(churn_seconds)),
+            };
+            match demo::run(options, ctrl_c()).await? {
+                Some(outcome) => {
+                    println!("{}", outcome.summary());
+                    Ok(if outcome.mismatches == 0 && outcome.changes > 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
+                }
+                None => Ok(ExitCode::SUCCESS),
+            }
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn ctrl_c() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

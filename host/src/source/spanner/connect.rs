@@ -1,0 +1,119 @@
+//! Connecting to Spanner and checking the change stream.
+
+use google_cloud_spanner::client::{DatabaseClient, Spanner};
+use google_cloud_spanner::statement::Statement;
+
+/// A Spanner problem, naming the endpoint or object involved.
+#[derive(Debug, thiserror::Error)]
+pub enum SpannerError {
+    /// The client could not be built or the database could not be opened.
+    #[error("cannot open Spanner database {database} at {endpoint}: {message}")]
+    Connect {
+        /// The database path.
+        database: String,
+        /// The emulator address, or "Cloud Spanner".
+        endpoint: String,
+        /// Why.
+        message: String,
+    },
+    /// The change stream does not exist.
+    #[error(
+        "change stream {stream} does not exist in {database}; create it with \
+         `CREATE CHANGE STREAM {stream} FOR <tables> OPTIONS (value_capture_type = 'NEW_ROW_AND_OLD_VALUES')` \
+         or fix spanner.change_stream in the config"
+    )]
+    MissingStream {
+        /// The stream's name.
+        stream: String,
+        /// The database path.
+        database: String,
+    },
+    /// A query failed.
+    #[error("Spanner query failed ({what}): {message}")]
+    Query {
+        /// What the query was for.
+        what: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Opens `database` on the emulator at `emulator_host`, or on Cloud Spanner
+/// with Application Default Credentials when `emulator_host` is `None`.
+pub async fn connect(
+    emulator_host: Option<&str>,
+    database: &str,
+) -> Result<(Spanner, DatabaseClient), SpannerError> {
+    let endpoint = emulator_host.map_or_else(|| "Cloud Spanner".to_owned(), str::to_owned);
+    let connect_error = |message: String| SpannerError::Connect {
+        database: database.to_owned(),
+        endpoint: endpoint.clone(),
+        message,
+    };
+    let mut builder = Spanner::builder();
+    if let Some(host) = emulator_host {
+        builder = builder.with_endpoint(format!("http://{host}"));
+    }
+    let spanner = builder
+        .build()
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
+    let client = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        spanner.database_client(database).build(),
+    )
+    .await
+    .map_err(|_| connect_error("timed out after 30 s; is the endpoint reachable?".into()))?
+    .map_err(|e| connect_error(e.to_string()))?;
+    // Opening a client does not touch the database; a trivial query does.
+    let mut rows = client
+        .single_use()
+        .build()
+        .execute_query(Statement::builder("SELECT 1").build())
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
+    while let Some(row) = rows.next().await {
+        row.map_err(|e| connect_error(e.to_string()))?;
+    }
+    Ok((spanner, client))
+}
+
+/// Checks that `stream` exists and returns its value capture type.
+pub async fn describe_stream(
+    client: &DatabaseClient,
+    database: &str,
+    stream: &str,
+) -> Result<String, SpannerError> {
+    let query_error = |e: google_cloud_spanner::Error| SpannerError::Query {
+        what: format!("looking up change stream {stream}"),
+        message: e.to_string(),
+    };
+    let statement = Statement::builder(
+        "SELECT s.CHANGE_STREAM_NAME, o.OPTION_VALUE \
+         FROM INFORMATION_SCHEMA.CHANGE_STREAMS AS s \
+         LEFT JOIN INFORMATION_SCHEMA.CHANGE_STREAM_OPTIONS AS o \
+           ON o.CHANGE_STREAM_NAME = s.CHANGE_STREAM_NAME AND o.OPTION_NAME = 'value_capture_type' \
+         WHERE s.CHANGE_STREAM_NAME = @name",
+    )
+    .add_param("name", stream)
+    .build();
+    let mut rows = client
+        .single_use()
+        .build()
+        .execute_query(statement)
+        .await
+        .map_err(query_error)?;
+    let Some(row) = rows.next().await else {
+        return Err(SpannerError::MissingStream {
+            stream: stream.to_owned(),
+            database: database.to_owned(),
+        });
+    };
+    let row = row.map_err(query_error)?;
+    let capture: Option<String> = row.get(1).map_err(|e| SpannerError::Query {
+        what: format!("reading change stream {stream}'s options"),
+        message: e.to_string(),
+    })?;
+    // Spanner's default when the option is not set.
+    Ok(capture.unwrap_or_else(|| "OLD_AND_NEW_VALUES".to_owned()))
+}

@@ -1,0 +1,20 @@
+//! Tailing a Spanner change stream.
+//!
+//! - [`connect`]: the Spanner client (emulator or Cloud Spanner) and checks
+//!   that the change stream exists.
+//! - [`tree`]: result values to JSON, decoding STRUCTs by field name.
+//! - [`record`]: change records and their row changes.
+//! - [`partitions`]: which partitions may start (children after parents).
+//! - [`query`]: one partition's change stream query.
+//! - [`reader`]: runs the root query and every partition, batches records in
+//!   commit order per partition and feeds them to the pipeline.
+
+pub mod connect;
+pub mod partitions;
+pub mod query;
+pub mod reader;
+pub mod record;
+pub mod tree;
+
+pub use connect::{SpannerError, connect, describe_stream};
+pub use reader::ChangeStreamReader;

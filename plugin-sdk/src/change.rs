@@ -1,0 +1,118 @@
+//! Column lookup and JSON rendering for [`RowChange`].
+
+use serde_json::{Map, Value as Json};
+
+use crate::{Column, RowChange, Value};
+
+impl RowChange {
+    /// The value of primary key column `name`, or `None` if the table has no
+    /// such key column.
+    pub fn key(&self, name: &str) -> Option<&Value> {
+        find(&self.keys, name)
+    }
+
+    /// The value of non-key column `name` after the change, or `None` if the
+    /// change does not carry it (deletes, and updates under capture types that
+    /// only record changed columns).
+    pub fn new_value(&self, name: &str) -> Option<&Value> {
+        find(&self.new_values, name)
+    }
+
+    /// The value of non-key column `name` before the change, or `None` if the
+    /// change stream's value capture type does not record old values.
+    pub fn old_value(&self, name: &str) -> Option<&Value> {
+        find(&self.old_values, name)
+    }
+
+    /// The row as a JSON object of the key columns and the new values; see
+    /// [`row_json`].
+    ///
+    /// For inserts and snapshots this is the whole row. For updates it is the
+    /// whole row only under the `NEW_ROW` and `NEW_ROW_AND_OLD_VALUES` value
+    /// capture types; the others carry only the changed columns. For deletes
+    /// it holds just the key.
+    pub fn row_json(&self) -> Json {
+        row_json(self.keys.iter().chain(&self.new_values))
+    }
+}
+
+/// Builds a JSON object with one member per column, named after the column,
+/// valued by [`Value::to_json`].
+///
+/// Members are sorted by column name, so the same row always serializes to
+/// the same bytes. A later column with a repeated name wins.
+pub fn row_json<'a>(columns: impl IntoIterator<Item = &'a Column>) -> Json {
+    let mut object = Map::new();
+    for column in columns {
+        object.insert(column.name.clone(), column.value.to_json());
+    }
+    Json::Object(object)
+}
+
+fn find<'a>(columns: &'a [Column], name: &str) -> Option<&'a Value> {
+    columns.iter().find(|c| c.name == name).map(|c| &c.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::{ChangeKind, Column, RowChange, Value, row_json};
+
+    fn column(name: &str, value: Value) -> Column {
+        Column {
+            name: name.into(),
+            value,
+        }
+    }
+
+    fn users_update() -> RowChange {
+        RowChange {
+            table: "Users".into(),
+            kind: ChangeKind::Update,
+            keys: vec![column("UserId", Value::Int64(42))],
+            new_values: vec![
+                column("Name", Value::String("Ada".into())),
+                column("Avatar", Value::Bytes(vec![0xff])),
+                column("Email", Value::Null),
+            ],
+            old_values: vec![column("Name", Value::String("Ad".into()))],
+            commit_micros: 1_700_000_000_000_000,
+            transaction_id: "tx".into(),
+            record_sequence: "00000000".into(),
+            transaction_tag: String::new(),
+        }
+    }
+
+    #[test]
+    fn looks_up_columns_by_name() {
+        let change = users_update();
+        assert_eq!(change.key("UserId"), Some(&Value::Int64(42)));
+        assert_eq!(change.key("Name"), None);
+        assert_eq!(
+            change.new_value("Name").and_then(Value::as_str),
+            Some("Ada")
+        );
+        assert_eq!(change.new_value("UserId"), None);
+        assert_eq!(change.old_value("Name").and_then(Value::as_str), Some("Ad"));
+        assert_eq!(change.new_value("Missing"), None);
+    }
+
+    #[test]
+    fn row_json_has_keys_and_new_values_sorted_by_name() {
+        let row = users_update().row_json();
+        assert_eq!(
+            row,
+            json!({"UserId": 42, "Name": "Ada", "Avatar": "/w==", "Email": null})
+        );
+        assert_eq!(
+            row.to_string(),
+            r#"{"Avatar":"/w==","Email":null,"Name":"Ada","UserId":42}"#
+        );
+    }
+
+    #[test]
+    fn row_json_of_no_columns_is_empty_object() {
+        assert_eq!(row_json([]), json!({}));
+    }
+}

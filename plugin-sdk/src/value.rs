@@ -1,0 +1,185 @@
+//! Typed accessors and JSON conversion for [`Value`].
+
+use serde_json::Value as Json;
+
+use crate::Value;
+use base64::Engine as _;
+
+impl Value {
+    /// Returns `true` for SQL `NULL`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value of a `BOOL` column, or `None` for any other type or `NULL`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The value of an `INT64` column, or `None` for any other type or `NULL`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int64(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The value of a `FLOAT64` column, or `None` for any other type or
+    /// `NULL`.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Float64(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The value of a `STRING` column, or `None` for any other type or
+    /// `NULL`.
+    ///
+    /// `TIMESTAMP`, `DATE`, `NUMERIC` and `JSON` values are text too, but
+    /// carry their own variants; match on them to read their text.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The value of a `BYTES` column, or `None` for any other type or `NULL`.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Converts the value to JSON, the way cached rows are usually stored.
+    ///
+    /// | Spanner type | JSON |
+    /// |---|---|
+    /// | `NULL` | `null` |
+    /// | `BOOL` | `true` / `false` |
+    /// | `INT64` | number |
+    /// | `FLOAT64` | number; `"NaN"`, `"Infinity"`, `"-Infinity"` as strings |
+    /// | `STRING` | string |
+    /// | `BYTES` | standard base64 string (with `=` padding) |
+    /// | `TIMESTAMP`, `DATE`, `NUMERIC` | string, as Spanner formats them |
+    /// | `JSON`, `ARRAY` | the JSON document itself, embedded |
+    ///
+    /// A `JSON` value the host sent that does not parse is kept as a string,
+    /// so no data is lost.
+    ///
+    /// `INT64` values above 2^53 lose precision in JavaScript readers; store
+    /// such columns as strings if that matters.
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Int64(i) => Json::from(*i),
+            Value::Float64(f) => float_to_json(*f),
+            Value::String(s) | Value::Timestamp(s) | Value::Date(s) | Value::Numeric(s) => {
+                Json::String(s.clone())
+            }
+            Value::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
+            Value::Json(text) => {
+                serde_json::from_str(text).unwrap_or_else(|_| Json::String(text.clone()))
+            }
+        }
+    }
+}
+
+/// A finite float as a JSON number; the others as Spanner spells them in JSON.
+fn float_to_json(f: f64) -> Json {
+    match serde_json::Number::from_f64(f) {
+        Some(number) => Json::Number(number),
+        None if f.is_nan() => Json::from("NaN"),
+        None if f > 0.0 => Json::from("Infinity"),
+        None => Json::from("-Infinity"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::Value;
+
+    #[test]
+    fn scalars_convert_to_json() {
+        assert_eq!(Value::Null.to_json(), json!(null));
+        assert_eq!(Value::Bool(true).to_json(), json!(true));
+        assert_eq!(
+            Value::Int64(i64::MAX).to_json(),
+            json!(9_223_372_036_854_775_807_i64)
+        );
+        assert_eq!(Value::Int64(-42).to_json(), json!(-42));
+        assert_eq!(Value::Float64(1.5).to_json(), json!(1.5));
+        assert_eq!(
+            Value::String("héllo \"x\"".into()).to_json(),
+            json!("héllo \"x\"")
+        );
+    }
+
+    #[test]
+    fn non_finite_floats_become_strings() {
+        assert_eq!(Value::Float64(f64::NAN).to_json(), json!("NaN"));
+        assert_eq!(Value::Float64(f64::INFINITY).to_json(), json!("Infinity"));
+        assert_eq!(
+            Value::Float64(f64::NEG_INFINITY).to_json(),
+            json!("-Infinity")
+        );
+    }
+
+    #[test]
+    fn bytes_become_base64() {
+        assert_eq!(
+            Value::Bytes(b"foobar".to_vec()).to_json(),
+            json!("Zm9vYmFy")
+        );
+        assert_eq!(Value::Bytes(Vec::new()).to_json(), json!(""));
+    }
+
+    #[test]
+    fn textual_types_stay_strings() {
+        let ts = "2024-05-01T12:00:00.123456Z";
+        assert_eq!(Value::Timestamp(ts.into()).to_json(), json!(ts));
+        assert_eq!(
+            Value::Date("2024-05-01".into()).to_json(),
+            json!("2024-05-01")
+        );
+        assert_eq!(
+            Value::Numeric("12345678901234567890.123456789".into()).to_json(),
+            json!("12345678901234567890.123456789")
+        );
+    }
+
+    #[test]
+    fn json_is_embedded() {
+        let value = Value::Json(r#"{"a":[1,2,{"b":null}]}"#.into());
+        assert_eq!(value.to_json(), json!({"a": [1, 2, {"b": null}]}));
+        assert_eq!(Value::Json("[1,2]".into()).to_json(), json!([1, 2]));
+    }
+
+    #[test]
+    fn unparsable_json_is_kept_as_text() {
+        assert_eq!(Value::Json("{oops".into()).to_json(), json!("{oops"));
+    }
+
+    #[test]
+    fn accessors_match_only_their_type() {
+        assert_eq!(Value::Int64(7).as_i64(), Some(7));
+        assert_eq!(Value::Int64(7).as_f64(), None);
+        assert_eq!(Value::String("7".into()).as_i64(), None);
+        assert_eq!(Value::String("x".into()).as_str(), Some("x"));
+        assert_eq!(Value::Timestamp("x".into()).as_str(), None);
+        assert_eq!(Value::Bool(false).as_bool(), Some(false));
+        assert_eq!(Value::Float64(0.5).as_f64(), Some(0.5));
+        assert_eq!(Value::Bytes(vec![1, 2]).as_bytes(), Some(&[1, 2][..]));
+        assert!(Value::Null.is_null());
+        assert!(!Value::Int64(0).is_null());
+        assert_eq!(Value::Null.as_str(), None);
+    }
+}

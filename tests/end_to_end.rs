@@ -1,0 +1,132 @@
+//! End to end on real servers: Spanner change stream → Wasm plugin → Redis.
+
+use google_cloud_spanner::key::KeySet;
+use google_cloud_spanner::mutation::Mutation;
+use redis::AsyncCommands as _;
+use redis_spanner::demo::{self, DemoOptions};
+use redis_spanner::service::Service;
+use redis_spanner_tests::{TestBed, eventually, plugin, plugin_dir};
+use serde_json::{Value as Json, json};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn users_ddl(capture: &str) -> Vec<String> {
+    vec![
+        "CREATE TABLE Users (UserId INT64 NOT NULL, Name STRING(MAX), Balance INT64) PRIMARY KEY (UserId)".into(),
+        format!("CREATE CHANGE STREAM UsersStream FOR Users OPTIONS (value_capture_type = '{capture}')"),
+    ]
+}
+
+async fn cached(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<Json> {
+    let text: Option<String> = conn.get(key).await.expect("redis GET");
+    text.map(|t| serde_json::from_str(&t).expect("cached value is JSON"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_appear_change_and_disappear_in_redis() -> anyhow::Result<()> {
+    let bed = TestBed::start(&users_ddl("NEW_ROW_AND_OLD_VALUES")).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let service = Service::connect(&bed.config("UsersStream", plugins.path())).await?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+    let write = |mutation: Mutation| {
+        let spanner = spanner.clone();
+        async move {
+            spanner
+                .write_only_transaction()
+                .build()
+                .write(vec![mutation])
+                .await
+        }
+    };
+
+    write(
+        Mutation::new_insert_builder("Users")
+            .set("UserId")
+            .to(42i64)
+            .set("Name")
+            .to("Ada")
+            .set("Balance")
+            .to(100i64)
+            .build(),
+    )
+    .await?;
+    let inserted = json!({"UserId": 42, "Name": "Ada", "Balance": 100});
+    let seen = eventually(Duration::from_secs(20), || {
+        let mut redis = redis.clone();
+        let inserted = inserted.clone();
+        async move { (cached(&mut redis, "users:42").await == Some(inserted)).then_some(()) }
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "insert never reached Redis: {:?}",
+        cached(&mut redis, "users:42").await
+    );
+
+    write(
+        Mutation::new_update_builder("Users")
+            .set("UserId")
+            .to(42i64)
+            .set("Balance")
+            .to(250i64)
+            .build(),
+    )
+    .await?;
+    let updated = json!({"UserId": 42, "Name": "Ada", "Balance": 250});
+    let seen = eventually(Duration::from_secs(20), || {
+        let mut redis = redis.clone();
+        let updated = updated.clone();
+        async move { (cached(&mut redis, "users:42").await == Some(updated)).then_some(()) }
+    })
+    .await;
+    assert!(
+        seen.is_some(),
+        "update never reached Redis: {:?}",
+        cached(&mut redis, "users:42").await
+    );
+
+    let key = KeySet::builder()
+        .add_key(google_cloud_spanner::key![42i64])
+        .build();
+    write(Mutation::delete("Users", key)).await?;
+    let gone = eventually(Duration::from_secs(20), || {
+        let mut redis = redis.clone();
+        async move { cached(&mut redis, "users:42").await.is_none().then_some(()) }
+    })
+    .await;
+    assert!(gone.is_some(), "delete never reached Redis");
+
+    stop.cancel();
+    running.await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_check_is_coherent_across_partition_churn() -> anyhow::Result<()> {
+    let outcome = demo::run(
+        DemoOptions {
+            check: true,
+            changes: 500,
+            plugins: vec![plugin("users_cache")],
+            redis_url: None,
+            emulator: None,
+            churn_interval: Some(Duration::from_secs(3)),
+        },
+        std::future::pending(),
+    )
+    .await?
+    .expect("a check outcome");
+    println!("{}", outcome.summary());
+    assert_eq!(outcome.changes, 500);
+    assert_eq!(outcome.mismatches, 0, "{}", outcome.summary());
+    assert!(
+        outcome.lag.is_some(),
+        "changes reached Redis through the pipeline"
+    );
+    Ok(())
+}

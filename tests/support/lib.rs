@@ -1,0 +1,132 @@
+//! Test harness: real servers, one database per test.
+//!
+//! [`TestBed::start`] starts a redis-server and a Cloud Spanner emulator on
+//! free ports (both stopped on drop), creates an instance and a database with
+//! the given DDL, and hands out a service configuration pointing at them.
+//! [`plugin`] finds a guest plugin built by this crate's build script.
+
+use redis_spanner::config::{Config, PluginsConfig, RedisConfig, SpannerConfig};
+use redis_spanner::local::{EmulatorOptions, RedisServer, SpannerEmulator};
+use redis_spanner::provision::Admin;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The project every test database lives in.
+pub const PROJECT: &str = "test-project";
+/// The instance every test database lives in.
+pub const INSTANCE: &str = "test-instance";
+/// The database name.
+pub const DATABASE: &str = "testdb";
+
+/// Path of a guest plugin built for the tests, e.g. `plugin("users_cache")`.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = Path::new(env!("REDIS_SPANNER_TEST_PLUGINS")).join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "test plugin {} was not built",
+        path.display()
+    );
+    path
+}
+
+/// A directory holding copies of the named plugins.
+pub fn plugin_dir(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for name in names {
+        std::fs::copy(plugin(name), dir.path().join(format!("{name}.wasm"))).expect("copy plugin");
+    }
+    dir
+}
+
+/// Live servers and a provisioned database.
+pub struct TestBed {
+    /// The redis-server.
+    pub redis: RedisServer,
+    /// The Spanner emulator.
+    pub emulator: SpannerEmulator,
+}
+
+impl TestBed {
+    /// Starts both servers and creates the database with `ddl`.
+    pub async fn start(ddl: &[String]) -> anyhow::Result<Self> {
+        Self::start_with(ddl, EmulatorOptions::default()).await
+    }
+
+    /// Like [`TestBed::start`], with emulator options (e.g. churn interval).
+    pub async fn start_with(ddl: &[String], options: EmulatorOptions) -> anyhow::Result<Self> {
+        let redis = RedisServer::start().await?;
+        let emulator = SpannerEmulator::start(options).await?;
+        let spanner = google_cloud_spanner::client::Spanner::builder()
+            .with_endpoint(format!("http://{}", emulator.grpc_endpoint()))
+            .build()
+            .await?;
+        let admin = Admin::new(&spanner, PROJECT, Some(&emulator.rest_endpoint())).await?;
+        admin.create_emulator_instance(INSTANCE).await?;
+        admin.create_database(INSTANCE, DATABASE, ddl).await?;
+        Ok(Self { redis, emulator })
+    }
+
+    /// The database's resource path.
+    pub fn database_path(&self) -> String {
+        format!("projects/{PROJECT}/instances/{INSTANCE}/databases/{DATABASE}")
+    }
+
+    /// A service configuration for `stream`, loading plugins from `plugin_dir`.
+    pub fn config(&self, stream: &str, plugin_dir: &Path) -> Config {
+        Config {
+            spanner: SpannerConfig {
+                project: PROJECT.into(),
+                instance: INSTANCE.into(),
+                database: DATABASE.into(),
+                change_stream: stream.into(),
+                emulator_host: Some(self.emulator.grpc_endpoint()),
+                heartbeat_ms: 1000,
+                start: "now".into(),
+            },
+            redis: RedisConfig {
+                url: self.redis.url(),
+            },
+            plugins: PluginsConfig {
+                dir: plugin_dir.to_owned(),
+                batch_max: 256,
+            },
+        }
+    }
+
+    /// A client for writing and reading the test database.
+    pub async fn spanner_client(
+        &self,
+    ) -> anyhow::Result<google_cloud_spanner::client::DatabaseClient> {
+        let (_, client) = redis_spanner::source::spanner::connect(
+            Some(&self.emulator.grpc_endpoint()),
+            &self.database_path(),
+        )
+        .await?;
+        Ok(client)
+    }
+
+    /// A Redis connection.
+    pub async fn redis_connection(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        Ok(redis::Client::open(self.redis.url())?
+            .get_multiplexed_async_connection()
+            .await?)
+    }
+}
+
+/// Polls `probe` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
