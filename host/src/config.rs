@@ -53,6 +53,25 @@ pub struct SpannerConfig {
 pub struct RedisConfig {
     /// Connection URL, e.g. `redis://127.0.0.1:6379` or `rediss://…` for TLS.
     pub url: String,
+    /// How long a deleted key's version is kept as a tombstone, in
+    /// milliseconds. A replay or late write older than the delete is refused
+    /// while the tombstone lives; keep it longer than any replay window.
+    #[serde(default = "default_tombstone_ms")]
+    pub tombstone_ms: u64,
+}
+
+impl RedisConfig {
+    /// Settings for `url` with every default.
+    pub fn with_url(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            tombstone_ms: default_tombstone_ms(),
+        }
+    }
+}
+
+fn default_tombstone_ms() -> u64 {
+    24 * 60 * 60 * 1000
 }
 
 /// The plugin directory and batching.

@@ -5,9 +5,10 @@
 //! fails is retried on a fresh instance before the batch is given up for that
 //! plugin; Redis outages are retried inside the sink until Redis is back.
 
-use crate::change::{Action, Effect, RowChange};
+use crate::change::{Action, Effect, RowChange, Version};
 use crate::runtime::{Plugin, PluginError};
-use crate::sink::{RedisSink, SinkError};
+use crate::sink::version::{self, companion_key};
+use crate::sink::{RedisSink, SinkError, Versioned};
 use crate::stats::Stats;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,14 +53,25 @@ impl Pipeline {
             return Ok(());
         }
         Stats::add(&self.stats.changes, batch.len() as u64);
+        let versions: Vec<String> = batch
+            .iter()
+            .map(|c| version::encode(&Version::of(c)))
+            .collect();
         for plugin in &self.plugins {
             let Some(actions) = self.plan(plugin, batch).await else {
                 Stats::add(&self.stats.failed_batches, 1);
                 continue;
             };
-            let effects: Vec<&Effect> = actions.iter().map(|a| &a.effect).collect();
-            self.sink.apply(&effects).await?;
-            Stats::add(&self.stats.effects_applied, effects.len() as u64);
+            let effects: Vec<Versioned> = actions
+                .iter()
+                .map(|action| Versioned {
+                    version: &versions[action.change as usize],
+                    effect: &action.effect,
+                })
+                .collect();
+            let applied = self.sink.apply(&effects).await?;
+            Stats::add(&self.stats.effects_applied, applied.applied);
+            Stats::add(&self.stats.effects_stale, applied.stale);
         }
         let now = now_micros();
         for change in batch {
@@ -103,16 +115,26 @@ fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Checks a plan against its batch: every action must name a change of it.
+/// Checks a plan against its batch: every action must name a change of it
+/// and touch a key that can carry a version.
 pub fn check_plan(plugin: &str, batch_len: usize, actions: &[Action]) -> Result<(), PluginError> {
-    match actions.iter().find(|a| a.change as usize >= batch_len) {
-        Some(bad) => Err(PluginError::Rejected {
-            plugin: plugin.to_owned(),
-            message: format!(
+    let rejected = |message: String| PluginError::Rejected {
+        plugin: plugin.to_owned(),
+        message,
+    };
+    for action in actions {
+        if action.change as usize >= batch_len {
+            return Err(rejected(format!(
                 "returned an action for change {} but the batch has {batch_len} changes",
-                bad.change
-            ),
-        }),
-        None => Ok(()),
+                action.change
+            )));
+        }
+        let key = match &action.effect {
+            Effect::Set(write) => &write.key,
+            Effect::Delete(key) => key,
+            Effect::Expire(expiry) => &expiry.key,
+        };
+        companion_key(key).map_err(|e| rejected(e.to_string()))?;
     }
+    Ok(())
 }

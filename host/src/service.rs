@@ -40,7 +40,7 @@ impl Service {
                  need the whole row require NEW_ROW or NEW_ROW_AND_OLD_VALUES"
             );
         }
-        let sink = RedisSink::connect(&config.redis.url).await?;
+        let sink = RedisSink::connect(&config.redis.url, config.redis.tombstone_ms).await?;
         let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
         let plugins = load_directory(&engine, &config.plugins.dir).await?;
         let stats = Arc::new(Stats::default());

@@ -17,6 +17,8 @@ pub struct Stats {
     pub changes: AtomicU64,
     /// Effects applied to Redis.
     pub effects_applied: AtomicU64,
+    /// Effects Redis refused because it held a newer version.
+    pub effects_stale: AtomicU64,
     /// Batches a plugin failed on after every retry.
     pub failed_batches: AtomicU64,
     /// Microseconds from commit to applied, most recent last.

@@ -83,9 +83,7 @@ impl TestBed {
                 heartbeat_ms: 1000,
                 start: "now".into(),
             },
-            redis: RedisConfig {
-                url: self.redis.url(),
-            },
+            redis: RedisConfig::with_url(self.redis.url()),
             plugins: PluginsConfig {
                 dir: plugin_dir.to_owned(),
                 batch_max: 256,

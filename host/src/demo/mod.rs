@@ -138,7 +138,7 @@ pub async fn run(
             heartbeat_ms: 1000,
             start: "now".into(),
         },
-        redis: RedisConfig { url: redis_url },
+        redis: RedisConfig::with_url(redis_url),
         plugins: PluginsConfig {
             dir: plugin_dir.path().to_owned(),
             batch_max: 256,
@@ -226,9 +226,10 @@ async fn live_line(stats: Arc<Stats>) {
             |l| format!("lag p50={:.1} ms p99={:.1} ms", l.p50_ms, l.p99_ms),
         );
         println!(
-            "changes {:>6}  effects applied {:>6}  failed batches {}  {lag}",
+            "changes {:>6}  effects applied {:>6}  stale refused {:>4}  failed batches {}  {lag}",
             Stats::get(&stats.changes),
             Stats::get(&stats.effects_applied),
+            Stats::get(&stats.effects_stale),
             Stats::get(&stats.failed_batches),
         );
     }

@@ -1,12 +1,39 @@
 //! Applies effects to Redis in one pipelined round trip per batch.
 //!
+//! Every effect goes through the `rs_apply` Redis function (`apply.lua`,
+//! loaded at connect with `FUNCTION LOAD REPLACE`), which writes only when
+//! the effect's version is newer than the key's stored version. Keys stay
+//! plain strings that applications read with `GET`.
+//!
 //! Connection problems are retried with capped exponential backoff until Redis
 //! answers again, so a Redis outage slows the stream down instead of losing
 //! changes; a reply that shows a command itself failed is returned as an error.
 
+use super::version::companion_key;
 use crate::change::Effect;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
+
+/// The Redis function library that applies versioned effects.
+pub const FUNCTION_LIBRARY: &str = include_str!("apply.lua");
+
+/// An effect and the encoded version of the change it derives from.
+#[derive(Debug, Clone, Copy)]
+pub struct Versioned<'a> {
+    /// Encoded version (see [`super::version::encode`]).
+    pub version: &'a str,
+    /// What to do.
+    pub effect: &'a Effect,
+}
+
+/// What a batch did in Redis.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Effects written.
+    pub applied: u64,
+    /// Effects refused because Redis already held a newer version.
+    pub stale: u64,
+}
 
 /// A Redis failure that retrying will not fix.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +46,16 @@ pub enum SinkError {
         /// The URL from the config, password masked.
         url: String,
         /// Why.
+        message: String,
+    },
+    /// The versioned-apply function library could not be loaded.
+    #[error(
+        "cannot load the redis_spanner function library into Redis at {url}: {message} (Redis 7 or newer is required)"
+    )]
+    LoadFunctions {
+        /// The URL, password masked.
+        url: String,
+        /// Redis's error.
         message: String,
     },
     /// Redis rejected a command.
@@ -37,6 +74,7 @@ pub enum SinkError {
 #[derive(Clone)]
 pub struct RedisSink {
     conn: ConnectionManager,
+    tombstone_ms: u64,
 }
 
 /// Hides the password of a Redis URL for messages.
@@ -50,8 +88,9 @@ pub fn mask_url(url: &str) -> String {
 }
 
 impl RedisSink {
-    /// Connects and checks the server answers.
-    pub async fn connect(url: &str) -> Result<Self, SinkError> {
+    /// Connects, checks the server answers and loads the function library.
+    /// Deletes leave their version as a tombstone for `tombstone_ms`.
+    pub async fn connect(url: &str, tombstone_ms: u64) -> Result<Self, SinkError> {
         let connect_error = |message: String| SinkError::Connect {
             url: mask_url(url),
             message,
@@ -73,7 +112,18 @@ impl RedisSink {
             .query_async(&mut ping)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
-        Ok(Self { conn })
+        let mut load = conn.clone();
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(FUNCTION_LIBRARY)
+            .query_async(&mut load)
+            .await
+            .map_err(|e| SinkError::LoadFunctions {
+                url: mask_url(url),
+                message: e.to_string(),
+            })?;
+        Ok(Self { conn, tombstone_ms })
     }
 
     /// A clone of the underlying connection, for readers such as the demo check.
@@ -81,26 +131,43 @@ impl RedisSink {
         self.conn.clone()
     }
 
-    /// Applies `effects` in order, in one pipeline. Retries while Redis is
-    /// unreachable; returns an error only when Redis rejects a command.
-    pub async fn apply(&self, effects: &[&Effect]) -> Result<(), SinkError> {
+    /// Applies `effects` in order, in one pipeline, each only if its version
+    /// is newer than the stored one. Retries while Redis is unreachable;
+    /// returns an error only when Redis rejects a command.
+    pub async fn apply(&self, effects: &[Versioned<'_>]) -> Result<Applied, SinkError> {
         if effects.is_empty() {
-            return Ok(());
+            return Ok(Applied::default());
         }
         let mut pipe = redis::pipe();
-        for effect in effects {
+        for Versioned { version, effect } in effects {
+            let (key, _) = describe(effect);
+            let companion = companion_key(key).map_err(|e| SinkError::Rejected {
+                command: "FCALL rs_apply",
+                key: key.to_owned(),
+                message: e.to_string(),
+            })?;
+            let call = pipe
+                .cmd("FCALL")
+                .arg("rs_apply")
+                .arg(2)
+                .arg(key)
+                .arg(companion);
             match effect {
                 Effect::Set(write) => {
-                    let cmd = pipe.cmd("SET").arg(&write.key).arg(&write.value);
-                    if let Some(ttl) = write.ttl_ms {
-                        cmd.arg("PX").arg(ttl);
-                    }
+                    call.arg("set")
+                        .arg(version)
+                        .arg(self.tombstone_ms)
+                        .arg(&write.value)
+                        .arg(write.ttl_ms.unwrap_or(0));
                 }
-                Effect::Delete(key) => {
-                    pipe.cmd("DEL").arg(key);
+                Effect::Delete(_) => {
+                    call.arg("del").arg(version).arg(self.tombstone_ms);
                 }
                 Effect::Expire(expiry) => {
-                    pipe.cmd("PEXPIRE").arg(&expiry.key).arg(expiry.ttl_ms);
+                    call.arg("expire")
+                        .arg(version)
+                        .arg(self.tombstone_ms)
+                        .arg(expiry.ttl_ms);
                 }
             }
         }
@@ -108,16 +175,16 @@ impl RedisSink {
         loop {
             let mut conn = self.conn.clone();
             match pipe.query_async::<Vec<redis::Value>>(&mut conn).await {
-                Ok(replies) => return check_replies(effects, &replies),
+                Ok(replies) => return count_replies(effects, &replies),
                 Err(err) if is_transient(&err) => {
                     tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "Redis unavailable; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(err) => {
-                    let (command, key) = describe(effects[0]);
+                    let (key, _) = describe(effects[0].effect);
                     return Err(SinkError::Rejected {
-                        command,
+                        command: "FCALL rs_apply",
                         key: key.to_owned(),
                         message: err.to_string(),
                     });
@@ -143,26 +210,35 @@ fn is_transient(err: &redis::RedisError) -> bool {
         )
 }
 
-fn describe(effect: &Effect) -> (&'static str, &str) {
+/// The key an effect touches, and the effect's name.
+fn describe(effect: &Effect) -> (&str, &'static str) {
     match effect {
-        Effect::Set(write) => ("SET", &write.key),
-        Effect::Delete(key) => ("DEL", key),
-        Effect::Expire(expiry) => ("PEXPIRE", &expiry.key),
+        Effect::Set(write) => (&write.key, "set"),
+        Effect::Delete(key) => (key, "del"),
+        Effect::Expire(expiry) => (&expiry.key, "expire"),
     }
 }
 
-fn check_replies(effects: &[&Effect], replies: &[redis::Value]) -> Result<(), SinkError> {
-    for (effect, reply) in effects.iter().zip(replies) {
-        if let redis::Value::ServerError(err) = reply {
-            let (command, key) = describe(effect);
-            return Err(SinkError::Rejected {
-                command,
-                key: key.to_owned(),
-                message: format!("{err:?}"),
-            });
+fn count_replies(
+    effects: &[Versioned<'_>],
+    replies: &[redis::Value],
+) -> Result<Applied, SinkError> {
+    let mut applied = Applied::default();
+    for (versioned, reply) in effects.iter().zip(replies) {
+        let (key, op) = describe(versioned.effect);
+        match reply {
+            redis::Value::Int(1) => applied.applied += 1,
+            redis::Value::Int(0) => applied.stale += 1,
+            other => {
+                return Err(SinkError::Rejected {
+                    command: "FCALL rs_apply",
+                    key: key.to_owned(),
+                    message: format!("{op}: unexpected reply {other:?}"),
+                });
+            }
         }
     }
-    Ok(())
+    Ok(applied)
 }
 
 #[cfg(test)]

@@ -64,6 +64,7 @@ impl ChangeStreamReader {
             if shutdown.is_cancelled() {
                 continue;
             }
+            tracing::debug!(partition = %finished.token, "partition finished");
             set.finish(&finished.token);
             for record in &finished.children {
                 for child in &record.child_partitions {
@@ -156,7 +157,10 @@ impl ChangeStreamReader {
                     Err(_) => break,
                 }
             }
-            if let Err(message) = self.apply_records(records, resume, children).await {
+            if let Err(message) = self
+                .apply_records(&query.label(), records, resume, children)
+                .await
+            {
                 break Err(message);
             }
         };
@@ -180,6 +184,7 @@ impl ChangeStreamReader {
     /// applied timestamp and collects child partitions.
     async fn apply_records(
         &self,
+        partition: &str,
         records: Vec<Record>,
         resume: &mut String,
         children: &mut Vec<ChildPartitions>,
@@ -190,11 +195,16 @@ impl ChangeStreamReader {
         for record in records {
             match record {
                 Record::Data(data) => {
-                    changes.extend(data.row_changes().map_err(|e| e.to_string())?);
+                    let decoded = data.row_changes().map_err(|e| e.to_string())?;
+                    for change in &decoded {
+                        tracing::trace!(partition = %partition, table = %change.table, keys = ?change.keys, commit_micros = change.commit_micros, "row change");
+                    }
+                    changes.extend(decoded);
                     newest = Some(data.commit_timestamp);
                 }
                 Record::Heartbeat { timestamp } => newest = Some(timestamp),
                 Record::ChildPartitions(record) => {
+                    tracing::debug!(partition = %partition, children = ?record.child_partitions, start = %record.start_timestamp, "child partitions announced");
                     newest = Some(record.start_timestamp.clone());
                     announced.push(record);
                 }

@@ -1,0 +1,78 @@
+#!lua name=redis_spanner
+-- Versioned apply for Redis Spanner.
+--
+-- Every cached key K has a companion key (same hash slot) holding the
+-- version of the change that last wrote or deleted K:
+--   "<commit micros, 19 digits>:<transaction id>:<record sequence, 10 digits>"
+-- An effect is applied only if its version is newer than the stored one, so
+-- replays, duplicates and late or out-of-order batches never move K back.
+-- A delete leaves the version behind as a tombstone for a bounded time.
+--
+-- FCALL rs_apply 2 K VK op version tombstone_ms [value ttl_ms | ttl_ms]
+--   op = "set": SET K value (PX ttl_ms when ttl_ms > 0)
+--   op = "del": DEL K
+--   op = "expire": PEXPIRE K ttl_ms (also at an equal version, so that a
+--                  change may set and expire the same key)
+-- Returns 1 when applied, 0 when refused as stale (or expire of a missing key).
+
+local function parse(version)
+  local micros, tx, seq = string.match(version, '^(%d+):(.*):(%d+)$')
+  if not micros then
+    error('malformed version ' .. version)
+  end
+  return tonumber(micros), tx, tonumber(seq)
+end
+
+-- -1, 0 or 1 as version a is older than, equal to or newer than b.
+local function compare(a, b)
+  local am, at, as = parse(a)
+  local bm, bt, bs = parse(b)
+  if am ~= bm then return am < bm and -1 or 1 end
+  if at ~= bt then return at < bt and -1 or 1 end
+  if as ~= bs then return as < bs and -1 or 1 end
+  return 0
+end
+
+local function keep_version(vkey, version, ttl_ms)
+  if ttl_ms > 0 then
+    redis.call('SET', vkey, version, 'PX', ttl_ms)
+  else
+    redis.call('SET', vkey, version)
+  end
+end
+
+local function rs_apply(keys, args)
+  local key, vkey = keys[1], keys[2]
+  local op, version, tombstone_ms = args[1], args[2], tonumber(args[3])
+  local stored = redis.call('GET', vkey)
+  if stored then
+    local order = compare(version, stored)
+    if order < 0 or (order == 0 and op ~= 'expire') then
+      return 0
+    end
+  end
+  if op == 'set' then
+    local value, ttl_ms = args[4], tonumber(args[5])
+    if ttl_ms > 0 then
+      redis.call('SET', key, value, 'PX', ttl_ms)
+      keep_version(vkey, version, ttl_ms + tombstone_ms)
+    else
+      redis.call('SET', key, value)
+      keep_version(vkey, version, 0)
+    end
+  elseif op == 'del' then
+    redis.call('DEL', key)
+    keep_version(vkey, version, tombstone_ms)
+  elseif op == 'expire' then
+    local ttl_ms = tonumber(args[4])
+    if redis.call('PEXPIRE', key, ttl_ms) == 0 then
+      return 0
+    end
+    keep_version(vkey, version, ttl_ms + tombstone_ms)
+  else
+    error('unknown op ' .. tostring(op))
+  end
+  return 1
+end
+
+redis.register_function('rs_apply', rs_apply)
