@@ -19,6 +19,8 @@ pub struct Stats {
     pub effects_applied: AtomicU64,
     /// Effects Redis refused because it held a newer version.
     pub effects_stale: AtomicU64,
+    /// Change stream partitions read to their end.
+    pub partitions_finished: AtomicU64,
     /// Batches a plugin failed on after every retry.
     pub failed_batches: AtomicU64,
     /// Microseconds from commit to applied, most recent last.

@@ -166,6 +166,10 @@ pub async fn run(
         let mut conn = redis.get_multiplexed_async_connection().await?;
         let mismatches =
             check::wait_until_coherent(&writer, &mut conn, Duration::from_secs(60)).await?;
+        println!(
+            "partitions read to their end (splits and merges seen): {}",
+            Stats::get(&stats.partitions_finished)
+        );
         Some(CheckOutcome {
             changes: written,
             mismatches,
@@ -226,11 +230,12 @@ async fn live_line(stats: Arc<Stats>) {
             |l| format!("lag p50={:.1} ms p99={:.1} ms", l.p50_ms, l.p99_ms),
         );
         println!(
-            "changes {:>6}  effects applied {:>6}  stale refused {:>4}  failed batches {}  {lag}",
+            "changes {:>6}  effects applied {:>6}  stale refused {:>4}  failed batches {}  partitions done {:>3}  {lag}",
             Stats::get(&stats.changes),
             Stats::get(&stats.effects_applied),
             Stats::get(&stats.effects_stale),
             Stats::get(&stats.failed_batches),
+            Stats::get(&stats.partitions_finished),
         );
     }
 }

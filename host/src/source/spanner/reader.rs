@@ -14,6 +14,7 @@ use super::query::{PartitionQuery, read_partition};
 use super::record::{ChildPartitions, Record};
 use crate::change::RowChange;
 use crate::pipeline::Pipeline;
+use crate::stats::Stats;
 use google_cloud_spanner::client::DatabaseClient;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +66,7 @@ impl ChangeStreamReader {
                 continue;
             }
             tracing::debug!(partition = %finished.token, "partition finished");
+            Stats::add(&self.pipeline.stats().partitions_finished, 1);
             set.finish(&finished.token);
             for record in &finished.children {
                 for child in &record.child_partitions {
