@@ -102,7 +102,7 @@ async fn rows_appear_change_and_disappear_in_redis() -> anyhow::Result<()> {
     assert!(gone.is_some(), "delete never reached Redis");
 
     stop.cancel();
-    running.await?;
+    running.await??;
     Ok(())
 }
 

@@ -39,6 +39,14 @@ pub struct SpannerConfig {
     /// Credentials.
     #[serde(default)]
     pub emulator_host: Option<String>,
+    /// REST address of the emulator's admin API (`http://host:port`), used
+    /// to create the checkpoint table. Defaults to the gRPC port plus 10
+    /// (the emulator's 9010/9020 convention).
+    #[serde(default)]
+    pub emulator_rest: Option<String>,
+    /// Table holding partition checkpoints; created if missing.
+    #[serde(default = "default_checkpoint_table")]
+    pub checkpoint_table: String,
     /// Heartbeat interval requested from the change stream, in milliseconds.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
@@ -93,6 +101,35 @@ impl Default for PluginsConfig {
             batch_max: default_batch_max(),
         }
     }
+}
+
+impl SpannerConfig {
+    /// Settings for a stream with every default, on Cloud Spanner.
+    pub fn new(project: &str, instance: &str, database: &str, change_stream: &str) -> Self {
+        Self {
+            project: project.to_owned(),
+            instance: instance.to_owned(),
+            database: database.to_owned(),
+            change_stream: change_stream.to_owned(),
+            emulator_host: None,
+            emulator_rest: None,
+            checkpoint_table: default_checkpoint_table(),
+            heartbeat_ms: default_heartbeat_ms(),
+            start: default_start(),
+        }
+    }
+
+    /// The same settings on the emulator at `grpc` (`host:port`) and
+    /// `rest` (`http://host:port`).
+    pub fn on_emulator(mut self, grpc: &str, rest: &str) -> Self {
+        self.emulator_host = Some(grpc.to_owned());
+        self.emulator_rest = Some(rest.to_owned());
+        self
+    }
+}
+
+fn default_checkpoint_table() -> String {
+    "RedisSpannerCheckpoints".to_owned()
 }
 
 fn default_heartbeat_ms() -> u64 {
@@ -180,6 +217,12 @@ impl Config {
                 self.spanner.change_stream
             )));
         }
+        if !is_identifier(&self.spanner.checkpoint_table) {
+            return Err(invalid(format!(
+                "spanner.checkpoint_table = {:?} is not a valid table name (letters, digits, underscores)",
+                self.spanner.checkpoint_table
+            )));
+        }
         if self.spanner.start != "now"
             && google_cloud_wkt::Timestamp::try_from(self.spanner.start.as_str()).is_err()
         {
@@ -207,6 +250,17 @@ impl Config {
             .clone()
             .or_else(|| std::env::var("SPANNER_EMULATOR_HOST").ok())
             .filter(|host| !host.is_empty())
+    }
+
+    /// The emulator's admin (REST) endpoint, when an emulator is used.
+    pub fn emulator_rest(&self) -> Option<String> {
+        let host = self.emulator_host()?;
+        if let Some(rest) = &self.spanner.emulator_rest {
+            return Some(rest.clone());
+        }
+        let (name, port) = host.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        Some(format!("http://{name}:{}", port.checked_add(10)?))
     }
 
     /// The database's full resource name.
@@ -265,6 +319,10 @@ url = "redis://127.0.0.1:6379"
         assert_eq!(config.spanner.start, "now");
         assert_eq!(config.plugins.dir, PathBuf::from("plugins"));
         assert_eq!(config.database_path(), "projects/p/instances/i/databases/d");
+        assert_eq!(config.spanner.checkpoint_table, "RedisSpannerCheckpoints");
+        let mut emulated = config.clone();
+        emulated.spanner.emulator_host = Some("localhost:9010".into());
+        assert_eq!(emulated.emulator_rest().as_deref(), Some("http://localhost:9020"));
     }
 
     #[test]

@@ -8,6 +8,8 @@ use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::runtime::{PluginEngine, load_directory};
 use crate::sink::RedisSink;
+use crate::provision::Admin;
+use crate::source::spanner::checkpoint::CheckpointStore;
 use crate::source::spanner::{ChangeStreamReader, connect, describe_stream};
 use crate::stats::Stats;
 use anyhow::Context as _;
@@ -28,7 +30,7 @@ impl Service {
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         let emulator_host = config.emulator_host();
         let database = config.database_path();
-        let (_spanner, client) = connect(emulator_host.as_deref(), &database).await?;
+        let (spanner, client) = connect(emulator_host.as_deref(), &database).await?;
         let stream = &config.spanner.change_stream;
         let capture = describe_stream(&client, &database, stream).await?;
         tracing::info!(stream, value_capture_type = %capture, "change stream found");
@@ -40,6 +42,16 @@ impl Service {
                  need the whole row require NEW_ROW or NEW_ROW_AND_OLD_VALUES"
             );
         }
+        let admin = Admin::new(&spanner, &config.spanner.project, config.emulator_rest().as_deref()).await?;
+        let checkpoints = CheckpointStore::new(
+            client.clone(),
+            &config.spanner.checkpoint_table,
+            stream,
+            &host_id(),
+        );
+        checkpoints
+            .ensure_table(&admin, &config.spanner.instance, &config.spanner.database)
+            .await?;
         let sink = RedisSink::connect(&config.redis.url, config.redis.tombstone_ms).await?;
         let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
         let plugins = load_directory(&engine, &config.plugins.dir).await?;
@@ -56,6 +68,7 @@ impl Service {
                 heartbeat_ms: config.spanner.heartbeat_ms as i64,
                 batch_max: config.plugins.batch_max,
                 pipeline,
+                checkpoints,
             },
             start,
             stats,
@@ -68,17 +81,37 @@ impl Service {
     }
 
     /// Follows the stream until `shutdown` resolves, then finishes in-flight
-    /// batches and returns.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    /// batches, checkpoints and returns. Fails when the checkpoints cannot be
+    /// read at start.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let token = CancellationToken::new();
-        let reader = tokio::spawn(self.reader.run(self.start, token.clone()));
-        shutdown.await;
-        tracing::info!("shutting down: finishing in-flight batches");
-        token.cancel();
-        if let Err(err) = reader.await {
-            tracing::error!(error = %err, "reader task ended abnormally");
+        let mut reader = tokio::spawn(self.reader.run(self.start, token.clone()));
+        let ended = tokio::select! {
+            () = shutdown => None,
+            ended = &mut reader => Some(ended),
+        };
+        let ended = match ended {
+            Some(ended) => ended,
+            None => {
+                tracing::info!("shutting down: finishing in-flight batches");
+                token.cancel();
+                reader.await
+            }
+        };
+        match ended {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.into()),
+            Err(join) => Err(anyhow::anyhow!("the change stream reader ended abnormally: {join}")),
         }
     }
+}
+
+/// This host's identity in checkpoint leases: host name and process id.
+pub fn host_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".to_owned());
+    format!("{host}/{}", std::process::id())
 }
 
 /// The current time as RFC 3339.
@@ -92,6 +125,5 @@ pub fn now_rfc3339() -> String {
 /// Runs the service from `config` until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let service = Service::connect(&config).await?;
-    service.run(shutdown).await;
-    Ok(())
+    service.run(shutdown).await
 }

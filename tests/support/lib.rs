@@ -74,15 +74,8 @@ impl TestBed {
     /// A service configuration for `stream`, loading plugins from `plugin_dir`.
     pub fn config(&self, stream: &str, plugin_dir: &Path) -> Config {
         Config {
-            spanner: SpannerConfig {
-                project: PROJECT.into(),
-                instance: INSTANCE.into(),
-                database: DATABASE.into(),
-                change_stream: stream.into(),
-                emulator_host: Some(self.emulator.grpc_endpoint()),
-                heartbeat_ms: 1000,
-                start: "now".into(),
-            },
+            spanner: SpannerConfig::new(PROJECT, INSTANCE, DATABASE, stream)
+                .on_emulator(&self.emulator.grpc_endpoint(), &self.emulator.rest_endpoint()),
             redis: RedisConfig::with_url(self.redis.url()),
             plugins: PluginsConfig {
                 dir: plugin_dir.to_owned(),

@@ -129,15 +129,7 @@ pub async fn run(
 
     let plugin_dir = plugin_dir(&options.plugins)?;
     let config = Config {
-        spanner: SpannerConfig {
-            project: PROJECT.into(),
-            instance: INSTANCE.into(),
-            database: DATABASE.into(),
-            change_stream: schema::STREAM.into(),
-            emulator_host: Some(grpc.clone()),
-            heartbeat_ms: 1000,
-            start: "now".into(),
-        },
+        spanner: SpannerConfig::new(PROJECT, INSTANCE, DATABASE, schema::STREAM).on_emulator(&grpc, &rest),
         redis: RedisConfig::with_url(redis_url),
         plugins: PluginsConfig {
             dir: plugin_dir.path().to_owned(),
@@ -190,7 +182,7 @@ pub async fn run(
     };
     printer.abort();
     stop.cancel();
-    service_task.await?;
+    service_task.await??;
     Ok(outcome)
 }
 

@@ -1,5 +1,6 @@
 //! Tailing a Spanner change stream.
 //!
+//! - [`checkpoint`]: partition checkpoints in a Spanner table.
 //! - [`connect`]: the Spanner client (emulator or Cloud Spanner) and checks
 //!   that the change stream exists.
 //! - [`tree`]: result values to JSON, decoding STRUCTs by field name.
@@ -9,6 +10,7 @@
 //! - [`reader`]: runs the root query and every partition, batches records in
 //!   commit order per partition and feeds them to the pipeline.
 
+pub mod checkpoint;
 pub mod connect;
 pub mod partitions;
 pub mod query;

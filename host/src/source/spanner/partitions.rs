@@ -62,6 +62,19 @@ impl PartitionSet {
         entry.parents.extend(parents.iter().cloned());
     }
 
+    /// Restores a partition recorded by an earlier run: finished, or waiting
+    /// to (re)start from `resume`.
+    pub fn restore(&mut self, token: &str, parents: &[String], resume: &str, finished: bool) {
+        self.partitions.insert(
+            token.to_owned(),
+            Partition {
+                parents: parents.iter().cloned().collect(),
+                start: resume.to_owned(),
+                state: if finished { State::Finished } else { State::Waiting },
+            },
+        );
+    }
+
     /// Marks a partition finished: read to its end, every record applied.
     pub fn finish(&mut self, token: &str) {
         if let Some(partition) = self.partitions.get_mut(token) {
@@ -161,6 +174,21 @@ mod tests {
             set.take_ready().is_empty(),
             "a repeated announcement does not restart it"
         );
+    }
+
+    #[test]
+    fn restored_partitions_resume_after_finished_parents() {
+        let mut set = PartitionSet::new();
+        set.restore("p", &[], "t0", true);
+        set.restore("c", &["p".into()], "t7", false);
+        set.restore("m", &["c".into(), "d".into()], "t9", false);
+        set.restore("d", &["p".into()], "t8", false);
+        let ready = set.take_ready();
+        assert_eq!(tokens(&ready), ["c", "d"]);
+        assert_eq!(ready[0].start, "t7", "resumes from the watermark");
+        set.finish("c");
+        set.finish("d");
+        assert_eq!(tokens(&set.take_ready()), ["m"]);
     }
 
     #[test]

@@ -1,14 +1,17 @@
-//! Runs a change stream: the root query, then every partition in turn.
+//! Runs a change stream: the root query, then every partition in turn,
+//! resuming from the checkpoint table after a restart.
 //!
 //! Each partition is one task: a query task streams decoded records into a
 //! bounded channel (so a slow pipeline pushes back on Spanner), and the
 //! partition task drains it in batches, in commit order, through the
-//! pipeline. When a partition's query ends and everything it read is applied,
-//! the partition is finished and its children may start once all their
-//! parents have finished too. A failed query or batch restarts the partition
-//! from the last timestamp it fully applied: records may be seen twice, never
-//! skipped.
+//! pipeline. After a batch is applied, the partition's children are recorded
+//! and its watermark advances (at most once per [`CHECKPOINT_EVERY`]); when
+//! its query ends it is marked finished, and children whose parents have all
+//! finished start. A failed query or batch restarts the partition from the
+//! last timestamp it fully applied: records may be seen twice (the versioned
+//! apply makes that harmless), never skipped.
 
+use super::checkpoint::{CheckpointError, CheckpointStore, PartitionState, ROOT_TOKEN};
 use super::partitions::{PartitionSet, Ready};
 use super::query::{PartitionQuery, read_partition};
 use super::record::{ChildPartitions, Record};
@@ -17,13 +20,16 @@ use crate::pipeline::Pipeline;
 use crate::stats::Stats;
 use google_cloud_spanner::client::DatabaseClient;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Records buffered between a partition's query and its batches.
 const RECORD_BUFFER: usize = 1024;
+
+/// Least time between two watermark writes of one partition.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Follows one change stream into a pipeline.
 #[derive(Clone)]
@@ -38,114 +44,153 @@ pub struct ChangeStreamReader {
     pub batch_max: usize,
     /// Where batches go.
     pub pipeline: Arc<Pipeline>,
+    /// Where progress is recorded.
+    pub checkpoints: CheckpointStore,
 }
 
-/// What a finished partition reports.
-struct Finished {
+/// What a partition task reports when it ends.
+struct Ended {
     token: String,
+    finished: bool,
+    children: Vec<ChildPartitions>,
+}
+
+/// Where a partition stands while it is read.
+struct Progress {
+    /// The newest timestamp fully applied.
+    resume: String,
+    /// When the watermark was last written.
+    checkpointed_at: Instant,
+    /// Whether `resume` moved since the last write.
+    dirty: bool,
+    /// Children announced so far (already recorded in the checkpoints).
     children: Vec<ChildPartitions>,
 }
 
 impl ChangeStreamReader {
-    /// Reads from `start` (RFC 3339) until `shutdown` is cancelled.
-    pub async fn run(self, start: String, shutdown: CancellationToken) {
+    /// Reads until `shutdown` is cancelled. On a stream's first run reading
+    /// starts at `start` (RFC 3339); later runs resume from the checkpoints.
+    pub async fn run(self, start: String, shutdown: CancellationToken) -> Result<(), CheckpointError> {
         let mut set = PartitionSet::new();
-        let mut tasks: JoinSet<Finished> = JoinSet::new();
-        let root = self.clone();
-        let root_shutdown = shutdown.clone();
-        tasks.spawn(async move { root.run_partition(None, start, root_shutdown).await });
+        let rows = self.checkpoints.load().await?;
+        if rows.is_empty() {
+            self.checkpoints.record_root(&start).await?;
+            set.announce(ROOT_TOKEN, &[], &start);
+            tracing::info!(stream = %self.stream, %start, "first run: reading from the start timestamp");
+        } else {
+            let unfinished = rows.iter().filter(|r| r.state != PartitionState::Finished).count();
+            tracing::info!(stream = %self.stream, partitions = rows.len(), unfinished, "resuming from checkpoints");
+            for row in &rows {
+                set.restore(&row.token, &row.parents, &row.watermark, row.state == PartitionState::Finished);
+            }
+        }
+        let mut tasks: JoinSet<Ended> = JoinSet::new();
+        self.spawn_ready(&mut set, &mut tasks, &shutdown);
         while let Some(joined) = tasks.join_next().await {
-            let finished = match joined {
-                Ok(finished) => finished,
+            let ended = match joined {
+                Ok(ended) => ended,
                 Err(err) => {
                     tracing::error!(error = %err, "partition task failed");
                     continue;
                 }
             };
-            if shutdown.is_cancelled() {
+            if !ended.finished || shutdown.is_cancelled() {
                 continue;
             }
-            tracing::debug!(partition = %finished.token, "partition finished");
+            tracing::debug!(partition = %ended.token, "partition finished");
             Stats::add(&self.pipeline.stats().partitions_finished, 1);
-            set.finish(&finished.token);
-            for record in &finished.children {
+            set.finish(&ended.token);
+            for record in &ended.children {
                 for child in &record.child_partitions {
-                    set.announce(
-                        &child.token,
-                        &child.parent_partition_tokens,
-                        &record.start_timestamp,
-                    );
+                    set.announce(&child.token, &child.parent_partition_tokens, &record.start_timestamp);
                 }
             }
-            for Ready { token, start } in set.take_ready() {
-                tracing::debug!(partition = %token, %start, "partition starts");
-                let reader = self.clone();
-                let shutdown = shutdown.clone();
-                tasks
-                    .spawn(async move { reader.run_partition(Some(token), start, shutdown).await });
-            }
+            self.spawn_ready(&mut set, &mut tasks, &shutdown);
         }
         tracing::info!("change stream reader stopped");
+        Ok(())
+    }
+
+    fn spawn_ready(&self, set: &mut PartitionSet, tasks: &mut JoinSet<Ended>, shutdown: &CancellationToken) {
+        for Ready { token, start } in set.take_ready() {
+            tracing::debug!(partition = %token, %start, "partition starts");
+            let reader = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { reader.run_partition(token, start, shutdown).await });
+        }
     }
 
     /// Reads one partition to its end (or until shutdown), retrying from the
     /// last applied timestamp after any failure.
-    async fn run_partition(
-        &self,
-        token: Option<String>,
-        start: String,
-        shutdown: CancellationToken,
-    ) -> Finished {
-        let label = token.clone().unwrap_or_else(|| "root".into());
-        let mut resume = start;
-        let mut children = Vec::new();
+    async fn run_partition(&self, token: String, start: String, shutdown: CancellationToken) -> Ended {
+        let label = if token == ROOT_TOKEN { "root".to_owned() } else { token.clone() };
+        let mut progress = Progress {
+            resume: start,
+            checkpointed_at: Instant::now(),
+            dirty: false,
+            children: Vec::new(),
+        };
         let mut backoff = Duration::from_millis(100);
         loop {
             let query = PartitionQuery {
                 stream: self.stream.clone(),
-                token: token.clone(),
-                start: resume.clone(),
+                token: (token != ROOT_TOKEN).then(|| token.clone()),
+                start: progress.resume.clone(),
                 heartbeat_ms: self.heartbeat_ms,
             };
-            match self
-                .read_once(&query, &mut resume, &mut children, &shutdown)
-                .await
-            {
-                Ok(()) => break,
-                Err(message) if shutdown.is_cancelled() => {
-                    tracing::debug!(partition = %label, %message, "partition stopped by shutdown");
-                    break;
+            let result = match self.read_once(&query, &token, &mut progress, &shutdown).await {
+                Ok(()) => self
+                    .checkpoints
+                    .finish(&token, &progress.resume)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(message) => Err(message),
+            };
+            match result {
+                Ok(()) => {
+                    return Ended {
+                        token,
+                        finished: true,
+                        children: progress.children,
+                    };
+                }
+                Err(_) if shutdown.is_cancelled() => {
+                    if progress.dirty {
+                        if let Err(err) = self.checkpoints.advance(&token, &progress.resume).await {
+                            tracing::warn!(partition = %label, error = %err, "last checkpoint on shutdown failed; the partition replays from its previous one");
+                        }
+                    }
+                    return Ended {
+                        token,
+                        finished: false,
+                        children: Vec::new(),
+                    };
                 }
                 Err(message) => {
-                    tracing::warn!(partition = %label, resume = %resume, retry_in_ms = backoff.as_millis() as u64, %message, "partition failed; retrying from last applied timestamp");
+                    tracing::warn!(partition = %label, resume = %progress.resume, retry_in_ms = backoff.as_millis() as u64, %message, "partition failed; retrying from last applied timestamp");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
-                        () = shutdown.cancelled() => break,
+                        () = shutdown.cancelled() => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }
-        Finished {
-            token: label,
-            children,
-        }
     }
 
     /// One attempt at a partition: stream its records and apply them in
-    /// batches. `resume` advances past every applied batch.
+    /// batches, checkpointing as it goes.
     async fn read_once(
         &self,
         query: &PartitionQuery,
-        resume: &mut String,
-        children: &mut Vec<ChildPartitions>,
+        token: &str,
+        progress: &mut Progress,
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let (sender, mut receiver) = mpsc::channel(RECORD_BUFFER);
         let client = self.client.clone();
         let owned_query = query.clone();
-        let mut reading =
-            tokio::spawn(async move { read_partition(&client, &owned_query, sender).await });
+        let mut reading = tokio::spawn(async move { read_partition(&client, &owned_query, sender).await });
         let result = loop {
             let first = tokio::select! {
                 record = receiver.recv() => record,
@@ -159,21 +204,15 @@ impl ChangeStreamReader {
                     Err(_) => break,
                 }
             }
-            if let Err(message) = self
-                .apply_records(&query.label(), records, resume, children)
-                .await
-            {
+            if let Err(message) = self.apply_records(&query.label(), token, records, progress).await {
                 break Err(message);
             }
         };
         drop(receiver);
-        let read_result = match result {
-            Ok(()) => (&mut reading).await,
-            Err(_) => {
-                reading.abort();
-                (&mut reading).await
-            }
-        };
+        if result.is_err() {
+            reading.abort();
+        }
+        let read_result = (&mut reading).await;
         result?;
         match read_result {
             Ok(Ok(())) => Ok(()),
@@ -182,14 +221,14 @@ impl ChangeStreamReader {
         }
     }
 
-    /// Applies a batch of records; on success moves `resume` to the newest
-    /// applied timestamp and collects child partitions.
+    /// Applies a batch of records, records announced children, and moves the
+    /// partition's watermark.
     async fn apply_records(
         &self,
         partition: &str,
+        token: &str,
         records: Vec<Record>,
-        resume: &mut String,
-        children: &mut Vec<ChildPartitions>,
+        progress: &mut Progress,
     ) -> Result<(), String> {
         let mut changes: Vec<RowChange> = Vec::new();
         let mut newest = None;
@@ -213,14 +252,24 @@ impl ChangeStreamReader {
             }
         }
         for chunk in changes.chunks(self.batch_max) {
-            self.pipeline
-                .process(chunk)
+            self.pipeline.process(chunk).await.map_err(|e| e.to_string())?;
+        }
+        for record in &announced {
+            self.checkpoints.add_children(record).await.map_err(|e| e.to_string())?;
+        }
+        let announced_any = !announced.is_empty();
+        progress.children.extend(announced);
+        if let Some(newest) = newest {
+            progress.resume = newest;
+            progress.dirty = true;
+        }
+        if progress.dirty && (progress.checkpointed_at.elapsed() >= CHECKPOINT_EVERY || announced_any) {
+            self.checkpoints
+                .advance(token, &progress.resume)
                 .await
                 .map_err(|e| e.to_string())?;
-        }
-        children.extend(announced);
-        if let Some(newest) = newest {
-            *resume = newest;
+            progress.checkpointed_at = Instant::now();
+            progress.dirty = false;
         }
         Ok(())
     }
