@@ -130,3 +130,168 @@ async fn demo_check_is_coherent_across_partition_churn() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_plugin_parks_its_batch_and_others_keep_flowing() -> anyhow::Result<()> {
+    let ddl = vec![
+        "CREATE TABLE Users (UserId INT64 NOT NULL, Name STRING(MAX), Balance INT64) PRIMARY KEY (UserId)".into(),
+        "CREATE TABLE Trap (UserId INT64 NOT NULL) PRIMARY KEY (UserId)".into(),
+        "CREATE CHANGE STREAM UsersStream FOR Users, Trap OPTIONS (value_capture_type = 'NEW_ROW')".into(),
+    ];
+    let bed = TestBed::start(&ddl).await?;
+    let plugins = plugin_dir(&["users_cache", "test_trap"]);
+    let service = Service::connect(&bed.config("UsersStream", plugins.path())).await?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+
+    // One transaction touching both tables: test_trap traps on the batch.
+    spanner
+        .write_only_transaction()
+        .build()
+        .write(vec![
+            Mutation::new_insert_builder("Trap")
+                .set("UserId")
+                .to(1i64)
+                .build(),
+            Mutation::new_insert_builder("Users")
+                .set("UserId")
+                .to(7i64)
+                .set("Name")
+                .to("Grace")
+                .build(),
+        ])
+        .await?;
+    let parked = eventually(Duration::from_secs(20), || {
+        let mut redis = redis.clone();
+        async move {
+            let entries: redis::streams::StreamRangeReply =
+                redis.xrange_all("redis-spanner:dead-letter").await.ok()?;
+            entries.ids.into_iter().next()
+        }
+    })
+    .await
+    .expect("the trapping batch reached the dead-letter stream");
+    let field = |name: &str| -> String {
+        redis::from_redis_value(parked.map.get(name).cloned().unwrap_or(redis::Value::Nil))
+            .unwrap_or_default()
+    };
+    assert_eq!(field("plugin"), "test_trap");
+    assert!(field("error").contains("trapped"), "{}", field("error"));
+    assert!(
+        field("changes").contains("\"Trap\""),
+        "{}",
+        field("changes")
+    );
+
+    // The well-behaved plugin applied the same batch, and keeps flowing.
+    let grace = eventually(Duration::from_secs(20), || {
+        let mut redis = redis.clone();
+        async move { cached(&mut redis, "users:7").await }
+    })
+    .await;
+    assert_eq!(
+        grace,
+        Some(json!({"UserId": 7, "Name": "Grace", "Balance": null}))
+    );
+    spanner
+        .write_only_transaction()
+        .build()
+        .write(vec![
+            Mutation::new_insert_builder("Users")
+                .set("UserId")
+                .to(8i64)
+                .set("Name")
+                .to("Alan")
+                .build(),
+        ])
+        .await?;
+    let alan = eventually(Duration::from_secs(20), || {
+        let mut redis = redis.clone();
+        async move { cached(&mut redis, "users:8").await }
+    })
+    .await;
+    assert!(alan.is_some(), "later changes still flow");
+    // test_trap recovered on a fresh instance and handled the later batch.
+    let trap_key: Option<String> = redis.get("trap:8").await?;
+    assert!(
+        trap_key.is_some(),
+        "the trapping plugin was re-instantiated and works again"
+    );
+
+    stop.cancel();
+    running.await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_from_checkpoints_without_losing_changes() -> anyhow::Result<()> {
+    let bed = TestBed::start(&users_ddl("NEW_ROW_AND_OLD_VALUES")).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let config = bed.config("UsersStream", plugins.path());
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+    let insert = |id: i64| {
+        let spanner = spanner.clone();
+        async move {
+            spanner
+                .write_only_transaction()
+                .build()
+                .write(vec![
+                    Mutation::new_insert_builder("Users")
+                        .set("UserId")
+                        .to(id)
+                        .set("Name")
+                        .to(format!("u{id}"))
+                        .build(),
+                ])
+                .await
+        }
+    };
+
+    // First run: sees row 1, then shuts down gracefully.
+    let service = Service::connect(&config).await?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    insert(1).await?;
+    let first = eventually(Duration::from_secs(20), || {
+        let mut redis = redis.clone();
+        async move { cached(&mut redis, "users:1").await }
+    })
+    .await;
+    assert!(first.is_some(), "row 1 reached Redis");
+    stop.cancel();
+    running.await??;
+
+    // Written while no host runs.
+    insert(2).await?;
+    insert(3).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let missing: Option<String> = redis.get("users:2").await?;
+    assert_eq!(missing, None, "nothing applies while the host is down");
+
+    // Second run resumes from the checkpoints (its own "now" is later).
+    let service = Service::connect(&config).await?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    for id in [2, 3] {
+        let key = format!("users:{id}");
+        let seen = eventually(Duration::from_secs(30), || {
+            let mut redis = redis.clone();
+            let key = key.clone();
+            async move { cached(&mut redis, &key).await }
+        })
+        .await;
+        assert!(
+            seen.is_some(),
+            "{key} written while the host was down reached Redis after the restart"
+        );
+    }
+    stop.cancel();
+    running.await??;
+    Ok(())
+}

@@ -66,6 +66,20 @@ pub struct RedisConfig {
     /// while the tombstone lives; keep it longer than any replay window.
     #[serde(default = "default_tombstone_ms")]
     pub tombstone_ms: u64,
+    /// Stream where batches a plugin keeps failing on are parked.
+    #[serde(default = "default_dead_letter_stream")]
+    pub dead_letter_stream: String,
+    /// About how many entries the dead-letter stream keeps.
+    #[serde(default = "default_dead_letter_max_len")]
+    pub dead_letter_max_len: usize,
+}
+
+fn default_dead_letter_stream() -> String {
+    "redis-spanner:dead-letter".to_owned()
+}
+
+fn default_dead_letter_max_len() -> usize {
+    10_000
 }
 
 impl RedisConfig {
@@ -74,6 +88,8 @@ impl RedisConfig {
         Self {
             url: url.into(),
             tombstone_ms: default_tombstone_ms(),
+            dead_letter_stream: default_dead_letter_stream(),
+            dead_letter_max_len: default_dead_letter_max_len(),
         }
     }
 }
@@ -322,7 +338,10 @@ url = "redis://127.0.0.1:6379"
         assert_eq!(config.spanner.checkpoint_table, "RedisSpannerCheckpoints");
         let mut emulated = config.clone();
         emulated.spanner.emulator_host = Some("localhost:9010".into());
-        assert_eq!(emulated.emulator_rest().as_deref(), Some("http://localhost:9020"));
+        assert_eq!(
+            emulated.emulator_rest().as_deref(),
+            Some("http://localhost:9020")
+        );
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! Each plugin gets the batch; its plan is checked (every action must name a
 //! change of the batch) and applied to Redis in one pipeline. A plugin that
 //! fails is retried on a fresh instance before the batch is given up for that
-//! plugin; Redis outages are retried inside the sink until Redis is back.
+//! plugin and parked in a dead-letter stream; Redis outages are retried
+//! inside the sink until Redis is back.
 
 use crate::change::{Action, Effect, RowChange, Version};
 use crate::runtime::{Plugin, PluginError};
 use crate::sink::version::{self, companion_key};
-use crate::sink::{RedisSink, SinkError, Versioned};
+use crate::sink::{DeadLetter, RedisSink, SinkError, Versioned};
 use crate::stats::Stats;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,20 +25,36 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
 }
 
+/// Where batches that a plugin fails on go.
+#[derive(Debug, Clone)]
+pub struct DeadLetterPolicy {
+    /// The Redis stream.
+    pub stream: String,
+    /// About how many entries it keeps.
+    pub max_len: usize,
+}
+
 /// Plugins and the sink, wired together.
 pub struct Pipeline {
     plugins: Vec<Arc<Plugin>>,
     sink: RedisSink,
     stats: Arc<Stats>,
+    dead_letters: DeadLetterPolicy,
 }
 
 impl Pipeline {
     /// Wires `plugins` to `sink`, counting into `stats`.
-    pub fn new(plugins: Vec<Arc<Plugin>>, sink: RedisSink, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        plugins: Vec<Arc<Plugin>>,
+        sink: RedisSink,
+        stats: Arc<Stats>,
+        dead_letters: DeadLetterPolicy,
+    ) -> Self {
         Self {
             plugins,
             sink,
             stats,
+            dead_letters,
         }
     }
 
@@ -58,9 +75,12 @@ impl Pipeline {
             .map(|c| version::encode(&Version::of(c)))
             .collect();
         for plugin in &self.plugins {
-            let Some(actions) = self.plan(plugin, batch).await else {
-                Stats::add(&self.stats.failed_batches, 1);
-                continue;
+            let actions = match self.plan(plugin, batch).await {
+                Ok(actions) => actions,
+                Err(error) => {
+                    self.park(plugin, batch, &error).await?;
+                    continue;
+                }
             };
             let effects: Vec<Versioned> = actions
                 .iter()
@@ -81,31 +101,60 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Asks one plugin for its plan, retrying failures; `None` when every
-    /// attempt failed (each failure is logged with the plugin's name).
-    async fn plan(&self, plugin: &Plugin, batch: &[RowChange]) -> Option<Vec<Action>> {
-        for attempt in 1..=PLUGIN_ATTEMPTS {
+    /// Asks one plugin for its plan, retrying failures; the last error when
+    /// every attempt failed (each failure is logged with the plugin's name).
+    async fn plan(&self, plugin: &Plugin, batch: &[RowChange]) -> Result<Vec<Action>, PluginError> {
+        let mut attempt = 1;
+        loop {
             let result = plugin.on_changes(batch).await.and_then(|actions| {
                 check_plan(plugin.name(), batch.len(), &actions).map(|()| actions)
             });
             match result {
-                Ok(actions) => return Some(actions),
-                Err(err) => tracing::warn!(
-                    plugin = plugin.name(),
-                    attempt,
-                    of = PLUGIN_ATTEMPTS,
-                    error = %err,
-                    "plugin failed on a batch"
-                ),
+                Ok(actions) => return Ok(actions),
+                Err(err) => {
+                    tracing::warn!(plugin = plugin.name(), attempt, of = PLUGIN_ATTEMPTS, error = %err, "plugin failed on a batch");
+                    if attempt == PLUGIN_ATTEMPTS {
+                        return Err(err);
+                    }
+                    attempt += 1;
+                }
             }
         }
+    }
+
+    /// Parks a batch a plugin failed on in the dead-letter stream, so the
+    /// stream goes on and an operator can replay it.
+    async fn park(
+        &self,
+        plugin: &Plugin,
+        batch: &[RowChange],
+        error: &PluginError,
+    ) -> Result<(), SinkError> {
+        let message = error.to_string();
+        let letter = DeadLetter {
+            plugin: plugin.name(),
+            error: &message,
+            changes_json: serde_json::to_string(batch)
+                .unwrap_or_else(|e| format!("unserialisable batch: {e}")),
+            first_commit_micros: batch.first().map_or(0, |c| c.commit_micros),
+            count: batch.len(),
+        };
+        self.sink
+            .dead_letter(
+                &self.dead_letters.stream,
+                self.dead_letters.max_len,
+                &letter,
+            )
+            .await?;
+        Stats::add(&self.stats.failed_batches, 1);
         tracing::error!(
             plugin = plugin.name(),
             changes = batch.len(),
-            first_commit_micros = batch.first().map(|c| c.commit_micros),
-            "plugin failed on every attempt; batch skipped for this plugin"
+            stream = %self.dead_letters.stream,
+            error = %message,
+            "plugin failed on every attempt; batch parked in the dead-letter stream"
         );
-        None
+        Ok(())
     }
 }
 

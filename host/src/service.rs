@@ -5,10 +5,10 @@
 //! resolves.
 
 use crate::config::Config;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{DeadLetterPolicy, Pipeline};
+use crate::provision::Admin;
 use crate::runtime::{PluginEngine, load_directory};
 use crate::sink::RedisSink;
-use crate::provision::Admin;
 use crate::source::spanner::checkpoint::CheckpointStore;
 use crate::source::spanner::{ChangeStreamReader, connect, describe_stream};
 use crate::stats::Stats;
@@ -42,7 +42,12 @@ impl Service {
                  need the whole row require NEW_ROW or NEW_ROW_AND_OLD_VALUES"
             );
         }
-        let admin = Admin::new(&spanner, &config.spanner.project, config.emulator_rest().as_deref()).await?;
+        let admin = Admin::new(
+            &spanner,
+            &config.spanner.project,
+            config.emulator_rest().as_deref(),
+        )
+        .await?;
         let checkpoints = CheckpointStore::new(
             client.clone(),
             &config.spanner.checkpoint_table,
@@ -56,7 +61,11 @@ impl Service {
         let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
         let plugins = load_directory(&engine, &config.plugins.dir).await?;
         let stats = Arc::new(Stats::default());
-        let pipeline = Arc::new(Pipeline::new(plugins, sink, stats.clone()));
+        let dead_letters = DeadLetterPolicy {
+            stream: config.redis.dead_letter_stream.clone(),
+            max_len: config.redis.dead_letter_max_len,
+        };
+        let pipeline = Arc::new(Pipeline::new(plugins, sink, stats.clone(), dead_letters));
         let start = match config.spanner.start.as_str() {
             "now" => now_rfc3339(),
             explicit => explicit.to_owned(),
@@ -101,7 +110,9 @@ impl Service {
         match ended {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(err.into()),
-            Err(join) => Err(anyhow::anyhow!("the change stream reader ended abnormally: {join}")),
+            Err(join) => Err(anyhow::anyhow!(
+                "the change stream reader ended abnormally: {join}"
+            )),
         }
     }
 }

@@ -74,8 +74,10 @@ impl TestBed {
     /// A service configuration for `stream`, loading plugins from `plugin_dir`.
     pub fn config(&self, stream: &str, plugin_dir: &Path) -> Config {
         Config {
-            spanner: SpannerConfig::new(PROJECT, INSTANCE, DATABASE, stream)
-                .on_emulator(&self.emulator.grpc_endpoint(), &self.emulator.rest_endpoint()),
+            spanner: SpannerConfig::new(PROJECT, INSTANCE, DATABASE, stream).on_emulator(
+                &self.emulator.grpc_endpoint(),
+                &self.emulator.rest_endpoint(),
+            ),
             redis: RedisConfig::with_url(self.redis.url()),
             plugins: PluginsConfig {
                 dir: plugin_dir.to_owned(),

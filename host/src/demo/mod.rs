@@ -129,7 +129,8 @@ pub async fn run(
 
     let plugin_dir = plugin_dir(&options.plugins)?;
     let config = Config {
-        spanner: SpannerConfig::new(PROJECT, INSTANCE, DATABASE, schema::STREAM).on_emulator(&grpc, &rest),
+        spanner: SpannerConfig::new(PROJECT, INSTANCE, DATABASE, schema::STREAM)
+            .on_emulator(&grpc, &rest),
         redis: RedisConfig::with_url(redis_url),
         plugins: PluginsConfig {
             dir: plugin_dir.path().to_owned(),

@@ -8,7 +8,7 @@ wasmtime::component::bindgen!({
     path: "../wit/plugin@0.1.0",
     world: "cache-plugin",
     exports: { default: async },
-    additional_derives: [PartialEq],
+    additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
 });
 
 pub use redis_spanner::plugin::host::{Host as HostImports, LogLevel};

@@ -8,4 +8,4 @@
 pub mod redis;
 pub mod version;
 
-pub use self::redis::{Applied, RedisSink, SinkError, Versioned};
+pub use self::redis::{Applied, DeadLetter, RedisSink, SinkError, Versioned};

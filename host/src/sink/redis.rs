@@ -194,6 +194,67 @@ impl RedisSink {
     }
 }
 
+/// A batch a plugin could not handle, parked for an operator.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    /// The plugin's name.
+    pub plugin: &'a str,
+    /// Its last error.
+    pub error: &'a str,
+    /// The batch, as JSON.
+    pub changes_json: String,
+    /// Commit timestamp (micros) of the batch's first change.
+    pub first_commit_micros: i64,
+    /// Number of changes in the batch.
+    pub count: usize,
+}
+
+impl RedisSink {
+    /// Appends `letter` to the capped stream `stream` (about `max_len`
+    /// entries kept). Retries while Redis is unreachable.
+    pub async fn dead_letter(
+        &self,
+        stream: &str,
+        max_len: usize,
+        letter: &DeadLetter<'_>,
+    ) -> Result<(), SinkError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(max_len)
+            .arg("*")
+            .arg("plugin")
+            .arg(letter.plugin)
+            .arg("error")
+            .arg(letter.error)
+            .arg("first_commit_micros")
+            .arg(letter.first_commit_micros)
+            .arg("count")
+            .arg(letter.count)
+            .arg("changes")
+            .arg(&letter.changes_json);
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let mut conn = self.conn.clone();
+            match cmd.query_async::<String>(&mut conn).await {
+                Ok(_) => return Ok(()),
+                Err(err) if is_transient(&err) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(err) => {
+                    return Err(SinkError::Rejected {
+                        command: "XADD",
+                        key: stream.to_owned(),
+                        message: err.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
 fn is_transient(err: &redis::RedisError) -> bool {
     err.is_io_error()
         || err.is_connection_dropped()

@@ -137,7 +137,12 @@ impl CheckpointStore {
     }
 
     /// Creates the checkpoint table if the database does not have it.
-    pub async fn ensure_table(&self, admin: &Admin, instance: &str, database: &str) -> Result<(), CheckpointError> {
+    pub async fn ensure_table(
+        &self,
+        admin: &Admin,
+        instance: &str,
+        database: &str,
+    ) -> Result<(), CheckpointError> {
         let fail = |e: google_cloud_spanner::Error| self.error("looking for the table", e);
         let statement = Statement::builder(
             "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = '' AND TABLE_NAME = @name",
@@ -190,7 +195,10 @@ impl CheckpointStore {
                 start: String::from(start),
                 watermark: String::from(watermark),
                 state: PartitionState::parse(&state).ok_or_else(|| {
-                    self.error("reading checkpoints", format!("partition {token:?} has unknown state {state:?}"))
+                    self.error(
+                        "reading checkpoints",
+                        format!("partition {token:?} has unknown state {state:?}"),
+                    )
                 })?,
                 token,
             });
@@ -205,7 +213,8 @@ impl CheckpointStore {
         start: &str,
         state: PartitionState,
     ) -> Result<Mutation, CheckpointError> {
-        let start = timestamp(start).map_err(|m| self.error(format!("recording partition {token}"), m))?;
+        let start =
+            timestamp(start).map_err(|m| self.error(format!("recording partition {token}"), m))?;
         Ok(Mutation::new_insert_or_update_builder(&self.table)
             .set("StreamName")
             .to(self.stream.as_str())
@@ -220,7 +229,9 @@ impl CheckpointStore {
             .set("State")
             .to(state.as_str())
             .set("UpdatedAt")
-            .to(google_cloud_spanner::value::Value::from("spanner.commit_timestamp()"))
+            .to(google_cloud_spanner::value::Value::from(
+                "spanner.commit_timestamp()",
+            ))
             .build())
     }
 
@@ -283,7 +294,8 @@ impl CheckpointStore {
         watermark: &str,
         state: PartitionState,
     ) -> Result<Mutation, CheckpointError> {
-        let watermark = timestamp(watermark).map_err(|m| self.error(format!("checkpointing partition {token}"), m))?;
+        let watermark = timestamp(watermark)
+            .map_err(|m| self.error(format!("checkpointing partition {token}"), m))?;
         Ok(Mutation::new_update_builder(&self.table)
             .set("StreamName")
             .to(self.stream.as_str())
@@ -298,7 +310,9 @@ impl CheckpointStore {
             .set("LeaseExpiry")
             .to(lease_expiry())
             .set("UpdatedAt")
-            .to(google_cloud_spanner::value::Value::from("spanner.commit_timestamp()"))
+            .to(google_cloud_spanner::value::Value::from(
+                "spanner.commit_timestamp()",
+            ))
             .build())
     }
 
@@ -321,7 +335,11 @@ mod tests {
 
     #[test]
     fn states_round_trip() {
-        for state in [PartitionState::Created, PartitionState::Running, PartitionState::Finished] {
+        for state in [
+            PartitionState::Created,
+            PartitionState::Running,
+            PartitionState::Finished,
+        ] {
             assert_eq!(PartitionState::parse(state.as_str()), Some(state));
         }
         assert_eq!(PartitionState::parse("DONE"), None);

@@ -70,7 +70,11 @@ impl PartitionSet {
             Partition {
                 parents: parents.iter().cloned().collect(),
                 start: resume.to_owned(),
-                state: if finished { State::Finished } else { State::Waiting },
+                state: if finished {
+                    State::Finished
+                } else {
+                    State::Waiting
+                },
             },
         );
     }

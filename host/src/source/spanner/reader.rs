@@ -70,7 +70,11 @@ struct Progress {
 impl ChangeStreamReader {
     /// Reads until `shutdown` is cancelled. On a stream's first run reading
     /// starts at `start` (RFC 3339); later runs resume from the checkpoints.
-    pub async fn run(self, start: String, shutdown: CancellationToken) -> Result<(), CheckpointError> {
+    pub async fn run(
+        self,
+        start: String,
+        shutdown: CancellationToken,
+    ) -> Result<(), CheckpointError> {
         let mut set = PartitionSet::new();
         let rows = self.checkpoints.load().await?;
         if rows.is_empty() {
@@ -78,10 +82,18 @@ impl ChangeStreamReader {
             set.announce(ROOT_TOKEN, &[], &start);
             tracing::info!(stream = %self.stream, %start, "first run: reading from the start timestamp");
         } else {
-            let unfinished = rows.iter().filter(|r| r.state != PartitionState::Finished).count();
+            let unfinished = rows
+                .iter()
+                .filter(|r| r.state != PartitionState::Finished)
+                .count();
             tracing::info!(stream = %self.stream, partitions = rows.len(), unfinished, "resuming from checkpoints");
             for row in &rows {
-                set.restore(&row.token, &row.parents, &row.watermark, row.state == PartitionState::Finished);
+                set.restore(
+                    &row.token,
+                    &row.parents,
+                    &row.watermark,
+                    row.state == PartitionState::Finished,
+                );
             }
         }
         let mut tasks: JoinSet<Ended> = JoinSet::new();
@@ -102,7 +114,11 @@ impl ChangeStreamReader {
             set.finish(&ended.token);
             for record in &ended.children {
                 for child in &record.child_partitions {
-                    set.announce(&child.token, &child.parent_partition_tokens, &record.start_timestamp);
+                    set.announce(
+                        &child.token,
+                        &child.parent_partition_tokens,
+                        &record.start_timestamp,
+                    );
                 }
             }
             self.spawn_ready(&mut set, &mut tasks, &shutdown);
@@ -111,7 +127,12 @@ impl ChangeStreamReader {
         Ok(())
     }
 
-    fn spawn_ready(&self, set: &mut PartitionSet, tasks: &mut JoinSet<Ended>, shutdown: &CancellationToken) {
+    fn spawn_ready(
+        &self,
+        set: &mut PartitionSet,
+        tasks: &mut JoinSet<Ended>,
+        shutdown: &CancellationToken,
+    ) {
         for Ready { token, start } in set.take_ready() {
             tracing::debug!(partition = %token, %start, "partition starts");
             let reader = self.clone();
@@ -122,8 +143,17 @@ impl ChangeStreamReader {
 
     /// Reads one partition to its end (or until shutdown), retrying from the
     /// last applied timestamp after any failure.
-    async fn run_partition(&self, token: String, start: String, shutdown: CancellationToken) -> Ended {
-        let label = if token == ROOT_TOKEN { "root".to_owned() } else { token.clone() };
+    async fn run_partition(
+        &self,
+        token: String,
+        start: String,
+        shutdown: CancellationToken,
+    ) -> Ended {
+        let label = if token == ROOT_TOKEN {
+            "root".to_owned()
+        } else {
+            token.clone()
+        };
         let mut progress = Progress {
             resume: start,
             checkpointed_at: Instant::now(),
@@ -138,7 +168,10 @@ impl ChangeStreamReader {
                 start: progress.resume.clone(),
                 heartbeat_ms: self.heartbeat_ms,
             };
-            let result = match self.read_once(&query, &token, &mut progress, &shutdown).await {
+            let result = match self
+                .read_once(&query, &token, &mut progress, &shutdown)
+                .await
+            {
                 Ok(()) => self
                     .checkpoints
                     .finish(&token, &progress.resume)
@@ -190,7 +223,8 @@ impl ChangeStreamReader {
         let (sender, mut receiver) = mpsc::channel(RECORD_BUFFER);
         let client = self.client.clone();
         let owned_query = query.clone();
-        let mut reading = tokio::spawn(async move { read_partition(&client, &owned_query, sender).await });
+        let mut reading =
+            tokio::spawn(async move { read_partition(&client, &owned_query, sender).await });
         let result = loop {
             let first = tokio::select! {
                 record = receiver.recv() => record,
@@ -204,7 +238,10 @@ impl ChangeStreamReader {
                     Err(_) => break,
                 }
             }
-            if let Err(message) = self.apply_records(&query.label(), token, records, progress).await {
+            if let Err(message) = self
+                .apply_records(&query.label(), token, records, progress)
+                .await
+            {
                 break Err(message);
             }
         };
@@ -252,10 +289,16 @@ impl ChangeStreamReader {
             }
         }
         for chunk in changes.chunks(self.batch_max) {
-            self.pipeline.process(chunk).await.map_err(|e| e.to_string())?;
+            self.pipeline
+                .process(chunk)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         for record in &announced {
-            self.checkpoints.add_children(record).await.map_err(|e| e.to_string())?;
+            self.checkpoints
+                .add_children(record)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let announced_any = !announced.is_empty();
         progress.children.extend(announced);
@@ -263,7 +306,9 @@ impl ChangeStreamReader {
             progress.resume = newest;
             progress.dirty = true;
         }
-        if progress.dirty && (progress.checkpointed_at.elapsed() >= CHECKPOINT_EVERY || announced_any) {
+        if progress.dirty
+            && (progress.checkpointed_at.elapsed() >= CHECKPOINT_EVERY || announced_any)
+        {
             self.checkpoints
                 .advance(token, &progress.resume)
                 .await
