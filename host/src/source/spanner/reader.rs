@@ -188,10 +188,10 @@ impl ChangeStreamReader {
                     };
                 }
                 Err(_) if shutdown.is_cancelled() => {
-                    if progress.dirty {
-                        if let Err(err) = self.checkpoints.advance(&token, &progress.resume).await {
-                            tracing::warn!(partition = %label, error = %err, "last checkpoint on shutdown failed; the partition replays from its previous one");
-                        }
+                    if progress.dirty
+                        && let Err(err) = self.checkpoints.advance(&token, &progress.resume).await
+                    {
+                        tracing::warn!(partition = %label, error = %err, "last checkpoint on shutdown failed; the partition replays from its previous one");
                     }
                     return Ended {
                         token,
