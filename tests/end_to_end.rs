@@ -5,7 +5,7 @@ use google_cloud_spanner::mutation::Mutation;
 use redis::AsyncCommands as _;
 use redis_spanner::demo::{self, DemoOptions};
 use redis_spanner::service::Service;
-use redis_spanner_tests::{TestBed, eventually, plugin, plugin_dir};
+use redis_spanner_tests::{TestBed, eventually, http_get, plugin, plugin_dir};
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,7 @@ async fn rows_appear_change_and_disappear_in_redis() -> anyhow::Result<()> {
     let bed = TestBed::start(&users_ddl("NEW_ROW_AND_OLD_VALUES")).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let service = Service::connect(&bed.config("UsersStream", plugins.path())).await?;
+    let admin = service.admin_addr().expect("the admin server is enabled");
     let stop = CancellationToken::new();
     let stopped = stop.clone();
     let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
@@ -100,6 +101,23 @@ async fn rows_appear_change_and_disappear_in_redis() -> anyhow::Result<()> {
     })
     .await;
     assert!(gone.is_some(), "delete never reached Redis");
+
+    assert_eq!(http_get(admin, "/healthz").await?.0, 200);
+    assert_eq!(http_get(admin, "/readyz").await?.0, 200);
+    let (status, metrics) = http_get(admin, "/metrics").await?;
+    assert_eq!(status, 200);
+    for line in [
+        "redis_spanner_changes_total{table=\"Users\"} 3",
+        "redis_spanner_effects_total{outcome=\"applied\",plugin=\"users_cache\"} 3",
+        "redis_spanner_tombstones_total 1",
+        "redis_spanner_lag_seconds_count{table=\"Users\"} 3",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
+    }
+    assert!(metrics.contains("redis_spanner_plugin_call_seconds_bucket{plugin=\"users_cache\""));
 
     stop.cancel();
     running.await??;

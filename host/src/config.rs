@@ -19,6 +19,31 @@ pub struct Config {
     /// Where plugins come from and how they are fed.
     #[serde(default)]
     pub plugins: PluginsConfig,
+    /// The admin HTTP server (metrics, health).
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The admin HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address for `/metrics`, `/healthz` and `/readyz`; unset disables the
+    /// server, port 0 picks a free port.
+    #[serde(default = "default_admin_listen")]
+    pub listen: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> Option<String> {
+    Some("127.0.0.1:9464".to_owned())
 }
 
 /// The Spanner database and change stream to follow.

@@ -12,20 +12,22 @@
 //! - [`runtime`]: the wasmtime component host that runs plugins.
 //! - [`sink`]: where plans are applied ([`sink::redis`]).
 //! - [`pipeline`]: batch → plugins → checked plan → Redis.
-//! - [`stats`]: counters and commit-to-Redis lag.
+//! - [`metrics`]: Prometheus metrics and commit-to-Redis lag.
+//! - [`admin`]: the HTTP server for `/metrics`, `/healthz` and `/readyz`.
 //! - [`service`]: `redis-spanner run`: wires everything from a config.
 //! - [`provision`]: creates Spanner instances, databases and schema (demo, tests).
 //! - [`local`]: starts a local Spanner emulator and redis-server.
 //! - [`demo`]: `redis-spanner demo`: the whole loop on a laptop.
 
+pub mod admin;
 pub mod change;
 pub mod config;
 pub mod demo;
 pub mod local;
+pub mod metrics;
 pub mod pipeline;
 pub mod provision;
 pub mod runtime;
 pub mod service;
 pub mod sink;
 pub mod source;
-pub mod stats;

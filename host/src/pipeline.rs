@@ -7,10 +7,10 @@
 //! inside the sink until Redis is back.
 
 use crate::change::{Action, Effect, RowChange, Version};
+use crate::metrics::Metrics;
 use crate::runtime::{Plugin, PluginError};
 use crate::sink::version::{self, companion_key};
 use crate::sink::{DeadLetter, RedisSink, SinkError, Versioned};
-use crate::stats::Stats;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -38,29 +38,29 @@ pub struct DeadLetterPolicy {
 pub struct Pipeline {
     plugins: Vec<Arc<Plugin>>,
     sink: RedisSink,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
     dead_letters: DeadLetterPolicy,
 }
 
 impl Pipeline {
-    /// Wires `plugins` to `sink`, counting into `stats`.
+    /// Wires `plugins` to `sink`, measuring into `metrics`.
     pub fn new(
         plugins: Vec<Arc<Plugin>>,
         sink: RedisSink,
-        stats: Arc<Stats>,
+        metrics: Arc<Metrics>,
         dead_letters: DeadLetterPolicy,
     ) -> Self {
         Self {
             plugins,
             sink,
-            stats,
+            metrics,
             dead_letters,
         }
     }
 
-    /// The shared counters.
-    pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
+    /// The shared metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Runs `batch` through every plugin and applies the plans.
@@ -69,7 +69,12 @@ impl Pipeline {
         if batch.is_empty() {
             return Ok(());
         }
-        Stats::add(&self.stats.changes, batch.len() as u64);
+        for change in batch {
+            self.metrics
+                .changes_total
+                .with_label_values(&[change.table.as_str()])
+                .inc();
+        }
         let versions: Vec<String> = batch
             .iter()
             .map(|c| version::encode(&Version::of(c)))
@@ -89,14 +94,24 @@ impl Pipeline {
                     effect: &action.effect,
                 })
                 .collect();
+            let timer = self.metrics.redis_apply_seconds.start_timer();
             let applied = self.sink.apply(&effects).await?;
-            Stats::add(&self.stats.effects_applied, applied.applied);
-            Stats::add(&self.stats.effects_stale, applied.stale);
+            timer.observe_duration();
+            let effects = |outcome| {
+                self.metrics
+                    .effects_total
+                    .with_label_values(&[plugin.name(), outcome])
+            };
+            effects("applied").inc_by(applied.applied);
+            effects("stale").inc_by(applied.stale);
+            self.metrics.tombstones_total.inc_by(applied.tombstones);
         }
         let now = now_micros();
         for change in batch {
-            self.stats
-                .record_lag(now.saturating_sub(change.commit_micros).max(0) as u64);
+            self.metrics.record_lag(
+                &change.table,
+                now.saturating_sub(change.commit_micros).max(0) as u64,
+            );
         }
         Ok(())
     }
@@ -106,7 +121,14 @@ impl Pipeline {
     async fn plan(&self, plugin: &Plugin, batch: &[RowChange]) -> Result<Vec<Action>, PluginError> {
         let mut attempt = 1;
         loop {
-            let result = plugin.on_changes(batch).await.and_then(|actions| {
+            let timer = self
+                .metrics
+                .plugin_call_seconds
+                .with_label_values(&[plugin.name()])
+                .start_timer();
+            let called = plugin.on_changes(batch).await;
+            timer.observe_duration();
+            let result = called.and_then(|actions| {
                 check_plan(plugin.name(), batch.len(), &actions).map(|()| actions)
             });
             match result {
@@ -116,6 +138,7 @@ impl Pipeline {
                     if attempt == PLUGIN_ATTEMPTS {
                         return Err(err);
                     }
+                    self.metrics.retry("plugin");
                     attempt += 1;
                 }
             }
@@ -146,7 +169,10 @@ impl Pipeline {
                 &letter,
             )
             .await?;
-        Stats::add(&self.stats.failed_batches, 1);
+        self.metrics
+            .dead_letters_total
+            .with_label_values(&[plugin.name()])
+            .inc();
         tracing::error!(
             plugin = plugin.name(),
             changes = batch.len(),

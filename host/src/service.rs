@@ -4,14 +4,15 @@
 //! plugin directory, then follows the stream until the shutdown future
 //! resolves.
 
+use crate::admin::{AdminServer, Readiness};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::pipeline::{DeadLetterPolicy, Pipeline};
 use crate::provision::Admin;
 use crate::runtime::{PluginEngine, load_directory};
 use crate::sink::RedisSink;
 use crate::source::spanner::checkpoint::CheckpointStore;
 use crate::source::spanner::{ChangeStreamReader, connect, describe_stream};
-use crate::stats::Stats;
 use anyhow::Context as _;
 use std::future::Future;
 use std::sync::Arc;
@@ -21,7 +22,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Service {
     reader: ChangeStreamReader,
     start: String,
-    stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    admin: Option<AdminServer>,
 }
 
 impl Service {
@@ -60,12 +63,19 @@ impl Service {
         let sink = RedisSink::connect(&config.redis.url, config.redis.tombstone_ms).await?;
         let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
         let plugins = load_directory(&engine, &config.plugins.dir).await?;
-        let stats = Arc::new(Stats::default());
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Arc::new(Readiness::default());
+        let admin = match &config.admin.listen {
+            Some(address) => {
+                Some(AdminServer::bind(address, metrics.clone(), readiness.clone()).await?)
+            }
+            None => None,
+        };
         let dead_letters = DeadLetterPolicy {
             stream: config.redis.dead_letter_stream.clone(),
             max_len: config.redis.dead_letter_max_len,
         };
-        let pipeline = Arc::new(Pipeline::new(plugins, sink, stats.clone(), dead_letters));
+        let pipeline = Arc::new(Pipeline::new(plugins, sink, metrics.clone(), dead_letters));
         let start = match config.spanner.start.as_str() {
             "now" => now_rfc3339(),
             explicit => explicit.to_owned(),
@@ -80,13 +90,20 @@ impl Service {
                 checkpoints,
             },
             start,
-            stats,
+            metrics,
+            readiness,
+            admin,
         })
     }
 
-    /// The pipeline's counters.
-    pub fn stats(&self) -> Arc<Stats> {
-        self.stats.clone()
+    /// Where the admin server listens, when enabled.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().and_then(AdminServer::local_addr)
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Follows the stream until `shutdown` resolves, then finishes in-flight
@@ -94,7 +111,12 @@ impl Service {
     /// read at start.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let token = CancellationToken::new();
+        let admin_stop = CancellationToken::new();
+        let admin = self
+            .admin
+            .map(|server| tokio::spawn(server.serve(admin_stop.clone())));
         let mut reader = tokio::spawn(self.reader.run(self.start, token.clone()));
+        self.readiness.set(true);
         let ended = tokio::select! {
             () = shutdown => None,
             ended = &mut reader => Some(ended),
@@ -102,11 +124,17 @@ impl Service {
         let ended = match ended {
             Some(ended) => ended,
             None => {
+                self.readiness.set(false);
                 tracing::info!("shutting down: finishing in-flight batches");
                 token.cancel();
                 reader.await
             }
         };
+        self.readiness.set(false);
+        admin_stop.cancel();
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         match ended {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(err.into()),

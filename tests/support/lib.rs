@@ -5,7 +5,7 @@
 //! the given DDL, and hands out a service configuration pointing at them.
 //! [`plugin`] finds a guest plugin built by this crate's build script.
 
-use redis_spanner::config::{Config, PluginsConfig, RedisConfig, SpannerConfig};
+use redis_spanner::config::{AdminConfig, Config, PluginsConfig, RedisConfig, SpannerConfig};
 use redis_spanner::local::{EmulatorOptions, RedisServer, SpannerEmulator};
 use redis_spanner::provision::Admin;
 use std::path::{Path, PathBuf};
@@ -83,6 +83,9 @@ impl TestBed {
                 dir: plugin_dir.to_owned(),
                 batch_max: 256,
             },
+            admin: AdminConfig {
+                listen: Some("127.0.0.1:0".into()),
+            },
         }
     }
 
@@ -122,4 +125,24 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A plain HTTP/1.1 GET: the status code and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP response: {response:?}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    Ok((status, body))
 }

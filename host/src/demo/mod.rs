@@ -15,12 +15,12 @@ pub mod check;
 pub mod schema;
 pub mod workload;
 
-use crate::config::{Config, PluginsConfig, RedisConfig, SpannerConfig};
+use crate::config::{AdminConfig, Config, PluginsConfig, RedisConfig, SpannerConfig};
 use crate::local::{Churning, EmulatorOptions, RedisServer, SpannerEmulator};
+use crate::metrics::{LagSummary, Metrics};
 use crate::provision::Admin;
 use crate::service::Service;
 use crate::source::spanner::connect;
-use crate::stats::{LagSummary, Stats};
 use anyhow::Context as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -136,6 +136,9 @@ pub async fn run(
             dir: plugin_dir.path().to_owned(),
             batch_max: 256,
         },
+        admin: AdminConfig {
+            listen: Some("127.0.0.1:0".into()),
+        },
     };
     provision(&grpc, &rest).await?;
     println!(
@@ -144,13 +147,13 @@ pub async fn run(
     );
 
     let service = Service::connect(&config).await?;
-    let stats = service.stats();
+    let metrics = service.metrics();
     let stop = CancellationToken::new();
     let service_stop = stop.clone();
     let service_task = tokio::spawn(service.run(async move { service_stop.cancelled().await }));
     let database = config.database_path();
     let (_, writer) = connect(Some(&grpc), &database).await?;
-    let printer = tokio::spawn(live_line(stats.clone()));
+    let printer = tokio::spawn(live_line(metrics.clone()));
 
     let outcome = if options.check {
         let written =
@@ -161,12 +164,12 @@ pub async fn run(
             check::wait_until_coherent(&writer, &mut conn, Duration::from_secs(60)).await?;
         println!(
             "partitions read to their end (splits and merges seen): {}",
-            Stats::get(&stats.partitions_finished)
+            metrics.partitions_finished_total.get()
         );
         Some(CheckOutcome {
             changes: written,
             mismatches,
-            lag: stats.lag(),
+            lag: metrics.lag(),
         })
     } else {
         let cancel = CancellationToken::new();
@@ -214,21 +217,21 @@ fn plugin_dir(plugins: &[PathBuf]) -> anyhow::Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-async fn live_line(stats: Arc<Stats>) {
+async fn live_line(metrics: Arc<Metrics>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let lag = stats.lag().map_or_else(
+        let lag = metrics.lag().map_or_else(
             || "lag n/a".to_owned(),
             |l| format!("lag p50={:.1} ms p99={:.1} ms", l.p50_ms, l.p99_ms),
         );
         println!(
-            "changes {:>6}  effects applied {:>6}  stale refused {:>4}  failed batches {}  partitions done {:>3}  {lag}",
-            Stats::get(&stats.changes),
-            Stats::get(&stats.effects_applied),
-            Stats::get(&stats.effects_stale),
-            Stats::get(&stats.failed_batches),
-            Stats::get(&stats.partitions_finished),
+            "changes {:>6}  effects applied {:>6}  stale refused {:>4}  dead-lettered {}  partitions done {:>3}  {lag}",
+            Metrics::total(&metrics.changes_total),
+            metrics.effects("applied"),
+            metrics.effects("stale"),
+            Metrics::total(&metrics.dead_letters_total),
+            metrics.partitions_finished_total.get(),
         );
     }
 }

@@ -33,6 +33,8 @@ pub struct Applied {
     pub applied: u64,
     /// Effects refused because Redis already held a newer version.
     pub stale: u64,
+    /// Deletes applied (each leaves a tombstone).
+    pub tombstones: u64,
 }
 
 /// A Redis failure that retrying will not fix.
@@ -288,7 +290,12 @@ fn count_replies(
     for (versioned, reply) in effects.iter().zip(replies) {
         let (key, op) = describe(versioned.effect);
         match reply {
-            redis::Value::Int(1) => applied.applied += 1,
+            redis::Value::Int(1) => {
+                applied.applied += 1;
+                if op == "del" {
+                    applied.tombstones += 1;
+                }
+            }
             redis::Value::Int(0) => applied.stale += 1,
             other => {
                 return Err(SinkError::Rejected {

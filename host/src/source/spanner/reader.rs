@@ -16,8 +16,8 @@ use super::partitions::{PartitionSet, Ready};
 use super::query::{PartitionQuery, read_partition};
 use super::record::{ChildPartitions, Record};
 use crate::change::RowChange;
+use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::stats::Stats;
 use google_cloud_spanner::client::DatabaseClient;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,7 +110,11 @@ impl ChangeStreamReader {
                 continue;
             }
             tracing::debug!(partition = %ended.token, "partition finished");
-            Stats::add(&self.pipeline.stats().partitions_finished, 1);
+            self.metrics().partitions_finished_total.inc();
+            let _ = self
+                .metrics()
+                .watermark_lag_seconds
+                .remove_label_values(&[short(&ended.token)]);
             set.finish(&ended.token);
             for record in &ended.children {
                 for child in &record.child_partitions {
@@ -125,6 +129,22 @@ impl ChangeStreamReader {
         }
         tracing::info!("change stream reader stopped");
         Ok(())
+    }
+
+    fn record_watermark_lag(&self, token: &str, watermark: &str) {
+        if let Ok(micros) = super::record::timestamp_micros(watermark) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64);
+            self.metrics()
+                .watermark_lag_seconds
+                .with_label_values(&[short(token)])
+                .set((now - micros) / 1_000_000);
+        }
+    }
+
+    fn metrics(&self) -> &Metrics {
+        self.pipeline.metrics()
     }
 
     fn spawn_ready(
@@ -200,6 +220,7 @@ impl ChangeStreamReader {
                     };
                 }
                 Err(message) => {
+                    self.metrics().retry("partition");
                     tracing::warn!(partition = %label, resume = %progress.resume, retry_in_ms = backoff.as_millis() as u64, %message, "partition failed; retrying from last applied timestamp");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
@@ -309,13 +330,28 @@ impl ChangeStreamReader {
         if progress.dirty
             && (progress.checkpointed_at.elapsed() >= CHECKPOINT_EVERY || announced_any)
         {
+            let timer = self
+                .metrics()
+                .spanner_seconds
+                .with_label_values(&["checkpoint"])
+                .start_timer();
             self.checkpoints
                 .advance(token, &progress.resume)
                 .await
                 .map_err(|e| e.to_string())?;
+            timer.observe_duration();
+            self.record_watermark_lag(token, &progress.resume);
             progress.checkpointed_at = Instant::now();
             progress.dirty = false;
         }
         Ok(())
     }
+}
+
+/// A partition token short enough for a metric label.
+fn short(token: &str) -> &str {
+    if token.is_empty() {
+        return "root";
+    }
+    token.get(..16).unwrap_or(token)
 }

@@ -1,0 +1,267 @@
+//! What the pipeline measures: Prometheus metrics and exact lag percentiles.
+//!
+//! [`Metrics`] is shared by everything that records (reader, pipeline,
+//! sink) and everything that reads (the admin server's `/metrics`, the
+//! demo's live line and check). Commit-to-Redis lag goes both into a
+//! Prometheus histogram per table and into a bounded window of samples from
+//! which the demo computes exact percentiles.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+const LAG_WINDOW: usize = 100_000;
+
+/// Lag percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LagSummary {
+    /// Number of samples.
+    pub samples: usize,
+    /// Median.
+    pub p50_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+}
+
+/// Every metric of one running service.
+pub struct Metrics {
+    registry: Registry,
+    /// Seconds from commit in Spanner to applied in Redis, per table.
+    pub lag_seconds: HistogramVec,
+    /// Seconds a partition's watermark trails the wall clock.
+    pub watermark_lag_seconds: IntGaugeVec,
+    /// Seconds per plugin call, per plugin.
+    pub plugin_call_seconds: HistogramVec,
+    /// Seconds per pipelined Redis apply.
+    pub redis_apply_seconds: Histogram,
+    /// Seconds per Spanner request (query start, checkpoint write), per kind.
+    pub spanner_seconds: HistogramVec,
+    /// Row changes read, per table.
+    pub changes_total: IntCounterVec,
+    /// Effects per plugin and outcome (`applied`, `stale`).
+    pub effects_total: IntCounterVec,
+    /// Deletes applied (each leaves a tombstone).
+    pub tombstones_total: IntCounter,
+    /// Batches parked in the dead-letter stream, per plugin.
+    pub dead_letters_total: IntCounterVec,
+    /// Retries, per kind (`plugin`, `redis`, `partition`, `checkpoint`).
+    pub retries_total: IntCounterVec,
+    /// Partitions read to their end.
+    pub partitions_finished_total: IntCounter,
+    lags_micros: Mutex<VecDeque<u64>>,
+}
+
+fn seconds_buckets() -> Vec<f64> {
+    vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ]
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("redis_spanner".into()), None)
+            .expect("a constant prefix is valid");
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let metric = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(seconds_buckets()),
+                labels,
+            )
+            .expect("metric definitions are valid");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("metric definitions are valid");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let watermark_lag_seconds = IntGaugeVec::new(
+            Opts::new(
+                "watermark_lag_seconds",
+                "Seconds a partition's watermark trails the wall clock",
+            ),
+            &["partition"],
+        )
+        .expect("metric definitions are valid");
+        registry
+            .register(Box::new(watermark_lag_seconds.clone()))
+            .expect("metric names are unique");
+        Self {
+            lag_seconds: histogram(
+                "lag_seconds",
+                "Seconds from Spanner commit to applied in Redis",
+                &["table"],
+            ),
+            plugin_call_seconds: histogram(
+                "plugin_call_seconds",
+                "Seconds per plugin call",
+                &["plugin"],
+            ),
+            redis_apply_seconds: histogram(
+                "redis_apply_seconds",
+                "Seconds per pipelined Redis apply",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+            spanner_seconds: histogram("spanner_seconds", "Seconds per Spanner request", &["kind"]),
+            changes_total: counter("changes_total", "Row changes read", &["table"]),
+            effects_total: counter(
+                "effects_total",
+                "Plugin effects by outcome",
+                &["plugin", "outcome"],
+            ),
+            tombstones_total: counter(
+                "tombstones_total",
+                "Deletes applied, each leaving a tombstone",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+            dead_letters_total: counter(
+                "dead_letters_total",
+                "Batches parked in the dead-letter stream",
+                &["plugin"],
+            ),
+            retries_total: counter("retries_total", "Retries by kind", &["kind"]),
+            partitions_finished_total: counter(
+                "partitions_finished_total",
+                "Partitions read to their end",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+            watermark_lag_seconds,
+            registry,
+            lags_micros: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Records one change's commit-to-applied lag.
+    pub fn record_lag(&self, table: &str, micros: u64) {
+        self.lag_seconds
+            .with_label_values(&[table])
+            .observe(micros as f64 / 1e6);
+        let mut lags = self.lags_micros.lock().unwrap_or_else(|e| e.into_inner());
+        if lags.len() == LAG_WINDOW {
+            lags.pop_front();
+        }
+        lags.push_back(micros);
+    }
+
+    /// Counts a retry of `kind`.
+    pub fn retry(&self, kind: &str) {
+        self.retries_total.with_label_values(&[kind]).inc();
+    }
+
+    /// Sum of a counter over all its labels.
+    pub fn total(counter: &IntCounterVec) -> u64 {
+        use prometheus::core::Collector as _;
+        counter
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|metric| metric.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    /// Effects with `outcome` (`applied` or `stale`), all plugins.
+    pub fn effects(&self, outcome: &str) -> u64 {
+        use prometheus::core::Collector as _;
+        self.effects_total
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|metric| metric.get_label().iter().any(|l| l.value() == outcome))
+            .map(|metric| metric.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    /// Percentiles of the lag window, or `None` before any sample.
+    pub fn lag(&self) -> Option<LagSummary> {
+        let mut lags: Vec<u64> = self
+            .lags_micros
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        if lags.is_empty() {
+            return None;
+        }
+        lags.sort_unstable();
+        let at = |q: f64| {
+            let index = ((lags.len() as f64 - 1.0) * q).round() as usize;
+            lags[index] as f64 / 1000.0
+        };
+        Some(LagSummary {
+            samples: lags.len(),
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(err) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            return format!("# encoding metrics failed: {err}\n");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_known_samples() {
+        let metrics = Metrics::new();
+        assert!(metrics.lag().is_none());
+        for ms in 1..=100 {
+            metrics.record_lag("Users", ms * 1000);
+        }
+        let lag = metrics.lag().unwrap();
+        assert_eq!(lag.samples, 100);
+        assert_eq!(lag.p50_ms, 51.0);
+        assert_eq!(lag.p99_ms, 99.0);
+        let text = metrics.render();
+        assert!(
+            text.contains("redis_spanner_lag_seconds_count{table=\"Users\"} 100"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn totals_sum_over_labels() {
+        let metrics = Metrics::new();
+        metrics
+            .effects_total
+            .with_label_values(&["a", "applied"])
+            .inc_by(3);
+        metrics
+            .effects_total
+            .with_label_values(&["b", "applied"])
+            .inc_by(2);
+        metrics
+            .effects_total
+            .with_label_values(&["b", "stale"])
+            .inc();
+        assert_eq!(metrics.effects("applied"), 5);
+        assert_eq!(metrics.effects("stale"), 1);
+        assert_eq!(Metrics::total(&metrics.effects_total), 6);
+    }
+}
