@@ -114,18 +114,26 @@ impl RedisSink {
             .query_async(&mut ping)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
-        let mut load = conn.clone();
-        let _: String = redis::cmd("FUNCTION")
-            .arg("LOAD")
-            .arg("REPLACE")
-            .arg(FUNCTION_LIBRARY)
-            .query_async(&mut load)
+        let sink = Self { conn, tombstone_ms };
+        sink.load_functions()
             .await
             .map_err(|e| SinkError::LoadFunctions {
                 url: mask_url(url),
                 message: e.to_string(),
             })?;
-        Ok(Self { conn, tombstone_ms })
+        Ok(sink)
+    }
+
+    /// Loads (or replaces) the function library.
+    async fn load_functions(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(FUNCTION_LIBRARY)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
     }
 
     /// A clone of the underlying connection, for readers such as the demo check.
@@ -178,6 +186,17 @@ impl RedisSink {
             let mut conn = self.conn.clone();
             match pipe.query_async::<Vec<redis::Value>>(&mut conn).await {
                 Ok(replies) => return count_replies(effects, &replies),
+                Err(err) if err.to_string().contains("Function not found") => {
+                    // Redis restarted without its data: load the library again.
+                    tracing::warn!(
+                        "the redis_spanner function library is missing (Redis restarted empty?); loading it again"
+                    );
+                    if let Err(err) = self.load_functions().await {
+                        tracing::warn!(error = %err, "reloading the function library failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
                 Err(err) if is_transient(&err) => {
                     tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "Redis unavailable; retrying");
                     tokio::time::sleep(backoff).await;

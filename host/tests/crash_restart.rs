@@ -1,0 +1,187 @@
+//! The real binary, killed with SIGKILL mid-stream and restarted, loses no
+//! change and never moves a key backwards; SIGTERM stops it cleanly.
+//!
+//! Lives with the host package because it runs the `redis-spanner` binary
+//! (`CARGO_BIN_EXE_redis-spanner`); the harness comes from `tests/support`.
+
+use rand::Rng as _;
+use redis::AsyncCommands as _;
+use redis_spanner::demo::{check, schema, workload};
+use redis_spanner::local::{Churning, EmulatorOptions};
+use redis_spanner_tests::{TestBed, plugin_dir};
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn write_config(bed: &TestBed, plugins: &Path, dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("redis-spanner.toml");
+    let text = format!(
+        r#"
+[spanner]
+project = "{project}"
+instance = "{instance}"
+database = "{database}"
+change_stream = "{stream}"
+emulator_host = "{grpc}"
+emulator_rest = "{rest}"
+
+[redis]
+url = "{redis}"
+
+[plugins]
+dir = "{plugins}"
+
+[admin]
+listen = "127.0.0.1:0"
+"#,
+        project = redis_spanner_tests::PROJECT,
+        instance = redis_spanner_tests::INSTANCE,
+        database = redis_spanner_tests::DATABASE,
+        stream = schema::STREAM,
+        grpc = bed.emulator.grpc_endpoint(),
+        rest = bed.emulator.rest_endpoint(),
+        redis = bed.redis.url(),
+        plugins = plugins.display(),
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn spawn_host(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start redis-spanner")
+}
+
+/// Samples every version key; counts any key seen at an older version than
+/// before.
+async fn watch_versions(
+    mut conn: redis::aio::MultiplexedConnection,
+    stop: CancellationToken,
+    samples: Arc<AtomicU64>,
+    regressions: Arc<AtomicU64>,
+) {
+    let mut newest: HashMap<String, String> = HashMap::new();
+    while !stop.is_cancelled() {
+        let keys: Vec<String> = match conn.keys("{users:*}:rs-version").await {
+            Ok(keys) => keys,
+            Err(_) => continue,
+        };
+        for key in keys {
+            let Ok(Some(version)) = conn.get::<_, Option<String>>(&key).await else {
+                continue;
+            };
+            samples.fetch_add(1, Ordering::Relaxed);
+            match newest.get(&key) {
+                Some(seen) if version < *seen => {
+                    regressions.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("regression on {key}: {seen} -> {version}");
+                }
+                _ => {
+                    newest.insert(key, version);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result<()> {
+    let options = EmulatorOptions {
+        churning: Churning::Every(Duration::from_secs(4)),
+        ..EmulatorOptions::default()
+    };
+    let bed = TestBed::start_with(&schema::ddl(), options).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let work = tempfile::tempdir()?;
+    let config = write_config(&bed, plugins.path(), work.path());
+    let log = work.path().join("host.log");
+    let spanner = bed.spanner_client().await?;
+
+    let mut host = spawn_host(&config, &log);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let writes_stop = CancellationToken::new();
+    let writer = {
+        let spanner = spanner.clone();
+        let stop = writes_stop.clone();
+        tokio::spawn(async move { workload::run(&spanner, None, stop).await })
+    };
+    let watch_stop = CancellationToken::new();
+    let samples = Arc::new(AtomicU64::new(0));
+    let regressions = Arc::new(AtomicU64::new(0));
+    let watcher = tokio::spawn(watch_versions(
+        bed.redis_connection().await?,
+        watch_stop.clone(),
+        samples.clone(),
+        regressions.clone(),
+    ));
+
+    let restarts = 3;
+    for _ in 0..restarts {
+        let pause = rand::rng().random_range(3_000..6_000);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        host.kill()?; // SIGKILL
+        host.wait()?;
+        host = spawn_host(&config, &log);
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    writes_stop.cancel();
+    let written = writer.await??;
+
+    let mut redis = bed.redis_connection().await?;
+    let mismatches =
+        check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(90)).await?;
+    watch_stop.cancel();
+    watcher.await?;
+
+    // SIGTERM: a graceful stop, exit code 0.
+    let pid = host.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status()?;
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(status) = host.try_wait()? {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let regressions = regressions.load(Ordering::Relaxed);
+    println!(
+        "crash test: {written} changes written, {restarts} kill -9 restarts, {mismatches} mismatches, \
+         {regressions} regressions in {} version samples",
+        samples.load(Ordering::Relaxed)
+    );
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(written > 300, "the workload wrote {written} changes");
+    assert_eq!(mismatches, 0, "host log:\n{log_text}");
+    assert_eq!(regressions, 0);
+    assert!(
+        log_text.matches("resuming from checkpoints").count() >= restarts,
+        "every restart resumed from the checkpoints:\n{log_text}"
+    );
+    match exited {
+        Some(status) => assert!(status.success(), "SIGTERM exit status {status}"),
+        None => {
+            host.kill()?;
+            panic!("the host did not stop within 20 s of SIGTERM");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! Faults around the service: Redis going away mid-stream, and replays.
+
+use redis_spanner::demo::{check, schema, workload};
+use redis_spanner::service::Service;
+use redis_spanner_tests::{TestBed, plugin_dir};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_mid_stream_loses_nothing() -> anyhow::Result<()> {
+    let mut bed = TestBed::start(&schema::ddl()).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let service = Service::connect(&bed.config(schema::STREAM, plugins.path())).await?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let spanner = bed.spanner_client().await?;
+
+    let writes_stop = CancellationToken::new();
+    let writer = {
+        let spanner = spanner.clone();
+        let stop = writes_stop.clone();
+        tokio::spawn(async move { workload::run(&spanner, None, stop).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Redis goes down for three seconds (its data saved, as a persistent
+    // Redis would keep it) while Spanner keeps changing.
+    let mut redis = bed.redis_connection().await?;
+    let _: () = redis::cmd("SAVE").query_async(&mut redis).await?;
+    bed.redis.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    bed.redis.restart().await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    writes_stop.cancel();
+    let written = writer.await??;
+
+    let mut redis = bed.redis_connection().await?;
+    let mismatches =
+        check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(60)).await?;
+    println!("redis outage: {written} changes written, {mismatches} mismatches");
+    assert_eq!(mismatches, 0);
+    stop.cancel();
+    running.await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_gets_the_function_library_back() -> anyhow::Result<()> {
+    let mut bed = TestBed::start(&schema::ddl()).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let service = Service::connect(&bed.config(schema::STREAM, plugins.path())).await?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let spanner = bed.spanner_client().await?;
+    bed.redis.restart().await?; // no SAVE: comes back without data or functions
+    workload::run(&spanner, Some(20), CancellationToken::new()).await?;
+    let mut redis = bed.redis_connection().await?;
+    let mismatches =
+        check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(30)).await?;
+    assert_eq!(mismatches, 0, "changes after the restart are applied");
+    let libraries: redis::Value = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query_async(&mut redis)
+        .await?;
+    assert!(format!("{libraries:?}").contains("redis_spanner"));
+    stop.cancel();
+    running.await??;
+    Ok(())
+}
