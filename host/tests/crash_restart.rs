@@ -51,7 +51,17 @@ listen = "127.0.0.1:0"
     path
 }
 
-fn spawn_host(config: &Path, log: &Path) -> Child {
+/// A running `redis-spanner run`, killed on drop.
+struct Host(Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_host(config: &Path, log: &Path) -> Host {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -64,6 +74,7 @@ fn spawn_host(config: &Path, log: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
+        .map(Host)
         .expect("start redis-spanner")
 }
 
@@ -136,8 +147,8 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     for _ in 0..restarts {
         let pause = rand::rng().random_range(3_000..6_000);
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        host.kill()?; // SIGKILL
-        host.wait()?;
+        host.0.kill()?; // SIGKILL
+        host.0.wait()?;
         host = spawn_host(&config, &log);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -151,11 +162,11 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     watcher.await?;
 
     // SIGTERM: a graceful stop, exit code 0.
-    let pid = host.id().to_string();
+    let pid = host.0.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status()?;
     let mut exited = None;
     for _ in 0..200 {
-        if let Some(status) = host.try_wait()? {
+        if let Some(status) = host.0.try_wait()? {
             exited = Some(status);
             break;
         }
@@ -178,10 +189,7 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     );
     match exited {
         Some(status) => assert!(status.success(), "SIGTERM exit status {status}"),
-        None => {
-            host.kill()?;
-            panic!("the host did not stop within 20 s of SIGTERM");
-        }
+        None => panic!("the host did not stop within 20 s of SIGTERM"),
     }
     Ok(())
 }
