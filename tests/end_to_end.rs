@@ -313,3 +313,49 @@ async fn a_restart_resumes_from_checkpoints_without_losing_changes() -> anyhow::
     running.await??;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_then_stream_caches_rows_from_before_the_first_run() -> anyhow::Result<()> {
+    use redis_spanner::demo::{check, schema, workload};
+    let bed = TestBed::start(&schema::ddl()).await?;
+    let spanner = bed.spanner_client().await?;
+    // Rows that exist before any host ever ran.
+    workload::run(&spanner, Some(150), CancellationToken::new()).await?;
+
+    let plugins = plugin_dir(&["users_cache"]);
+    let config = bed.config(schema::STREAM, plugins.path());
+    let service = Service::connect(&config).await?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+
+    // The stream runs while the backfill reads its snapshot.
+    let writes_stop = CancellationToken::new();
+    let writer = {
+        let spanner = spanner.clone();
+        let stop = writes_stop.clone();
+        tokio::spawn(async move { workload::run(&spanner, None, stop).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = redis_spanner::backfill::backfill(&config, "Users", None).await?;
+    assert!(report.rows > 0, "the snapshot has rows");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    writes_stop.cancel();
+    writer.await??;
+
+    let mut redis = bed.redis_connection().await?;
+    let mismatches =
+        check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(60)).await?;
+    assert_eq!(mismatches, 0, "backfilled and streamed rows match Spanner");
+    stop.cancel();
+    running.await??;
+
+    let err = redis_spanner::backfill::backfill(&config, "NoSuchTable", None)
+        .await
+        .expect_err("a missing table is an error");
+    assert!(
+        err.to_string().contains("NoSuchTable does not exist"),
+        "{err:#}"
+    );
+    Ok(())
+}

@@ -13,6 +13,7 @@
 //! - [`sink`]: where plans are applied ([`sink::redis`]).
 //! - [`pipeline`]: batch → plugins → checked plan → Redis.
 //! - [`metrics`]: Prometheus metrics and commit-to-Redis lag.
+//! - [`backfill`]: `redis-spanner backfill`: a table snapshot through the plugins.
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz` and `/readyz`.
 //! - [`service`]: `redis-spanner run`: wires everything from a config.
 //! - [`provision`]: creates Spanner instances, databases and schema (demo, tests).
@@ -20,6 +21,7 @@
 //! - [`demo`]: `redis-spanner demo`: the whole loop on a laptop.
 
 pub mod admin;
+pub mod backfill;
 pub mod change;
 pub mod config;
 pub mod demo;

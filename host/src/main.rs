@@ -23,6 +23,20 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Feed a consistent snapshot of a table to the plugins as `snapshot`
+    /// changes (versioned at the snapshot's timestamp, so newer stream data
+    /// is never overwritten). Run it while `run` follows the stream.
+    Backfill {
+        /// The TOML configuration (see config.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The table to read.
+        #[arg(long)]
+        table: String,
+        /// Only this plugin (its file name without .wasm).
+        #[arg(long)]
+        plugin: Option<String>,
+    },
     /// Start a local Spanner emulator and redis-server, write a live workload
     /// and show it reaching Redis through the example plugin.
     Demo {
@@ -84,6 +98,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run { config } => {
             let config = Config::load(&config)?;
             redis_spanner::service::run(config, ctrl_c()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backfill {
+            config,
+            table,
+            plugin,
+        } => {
+            let config = Config::load(&config)?;
+            let report =
+                redis_spanner::backfill::backfill(&config, &table, plugin.as_deref()).await?;
+            println!(
+                "backfilled {} rows of {table} at {}",
+                report.rows, report.read_timestamp
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

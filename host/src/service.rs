@@ -60,10 +60,8 @@ impl Service {
         checkpoints
             .ensure_table(&admin, &config.spanner.instance, &config.spanner.database)
             .await?;
-        let sink = RedisSink::connect(&config.redis.url, config.redis.tombstone_ms).await?;
-        let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
-        let plugins = load_directory(&engine, &config.plugins.dir).await?;
         let metrics = Arc::new(Metrics::new());
+        let pipeline = Arc::new(build_pipeline(config, metrics.clone(), None).await?);
         let readiness = Arc::new(Readiness::default());
         let admin = match &config.admin.listen {
             Some(address) => {
@@ -71,11 +69,6 @@ impl Service {
             }
             None => None,
         };
-        let dead_letters = DeadLetterPolicy {
-            stream: config.redis.dead_letter_stream.clone(),
-            max_len: config.redis.dead_letter_max_len,
-        };
-        let pipeline = Arc::new(Pipeline::new(plugins, sink, metrics.clone(), dead_letters));
         let start = match config.spanner.start.as_str() {
             "now" => now_rfc3339(),
             explicit => explicit.to_owned(),
@@ -143,6 +136,31 @@ impl Service {
             )),
         }
     }
+}
+
+/// Connects to Redis and loads the plugin directory (only the plugin named
+/// `only`, when given) into a pipeline.
+pub async fn build_pipeline(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    only: Option<&str>,
+) -> anyhow::Result<Pipeline> {
+    let sink = RedisSink::connect(&config.redis.url, config.redis.tombstone_ms).await?;
+    let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
+    let mut plugins = load_directory(&engine, &config.plugins.dir).await?;
+    if let Some(name) = only {
+        plugins.retain(|plugin| plugin.name() == name);
+        anyhow::ensure!(
+            !plugins.is_empty(),
+            "no plugin named {name:?} in {}",
+            config.plugins.dir.display()
+        );
+    }
+    let dead_letters = DeadLetterPolicy {
+        stream: config.redis.dead_letter_stream.clone(),
+        max_len: config.redis.dead_letter_max_len,
+    };
+    Ok(Pipeline::new(plugins, sink, metrics, dead_letters))
 }
 
 /// This host's identity in checkpoint leases: host name and process id.

@@ -337,7 +337,9 @@ fn typed_value(column: &TypedColumn, json: &Json) -> Result<Value, String> {
     scalar_value(&column.type_code, column.element_code.as_deref(), json)
 }
 
-fn scalar_value(code: &str, element_code: Option<&str>, json: &Json) -> Result<Value, String> {
+/// Types a JSON-encoded Spanner value by its type code name (`INT64`, …)
+/// and, for arrays, the element's type code name.
+pub fn scalar_value(code: &str, element_code: Option<&str>, json: &Json) -> Result<Value, String> {
     if json.is_null() {
         return Ok(Value::Null);
     }

@@ -1,0 +1,272 @@
+//! `redis-spanner backfill`: a consistent snapshot of a table, fed to the
+//! plugins as `snapshot` changes.
+//!
+//! The table is read in one strong read-only transaction at timestamp T0.
+//! Every row becomes a `snapshot` change versioned at T0 (with an empty
+//! transaction id, so a stream change committed at T0 itself still wins),
+//! which means a backfill never overwrites newer data from the stream:
+//! run it while the service follows the stream, or before the service's
+//! first start with `spanner.start` set to the T0 it prints.
+
+use crate::change::{ChangeKind, Column, RowChange};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::service::build_pipeline;
+use crate::source::spanner::connect;
+use crate::source::spanner::record::{scalar_value, timestamp_micros};
+use crate::source::spanner::tree::Shape;
+use anyhow::Context as _;
+use google_cloud_spanner::statement::Statement;
+use google_cloud_spanner::transaction::BeginTransactionOption;
+use google_cloud_spanner::types::{Type, TypeCode};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a backfill did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillReport {
+    /// The snapshot's read timestamp (RFC 3339).
+    pub read_timestamp: String,
+    /// Rows handed to the plugins.
+    pub rows: u64,
+}
+
+/// The name Spanner's change records use for a type code.
+fn code_name(code: TypeCode) -> &'static str {
+    match code {
+        TypeCode::Bool => "BOOL",
+        TypeCode::Int64 => "INT64",
+        TypeCode::Float64 => "FLOAT64",
+        TypeCode::Float32 => "FLOAT32",
+        TypeCode::Timestamp => "TIMESTAMP",
+        TypeCode::Date => "DATE",
+        TypeCode::String => "STRING",
+        TypeCode::Bytes => "BYTES",
+        TypeCode::Array => "ARRAY",
+        TypeCode::Numeric => "NUMERIC",
+        TypeCode::Json => "JSON",
+        TypeCode::Uuid => "UUID",
+        TypeCode::Interval => "INTERVAL",
+        TypeCode::Enum => "ENUM",
+        TypeCode::Proto => "PROTO",
+        _ => "UNSUPPORTED",
+    }
+}
+
+struct ColumnDecoder {
+    name: String,
+    is_key: bool,
+    code: &'static str,
+    element: Option<&'static str>,
+    shape: Shape,
+}
+
+impl ColumnDecoder {
+    fn new(name: &str, ty: &Type, is_key: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            is_key,
+            code: code_name(ty.code()),
+            element: ty.array_element_type().map(|e| code_name(e.code())),
+            shape: Shape::of(ty),
+        }
+    }
+}
+
+/// The primary key columns of `table`, in key order.
+async fn primary_key(
+    tx: &google_cloud_spanner::client::DatabaseClient,
+    table: &str,
+) -> anyhow::Result<Vec<String>> {
+    let statement = Statement::builder(
+        "SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.INDEX_COLUMNS \
+         WHERE TABLE_SCHEMA = '' AND TABLE_NAME = @table AND INDEX_NAME = 'PRIMARY_KEY' \
+         ORDER BY ORDINAL_POSITION",
+    )
+    .add_param("table", table)
+    .build();
+    let mut rows = tx.single_use().build().execute_query(statement).await?;
+    let mut keys = Vec::new();
+    while let Some(row) = rows.next().await {
+        let name: String = row?.get(0)?;
+        keys.push(name);
+    }
+    anyhow::ensure!(
+        !keys.is_empty(),
+        "table {table} does not exist (or has no primary key)"
+    );
+    Ok(keys)
+}
+
+/// Reads `table` at one timestamp and feeds every row to the plugins (only
+/// `plugin`, when given). Shows a progress bar on a terminal, log lines
+/// otherwise.
+pub async fn backfill(
+    config: &Config,
+    table: &str,
+    plugin: Option<&str>,
+) -> anyhow::Result<BackfillReport> {
+    anyhow::ensure!(
+        crate::config::is_identifier(table),
+        "--table {table:?} is not a valid table name"
+    );
+    let (_, client) = connect(config.emulator_host().as_deref(), &config.database_path()).await?;
+    let keys = primary_key(&client, table).await?;
+    let pipeline = build_pipeline(config, Arc::new(Metrics::new()), plugin).await?;
+
+    let tx = client
+        .read_only_transaction()
+        .set_begin_transaction_option(BeginTransactionOption::ExplicitBegin)
+        .build()
+        .await
+        .context("starting the snapshot transaction")?;
+    let read_timestamp = tx
+        .read_timestamp()
+        .map(String::from)
+        .context("the snapshot transaction has no read timestamp")?;
+    let version_micros = timestamp_micros(&read_timestamp)?;
+
+    let mut count = tx
+        .execute_query(Statement::builder(format!("SELECT COUNT(*) FROM {table}")).build())
+        .await?;
+    let total: i64 = match count.next().await {
+        Some(row) => row?.get(0)?,
+        None => 0,
+    };
+    let progress = Progress::new(total as u64, table);
+    tracing::info!(table, rows = total, %read_timestamp, "backfill starts");
+
+    let mut rows = tx
+        .execute_query(Statement::builder(format!("SELECT * FROM {table}")).build())
+        .await?;
+    let mut decoders: Option<Vec<ColumnDecoder>> = None;
+    let mut batch = Vec::with_capacity(config.plugins.batch_max);
+    let mut done = 0u64;
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        let decoders = decoders.get_or_insert_with(|| {
+            let metadata = rows.metadata();
+            metadata
+                .column_names()
+                .iter()
+                .zip(metadata.column_types())
+                .map(|(name, ty)| ColumnDecoder::new(name, ty, keys.contains(name)))
+                .collect()
+        });
+        batch.push(snapshot_change(
+            table,
+            decoders,
+            row.raw_values(),
+            version_micros,
+        )?);
+        if batch.len() == config.plugins.batch_max {
+            pipeline.process(&batch).await?;
+            done += batch.len() as u64;
+            progress.set(done);
+            batch.clear();
+        }
+    }
+    pipeline.process(&batch).await?;
+    done += batch.len() as u64;
+    progress.finish(done);
+    Ok(BackfillReport {
+        read_timestamp,
+        rows: done,
+    })
+}
+
+fn snapshot_change(
+    table: &str,
+    decoders: &[ColumnDecoder],
+    values: &[google_cloud_spanner::value::Value],
+    version_micros: i64,
+) -> anyhow::Result<RowChange> {
+    let mut key_columns = Vec::new();
+    let mut new_values = Vec::new();
+    for (decoder, value) in decoders.iter().zip(values) {
+        let json = decoder
+            .shape
+            .to_json(value)
+            .map_err(|e| anyhow::anyhow!("table {table}, column {}: {e}", decoder.name))?;
+        let value = scalar_value(decoder.code, decoder.element, &json)
+            .map_err(|e| anyhow::anyhow!("table {table}, column {}: {e}", decoder.name))?;
+        let column = Column {
+            name: decoder.name.clone(),
+            value,
+        };
+        if decoder.is_key {
+            key_columns.push(column);
+        } else {
+            new_values.push(column);
+        }
+    }
+    Ok(RowChange {
+        table: table.to_owned(),
+        kind: ChangeKind::Snapshot,
+        keys: key_columns,
+        new_values,
+        old_values: Vec::new(),
+        commit_micros: version_micros,
+        transaction_id: String::new(),
+        record_sequence: "0".to_owned(),
+        transaction_tag: String::new(),
+    })
+}
+
+/// A progress bar on a terminal; a log line a second otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: u64,
+    table: String,
+    started: Instant,
+    last_log: std::sync::Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(total: u64, table: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:40}] {pos}/{len} rows ({per_sec}, ETA {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("backfill {table}"));
+            bar
+        });
+        Self {
+            bar,
+            total,
+            table: table.to_owned(),
+            started: Instant::now(),
+            last_log: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+
+    fn set(&self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            return;
+        }
+        let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() >= Duration::from_secs(1) {
+            *last = Instant::now();
+            let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+            let eta = self.total.saturating_sub(done) as f64 / rate.max(1e-3);
+            tracing::info!(table = %self.table, done, total = self.total, rows_per_s = rate as u64, eta_s = eta as u64, "backfill progress");
+        }
+    }
+
+    fn finish(&self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            bar.finish();
+        }
+        let rate = done as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+        tracing::info!(table = %self.table, rows = done, rows_per_s = rate as u64, "backfill done");
+    }
+}
