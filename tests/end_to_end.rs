@@ -196,7 +196,7 @@ async fn a_failing_plugin_parks_its_batch_and_others_keep_flowing() -> anyhow::R
         redis::from_redis_value(parked.map.get(name).cloned().unwrap_or(redis::Value::Nil))
             .unwrap_or_default()
     };
-    assert_eq!(field("plugin"), "test_trap");
+    assert_eq!(field("plugin"), "test_trap@0.0.0");
     assert!(field("error").contains("trapped"), "{}", field("error"));
     assert!(
         field("changes").contains("\"Trap\""),

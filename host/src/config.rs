@@ -5,7 +5,9 @@
 //! defaults; `config.example.toml` at the repository root documents them all
 //! and a unit test keeps it parseable.
 
+use crate::policy::Grant;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The whole configuration file.
@@ -22,6 +24,9 @@ pub struct Config {
     /// The admin HTTP server (metrics, health).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// What each plugin may do, by plugin name.
+    #[serde(default)]
+    pub grants: BTreeMap<String, Grant>,
 }
 
 /// The admin HTTP server.
@@ -97,6 +102,29 @@ pub struct RedisConfig {
     /// About how many entries the dead-letter stream keeps.
     #[serde(default = "default_dead_letter_max_len")]
     pub dead_letter_max_len: usize,
+    /// Per-plugin Redis ACL users: `managed` (the host creates them) or
+    /// `off`.
+    #[serde(default)]
+    pub acl: crate::sink::acl::AclMode,
+    /// Stream receiving one audit record per applied, stale or denied
+    /// effect; unset disables the audit trail.
+    #[serde(default = "default_audit_stream")]
+    pub audit_stream: Option<String>,
+    /// About how many audit records the stream keeps.
+    #[serde(default = "default_audit_max_len")]
+    pub audit_max_len: usize,
+    /// Hash-chain the audit records so tampering is detectable
+    /// (`redis-spanner audit verify`).
+    #[serde(default = "default_true")]
+    pub audit_chain: bool,
+}
+
+fn default_audit_stream() -> Option<String> {
+    Some("redis-spanner:audit".to_owned())
+}
+
+fn default_audit_max_len() -> usize {
+    1_000_000
 }
 
 fn default_dead_letter_stream() -> String {
@@ -115,6 +143,10 @@ impl RedisConfig {
             tombstone_ms: default_tombstone_ms(),
             dead_letter_stream: default_dead_letter_stream(),
             dead_letter_max_len: default_dead_letter_max_len(),
+            acl: Default::default(),
+            audit_stream: default_audit_stream(),
+            audit_max_len: default_audit_max_len(),
+            audit_chain: true,
         }
     }
 }
@@ -133,6 +165,80 @@ pub struct PluginsConfig {
     /// Most row changes handed to a plugin in one call.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
+    /// Folder for precompiled plugins (default: `.cache` inside `dir`).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Watch `dir` and load added, changed or removed plugins without a
+    /// restart.
+    #[serde(default = "default_true")]
+    pub hot_reload: bool,
+    /// Wall-clock limit of one plugin call, in milliseconds.
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// Memory cap of a plugin instance, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// Most actions in one plan.
+    #[serde(default = "default_max_actions")]
+    pub max_actions: usize,
+    /// Most MiB of keys and values in one plan.
+    #[serde(default = "default_max_plan_mb")]
+    pub max_plan_mb: u64,
+    /// Tries per batch before it is parked in the dead-letter stream.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_call_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_memory_mb() -> u64 {
+    128
+}
+
+fn default_max_actions() -> usize {
+    100_000
+}
+
+fn default_max_plan_mb() -> u64 {
+    64
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+
+impl PluginsConfig {
+    /// The host's limits for plugin calls.
+    pub fn limits(&self) -> crate::runtime::Limits {
+        crate::runtime::Limits {
+            call_timeout: std::time::Duration::from_millis(self.call_timeout_ms),
+            memory_bytes: (self.memory_mb as usize) << 20,
+            max_actions: self.max_actions,
+            max_plan_bytes: (self.max_plan_mb as usize) << 20,
+            attempts: self.attempts.max(1),
+        }
+    }
+
+    /// Where precompiled plugins are cached.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join(".cache"))
+    }
+
+    /// Settings for plugins in `dir`, every other setting at its default.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for PluginsConfig {
@@ -140,6 +246,13 @@ impl Default for PluginsConfig {
         Self {
             dir: default_plugin_dir(),
             batch_max: default_batch_max(),
+            cache_dir: None,
+            hot_reload: true,
+            call_timeout_ms: default_call_timeout_ms(),
+            memory_mb: default_memory_mb(),
+            max_actions: default_max_actions(),
+            max_plan_mb: default_max_plan_mb(),
+            attempts: default_attempts(),
         }
     }
 }
@@ -321,7 +434,7 @@ pub fn is_identifier(name: &str) -> bool {
 }
 
 /// Renders a TOML error as `line L, column C: message`.
-fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+pub fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
     let message = err.message();
     match err.span() {
         Some(span) => {

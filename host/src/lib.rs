@@ -12,6 +12,7 @@
 //! - [`runtime`]: the wasmtime component host that runs plugins.
 //! - [`sink`]: where plans are applied ([`sink::redis`]).
 //! - [`pipeline`]: batch → plugins → checked plan → Redis.
+//! - [`policy`]: grants: which plugin may do what.
 //! - [`metrics`]: Prometheus metrics and commit-to-Redis lag.
 //! - [`backfill`]: `redis-spanner backfill`: a table snapshot through the plugins.
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz` and `/readyz`.
@@ -28,6 +29,7 @@ pub mod demo;
 pub mod local;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod provision;
 pub mod runtime;
 pub mod service;

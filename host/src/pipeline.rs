@@ -1,21 +1,26 @@
 //! From a batch of row changes to applied Redis effects.
 //!
-//! Each plugin gets the batch; its plan is checked (every action must name a
-//! change of the batch) and applied to Redis in one pipeline. A plugin that
-//! fails is retried on a fresh instance before the batch is given up for that
-//! plugin and parked in a dead-letter stream; Redis outages are retried
-//! inside the sink until Redis is back.
+//! For each plugin of the current set (swapped atomically between batches by
+//! hot reload): the changes of the tables it wants are handed to it; its
+//! plan is checked (every action must name a change of the batch and touch a
+//! key that can carry a version); each action is checked against the
+//! plugin's grant; the allowed ones are applied through the plugin's own
+//! Redis user, each only if newer than what Redis holds. A plugin that fails
+//! is retried on a fresh instance and then its batch is parked in a
+//! dead-letter stream; Redis outages are retried inside the sink until Redis
+//! is back. Every applied, stale and denied effect can be audited.
 
 use crate::change::{Action, Effect, RowChange, Version};
 use crate::metrics::Metrics;
+use crate::policy::{Policy, effect_key};
 use crate::runtime::{Plugin, PluginError};
+use crate::sink::acl::PluginSinks;
+use crate::sink::audit::{AuditLog, AuditRecord, Verdict};
 use crate::sink::version::{self, companion_key};
-use crate::sink::{DeadLetter, RedisSink, SinkError, Versioned};
+use crate::sink::{DeadLetter, SinkError, Versioned};
+use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// How often a failing plugin call is tried before the batch is given up.
-const PLUGIN_ATTEMPTS: usize = 3;
 
 /// A batch that could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +28,9 @@ pub enum PipelineError {
     /// Redis rejected an effect.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The audit trail could not be written.
+    #[error(transparent)]
+    Audit(#[from] crate::sink::audit::AuditError),
 }
 
 /// Where batches that a plugin fails on go.
@@ -34,25 +42,35 @@ pub struct DeadLetterPolicy {
     pub max_len: usize,
 }
 
-/// Plugins and the sink, wired together.
+/// The plugins currently loaded; replaced as a whole by hot reload.
+pub type PluginSet = ArcSwap<Vec<Arc<Plugin>>>;
+
+/// Plugins, grants and sinks, wired together.
 pub struct Pipeline {
-    plugins: Vec<Arc<Plugin>>,
-    sink: RedisSink,
+    plugins: Arc<PluginSet>,
+    policy: Policy,
+    sinks: PluginSinks,
+    audit: Option<AuditLog>,
     metrics: Arc<Metrics>,
     dead_letters: DeadLetterPolicy,
 }
 
 impl Pipeline {
-    /// Wires `plugins` to `sink`, measuring into `metrics`.
+    /// Wires `plugins` to the sinks, checking `policy`, measuring into
+    /// `metrics`, auditing into `audit` when given.
     pub fn new(
-        plugins: Vec<Arc<Plugin>>,
-        sink: RedisSink,
+        plugins: Arc<PluginSet>,
+        policy: Policy,
+        sinks: PluginSinks,
+        audit: Option<AuditLog>,
         metrics: Arc<Metrics>,
         dead_letters: DeadLetterPolicy,
     ) -> Self {
         Self {
             plugins,
-            sink,
+            policy,
+            sinks,
+            audit,
             metrics,
             dead_letters,
         }
@@ -61,6 +79,16 @@ impl Pipeline {
     /// The shared metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The plugin set (hot reload swaps it).
+    pub fn plugins(&self) -> &Arc<PluginSet> {
+        &self.plugins
+    }
+
+    /// The per-plugin sinks.
+    pub fn sinks(&self) -> &PluginSinks {
+        &self.sinks
     }
 
     /// Runs `batch` through every plugin and applies the plans.
@@ -79,32 +107,9 @@ impl Pipeline {
             .iter()
             .map(|c| version::encode(&Version::of(c)))
             .collect();
-        for plugin in &self.plugins {
-            let actions = match self.plan(plugin, batch).await {
-                Ok(actions) => actions,
-                Err(error) => {
-                    self.park(plugin, batch, &error).await?;
-                    continue;
-                }
-            };
-            let effects: Vec<Versioned> = actions
-                .iter()
-                .map(|action| Versioned {
-                    version: &versions[action.change as usize],
-                    effect: &action.effect,
-                })
-                .collect();
-            let timer = self.metrics.redis_apply_seconds.start_timer();
-            let applied = self.sink.apply(&effects).await?;
-            timer.observe_duration();
-            let effects = |outcome| {
-                self.metrics
-                    .effects_total
-                    .with_label_values(&[plugin.name(), outcome])
-            };
-            effects("applied").inc_by(applied.applied);
-            effects("stale").inc_by(applied.stale);
-            self.metrics.tombstones_total.inc_by(applied.tombstones);
+        let plugins = self.plugins.load_full();
+        for plugin in plugins.iter() {
+            self.run_plugin(plugin, batch, &versions).await?;
         }
         let now = now_micros();
         for change in batch {
@@ -116,9 +121,114 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Asks one plugin for its plan, retrying failures; the last error when
-    /// every attempt failed (each failure is logged with the plugin's name).
+    async fn run_plugin(
+        &self,
+        plugin: &Plugin,
+        batch: &[RowChange],
+        versions: &[String],
+    ) -> Result<(), PipelineError> {
+        // Only the tables the plugin wants; `index` maps back to the batch.
+        let index: Vec<usize> = (0..batch.len())
+            .filter(|&i| plugin.manifest().wants(&batch[i].table))
+            .collect();
+        if index.is_empty() {
+            return Ok(());
+        }
+        let filtered: Vec<RowChange>;
+        let input: &[RowChange] = if index.len() == batch.len() {
+            batch
+        } else {
+            filtered = index.iter().map(|&i| batch[i].clone()).collect();
+            &filtered
+        };
+        let actions = match self.plan(plugin, input).await {
+            Ok(actions) => actions,
+            Err(error) => {
+                self.park(plugin, input, &error).await?;
+                return Ok(());
+            }
+        };
+        let mut allowed: Vec<(&str, &Effect)> = Vec::with_capacity(actions.len());
+        let mut records = Vec::new();
+        for action in &actions {
+            let version = versions[index[action.change as usize]].as_str();
+            match self.policy.check(plugin.name(), &action.effect) {
+                Ok(()) => allowed.push((version, &action.effect)),
+                Err(denied) => {
+                    self.metrics
+                        .effects_total
+                        .with_label_values(&[plugin.name(), "denied"])
+                        .inc();
+                    tracing::warn!(plugin = %plugin.label(), reason = %denied, "action denied");
+                    records.push(audit_record(
+                        plugin,
+                        version,
+                        &action.effect,
+                        Verdict::Denied,
+                        denied.to_string(),
+                    ));
+                }
+            }
+        }
+        if !allowed.is_empty() {
+            let grant = self
+                .policy
+                .grant(plugin.name())
+                .expect("an allowed action implies a grant");
+            let sink = self.sinks.for_plugin(plugin.name(), grant).await?;
+            let effects: Vec<Versioned> = allowed
+                .iter()
+                .map(|(version, effect)| Versioned { version, effect })
+                .collect();
+            let timer = self.metrics.redis_apply_seconds.start_timer();
+            let applied = match sink.apply(&effects).await {
+                Ok(applied) => applied,
+                Err(err @ SinkError::Auth { .. }) => {
+                    // Set the plugin's user up again on the next try.
+                    self.sinks.forget(plugin.name()).await;
+                    return Err(err.into());
+                }
+                Err(err) => return Err(err.into()),
+            };
+            timer.observe_duration();
+            let count = |outcome| {
+                self.metrics
+                    .effects_total
+                    .with_label_values(&[plugin.name(), outcome])
+            };
+            count("applied").inc_by(applied.applied);
+            count("stale").inc_by(applied.stale);
+            self.metrics.tombstones_total.inc_by(applied.tombstones);
+            if self.audit.is_some() {
+                for ((version, effect), written) in allowed.iter().zip(&applied.outcomes) {
+                    let verdict = if *written {
+                        Verdict::Applied
+                    } else {
+                        Verdict::Stale
+                    };
+                    records.push(audit_record(
+                        plugin,
+                        version,
+                        effect,
+                        verdict,
+                        String::new(),
+                    ));
+                }
+            }
+        }
+        if let Some(audit) = &self.audit
+            && !records.is_empty()
+        {
+            audit.append(&records).await?;
+        }
+        Ok(())
+    }
+
+    /// Asks one plugin for its plan, retrying failures on a fresh instance;
+    /// the last error when every attempt failed (each failure is logged with
+    /// the plugin's name and version).
     async fn plan(&self, plugin: &Plugin, batch: &[RowChange]) -> Result<Vec<Action>, PluginError> {
+        let attempts = plugin.limits().attempts;
         let mut attempt = 1;
         loop {
             let timer = self
@@ -129,13 +239,13 @@ impl Pipeline {
             let called = plugin.on_changes(batch).await;
             timer.observe_duration();
             let result = called.and_then(|actions| {
-                check_plan(plugin.name(), batch.len(), &actions).map(|()| actions)
+                check_plan(&plugin.label(), batch.len(), &actions).map(|()| actions)
             });
             match result {
                 Ok(actions) => return Ok(actions),
                 Err(err) => {
-                    tracing::warn!(plugin = plugin.name(), attempt, of = PLUGIN_ATTEMPTS, error = %err, "plugin failed on a batch");
-                    if attempt == PLUGIN_ATTEMPTS {
+                    tracing::warn!(plugin = %plugin.label(), attempt, of = attempts, error = %err, "plugin failed on a batch");
+                    if attempt >= attempts {
                         return Err(err);
                     }
                     self.metrics.retry("plugin");
@@ -154,15 +264,17 @@ impl Pipeline {
         error: &PluginError,
     ) -> Result<(), SinkError> {
         let message = error.to_string();
+        let label = plugin.label();
         let letter = DeadLetter {
-            plugin: plugin.name(),
+            plugin: &label,
             error: &message,
             changes_json: serde_json::to_string(batch)
                 .unwrap_or_else(|e| format!("unserialisable batch: {e}")),
             first_commit_micros: batch.first().map_or(0, |c| c.commit_micros),
             count: batch.len(),
         };
-        self.sink
+        self.sinks
+            .admin()
             .dead_letter(
                 &self.dead_letters.stream,
                 self.dead_letters.max_len,
@@ -174,13 +286,31 @@ impl Pipeline {
             .with_label_values(&[plugin.name()])
             .inc();
         tracing::error!(
-            plugin = plugin.name(),
+            plugin = %label,
             changes = batch.len(),
             stream = %self.dead_letters.stream,
             error = %message,
             "plugin failed on every attempt; batch parked in the dead-letter stream"
         );
         Ok(())
+    }
+}
+
+fn audit_record(
+    plugin: &Plugin,
+    version: &str,
+    effect: &Effect,
+    verdict: Verdict,
+    reason: String,
+) -> AuditRecord {
+    AuditRecord {
+        plugin: plugin.label(),
+        plugin_digest: plugin.digest().to_owned(),
+        version: version.to_owned(),
+        key: effect_key(effect).to_owned(),
+        operation: crate::policy::Operation::of(effect).as_str().to_owned(),
+        verdict,
+        reason,
     }
 }
 
@@ -204,12 +334,7 @@ pub fn check_plan(plugin: &str, batch_len: usize, actions: &[Action]) -> Result<
                 action.change
             )));
         }
-        let key = match &action.effect {
-            Effect::Set(write) => &write.key,
-            Effect::Delete(key) => key,
-            Effect::Expire(expiry) => &expiry.key,
-        };
-        companion_key(key).map_err(|e| rejected(e.to_string()))?;
+        companion_key(effect_key(&action.effect)).map_err(|e| rejected(e.to_string()))?;
     }
     Ok(())
 }

@@ -7,10 +7,13 @@
 use crate::admin::{AdminServer, Readiness};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::pipeline::{DeadLetterPolicy, Pipeline};
+use crate::pipeline::{DeadLetterPolicy, Pipeline, PluginSet};
+use crate::policy::Policy;
 use crate::provision::Admin;
-use crate::runtime::{PluginEngine, load_directory};
+use crate::runtime::{LoadOptions, PluginEngine, load_directory};
 use crate::sink::RedisSink;
+use crate::sink::acl::PluginSinks;
+use crate::sink::audit::AuditLog;
 use crate::source::spanner::checkpoint::CheckpointStore;
 use crate::source::spanner::{ChangeStreamReader, connect, describe_stream};
 use anyhow::Context as _;
@@ -147,7 +150,8 @@ pub async fn build_pipeline(
 ) -> anyhow::Result<Pipeline> {
     let sink = RedisSink::connect(&config.redis.url, config.redis.tombstone_ms).await?;
     let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
-    let mut plugins = load_directory(&engine, &config.plugins.dir).await?;
+    let options = load_options(config);
+    let mut plugins = load_directory(&engine, &config.plugins.dir, &options).await?;
     if let Some(name) = only {
         plugins.retain(|plugin| plugin.name() == name);
         anyhow::ensure!(
@@ -160,7 +164,41 @@ pub async fn build_pipeline(
         stream: config.redis.dead_letter_stream.clone(),
         max_len: config.redis.dead_letter_max_len,
     };
-    Ok(Pipeline::new(plugins, sink, metrics, dead_letters))
+    let audit = match &config.redis.audit_stream {
+        Some(stream) => Some(
+            AuditLog::open(
+                sink.admin_connection(),
+                stream.clone(),
+                config.redis.audit_max_len,
+                config.redis.audit_chain,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let policy = Policy::new(config.grants.clone());
+    for plugin in &plugins {
+        if policy.grant(plugin.name()).is_none() {
+            tracing::warn!(plugin = %plugin.label(), "plugin has no grant: every action it asks for will be denied; add [grants.{}] to the config", plugin.name());
+        }
+    }
+    let sinks = PluginSinks::new(sink, &config.redis.url, config.redis.acl);
+    Ok(Pipeline::new(
+        Arc::new(PluginSet::new(Arc::new(plugins))),
+        policy,
+        sinks,
+        audit,
+        metrics,
+        dead_letters,
+    ))
+}
+
+/// How the config says plugins are loaded.
+pub fn load_options(config: &Config) -> LoadOptions {
+    LoadOptions {
+        limits: config.plugins.limits(),
+        cache_dir: Some(config.plugins.cache_dir()),
+    }
 }
 
 /// This host's identity in checkpoint leases: host name and process id.

@@ -18,6 +18,8 @@
 //! - Helpers: column lookup on [`RowChange`], typed accessors and JSON
 //!   conversion on [`Value`], [`row_json`], the Redis [`key`] builder,
 //!   [`Effect`] constructors, and [`log`] with the [`info!`]-style macros.
+//! - [`config`]: the plugin's settings from the `[config]` table of its
+//!   manifest.
 //!
 //! # Example
 //!
@@ -142,6 +144,49 @@ pub fn log(level: LogLevel, message: &str) {
     __private::bindings::redis_spanner::plugin::host::log(level, message);
     #[cfg(not(target_arch = "wasm32"))]
     std::eprintln!("[{level:?}] {message}");
+}
+
+/// The value of `name` in the `[config]` table of the plugin's manifest
+/// (`<plugin>.toml` next to `<plugin>.wasm`), or `None` if the table has no
+/// such entry.
+///
+/// Values are strings; parse numbers and flags yourself. Read them in
+/// [`Plugin::init`] and keep what you need in the plugin value: a changed
+/// manifest takes effect when the host reloads the plugin, which calls `init`
+/// again.
+///
+/// Outside WebAssembly (for example in a plugin's native unit tests) there is
+/// no manifest, and every name gives `None`.
+///
+/// ```
+/// use redis_spanner_sdk::{Plugin, config};
+///
+/// struct Prefixed {
+///     prefix: String,
+/// }
+///
+/// impl Plugin for Prefixed {
+///     fn init() -> Result<Self, String> {
+///         let prefix = config("prefix").unwrap_or_else(|| "users".to_string());
+///         if prefix.is_empty() {
+///             return Err("prefix is empty; set it in the manifest's [config] table".into());
+///         }
+///         Ok(Prefixed { prefix })
+///     }
+/// }
+///
+/// assert_eq!(Prefixed::init().map(|p| p.prefix), Ok("users".to_string()));
+/// ```
+pub fn config(name: &str) -> Option<String> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        __private::bindings::redis_spanner::plugin::host::config(name)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = name;
+        None
+    }
 }
 
 /// Logs a formatted message at [`LogLevel::Trace`]; takes `format!` arguments.

@@ -7,7 +7,9 @@
 
 use redis_spanner::config::{AdminConfig, Config, PluginsConfig, RedisConfig, SpannerConfig};
 use redis_spanner::local::{EmulatorOptions, RedisServer, SpannerEmulator};
+use redis_spanner::policy::Grant;
 use redis_spanner::provision::Admin;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -79,13 +81,14 @@ impl TestBed {
                 &self.emulator.rest_endpoint(),
             ),
             redis: RedisConfig::with_url(self.redis.url()),
-            plugins: PluginsConfig {
-                dir: plugin_dir.to_owned(),
-                batch_max: 256,
-            },
+            plugins: PluginsConfig::in_dir(plugin_dir.to_owned()),
             admin: AdminConfig {
                 listen: Some("127.0.0.1:0".into()),
             },
+            grants: BTreeMap::from([
+                ("users_cache".to_owned(), Grant::prefixes(&["users:"])),
+                ("test_trap".to_owned(), Grant::prefixes(&["trap:"])),
+            ]),
         }
     }
 

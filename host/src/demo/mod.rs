@@ -18,10 +18,12 @@ pub mod workload;
 use crate::config::{AdminConfig, Config, PluginsConfig, RedisConfig, SpannerConfig};
 use crate::local::{Churning, EmulatorOptions, RedisServer, SpannerEmulator};
 use crate::metrics::{LagSummary, Metrics};
+use crate::policy::Grant;
 use crate::provision::Admin;
 use crate::service::Service;
 use crate::source::spanner::connect;
 use anyhow::Context as _;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,13 +134,22 @@ pub async fn run(
         spanner: SpannerConfig::new(PROJECT, INSTANCE, DATABASE, schema::STREAM)
             .on_emulator(&grpc, &rest),
         redis: RedisConfig::with_url(redis_url),
-        plugins: PluginsConfig {
-            dir: plugin_dir.path().to_owned(),
-            batch_max: 256,
-        },
+        plugins: PluginsConfig::in_dir(plugin_dir.path().to_owned()),
         admin: AdminConfig {
             listen: Some("127.0.0.1:0".into()),
         },
+        // Every demo plugin caches users.
+        grants: options
+            .plugins
+            .iter()
+            .filter_map(|p| p.file_stem())
+            .map(|stem| {
+                (
+                    stem.to_string_lossy().into_owned(),
+                    Grant::prefixes(&["users:"]),
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
     };
     provision(&grpc, &rest).await?;
     println!(

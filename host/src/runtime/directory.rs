@@ -1,7 +1,7 @@
 //! Loads every plugin in a directory.
 
 use super::engine::PluginEngine;
-use super::plugin::{Plugin, PluginError};
+use super::plugin::{LoadOptions, Plugin, PluginError};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -33,6 +33,7 @@ pub enum DirectoryError {
 pub async fn load_directory(
     engine: &PluginEngine,
     dir: &Path,
+    options: &LoadOptions,
 ) -> Result<Vec<Arc<Plugin>>, DirectoryError> {
     let read_error = |source| DirectoryError::Read {
         dir: dir.display().to_string(),
@@ -53,8 +54,8 @@ pub async fn load_directory(
     paths.sort();
     let mut plugins = Vec::with_capacity(paths.len());
     for path in paths {
-        let plugin = Plugin::load(engine, &path).await?;
-        tracing::info!(plugin = plugin.name(), path = %path.display(), "plugin loaded");
+        let plugin = Plugin::load(engine, &path, options).await?;
+        tracing::info!(plugin = plugin.name(), version = plugin.version(), path = %path.display(), "plugin loaded");
         plugins.push(Arc::new(plugin));
     }
     Ok(plugins)

@@ -2,8 +2,12 @@
 //!
 //! Plugins get WASI with an empty context (no files, no network, no
 //! environment, no arguments) plus the `host` interface of the contract.
+//! Epoch interruption is on: a background thread advances the epoch every
+//! [`EPOCH_TICK`] for as long as the engine lives, so calls can have
+//! wall-clock deadlines.
 
 use super::bindings::CachePlugin;
+use super::limits::EPOCH_TICK;
 use super::state::PluginState;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
@@ -18,17 +22,39 @@ pub struct PluginEngine {
 }
 
 impl PluginEngine {
-    /// Builds the engine and its linker.
+    /// Builds the engine, its linker and its epoch ticker.
     pub fn new() -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
         Ok(Self {
             engine,
             linker: std::sync::Arc::new(linker),
         })
+    }
+
+    /// A key that changes whenever compiled code from this engine would no
+    /// longer load into it (wasmtime version, settings, CPU features).
+    pub fn compatibility_key(&self) -> String {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
+        format!("{:016x}", hasher.finish())
     }
 }

@@ -1,18 +1,30 @@
 //! The WebAssembly plugin runtime.
 //!
+//! - [`api_version`]: the SDK API version a plugin was built against, read
+//!   from its custom section before compiling, and the compatibility check.
 //! - [`bindings`]: types and glue generated from the WIT contract.
 //! - [`engine`]: the shared wasmtime engine and the linker with deny-all WASI.
 //! - [`state`]: what each plugin instance's store holds, and the host imports.
+//! - [`manifest`]: a plugin's `<name>.toml`: name, version, tables, config.
+//! - [`limits`]: time, memory and plan-size limits of a call.
+//! - [`cache`]: precompiled components on disk.
 //! - [`plugin`]: a loaded plugin: compile, instantiate, call `init` and
 //!   `on-changes`, re-instantiate after a trap.
 //! - [`directory`]: loads every plugin of a directory.
+//! - [`signing`]: optional Ed25519 plugin signatures and the plugin digest.
 
+pub mod api_version;
 pub mod bindings;
+pub mod cache;
 pub mod directory;
 pub mod engine;
+pub mod limits;
+pub mod manifest;
 pub mod plugin;
+pub mod signing;
 pub mod state;
 
 pub use directory::load_directory;
 pub use engine::PluginEngine;
-pub use plugin::{Plugin, PluginError};
+pub use limits::Limits;
+pub use plugin::{LoadOptions, Plugin, PluginError};

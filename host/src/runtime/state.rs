@@ -1,10 +1,14 @@
 //! The state each plugin instance's store holds, and the host imports.
 
 use super::bindings::{HostImports, LogLevel};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// What a plugin's store carries: its (empty) WASI context and its identity.
+/// What a plugin's store carries: its (empty) WASI context, its identity,
+/// its manifest config and its memory limiter.
 pub struct PluginState {
     /// Deny-all WASI context: no preopens, no network, no environment.
     wasi: WasiCtx,
@@ -12,15 +16,24 @@ pub struct PluginState {
     table: ResourceTable,
     /// The plugin's name, for log lines.
     plugin: String,
+    /// The manifest's `[config]` values.
+    config: Arc<BTreeMap<String, String>>,
+    /// Caps the plugin's linear memories.
+    pub limits: StoreLimits,
 }
 
 impl PluginState {
     /// A fresh state for an instance of `plugin`.
-    pub fn new(plugin: &str) -> Self {
+    pub fn new(plugin: &str, config: Arc<BTreeMap<String, String>>, memory_bytes: usize) -> Self {
         Self {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             plugin: plugin.to_owned(),
+            config,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_bytes)
+                .trap_on_grow_failure(false)
+                .build(),
         }
     }
 }
@@ -46,5 +59,9 @@ impl HostImports for PluginState {
             LogLevel::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
             LogLevel::Error => tracing::error!(target: "plugin", plugin, "{message}"),
         }
+    }
+
+    fn config(&mut self, name: String) -> Option<String> {
+        self.config.get(&name).cloned()
     }
 }

@@ -2,9 +2,14 @@
 //!
 //! - [`redis`]: applies plugins' effects to Redis, versioned and pipelined,
 //!   retrying while Redis is unreachable.
+//! - [`acl`]: a Redis ACL user per plugin, matching its grant.
 //! - [`version`]: how versions and their companion keys look in Redis.
+//! - [`audit`]: the audit trail: a capped, optionally hash-chained Redis stream
+//!   of every applied, stale or denied mutation.
 //! - `apply.lua`: the Redis function that refuses stale writes.
 
+pub mod acl;
+pub mod audit;
 pub mod redis;
 pub mod version;
 

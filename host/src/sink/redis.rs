@@ -27,8 +27,10 @@ pub struct Versioned<'a> {
 }
 
 /// What a batch did in Redis.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
+    /// Per effect, in order: whether it was written (else refused as stale).
+    pub outcomes: Vec<bool>,
     /// Effects written.
     pub applied: u64,
     /// Effects refused because Redis already held a newer version.
@@ -60,6 +62,13 @@ pub enum SinkError {
         /// Redis's error.
         message: String,
     },
+    /// Redis refused the credentials (for example a managed plugin user that
+    /// vanished when Redis restarted without its ACL).
+    #[error("Redis refused the credentials of this connection: {message}")]
+    Auth {
+        /// Redis's error.
+        message: String,
+    },
     /// Redis rejected a command.
     #[error("Redis rejected {command} on key {key:?}: {message}")]
     Rejected {
@@ -76,7 +85,47 @@ pub enum SinkError {
 #[derive(Clone)]
 pub struct RedisSink {
     conn: ConnectionManager,
+    /// The administrative connection that may load the function library
+    /// (the same as `conn` unless this sink acts as a plugin's ACL user).
+    loader: ConnectionManager,
     tombstone_ms: u64,
+}
+
+/// Opens a managed connection and checks the server answers.
+pub async fn open_connection(
+    info: redis::ConnectionInfo,
+    shown_url: &str,
+) -> Result<ConnectionManager, SinkError> {
+    let connect_error = |message: String| SinkError::Connect {
+        url: shown_url.to_owned(),
+        message,
+    };
+    let client = redis::Client::open(info).map_err(|e| connect_error(e.to_string()))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_number_of_retries(2);
+    let conn = tokio::time::timeout(
+        Duration::from_secs(15),
+        ConnectionManager::new_with_config(client, config),
+    )
+    .await
+    .map_err(|_| connect_error("timed out after 15 s".into()))?
+    .map_err(|e| connect_error(e.to_string()))?;
+    let mut ping = conn.clone();
+    let _: String = redis::cmd("PING")
+        .query_async(&mut ping)
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
+    Ok(conn)
+}
+
+/// Parses a Redis URL, naming it (password masked) when it is invalid.
+pub fn connection_info(url: &str) -> Result<redis::ConnectionInfo, SinkError> {
+    redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| SinkError::Connect {
+        url: mask_url(url),
+        message: format!("invalid URL: {e}"),
+    })
 }
 
 /// Hides the password of a Redis URL for messages.
@@ -93,28 +142,12 @@ impl RedisSink {
     /// Connects, checks the server answers and loads the function library.
     /// Deletes leave their version as a tombstone for `tombstone_ms`.
     pub async fn connect(url: &str, tombstone_ms: u64) -> Result<Self, SinkError> {
-        let connect_error = |message: String| SinkError::Connect {
-            url: mask_url(url),
-            message,
+        let conn = open_connection(connection_info(url)?, &mask_url(url)).await?;
+        let sink = Self {
+            loader: conn.clone(),
+            conn,
+            tombstone_ms,
         };
-        let client = redis::Client::open(url).map_err(|e| connect_error(e.to_string()))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_number_of_retries(2);
-        let conn = tokio::time::timeout(
-            Duration::from_secs(15),
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| connect_error("timed out after 15 s".into()))?
-        .map_err(|e| connect_error(e.to_string()))?;
-        let mut ping = conn.clone();
-        let _: String = redis::cmd("PING")
-            .query_async(&mut ping)
-            .await
-            .map_err(|e| connect_error(e.to_string()))?;
-        let sink = Self { conn, tombstone_ms };
         sink.load_functions()
             .await
             .map_err(|e| SinkError::LoadFunctions {
@@ -124,9 +157,24 @@ impl RedisSink {
         Ok(sink)
     }
 
+    /// A sink that applies as another Redis user (a plugin's ACL user),
+    /// keeping this sink's connection for reloading the function library.
+    pub fn acting_as(&self, conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            loader: self.loader.clone(),
+            tombstone_ms: self.tombstone_ms,
+        }
+    }
+
+    /// The administrative connection.
+    pub fn admin_connection(&self) -> ConnectionManager {
+        self.loader.clone()
+    }
+
     /// Loads (or replaces) the function library.
     async fn load_functions(&self) -> redis::RedisResult<()> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.loader.clone();
         let _: String = redis::cmd("FUNCTION")
             .arg("LOAD")
             .arg("REPLACE")
@@ -186,6 +234,11 @@ impl RedisSink {
             let mut conn = self.conn.clone();
             match pipe.query_async::<Vec<redis::Value>>(&mut conn).await {
                 Ok(replies) => return count_replies(effects, &replies),
+                Err(err) if is_auth_failure(&err) => {
+                    return Err(SinkError::Auth {
+                        message: err.to_string(),
+                    });
+                }
                 Err(err) if err.to_string().contains("Function not found") => {
                     // Redis restarted without its data: load the library again.
                     tracing::warn!(
@@ -276,6 +329,14 @@ impl RedisSink {
     }
 }
 
+/// Whether Redis refused the connection's credentials.
+pub fn is_auth_failure(err: &redis::RedisError) -> bool {
+    let text = err.to_string();
+    err.kind() == redis::ErrorKind::AuthenticationFailed
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+}
+
 fn is_transient(err: &redis::RedisError) -> bool {
     err.is_io_error()
         || err.is_connection_dropped()
@@ -310,12 +371,16 @@ fn count_replies(
         let (key, op) = describe(versioned.effect);
         match reply {
             redis::Value::Int(1) => {
+                applied.outcomes.push(true);
                 applied.applied += 1;
                 if op == "del" {
                     applied.tombstones += 1;
                 }
             }
-            redis::Value::Int(0) => applied.stale += 1,
+            redis::Value::Int(0) => {
+                applied.outcomes.push(false);
+                applied.stale += 1;
+            }
             other => {
                 return Err(SinkError::Rejected {
                     command: "FCALL rs_apply",

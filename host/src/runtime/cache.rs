@@ -1,0 +1,65 @@
+//! The precompiled-component cache.
+//!
+//! Compiling a component takes milliseconds for a small Rust plugin and
+//! seconds for a Python or JavaScript one; loading precompiled code takes
+//! about a millisecond. Compiled components are kept as
+//! `<cache dir>/<sha256 of the .wasm>-<engine compatibility key>.cwasm`, so a
+//! changed plugin or a different engine (version, settings) never picks up
+//! stale code. A cache file that fails to load is compiled again.
+
+use super::engine::PluginEngine;
+use std::path::{Path, PathBuf};
+use wasmtime::component::Component;
+
+/// Compiles `bytes` (digest `digest`) into a component, through the cache
+/// in `cache_dir` when one is given. Runs on a blocking thread.
+pub async fn compile(
+    engine: &PluginEngine,
+    bytes: std::sync::Arc<Vec<u8>>,
+    digest: &str,
+    cache_dir: Option<&Path>,
+) -> wasmtime::Result<Component> {
+    let engine = engine.clone();
+    let path =
+        cache_dir.map(|dir| dir.join(format!("{digest}-{}.cwasm", engine.compatibility_key())));
+    tokio::task::spawn_blocking(move || compile_blocking(&engine, &bytes, path.as_deref()))
+        .await
+        .map_err(|e| wasmtime::Error::msg(format!("compilation task failed: {e}")))?
+}
+
+fn compile_blocking(
+    engine: &PluginEngine,
+    bytes: &[u8],
+    cached: Option<&Path>,
+) -> wasmtime::Result<Component> {
+    let Some(cached) = cached else {
+        return Component::new(&engine.engine, bytes);
+    };
+    if cached.is_file() {
+        // SAFETY: the file was written by `precompile_component` of an engine
+        // with the same compatibility key (it is part of the file name), in
+        // a cache directory only this service writes to.
+        match unsafe { Component::deserialize_file(&engine.engine, cached) } {
+            Ok(component) => return Ok(component),
+            Err(err) => {
+                tracing::warn!(path = %cached.display(), error = %err, "cached plugin code does not load; compiling again")
+            }
+        }
+    }
+    let compiled = engine.engine.precompile_component(bytes)?;
+    if let Err(err) = write_atomically(cached, &compiled) {
+        tracing::warn!(path = %cached.display(), error = %err, "cannot write the plugin cache; continuing without it");
+    }
+    // SAFETY: `compiled` was just produced by this engine.
+    unsafe { Component::deserialize(&engine.engine, &compiled) }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let temp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, path)?;
+    Ok(path.to_owned())
+}

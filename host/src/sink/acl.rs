@@ -1,0 +1,234 @@
+//! Defence in depth: each plugin's effects reach Redis as a Redis ACL user
+//! whose key patterns and commands match the plugin's grant.
+//!
+//! Even if a bug in the host's own grant check let an effect through, Redis
+//! itself would refuse it: a plugin's user can only call the versioned-apply
+//! function on keys under its prefixes (and their version keys), and run the
+//! commands that function uses. It cannot flush, scan, run scripts or load
+//! functions.
+//!
+//! Two modes (`redis.acl` in the config):
+//! - `managed`: the host creates or resets a user `rs-plugin-<name>` with a
+//!   fresh random password at start and whenever the plugin is (re)loaded.
+//!   The host's own connection needs the `ACL` command for this.
+//! - `off`: effects are applied with the host's own connection. For
+//!   operator-provided users, set `redis_user` and `redis_password_file` in
+//!   the plugin's grant (used in both modes).
+
+use super::redis::{RedisSink, SinkError, connection_info, mask_url, open_connection};
+use crate::policy::{Grant, Operation};
+use rand::Rng as _;
+use serde::Deserialize;
+use std::collections::HashMap;
+use tokio::sync::Mutex;
+
+/// How plugins' Redis users are provided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AclMode {
+    /// The host creates a user per plugin.
+    #[default]
+    Managed,
+    /// No per-plugin users, unless a grant names one.
+    Off,
+}
+
+/// The name of the managed Redis user of `plugin`.
+pub fn user_name(plugin: &str) -> String {
+    format!("rs-plugin-{plugin}")
+}
+
+/// The `ACL SETUSER` rules for a grant: its key prefixes (and the version
+/// keys of those keys), and only the commands the apply function runs.
+pub fn acl_rules(grant: &Grant, password: &str) -> Vec<String> {
+    let mut rules = vec![
+        "reset".to_owned(),
+        "on".to_owned(),
+        format!(">{password}"),
+        "resetchannels".to_owned(),
+        "-@all".to_owned(),
+        "+ping".to_owned(),
+        "+hello".to_owned(),
+        "+fcall".to_owned(),
+        "+get".to_owned(),
+    ];
+    for operation in &grant.operations {
+        // The function also SETs the version key for every operation.
+        rules.push("+set".to_owned());
+        match operation {
+            Operation::Set => {}
+            Operation::Delete => rules.push("+del".to_owned()),
+            Operation::Expire => rules.push("+pexpire".to_owned()),
+        }
+    }
+    for prefix in &grant.key_prefixes {
+        let escaped = escape_glob(prefix);
+        // The key itself, its version key when the key has a hash tag, and
+        // `{key}:rs-version` when it has none.
+        rules.push(format!("~{escaped}*"));
+        rules.push(format!("~\\{{{escaped}*"));
+    }
+    // Order matters (`-@all` before the grants); drop repeats, keep order.
+    let mut seen = std::collections::HashSet::new();
+    rules.retain(|rule| seen.insert(rule.clone()));
+    rules
+}
+
+/// Escapes Redis glob characters in a literal prefix.
+fn escape_glob(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len());
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '{' | '}') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The sink each plugin applies through, created on first use.
+pub struct PluginSinks {
+    admin: RedisSink,
+    url: String,
+    mode: AclMode,
+    sinks: Mutex<HashMap<String, RedisSink>>,
+}
+
+impl PluginSinks {
+    /// Per-plugin sinks next to the administrative `admin` sink.
+    pub fn new(admin: RedisSink, url: &str, mode: AclMode) -> Self {
+        Self {
+            admin,
+            url: url.to_owned(),
+            mode,
+            sinks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The administrative sink (host's own user).
+    pub fn admin(&self) -> &RedisSink {
+        &self.admin
+    }
+
+    /// The sink `plugin` applies through under `grant`.
+    pub async fn for_plugin(&self, plugin: &str, grant: &Grant) -> Result<RedisSink, SinkError> {
+        let mut sinks = self.sinks.lock().await;
+        if let Some(sink) = sinks.get(plugin) {
+            return Ok(sink.clone());
+        }
+        let sink = self.open(plugin, grant).await?;
+        sinks.insert(plugin.to_owned(), sink.clone());
+        Ok(sink)
+    }
+
+    /// Forgets `plugin`'s sink (its grant or code changed); the next use
+    /// creates it again.
+    pub async fn forget(&self, plugin: &str) {
+        self.sinks.lock().await.remove(plugin);
+    }
+
+    async fn open(&self, plugin: &str, grant: &Grant) -> Result<RedisSink, SinkError> {
+        let (user, password) = match (&grant.redis_user, &grant.redis_password_file) {
+            (Some(user), Some(file)) => {
+                let password = std::fs::read_to_string(file).map_err(|e| SinkError::Connect {
+                    url: mask_url(&self.url),
+                    message: format!(
+                        "cannot read the password file {} of plugin {plugin}'s Redis user: {e}",
+                        file.display()
+                    ),
+                })?;
+                (user.clone(), password.trim().to_owned())
+            }
+            (Some(user), None) => {
+                return Err(SinkError::Connect {
+                    url: mask_url(&self.url),
+                    message: format!(
+                        "grant of plugin {plugin} names redis_user {user:?} but no redis_password_file"
+                    ),
+                });
+            }
+            _ if self.mode == AclMode::Off => return Ok(self.admin.clone()),
+            _ => {
+                let password: String = (0..32)
+                    .map(|_| format!("{:x}", rand::rng().random_range(0..16u8)))
+                    .collect();
+                let user = user_name(plugin);
+                let mut cmd = redis::cmd("ACL");
+                cmd.arg("SETUSER").arg(&user);
+                for rule in acl_rules(grant, &password) {
+                    cmd.arg(rule);
+                }
+                let mut admin = self.admin.admin_connection();
+                let _: () = cmd
+                    .query_async(&mut admin)
+                    .await
+                    .map_err(|e| SinkError::Connect {
+                        url: mask_url(&self.url),
+                        message: format!(
+                            "cannot create Redis ACL user {user} for plugin {plugin}: {e} \
+                         (the host's Redis user needs the ACL command, or set redis.acl = \"off\")"
+                        ),
+                    })?;
+                tracing::info!(plugin, user, "Redis ACL user set up for the plugin");
+                (user, password)
+            }
+        };
+        let info = connection_info(&self.url)?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_username(&user)
+            .set_password(&password);
+        let conn = open_connection(
+            info.set_redis_settings(settings),
+            &format!("{} as {user}", mask_url(&self.url)),
+        )
+        .await?;
+        Ok(self.admin.acting_as(conn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_cover_keys_and_version_keys_only() {
+        let rules = acl_rules(&Grant::prefixes(&["users:", "a*b"]), "pw");
+        assert_eq!(rules[0], "reset");
+        let position = |rule: &str| rules.iter().position(|r| r == rule).unwrap();
+        assert!(position("-@all") < position("+fcall"), "{rules:?}");
+        for expected in [
+            "~users:*",
+            "~\\{users:*",
+            "~a\\*b*",
+            "-@all",
+            "+fcall",
+            "+set",
+            "+del",
+            "+pexpire",
+            ">pw",
+        ] {
+            assert!(
+                rules.iter().any(|r| r == expected),
+                "{expected} missing from {rules:?}"
+            );
+        }
+        assert!(
+            !rules
+                .iter()
+                .any(|r| r == "+@all" || r == "allkeys" || r == "+eval")
+        );
+    }
+
+    #[test]
+    fn operations_limit_commands() {
+        let mut grant = Grant::prefixes(&["x:"]);
+        grant.operations = vec![Operation::Set];
+        let rules = acl_rules(&grant, "pw");
+        assert!(
+            !rules.iter().any(|r| r == "+del" || r == "+pexpire"),
+            "{rules:?}"
+        );
+    }
+}
