@@ -187,6 +187,10 @@ pub struct PluginsConfig {
     /// Tries per batch before it is parked in the dead-letter stream.
     #[serde(default = "default_attempts")]
     pub attempts: u32,
+    /// Base64 ed25519 public keys; when any is given, only plugins with a
+    /// valid detached signature (`<name>.wasm.sig`) by one of them load.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -253,6 +257,7 @@ impl Default for PluginsConfig {
             max_actions: default_max_actions(),
             max_plan_mb: default_max_plan_mb(),
             attempts: default_attempts(),
+            trusted_keys: Vec::new(),
         }
     }
 }

@@ -37,6 +37,16 @@ enum Command {
         #[arg(long)]
         plugin: Option<String>,
     },
+    /// Plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Start a local Spanner emulator and redis-server, write a live workload
     /// and show it reaching Redis through the example plugin.
     Demo {
@@ -65,6 +75,35 @@ enum Command {
         /// How often the started emulator splits and merges partitions, in seconds.
         #[arg(long, default_value_t = 5)]
         churn_seconds: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create an ed25519 key pair for signing plugins: writes SECRET (keep
+    /// it private) and prints the public key for `plugins.trusted_keys`.
+    Keygen {
+        /// Where to write the secret key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a plugin: writes `<plugin>.wasm.sig` next to it.
+    Sign {
+        /// The secret key file made by `plugin keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        /// The plugin component.
+        plugin: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit stream's hash chain; exits non-zero if it is broken.
+    Verify {
+        /// The TOML configuration (names Redis and the audit stream).
+        #[arg(long, short)]
+        config: PathBuf,
     },
 }
 
@@ -99,6 +138,35 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let config = Config::load(&config)?;
             redis_spanner::service::run(config, ctrl_c()).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command } => plugin_command(command),
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let config = Config::load(&config)?;
+            let stream =
+                config.redis.audit_stream.clone().ok_or_else(|| {
+                    anyhow::anyhow!("redis.audit_stream is not set in the config")
+                })?;
+            let client = redis::Client::open(config.redis.url.as_str())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            let report = redis_spanner::sink::audit::verify(&mut conn, &stream).await?;
+            match (&report.first_broken, &report.reason) {
+                (None, _) => {
+                    println!(
+                        "audit {stream}: {} records, {} chained, chain intact",
+                        report.records, report.chained
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                (Some(id), reason) => {
+                    println!(
+                        "audit {stream}: chain BROKEN at entry {id}: {}",
+                        reason.as_deref().unwrap_or("unknown reason")
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Backfill {
             config,
@@ -144,6 +212,45 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    use redis_spanner::runtime::signing;
+    match command {
+        PluginCommand::Keygen { out } => {
+            anyhow::ensure!(
+                !out.exists(),
+                "{} exists already; not overwriting a key",
+                out.display()
+            );
+            let (secret, public) = signing::generate_keypair();
+            write_private(&out, &secret)?;
+            println!("secret key written to {}", out.display());
+            println!("public key (add to plugins.trusted_keys): {public}");
+        }
+        PluginCommand::Sign { key, plugin } => {
+            let secret = std::fs::read_to_string(&key).map_err(|e| {
+                anyhow::anyhow!("cannot read the secret key {}: {e}", key.display())
+            })?;
+            let signature = signing::sign_file(&plugin, secret.trim())?;
+            println!("signature written to {}", signature.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    writeln!(file, "{text}")?;
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{DeadLetterPolicy, Pipeline, PluginSet};
 use crate::policy::Policy;
 use crate::provision::Admin;
+use crate::runtime::reload::Reloader;
 use crate::runtime::{LoadOptions, PluginEngine, load_directory};
 use crate::sink::RedisSink;
 use crate::sink::acl::PluginSinks;
@@ -28,6 +29,7 @@ pub struct Service {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     admin: Option<AdminServer>,
+    reloader: Option<Reloader>,
 }
 
 impl Service {
@@ -64,7 +66,13 @@ impl Service {
             .ensure_table(&admin, &config.spanner.instance, &config.spanner.database)
             .await?;
         let metrics = Arc::new(Metrics::new());
-        let pipeline = Arc::new(build_pipeline(config, metrics.clone(), None).await?);
+        let (pipeline, engine, options) =
+            build_pipeline_parts(config, metrics.clone(), None).await?;
+        let pipeline = Arc::new(pipeline);
+        let reloader = config
+            .plugins
+            .hot_reload
+            .then(|| Reloader::new(engine, options, &config.plugins.dir, pipeline.clone()));
         let readiness = Arc::new(Readiness::default());
         let admin = match &config.admin.listen {
             Some(address) => {
@@ -89,6 +97,7 @@ impl Service {
             metrics,
             readiness,
             admin,
+            reloader,
         })
     }
 
@@ -111,6 +120,9 @@ impl Service {
         let admin = self
             .admin
             .map(|server| tokio::spawn(server.serve(admin_stop.clone())));
+        let reloader = self
+            .reloader
+            .map(|reloader| tokio::spawn(reloader.run(admin_stop.clone())));
         let mut reader = tokio::spawn(self.reader.run(self.start, token.clone()));
         self.readiness.set(true);
         let ended = tokio::select! {
@@ -131,6 +143,9 @@ impl Service {
         if let Some(admin) = admin {
             let _ = admin.await;
         }
+        if let Some(reloader) = reloader {
+            let _ = reloader.await;
+        }
         match ended {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(err.into()),
@@ -148,9 +163,19 @@ pub async fn build_pipeline(
     metrics: Arc<Metrics>,
     only: Option<&str>,
 ) -> anyhow::Result<Pipeline> {
+    Ok(build_pipeline_parts(config, metrics, only).await?.0)
+}
+
+/// [`build_pipeline`], also returning the engine and load options (for hot
+/// reload).
+async fn build_pipeline_parts(
+    config: &Config,
+    metrics: Arc<Metrics>,
+    only: Option<&str>,
+) -> anyhow::Result<(Pipeline, PluginEngine, LoadOptions)> {
     let sink = RedisSink::connect(&config.redis.url, config.redis.tombstone_ms).await?;
     let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
-    let options = load_options(config);
+    let options = load_options(config)?;
     let mut plugins = load_directory(&engine, &config.plugins.dir, &options).await?;
     if let Some(name) = only {
         plugins.retain(|plugin| plugin.name() == name);
@@ -183,22 +208,26 @@ pub async fn build_pipeline(
         }
     }
     let sinks = PluginSinks::new(sink, &config.redis.url, config.redis.acl);
-    Ok(Pipeline::new(
+    let pipeline = Pipeline::new(
         Arc::new(PluginSet::new(Arc::new(plugins))),
         policy,
         sinks,
         audit,
         metrics,
         dead_letters,
-    ))
+    );
+    Ok((pipeline, engine, options))
 }
 
 /// How the config says plugins are loaded.
-pub fn load_options(config: &Config) -> LoadOptions {
-    LoadOptions {
+pub fn load_options(config: &Config) -> anyhow::Result<LoadOptions> {
+    let trusted_keys = crate::runtime::signing::parse_public_keys(&config.plugins.trusted_keys)
+        .context("plugins.trusted_keys")?;
+    Ok(LoadOptions {
         limits: config.plugins.limits(),
         cache_dir: Some(config.plugins.cache_dir()),
-    }
+        trusted_keys,
+    })
 }
 
 /// This host's identity in checkpoint leases: host name and process id.

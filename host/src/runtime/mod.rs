@@ -11,6 +11,7 @@
 //! - [`plugin`]: a loaded plugin: compile, instantiate, call `init` and
 //!   `on-changes`, re-instantiate after a trap.
 //! - [`directory`]: loads every plugin of a directory.
+//! - [`reload`]: watches the directory and swaps plugins between batches.
 //! - [`signing`]: optional Ed25519 plugin signatures and the plugin digest.
 
 pub mod api_version;
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod limits;
 pub mod manifest;
 pub mod plugin;
+pub mod reload;
 pub mod signing;
 pub mod state;
 

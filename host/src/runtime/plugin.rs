@@ -6,12 +6,13 @@
 //! plugin's [`Limits`]. When a call traps or hits a limit, the instance is
 //! dead; the next call instantiates a fresh one and runs `init` again.
 
+use super::api_version::{SUPPORTED_API_VERSIONS, check_compatible, read_api_version};
 use super::bindings::{Action, CachePlugin, CachePluginPre, Effect, RowChange};
 use super::engine::PluginEngine;
 use super::limits::Limits;
 use super::manifest::{Manifest, ManifestError};
+use super::signing::{VerifyingKey, digest_hex, verify_plugin};
 use super::state::PluginState;
-use sha2::Digest as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +28,22 @@ pub enum PluginError {
         /// The file.
         path: PathBuf,
         /// Why.
+        message: String,
+    },
+    /// Signing is required and the plugin's signature is missing or wrong.
+    #[error("plugin {path}: refused: {source}")]
+    Signature {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the signature.
+        source: super::signing::SigningError,
+    },
+    /// The plugin was built against an API version this host does not speak.
+    #[error("plugin {path}: {message}")]
+    ApiVersion {
+        /// The file.
+        path: PathBuf,
+        /// Found and supported versions.
         message: String,
     },
     /// The manifest next to the plugin is invalid.
@@ -84,6 +101,8 @@ pub struct LoadOptions {
     pub limits: Limits,
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// When not empty, only plugins signed by one of these keys load.
+    pub trusted_keys: Vec<VerifyingKey>,
 }
 
 struct Live {
@@ -103,14 +122,6 @@ pub struct Plugin {
     pre: CachePluginPre<PluginState>,
     engine: PluginEngine,
     live: Mutex<Option<Live>>,
-}
-
-/// Hex SHA-256 of `bytes`.
-pub fn digest_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl Plugin {
@@ -133,6 +144,27 @@ impl Plugin {
                  wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
                     .into(),
             ));
+        }
+        if !options.trusted_keys.is_empty() {
+            verify_plugin(&bytes, path, &options.trusted_keys).map_err(|source| {
+                PluginError::Signature {
+                    path: path.to_owned(),
+                    source,
+                }
+            })?;
+        }
+        // Checked before compiling: an SDK-built plugin names its API version.
+        match read_api_version(&bytes) {
+            Ok(Some(found)) => {
+                check_compatible(&found, SUPPORTED_API_VERSIONS).map_err(|message| {
+                    PluginError::ApiVersion {
+                        path: path.to_owned(),
+                        message,
+                    }
+                })?
+            }
+            Ok(None) => {}
+            Err(message) => return Err(load_error(message)),
         }
         let digest = digest_hex(&bytes);
         let component = super::cache::compile(

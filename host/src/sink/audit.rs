@@ -55,6 +55,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::redis::is_transient;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use sha2::{Digest as _, Sha256};
 
@@ -605,24 +606,6 @@ async fn pause(stream: &str, err: &redis::RedisError, backoff: &mut Duration) {
     tracing::warn!(stream, error = %err, retry_in_ms = backoff.as_millis() as u64, "Redis unavailable for the audit trail; retrying");
     tokio::time::sleep(*backoff).await;
     *backoff = (*backoff * 2).min(MAX_BACKOFF);
-}
-
-/// Whether retrying may fix `err`: the connection failed, or the server is
-/// temporarily unable to answer.
-fn is_transient(err: &redis::RedisError) -> bool {
-    err.is_io_error()
-        || err.is_connection_dropped()
-        || err.is_connection_refusal()
-        || err.is_timeout()
-        || matches!(
-            err.kind(),
-            redis::ErrorKind::Server(
-                redis::ServerErrorKind::TryAgain
-                    | redis::ServerErrorKind::BusyLoading
-                    | redis::ServerErrorKind::ClusterDown
-                    | redis::ServerErrorKind::MasterDown
-            )
-        )
 }
 
 #[cfg(test)]

@@ -337,7 +337,8 @@ pub fn is_auth_failure(err: &redis::RedisError) -> bool {
         || text.contains("NOAUTH")
 }
 
-fn is_transient(err: &redis::RedisError) -> bool {
+/// Whether an error is worth retrying (connection lost, server busy).
+pub(crate) fn is_transient(err: &redis::RedisError) -> bool {
     err.is_io_error()
         || err.is_connection_dropped()
         || err.is_connection_refusal()
