@@ -22,6 +22,9 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// How long shutdown waits for in-flight batches.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A service that is connected and ready to follow its stream.
 pub struct Service {
     reader: ChangeStreamReader,
@@ -135,7 +138,17 @@ impl Service {
                 self.readiness.set(false);
                 tracing::info!("shutting down: finishing in-flight batches");
                 token.cancel();
-                reader.await
+                match tokio::time::timeout(SHUTDOWN_GRACE, &mut reader).await {
+                    Ok(ended) => ended,
+                    Err(_) => {
+                        reader.abort();
+                        return Err(anyhow::anyhow!(
+                            "in-flight batches did not finish within {} s of the shutdown signal \
+                             (is Redis reachable?); they were not checkpointed and will be replayed",
+                            SHUTDOWN_GRACE.as_secs()
+                        ));
+                    }
+                }
             }
         };
         self.readiness.set(false);
