@@ -33,7 +33,7 @@ async fn bad_plugins_and_endpoints_are_named() -> anyhow::Result<()> {
     std::fs::write(dir.path().join("garbage.wasm"), b"this is not wasm")?;
     let err = connect_error(&bed, "UsersStream", dir.path()).await;
     assert!(
-        err.contains("garbage.wasm") && err.contains("not a valid WebAssembly component"),
+        err.contains("garbage.wasm") && err.contains("not a valid WebAssembly"),
         "{err}"
     );
 

@@ -5,7 +5,7 @@ use google_cloud_spanner::mutation::Mutation;
 use redis::AsyncCommands as _;
 use redis_spanner::demo::{self, DemoOptions};
 use redis_spanner::service::Service;
-use redis_spanner_tests::{TestBed, eventually, http_get, plugin, plugin_dir};
+use redis_spanner_tests::{RunningService, TestBed, eventually, http_get, plugin, plugin_dir};
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -28,9 +28,7 @@ async fn rows_appear_change_and_disappear_in_redis() -> anyhow::Result<()> {
     let plugins = plugin_dir(&["users_cache"]);
     let service = Service::connect(&bed.config("UsersStream", plugins.path())).await?;
     let admin = service.admin_addr().expect("the admin server is enabled");
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let running = RunningService::spawn(service);
 
     let spanner = bed.spanner_client().await?;
     let mut redis = bed.redis_connection().await?;
@@ -119,8 +117,7 @@ async fn rows_appear_change_and_disappear_in_redis() -> anyhow::Result<()> {
     }
     assert!(metrics.contains("redis_spanner_plugin_call_seconds_bucket{plugin=\"users_cache\""));
 
-    stop.cancel();
-    running.await??;
+    running.shutdown().await?;
     Ok(())
 }
 
@@ -159,9 +156,7 @@ async fn a_failing_plugin_parks_its_batch_and_others_keep_flowing() -> anyhow::R
     let bed = TestBed::start(&ddl).await?;
     let plugins = plugin_dir(&["users_cache", "test_trap"]);
     let service = Service::connect(&bed.config("UsersStream", plugins.path())).await?;
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
     let mut redis = bed.redis_connection().await?;
 
@@ -239,8 +234,7 @@ async fn a_failing_plugin_parks_its_batch_and_others_keep_flowing() -> anyhow::R
         "the trapping plugin was re-instantiated and works again"
     );
 
-    stop.cancel();
-    running.await??;
+    running.shutdown().await?;
     Ok(())
 }
 
@@ -271,9 +265,7 @@ async fn a_restart_resumes_from_checkpoints_without_losing_changes() -> anyhow::
 
     // First run: sees row 1, then shuts down gracefully.
     let service = Service::connect(&config).await?;
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let running = RunningService::spawn(service);
     insert(1).await?;
     let first = eventually(Duration::from_secs(20), || {
         let mut redis = redis.clone();
@@ -281,8 +273,7 @@ async fn a_restart_resumes_from_checkpoints_without_losing_changes() -> anyhow::
     })
     .await;
     assert!(first.is_some(), "row 1 reached Redis");
-    stop.cancel();
-    running.await??;
+    running.shutdown().await?;
 
     // Written while no host runs.
     insert(2).await?;
@@ -293,9 +284,7 @@ async fn a_restart_resumes_from_checkpoints_without_losing_changes() -> anyhow::
 
     // Second run resumes from the checkpoints (its own "now" is later).
     let service = Service::connect(&config).await?;
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let running = RunningService::spawn(service);
     for id in [2, 3] {
         let key = format!("users:{id}");
         let seen = eventually(Duration::from_secs(30), || {
@@ -309,8 +298,7 @@ async fn a_restart_resumes_from_checkpoints_without_losing_changes() -> anyhow::
             "{key} written while the host was down reached Redis after the restart"
         );
     }
-    stop.cancel();
-    running.await??;
+    running.shutdown().await?;
     Ok(())
 }
 
@@ -325,9 +313,7 @@ async fn backfill_then_stream_caches_rows_from_before_the_first_run() -> anyhow:
     let plugins = plugin_dir(&["users_cache"]);
     let config = bed.config(schema::STREAM, plugins.path());
     let service = Service::connect(&config).await?;
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let running = RunningService::spawn(service);
 
     // The stream runs while the backfill reads its snapshot.
     let writes_stop = CancellationToken::new();
@@ -347,8 +333,7 @@ async fn backfill_then_stream_caches_rows_from_before_the_first_run() -> anyhow:
     let mismatches =
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(60)).await?;
     assert_eq!(mismatches, 0, "backfilled and streamed rows match Spanner");
-    stop.cancel();
-    running.await??;
+    running.shutdown().await?;
 
     let err = redis_spanner::backfill::backfill(&config, "NoSuchTable", None)
         .await

@@ -2,7 +2,7 @@
 
 use redis_spanner::demo::{check, schema, workload};
 use redis_spanner::service::Service;
-use redis_spanner_tests::{TestBed, plugin_dir};
+use redis_spanner_tests::{RunningService, TestBed, plugin_dir};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -11,9 +11,7 @@ async fn a_redis_outage_mid_stream_loses_nothing() -> anyhow::Result<()> {
     let mut bed = TestBed::start(&schema::ddl()).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let service = Service::connect(&bed.config(schema::STREAM, plugins.path())).await?;
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
 
     let writes_stop = CancellationToken::new();
@@ -40,8 +38,7 @@ async fn a_redis_outage_mid_stream_loses_nothing() -> anyhow::Result<()> {
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(60)).await?;
     println!("redis outage: {written} changes written, {mismatches} mismatches");
     assert_eq!(mismatches, 0);
-    stop.cancel();
-    running.await??;
+    running.shutdown().await?;
     Ok(())
 }
 
@@ -50,9 +47,7 @@ async fn redis_restarted_empty_gets_the_function_library_back() -> anyhow::Resul
     let mut bed = TestBed::start(&schema::ddl()).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let service = Service::connect(&bed.config(schema::STREAM, plugins.path())).await?;
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
     bed.redis.restart().await?; // no SAVE: comes back without data or functions
     workload::run(&spanner, Some(20), CancellationToken::new()).await?;
@@ -65,8 +60,7 @@ async fn redis_restarted_empty_gets_the_function_library_back() -> anyhow::Resul
         .query_async(&mut redis)
         .await?;
     assert!(format!("{libraries:?}").contains("redis_spanner"));
-    stop.cancel();
-    running.await??;
+    running.shutdown().await?;
     Ok(())
 }
 
@@ -98,17 +92,14 @@ async fn replaying_an_applied_range_changes_nothing() -> anyhow::Result<()> {
     let spanner = bed.spanner_client().await?;
 
     let service = Service::connect(&config).await?;
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let running = RunningService::spawn(service);
     let written = workload::run(&spanner, Some(150), CancellationToken::new()).await?;
     let mut redis = bed.redis_connection().await?;
     assert_eq!(
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(60)).await?,
         0
     );
-    stop.cancel();
-    running.await??;
+    running.shutdown().await?;
     let before = dump(&mut redis).await?;
 
     // Forget every checkpoint: the next run replays the whole range.
@@ -127,16 +118,13 @@ async fn replaying_an_applied_range_changes_nothing() -> anyhow::Result<()> {
         .await?;
     let service = Service::connect(&config).await?;
     let metrics = service.metrics();
-    let stop = CancellationToken::new();
-    let stopped = stop.clone();
-    let running = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+    let running = RunningService::spawn(service);
     let replayed = redis_spanner_tests::eventually(Duration::from_secs(60), || {
         let seen = redis_spanner::metrics::Metrics::total(&metrics.changes_total);
         async move { (seen >= written as u64).then_some(seen) }
     })
     .await;
-    stop.cancel();
-    running.await??;
+    running.shutdown().await?;
     assert!(replayed.is_some(), "the whole range was read again");
     assert_eq!(
         metrics.effects("applied"),

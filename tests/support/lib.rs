@@ -149,3 +149,30 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<
         .to_owned();
     Ok((status, body))
 }
+
+/// A service running in the background until [`RunningService::shutdown`].
+pub struct RunningService {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningService {
+    /// Runs `service` on a task of its own.
+    pub fn spawn(service: redis_spanner::service::Service) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopped = stop.clone();
+        let task = tokio::spawn(service.run(async move { stopped.cancelled().await }));
+        Self { stop, task }
+    }
+
+    /// Whether the service is still following its stream.
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
+    /// Stops the service gracefully and returns how it ended.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await?
+    }
+}

@@ -271,6 +271,7 @@ impl Plugin {
             None => guard.insert(self.instantiate().await?),
         };
         live.store.set_epoch_deadline(self.limits.deadline_ticks());
+        live.store.data_mut().limits.refused_growth = false;
         match live.bindings.call_on_changes(&mut live.store, batch).await {
             Ok(Ok(actions)) => {
                 self.check_size(&actions)?;
@@ -281,10 +282,11 @@ impl Plugin {
                 message,
             }),
             Err(trap) => {
+                let out_of_memory = live.store.data().limits.refused_growth;
                 *guard = None;
                 Err(PluginError::Trap {
                     plugin: self.label(),
-                    message: describe_trap(&trap, &self.limits),
+                    message: describe_trap(&trap, &self.limits, out_of_memory),
                 })
             }
         }
@@ -321,20 +323,18 @@ impl Plugin {
 }
 
 /// Names the limit behind a trap when there is one.
-fn describe_trap(trap: &wasmtime::Error, limits: &Limits) -> String {
+fn describe_trap(trap: &wasmtime::Error, limits: &Limits, out_of_memory: bool) -> String {
     match trap.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => format!(
             "exceeded its time limit of {} ms (epoch deadline)",
             limits.call_timeout.as_millis()
         ),
-        _ => {
-            let text = format!("{trap:#}");
-            if text.contains("memory") || text.contains("alloc") {
-                format!("{text} (memory limit {} MiB)", limits.memory_bytes >> 20)
-            } else {
-                text
-            }
-        }
+        _ if out_of_memory => format!(
+            "ran out of memory: growing past its memory limit of {} MiB was refused, then it trapped: {}",
+            limits.memory_bytes >> 20,
+            trap.root_cause()
+        ),
+        _ => format!("{trap:#}"),
     }
 }
 

@@ -4,7 +4,7 @@ use super::bindings::{HostImports, LogLevel};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// What a plugin's store carries: its (empty) WASI context, its identity,
@@ -18,8 +18,41 @@ pub struct PluginState {
     plugin: String,
     /// The manifest's `[config]` values.
     config: Arc<BTreeMap<String, String>>,
-    /// Caps the plugin's linear memories.
-    pub limits: StoreLimits,
+    /// Caps the plugin's linear memories and remembers refusals.
+    pub limits: MemoryLimiter,
+}
+
+/// The store's resource limiter: wasmtime's [`StoreLimits`], plus a record
+/// of whether it refused to grow memory, so a trap that follows can be
+/// reported as the memory limit it is.
+pub struct MemoryLimiter {
+    inner: StoreLimits,
+    /// Set when a memory growth was refused.
+    pub refused_growth: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if !allowed {
+            self.refused_growth = true;
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
 }
 
 impl PluginState {
@@ -30,10 +63,13 @@ impl PluginState {
             table: ResourceTable::new(),
             plugin: plugin.to_owned(),
             config,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_bytes)
-                .trap_on_grow_failure(false)
-                .build(),
+            limits: MemoryLimiter {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(memory_bytes)
+                    .trap_on_grow_failure(false)
+                    .build(),
+                refused_growth: false,
+            },
         }
     }
 }

@@ -3,7 +3,8 @@
 //! For each change to `Users` it writes two keys: `granted:{UserId}` and
 //! `forbidden:{UserId}` (the row as JSON, or a delete for a deleted row). The
 //! operator grants it only the prefix `granted:`, so a test can check that the
-//! host refuses the plan instead of applying any of it.
+//! host applies the granted action, denies (and audits) the other, and never
+//! writes it.
 
 use redis_spanner_sdk::{ChangeKind, Effect, Plugin, RowChange, key, register_plugin};
 
