@@ -37,6 +37,9 @@ dir = "{plugins}"
 
 [admin]
 listen = "127.0.0.1:0"
+
+[grants.users_cache]
+key_prefixes = ["users:"]
 "#,
         project = redis_spanner_tests::PROJECT,
         instance = redis_spanner_tests::INSTANCE,
@@ -183,6 +186,10 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     assert!(written > 300, "the workload wrote {written} changes");
     assert_eq!(mismatches, 0, "host log:\n{log_text}");
     assert_eq!(regressions, 0);
+    assert!(
+        samples.load(Ordering::Relaxed) > 0,
+        "the watcher saw versions"
+    );
     assert!(
         log_text.matches("resuming from checkpoints").count() >= restarts,
         "every restart resumed from the checkpoints:\n{log_text}"
