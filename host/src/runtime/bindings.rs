@@ -11,5 +11,5 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
 });
 
-pub use redis_spanner::plugin::host::{Host as HostImports, LogLevel};
-pub use redis_spanner::plugin::types::{ChangeKind, Column, Effect, Expiry, Value, Write};
+pub use self::redis_spanner::plugin::host::{Host as HostImports, LogLevel};
+pub use self::redis_spanner::plugin::types::{ChangeKind, Column, Effect, Expiry, Value, Write};
