@@ -506,16 +506,23 @@ impl Launch<'_> {
                 && http_answers(self.http_port).await
             {
                 processes.emulator_pid = find_emulator(processes.gateway.id());
-                if ports::listening_sockets(self.grpc_port) > 1 {
-                    drop(processes);
-                    return Err(LocalError::PortShared {
-                        server: self.describe(),
-                        port: self.grpc_port,
-                        log: self.log_path.to_owned(),
-                        tail: super::log_tail(self.log_path, log_start),
-                    });
+                // Another emulator on the same port (SO_REUSEPORT) answers
+                // too: ready means our own emulator listens.
+                let ours = processes
+                    .emulator_pid
+                    .is_some_and(|pid| ports::process_listens_on(pid, self.grpc_port));
+                if ours {
+                    if ports::listening_sockets(self.grpc_port) > 1 {
+                        drop(processes);
+                        return Err(LocalError::PortShared {
+                            server: self.describe(),
+                            port: self.grpc_port,
+                            log: self.log_path.to_owned(),
+                            tail: super::log_tail(self.log_path, log_start),
+                        });
+                    }
+                    return Ok(processes);
                 }
-                return Ok(processes);
             }
             if started.elapsed() >= self.options.start_timeout {
                 drop(processes);

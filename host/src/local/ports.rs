@@ -96,6 +96,31 @@ pub(crate) fn listening_sockets(port: u16) -> usize {
     inodes.len()
 }
 
+/// Whether process `pid` itself holds a socket listening on `port`: another
+/// process answering on the port does not count.
+pub(crate) fn process_listens_on(pid: u32, port: u16) -> bool {
+    let mut listeners = BTreeSet::new();
+    for _ in 0..TABLE_READS {
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            if let Ok(text) = std::fs::read_to_string(table) {
+                listeners.extend(listener_inodes(&text, port));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let text = target.to_string_lossy().into_owned();
+            text.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse::<u64>()
+                .ok()
+        })
+        .any(|inode| listeners.contains(&inode))
+}
+
 /// How many times [`listening_sockets`] reads the tables.
 const TABLE_READS: usize = 3;
 
