@@ -316,6 +316,27 @@ impl CheckpointStore {
             .build())
     }
 
+    /// Whether children of `token` are recorded (a partition that announced
+    /// them before a restart).
+    pub async fn has_children(&self, token: &str) -> Result<bool, CheckpointError> {
+        let fail = |e: google_cloud_spanner::Error| self.error("looking up recorded children", e);
+        let statement = Statement::builder(format!(
+            "SELECT PartitionToken FROM {} WHERE StreamName = @stream AND @token IN UNNEST(ParentTokens) LIMIT 1",
+            self.table
+        ))
+        .add_param("stream", self.stream.as_str())
+        .add_param("token", token)
+        .build();
+        let mut rows = self
+            .client
+            .single_use()
+            .build()
+            .execute_query(statement)
+            .await
+            .map_err(fail)?;
+        Ok(rows.next().await.transpose().map_err(fail)?.is_some())
+    }
+
     /// Moves a running partition's watermark and renews its lease.
     pub async fn advance(&self, token: &str, watermark: &str) -> Result<(), CheckpointError> {
         let row = self.update(token, watermark, PartitionState::Running)?;

@@ -192,6 +192,18 @@ impl ChangeStreamReader {
                 .read_once(&query, &token, &mut progress, &shutdown)
                 .await
             {
+                // A partition ends by announcing its children (here, or
+                // before a restart); a query that ends without any was cut
+                // short and is read again.
+                Ok(())
+                    if progress.children.is_empty()
+                        && !self.checkpoints.has_children(&token).await.unwrap_or(false) =>
+                {
+                    Err(
+                        "the partition's query ended without announcing child partitions"
+                            .to_owned(),
+                    )
+                }
                 Ok(()) => self
                     .checkpoints
                     .finish(&token, &progress.resume)
