@@ -143,20 +143,12 @@ impl CheckpointStore {
         instance: &str,
         database: &str,
     ) -> Result<(), CheckpointError> {
-        let fail = |e: google_cloud_spanner::Error| self.error("looking for the table", e);
         let statement = Statement::builder(
             "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = '' AND TABLE_NAME = @name",
         )
         .add_param("name", self.table.as_str())
         .build();
-        let mut rows = self
-            .client
-            .single_use()
-            .build()
-            .execute_query(statement)
-            .await
-            .map_err(fail)?;
-        if rows.next().await.transpose().map_err(fail)?.is_some() {
+        if self.any_row("looking for the table", statement).await? {
             return Ok(());
         }
         tracing::info!(table = %self.table, "creating the checkpoint table");
@@ -319,7 +311,6 @@ impl CheckpointStore {
     /// Whether children of `token` are recorded (a partition that announced
     /// them before a restart).
     pub async fn has_children(&self, token: &str) -> Result<bool, CheckpointError> {
-        let fail = |e: google_cloud_spanner::Error| self.error("looking up recorded children", e);
         let statement = Statement::builder(format!(
             "SELECT PartitionToken FROM {} WHERE StreamName = @stream AND @token IN UNNEST(ParentTokens) LIMIT 1",
             self.table
@@ -327,6 +318,13 @@ impl CheckpointStore {
         .add_param("stream", self.stream.as_str())
         .add_param("token", token)
         .build();
+        self.any_row("looking up recorded children", statement)
+            .await
+    }
+
+    /// Whether `statement` returns at least one row.
+    async fn any_row(&self, action: &str, statement: Statement) -> Result<bool, CheckpointError> {
+        let fail = |e: google_cloud_spanner::Error| self.error(action, e);
         let mut rows = self
             .client
             .single_use()
