@@ -83,6 +83,12 @@ pub struct SpannerConfig {
     /// Where to start reading: `"now"` or an RFC 3339 timestamp.
     #[serde(default = "default_start")]
     pub start: String,
+    /// Read each partition's whole range once more when it ends and apply
+    /// what the live query missed. Default: on against the emulator (whose
+    /// live partition queries occasionally skip a committed change), off
+    /// against Cloud Spanner.
+    #[serde(default)]
+    pub reread_finished_partitions: Option<bool>,
 }
 
 /// The Redis server that holds the cache.
@@ -275,6 +281,7 @@ impl SpannerConfig {
             checkpoint_table: default_checkpoint_table(),
             heartbeat_ms: default_heartbeat_ms(),
             start: default_start(),
+            reread_finished_partitions: None,
         }
     }
 

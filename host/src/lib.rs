@@ -20,6 +20,7 @@
 //! - [`provision`]: creates Spanner instances, databases and schema (demo, tests).
 //! - [`local`]: starts a local Spanner emulator and redis-server.
 //! - [`demo`]: `redis-spanner demo`: the whole loop on a laptop.
+//! - [`tooling`]: `redis-spanner plugin test|check|new|build`: plugin authors' tools.
 
 pub mod admin;
 pub mod backfill;
@@ -35,3 +36,4 @@ pub mod runtime;
 pub mod service;
 pub mod sink;
 pub mod source;
+pub mod tooling;

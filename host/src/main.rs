@@ -1,6 +1,9 @@
 //! The `redis-spanner` command line.
 
+mod plugin_cli;
+
 use clap::{Parser, Subcommand};
+use plugin_cli::PluginCommand;
 use redis_spanner::config::Config;
 use redis_spanner::demo::{self, DemoOptions};
 use std::path::PathBuf;
@@ -47,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Measurements; results go to stdout as a Markdown table.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Start a local Spanner emulator and redis-server, write a live workload
     /// and show it reaching Redis through the example plugin.
     Demo {
@@ -79,22 +87,32 @@ enum Command {
 }
 
 #[derive(Subcommand)]
-enum PluginCommand {
-    /// Create an ed25519 key pair for signing plugins: writes SECRET (keep
-    /// it private) and prints the public key for `plugins.trusted_keys`.
-    Keygen {
-        /// Where to write the secret key.
-        #[arg(long)]
-        out: PathBuf,
+enum BenchCommand {
+    /// µs per record of the example cache logic: native Rust, and the Rust,
+    /// Python and JavaScript example components (those that are built), at
+    /// each batch size.
+    Plugins {
+        /// A component to measure as LABEL=PATH (repeatable); default: the
+        /// built example plugins.
+        #[arg(long = "plugin", value_parser = parse_contender)]
+        plugins: Vec<redis_spanner::tooling::bench::Contender>,
+        /// Batch sizes, in records.
+        #[arg(long, value_delimiter = ',', default_value = "1,64,1024")]
+        batch_sizes: Vec<usize>,
+        /// Minimum measuring time per cell, in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
     },
-    /// Sign a plugin: writes `<plugin>.wasm.sig` next to it.
-    Sign {
-        /// The secret key file made by `plugin keygen`.
-        #[arg(long)]
-        key: PathBuf,
-        /// The plugin component.
-        plugin: PathBuf,
-    },
+}
+
+fn parse_contender(text: &str) -> Result<redis_spanner::tooling::bench::Contender, String> {
+    let (label, path) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected LABEL=PATH"))?;
+    Ok(redis_spanner::tooling::bench::Contender {
+        label: label.into(),
+        path: path.into(),
+    })
 }
 
 #[derive(Subcommand)]
@@ -139,7 +157,15 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             redis_spanner::service::run(config, ctrl_c()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin { command } => plugin_command(command),
+        Command::Plugin { command } => plugin_cli::run(command).await,
+        Command::Bench {
+            command:
+                BenchCommand::Plugins {
+                    plugins,
+                    batch_sizes,
+                    seconds,
+                },
+        } => plugin_cli::bench(plugins, batch_sizes, seconds).await,
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => {
@@ -212,45 +238,6 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
     }
-}
-
-fn plugin_command(command: PluginCommand) -> anyhow::Result<ExitCode> {
-    use redis_spanner::runtime::signing;
-    match command {
-        PluginCommand::Keygen { out } => {
-            anyhow::ensure!(
-                !out.exists(),
-                "{} exists already; not overwriting a key",
-                out.display()
-            );
-            let (secret, public) = signing::generate_keypair();
-            write_private(&out, &secret)?;
-            println!("secret key written to {}", out.display());
-            println!("public key (add to plugins.trusted_keys): {public}");
-        }
-        PluginCommand::Sign { key, plugin } => {
-            let secret = std::fs::read_to_string(&key).map_err(|e| {
-                anyhow::anyhow!("cannot read the secret key {}: {e}", key.display())
-            })?;
-            let signature = signing::sign_file(&plugin, secret.trim())?;
-            println!("signature written to {}", signature.display());
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Writes a file only its owner can read.
-fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-    writeln!(file, "{text}")?;
-    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -95,6 +95,10 @@ impl Service {
                 batch_max: config.plugins.batch_max,
                 pipeline,
                 checkpoints,
+                reread_finished: config
+                    .spanner
+                    .reread_finished_partitions
+                    .unwrap_or(emulator_host.is_some()),
             },
             start,
             metrics,

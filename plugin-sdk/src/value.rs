@@ -56,6 +56,58 @@ impl Value {
         }
     }
 
+    /// The RFC 3339 text of a `TIMESTAMP` column (e.g.
+    /// `2024-02-29T23:59:59.999999Z`), or `None` for any other type or `NULL`.
+    pub fn as_timestamp(&self) -> Option<&str> {
+        match self {
+            Value::Timestamp(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The `YYYY-MM-DD` text of a `DATE` column, or `None` for any other
+    /// type or `NULL`.
+    pub fn as_date(&self) -> Option<&str> {
+        match self {
+            Value::Date(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The decimal text of a `NUMERIC` column (exact; parse it with a
+    /// decimal library if you need arithmetic), or `None` for any other type
+    /// or `NULL`.
+    pub fn as_numeric(&self) -> Option<&str> {
+        match self {
+            Value::Numeric(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The text of a `JSON` or `ARRAY` column, or `None` for any other type
+    /// or `NULL`. [`Value::to_json`] parses it.
+    pub fn as_json_text(&self) -> Option<&str> {
+        match self {
+            Value::Json(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Any value as plain text, e.g. to build a Redis key from it: strings,
+    /// timestamps, dates, numerics and JSON as their text, numbers and
+    /// booleans in JSON notation, bytes as standard base64; `None` for `NULL`.
+    pub fn to_text(&self) -> Option<String> {
+        match self {
+            Value::Null => None,
+            Value::String(s)
+            | Value::Timestamp(s)
+            | Value::Date(s)
+            | Value::Numeric(s)
+            | Value::Json(s) => Some(s.clone()),
+            other => Some(other.to_json().to_string().trim_matches('"').to_owned()),
+        }
+    }
+
     /// Converts the value to JSON, the way cached rows are usually stored.
     ///
     /// | Spanner type | JSON |
@@ -106,6 +158,34 @@ mod tests {
     use serde_json::json;
 
     use crate::Value;
+
+    #[test]
+    fn typed_accessors_match_only_their_type() {
+        let ts = Value::Timestamp("2024-01-01T00:00:00Z".into());
+        assert_eq!(ts.as_timestamp(), Some("2024-01-01T00:00:00Z"));
+        assert_eq!(ts.as_str(), None);
+        assert_eq!(
+            Value::Date("2024-01-01".into()).as_date(),
+            Some("2024-01-01")
+        );
+        assert_eq!(Value::Numeric("1.5".into()).as_numeric(), Some("1.5"));
+        assert_eq!(Value::Json("[1]".into()).as_json_text(), Some("[1]"));
+        assert_eq!(Value::Null.as_date(), None);
+    }
+
+    #[test]
+    fn any_value_becomes_text_for_keys() {
+        assert_eq!(Value::Int64(-3).to_text().as_deref(), Some("-3"));
+        assert_eq!(Value::Bool(true).to_text().as_deref(), Some("true"));
+        assert_eq!(Value::Float64(0.5).to_text().as_deref(), Some("0.5"));
+        assert_eq!(Value::Float64(f64::NAN).to_text().as_deref(), Some("NaN"));
+        assert_eq!(
+            Value::String("a:b".into()).to_text().as_deref(),
+            Some("a:b")
+        );
+        assert_eq!(Value::Bytes(vec![0xff]).to_text().as_deref(), Some("/w=="));
+        assert_eq!(Value::Null.to_text(), None);
+    }
 
     #[test]
     fn scalars_convert_to_json() {

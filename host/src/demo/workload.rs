@@ -39,12 +39,13 @@ pub async fn run(
                 (upsert(id, &mut rng), id, true)
             }
         };
-        client
+        let response = client
             .write_only_transaction()
             .build()
             .write(vec![mutation])
             .await
             .with_context(|| format!("writing user {id}"))?;
+        tracing::debug!(id, exists_after, commit_timestamp = ?response.commit_timestamp, "demo write committed");
         if exists_after {
             present.insert(id);
         } else {

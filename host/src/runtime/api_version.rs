@@ -117,8 +117,52 @@ fn number(digits: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// Adds a [`SECTION`] custom section holding `version` at the end of a
+/// component that has none (plugins built without the Rust SDK, e.g. by
+/// componentize-py or componentize-js); returns whether it added one.
+pub fn stamp_api_version(component_bytes: &mut Vec<u8>, version: &str) -> Result<bool, String> {
+    if read_api_version(component_bytes)?.is_some() {
+        return Ok(false);
+    }
+    let mut payload = leb128(SECTION.len());
+    payload.extend_from_slice(SECTION.as_bytes());
+    payload.extend_from_slice(version.as_bytes());
+    component_bytes.push(0); // custom section id
+    component_bytes.extend(leb128(payload.len()));
+    component_bytes.extend(payload);
+    Ok(true)
+}
+
+fn leb128(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stamping_adds_a_readable_section_once() {
+        // The smallest component: its preamble.
+        let mut component = b"\0asm\x0d\x00\x01\x00".to_vec();
+        assert_eq!(super::read_api_version(&component), Ok(None));
+        assert_eq!(super::stamp_api_version(&mut component, "0.1.0"), Ok(true));
+        assert_eq!(
+            super::read_api_version(&component),
+            Ok(Some("0.1.0".into()))
+        );
+        let stamped = component.clone();
+        assert_eq!(super::stamp_api_version(&mut component, "0.1.0"), Ok(false));
+        assert_eq!(component, stamped);
+    }
+
     use super::{SECTION, SUPPORTED_API_VERSIONS, check_compatible, read_api_version};
 
     // Hand-assembled binaries: a header, then sections of `id, size, body`.

@@ -48,6 +48,8 @@ pub struct PartitionQuery {
     pub token: Option<String>,
     /// RFC 3339 start timestamp.
     pub start: String,
+    /// RFC 3339 end timestamp (exclusive); `None` reads to the partition's end.
+    pub end: Option<String>,
     /// Heartbeat interval in milliseconds.
     pub heartbeat_ms: i64,
 }
@@ -80,12 +82,30 @@ pub async fn read_partition(
             },
         }
     })?;
+    let end = query
+        .end
+        .as_deref()
+        .map(|end| {
+            google_cloud_wkt::Timestamp::try_from(end).map_err(|e| QueryError::Record {
+                partition: partition.clone(),
+                source: RecordError {
+                    context: "partition end".into(),
+                    message: format!("{end:?}: {e}"),
+                },
+            })
+        })
+        .transpose()?;
     let sql = format!(
-        "SELECT ChangeRecord FROM READ_{} (start_timestamp => @start, end_timestamp => NULL, \
+        "SELECT ChangeRecord FROM READ_{} (start_timestamp => @start, end_timestamp => {}, \
          partition_token => @token, heartbeat_milliseconds => @hb)",
-        query.stream
+        query.stream,
+        if end.is_some() { "@end" } else { "NULL" }
     );
-    let statement = Statement::builder(sql)
+    let mut statement = Statement::builder(sql);
+    if let Some(end) = end {
+        statement = statement.add_typed_param("end", end, types::timestamp());
+    }
+    let statement = statement
         .add_typed_param("start", start, types::timestamp())
         .add_typed_param("token", query.token.clone(), types::string())
         .add_typed_param("hb", query.heartbeat_ms, types::int64())

@@ -1,0 +1,255 @@
+//! `redis-spanner plugin …`: the plugin author's and operator's tools.
+
+use clap::Subcommand;
+use redis_spanner::runtime::signing;
+use redis_spanner::tooling::scaffold::{self, Language};
+use redis_spanner::tooling::{bench, builder, check, examples, fixture::Fixture, plan, run};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The `plugin` subcommands.
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Create an ed25519 key pair for signing plugins: writes SECRET (keep
+    /// it private) and prints the public key for `plugins.trusted_keys`.
+    Keygen {
+        /// Where to write the secret key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a plugin: writes `<plugin>.wasm.sig` next to it.
+    Sign {
+        /// The secret key file made by `plugin keygen`.
+        #[arg(long)]
+        key: PathBuf,
+        /// The plugin component.
+        plugin: PathBuf,
+    },
+    /// Run a plugin in the real sandbox on recorded changes and print its
+    /// plan as JSON; with --expect, exit non-zero if it differs. Needs no
+    /// Spanner and no Redis.
+    Test {
+        /// The plugin component (its manifest `<name>.toml` is read if present).
+        plugin: PathBuf,
+        /// The changes: a fixture file `{"batches": [[change, …], …]}`.
+        #[arg(long)]
+        changes: PathBuf,
+        /// The expected plan; differences are printed and make the exit code 1.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+    },
+    /// Show what a component is and whether this host loads it: world, API
+    /// version, imports, exports, size, compile and init time.
+    Check {
+        /// The plugin component.
+        plugin: PathBuf,
+    },
+    /// Create a working plugin skeleton: code, manifest, sample changes and
+    /// the plan they should give.
+    New {
+        /// The plugin's name (lowercase letters, digits, '-'); also the folder
+        /// created, unless --dir is given.
+        name: String,
+        /// Its language.
+        #[arg(long, value_enum)]
+        lang: Language,
+        /// The folder to create (default: ./<name>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The table it caches.
+        #[arg(long, default_value = "Users")]
+        table: String,
+        /// That table's INT64 key column.
+        #[arg(long, default_value = "UserId")]
+        key_column: String,
+        /// The Redis key prefix (default: the plugin's name).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// The Rust SDK folder (plugin-sdk) for Rust plugins (default: the one
+        /// this binary was built from).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build a plugin folder (Rust, Python or JavaScript) into a component
+    /// and copy its manifest next to it.
+    Build {
+        /// The plugin folder.
+        dir: PathBuf,
+        /// The component to write (default: <dir>/dist/<name>.wasm).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Runs a `plugin` subcommand.
+pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::Keygen { out } => {
+            anyhow::ensure!(
+                !out.exists(),
+                "{} exists already; not overwriting a key",
+                out.display()
+            );
+            let (secret, public) = signing::generate_keypair();
+            write_private(&out, &secret)?;
+            println!("secret key written to {}", out.display());
+            println!("public key (add to plugins.trusted_keys): {public}");
+        }
+        PluginCommand::Sign { key, plugin } => {
+            let secret = std::fs::read_to_string(&key).map_err(|e| {
+                anyhow::anyhow!("cannot read the secret key {}: {e}", key.display())
+            })?;
+            let signature = signing::sign_file(&plugin, secret.trim())?;
+            println!("signature written to {}", signature.display());
+        }
+        PluginCommand::Test {
+            plugin,
+            changes,
+            expect,
+        } => return test(&plugin, &changes, expect.as_deref()).await,
+        PluginCommand::New {
+            name,
+            lang,
+            dir,
+            table,
+            key_column,
+            prefix,
+            sdk,
+        } => {
+            let spec = scaffold::NewPlugin {
+                dir: dir.unwrap_or_else(|| PathBuf::from(&name)),
+                prefix: prefix.unwrap_or_else(|| name.clone()),
+                name,
+                language: lang,
+                table,
+                key_column,
+                rust_sdk: sdk.or_else(scaffold::default_rust_sdk),
+            };
+            let written = scaffold::new_plugin(&spec)?;
+            for path in &written {
+                println!("created {}", path.display());
+            }
+            println!(
+                "next: redis-spanner plugin build {0} && redis-spanner plugin test {0}/dist/{1}.wasm --changes {0}/fixtures/changes.json --expect {0}/fixtures/expected.json",
+                spec.dir.display(),
+                spec.name
+            );
+        }
+        PluginCommand::Build { dir, out } => {
+            let built = builder::build(&dir, out.as_deref(), &builder::Tools::default())?;
+            let size = std::fs::metadata(&built.wasm).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "built {} ({} plugin, {size} bytes, {:.1} s)",
+                built.wasm.display(),
+                built.language.name(),
+                built.seconds
+            );
+            if let Some(manifest) = built.manifest {
+                println!("manifest {}", manifest.display());
+            }
+        }
+        PluginCommand::Check { plugin } => {
+            let report = check::check(&plugin).await?;
+            print!("{}", report.text);
+            if !report.ok {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn test(plugin: &Path, changes: &Path, expect: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let fixture = Fixture::load(changes)?;
+    let expected = expect.map(read_plan).transpose()?;
+    let loaded = run::load_plugin(plugin).await?;
+    let actual = run::plan_json(&run::run_fixture(&loaded, &fixture).await);
+    println!("{}", serde_json::to_string_pretty(&actual)?);
+    let Some(expected) = expected else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let differences = plan::compare(&expected, &actual).map_err(anyhow::Error::msg)?;
+    if differences.is_empty() {
+        eprintln!(
+            "plan matches {} ({} batches)",
+            expect.unwrap_or(changes).display(),
+            fixture.batches.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for difference in &differences {
+        eprintln!("batch {}: {}", difference.batch, difference.description);
+    }
+    eprintln!(
+        "plan differs from {} in {} batch(es)",
+        expect.unwrap_or(changes).display(),
+        differences.len()
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+/// `redis-spanner bench plugins`.
+pub async fn bench(
+    contenders: Vec<bench::Contender>,
+    batch_sizes: Vec<usize>,
+    seconds: f64,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        seconds > 0.0 && seconds.is_finite(),
+        "--seconds must be a positive number"
+    );
+    anyhow::ensure!(
+        !batch_sizes.is_empty() && !batch_sizes.contains(&0),
+        "--batch-sizes must be positive numbers"
+    );
+    let contenders = if contenders.is_empty() {
+        let mut found = Vec::new();
+        for example in examples::EXAMPLES {
+            let path = example.output();
+            if path.is_file() {
+                found.push(bench::Contender {
+                    label: format!("{} component", example.language.name()),
+                    path,
+                });
+            } else {
+                eprintln!(
+                    "bench: {} is not built; skipping it ({})",
+                    path.display(),
+                    example.build_hint()
+                );
+            }
+        }
+        found
+    } else {
+        contenders
+    };
+    let options = bench::BenchOptions {
+        contenders,
+        batch_sizes,
+        min_time: std::time::Duration::from_secs_f64(seconds),
+    };
+    let results = bench::run(&options, |line| eprintln!("bench: {line}")).await?;
+    println!("{}", bench::markdown_table(&results, &options.batch_sizes));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_plan(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read expected plan {}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("expected plan {}: {e}", path.display()))
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    writeln!(file, "{text}")?;
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! Tools for plugin authors: run a plugin without Spanner or Redis.
+//!
+//! - [`fixture`]: batches of row changes as JSON.
+//! - [`plan`]: a plugin's answers as JSON, and comparing two plans.
+//! - [`run`]: load a plugin into the real sandbox and run a fixture.
+//! - [`builder`]: `plugin build`: any supported language into a component.
+//! - [`examples`]: the example plugin in each language.
+//! - [`check`]: what a component is and whether this host would load it.
+//! - [`bench`]: µs per record, native and as components, per batch size.
+//! - [`native`]: the example cache logic in native Rust (bench baseline).
+//! - [`scaffold`]: `plugin new`: a plugin skeleton in Rust, Python or JS.
+
+pub mod bench;
+pub mod builder;
+pub mod check;
+pub mod examples;
+pub mod fixture;
+pub mod native;
+pub mod plan;
+pub mod run;
+pub mod scaffold;

@@ -1,0 +1,726 @@
+// Write Redis Spanner cache plugins in JavaScript (componentize-js).
+//
+// An ES module with no imports, so it runs unchanged inside a component and
+// under plain Node for tests. It mirrors the Rust SDK (`plugin-sdk/src`):
+// the same Redis keys, the same JSON for a row, byte for byte.
+//
+// How componentize-js hands WIT types to JavaScript (world `cache-plugin`,
+// package `redis-spanner:plugin@0.1.0`):
+//
+// - variant `value`: `{tag: 'int64', val: 42n}`; `{tag: 'null'}` has no val.
+// - enum `change-kind`: the case name as a string, e.g. `'delete'`.
+// - record fields in lowerCamelCase: `newValues`, `commitMicros`, `ttlMs`, ...
+// - s64/u64: BigInt; u32: number; list<u8>: Uint8Array; option<T>: T or
+//   undefined.
+// - An export returning `result<T, string>` returns T for ok; to return err,
+//   throw a string (or an object whose `payload` is the string). Throwing an
+//   Error or anything else out of an export traps the instance instead;
+//   `definePlugin` turns every thrown value into a string.
+// - console.log and console.error go nowhere (the host gives plugins no
+//   stdio): use the host's `log`.
+//
+// JSON model used by `toJson`, `rowJson`, `parseJson` and `stringify`, the
+// counterpart of serde_json's `Value`:
+//
+// | JavaScript          | serde_json           | text                  |
+// |---------------------|----------------------|-----------------------|
+// | null                | Null                 | null                  |
+// | boolean             | Bool                 | true / false          |
+// | bigint              | Number (i64 or u64)  | 42                    |
+// | number              | Number (f64)         | 1.0, 1.5e-7, 1e+21    |
+// | string              | String               | "..."                 |
+// | Array               | Array                | [...]                 |
+// | object (or Map)     | Object (BTreeMap)    | {...}, keys sorted    |
+//
+// So integers are BigInts (`1n` prints `1`) and JavaScript numbers are
+// floats (`1` prints `1.0`), exactly as a Rust plugin would see them.
+
+// ---------------------------------------------------------------------------
+// Keys
+
+/**
+ * Joins `parts` with `:` into a Redis key, escaping each part so different
+ * parts always give different keys: inside a part `\` becomes `\\` and `:`
+ * becomes `\:`. Same as Rust `key`.
+ *
+ * key(['users', '42']) === 'users:42'
+ * key(['files', 'C:\\tmp']) === 'files:C\\:\\\\tmp'
+ */
+export function key(parts) {
+  return parts.map((part) => String(part).replace(/[:\\]/g, '\\$&')).join(':');
+}
+
+// ---------------------------------------------------------------------------
+// Columns and values
+
+function find(columns, name) {
+  const column = columns.find((c) => c.name === name);
+  return column === undefined ? undefined : column.value;
+}
+
+/** The value variant of primary key column `name`, or undefined. */
+export function keyValue(change, name) {
+  return find(change.keys, name);
+}
+
+/** The value variant of non-key column `name` after the change, or undefined. */
+export function newValue(change, name) {
+  return find(change.newValues, name);
+}
+
+/** The value variant of non-key column `name` before the change, or undefined. */
+export function oldValue(change, name) {
+  return find(change.oldValues, name);
+}
+
+const accessor = (tag) => (value) => (value !== undefined && value.tag === tag ? value.val : undefined);
+
+// Typed accessors, like Rust `Value::as_*`: the payload of a value of that
+// type, or undefined for any other type, NULL or a missing column.
+/** The BigInt of an INT64 value. */
+export const asI64 = (value) => (value !== undefined && value.tag === 'int64' ? BigInt(value.val) : undefined);
+/** The boolean of a BOOL value. */
+export const asBool = accessor('bool');
+/** The number of a FLOAT64 value. */
+export const asF64 = accessor('float64');
+/** The text of a STRING value (not of TIMESTAMP, DATE, NUMERIC or JSON). */
+export const asString = accessor('string');
+/** The Uint8Array of a BYTES value. */
+export const asBytes = accessor('bytes');
+/** The RFC 3339 text of a TIMESTAMP value. */
+export const asTimestamp = accessor('timestamp');
+/** The YYYY-MM-DD text of a DATE value. */
+export const asDate = accessor('date');
+/** The decimal text of a NUMERIC value. */
+export const asNumeric = accessor('numeric');
+/** The text of a JSON (or ARRAY) value; `toJson` parses it. */
+export const asJsonText = accessor('json');
+
+/**
+ * Any value as plain text, e.g. for a Redis key, like Rust `Value::to_text`:
+ * strings, timestamps, dates, numerics and JSON as their text, numbers and
+ * booleans in JSON notation (`1.0`, `"NaN"` without quotes), bytes as base64;
+ * undefined for NULL.
+ */
+export function toText(value) {
+  switch (value.tag) {
+    case 'null':
+      return undefined;
+    case 'string':
+    case 'timestamp':
+    case 'date':
+    case 'numeric':
+    case 'json':
+      return value.val;
+    default: {
+      const json = toJson(value);
+      return typeof json === 'string' ? json : stringify(json);
+    }
+  }
+}
+
+const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+
+/** Standard base64 with `=` padding. */
+export function base64(bytes) {
+  let out = '';
+  let i = 0;
+  for (; i + 2 < bytes.length; i += 3) {
+    const n = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+    out += BASE64[n >> 18] + BASE64[(n >> 12) & 63] + BASE64[(n >> 6) & 63] + BASE64[n & 63];
+  }
+  if (i + 1 === bytes.length) {
+    const n = bytes[i] << 16;
+    out += BASE64[n >> 18] + BASE64[(n >> 12) & 63] + '==';
+  } else if (i + 2 === bytes.length) {
+    const n = (bytes[i] << 16) | (bytes[i + 1] << 8);
+    out += BASE64[n >> 18] + BASE64[(n >> 12) & 63] + BASE64[(n >> 6) & 63] + '=';
+  }
+  return out;
+}
+
+/**
+ * Converts a WIT `value` to the JSON model, like Rust `Value::to_json`:
+ * INT64 → bigint, FLOAT64 → number ("NaN", "Infinity", "-Infinity" as
+ * strings), BYTES → base64, TIMESTAMP/DATE/NUMERIC/STRING → string, JSON →
+ * the parsed document (kept as its text if it does not parse).
+ */
+export function toJson(value) {
+  switch (value.tag) {
+    case 'null':
+      return null;
+    case 'bool':
+      return value.val;
+    case 'int64':
+      return BigInt(value.val);
+    case 'float64': {
+      const f = value.val;
+      if (Number.isFinite(f)) return f;
+      if (Number.isNaN(f)) return 'NaN';
+      return f > 0 ? 'Infinity' : '-Infinity';
+    }
+    case 'string':
+    case 'timestamp':
+    case 'date':
+    case 'numeric':
+      return value.val;
+    case 'bytes':
+      return base64(value.val);
+    case 'json':
+      try {
+        return parseJson(value.val);
+      } catch {
+        return value.val;
+      }
+    default:
+      throw new TypeError(`unknown value tag ${JSON.stringify(value.tag)}`);
+  }
+}
+
+/**
+ * The row as a JSON object of the key columns and the new values, each named
+ * after its column; a later column with a repeated name wins. Like Rust
+ * `RowChange::row_json`. `stringify` sorts the members.
+ */
+export function rowJson(change) {
+  return columnsJson([...change.keys, ...change.newValues]);
+}
+
+/** A JSON object with one member per column, valued by `toJson`. */
+export function columnsJson(columns) {
+  const object = Object.create(null);
+  for (const column of columns) object[column.name] = toJson(column.value);
+  return object;
+}
+
+// ---------------------------------------------------------------------------
+// JSON text, as serde_json reads it
+
+const POW10 = Array.from({ length: 309 }, (_, i) => Number(`1e${i}`));
+const U64_MAX = 0xffffffffffffffffn;
+const I32_MAX = 2147483647;
+
+/**
+ * Parses JSON text exactly as `serde_json::from_str::<Value>` (default
+ * features) does: integers that fit i64/u64 become bigints, every other
+ * number a float computed the same way; later duplicate members win; nesting
+ * deeper than 127 levels, lone surrogate escapes, raw control characters,
+ * numbers out of f64 range and trailing characters are errors
+ * (SyntaxError).
+ */
+export function parseJson(text) {
+  let i = 0;
+  const n = text.length;
+  const fail = (what) => {
+    throw new SyntaxError(`${what} at offset ${i}`);
+  };
+  const digitAt = (j) => {
+    const c = text.charCodeAt(j);
+    return c >= 48 && c <= 57 ? c - 48 : -1;
+  };
+  const skipWhitespace = () => {
+    for (; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c !== 0x20 && c !== 0x0a && c !== 0x09 && c !== 0x0d) break;
+    }
+  };
+
+  // f64_from_parts without float_roundtrip.
+  const fromParts = (positive, significand, exponent) => {
+    let f = Number(significand);
+    for (;;) {
+      const pow = POW10[Math.abs(exponent)];
+      if (pow !== undefined) {
+        if (exponent >= 0) {
+          f *= pow;
+          if (!Number.isFinite(f)) fail('number out of range');
+        } else {
+          f /= pow;
+        }
+        break;
+      }
+      if (f === 0) break;
+      if (exponent >= 0) fail('number out of range');
+      f /= 1e308;
+      exponent += 308;
+    }
+    return positive ? f : -f;
+  };
+
+  const exponentPart = (positive, significand, startingExp) => {
+    i++; // e or E
+    let positiveExp = true;
+    if (text[i] === '+') i++;
+    else if (text[i] === '-') {
+      positiveExp = false;
+      i++;
+    }
+    let exp = digitAt(i);
+    if (exp < 0) fail('invalid number');
+    i++;
+    for (let d; (d = digitAt(i)) >= 0; ) {
+      i++;
+      if (exp >= 214748364 && (exp > 214748364 || d > 7)) {
+        // Exponent overflows i32: zero, or an error instead of infinity.
+        if (significand !== 0n && positiveExp) fail('number out of range');
+        while (digitAt(i) >= 0) i++;
+        return positive ? 0 : -0;
+      }
+      exp = exp * 10 + d;
+    }
+    let finalExp = positiveExp ? startingExp + exp : startingExp - exp;
+    finalExp = Math.max(-I32_MAX - 1, Math.min(I32_MAX, finalExp));
+    return fromParts(positive, significand, finalExp);
+  };
+
+  const decimalPart = (positive, significand, exponentBefore) => {
+    i++; // .
+    let after = 0;
+    for (let d; (d = digitAt(i)) >= 0; ) {
+      const next = significand * 10n + BigInt(d);
+      if (next > U64_MAX) {
+        // Ignore all further digits.
+        while (digitAt(i) >= 0) i++;
+        const exponent = exponentBefore + after;
+        if (text[i] === 'e' || text[i] === 'E') return exponentPart(positive, significand, exponent);
+        return fromParts(positive, significand, exponent);
+      }
+      i++;
+      significand = next;
+      after--;
+    }
+    if (after === 0) fail('invalid number');
+    const exponent = exponentBefore + after;
+    if (text[i] === 'e' || text[i] === 'E') return exponentPart(positive, significand, exponent);
+    return fromParts(positive, significand, exponent);
+  };
+
+  const number = (positive) => {
+    const first = digitAt(i);
+    if (first < 0) fail('invalid number');
+    let significand;
+    if (first === 0) {
+      i++;
+      if (digitAt(i) >= 0) fail('invalid number');
+      significand = 0n;
+    } else {
+      const start = i;
+      while (digitAt(i) >= 0) i++;
+      const run = text.slice(start, i);
+      if (run.length > 19) {
+        // Keep the longest prefix that fits u64; the rest only scales.
+        let keep = 20;
+        significand = BigInt(run.slice(0, 20));
+        if (significand > U64_MAX) {
+          keep = 19;
+          significand = BigInt(run.slice(0, 19));
+        }
+        if (run.length > keep) {
+          const exponent = run.length - keep;
+          if (text[i] === '.') return decimalPart(positive, significand, exponent);
+          if (text[i] === 'e' || text[i] === 'E') return exponentPart(positive, significand, exponent);
+          return fromParts(positive, significand, exponent);
+        }
+      } else {
+        significand = BigInt(run);
+      }
+    }
+    if (text[i] === '.') return decimalPart(positive, significand, 0);
+    if (text[i] === 'e' || text[i] === 'E') return exponentPart(positive, significand, 0);
+    if (positive) return significand;
+    // -0 and anything below i64::MIN become floats.
+    if (significand === 0n || significand > 0x8000000000000000n) return -Number(significand);
+    return -significand;
+  };
+
+  const hex4 = () => {
+    let v = 0;
+    for (let k = 0; k < 4; k++, i++) {
+      const c = text.charCodeAt(i);
+      let h;
+      if (c >= 48 && c <= 57) h = c - 48;
+      else if (c >= 97 && c <= 102) h = c - 87;
+      else if (c >= 65 && c <= 70) h = c - 55;
+      else fail(i < n ? 'invalid escape' : 'EOF while parsing a string');
+      v = v * 16 + h;
+    }
+    return v;
+  };
+
+  const string = () => {
+    i++; // opening quote
+    let out = '';
+    let start = i;
+    for (;;) {
+      if (i >= n) fail('EOF while parsing a string');
+      const c = text.charCodeAt(i);
+      if (c === 0x22) {
+        out += text.slice(start, i);
+        i++;
+        return out;
+      }
+      if (c === 0x5c) {
+        out += text.slice(start, i);
+        i++;
+        const e = text[i++];
+        switch (e) {
+          case '"': out += '"'; break;
+          case '\\': out += '\\'; break;
+          case '/': out += '/'; break;
+          case 'b': out += '\b'; break;
+          case 'f': out += '\f'; break;
+          case 'n': out += '\n'; break;
+          case 'r': out += '\r'; break;
+          case 't': out += '\t'; break;
+          case 'u': {
+            const u = hex4();
+            if (u >= 0xdc00 && u <= 0xdfff) fail('lone leading surrogate in hex escape');
+            if (u >= 0xd800 && u <= 0xdbff) {
+              if (text[i] !== '\\' || text[i + 1] !== 'u') fail('unexpected end of hex escape');
+              i += 2;
+              const low = hex4();
+              if (low < 0xdc00 || low > 0xdfff) fail('lone leading surrogate in hex escape');
+              out += String.fromCharCode(u, low);
+            } else {
+              out += String.fromCharCode(u);
+            }
+            break;
+          }
+          default:
+            fail(e === undefined ? 'EOF while parsing a string' : 'invalid escape');
+        }
+        start = i;
+        continue;
+      }
+      if (c < 0x20) fail('control character while parsing a string');
+      i++;
+    }
+  };
+
+  const literal = (word, result) => {
+    if (text.startsWith(word, i)) {
+      i += word.length;
+      return result;
+    }
+    return fail('expected value');
+  };
+
+  const value = (depth) => {
+    skipWhitespace();
+    switch (text[i]) {
+      case 'n':
+        return literal('null', null);
+      case 't':
+        return literal('true', true);
+      case 'f':
+        return literal('false', false);
+      case '"':
+        return string();
+      case '-':
+        i++;
+        return number(false);
+      case '[': {
+        if (--depth === 0) fail('recursion limit exceeded');
+        i++;
+        const array = [];
+        skipWhitespace();
+        if (text[i] === ']') {
+          i++;
+          return array;
+        }
+        for (;;) {
+          array.push(value(depth));
+          skipWhitespace();
+          if (text[i] === ',') i++;
+          else if (text[i] === ']') {
+            i++;
+            return array;
+          } else fail('expected , or ]');
+        }
+      }
+      case '{': {
+        if (--depth === 0) fail('recursion limit exceeded');
+        i++;
+        const object = Object.create(null);
+        skipWhitespace();
+        if (text[i] === '}') {
+          i++;
+          return object;
+        }
+        for (;;) {
+          skipWhitespace();
+          if (text[i] !== '"') fail('key must be a string');
+          const name = string();
+          skipWhitespace();
+          if (text[i] !== ':') fail('expected :');
+          i++;
+          object[name] = value(depth);
+          skipWhitespace();
+          if (text[i] === ',') i++;
+          else if (text[i] === '}') {
+            i++;
+            return object;
+          } else fail('expected , or }');
+        }
+      }
+      default:
+        if (digitAt(i) >= 0) return number(true);
+        return fail(i < n ? 'expected value' : 'EOF while parsing a value');
+    }
+  };
+
+  const result = value(128);
+  skipWhitespace();
+  if (i < n) fail('trailing characters');
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+// JSON text, as serde_json writes it
+
+/**
+ * Orders strings by Unicode code point, which is the byte order of their
+ * UTF-8 (Rust's `str` ordering), not JavaScript's UTF-16 code unit order.
+ */
+export function compareCodePoints(a, b) {
+  const len = Math.min(a.length, b.length);
+  for (let k = 0; k < len; k++) {
+    let x = a.charCodeAt(k);
+    let y = b.charCodeAt(k);
+    if (x !== y) {
+      // Surrogates (astral characters) sort after every other BMP unit.
+      if (x >= 0xd800) x += x <= 0xdfff ? 0x2000 : -0x800;
+      if (y >= 0xd800) y += y <= 0xdfff ? 0x2000 : -0x800;
+      return x - y;
+    }
+  }
+  return a.length - b.length;
+}
+
+const SHORT_ESCAPES = { '"': '\\"', '\\': '\\\\', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+function escapeChar(c) {
+  return SHORT_ESCAPES[c] ?? '\\u00' + c.charCodeAt(0).toString(16).padStart(2, '0');
+}
+
+/** A JSON string literal, escaped like serde_json. */
+export function quote(s) {
+  // eslint-disable-next-line no-control-regex
+  return '"' + s.replace(/["\\\u0000-\u001f]/g, escapeChar) + '"';
+}
+
+/**
+ * A finite float as serde_json writes it: 1.0, 0.00001, 1.5e-7, 1e+16,
+ * 1.2345e+21, -0.0. serde_json 1.0.154 (plugins/Cargo.lock) formats floats
+ * with the zmij crate: decimal notation for exponents -5..=15, scientific
+ * otherwise, with an explicit exponent sign (older, ryu-based releases
+ * wrote 1e16).
+ */
+export function formatFloat(f) {
+  if (f === 0) return Object.is(f, -0) ? '-0.0' : '0.0';
+  const sign = f < 0 ? '-' : '';
+  // toExponential() gives the shortest round-tripping digits, like zmij.
+  const [mantissa, exp] = Math.abs(f).toExponential().split('e');
+  const digits = mantissa.replace('.', '');
+  const length = digits.length;
+  const e = Number(exp); // 10^e <= |f| < 10^(e+1)
+  if (e < -5 || e > 15) {
+    return sign + digits[0] + (length > 1 ? '.' + digits.slice(1) : '') + 'e' + exp;
+  }
+  if (length <= e + 1) return sign + digits + '0'.repeat(e + 1 - length) + '.0';
+  if (e >= 0) return sign + digits.slice(0, e + 1) + '.' + digits.slice(e + 1);
+  return sign + '0.' + '0'.repeat(-e - 1) + digits;
+}
+
+const I64_MIN = -0x8000000000000000n;
+
+function write(value, out) {
+  switch (typeof value) {
+    case 'string':
+      out.push(quote(value));
+      return;
+    case 'boolean':
+      out.push(value ? 'true' : 'false');
+      return;
+    case 'bigint':
+      if (value < I64_MIN || value > U64_MAX) {
+        throw new RangeError(`integer ${value} is outside i64/u64; use a number (float) or a string`);
+      }
+      out.push(value.toString());
+      return;
+    case 'number':
+      // serde_json has no NaN or infinite numbers: json!(f64::NAN) is null.
+      out.push(Number.isFinite(value) ? formatFloat(value) : 'null');
+      return;
+    case 'object':
+      if (value === null) {
+        out.push('null');
+      } else if (Array.isArray(value)) {
+        out.push('[');
+        value.forEach((item, index) => {
+          if (index > 0) out.push(',');
+          write(item, out);
+        });
+        out.push(']');
+      } else {
+        const entries = value instanceof Map ? [...value] : Object.entries(value);
+        entries.sort((a, b) => compareCodePoints(a[0], b[0]));
+        out.push('{');
+        entries.forEach(([name, item], index) => {
+          if (typeof name !== 'string') throw new TypeError('object keys must be strings');
+          if (index > 0) out.push(',');
+          out.push(quote(name), ':');
+          write(item, out);
+        });
+        out.push('}');
+      }
+      return;
+    default:
+      throw new TypeError(`cannot write ${typeof value} as JSON`);
+  }
+}
+
+/**
+ * Compact JSON text with the same bytes (once UTF-8 encoded) as Rust
+ * `serde_json::to_string` of the equivalent `serde_json::Value`: members
+ * sorted by key in code point order, non-ASCII written raw, serde_json's
+ * escapes, bigints as integers, numbers as floats (see the table at the top).
+ */
+export function stringify(value) {
+  const out = [];
+  write(value, out);
+  return out.join('');
+}
+
+// ---------------------------------------------------------------------------
+// Effects and actions
+
+/** UTF-8 bytes of a string. */
+export function utf8(s) {
+  return new TextEncoder().encode(s);
+}
+
+function bytesOf(value) {
+  if (typeof value === 'string') return utf8(value);
+  if (value instanceof Uint8Array) return value;
+  throw new TypeError('a value to set must be a string or a Uint8Array');
+}
+
+function ttlOf(ttlMs) {
+  if (typeof ttlMs === 'bigint') return ttlMs;
+  // Whole milliseconds, rounded down, like the Rust SDK's Duration helpers.
+  if (typeof ttlMs === 'number' && ttlMs >= 0) return BigInt(Math.floor(ttlMs));
+  throw new TypeError('ttlMs must be a non-negative number or bigint');
+}
+
+/** Effects (what to do to Redis), for `onChange`. Like Rust `Effect`. */
+export const Effect = {
+  /** Sets `key` to `value` (string, written as UTF-8, or Uint8Array); `ttlMs` optional. */
+  set(key, value, ttlMs) {
+    return {
+      tag: 'set',
+      val: { key, value: bytesOf(value), ttlMs: ttlMs === undefined || ttlMs === null ? undefined : ttlOf(ttlMs) },
+    };
+  },
+  /** Deletes `key`. */
+  delete(key) {
+    return { tag: 'delete', val: key };
+  },
+  /** Makes `key` expire after `ttlMs` milliseconds. */
+  expire(key, ttlMs) {
+    return { tag: 'expire', val: { key, ttlMs: ttlOf(ttlMs) } };
+  },
+};
+
+/** An action: `effect` answering change number `change` of the batch. */
+export function action(change, effect) {
+  return { change, effect };
+}
+
+/** Action: set `key` to `value` for change number `change`. */
+export function set(change, key, value, ttlMs) {
+  return action(change, Effect.set(key, value, ttlMs));
+}
+
+/** Action: delete `key` for change number `change`. */
+export function del(change, key) {
+  return action(change, Effect.delete(key));
+}
+
+/** Action: expire `key` after `ttlMs` for change number `change`. */
+export function expire(change, key, ttlMs) {
+  return action(change, Effect.expire(key, ttlMs));
+}
+
+// ---------------------------------------------------------------------------
+// Plugins
+
+/** The text of a thrown value, for a WIT `result` error. */
+export function errorText(error) {
+  if (typeof error === 'string') return error;
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+/**
+ * Calls `onChange(change, index)` for each change of the batch and tags the
+ * effects it returns (an array, one effect, or nothing) with the change's
+ * index. An error names the change: `change 3 (table Users): ...`. Like the
+ * Rust SDK's default `on_changes`.
+ */
+export function eachChange(batch, onChange) {
+  const actions = [];
+  batch.forEach((change, index) => {
+    let effects;
+    try {
+      effects = onChange(change, index);
+    } catch (error) {
+      throw `change ${index} (table ${change.table}): ${errorText(error)}`;
+    }
+    if (effects === undefined || effects === null) return;
+    for (const effect of Array.isArray(effects) ? effects : [effects]) actions.push(action(index, effect));
+  });
+  return actions;
+}
+
+/**
+ * Builds the component's exports from a plugin definition, like Rust
+ * `register_plugin!`:
+ *
+ *   const plugin = definePlugin({
+ *     init() { return state; },                 // optional; throw to fail
+ *     onChange(change, state, index) { ... },   // returns effects
+ *     onChanges(batch, state) { ... },          // or: returns actions
+ *   });
+ *   export const init = plugin.init;
+ *   export const onChanges = plugin.onChanges;
+ *
+ * `init` runs the definition's `init` and keeps what it returns as the state
+ * passed to every later call. Without `onChanges`, batches go through
+ * `eachChange` with `onChange` (no `onChange` ignores every change). Any
+ * thrown value becomes the WIT error string.
+ */
+export function definePlugin(definition) {
+  let ready = false;
+  let state;
+  return {
+    init() {
+      try {
+        state = definition.init ? definition.init() : undefined;
+      } catch (error) {
+        throw errorText(error);
+      }
+      ready = true;
+    },
+    onChanges(batch) {
+      if (!ready) throw 'on-changes was called before init succeeded';
+      try {
+        if (definition.onChanges) return definition.onChanges(batch, state);
+        if (!definition.onChange) return [];
+        return eachChange(batch, (change, index) => definition.onChange(change, state, index));
+      } catch (error) {
+        throw errorText(error);
+      }
+    },
+  };
+}
