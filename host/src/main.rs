@@ -65,11 +65,14 @@ enum Command {
         /// How many changes `--check` writes.
         #[arg(long, default_value_t = 600)]
         changes: usize,
-        /// Plugin component(s) to load.
-        #[arg(
-            long = "plugin",
-            default_value = "target/plugins/wasm32-wasip2/release/users_cache.wasm"
-        )]
+        /// Which example users-cache plugin to load: the Rust, Python or
+        /// JavaScript one (all three cache the same bytes). The Python and
+        /// JavaScript ones are built on first use (./scripts/setup installs
+        /// their tools).
+        #[arg(long, value_enum, default_value = "rust")]
+        example: redis_spanner::tooling::scaffold::Language,
+        /// Load these plugin components instead of the example (repeatable).
+        #[arg(long = "plugin")]
         plugins: Vec<PathBuf>,
         /// Use this Redis instead of starting redis-server.
         #[arg(long)]
@@ -211,12 +214,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo {
             check,
             changes,
+            example,
             plugins,
             redis_url,
             emulator_host,
             emulator_rest,
             churn_seconds,
         } => {
+            let plugins = if plugins.is_empty() {
+                let example = redis_spanner::tooling::examples::Example::of(example);
+                vec![example.ensure_built(&std::env::current_dir()?)?]
+            } else {
+                plugins
+            };
             let options = DemoOptions {
                 check,
                 changes,

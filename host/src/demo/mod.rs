@@ -87,8 +87,7 @@ pub async fn run(
     for plugin in &options.plugins {
         anyhow::ensure!(
             plugin.is_file(),
-            "plugin {} not found; build it with `cargo build --release --target wasm32-wasip2 \
-             --manifest-path plugins/Cargo.toml --target-dir target/plugins`",
+            "plugin {} not found; ./scripts/setup builds the example plugins",
             plugin.display()
         );
     }
@@ -134,7 +133,12 @@ pub async fn run(
         spanner: SpannerConfig::new(PROJECT, INSTANCE, DATABASE, schema::STREAM)
             .on_emulator(&grpc, &rest),
         redis: RedisConfig::with_url(redis_url),
-        plugins: PluginsConfig::in_dir(plugin_dir.path().to_owned()),
+        plugins: PluginsConfig {
+            // Kept between demo runs: a Python or JavaScript plugin takes
+            // seconds to compile, a cached one about a millisecond.
+            cache_dir: Some(PathBuf::from("target/plugins/compiled")),
+            ..PluginsConfig::in_dir(plugin_dir.path().to_owned())
+        },
         admin: AdminConfig {
             listen: Some("127.0.0.1:0".into()),
         },

@@ -85,9 +85,23 @@ const RUST: &[TemplateFile] = &[
     ),
 ];
 
-const PYTHON: &[TemplateFile] = &[];
+const PYTHON: &[TemplateFile] = &[(
+    "app.py",
+    include_str!("../../templates/plugin/python/app.py"),
+)];
 
-const JS: &[TemplateFile] = &[];
+const JS: &[TemplateFile] = &[
+    (
+        "plugin.js",
+        include_str!("../../templates/plugin/js/plugin.js"),
+    ),
+    (
+        "package.json",
+        include_str!("../../templates/plugin/js/package.json"),
+    ),
+    // componentize-js bundles nothing: the module imports a copy of the SDK.
+    ("redis-spanner-sdk.js", super::builder::JS_SDK),
+];
 
 /// Where the Rust SDK of this source tree is, if it is still there.
 pub fn default_rust_sdk() -> Option<PathBuf> {

@@ -1,0 +1,169 @@
+//! A plugin author's workflow, for each language, with the real binary:
+//! `plugin new` → `plugin build` → `plugin test --expect` → `plugin check`,
+//! and a changed plugin failing `plugin test` against the old plan.
+//!
+//! The build tools are the ones `scripts/setup` installs (componentize-py
+//! under `target/tools/python`, componentize-js in the JavaScript example's
+//! `node_modules`); Rust skeletons build into the examples' target folder
+//! with the examples' lock file, so nothing is compiled twice.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn redis_spanner(args: &[&str]) -> Output {
+    let root = repo_root();
+    let tools = redis_spanner::tooling::examples::repo_tools(&root);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_redis-spanner"));
+    command
+        .args(args)
+        .env("CARGO_TARGET_DIR", root.join("target/plugins"))
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTFLAGS");
+    if let Some(tool) = tools.componentize_py {
+        command.env("REDIS_SPANNER_COMPONENTIZE_PY", tool);
+    }
+    if let Some(tool) = tools.componentize_js {
+        command.env("REDIS_SPANNER_COMPONENTIZE_JS", tool);
+    }
+    command.output().expect("run redis-spanner")
+}
+
+fn succeed(args: &[&str]) -> String {
+    let output = redis_spanner(args);
+    assert!(
+        output.status.success(),
+        "redis-spanner {} failed:\n{}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Creates, builds, tests and checks a skeleton; returns its folder.
+fn new_build_test_check(parent: &Path, lang: &str) -> PathBuf {
+    let name = format!("orders-{lang}");
+    let dir = parent.join(&name);
+    let dir_text = dir.to_str().unwrap();
+    succeed(&[
+        "plugin",
+        "new",
+        &name,
+        "--lang",
+        lang,
+        "--dir",
+        dir_text,
+        "--table",
+        "Orders",
+        "--key-column",
+        "OrderId",
+        "--prefix",
+        "orders",
+    ]);
+    if lang == "rust" {
+        std::fs::copy(
+            repo_root().join("plugins/Cargo.lock"),
+            dir.join("Cargo.lock"),
+        )
+        .expect("copy lock file");
+    }
+    let built = succeed(&["plugin", "build", dir_text]);
+    assert!(built.contains(&format!("dist/{name}.wasm")), "{built}");
+    assert!(
+        dir.join(format!("dist/{name}.toml")).is_file(),
+        "manifest copied"
+    );
+    let wasm = dir.join(format!("dist/{name}.wasm"));
+    test_against_expected(&dir, &wasm).expect("the skeleton's plan matches its expected plan");
+    let check = succeed(&["plugin", "check", wasm.to_str().unwrap()]);
+    assert!(check.contains("api       0.1.0 (supported)"), "{check}");
+    assert!(
+        check.contains("world     redis-spanner:plugin/cache-plugin@0.1.0"),
+        "{check}"
+    );
+    assert!(check.contains(&format!("as {name}@0.1.0")), "{check}");
+    dir
+}
+
+fn test_against_expected(dir: &Path, wasm: &Path) -> Result<String, String> {
+    let changes = dir.join("fixtures/changes.json");
+    let expected = dir.join("fixtures/expected.json");
+    let output = redis_spanner(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--changes",
+        changes.to_str().unwrap(),
+        "--expect",
+        expected.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if output.status.success() {
+        Ok(stderr)
+    } else {
+        Err(stderr)
+    }
+}
+
+#[test]
+fn rust_plugin_from_new_to_tested_and_a_change_is_caught() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = new_build_test_check(parent.path(), "rust");
+    // Change what a delete does: the old expected plan must now fail.
+    let source = dir.join("src/lib.rs");
+    let code = std::fs::read_to_string(&source).unwrap();
+    let changed = code.replace("Effect::delete(key)", "Effect::set(key, \"deleted\")");
+    assert_ne!(code, changed, "the skeleton deletes on delete");
+    std::fs::write(&source, changed).unwrap();
+    succeed(&["plugin", "build", dir.to_str().unwrap()]);
+    let diff = test_against_expected(&dir, &dir.join("dist/orders-rust.wasm"))
+        .expect_err("a changed plan must not match");
+    assert!(
+        diff.contains("expected {\"change\":0,\"delete\":\"orders:1\"}"),
+        "{diff}"
+    );
+}
+
+#[test]
+fn python_plugin_from_new_to_tested() {
+    let parent = tempfile::tempdir().unwrap();
+    new_build_test_check(parent.path(), "python");
+}
+
+#[test]
+fn javascript_plugin_from_new_to_tested() {
+    let parent = tempfile::tempdir().unwrap();
+    new_build_test_check(parent.path(), "js");
+}
+
+#[test]
+fn a_missing_tool_is_named_with_its_install_command() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("lonely");
+    succeed(&[
+        "plugin",
+        "new",
+        "lonely",
+        "--lang",
+        "js",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    let output = Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
+        .args(["plugin", "build", dir.to_str().unwrap()])
+        .env_remove("REDIS_SPANNER_COMPONENTIZE_JS")
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("componentize-js is not installed")
+            && stderr.contains("npm install --prefix"),
+        "{stderr}"
+    );
+}
