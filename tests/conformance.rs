@@ -145,3 +145,32 @@ async fn python_example_matches_the_recorded_plans() {
 async fn javascript_example_matches_the_recorded_plans() {
     assert_example_conforms(Language::Js).await;
 }
+
+/// Runs a language's own unit tests of its SDK module.
+fn run_sdk_tests(program: &str, args: &[&str]) {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {}:\n{}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn python_sdk_unit_tests_pass() {
+    run_sdk_tests(
+        "python3",
+        &["-m", "unittest", "discover", "-s", "plugin-sdk/python"],
+    );
+}
+
+#[test]
+fn javascript_sdk_unit_tests_pass() {
+    run_sdk_tests("node", &["--test", "plugin-sdk/js/test/"]);
+}
