@@ -78,6 +78,16 @@ fn batch(size: usize) -> Vec<RowChange> {
     (0..size as i64).map(sample_change).collect()
 }
 
+/// The same records on a table the example ignores: what passing a batch
+/// into the sandbox costs, with (almost) no work inside.
+fn ignored_batch(size: usize) -> Vec<RowChange> {
+    let mut changes = batch(size);
+    for change in &mut changes {
+        change.table = "Ignored".into();
+    }
+    changes
+}
+
 /// Runs every measurement; progress lines go to `progress`.
 pub async fn run(
     options: &BenchOptions,
@@ -91,7 +101,7 @@ pub async fn run(
     };
     for &size in &options.batch_sizes {
         let changes = batch(size);
-        let (records, elapsed) = measure(options.min_time, size, || async {
+        let (records, elapsed) = measure(options.min_time, size, size, || async {
             native.on_changes(&changes).map(|actions| actions.len())
         })
         .await?;
@@ -101,18 +111,36 @@ pub async fn run(
     let engine = PluginEngine::new()?;
     for contender in &options.contenders {
         let plugin = Plugin::load(&engine, &contender.path, &LoadOptions::default()).await?;
-        for &size in &options.batch_sizes {
-            let changes = batch(size);
-            let (records, elapsed) = measure(options.min_time, size, || async {
-                plugin
-                    .on_changes(&changes)
-                    .await
-                    .map(|actions| actions.len())
-                    .map_err(|e| e.to_string())
-            })
-            .await?;
-            results.push(cell(&contender.label, size, records, elapsed));
-            progress(&format!("{}, batch {size}: done", contender.label));
+        for (label, changes_of, actions_per_record) in [
+            (
+                contender.label.clone(),
+                batch as fn(usize) -> Vec<RowChange>,
+                1,
+            ),
+            (
+                format!("{}, records it ignores", contender.label),
+                ignored_batch,
+                0,
+            ),
+        ] {
+            for &size in &options.batch_sizes {
+                let changes = changes_of(size);
+                let (records, elapsed) = measure(
+                    options.min_time,
+                    size,
+                    size * actions_per_record,
+                    || async {
+                        plugin
+                            .on_changes(&changes)
+                            .await
+                            .map(|actions| actions.len())
+                            .map_err(|e| e.to_string())
+                    },
+                )
+                .await?;
+                results.push(cell(&label, size, records, elapsed));
+                progress(&format!("{label}, batch {size}: done"));
+            }
         }
     }
     Ok(results)
@@ -121,6 +149,7 @@ pub async fn run(
 async fn measure<F, Fut>(
     min_time: Duration,
     size: usize,
+    expected_actions: usize,
     mut call: F,
 ) -> anyhow::Result<(usize, Duration)>
 where
@@ -129,8 +158,10 @@ where
 {
     let check = |actions: Result<usize, String>| -> anyhow::Result<()> {
         match actions {
-            Ok(n) if n == size => Ok(()),
-            Ok(n) => anyhow::bail!("expected {size} actions for {size} records, got {n}"),
+            Ok(n) if n == expected_actions => Ok(()),
+            Ok(n) => {
+                anyhow::bail!("expected {expected_actions} actions for {size} records, got {n}")
+            }
             Err(message) => anyhow::bail!("{message}"),
         }
     };
