@@ -14,6 +14,15 @@
 --   op = "expire": PEXPIRE K ttl_ms (also at an equal version, so that a
 --                  change may set and expire the same key)
 -- Returns 1 when applied, 0 when refused as stale (or expire of a missing key).
+--
+-- FCALL rs_fill 2 K VK read_micros value [ttl_ms]
+--   For applications that read a row from Spanner at timestamp read_micros
+--   (microseconds since the Unix epoch) and cache it: SET K value only if no
+--   change newer than the read was applied (or deleted K, while its
+--   tombstone lasts). A slow reader therefore never puts back a value that a
+--   later change replaced or deleted. Its version is read_micros with an
+--   empty transaction id, so a change committed at read_micros itself wins.
+--   Returns 1 when written, 0 when refused as stale.
 
 local function parse(version)
   local micros, tx, seq = string.match(version, '^(%d+):(.*):(%d+)$')
@@ -75,4 +84,36 @@ local function rs_apply(keys, args)
   return 1
 end
 
+-- How long a filled key's version outlives a filled key with a TTL.
+local FILL_VERSION_GRACE_MS = 86400000
+
+local function rs_fill(keys, args)
+  local key, vkey = keys[1], keys[2]
+  local read_micros, value = args[1], args[2]
+  local ttl_ms = tonumber(args[3] or '0')
+  if not read_micros or not string.match(read_micros, '^%d+$') or #read_micros > 19 then
+    error('rs_fill: read_micros must be the read timestamp in microseconds, got ' .. tostring(read_micros))
+  end
+  if not value then
+    error('rs_fill: missing value')
+  end
+  if not ttl_ms or ttl_ms < 0 then
+    error('rs_fill: ttl_ms must be a non-negative number of milliseconds')
+  end
+  local version = string.rep('0', 19 - #read_micros) .. read_micros .. '::0000000000'
+  local stored = redis.call('GET', vkey)
+  if stored and compare(version, stored) <= 0 then
+    return 0
+  end
+  if ttl_ms > 0 then
+    redis.call('SET', key, value, 'PX', ttl_ms)
+    keep_version(vkey, version, ttl_ms + FILL_VERSION_GRACE_MS)
+  else
+    redis.call('SET', key, value)
+    keep_version(vkey, version, 0)
+  end
+  return 1
+end
+
 redis.register_function('rs_apply', rs_apply)
+redis.register_function('rs_fill', rs_fill)
