@@ -44,7 +44,7 @@ async fn read_user(spanner: &DatabaseClient, id: i64) -> anyhow::Result<(i64, St
         tx.read_timestamp().expect("a read timestamp"),
     ))?;
     let statement = Statement::builder("SELECT Name FROM Users WHERE UserId = @id")
-        .add_param("id", &id)
+        .add_param("id", id)
         .build();
     let mut rows = tx.execute_query(statement).await?;
     let row = rows.next().await.expect("the row exists")?;
@@ -64,9 +64,9 @@ async fn write(spanner: &DatabaseClient, mutation: Mutation) -> anyhow::Result<i
 fn insert(id: i64) -> Mutation {
     Mutation::new_insert_or_update_builder("Users")
         .set("UserId")
-        .to(&id)
+        .to(id)
         .set("Name")
-        .to(&format!("user-{id}"))
+        .to(format!("user-{id}"))
         .build()
 }
 
