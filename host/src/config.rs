@@ -97,6 +97,9 @@ pub struct SpannerConfig {
 pub struct RedisConfig {
     /// Connection URL, e.g. `redis://127.0.0.1:6379` or `rediss://…` for TLS.
     pub url: String,
+    /// Certificates for a `rediss://` URL (default: trust the system roots).
+    #[serde(default)]
+    pub tls: Option<crate::sink::tls::RedisTls>,
     /// How long a deleted key's version is kept as a tombstone, in
     /// milliseconds. A replay or late write older than the delete is refused
     /// while the tombstone lives; keep it longer than any replay window.
@@ -146,6 +149,7 @@ impl RedisConfig {
     pub fn with_url(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            tls: None,
             tombstone_ms: default_tombstone_ms(),
             dead_letter_stream: default_dead_letter_stream(),
             dead_letter_max_len: default_dead_letter_max_len(),
@@ -498,6 +502,18 @@ url = "redis://127.0.0.1:6379"
     fn example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.toml");
         Config::load(&path).expect("config.example.toml parses");
+    }
+
+    #[test]
+    fn redis_tls_files_parse() {
+        let text = MINIMAL.replace(
+            "url = \"redis://127.0.0.1:6379\"\n",
+            "url = \"rediss://127.0.0.1:6380\"\n[redis.tls]\nca_file = \"/etc/ca.pem\"\n",
+        );
+        let config = parse(&text).expect("TLS config parses");
+        let tls = config.redis.tls.expect("tls set");
+        assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(tls.cert_file, None);
     }
 
     #[test]

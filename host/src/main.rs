@@ -177,8 +177,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 config.redis.audit_stream.clone().ok_or_else(|| {
                     anyhow::anyhow!("redis.audit_stream is not set in the config")
                 })?;
-            let client = redis::Client::open(config.redis.url.as_str())?;
-            let mut conn = client.get_multiplexed_async_connection().await?;
+            let url = config.redis.url.as_str();
+            let mut conn = redis_spanner::sink::redis::open_connection(
+                redis_spanner::sink::redis::connection_info(url)?,
+                &redis_spanner::sink::redis::mask_url(url),
+                config.redis.tls.as_ref(),
+            )
+            .await?;
             let report = redis_spanner::sink::audit::verify(&mut conn, &stream).await?;
             match (&report.first_broken, &report.reason) {
                 (None, _) => {

@@ -190,7 +190,12 @@ async fn build_pipeline_parts(
     metrics: Arc<Metrics>,
     only: Option<&str>,
 ) -> anyhow::Result<(Pipeline, PluginEngine, LoadOptions)> {
-    let sink = RedisSink::connect(&config.redis.url, config.redis.tombstone_ms).await?;
+    let sink = RedisSink::connect_with_tls(
+        &config.redis.url,
+        config.redis.tombstone_ms,
+        config.redis.tls.clone(),
+    )
+    .await?;
     let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
     let options = load_options(config)?;
     let mut plugins = load_directory(&engine, &config.plugins.dir, &options).await?;

@@ -182,6 +182,7 @@ impl PluginSinks {
         let conn = open_connection(
             info.set_redis_settings(settings),
             &format!("{} as {user}", mask_url(&self.url)),
+            self.admin.tls(),
         )
         .await?;
         Ok(self.admin.acting_as(conn))

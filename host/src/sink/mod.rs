@@ -6,11 +6,13 @@
 //! - [`version`]: how versions and their companion keys look in Redis.
 //! - [`audit`]: the audit trail: a capped, optionally hash-chained Redis stream
 //!   of every applied, stale or denied mutation.
+//! - [`tls`]: certificates for `rediss://` connections.
 //! - `apply.lua`: the Redis function that refuses stale writes.
 
 pub mod acl;
 pub mod audit;
 pub mod redis;
+pub mod tls;
 pub mod version;
 
 pub use self::redis::{Applied, DeadLetter, RedisSink, SinkError, Versioned};

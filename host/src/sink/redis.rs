@@ -9,9 +9,11 @@
 //! answers again, so a Redis outage slows the stream down instead of losing
 //! changes; a reply that shows a command itself failed is returned as an error.
 
+use super::tls::RedisTls;
 use super::version::companion_key;
 use crate::change::Effect;
 use redis::aio::ConnectionManager;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The Redis function library that applies versioned effects.
@@ -85,6 +87,8 @@ pub enum SinkError {
 #[derive(Clone)]
 pub struct RedisSink {
     conn: ConnectionManager,
+    /// TLS material for `rediss://` connections (also for plugins' users).
+    tls: Option<Arc<RedisTls>>,
     /// The administrative connection that may load the function library
     /// (the same as `conn` unless this sink acts as a plugin's ACL user).
     loader: ConnectionManager,
@@ -95,12 +99,19 @@ pub struct RedisSink {
 pub async fn open_connection(
     info: redis::ConnectionInfo,
     shown_url: &str,
+    tls: Option<&RedisTls>,
 ) -> Result<ConnectionManager, SinkError> {
     let connect_error = |message: String| SinkError::Connect {
         url: shown_url.to_owned(),
         message,
     };
-    let client = redis::Client::open(info).map_err(|e| connect_error(e.to_string()))?;
+    let client = match tls {
+        Some(tls) => {
+            redis::Client::build_with_tls(info, tls.certificates().map_err(connect_error)?)
+        }
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| connect_error(e.to_string()))?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(10)))
@@ -142,10 +153,22 @@ impl RedisSink {
     /// Connects, checks the server answers and loads the function library.
     /// Deletes leave their version as a tombstone for `tombstone_ms`.
     pub async fn connect(url: &str, tombstone_ms: u64) -> Result<Self, SinkError> {
-        let conn = open_connection(connection_info(url)?, &mask_url(url)).await?;
+        Self::connect_with_tls(url, tombstone_ms, None).await
+    }
+
+    /// Like [`RedisSink::connect`], trusting (and presenting) the TLS
+    /// certificates of `tls` on a `rediss://` URL.
+    pub async fn connect_with_tls(
+        url: &str,
+        tombstone_ms: u64,
+        tls: Option<RedisTls>,
+    ) -> Result<Self, SinkError> {
+        let tls = tls.map(Arc::new);
+        let conn = open_connection(connection_info(url)?, &mask_url(url), tls.as_deref()).await?;
         let sink = Self {
             loader: conn.clone(),
             conn,
+            tls,
             tombstone_ms,
         };
         sink.load_functions()
@@ -163,8 +186,14 @@ impl RedisSink {
         Self {
             conn,
             loader: self.loader.clone(),
+            tls: self.tls.clone(),
             tombstone_ms: self.tombstone_ms,
         }
+    }
+
+    /// The TLS material this sink connects with.
+    pub fn tls(&self) -> Option<&RedisTls> {
+        self.tls.as_deref()
     }
 
     /// The administrative connection.
