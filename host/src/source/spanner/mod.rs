@@ -1,7 +1,7 @@
 //! Tailing a Spanner change stream.
 //!
 //! - [`checkpoint`]: partition checkpoints in a Spanner table.
-//! - [`connect`]: the Spanner client (emulator or Cloud Spanner) and checks
+//! - [`connect`](mod@connect): the Spanner client (emulator or Cloud Spanner) and checks
 //!   that the change stream exists.
 //! - [`tree`]: result values to JSON, decoding STRUCTs by field name.
 //! - [`record`]: change records and their row changes.

@@ -49,7 +49,7 @@ pub struct ChangeStreamReader {
     /// Where progress is recorded.
     pub checkpoints: CheckpointStore,
     /// Read each partition's whole range once more when it ends, before it
-    /// is marked finished (see [`ChangeStreamReader::reread`]).
+    /// is marked finished, and apply what its live query missed.
     pub reread_finished: bool,
 }
 
