@@ -168,7 +168,12 @@ async fn test(plugin: &Path, changes: &Path, expect: Option<&Path>) -> anyhow::R
     let Some(expected) = expected else {
         return Ok(ExitCode::SUCCESS);
     };
-    let differences = plan::compare(&expected, &actual).map_err(anyhow::Error::msg)?;
+    let differences = plan::compare(&expected, &actual).map_err(|message| {
+        anyhow::anyhow!(
+            "{}: {message}; an expected plan looks like the output of `plugin test` without --expect",
+            expect.unwrap_or(changes).display()
+        )
+    })?;
     if differences.is_empty() {
         eprintln!(
             "plan matches {} ({} batches)",

@@ -50,6 +50,18 @@ local function keep_version(vkey, version, ttl_ms)
   end
 end
 
+-- SET K value (PX ttl_ms when ttl_ms > 0) and record its version; the
+-- version of a key with a TTL outlives it by grace_ms.
+local function write_value(key, vkey, value, version, ttl_ms, grace_ms)
+  if ttl_ms > 0 then
+    redis.call('SET', key, value, 'PX', ttl_ms)
+    keep_version(vkey, version, ttl_ms + grace_ms)
+  else
+    redis.call('SET', key, value)
+    keep_version(vkey, version, 0)
+  end
+end
+
 local function rs_apply(keys, args)
   local key, vkey = keys[1], keys[2]
   local op, version, tombstone_ms = args[1], args[2], tonumber(args[3])
@@ -61,14 +73,7 @@ local function rs_apply(keys, args)
     end
   end
   if op == 'set' then
-    local value, ttl_ms = args[4], tonumber(args[5])
-    if ttl_ms > 0 then
-      redis.call('SET', key, value, 'PX', ttl_ms)
-      keep_version(vkey, version, ttl_ms + tombstone_ms)
-    else
-      redis.call('SET', key, value)
-      keep_version(vkey, version, 0)
-    end
+    write_value(key, vkey, args[4], version, tonumber(args[5]), tombstone_ms)
   elseif op == 'del' then
     redis.call('DEL', key)
     keep_version(vkey, version, tombstone_ms)
@@ -105,13 +110,7 @@ local function rs_fill(keys, args)
   if stored and compare(version, stored) <= 0 then
     return 0
   end
-  if ttl_ms > 0 then
-    redis.call('SET', key, value, 'PX', ttl_ms)
-    keep_version(vkey, version, ttl_ms + FILL_VERSION_GRACE_MS)
-  else
-    redis.call('SET', key, value)
-    keep_version(vkey, version, 0)
-  end
+  write_value(key, vkey, value, version, ttl_ms, FILL_VERSION_GRACE_MS)
   return 1
 end
 

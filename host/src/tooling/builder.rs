@@ -101,14 +101,10 @@ pub fn build(dir: &Path, out: Option<&Path>, tools: &Tools) -> anyhow::Result<Bu
         std::fs::create_dir_all(parent)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
     }
-    let scratch = tempfile::tempdir()?;
-    let wit_dir = scratch.path().join("wit");
-    std::fs::create_dir_all(&wit_dir)?;
-    std::fs::write(wit_dir.join("plugin.wit"), WIT)?;
     let started = Instant::now();
     match language {
         Language::Rust => build_rust(dir, &out)?,
-        Language::Python => build_python(dir, &out, &wit_dir, scratch.path(), tools)?,
+        Language::Python => build_python(dir, &out, tools)?,
         Language::Js => build_js(dir, &out, tools)?,
     }
     if language != Language::Rust {
@@ -209,20 +205,18 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_python(
-    dir: &Path,
-    out: &Path,
-    wit_dir: &Path,
-    scratch: &Path,
-    tools: &Tools,
-) -> anyhow::Result<()> {
-    let sdk_dir = scratch.join("sdk");
+fn build_python(dir: &Path, out: &Path, tools: &Tools) -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let wit_dir = scratch.path().join("wit");
+    std::fs::create_dir_all(&wit_dir)?;
+    std::fs::write(wit_dir.join("plugin.wit"), WIT)?;
+    let sdk_dir = scratch.path().join("sdk");
     std::fs::create_dir_all(&sdk_dir)?;
     std::fs::write(sdk_dir.join("redis_spanner_sdk.py"), PYTHON_SDK)?;
     let mut command = componentize_py(tools)?;
     command
         .arg("-d")
-        .arg(wit_dir)
+        .arg(&wit_dir)
         .args(["-w", WORLD, "componentize", "app", "-p"])
         .arg(dir)
         .arg("-p")

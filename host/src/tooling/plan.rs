@@ -78,6 +78,14 @@ pub fn compare(expected: &Json, actual: &Json) -> Result<Vec<Difference>, String
     };
     let expected = batches(expected, "expected")?;
     let actual = batches(actual, "actual")?;
+    if let Some(index) = expected
+        .iter()
+        .position(|b| b.get("actions").is_none() && b.get("error").is_none())
+    {
+        return Err(format!(
+            "batch {index} of the expected plan is neither {{\"actions\": […]}} nor {{\"error\": …}}"
+        ));
+    }
     let mut differences = Vec::new();
     if expected.len() != actual.len() {
         differences.push(Difference {
@@ -184,6 +192,15 @@ mod tests {
         assert!(diff[0].description.contains("action 0"), "{:?}", diff);
         assert_eq!(compare(&plan(ok), &plan(error)).unwrap().len(), 1);
         assert!(compare(&json!({}), &plan(json!({}))).is_err());
+        let not_a_plan = compare(
+            &plan(json!([{"table": "T"}])),
+            &plan(json!({"actions": []})),
+        )
+        .unwrap_err();
+        assert!(
+            not_a_plan.contains("batch 0 of the expected plan"),
+            "{not_a_plan}"
+        );
     }
 
     #[test]

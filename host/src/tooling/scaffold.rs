@@ -99,8 +99,6 @@ const JS: &[TemplateFile] = &[
         "package.json",
         include_str!("../../templates/plugin/js/package.json"),
     ),
-    // componentize-js bundles nothing: the module imports a copy of the SDK.
-    ("redis-spanner-sdk.js", super::builder::JS_SDK),
 ];
 
 /// Where the Rust SDK of this source tree is, if it is still there.
@@ -156,6 +154,15 @@ pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for (path, text) in COMMON.iter().chain(language_files) {
         written.push(write(&spec.dir, path, &substitute(text))?);
+    }
+    if spec.language == Language::Js {
+        // componentize-js bundles nothing: the module imports a copy of the
+        // SDK, written as it is (it is code, not a template).
+        written.push(write(
+            &spec.dir,
+            "redis-spanner-sdk.js",
+            super::builder::JS_SDK,
+        )?);
     }
     let changes = substitute(include_str!("../../templates/plugin/common/changes.json"));
     let fixture = Fixture::parse(&changes).map_err(anyhow::Error::msg)?;

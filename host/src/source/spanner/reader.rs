@@ -15,7 +15,7 @@ use super::checkpoint::{CheckpointError, CheckpointStore, PartitionState, ROOT_T
 use super::partitions::{PartitionSet, Ready};
 use super::query::{PartitionQuery, read_partition};
 use super::record::{ChildPartitions, Record};
-use crate::change::RowChange;
+use crate::change::{RowChange, Value};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use google_cloud_spanner::client::DatabaseClient;
@@ -82,7 +82,22 @@ fn fingerprint(change: &RowChange) -> u64 {
     change.transaction_id.hash(&mut hasher);
     change.record_sequence.hash(&mut hasher);
     change.table.hash(&mut hasher);
-    format!("{:?}", change.keys).hash(&mut hasher);
+    for column in &change.keys {
+        column.name.hash(&mut hasher);
+        std::mem::discriminant(&column.value).hash(&mut hasher);
+        match &column.value {
+            Value::Null => {}
+            Value::Bool(b) => b.hash(&mut hasher),
+            Value::Int64(i) => i.hash(&mut hasher),
+            Value::Float64(f) => f.to_bits().hash(&mut hasher),
+            Value::Bytes(b) => b.hash(&mut hasher),
+            Value::String(text)
+            | Value::Timestamp(text)
+            | Value::Date(text)
+            | Value::Numeric(text)
+            | Value::Json(text) => text.hash(&mut hasher),
+        }
+    }
     hasher.finish()
 }
 
