@@ -14,7 +14,9 @@ use redis_spanner::runtime::signing::{generate_keypair, parse_public_keys, sign_
 use redis_spanner::runtime::{LoadOptions, Plugin, PluginEngine, load_directory};
 use redis_spanner::service::Service;
 use redis_spanner::sink::acl::{acl_rules, user_name};
-use redis_spanner_tests::{RunningService, TestBed, eventually, plugin, plugin_dir};
+use redis_spanner_tests::{
+    RunningService, TestBed, entries, eventually, field, plugin, plugin_dir, wait_for_entry,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -90,41 +92,6 @@ async fn scan(redis: &mut MultiplexedConnection, pattern: &str) -> anyhow::Resul
 }
 
 /// One stream entry's fields.
-type Entry = HashMap<String, String>;
-
-/// Every entry of `stream`, oldest first.
-async fn entries(redis: &mut MultiplexedConnection, stream: &str) -> anyhow::Result<Vec<Entry>> {
-    let entries: Vec<(String, Entry)> = redis::cmd("XRANGE")
-        .arg(stream)
-        .arg("-")
-        .arg("+")
-        .query_async(redis)
-        .await?;
-    Ok(entries.into_iter().map(|(_, fields)| fields).collect())
-}
-
-/// The first entry of `stream` that `matches`, once there is one.
-async fn wait_for_entry(
-    redis: &MultiplexedConnection,
-    stream: &str,
-    matches: impl Fn(&Entry) -> bool,
-) -> Option<Entry> {
-    let matches = &matches;
-    eventually(PATIENCE, || {
-        let mut redis = redis.clone();
-        async move {
-            let all = entries(&mut redis, stream).await.ok()?;
-            all.into_iter().find(|entry| matches(entry))
-        }
-    })
-    .await
-}
-
-/// A field of a stream entry, empty when missing.
-fn field<'a>(entry: &'a Entry, name: &str) -> &'a str {
-    entry.get(name).map_or("", String::as_str)
-}
-
 /// A plugin error without the frames of its wasm backtrace.
 fn without_backtrace(error: &str) -> String {
     error

@@ -8,17 +8,15 @@
 //! run it while the service follows the stream, or before the service's
 //! first start with `spanner.start` set to the T0 it prints.
 
-use crate::change::{ChangeKind, Column, RowChange};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::service::build_pipeline;
 use crate::source::spanner::connect;
-use crate::source::spanner::record::{scalar_value, timestamp_micros};
-use crate::source::spanner::tree::Shape;
+use crate::source::spanner::record::timestamp_micros;
+use crate::source::spanner::snapshot::{ColumnDecoder, primary_key, snapshot_change};
 use anyhow::Context as _;
 use google_cloud_spanner::statement::Statement;
 use google_cloud_spanner::transaction::BeginTransactionOption;
-use google_cloud_spanner::types::{Type, TypeCode};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -31,73 +29,6 @@ pub struct BackfillReport {
     pub read_timestamp: String,
     /// Rows handed to the plugins.
     pub rows: u64,
-}
-
-/// The name Spanner's change records use for a type code.
-fn code_name(code: TypeCode) -> &'static str {
-    match code {
-        TypeCode::Bool => "BOOL",
-        TypeCode::Int64 => "INT64",
-        TypeCode::Float64 => "FLOAT64",
-        TypeCode::Float32 => "FLOAT32",
-        TypeCode::Timestamp => "TIMESTAMP",
-        TypeCode::Date => "DATE",
-        TypeCode::String => "STRING",
-        TypeCode::Bytes => "BYTES",
-        TypeCode::Array => "ARRAY",
-        TypeCode::Numeric => "NUMERIC",
-        TypeCode::Json => "JSON",
-        TypeCode::Uuid => "UUID",
-        TypeCode::Interval => "INTERVAL",
-        TypeCode::Enum => "ENUM",
-        TypeCode::Proto => "PROTO",
-        _ => "UNSUPPORTED",
-    }
-}
-
-struct ColumnDecoder {
-    name: String,
-    is_key: bool,
-    code: &'static str,
-    element: Option<&'static str>,
-    shape: Shape,
-}
-
-impl ColumnDecoder {
-    fn new(name: &str, ty: &Type, is_key: bool) -> Self {
-        Self {
-            name: name.to_owned(),
-            is_key,
-            code: code_name(ty.code()),
-            element: ty.array_element_type().map(|e| code_name(e.code())),
-            shape: Shape::of(ty),
-        }
-    }
-}
-
-/// The primary key columns of `table`, in key order.
-async fn primary_key(
-    tx: &google_cloud_spanner::client::DatabaseClient,
-    table: &str,
-) -> anyhow::Result<Vec<String>> {
-    let statement = Statement::builder(
-        "SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.INDEX_COLUMNS \
-         WHERE TABLE_SCHEMA = '' AND TABLE_NAME = @table AND INDEX_NAME = 'PRIMARY_KEY' \
-         ORDER BY ORDINAL_POSITION",
-    )
-    .add_param("table", table)
-    .build();
-    let mut rows = tx.single_use().build().execute_query(statement).await?;
-    let mut keys = Vec::new();
-    while let Some(row) = rows.next().await {
-        let name: String = row?.get(0)?;
-        keys.push(name);
-    }
-    anyhow::ensure!(
-        !keys.is_empty(),
-        "table {table} does not exist (or has no primary key)"
-    );
-    Ok(keys)
 }
 
 /// Reads `table` at one timestamp and feeds every row to the plugins (only
@@ -174,44 +105,6 @@ pub async fn backfill(
     Ok(BackfillReport {
         read_timestamp,
         rows: done,
-    })
-}
-
-fn snapshot_change(
-    table: &str,
-    decoders: &[ColumnDecoder],
-    values: &[google_cloud_spanner::value::Value],
-    version_micros: i64,
-) -> anyhow::Result<RowChange> {
-    let mut key_columns = Vec::new();
-    let mut new_values = Vec::new();
-    for (decoder, value) in decoders.iter().zip(values) {
-        let json = decoder
-            .shape
-            .to_json(value)
-            .map_err(|e| anyhow::anyhow!("table {table}, column {}: {e}", decoder.name))?;
-        let value = scalar_value(decoder.code, decoder.element, &json)
-            .map_err(|e| anyhow::anyhow!("table {table}, column {}: {e}", decoder.name))?;
-        let column = Column {
-            name: decoder.name.clone(),
-            value,
-        };
-        if decoder.is_key {
-            key_columns.push(column);
-        } else {
-            new_values.push(column);
-        }
-    }
-    Ok(RowChange {
-        table: table.to_owned(),
-        kind: ChangeKind::Snapshot,
-        keys: key_columns,
-        new_values,
-        old_values: Vec::new(),
-        commit_micros: version_micros,
-        transaction_id: String::new(),
-        record_sequence: "0".to_owned(),
-        transaction_tag: String::new(),
     })
 }
 

@@ -27,6 +27,25 @@ pub struct Config {
     /// What each plugin may do, by plugin name.
     #[serde(default)]
     pub grants: BTreeMap<String, Grant>,
+    /// Cache events fed to plugins (application stream, keyspace
+    /// notifications).
+    #[serde(default)]
+    pub cache_events: crate::cache_events::CacheEventsConfig,
+    /// The AEAD keys plugins may use through `seal` and `keyed-hash`; unset:
+    /// no keyring, every such call is refused.
+    #[serde(default)]
+    pub keyring: Option<KeyringConfig>,
+}
+
+/// Where the keyring's keys come from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyringConfig {
+    /// Folder of `<name>.v<version>.key` files (`redis-spanner keyring new`
+    /// makes them); reloaded when a file changes or on SIGHUP. Keys may also
+    /// come from `REDIS_SPANNER_KEY_<NAME>_V<version>` environment variables.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
 }
 
 /// The admin HTTP server.
@@ -100,6 +119,16 @@ pub struct RedisConfig {
     /// Certificates for a `rediss://` URL (default: trust the system roots).
     #[serde(default)]
     pub tls: Option<crate::sink::tls::RedisTls>,
+    /// The Redis user that `password_file` authenticates (default: the
+    /// URL's user, else `default`).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the host's Redis password (a secret mount, say), so the
+    /// password stays out of the config and the URL. It is read again when
+    /// it changes or on SIGHUP: live connections re-authenticate and new
+    /// ones use it, without a restart.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
     /// How long a deleted key's version is kept as a tombstone, in
     /// milliseconds. A replay or late write older than the delete is refused
     /// while the tombstone lives; keep it longer than any replay window.
@@ -145,11 +174,33 @@ fn default_dead_letter_max_len() -> usize {
 }
 
 impl RedisConfig {
+    /// Checks that the password is given in one place and that `username`
+    /// comes with a `password_file`.
+    fn check_credentials(&self) -> Result<(), String> {
+        let url_password = redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
+            .ok()
+            .is_some_and(|info| info.redis_settings().password().is_some());
+        match (&self.password_file, &self.username) {
+            (Some(file), _) if url_password => Err(format!(
+                "redis.url carries a password and redis.password_file = {:?} is set; keep the \
+                 password only in the file (remove it from redis.url)",
+                file.display().to_string()
+            )),
+            (None, Some(user)) => Err(format!(
+                "redis.username = {user:?} is set without redis.password_file; put the user in \
+                 redis.url, or name the file holding its password"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Settings for `url` with every default.
     pub fn with_url(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             tls: None,
+            username: None,
+            password_file: None,
             tombstone_ms: default_tombstone_ms(),
             dead_letter_stream: default_dead_letter_stream(),
             dead_letter_max_len: default_dead_letter_max_len(),
@@ -410,6 +461,7 @@ impl Config {
                 self.redis.url
             )));
         }
+        self.redis.check_credentials().map_err(invalid)?;
         Ok(())
     }
 
@@ -514,6 +566,44 @@ url = "redis://127.0.0.1:6379"
         let tls = config.redis.tls.expect("tls set");
         assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
         assert_eq!(tls.cert_file, None);
+    }
+
+    #[test]
+    fn redis_password_lives_in_one_place() {
+        let with_file = |url: &str, extra: &str| {
+            MINIMAL.replace(
+                "url = \"redis://127.0.0.1:6379\"\n",
+                &format!("url = \"{url}\"\n{extra}"),
+            )
+        };
+        let config = parse(&with_file(
+            "redis://127.0.0.1:6379",
+            "username = \"cache\"\npassword_file = \"/run/secrets/redis\"\n",
+        ))
+        .expect("password file parses");
+        assert_eq!(config.redis.username.as_deref(), Some("cache"));
+        assert_eq!(
+            config.redis.password_file.as_deref(),
+            Some(Path::new("/run/secrets/redis"))
+        );
+        let err = parse(&with_file(
+            "redis://cache:hunter2@127.0.0.1:6379",
+            "password_file = \"/run/secrets/redis\"\n",
+        ))
+        .expect_err("two passwords")
+        .to_string();
+        assert!(
+            err.contains("redis.url") && err.contains("redis.password_file"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = parse(&with_file(
+            "redis://127.0.0.1:6379",
+            "username = \"cache\"\n",
+        ))
+        .expect_err("a user without a password file")
+        .to_string();
+        assert!(err.contains("redis.username"), "{err}");
     }
 
     #[test]

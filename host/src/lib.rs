@@ -12,7 +12,10 @@
 //! - [`runtime`]: the wasmtime component host that runs plugins.
 //! - [`sink`]: where plans are applied ([`sink::redis`]).
 //! - [`pipeline`]: batch → plugins → checked plan → Redis.
+//! - [`cache_events`]: cache events (application stream, keyspace
+//!   notifications) fed to plugins.
 //! - [`policy`]: grants: which plugin may do what.
+//! - [`crypto`]: the keyring plugins seal and hash with, reloaded on change.
 //! - [`metrics`]: Prometheus metrics and commit-to-Redis lag.
 //! - [`backfill`]: `redis-spanner backfill`: a table snapshot through the plugins.
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz` and `/readyz`.
@@ -24,8 +27,10 @@
 
 pub mod admin;
 pub mod backfill;
+pub mod cache_events;
 pub mod change;
 pub mod config;
+pub mod crypto;
 pub mod demo;
 pub mod local;
 pub mod metrics;

@@ -1,8 +1,10 @@
 //! The `redis-spanner` command line.
 
+mod keyring_cli;
 mod plugin_cli;
 
 use clap::{Parser, Subcommand};
+use keyring_cli::{DecryptArgs, KeyringCommand};
 use plugin_cli::PluginCommand;
 use redis_spanner::config::Config;
 use redis_spanner::demo::{self, DemoOptions};
@@ -45,6 +47,14 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Encryption keys: make and list them.
+    Keyring {
+        #[command(subcommand)]
+        command: KeyringCommand,
+    },
+    /// Open a sealed value (from Redis, a file or standard input) and write
+    /// its plaintext to standard output.
+    Decrypt(DecryptArgs),
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -161,6 +171,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => plugin_cli::run(command).await,
+        Command::Keyring { command } => keyring_cli::run(command),
+        Command::Decrypt(args) => keyring_cli::decrypt(args).await,
         Command::Bench {
             command:
                 BenchCommand::Plugins {
@@ -177,13 +189,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 config.redis.audit_stream.clone().ok_or_else(|| {
                     anyhow::anyhow!("redis.audit_stream is not set in the config")
                 })?;
-            let url = config.redis.url.as_str();
-            let mut conn = redis_spanner::sink::redis::open_connection(
-                redis_spanner::sink::redis::connection_info(url)?,
-                &redis_spanner::sink::redis::mask_url(url),
-                config.redis.tls.as_ref(),
-            )
-            .await?;
+            let mut conn = redis_spanner::sink::redis::open_configured(&config.redis).await?;
             let report = redis_spanner::sink::audit::verify(&mut conn, &stream).await?;
             match (&report.first_broken, &report.reason) {
                 (None, _) => {

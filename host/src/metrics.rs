@@ -51,6 +51,10 @@ pub struct Metrics {
     pub retries_total: IntCounterVec,
     /// Partitions read to their end.
     pub partitions_finished_total: IntCounter,
+    /// Cache events read, by source and kind.
+    pub cache_events_total: IntCounterVec,
+    /// Rows re-read from Spanner at a plugin's `refresh` request.
+    pub refreshes_total: IntCounter,
     lags_micros: Mutex<VecDeque<u64>>,
 }
 
@@ -134,6 +138,17 @@ impl Metrics {
             partitions_finished_total: counter(
                 "partitions_finished_total",
                 "Partitions read to their end",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
+            cache_events_total: counter(
+                "cache_events_total",
+                "Cache events read, by source and kind",
+                &["source", "kind"],
+            ),
+            refreshes_total: counter(
+                "refreshes_total",
+                "Rows re-read from Spanner at a plugin's refresh request",
                 &[],
             )
             .with_label_values(&[] as &[&str]),

@@ -5,6 +5,7 @@
 //! resolves.
 
 use crate::admin::{AdminServer, Readiness};
+use crate::cache_events::CacheEventTasks;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::{DeadLetterPolicy, Pipeline, PluginSet};
@@ -15,7 +16,9 @@ use crate::runtime::{LoadOptions, PluginEngine, load_directory};
 use crate::sink::RedisSink;
 use crate::sink::acl::PluginSinks;
 use crate::sink::audit::AuditLog;
+use crate::sink::credentials::FileCredentials;
 use crate::source::spanner::checkpoint::CheckpointStore;
+use crate::source::spanner::refresh::Refresher;
 use crate::source::spanner::{ChangeStreamReader, connect, describe_stream};
 use anyhow::Context as _;
 use std::future::Future;
@@ -33,6 +36,10 @@ pub struct Service {
     readiness: Arc<Readiness>,
     admin: Option<AdminServer>,
     reloader: Option<Reloader>,
+    cache_events: CacheEventTasks,
+    keyring: Option<Arc<crate::crypto::KeyringHandle>>,
+    /// Redis password files, reloaded on change and on SIGHUP while running.
+    password_files: Vec<FileCredentials>,
 }
 
 impl Service {
@@ -69,9 +76,12 @@ impl Service {
             .ensure_table(&admin, &config.spanner.instance, &config.spanner.database)
             .await?;
         let metrics = Arc::new(Metrics::new());
-        let (pipeline, engine, options) =
+        let (pipeline, engine, options, password_files) =
             build_pipeline_parts(config, metrics.clone(), None).await?;
         let pipeline = Arc::new(pipeline);
+        pipeline.set_refresher(Refresher::new(client.clone()));
+        let cache_events = CacheEventTasks::connect(config, &pipeline, host_id()).await?;
+        let keyring = options.keyring.clone();
         let reloader = config
             .plugins
             .hot_reload
@@ -105,6 +115,9 @@ impl Service {
             readiness,
             admin,
             reloader,
+            password_files,
+            cache_events,
+            keyring,
         })
     }
 
@@ -130,6 +143,15 @@ impl Service {
         let reloader = self
             .reloader
             .map(|reloader| tokio::spawn(reloader.run(admin_stop.clone())));
+        let password_watches: Vec<_> = self
+            .password_files
+            .iter()
+            .map(|file| tokio::spawn(file.watch(admin_stop.clone())))
+            .collect();
+        let keyring_watch = self
+            .keyring
+            .map(|keyring| tokio::spawn(keyring.watch(admin_stop.clone())));
+        let cache_event_tasks = self.cache_events.spawn(&admin_stop);
         let mut reader = tokio::spawn(self.reader.run(self.start, token.clone()));
         self.readiness.set(true);
         let ended = tokio::select! {
@@ -163,6 +185,12 @@ impl Service {
         if let Some(reloader) = reloader {
             let _ = reloader.await;
         }
+        for watch in password_watches {
+            let _ = watch.await;
+        }
+        for task in cache_event_tasks.into_iter().chain(keyring_watch) {
+            let _ = task.await;
+        }
         match ended {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(err.into()),
@@ -184,16 +212,19 @@ pub async fn build_pipeline(
 }
 
 /// [`build_pipeline`], also returning the engine and load options (for hot
-/// reload).
+/// reload) and the Redis password files in use (to follow).
 async fn build_pipeline_parts(
     config: &Config,
     metrics: Arc<Metrics>,
     only: Option<&str>,
-) -> anyhow::Result<(Pipeline, PluginEngine, LoadOptions)> {
-    let sink = RedisSink::connect_with_tls(
+) -> anyhow::Result<(Pipeline, PluginEngine, LoadOptions, Vec<FileCredentials>)> {
+    let host_password = FileCredentials::for_redis(&config.redis)?;
+    let user_passwords = FileCredentials::for_grants(&config.grants)?;
+    let sink = RedisSink::connect_with(
         &config.redis.url,
         config.redis.tombstone_ms,
         config.redis.tls.clone(),
+        host_password.clone(),
     )
     .await?;
     let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
@@ -229,7 +260,8 @@ async fn build_pipeline_parts(
             tracing::warn!(plugin = %plugin.label(), "plugin has no grant: every action it asks for will be denied; add [grants.{}] to the config", plugin.name());
         }
     }
-    let sinks = PluginSinks::new(sink, &config.redis.url, config.redis.acl);
+    let sinks = PluginSinks::new(sink, &config.redis.url, config.redis.acl)
+        .with_password_files(user_passwords.clone());
     let pipeline = Pipeline::new(
         Arc::new(PluginSet::new(Arc::new(plugins))),
         policy,
@@ -238,17 +270,31 @@ async fn build_pipeline_parts(
         metrics,
         dead_letters,
     );
-    Ok((pipeline, engine, options))
+    let password_files = host_password.into_iter().chain(user_passwords).collect();
+    Ok((pipeline, engine, options, password_files))
 }
 
 /// How the config says plugins are loaded.
 pub fn load_options(config: &Config) -> anyhow::Result<LoadOptions> {
     let trusted_keys = crate::runtime::signing::parse_public_keys(&config.plugins.trusted_keys)
         .context("plugins.trusted_keys")?;
+    let keyring = match &config.keyring {
+        Some(keyring) => Some(Arc::new(
+            crate::crypto::KeyringHandle::load(keyring.dir.clone()).context("keyring")?,
+        )),
+        None => None,
+    };
+    let crypto_grants = config
+        .grants
+        .iter()
+        .map(|(plugin, grant)| (plugin.clone(), grant.crypto_keys.clone()))
+        .collect();
     Ok(LoadOptions {
         limits: config.plugins.limits(),
         cache_dir: Some(config.plugins.cache_dir()),
         trusted_keys,
+        keyring,
+        crypto_grants: Arc::new(crypto_grants),
     })
 }
 

@@ -80,9 +80,16 @@ fn new_build_test_check(parent: &Path, lang: &str) -> PathBuf {
     let wasm = dir.join(format!("dist/{name}.wasm"));
     test_against_expected(&dir, &wasm).expect("the skeleton's plan matches its expected plan");
     let check = succeed(&["plugin", "check", wasm.to_str().unwrap()]);
-    assert!(check.contains("api       0.1.0 (supported)"), "{check}");
+    // The Rust SDK implements contract 0.2.0; the Python and JS ones 0.1.0.
+    let api = if lang == "rust" { "0.2.0" } else { "0.1.0" };
     assert!(
-        check.contains("world     redis-spanner:plugin/cache-plugin@0.1.0"),
+        check.contains(&format!("api       {api} (supported)")),
+        "{check}"
+    );
+    assert!(
+        check.contains(&format!(
+            "world     redis-spanner:plugin/cache-plugin@{api}"
+        )),
         "{check}"
     );
     assert!(check.contains(&format!("as {name}@0.1.0")), "{check}");

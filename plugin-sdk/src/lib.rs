@@ -9,17 +9,23 @@
 //!
 //! - [`Plugin`]: the trait a plugin implements. Only [`Plugin::init`] is
 //!   required; [`Plugin::on_change`] handles one change at a time and
-//!   [`Plugin::on_changes`] a whole batch.
+//!   [`Plugin::on_changes`] a whole batch. [`Plugin::on_cache_event`] (or
+//!   [`Plugin::on_cache_events`]) answers cache events (a miss an
+//!   application posted, a key that expired or was evicted), typically with
+//!   [`CacheEffect::refresh`].
 //! - [`register_plugin!`]: exports a [`Plugin`] type as the component's
 //!   implementation of the `cache-plugin` world. Call it once per crate.
-//! - Data types from the WIT contract (`wit/plugin@0.1.0`): [`Value`],
+//! - Data types from the WIT contract (`wit/plugin@0.2.0`): [`Value`],
 //!   [`Column`], [`ChangeKind`], [`RowChange`], [`Action`], [`Effect`],
-//!   [`Write`], [`Expiry`], [`LogLevel`].
+//!   [`Write`], [`Expiry`], [`LogLevel`], [`CacheEvent`], [`EventSource`],
+//!   [`CacheAction`], [`CacheEffect`], [`Refresh`].
 //! - Helpers: column lookup on [`RowChange`], typed accessors and JSON
 //!   conversion on [`Value`], [`row_json`], the Redis [`key`] builder,
 //!   [`Effect`] constructors, and [`log`] with the [`info!`]-style macros.
 //! - [`config`]: the plugin's settings from the `[config]` table of its
 //!   manifest.
+//! - [`seal`] and [`keyed_hash`]: encryption and opaque names with the
+//!   host's keyring, for the key names the plugin's grant lists.
 //!
 //! # Example
 //!
@@ -59,18 +65,24 @@
 
 #![warn(missing_docs)]
 
+mod cache;
 mod change;
+mod crypto;
 mod effect;
 mod key;
 mod value;
 
 pub use change::row_json;
+pub use crypto::{keyed_hash, seal};
 pub use key::key;
 
 /// The JSON library behind [`Value::to_json`] and [`row_json`], re-exported so
 /// plugins use the same version without depending on it themselves.
 pub use serde_json;
 
+pub use __private::bindings::redis_spanner::plugin::cache::{
+    CacheAction, CacheEffect, CacheEvent, EventSource, Refresh,
+};
 pub use __private::bindings::redis_spanner::plugin::host::LogLevel;
 pub use __private::bindings::redis_spanner::plugin::types::{
     Action, ChangeKind, Column, Effect, Expiry, RowChange, Value, Write,
@@ -81,7 +93,7 @@ pub use __private::bindings::redis_spanner::plugin::types::{
 /// [`register_plugin!`] stores it in the `redis-spanner:api-version` custom
 /// section of the plugin, so the host can reject an incompatible plugin with
 /// a clear error before compiling it.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.2.0";
 
 /// A cache plugin: turns Spanner row changes into Redis effects.
 ///
@@ -127,6 +139,36 @@ pub trait Plugin {
                 .map_err(|error| format!("change {index} (table {}): {error}", change.table))?;
             actions.extend(effects.into_iter().map(|effect| Action {
                 change: change_index,
+                effect,
+            }));
+        }
+        Ok(actions)
+    }
+
+    /// Answers one cache event with requests, e.g.
+    /// [`CacheEffect::refresh`] of the row behind a missing key.
+    ///
+    /// The host hands the plugin only events on keys under its granted
+    /// prefixes. The default [`Plugin::on_cache_events`] calls this for each
+    /// event. The default implementation ignores every event.
+    fn on_cache_event(&self, event: &CacheEvent) -> Result<Vec<CacheEffect>, String> {
+        let _ = event;
+        Ok(Vec::new())
+    }
+
+    /// Answers a batch of cache events. The default implementation calls
+    /// [`Plugin::on_cache_event`] for each event and tags its requests with
+    /// the event's index.
+    fn on_cache_events(&self, batch: &[CacheEvent]) -> Result<Vec<CacheAction>, String> {
+        let mut actions = Vec::new();
+        for (index, event) in batch.iter().enumerate() {
+            let event_index = u32::try_from(index)
+                .map_err(|_| format!("batch has more than {} events", u32::MAX))?;
+            let effects = self
+                .on_cache_event(event)
+                .map_err(|error| format!("event {index} (key {}): {error}", event.key))?;
+            actions.extend(effects.into_iter().map(|effect| CacheAction {
+                event: event_index,
                 effect,
             }));
         }
@@ -267,6 +309,15 @@ macro_rules! register_plugin {
                 {
                     $crate::__private::on_changes(batch)
                 }
+
+                fn on_cache_events(
+                    batch: ::std::vec::Vec<$crate::CacheEvent>,
+                ) -> ::core::result::Result<
+                    ::std::vec::Vec<$crate::CacheAction>,
+                    ::std::string::String,
+                > {
+                    $crate::__private::on_cache_events(batch)
+                }
             }
 
             $crate::__private::bindings::export_cache_plugin!(
@@ -287,13 +338,13 @@ macro_rules! register_plugin {
 pub mod __private {
     use std::cell::RefCell;
 
-    use crate::{Action, Plugin, RowChange};
+    use crate::{Action, CacheAction, CacheEvent, Plugin, RowChange};
 
     /// Bindings generated from the WIT contract.
     #[allow(missing_docs)]
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "../wit/plugin@0.1.0",
+            path: "../wit/plugin@0.2.0",
             world: "cache-plugin",
             additional_derives: [PartialEq],
             pub_export_macro: true,
@@ -333,6 +384,14 @@ pub mod __private {
         PLUGIN.with(|slot| match &*slot.borrow() {
             Some(plugin) => plugin.on_changes(&batch),
             None => Err("on-changes was called before init succeeded".to_string()),
+        })
+    }
+
+    /// Hands a batch of cache events to the plugin created by [`init`].
+    pub fn on_cache_events(batch: Vec<CacheEvent>) -> Result<Vec<CacheAction>, String> {
+        PLUGIN.with(|slot| match &*slot.borrow() {
+            Some(plugin) => plugin.on_cache_events(&batch),
+            None => Err("on-cache-events was called before init succeeded".to_string()),
         })
     }
 }

@@ -89,6 +89,8 @@ impl TestBed {
                 ("users_cache".to_owned(), Grant::prefixes(&["users:"])),
                 ("test_trap".to_owned(), Grant::prefixes(&["trap:"])),
             ]),
+            cache_events: Default::default(),
+            keyring: None,
         }
     }
 
@@ -175,4 +177,44 @@ impl RunningService {
         self.stop.cancel();
         self.task.await?
     }
+}
+
+/// A stream entry's fields.
+pub type Entry = std::collections::HashMap<String, String>;
+
+/// Every entry of `stream`, oldest first.
+pub async fn entries(
+    redis: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+) -> anyhow::Result<Vec<Entry>> {
+    let entries: Vec<(String, Entry)> = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(redis)
+        .await?;
+    Ok(entries.into_iter().map(|(_, fields)| fields).collect())
+}
+
+/// The first entry of `stream` that `matches`, once there is one (within
+/// 30 s).
+pub async fn wait_for_entry(
+    redis: &redis::aio::MultiplexedConnection,
+    stream: &str,
+    matches: impl Fn(&Entry) -> bool,
+) -> Option<Entry> {
+    let matches = &matches;
+    eventually(Duration::from_secs(30), || {
+        let mut redis = redis.clone();
+        async move {
+            let all = entries(&mut redis, stream).await.ok()?;
+            all.into_iter().find(|entry| matches(entry))
+        }
+    })
+    .await
+}
+
+/// A field of a stream entry, empty when missing.
+pub fn field<'a>(entry: &'a Entry, name: &str) -> &'a str {
+    entry.get(name).map_or("", String::as_str)
 }

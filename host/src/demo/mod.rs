@@ -154,6 +154,8 @@ pub async fn run(
                 )
             })
             .collect::<BTreeMap<_, _>>(),
+        cache_events: Default::default(),
+        keyring: None,
     };
     provision(&grpc, &rest).await?;
     println!(

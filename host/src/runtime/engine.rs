@@ -1,12 +1,13 @@
 //! The wasmtime engine shared by all plugins, and the linker they run with.
 //!
 //! Plugins get WASI with an empty context (no files, no network, no
-//! environment, no arguments) plus the `host` interface of the contract.
+//! environment, no arguments) plus the contract's imports of every supported
+//! version (`host`, and from 0.2.0 `crypto`).
 //! Epoch interruption is on: a background thread advances the epoch every
 //! [`EPOCH_TICK`] for as long as the engine lives, so calls can have
 //! wall-clock deadlines.
 
-use super::bindings::CachePlugin;
+use super::bindings::{v0_1, v0_2};
 use super::limits::EPOCH_TICK;
 use super::state::PluginState;
 use wasmtime::component::{HasSelf, Linker};
@@ -30,7 +31,8 @@ impl PluginEngine {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v0_1::CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v0_2::CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasm-epoch".into())

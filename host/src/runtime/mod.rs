@@ -5,6 +5,7 @@
 //! - [`bindings`]: types and glue generated from the WIT contract.
 //! - [`engine`]: the shared wasmtime engine and the linker with deny-all WASI.
 //! - [`state`]: what each plugin instance's store holds, and the host imports.
+//! - [`crypto_imports`]: `seal` and `keyed-hash`, limited to granted key names.
 //! - [`manifest`]: a plugin's `<name>.toml`: name, version, tables, config.
 //! - [`limits`]: time, memory and plan-size limits of a call.
 //! - [`cache`]: precompiled components on disk.
@@ -17,6 +18,7 @@
 pub mod api_version;
 pub mod bindings;
 pub mod cache;
+pub mod crypto_imports;
 pub mod directory;
 pub mod engine;
 pub mod limits;

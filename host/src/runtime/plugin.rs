@@ -1,13 +1,15 @@
 //! A loaded plugin: one compiled component, one live instance.
 //!
 //! Loading reads the manifest, checks the SDK API version the plugin was
-//! built against, compiles (through the cache) and runs `init`. Calls are
+//! built against, compiles (through the cache), links it against the newest
+//! contract version it implements (0.2.0, else 0.1.0) and runs `init`. Calls are
 //! serialised on the instance (one store per plugin) and bounded by the
 //! plugin's [`Limits`]. When a call traps or hits a limit, the instance is
 //! dead; the next call instantiates a fresh one and runs `init` again.
 
 use super::api_version::{SUPPORTED_API_VERSIONS, check_compatible, read_api_version};
-use super::bindings::{Action, CachePlugin, CachePluginPre, Effect, RowChange};
+use super::bindings::{Action, CacheAction, CacheEvent, Effect, RowChange, v0_1, v0_2};
+use super::crypto_imports::{CryptoAccess, CryptoRefusal};
 use super::engine::PluginEngine;
 use super::limits::Limits;
 use super::manifest::{Manifest, ManifestError};
@@ -16,7 +18,7 @@ use super::state::PluginState;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 use wasmtime::Store;
 
 /// Something a plugin could not do, naming the plugin.
@@ -51,8 +53,8 @@ pub enum PluginError {
     Manifest(#[from] ManifestError),
     /// The component does not implement the `cache-plugin` world.
     #[error(
-        "plugin {path}: does not implement world redis-spanner:plugin/cache-plugin@0.1.0 \
-         (build it against wit/plugin@0.1.0): {message}"
+        "plugin {path}: does not implement world redis-spanner:plugin/cache-plugin@0.2.0 \
+         or @0.1.0 (build it against wit/plugin@0.2.0): {message}"
     )]
     WrongWorld {
         /// The file.
@@ -68,16 +70,16 @@ pub enum PluginError {
         /// Its error or the trap.
         message: String,
     },
-    /// `on-changes` returned an error.
-    #[error("plugin {plugin}: on-changes returned an error: {message}")]
+    /// `on-changes` or `on-cache-events` returned an error.
+    #[error("plugin {plugin}: returned an error: {message}")]
     Rejected {
         /// The plugin's name and version.
         plugin: String,
         /// Its error.
         message: String,
     },
-    /// `on-changes` trapped or hit a limit; the instance was discarded.
-    #[error("plugin {plugin}: on-changes trapped: {message}")]
+    /// A call trapped or hit a limit; the instance was discarded.
+    #[error("plugin {plugin}: trapped: {message}")]
     Trap {
         /// The plugin's name and version.
         plugin: String,
@@ -103,11 +105,27 @@ pub struct LoadOptions {
     pub cache_dir: Option<PathBuf>,
     /// When not empty, only plugins signed by one of these keys load.
     pub trusted_keys: Vec<VerifyingKey>,
+    /// The keyring the `crypto` imports use, when one is configured.
+    pub keyring: Option<Arc<crate::crypto::KeyringHandle>>,
+    /// Key names each plugin's grant lists, by plugin name.
+    pub crypto_grants: Arc<BTreeMap<String, Vec<String>>>,
+}
+
+/// The linked component, by the contract version it implements.
+enum Pre {
+    V1(v0_1::CachePluginPre<PluginState>),
+    V2(v0_2::CachePluginPre<PluginState>),
+}
+
+/// A live instance's exports, by contract version.
+enum Bindings {
+    V1(v0_1::CachePlugin),
+    V2(v0_2::CachePlugin),
 }
 
 struct Live {
     store: Store<PluginState>,
-    bindings: CachePlugin,
+    bindings: Bindings,
 }
 
 /// A plugin ready to be called.
@@ -119,9 +137,12 @@ pub struct Plugin {
     manifest: Manifest,
     limits: Limits,
     config: Arc<BTreeMap<String, String>>,
-    pre: CachePluginPre<PluginState>,
+    crypto: CryptoAccess,
+    pre: Pre,
     engine: PluginEngine,
     live: Mutex<Option<Live>>,
+    /// Crypto calls refused during calls not yet audited.
+    crypto_refusals: std::sync::Mutex<Vec<CryptoRefusal>>,
 }
 
 impl Plugin {
@@ -183,7 +204,10 @@ impl Plugin {
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let pre = CachePluginPre::new(instance_pre).map_err(wrong_world)?;
+        let pre = match v0_2::CachePluginPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::V2(pre),
+            Err(_) => Pre::V1(v0_1::CachePluginPre::new(instance_pre).map_err(wrong_world)?),
+        };
         let name = manifest.name.clone().unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -193,6 +217,17 @@ impl Plugin {
             version: manifest.version.clone().unwrap_or_else(|| "0.0.0".into()),
             limits: options.limits.tightened_by(&manifest.limits),
             config: Arc::new(manifest.config.clone()),
+            crypto: CryptoAccess {
+                keyring: options.keyring.clone(),
+                granted: Arc::new(
+                    options
+                        .crypto_grants
+                        .get(&name)
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
+            },
+            crypto_refusals: std::sync::Mutex::new(Vec::new()),
             name,
             path: path.to_owned(),
             digest,
@@ -241,49 +276,138 @@ impl Plugin {
         &self.limits
     }
 
+    /// The contract version it implements: `0.2.0` or `0.1.0`.
+    pub fn api_version(&self) -> &'static str {
+        match self.pre {
+            Pre::V1(_) => "0.1.0",
+            Pre::V2(_) => "0.2.0",
+        }
+    }
+
+    /// Whether it exports `on-cache-events` (contract 0.2.0 and later).
+    pub fn handles_cache_events(&self) -> bool {
+        matches!(self.pre, Pre::V2(_))
+    }
+
+    /// The `seal`/`keyed-hash` calls refused since the last time this was
+    /// asked, for the audit trail.
+    pub fn take_crypto_refusals(&self) -> Vec<CryptoRefusal> {
+        std::mem::take(
+            &mut *self
+                .crypto_refusals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
     async fn instantiate(&self) -> Result<Live, PluginError> {
         let init_error = |message: String| PluginError::Init {
             plugin: self.label(),
             message,
         };
-        let state = PluginState::new(&self.name, self.config.clone(), self.limits.memory_bytes);
+        let state = PluginState::new(
+            &self.name,
+            self.config.clone(),
+            self.limits.memory_bytes,
+            self.crypto.clone(),
+        );
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(self.limits.deadline_ticks());
-        let bindings = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| init_error(format!("{e:#}")))?;
-        bindings
-            .call_init(&mut store)
-            .await
-            .map_err(|e| init_error(format!("trapped: {e:#}")))?
+        let (bindings, init) = match &self.pre {
+            Pre::V1(pre) => {
+                let bindings = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| init_error(format!("{e:#}")))?;
+                let init = bindings.call_init(&mut store).await;
+                (Bindings::V1(bindings), init)
+            }
+            Pre::V2(pre) => {
+                let bindings = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| init_error(format!("{e:#}")))?;
+                let init = bindings.call_init(&mut store).await;
+                (Bindings::V2(bindings), init)
+            }
+        };
+        self.keep_crypto_refusals(&mut store);
+        init.map_err(|e| init_error(format!("trapped: {e:#}")))?
             .map_err(init_error)?;
         Ok(Live { store, bindings })
     }
 
+    /// Moves the store's refused crypto calls to the plugin's list.
+    fn keep_crypto_refusals(&self, store: &mut Store<PluginState>) {
+        let refused = std::mem::take(&mut store.data_mut().crypto_refusals);
+        if !refused.is_empty() {
+            self.crypto_refusals
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(refused);
+        }
+    }
+
+    /// Hands a batch of cache events to the plugin and returns its requests.
+    /// A plugin built against contract 0.1.0 has no `on-cache-events` and
+    /// answers nothing.
+    pub async fn on_cache_events(
+        &self,
+        batch: &[CacheEvent],
+    ) -> Result<Vec<CacheAction>, PluginError> {
+        let mut guard = self.ready().await?;
+        let live = guard.as_mut().expect("ready() leaves a live instance");
+        let outcome = match &live.bindings {
+            Bindings::V2(bindings) => bindings.call_on_cache_events(&mut live.store, batch).await,
+            Bindings::V1(_) => Ok(Ok(Vec::new())),
+        };
+        self.settle(&mut guard, outcome)
+    }
+
     /// Hands a batch to the plugin and returns its plan.
     pub async fn on_changes(&self, batch: &[RowChange]) -> Result<Vec<Action>, PluginError> {
-        let mut guard = self.live.lock().await;
-        let live = match guard.as_mut() {
-            Some(live) => live,
-            None => guard.insert(self.instantiate().await?),
+        let mut guard = self.ready().await?;
+        let live = guard.as_mut().expect("ready() leaves a live instance");
+        let outcome = match &live.bindings {
+            Bindings::V1(bindings) => bindings.call_on_changes(&mut live.store, batch).await,
+            Bindings::V2(bindings) => bindings.call_on_changes(&mut live.store, batch).await,
         };
+        let actions = self.settle(&mut guard, outcome)?;
+        self.check_size(&actions)?;
+        Ok(actions)
+    }
+
+    /// Locks the live instance (instantiating one when there is none) and
+    /// arms its limits for a call.
+    async fn ready(&self) -> Result<MutexGuard<'_, Option<Live>>, PluginError> {
+        let mut guard = self.live.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.instantiate().await?);
+        }
+        let live = guard.as_mut().expect("just set");
         live.store.set_epoch_deadline(self.limits.deadline_ticks());
         live.store.data_mut().limits.refused_growth = false;
-        match live.bindings.call_on_changes(&mut live.store, batch).await {
-            Ok(Ok(actions)) => {
-                self.check_size(&actions)?;
-                Ok(actions)
-            }
+        Ok(guard)
+    }
+
+    /// Turns a call's outcome into a result; a trap discards the instance.
+    fn settle<T>(
+        &self,
+        guard: &mut MutexGuard<'_, Option<Live>>,
+        outcome: wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, PluginError> {
+        let live = guard.as_mut().expect("ready() leaves a live instance");
+        self.keep_crypto_refusals(&mut live.store);
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(PluginError::Rejected {
                 plugin: self.label(),
                 message,
             }),
             Err(trap) => {
                 let out_of_memory = live.store.data().limits.refused_growth;
-                *guard = None;
+                **guard = None;
                 Err(PluginError::Trap {
                     plugin: self.label(),
                     message: describe_trap(&trap, &self.limits, out_of_memory),

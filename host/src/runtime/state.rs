@@ -1,6 +1,7 @@
 //! The state each plugin instance's store holds, and the host imports.
 
-use super::bindings::{HostImports, LogLevel};
+use super::bindings::{HostImports, LogLevel, v0_2};
+use super::crypto_imports::{CryptoAccess, CryptoRefusal};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::component::ResourceTable;
@@ -20,6 +21,11 @@ pub struct PluginState {
     config: Arc<BTreeMap<String, String>>,
     /// Caps the plugin's linear memories and remembers refusals.
     pub limits: MemoryLimiter,
+    /// The keyring and the key names the plugin's grant lists.
+    pub crypto: CryptoAccess,
+    /// `seal`/`keyed-hash` calls refused since the last call began, for the
+    /// audit trail.
+    pub crypto_refusals: Vec<CryptoRefusal>,
 }
 
 /// The store's resource limiter: wasmtime's [`StoreLimits`], plus a record
@@ -57,8 +63,15 @@ impl ResourceLimiter for MemoryLimiter {
 
 impl PluginState {
     /// A fresh state for an instance of `plugin`.
-    pub fn new(plugin: &str, config: Arc<BTreeMap<String, String>>, memory_bytes: usize) -> Self {
+    pub fn new(
+        plugin: &str,
+        config: Arc<BTreeMap<String, String>>,
+        memory_bytes: usize,
+        crypto: CryptoAccess,
+    ) -> Self {
         Self {
+            crypto,
+            crypto_refusals: Vec::new(),
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             plugin: plugin.to_owned(),
@@ -83,7 +96,28 @@ impl WasiView for PluginState {
     }
 }
 
-impl super::bindings::redis_spanner::plugin::types::Host for PluginState {}
+impl super::bindings::v0_1::redis_spanner::plugin::types::Host for PluginState {}
+
+impl v0_2::redis_spanner::plugin::cache::Host for PluginState {}
+
+/// Version 0.2.0's `host` interface is 0.1.0's under a new name.
+impl v0_2::redis_spanner::plugin::host::Host for PluginState {
+    fn log(&mut self, level: v0_2::redis_spanner::plugin::host::LogLevel, message: String) {
+        use v0_2::redis_spanner::plugin::host::LogLevel as Level;
+        let level = match level {
+            Level::Trace => LogLevel::Trace,
+            Level::Debug => LogLevel::Debug,
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        HostImports::log(self, level, message);
+    }
+
+    fn config(&mut self, name: String) -> Option<String> {
+        HostImports::config(self, name)
+    }
+}
 
 impl HostImports for PluginState {
     fn log(&mut self, level: LogLevel, message: String) {

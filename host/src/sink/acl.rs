@@ -13,9 +13,13 @@
 //!   The host's own connection needs the `ACL` command for this.
 //! - `off`: effects are applied with the host's own connection. For
 //!   operator-provided users, set `redis_user` and `redis_password_file` in
-//!   the plugin's grant (used in both modes).
+//!   the plugin's grant (used in both modes). The password file is followed
+//!   like the host's own (see [`super::credentials`]).
 
-use super::redis::{RedisSink, SinkError, connection_info, mask_url, open_connection};
+use super::credentials::FileCredentials;
+use super::redis::{
+    RedisSink, SinkError, connection_info, mask_url, open_connection, open_connection_as,
+};
 use crate::policy::{Grant, Operation};
 use rand::Rng as _;
 use serde::Deserialize;
@@ -92,6 +96,8 @@ pub struct PluginSinks {
     url: String,
     mode: AclMode,
     sinks: Mutex<HashMap<String, RedisSink>>,
+    /// Operator-provided users' password files, by user and file.
+    password_files: std::sync::Mutex<Vec<FileCredentials>>,
 }
 
 impl PluginSinks {
@@ -102,7 +108,40 @@ impl PluginSinks {
             url: url.to_owned(),
             mode,
             sinks: Mutex::new(HashMap::new()),
+            password_files: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Uses `files` (followed by their watch tasks) for the grants that name
+    /// a `redis_user` and `redis_password_file`. A file not given here is
+    /// read when its user's connection is first opened, and not followed.
+    pub fn with_password_files(self, files: impl IntoIterator<Item = FileCredentials>) -> Self {
+        self.password_files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(files);
+        self
+    }
+
+    /// The credentials of operator-provided `user` with its password in `file`.
+    fn password_file(
+        &self,
+        user: &str,
+        file: &std::path::Path,
+    ) -> Result<FileCredentials, super::credentials::CredentialsError> {
+        let mut files = self
+            .password_files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = files
+            .iter()
+            .find(|c| c.username() == user && c.path() == file)
+        {
+            return Ok(found.clone());
+        }
+        let credentials = FileCredentials::new(Some(user), file)?;
+        files.push(credentials.clone());
+        Ok(credentials)
     }
 
     /// The administrative sink (host's own user).
@@ -130,14 +169,20 @@ impl PluginSinks {
     async fn open(&self, plugin: &str, grant: &Grant) -> Result<RedisSink, SinkError> {
         let (user, password) = match (&grant.redis_user, &grant.redis_password_file) {
             (Some(user), Some(file)) => {
-                let password = std::fs::read_to_string(file).map_err(|e| SinkError::Connect {
-                    url: mask_url(&self.url),
-                    message: format!(
-                        "cannot read the password file {} of plugin {plugin}'s Redis user: {e}",
-                        file.display()
-                    ),
-                })?;
-                (user.clone(), password.trim().to_owned())
+                let credentials =
+                    self.password_file(user, file)
+                        .map_err(|e| SinkError::Connect {
+                            url: mask_url(&self.url),
+                            message: format!("plugin {plugin}'s Redis user {user}: {e}"),
+                        })?;
+                let conn = open_connection_as(
+                    connection_info(&self.url)?,
+                    &format!("{} as {user}", mask_url(&self.url)),
+                    self.admin.tls(),
+                    Some(&credentials),
+                )
+                .await?;
+                return Ok(self.admin.acting_as(conn));
             }
             (Some(user), None) => {
                 return Err(SinkError::Connect {

@@ -7,10 +7,13 @@
 //! - [`audit`]: the audit trail: a capped, optionally hash-chained Redis stream
 //!   of every applied, stale or denied mutation.
 //! - [`tls`]: certificates for `rediss://` connections.
+//! - [`credentials`]: passwords read from files, reloaded on change or
+//!   `SIGHUP` and handed to live connections.
 //! - `apply.lua`: the Redis function that refuses stale writes.
 
 pub mod acl;
 pub mod audit;
+pub mod credentials;
 pub mod redis;
 pub mod tls;
 pub mod version;

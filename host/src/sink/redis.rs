@@ -8,7 +8,14 @@
 //! Connection problems are retried with capped exponential backoff until Redis
 //! answers again, so a Redis outage slows the stream down instead of losing
 //! changes; a reply that shows a command itself failed is returned as an error.
+//!
+//! A connection whose password comes from a file ([`FileCredentials`]) takes
+//! the current password at every (re)connect, re-authenticates when the file
+//! changes, and keeps trying to reconnect while Redis refuses the password it
+//! has, so a rotation done in either order (Redis first or file first) only
+//! holds batches back until both agree.
 
+use super::credentials::FileCredentials;
 use super::tls::RedisTls;
 use super::version::companion_key;
 use crate::change::Effect;
@@ -18,6 +25,13 @@ use std::time::Duration;
 
 /// The Redis function library that applies versioned effects.
 pub const FUNCTION_LIBRARY: &str = include_str!("apply.lua");
+
+/// How long a batch waits for Redis before a warning says it is stuck.
+const STALL_WARNING: Duration = Duration::from_secs(30);
+
+/// Longest pause between two reconnect attempts of a connection whose
+/// password comes from a file.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
 /// An effect and the encoded version of the change it derives from.
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +115,19 @@ pub async fn open_connection(
     shown_url: &str,
     tls: Option<&RedisTls>,
 ) -> Result<ConnectionManager, SinkError> {
+    open_connection_as(info, shown_url, tls, None).await
+}
+
+/// Like [`open_connection`], authenticating with `credentials` (instead of
+/// any user and password in `info`) at every connect. Such a connection
+/// re-authenticates when the credentials change, and keeps retrying a
+/// reconnect that Redis refuses, since a reload of the file may fix it.
+pub async fn open_connection_as(
+    info: redis::ConnectionInfo,
+    shown_url: &str,
+    tls: Option<&RedisTls>,
+    credentials: Option<&FileCredentials>,
+) -> Result<ConnectionManager, SinkError> {
     let connect_error = |message: String| SinkError::Connect {
         url: shown_url.to_owned(),
         message,
@@ -112,10 +139,17 @@ pub async fn open_connection(
         None => redis::Client::open(info),
     }
     .map_err(|e| connect_error(e.to_string()))?;
-    let config = redis::aio::ConnectionManagerConfig::new()
+    let mut config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(10)))
         .set_number_of_retries(2);
+    if let Some(credentials) = credentials {
+        check_credentials(&client, shown_url, credentials).await?;
+        config = config
+            .set_number_of_retries(usize::MAX)
+            .set_max_delay(MAX_RECONNECT_DELAY)
+            .set_credentials_provider(credentials.clone());
+    }
     let conn = tokio::time::timeout(
         Duration::from_secs(15),
         ConnectionManager::new_with_config(client, config),
@@ -129,6 +163,64 @@ pub async fn open_connection(
         .await
         .map_err(|e| connect_error(e.to_string()))?;
     Ok(conn)
+}
+
+/// Connects once with `credentials`, so that a wrong password or an
+/// unreachable server is reported at once (a managed connection with these
+/// credentials would keep retrying).
+async fn check_credentials(
+    client: &redis::Client,
+    shown_url: &str,
+    credentials: &FileCredentials,
+) -> Result<(), SinkError> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_credentials_provider(credentials.clone());
+    let checked = async {
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(Duration::from_secs(15), checked).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) if is_auth_failure(&err) => Err(SinkError::Auth {
+            message: format!(
+                "{err} (connecting to {shown_url} as user {} with the password in {})",
+                credentials.username(),
+                credentials.path().display()
+            ),
+        }),
+        Ok(Err(err)) => Err(SinkError::Connect {
+            url: shown_url.to_owned(),
+            message: err.to_string(),
+        }),
+        Err(_) => Err(SinkError::Connect {
+            url: shown_url.to_owned(),
+            message: "timed out after 15 s".into(),
+        }),
+    }
+}
+
+/// Opens a connection as the config's `redis` table says: its URL, TLS
+/// settings and password file (read once, not watched). For short-lived
+/// commands; the service watches the file and uses [`RedisSink`].
+pub async fn open_configured(
+    config: &crate::config::RedisConfig,
+) -> Result<ConnectionManager, SinkError> {
+    let shown_url = mask_url(&config.url);
+    let credentials = FileCredentials::for_redis(config).map_err(|e| SinkError::Connect {
+        url: shown_url.clone(),
+        message: e.to_string(),
+    })?;
+    open_connection_as(
+        connection_info(&config.url)?,
+        &shown_url,
+        config.tls.as_ref(),
+        credentials.as_ref(),
+    )
+    .await
 }
 
 /// Parses a Redis URL, naming it (password masked) when it is invalid.
@@ -163,8 +255,25 @@ impl RedisSink {
         tombstone_ms: u64,
         tls: Option<RedisTls>,
     ) -> Result<Self, SinkError> {
+        Self::connect_with(url, tombstone_ms, tls, None).await
+    }
+
+    /// Like [`RedisSink::connect_with_tls`], authenticating with
+    /// `credentials` (a password file, followed as it changes) when given.
+    pub async fn connect_with(
+        url: &str,
+        tombstone_ms: u64,
+        tls: Option<RedisTls>,
+        credentials: Option<FileCredentials>,
+    ) -> Result<Self, SinkError> {
         let tls = tls.map(Arc::new);
-        let conn = open_connection(connection_info(url)?, &mask_url(url), tls.as_deref()).await?;
+        let conn = open_connection_as(
+            connection_info(url)?,
+            &mask_url(url),
+            tls.as_deref(),
+            credentials.as_ref(),
+        )
+        .await?;
         let sink = Self {
             loader: conn.clone(),
             conn,
@@ -261,7 +370,18 @@ impl RedisSink {
         let mut backoff = Duration::from_millis(50);
         loop {
             let mut conn = self.conn.clone();
-            match pipe.query_async::<Vec<redis::Value>>(&mut conn).await {
+            let query = pipe.query_async::<Vec<redis::Value>>(&mut conn);
+            let Ok(reply) = tokio::time::timeout(STALL_WARNING, query).await else {
+                // Only a connection that is still being made waits this long
+                // (a sent request times out sooner): Redis is down, or
+                // refuses the password of a file that was not updated yet.
+                tracing::warn!(
+                    waited_s = STALL_WARNING.as_secs(),
+                    "Redis has not answered (unreachable, or refusing the configured password?); still trying"
+                );
+                continue;
+            };
+            match reply {
                 Ok(replies) => return count_replies(effects, &replies),
                 Err(err) if is_auth_failure(&err) => {
                     return Err(SinkError::Auth {

@@ -46,6 +46,11 @@ pub fn companion_key(key: &str) -> Result<String, UnversionableKey> {
     }
 }
 
+/// Whether `key` is a companion key holding another key's version.
+pub fn is_version_key(key: &str) -> bool {
+    key.ends_with(":rs-version")
+}
+
 /// Whether Redis Cluster hashes `key` by a `{tag}` rather than the whole key.
 fn has_hash_tag(key: &str) -> bool {
     key.find('{')

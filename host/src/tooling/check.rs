@@ -91,7 +91,8 @@ pub async fn check(path: &Path) -> anyhow::Result<CheckReport> {
     match Plugin::load(&engine, path, &options).await {
         Ok(plugin) => writeln!(
             text,
-            "world     redis-spanner:plugin/cache-plugin@0.1.0\ninit      ok in {:.0} ms as {}",
+            "world     redis-spanner:plugin/cache-plugin@{}\ninit      ok in {:.0} ms as {}",
+            plugin.api_version(),
             started.elapsed().as_secs_f64() * 1000.0,
             plugin.label()
         )?,

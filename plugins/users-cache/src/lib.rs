@@ -1,6 +1,10 @@
-//! Caches each row of the `Users` table as a JSON object under `users:{UserId}`.
+//! Caches each row of the `Users` table as a JSON object under `users:{UserId}`,
+//! and refreshes a user's row when its key is reported missing, expired or
+//! evicted.
 
-use redis_spanner_sdk::{ChangeKind, Effect, Plugin, RowChange, key, register_plugin};
+use redis_spanner_sdk::{
+    CacheEffect, CacheEvent, ChangeKind, Effect, Plugin, RowChange, Value, key, register_plugin,
+};
 
 /// The plugin; it keeps no state.
 struct UsersCache;
@@ -25,6 +29,24 @@ impl Plugin for UsersCache {
                 Effect::set(key, change.row_json().to_string())
             }
         }])
+    }
+
+    fn on_cache_event(&self, event: &CacheEvent) -> Result<Vec<CacheEffect>, String> {
+        if !matches!(event.kind.as_str(), "miss" | "expired" | "evicted") {
+            return Ok(Vec::new());
+        }
+        // Only keys this plugin writes: `users:` and a decimal id.
+        let Some(id) = event
+            .key
+            .strip_prefix("users:")
+            .and_then(|id| id.parse::<i64>().ok())
+        else {
+            return Ok(Vec::new());
+        };
+        Ok(vec![CacheEffect::refresh(
+            "Users",
+            [("UserId", Value::Int64(id))],
+        )])
     }
 }
 

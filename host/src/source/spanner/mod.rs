@@ -7,6 +7,8 @@
 //! - [`record`]: change records and their row changes.
 //! - [`partitions`]: which partitions may start (children after parents).
 //! - [`query`]: one partition's change stream query.
+//! - [`snapshot`]: result rows as `snapshot` changes (backfill, refresh).
+//! - [`refresh`]: strong reads of single rows at a plugin's request.
 //! - [`reader`]: runs the root query and every partition, batches records in
 //!   commit order per partition and feeds them to the pipeline.
 
@@ -16,6 +18,8 @@ pub mod partitions;
 pub mod query;
 pub mod reader;
 pub mod record;
+pub mod refresh;
+pub mod snapshot;
 pub mod tree;
 
 pub use connect::{SpannerError, connect, describe_stream};

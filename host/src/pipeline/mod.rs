@@ -8,7 +8,15 @@
 //! Redis user, each only if newer than what Redis holds. A plugin that fails
 //! is retried on a fresh instance and then its batch is parked in a
 //! dead-letter stream; Redis outages are retried inside the sink until Redis
-//! is back. Every applied, stale and denied effect can be audited.
+//! is back. Every applied, stale and denied effect can be audited, and so
+//! can every `seal`/`keyed-hash` call the host refused.
+//!
+//! [`cache_events`] adds the second input: cache events, answered with
+//! refreshes read from Spanner.
+
+pub mod cache_events;
+
+pub use cache_events::CacheEventError;
 
 use crate::change::{Action, Effect, RowChange, Version};
 use crate::metrics::Metrics;
@@ -18,6 +26,7 @@ use crate::sink::acl::PluginSinks;
 use crate::sink::audit::{AuditLog, AuditRecord, Verdict};
 use crate::sink::version::{self, companion_key};
 use crate::sink::{DeadLetter, SinkError, Versioned};
+use crate::source::spanner::refresh::Refresher;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -53,6 +62,7 @@ pub struct Pipeline {
     audit: Option<AuditLog>,
     metrics: Arc<Metrics>,
     dead_letters: DeadLetterPolicy,
+    refresher: std::sync::OnceLock<Refresher>,
 }
 
 impl Pipeline {
@@ -73,7 +83,19 @@ impl Pipeline {
             audit,
             metrics,
             dead_letters,
+            refresher: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reads rows from Spanner for plugins' `refresh` requests with
+    /// `refresher` (set once; later calls are ignored).
+    pub fn set_refresher(&self, refresher: Refresher) {
+        let _ = self.refresher.set(refresher);
+    }
+
+    /// The grants.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// The shared metrics.
@@ -121,7 +143,7 @@ impl Pipeline {
         Ok(())
     }
 
-    async fn run_plugin(
+    pub(crate) async fn run_plugin(
         &self,
         plugin: &Plugin,
         batch: &[RowChange],
@@ -141,7 +163,9 @@ impl Pipeline {
             filtered = index.iter().map(|&i| batch[i].clone()).collect();
             &filtered
         };
-        let actions = match self.plan(plugin, input).await {
+        let planned = self.plan(plugin, input).await;
+        self.audit_crypto_refusals(plugin).await?;
+        let actions = match planned {
             Ok(actions) => actions,
             Err(error) => {
                 self.park(plugin, input, &error).await?;
@@ -255,6 +279,38 @@ impl Pipeline {
         }
     }
 
+    /// Audits (as denied) the `seal`/`keyed-hash` calls the host refused
+    /// `plugin` during its last calls.
+    async fn audit_crypto_refusals(&self, plugin: &Plugin) -> Result<(), PipelineError> {
+        let refused = plugin.take_crypto_refusals();
+        if refused.is_empty() {
+            return Ok(());
+        }
+        for refusal in &refused {
+            tracing::warn!(plugin = %plugin.label(), operation = refusal.operation, key_name = %refusal.key_name, reason = %refusal.reason, "crypto call refused");
+            self.metrics
+                .effects_total
+                .with_label_values(&[plugin.name(), "denied"])
+                .inc();
+        }
+        if let Some(audit) = &self.audit {
+            let records: Vec<AuditRecord> = refused
+                .into_iter()
+                .map(|refusal| AuditRecord {
+                    plugin: plugin.label(),
+                    plugin_digest: plugin.digest().to_owned(),
+                    version: String::new(),
+                    key: format!("keyring:{}", refusal.key_name),
+                    operation: refusal.operation.to_owned(),
+                    verdict: Verdict::Denied,
+                    reason: refusal.reason,
+                })
+                .collect();
+            audit.append(&records).await?;
+        }
+        Ok(())
+    }
+
     /// Parks a batch a plugin failed on in the dead-letter stream, so the
     /// stream goes on and an operator can replay it.
     async fn park(
@@ -263,15 +319,31 @@ impl Pipeline {
         batch: &[RowChange],
         error: &PluginError,
     ) -> Result<(), SinkError> {
+        let json =
+            serde_json::to_string(batch).unwrap_or_else(|e| format!("unserialisable batch: {e}"));
+        let first = batch.first().map_or(0, |c| c.commit_micros);
+        self.park_json(plugin, json, first, batch.len(), error)
+            .await
+    }
+
+    /// Parks `count` inputs (changes or cache events, as JSON) that `plugin`
+    /// failed on.
+    async fn park_json(
+        &self,
+        plugin: &Plugin,
+        json: String,
+        first_commit_micros: i64,
+        count: usize,
+        error: &PluginError,
+    ) -> Result<(), SinkError> {
         let message = error.to_string();
         let label = plugin.label();
         let letter = DeadLetter {
             plugin: &label,
             error: &message,
-            changes_json: serde_json::to_string(batch)
-                .unwrap_or_else(|e| format!("unserialisable batch: {e}")),
-            first_commit_micros: batch.first().map_or(0, |c| c.commit_micros),
-            count: batch.len(),
+            changes_json: json,
+            first_commit_micros,
+            count,
         };
         self.sinks
             .admin()
@@ -287,7 +359,7 @@ impl Pipeline {
             .inc();
         tracing::error!(
             plugin = %label,
-            changes = batch.len(),
+            inputs = count,
             stream = %self.dead_letters.stream,
             error = %message,
             "plugin failed on every attempt; batch parked in the dead-letter stream"

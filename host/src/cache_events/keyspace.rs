@@ -1,0 +1,222 @@
+//! Keyspace notifications (`expired`, `evicted`) as cache events.
+//!
+//! The listener subscribes to `__keyevent@<db>__:expired` and
+//! `__keyevent@<db>__:evicted` and hands the keys to the plugins in small
+//! batches. Notifications are hints: Redis does not keep them while the host
+//! is disconnected, so the listener reconnects and logs how long it was
+//! deaf. With `configure_notifications`, it adds the `E`, `x` and `e` flags
+//! to Redis's `notify-keyspace-events` setting at start.
+
+use super::parse::keyspace_notification;
+use crate::pipeline::Pipeline;
+use crate::sink::credentials::FileCredentials;
+use crate::sink::tls::RedisTls;
+use futures::StreamExt as _;
+use redis::aio::ConnectionManager;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long the listener gathers notifications into one batch.
+const GATHER: Duration = Duration::from_millis(20);
+/// Attempts at processing one batch of hints before it is dropped.
+const ATTEMPTS: u32 = 3;
+
+/// The flags `notify-keyspace-events` needs for the listener: keyevent
+/// channels (`E`), expired (`x`) and evicted (`e`) events.
+const FLAGS: [char; 3] = ['E', 'x', 'e'];
+
+/// `current` (a `notify-keyspace-events` value) with the listener's flags
+/// added; `None` when it already has them. `A` already includes `x` and `e`.
+pub fn merged_flags(current: &str) -> Option<String> {
+    let has = |flag: char| current.contains(flag) || (flag != 'E' && current.contains('A'));
+    let missing: String = FLAGS.iter().filter(|&&f| !has(f)).collect();
+    (!missing.is_empty()).then(|| format!("{current}{missing}"))
+}
+
+/// Listens to keyspace notifications and feeds them to the pipeline.
+pub struct KeyspaceListener {
+    info: redis::ConnectionInfo,
+    tls: Option<RedisTls>,
+    credentials: Option<FileCredentials>,
+    admin: ConnectionManager,
+    configure: bool,
+    batch_max: usize,
+    pipeline: Arc<Pipeline>,
+}
+
+impl KeyspaceListener {
+    /// A listener subscribing to the server of `info` (over TLS with `tls`,
+    /// as the user and password of `credentials` as they are at each
+    /// connect); `admin` sets Redis's notification flags when `configure` is
+    /// on.
+    pub fn new(
+        info: redis::ConnectionInfo,
+        tls: Option<RedisTls>,
+        credentials: Option<FileCredentials>,
+        admin: ConnectionManager,
+        configure: bool,
+        batch_max: usize,
+        pipeline: Arc<Pipeline>,
+    ) -> Self {
+        Self {
+            info,
+            tls,
+            credentials,
+            admin,
+            configure,
+            batch_max: batch_max.max(1),
+            pipeline,
+        }
+    }
+
+    /// Turns on the notification flags the listener needs, if configured to.
+    pub async fn configure_redis(&mut self) -> anyhow::Result<()> {
+        if !self.configure {
+            return Ok(());
+        }
+        let current: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("notify-keyspace-events")
+            .query_async(&mut self.admin)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read notify-keyspace-events ({e}); set it to include \"Exe\" yourself \
+                     and cache_events.configure_notifications = false"
+                )
+            })?;
+        let current = current.get(1).cloned().unwrap_or_default();
+        if let Some(flags) = merged_flags(&current) {
+            let () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("notify-keyspace-events")
+                .arg(&flags)
+                .query_async(&mut self.admin)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot set notify-keyspace-events to {flags:?}: {e}")
+                })?;
+            tracing::info!(from = %current, to = %flags, "keyspace notifications turned on");
+        }
+        Ok(())
+    }
+
+    /// Listens until `stop` is cancelled, reconnecting after a disconnect.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        let mut deaf_since: Option<std::time::Instant> = None;
+        while !stop.is_cancelled() {
+            let mut pubsub = match self.subscribe().await {
+                Ok(pubsub) => pubsub,
+                Err(err) => {
+                    deaf_since.get_or_insert_with(std::time::Instant::now);
+                    tracing::warn!(error = %err, "cannot subscribe to keyspace notifications; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            if let Some(since) = deaf_since.take() {
+                tracing::warn!(
+                    seconds = since.elapsed().as_secs_f64(),
+                    "keyspace notifications resubscribed; those sent meanwhile were lost (they are hints)"
+                );
+            }
+            backoff = Duration::from_millis(200);
+            let mut messages = pubsub.on_message();
+            loop {
+                let first = tokio::select! {
+                    () = stop.cancelled() => return,
+                    message = messages.next() => message,
+                };
+                let Some(first) = first else {
+                    deaf_since = Some(std::time::Instant::now());
+                    tracing::warn!("keyspace notification connection lost; reconnecting");
+                    break;
+                };
+                let mut batch = Vec::new();
+                batch.extend(keyspace_notification(
+                    first.get_channel_name(),
+                    first.get_payload_bytes(),
+                ));
+                let deadline = tokio::time::sleep(GATHER);
+                tokio::pin!(deadline);
+                while batch.len() < self.batch_max {
+                    tokio::select! {
+                        () = &mut deadline => break,
+                        message = messages.next() => match message {
+                            Some(m) => batch.extend(keyspace_notification(m.get_channel_name(), m.get_payload_bytes())),
+                            None => break,
+                        },
+                    }
+                }
+                if !batch.is_empty() {
+                    self.process(&batch).await;
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&self) -> anyhow::Result<redis::aio::PubSub> {
+        let mut info = self.info.clone();
+        if let Some(credentials) = &self.credentials {
+            let auth = credentials.current();
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_username(auth.username())
+                .set_password(auth.password());
+            info = info.set_redis_settings(settings);
+        }
+        let db = info.redis_settings().db();
+        let client = match &self.tls {
+            Some(tls) => redis::Client::build_with_tls(
+                info,
+                tls.certificates().map_err(|e| anyhow::anyhow!(e))?,
+            )?,
+            None => redis::Client::open(info)?,
+        };
+        let mut pubsub = client.get_async_pubsub().await?;
+        for event in ["expired", "evicted"] {
+            pubsub
+                .subscribe(format!("__keyevent@{db}__:{event}"))
+                .await?;
+        }
+        Ok(pubsub)
+    }
+
+    /// Processes a batch of hints, retrying a little; a batch that keeps
+    /// failing is dropped with an error (the keys just stay uncached).
+    async fn process(&self, batch: &[crate::cache_events::CacheEvent]) {
+        for attempt in 1..=ATTEMPTS {
+            match self.pipeline.process_cache_events(batch).await {
+                Ok(()) => return,
+                Err(err) if attempt < ATTEMPTS => {
+                    tracing::warn!(attempt, error = %err, "keyspace events not processed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                Err(err) => {
+                    tracing::error!(events = batch.len(), error = %err, "keyspace events dropped after {ATTEMPTS} attempts (they are hints)");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merged_flags;
+
+    #[test]
+    fn flags_are_added_once() {
+        assert_eq!(merged_flags("").as_deref(), Some("Exe"));
+        assert_eq!(merged_flags("Kx").as_deref(), Some("KxEe"));
+        assert_eq!(merged_flags("AE"), None);
+        assert_eq!(merged_flags("KEA").as_deref(), None);
+        assert_eq!(merged_flags("Exe"), None);
+    }
+}

@@ -1,0 +1,90 @@
+//! Starting the cache event sources a config asks for.
+
+use super::keyspace::KeyspaceListener;
+use super::stream::StreamConsumer;
+use crate::config::Config;
+use crate::pipeline::Pipeline;
+use crate::sink::credentials::FileCredentials;
+use crate::sink::redis::{connection_info, mask_url, open_connection_as};
+use anyhow::Context as _;
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The cache event sources of a service, connected and ready to run.
+pub struct CacheEventTasks {
+    stream: Option<StreamConsumer>,
+    keyspace: Option<KeyspaceListener>,
+    credentials: Option<FileCredentials>,
+}
+
+impl CacheEventTasks {
+    /// Connects the sources `config` enables (each on its own Redis
+    /// connection, since they block) for consumer `consumer`.
+    pub async fn connect(
+        config: &Config,
+        pipeline: &Arc<Pipeline>,
+        consumer: String,
+    ) -> anyhow::Result<Self> {
+        let events = &config.cache_events;
+        let redis = &config.redis;
+        let credentials = FileCredentials::for_redis(redis)?;
+        let open = || async {
+            open_connection_as(
+                connection_info(&redis.url)?,
+                &mask_url(&redis.url),
+                redis.tls.as_ref(),
+                credentials.as_ref(),
+            )
+            .await
+        };
+        let stream = if events.stream.is_empty() {
+            None
+        } else {
+            let mut consumer =
+                StreamConsumer::new(open().await?, events.clone(), consumer, pipeline.clone());
+            consumer.ensure_group().await.with_context(|| {
+                format!(
+                    "cannot create consumer group {} on cache event stream {}",
+                    events.group, events.stream
+                )
+            })?;
+            Some(consumer)
+        };
+        let keyspace = if events.keyspace_notifications {
+            let mut listener = KeyspaceListener::new(
+                connection_info(&redis.url)?,
+                redis.tls.clone(),
+                credentials.clone(),
+                open().await?,
+                events.configure_notifications,
+                events.batch_max,
+                pipeline.clone(),
+            );
+            listener.configure_redis().await?;
+            Some(listener)
+        } else {
+            None
+        };
+        Ok(Self {
+            stream,
+            keyspace,
+            credentials,
+        })
+    }
+
+    /// Runs the sources until `stop` is cancelled.
+    pub fn spawn(self, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if let Some(stream) = self.stream {
+            tasks.push(tokio::spawn(stream.run(stop.clone())));
+        }
+        if let Some(keyspace) = self.keyspace {
+            tasks.push(tokio::spawn(keyspace.run(stop.clone())));
+        }
+        if let Some(credentials) = self.credentials {
+            tasks.push(tokio::spawn(credentials.watch(stop.clone())));
+        }
+        tasks
+    }
+}

@@ -1,0 +1,292 @@
+//! From a batch of cache events to refreshed rows in Redis.
+//!
+//! Each plugin built against contract 0.2.0 gets the events on keys under
+//! its granted prefixes. Its answer is checked: every request must name an
+//! event of the batch; a refresh must name a table the plugin's manifest
+//! wants and scalar key values. Allowed refreshes are read from Spanner in
+//! one strong read and fed back to that plugin's `on-changes` as changes
+//! versioned at the read timestamp, then applied like any other change.
+//! Every request, allowed or denied, is audited with the event it answers.
+
+use super::{Pipeline, PipelineError};
+use crate::cache_events::{CacheAction, CacheEffect, CacheEvent, Refresh, source_name};
+use crate::change::{RowChange, Version};
+use crate::runtime::{Plugin, PluginError};
+use crate::sink::audit::{AuditRecord, Verdict};
+use crate::sink::version;
+use crate::source::spanner::refresh::check_request;
+
+/// A batch of cache events that could not be carried out; nothing of it
+/// should be acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheEventError {
+    /// Applying, auditing or parking failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// Spanner could not be read for a refresh.
+    #[error("refresh read from Spanner failed: {0:#}")]
+    Read(anyhow::Error),
+    /// A plugin asked for a refresh and the host has no Spanner reader.
+    #[error("plugin {plugin} asked for a refresh, but this pipeline has no Spanner reader")]
+    NoReader {
+        /// The plugin.
+        plugin: String,
+    },
+}
+
+impl Pipeline {
+    /// Hands `events` to every plugin that handles cache events and carries
+    /// out what they ask. Returns once everything is applied, so the caller
+    /// may then acknowledge the events.
+    #[tracing::instrument(name = "pipeline.cache_events", skip_all, fields(events = events.len()))]
+    pub async fn process_cache_events(&self, events: &[CacheEvent]) -> Result<(), CacheEventError> {
+        for event in events {
+            self.metrics
+                .cache_events_total
+                .with_label_values(&[source_name(event.source), event.kind.as_str()])
+                .inc();
+        }
+        let plugins = self.plugins.load_full();
+        for plugin in plugins.iter().filter(|p| p.handles_cache_events()) {
+            let Some(grant) = self.policy.grant(plugin.name()) else {
+                continue;
+            };
+            let mine: Vec<CacheEvent> = events
+                .iter()
+                .filter(|event| {
+                    grant
+                        .key_prefixes
+                        .iter()
+                        .any(|prefix| event.key.starts_with(prefix.as_str()))
+                })
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                self.run_plugin_on_events(plugin, &mine).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run_plugin_on_events(
+        &self,
+        plugin: &Plugin,
+        events: &[CacheEvent],
+    ) -> Result<(), CacheEventError> {
+        let actions = match self.plan_events(plugin, events).await {
+            Ok(actions) => actions,
+            Err(error) => {
+                self.audit_crypto_refusals(plugin).await?;
+                let json = serde_json::to_string(events)
+                    .unwrap_or_else(|e| format!("unserialisable events: {e}"));
+                self.park_json(plugin, json, 0, events.len(), &error)
+                    .await
+                    .map_err(PipelineError::from)?;
+                return Ok(());
+            }
+        };
+        self.audit_crypto_refusals(plugin).await?;
+        let mut records = Vec::new();
+        let mut requests: Vec<(usize, Refresh)> = Vec::new();
+        for action in actions {
+            let event = &events[action.event as usize];
+            let CacheEffect::Refresh(refresh) = action.effect;
+            let denied = check_request(&refresh).err().or_else(|| {
+                (!plugin.manifest().wants(&refresh.table)).then(|| {
+                    format!(
+                        "refresh of table {}: the plugin's manifest does not list that table",
+                        refresh.table
+                    )
+                })
+            });
+            match denied {
+                Some(reason) => {
+                    tracing::warn!(plugin = %plugin.label(), key = %event.key, %reason, "refresh denied");
+                    self.metrics
+                        .effects_total
+                        .with_label_values(&[plugin.name(), "denied"])
+                        .inc();
+                    records.push(event_record(plugin, event, "", Verdict::Denied, reason));
+                }
+                None => requests.push((action.event as usize, refresh)),
+            }
+        }
+        if !requests.is_empty() {
+            let reader = self
+                .refresher
+                .get()
+                .ok_or_else(|| CacheEventError::NoReader {
+                    plugin: plugin.label(),
+                })?;
+            let unique = dedupe(requests.iter().map(|(_, r)| r));
+            let (rows, read_micros) = reader.read(&unique).await.map_err(CacheEventError::Read)?;
+            let changes: Vec<RowChange> = rows.into_iter().flatten().collect();
+            self.metrics.refreshes_total.inc_by(changes.len() as u64);
+            let versions: Vec<String> = changes
+                .iter()
+                .map(|c| version::encode(&Version::of(c)))
+                .collect();
+            self.run_plugin(plugin, &changes, &versions).await?;
+            let read_version = version::encode(&Version {
+                commit_micros: read_micros,
+                transaction_id: String::new(),
+                record_sequence: "0".into(),
+            });
+            for (index, refresh) in &requests {
+                let event = &events[*index];
+                records.push(event_record(
+                    plugin,
+                    event,
+                    &read_version,
+                    Verdict::Applied,
+                    format!("refreshed {}", describe(refresh)),
+                ));
+            }
+        }
+        if let Some(audit) = &self.audit
+            && !records.is_empty()
+        {
+            audit.append(&records).await.map_err(PipelineError::from)?;
+        }
+        Ok(())
+    }
+
+    /// Asks one plugin what to do about `events`, retrying failures on a
+    /// fresh instance like [`Pipeline::process`] does.
+    async fn plan_events(
+        &self,
+        plugin: &Plugin,
+        events: &[CacheEvent],
+    ) -> Result<Vec<CacheAction>, PluginError> {
+        let attempts = plugin.limits().attempts;
+        let mut attempt = 1;
+        loop {
+            let timer = self
+                .metrics
+                .plugin_call_seconds
+                .with_label_values(&[plugin.name()])
+                .start_timer();
+            let called = plugin.on_cache_events(events).await;
+            timer.observe_duration();
+            let result = called.and_then(|actions| {
+                check_event_plan(&plugin.label(), events.len(), &actions).map(|()| actions)
+            });
+            match result {
+                Ok(actions) => return Ok(actions),
+                Err(err) => {
+                    tracing::warn!(plugin = %plugin.label(), attempt, of = attempts, error = %err, "plugin failed on cache events");
+                    if attempt >= attempts {
+                        return Err(err);
+                    }
+                    self.metrics.retry("plugin");
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+impl Pipeline {
+    /// Parks a stream entry that is not a valid cache event in the
+    /// dead-letter stream.
+    pub async fn park_bad_cache_event(
+        &self,
+        reason: &str,
+        fields_json: String,
+    ) -> Result<(), PipelineError> {
+        let letter = crate::sink::DeadLetter {
+            plugin: "cache-events",
+            error: reason,
+            changes_json: fields_json,
+            first_commit_micros: 0,
+            count: 1,
+        };
+        self.sinks
+            .admin()
+            .dead_letter(
+                &self.dead_letters.stream,
+                self.dead_letters.max_len,
+                &letter,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// Checks that every request names an event of the batch and the plan is
+/// not larger than the batch allows.
+pub fn check_event_plan(
+    plugin: &str,
+    batch_len: usize,
+    actions: &[CacheAction],
+) -> Result<(), PluginError> {
+    for action in actions {
+        if action.event as usize >= batch_len {
+            return Err(PluginError::Rejected {
+                plugin: plugin.to_owned(),
+                message: format!(
+                    "returned a request for event {} but the batch has {batch_len} events",
+                    action.event
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The requests without repeats, in first-seen order.
+fn dedupe<'a>(requests: impl Iterator<Item = &'a Refresh>) -> Vec<Refresh> {
+    let mut unique: Vec<Refresh> = Vec::new();
+    for request in requests {
+        if !unique.contains(request) {
+            unique.push(request.clone());
+        }
+    }
+    unique
+}
+
+/// `Table(Key=value, …)`, for audit reasons and logs.
+fn describe(refresh: &Refresh) -> String {
+    let keys = refresh
+        .keys
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c.name,
+                crate::tooling::native::value_json(&c.value)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("{}({keys})", refresh.table)
+}
+
+/// The audit record of a request answering `event`.
+fn event_record(
+    plugin: &Plugin,
+    event: &CacheEvent,
+    version: &str,
+    verdict: Verdict,
+    reason: String,
+) -> AuditRecord {
+    let origin = if event.id.is_empty() {
+        format!("{} event {}", source_name(event.source), event.kind)
+    } else {
+        format!(
+            "{} event {} {}",
+            source_name(event.source),
+            event.kind,
+            event.id
+        )
+    };
+    AuditRecord {
+        plugin: plugin.label(),
+        plugin_digest: plugin.digest().to_owned(),
+        version: version.to_owned(),
+        key: event.key.clone(),
+        operation: "refresh".to_owned(),
+        verdict,
+        reason: format!("{origin}: {reason}"),
+    }
+}

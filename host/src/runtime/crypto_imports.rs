@@ -1,0 +1,79 @@
+//! The `crypto` host imports (contract 0.2.0): `seal` and `keyed-hash` with
+//! the host's keyring, restricted to the key names of the plugin's grant.
+//!
+//! Key bytes never enter the plugin. A call naming a key the grant does not
+//! list, or made while no keyring is configured, returns an error to the
+//! plugin and is remembered as a [`CryptoRefusal`] so the pipeline can audit
+//! it after the call.
+
+use super::bindings::v0_2::redis_spanner::plugin::crypto::Host as CryptoHost;
+use super::state::PluginState;
+use crate::crypto::KeyringHandle;
+use std::sync::Arc;
+
+/// What a plugin may use of the keyring.
+#[derive(Clone, Default)]
+pub struct CryptoAccess {
+    /// The host's keyring, when one is configured.
+    pub keyring: Option<Arc<KeyringHandle>>,
+    /// Key names the plugin's grant lists (`crypto_keys`).
+    pub granted: Arc<Vec<String>>,
+}
+
+/// A `seal` or `keyed-hash` call the host refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptoRefusal {
+    /// `seal` or `keyed-hash`.
+    pub operation: &'static str,
+    /// The key name the plugin asked for.
+    pub key_name: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl PluginState {
+    /// The keyring, when `key_name` is granted and a keyring is configured;
+    /// otherwise records the refusal and returns the message for the plugin.
+    fn keyring_for(
+        &mut self,
+        operation: &'static str,
+        key_name: &str,
+    ) -> Result<Arc<redis_spanner_envelope::Keyring>, String> {
+        let reason = if !self.crypto.granted.iter().any(|name| name == key_name) {
+            format!(
+                "key {key_name:?} is not granted to this plugin (granted: {:?}); add it to \
+                 crypto_keys in the plugin's grant",
+                self.crypto.granted
+            )
+        } else if let Some(keyring) = &self.crypto.keyring {
+            return Ok(keyring.current());
+        } else {
+            "no keyring is configured on the host (set keyring_dir in its config)".to_owned()
+        };
+        self.crypto_refusals.push(CryptoRefusal {
+            operation,
+            key_name: key_name.to_owned(),
+            reason: reason.clone(),
+        });
+        Err(format!("{operation}: {reason}"))
+    }
+}
+
+impl CryptoHost for PluginState {
+    fn seal(
+        &mut self,
+        key_name: String,
+        plaintext: Vec<u8>,
+        aad: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let keyring = self.keyring_for("seal", &key_name)?;
+        redis_spanner_envelope::seal(&keyring, &key_name, &plaintext, &aad)
+            .map_err(|e| format!("seal: {e}"))
+    }
+
+    fn keyed_hash(&mut self, key_name: String, data: Vec<u8>) -> Result<String, String> {
+        let keyring = self.keyring_for("keyed-hash", &key_name)?;
+        redis_spanner_envelope::keyed_hash(&keyring, &key_name, &data)
+            .map_err(|e| format!("keyed-hash: {e}"))
+    }
+}

@@ -1,0 +1,231 @@
+//! Refresh: re-reading single rows at a plugin's request.
+//!
+//! All rows one batch of cache events asks for are read in one strong
+//! read-only transaction. Each comes back as a `snapshot` change versioned at
+//! the transaction's read timestamp, or, when the row does not exist, as a
+//! `delete` at that timestamp, so the cache ends up holding exactly what
+//! Spanner held then and versioned apply keeps anything newer.
+
+use crate::change::{ChangeKind, Column, RowChange, Value};
+use crate::config::is_identifier;
+use crate::runtime::bindings::Refresh;
+use crate::source::spanner::record::timestamp_micros;
+use crate::source::spanner::snapshot::{ColumnDecoder, snapshot_change};
+use anyhow::Context as _;
+use google_cloud_spanner::client::DatabaseClient;
+use google_cloud_spanner::statement::Statement;
+use google_cloud_spanner::transaction::BeginTransactionOption;
+
+/// Why a refresh request cannot be read (the plugin asked for something
+/// malformed).
+pub fn check_request(refresh: &Refresh) -> Result<(), String> {
+    if !is_identifier(&refresh.table) {
+        return Err(format!(
+            "refresh names table {:?}, which is not a table name",
+            refresh.table
+        ));
+    }
+    if refresh.keys.is_empty() {
+        return Err(format!(
+            "refresh of table {} gives no key columns",
+            refresh.table
+        ));
+    }
+    for column in &refresh.keys {
+        if !is_identifier(&column.name) {
+            return Err(format!(
+                "refresh of table {} names key column {:?}, which is not a column name",
+                refresh.table, column.name
+            ));
+        }
+        if matches!(column.value, Value::Null | Value::Json(_)) {
+            return Err(format!(
+                "refresh of table {}: key column {} is {}; a key value must be a scalar",
+                refresh.table,
+                column.name,
+                if column.value == Value::Null {
+                    "NULL"
+                } else {
+                    "JSON"
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads rows from Spanner for refresh requests.
+#[derive(Clone)]
+pub struct Refresher {
+    client: DatabaseClient,
+}
+
+impl Refresher {
+    /// A refresher reading through `client`.
+    pub fn new(client: DatabaseClient) -> Self {
+        Self { client }
+    }
+
+    /// Reads every requested row in one strong read-only transaction; for
+    /// each request, in order, the changes it produced (one per matching row,
+    /// or one `delete` when none matches) and the read timestamp in
+    /// microseconds. Requests must have passed [`check_request`].
+    pub async fn read(&self, requests: &[Refresh]) -> anyhow::Result<(Vec<Vec<RowChange>>, i64)> {
+        let tx = self
+            .client
+            .read_only_transaction()
+            .set_begin_transaction_option(BeginTransactionOption::ExplicitBegin)
+            .build()
+            .await
+            .context("starting the refresh read")?;
+        let read_timestamp = tx
+            .read_timestamp()
+            .map(String::from)
+            .context("the refresh read has no read timestamp")?;
+        let version_micros = timestamp_micros(&read_timestamp)?;
+        let mut out = Vec::with_capacity(requests.len());
+        for request in requests {
+            let mut rows = tx
+                .execute_query(statement(request))
+                .await
+                .with_context(|| format!("refresh read of table {}", request.table))?;
+            let mut decoders: Option<Vec<ColumnDecoder>> = None;
+            let mut changes = Vec::new();
+            while let Some(row) = rows.next().await {
+                let row =
+                    row.with_context(|| format!("refresh read of table {}", request.table))?;
+                let decoders = decoders.get_or_insert_with(|| {
+                    let metadata = rows.metadata();
+                    metadata
+                        .column_names()
+                        .iter()
+                        .zip(metadata.column_types())
+                        .map(|(name, ty)| {
+                            let is_key = request.keys.iter().any(|k| &k.name == name);
+                            ColumnDecoder::new(name, ty, is_key)
+                        })
+                        .collect()
+                });
+                changes.push(snapshot_change(
+                    &request.table,
+                    decoders,
+                    row.raw_values(),
+                    version_micros,
+                )?);
+            }
+            if changes.is_empty() {
+                changes.push(absent_row(request, version_micros));
+            }
+            out.push(changes);
+        }
+        Ok((out, version_micros))
+    }
+}
+
+/// `SELECT * FROM table WHERE k0 = @k0 AND …`, with untyped parameters that
+/// Spanner types from the key columns.
+fn statement(request: &Refresh) -> Statement {
+    let condition = request
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, column)| format!("{} = @k{i}", column.name))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let mut builder =
+        Statement::builder(format!("SELECT * FROM {} WHERE {condition}", request.table));
+    for (i, column) in request.keys.iter().enumerate() {
+        let name = format!("k{i}");
+        builder = match &column.value {
+            Value::Bool(b) => builder.add_param(name, *b),
+            Value::Int64(n) => builder.add_param(name, *n),
+            Value::Float64(f) => builder.add_param(name, *f),
+            Value::Bytes(bytes) => builder.add_param(name, bytes.clone()),
+            Value::String(text)
+            | Value::Timestamp(text)
+            | Value::Date(text)
+            | Value::Numeric(text) => builder.add_param(name, text.clone()),
+            // Refused by `check_request`.
+            Value::Null | Value::Json(_) => builder,
+        };
+    }
+    builder.build()
+}
+
+/// The change that says a requested row did not exist at the read.
+fn absent_row(request: &Refresh, version_micros: i64) -> RowChange {
+    RowChange {
+        table: request.table.clone(),
+        kind: ChangeKind::Delete,
+        keys: request.keys.clone(),
+        new_values: Vec::<Column>::new(),
+        old_values: Vec::new(),
+        commit_micros: version_micros,
+        transaction_id: String::new(),
+        record_sequence: "0".to_owned(),
+        transaction_tag: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refresh(table: &str, keys: Vec<Column>) -> Refresh {
+        Refresh {
+            table: table.into(),
+            keys,
+        }
+    }
+
+    fn column(name: &str, value: Value) -> Column {
+        Column {
+            name: name.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn requests_are_checked() {
+        assert!(check_request(&refresh("Users", vec![column("UserId", Value::Int64(1))])).is_ok());
+        let bad = [
+            refresh("Users; DROP", vec![column("UserId", Value::Int64(1))]),
+            refresh("Users", vec![]),
+            refresh("Users", vec![column("a b", Value::Int64(1))]),
+            refresh("Users", vec![column("UserId", Value::Null)]),
+            refresh("Users", vec![column("UserId", Value::Json("{}".into()))]),
+        ];
+        for request in &bad {
+            let err = check_request(request).unwrap_err();
+            assert!(err.contains("refresh"), "{err}");
+        }
+    }
+
+    #[test]
+    fn statement_binds_every_key() {
+        let request = refresh(
+            "Orders",
+            vec![
+                column("CustomerId", Value::String("c1".into())),
+                column("OrderId", Value::Int64(7)),
+            ],
+        );
+        let statement = statement(&request);
+        let text = format!("{statement:?}");
+        assert!(
+            text.contains("SELECT * FROM Orders WHERE CustomerId = @k0 AND OrderId = @k1"),
+            "{text}"
+        );
+        assert!(text.contains("k0") && text.contains("k1"), "{text}");
+    }
+
+    #[test]
+    fn an_absent_row_is_a_delete_at_the_read() {
+        let request = refresh("Users", vec![column("UserId", Value::Int64(4))]);
+        let change = absent_row(&request, 99);
+        assert_eq!(change.kind, ChangeKind::Delete);
+        assert_eq!(change.commit_micros, 99);
+        assert_eq!(change.keys, request.keys);
+        assert!(change.transaction_id.is_empty());
+    }
+}
