@@ -1,45 +1,21 @@
 //! Cache events against a real redis-server and Spanner emulator: a miss
 //! posted to the event stream is answered with a refresh that caches the row
 //! at its read version; events left pending by a crashed host are reclaimed;
-//! a bad entry is parked; a key Redis evicts is refreshed from a keyspace
+//! a bad entry is parked; a fill refused as stale is audited; a key Redis evicts is refreshed from a keyspace
 //! notification.
 
-use google_cloud_spanner::client::DatabaseClient;
-use google_cloud_spanner::mutation::Mutation;
 use redis::AsyncCommands as _;
 use redis::aio::MultiplexedConnection;
 use redis_spanner::demo::schema;
 use redis_spanner::service::Service;
 use redis_spanner_tests::{
-    RunningService, TestBed, entries, eventually, field, plugin_dir, wait_for_entry,
+    RunningService, TestBed, entries, eventually, field, plugin_dir, upsert_user, wait_for_entry,
 };
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 const EVENTS: &str = "redis-spanner:cache-events";
 const GROUP: &str = "redis-spanner";
-
-/// Writes a user and returns its commit timestamp in microseconds.
-async fn write_user(spanner: &DatabaseClient, id: i64, name: &str) -> anyhow::Result<i64> {
-    let response = spanner
-        .write_only_transaction()
-        .build()
-        .write(vec![
-            Mutation::new_insert_or_update_builder("Users")
-                .set("UserId")
-                .to(id)
-                .set("Name")
-                .to(name)
-                .build(),
-        ])
-        .await?;
-    let committed = response
-        .commit_timestamp
-        .ok_or_else(|| anyhow::anyhow!("no commit timestamp"))?;
-    Ok(redis_spanner::source::spanner::record::timestamp_micros(
-        &String::from(committed),
-    )?)
-}
 
 /// The commit micros of the version stored for `key`, once there is one.
 async fn stored_version(redis: &mut MultiplexedConnection, key: &str) -> Option<i64> {
@@ -59,8 +35,8 @@ async fn misses_are_refreshed_and_pending_events_reclaimed() -> anyhow::Result<(
     let spanner = bed.spanner_client().await?;
     let mut redis = bed.redis_connection().await?;
     // Written before the service starts at "now": the stream never delivers them.
-    let committed_1 = write_user(&spanner, 1, "Ada").await?;
-    write_user(&spanner, 2, "Grace").await?;
+    let committed_1 = upsert_user(&spanner, 1, "Ada", None).await?;
+    upsert_user(&spanner, 2, "Grace", None).await?;
 
     // A host that read an event and died before acknowledging it.
     let () = redis::cmd("XGROUP")
@@ -163,6 +139,30 @@ async fn misses_are_refreshed_and_pending_events_reclaimed() -> anyhow::Result<(
         field(refresh, "reason").contains("refreshed Users(UserId=1)"),
         "{refresh:?}"
     );
+
+    // A fill read before the refresh is refused, and the refusal audited.
+    let written: i64 = redis::cmd("FCALL")
+        .arg("rs_fill")
+        .arg(3)
+        .arg("users:1")
+        .arg(redis_spanner::sink::version::companion_key("users:1")?)
+        .arg("redis-spanner:fill-refusals")
+        .arg(committed_1 - 1)
+        .arg("stale value")
+        .query_async(&mut redis)
+        .await?;
+    assert_eq!(
+        written, 0,
+        "a fill older than the stored version is refused"
+    );
+    assert!(value(&redis, "users:1").await.unwrap().contains("Ada"));
+    let refused = wait_for_entry(&redis, "redis-spanner:audit", |entry| {
+        field(entry, "op") == "fill" && field(entry, "key") == "users:1"
+    })
+    .await
+    .expect("the refused fill is audited");
+    assert_eq!(field(&refused, "verdict"), "stale");
+    assert_eq!(field(&refused, "plugin"), "application-fill");
     running.shutdown().await
 }
 
@@ -171,7 +171,7 @@ async fn an_evicted_key_is_refreshed() -> anyhow::Result<()> {
     let bed = TestBed::start(&schema::ddl()).await?;
     let spanner = bed.spanner_client().await?;
     let mut redis = bed.redis_connection().await?;
-    write_user(&spanner, 5, "Evicted").await?;
+    upsert_user(&spanner, 5, "Evicted", None).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let mut config = bed.config(schema::STREAM, plugins.path());
     config.cache_events.keyspace_notifications = true;

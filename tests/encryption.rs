@@ -3,39 +3,18 @@
 //! reader library opens them, before and after a key rotation; a plugin
 //! asking for a key its grant does not list is refused and audited.
 
-use google_cloud_spanner::mutation::Mutation;
 use redis::AsyncCommands as _;
 use redis_spanner::config::KeyringConfig;
 use redis_spanner::demo::schema;
 use redis_spanner::policy::Grant;
 use redis_spanner::service::Service;
 use redis_spanner_envelope::{Keyring, keyed_hash_version, open, parse_header};
-use redis_spanner_tests::{RunningService, TestBed, eventually, field, plugin, wait_for_entry};
+use redis_spanner_tests::{
+    RunningService, TestBed, eventually, field, plugin, upsert_user, wait_for_entry,
+};
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(30);
-
-async fn write_user(
-    spanner: &google_cloud_spanner::client::DatabaseClient,
-    id: i64,
-    email: &str,
-) -> anyhow::Result<()> {
-    spanner
-        .write_only_transaction()
-        .build()
-        .write(vec![
-            Mutation::new_insert_or_update_builder("Users")
-                .set("UserId")
-                .to(id)
-                .set("Name")
-                .to(format!("user {id}"))
-                .set("Email")
-                .to(email)
-                .build(),
-        ])
-        .await?;
-    Ok(())
-}
 
 async fn bytes(redis: &redis::aio::MultiplexedConnection, key: &str) -> Option<Vec<u8>> {
     let mut redis = redis.clone();
@@ -69,7 +48,7 @@ async fn sealed_values_open_after_rotation_and_ungranted_keys_are_refused() -> a
     let redis = bed.redis_connection().await?;
 
     // Sealed with pii v1, bound to its Redis key.
-    write_user(&spanner, 1, "ada@example.com").await?;
+    upsert_user(&spanner, 1, "user 1", Some("ada@example.com")).await?;
     let first = eventually(PATIENCE, || bytes(&redis, "sealed:users:1")).await;
     let first = first.expect("sealed:users:1 written");
     let header = parse_header(&first)?;
@@ -90,7 +69,8 @@ async fn sealed_values_open_after_rotation_and_ungranted_keys_are_refused() -> a
     Keyring::generate(keys.path(), "pii")?;
     let mut id = 2;
     let rotated = loop {
-        write_user(&spanner, id, &format!("user{id}@example.com")).await?;
+        let email = format!("user{id}@example.com");
+        upsert_user(&spanner, id, &format!("user {id}"), Some(&email)).await?;
         let key = format!("sealed:users:{id}");
         let value = eventually(PATIENCE, || bytes(&redis, &key)).await;
         let value = value.unwrap_or_else(|| panic!("{key} written"));

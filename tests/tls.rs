@@ -2,12 +2,11 @@
 //! openssl, a redis-server listening only on a TLS port, and the service
 //! caching a Spanner change through it.
 
-use google_cloud_spanner::mutation::Mutation;
 use redis::AsyncCommands as _;
 use redis_spanner::demo::schema;
 use redis_spanner::service::Service;
 use redis_spanner::sink::tls::RedisTls;
-use redis_spanner_tests::{RunningService, TestBed, eventually, plugin_dir};
+use redis_spanner_tests::{RunningService, TestBed, eventually, plugin_dir, upsert_user};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -177,18 +176,7 @@ async fn the_host_caches_through_a_tls_only_redis() -> anyhow::Result<()> {
     let service = Service::connect(&config).await?;
     let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
-    spanner
-        .write_only_transaction()
-        .build()
-        .write(vec![
-            Mutation::new_insert_or_update_builder("Users")
-                .set("UserId")
-                .to(7)
-                .set("Name")
-                .to("over TLS")
-                .build(),
-        ])
-        .await?;
+    upsert_user(&spanner, 7, "over TLS", None).await?;
     let cached = eventually(Duration::from_secs(30), || {
         let mut redis = redis.clone();
         async move {

@@ -12,11 +12,10 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::service::build_pipeline;
 use crate::source::spanner::connect;
-use crate::source::spanner::record::timestamp_micros;
-use crate::source::spanner::snapshot::{ColumnDecoder, primary_key, snapshot_change};
-use anyhow::Context as _;
+use crate::source::spanner::snapshot::{
+    ColumnDecoder, StrongRead, column_decoders, primary_key, snapshot_change, strong_read,
+};
 use google_cloud_spanner::statement::Statement;
-use google_cloud_spanner::transaction::BeginTransactionOption;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -47,17 +46,11 @@ pub async fn backfill(
     let keys = primary_key(&client, table).await?;
     let pipeline = build_pipeline(config, Arc::new(Metrics::new()), plugin).await?;
 
-    let tx = client
-        .read_only_transaction()
-        .set_begin_transaction_option(BeginTransactionOption::ExplicitBegin)
-        .build()
-        .await
-        .context("starting the snapshot transaction")?;
-    let read_timestamp = tx
-        .read_timestamp()
-        .map(String::from)
-        .context("the snapshot transaction has no read timestamp")?;
-    let version_micros = timestamp_micros(&read_timestamp)?;
+    let StrongRead {
+        tx,
+        read_timestamp,
+        version_micros,
+    } = strong_read(&client, "the snapshot transaction").await?;
 
     let mut count = tx
         .execute_query(Statement::builder(format!("SELECT COUNT(*) FROM {table}")).build())
@@ -77,15 +70,8 @@ pub async fn backfill(
     let mut done = 0u64;
     while let Some(row) = rows.next().await {
         let row = row?;
-        let decoders = decoders.get_or_insert_with(|| {
-            let metadata = rows.metadata();
-            metadata
-                .column_names()
-                .iter()
-                .zip(metadata.column_types())
-                .map(|(name, ty)| ColumnDecoder::new(name, ty, keys.contains(name)))
-                .collect()
-        });
+        let decoders = decoders
+            .get_or_insert_with(|| column_decoders(rows.metadata(), |name| keys.contains(name)));
         batch.push(snapshot_change(
             table,
             decoders,

@@ -9,15 +9,13 @@
 //! (new key files, or a Kubernetes secret volume swapping its links) and on
 //! `SIGHUP`.
 
+use crate::reload_trigger::ReloadTrigger;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
-use notify::Watcher as _;
 use redis_spanner_envelope::Keyring;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Quiet time after the last file event before the keyring is read again,
@@ -73,48 +71,17 @@ impl KeyringHandle {
     /// watched or the signal cannot be received, the error is logged and the
     /// other trigger still works.
     pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
-        let file_events = self.dir.as_deref().and_then(watch_dir);
-        let hangup = match signal(SignalKind::hangup()) {
-            Ok(hangup) => Some(hangup),
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGHUP; the keyring is reloaded only when its directory changes");
-                None
-            }
-        };
+        let mut trigger = ReloadTrigger::new(SETTLE);
+        if let Some(dir) = self.dir()
+            && let Err(err) = trigger.watch_dir(dir)
+        {
+            tracing::error!(dir = %dir.display(), error = %err, "cannot watch the keyring directory; reload it with SIGHUP");
+        }
+        if let Err(err) = trigger.listen_for_sighup() {
+            tracing::error!(error = %err, "cannot listen for SIGHUP; the keyring is reloaded only when its directory changes");
+        }
         tracing::info!(dir = %dir_label(self.dir()), "watching the keyring (reloaded on change and on SIGHUP)");
-        self.follow(stop, file_events, hangup).await;
-    }
-
-    /// Reloads on each batch of file events and each `SIGHUP` until `stop`.
-    async fn follow(
-        &self,
-        stop: CancellationToken,
-        file_events: Option<(notify::RecommendedWatcher, mpsc::Receiver<()>)>,
-        mut hangup: Option<Signal>,
-    ) {
-        // The watcher stops when dropped: keep it for as long as this runs.
-        let (_watcher, mut changed) = file_events.unzip();
-        loop {
-            let hangup_received = async {
-                match &mut hangup {
-                    Some(hangup) => hangup.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = stop.cancelled() => return,
-                Some(()) = hangup_received => {}
-                Some(()) = next_event(&mut changed) => {
-                    // Let a writer finish: one change makes several events.
-                    loop {
-                        tokio::select! {
-                            () = stop.cancelled() => return,
-                            () = tokio::time::sleep(SETTLE) => break,
-                            _ = next_event(&mut changed) => {}
-                        }
-                    }
-                }
-            }
+        while trigger.next(&stop).await.is_some() {
             self.reload_and_log();
         }
     }
@@ -152,39 +119,6 @@ fn dir_label(dir: Option<&Path>) -> String {
     match dir {
         Some(dir) => format!("{} and the environment", dir.display()),
         None => "the environment only".to_owned(),
-    }
-}
-
-/// The next file event; never, once there are none.
-async fn next_event(changed: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
-    match changed {
-        Some(changed) => changed.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// A watcher on `dir` and the channel its events arrive on, or `None` (the
-/// error logged) if the directory cannot be watched.
-fn watch_dir(dir: &Path) -> Option<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
-    let (events, changed) = mpsc::channel::<()>(1);
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Any event: a secret volume swaps a linked folder rather than
-        // touching the key files themselves.
-        if event.is_ok() {
-            let _ = events.try_send(());
-        }
-    })
-    .and_then(|mut watcher| {
-        watcher
-            .watch(dir, notify::RecursiveMode::NonRecursive)
-            .map(|()| watcher)
-    });
-    match watcher {
-        Ok(watcher) => Some((watcher, changed)),
-        Err(err) => {
-            tracing::error!(dir = %dir.display(), error = %err, "cannot watch the keyring directory; reload it with SIGHUP");
-            None
-        }
     }
 }
 

@@ -16,6 +16,7 @@
 //!   notifications) fed to plugins.
 //! - [`policy`]: grants: which plugin may do what.
 //! - [`crypto`]: the keyring plugins seal and hash with, reloaded on change.
+//! - [`reload_trigger`]: when to reload a file: a change in its directory, or `SIGHUP`.
 //! - [`metrics`]: Prometheus metrics and commit-to-Redis lag.
 //! - [`backfill`]: `redis-spanner backfill`: a table snapshot through the plugins.
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz` and `/readyz`.
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod provision;
+pub mod reload_trigger;
 pub mod runtime;
 pub mod service;
 pub mod sink;

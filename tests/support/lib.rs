@@ -4,6 +4,7 @@
 //! free ports (both stopped on drop), creates an instance and a database with
 //! the given DDL, and hands out a service configuration pointing at them.
 //! [`plugin`] finds a guest plugin built by this crate's build script.
+//! [`upsert_user`] writes a row of the demo schema's `Users` table.
 
 use redis_spanner::config::{AdminConfig, Config, PluginsConfig, RedisConfig, SpannerConfig};
 use redis_spanner::local::{EmulatorOptions, RedisServer, SpannerEmulator};
@@ -112,6 +113,35 @@ impl TestBed {
             .get_multiplexed_async_connection()
             .await?)
     }
+}
+
+/// Inserts or updates the `Users` row `id` with `name` and, when given,
+/// `email`; returns the commit timestamp in microseconds.
+pub async fn upsert_user(
+    spanner: &google_cloud_spanner::client::DatabaseClient,
+    id: i64,
+    name: &str,
+    email: Option<&str>,
+) -> anyhow::Result<i64> {
+    let mut user = google_cloud_spanner::mutation::Mutation::new_insert_or_update_builder("Users")
+        .set("UserId")
+        .to(id)
+        .set("Name")
+        .to(name);
+    if let Some(email) = email {
+        user = user.set("Email").to(email);
+    }
+    let response = spanner
+        .write_only_transaction()
+        .build()
+        .write(vec![user.build()])
+        .await?;
+    let committed = response
+        .commit_timestamp
+        .ok_or_else(|| anyhow::anyhow!("no commit timestamp"))?;
+    Ok(redis_spanner::source::spanner::record::timestamp_micros(
+        &String::from(committed),
+    )?)
 }
 
 /// Polls `probe` until it returns `Some` or `timeout` passes.

@@ -8,7 +8,8 @@
 //! - [`keyspace`]: Redis keyspace notifications (`expired`, `evicted`) for
 //!   keys under the plugins' granted prefixes. They are hints: Redis does not
 //!   keep them while the host is disconnected.
-//! - [`parse`]: stream entries and notifications as [`CacheEvent`]s.
+//! - [`parse`]: stream entries and notifications as [`CacheEvent`]s, and
+//!   refused fills as audit records.
 //! - [`tasks`]: connects and runs the sources a config enables.
 //!
 //! Both feed `Pipeline::process_cache_events`, which hands each plugin
@@ -32,7 +33,11 @@ pub struct CacheEventsConfig {
     /// The Redis stream applications post cache events to; `""` disables it.
     #[serde(default = "default_stream")]
     pub stream: String,
-    /// The consumer group the hosts read it with.
+    /// The stream where `FCALL rs_fill 3 …` records refused fills; the host
+    /// copies them into the audit trail (when it keeps one). `""` disables.
+    #[serde(default = "default_fill_refusals_stream")]
+    pub fill_refusals_stream: String,
+    /// The consumer group the hosts read the streams with.
     #[serde(default = "default_group")]
     pub group: String,
     /// Most events handed to plugins in one call.
@@ -56,6 +61,7 @@ impl Default for CacheEventsConfig {
     fn default() -> Self {
         Self {
             stream: default_stream(),
+            fill_refusals_stream: default_fill_refusals_stream(),
             group: default_group(),
             batch_max: default_batch_max(),
             claim_idle_ms: default_claim_idle_ms(),
@@ -67,6 +73,10 @@ impl Default for CacheEventsConfig {
 
 fn default_stream() -> String {
     "redis-spanner:cache-events".to_owned()
+}
+
+fn default_fill_refusals_stream() -> String {
+    "redis-spanner:fill-refusals".to_owned()
 }
 
 fn default_group() -> String {

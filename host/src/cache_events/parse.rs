@@ -4,10 +4,67 @@
 //! `miss` when absent); its other fields travel along. An entry without a
 //! key, or with a field that is not text, is bad input: the error names the
 //! entry so it can be parked rather than retried forever.
+//!
+//! An entry of the refused-fill stream (`key`, `version`, `stored`, written
+//! by `rs_fill`) becomes a `stale` audit record.
 
 use super::{CacheEvent, EventSource};
+use crate::sink::audit::{AuditRecord, Verdict};
 use crate::sink::version::is_version_key;
 use redis::Value;
+
+/// Who refused fills are audited as.
+pub const FILL_AUDIT_PLUGIN: &str = "application-fill";
+
+/// A stream entry's fields as text; `what` names the entry in errors.
+fn text_fields(
+    what: &str,
+    fields: impl IntoIterator<Item = (String, Value)>,
+) -> Result<Vec<(String, String)>, String> {
+    fields
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::BulkString(bytes) => String::from_utf8(bytes)
+                    .map_err(|_| format!("{what}: field {name:?} is not UTF-8 text"))?,
+                Value::SimpleString(text) => text,
+                Value::Int(n) => n.to_string(),
+                other => {
+                    return Err(format!(
+                        "{what}: field {name:?} has an unexpected value {other:?}"
+                    ));
+                }
+            };
+            Ok((name, text))
+        })
+        .collect()
+}
+
+/// Builds the audit record of a fill `rs_fill` refused.
+pub fn refused_fill(
+    id: &str,
+    fields: impl IntoIterator<Item = (String, Value)>,
+) -> Result<AuditRecord, String> {
+    let what = format!("refused fill {id}");
+    let fields = text_fields(&what, fields)?;
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, value)| value.clone())
+            .ok_or_else(|| format!("{what}: no `{name}` field"))
+    };
+    let stored = get("stored")?;
+    Ok(AuditRecord {
+        plugin: FILL_AUDIT_PLUGIN.to_owned(),
+        plugin_digest: String::new(),
+        version: get("version")?,
+        key: get("key")?,
+        operation: "fill".to_owned(),
+        verdict: Verdict::Stale,
+        reason: format!("Redis held version {stored}, not older than the read"),
+    })
+}
 
 /// Builds an event from a stream entry's id and fields.
 pub fn stream_entry(
@@ -17,18 +74,7 @@ pub fn stream_entry(
     let mut kind = None;
     let mut key = None;
     let mut rest = Vec::new();
-    for (name, value) in fields {
-        let text = match value {
-            Value::BulkString(bytes) => String::from_utf8(bytes)
-                .map_err(|_| format!("cache event {id}: field {name:?} is not UTF-8 text"))?,
-            Value::SimpleString(text) => text,
-            Value::Int(n) => n.to_string(),
-            other => {
-                return Err(format!(
-                    "cache event {id}: field {name:?} has an unexpected value {other:?}"
-                ));
-            }
-        };
+    for (name, text) in text_fields(&format!("cache event {id}"), fields)? {
         match name.as_str() {
             "kind" => kind = Some(text),
             "key" => key = Some(text),
@@ -106,6 +152,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("4-0") && err.contains("UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn refused_fills_become_stale_records() {
+        let record = refused_fill(
+            "5-0",
+            [
+                ("key".to_owned(), bulk("users:1")),
+                (
+                    "version".to_owned(),
+                    bulk("0000000000000000010::0000000000"),
+                ),
+                (
+                    "stored".to_owned(),
+                    bulk("0000000000000000020:tx:0000000000"),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(record.verdict, Verdict::Stale);
+        assert_eq!(record.key, "users:1");
+        assert_eq!(record.operation, "fill");
+        assert!(
+            record.reason.contains("0000000000000000020:tx"),
+            "{}",
+            record.reason
+        );
+        let err = refused_fill("6-0", [("key".to_owned(), bulk("users:1"))]).unwrap_err();
+        assert!(err.contains("6-0") && err.contains("stored"), "{err}");
     }
 
     #[test]

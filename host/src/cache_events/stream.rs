@@ -1,4 +1,5 @@
-//! The application event stream, read with a consumer group.
+//! The application event stream and the refused-fill stream, each read
+//! with a consumer group.
 //!
 //! Delivery is at least once: an entry is acknowledged (`XACK`) only after
 //! the refreshes it led to are applied, and audited. When processing fails
@@ -7,13 +8,17 @@
 //! another consumer for longer than `claim_idle_ms` (a host that died) are
 //! claimed with `XAUTOCLAIM`. An entry that is not a valid event is parked in
 //! the dead-letter stream, then acknowledged, so it cannot block the stream.
+//!
+//! The refused-fill stream (written by `FCALL rs_fill 3 …`) is read the same
+//! way; each entry becomes a `stale` audit record.
 
 use super::CacheEventsConfig;
-use super::parse::stream_entry;
+use super::parse::{refused_fill, stream_entry};
 use crate::pipeline::Pipeline;
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -25,9 +30,20 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest pause after failed batches.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// Reads the application event stream and feeds it to the pipeline.
+/// What a stream's entries are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// Cache events for the plugins.
+    CacheEvents,
+    /// Fills `rs_fill` refused, for the audit trail.
+    RefusedFills,
+}
+
+/// Reads one stream with the consumer group and feeds it to the pipeline.
 pub struct StreamConsumer {
     conn: ConnectionManager,
+    kind: StreamKind,
+    stream: String,
     config: CacheEventsConfig,
     consumer: String,
     pipeline: Arc<Pipeline>,
@@ -45,16 +61,24 @@ enum Next {
 }
 
 impl StreamConsumer {
-    /// A consumer named `consumer` (unique per host process) reading with
-    /// `conn`, which must not be shared: `XREADGROUP` blocks it.
+    /// A consumer named `consumer` (unique per host process) of the stream
+    /// of `kind` named in `config`, reading with `conn`, which must not be
+    /// shared: `XREADGROUP` blocks it.
     pub fn new(
         conn: ConnectionManager,
+        kind: StreamKind,
         config: CacheEventsConfig,
         consumer: String,
         pipeline: Arc<Pipeline>,
     ) -> Self {
+        let stream = match kind {
+            StreamKind::CacheEvents => config.stream.clone(),
+            StreamKind::RefusedFills => config.fill_refusals_stream.clone(),
+        };
         Self {
             conn,
+            kind,
+            stream,
             config,
             consumer,
             pipeline,
@@ -66,7 +90,7 @@ impl StreamConsumer {
     pub async fn ensure_group(&mut self) -> redis::RedisResult<()> {
         let created: redis::RedisResult<()> = self
             .conn
-            .xgroup_create_mkstream(&self.config.stream, &self.config.group, "0")
+            .xgroup_create_mkstream(&self.stream, &self.config.group, "0")
             .await;
         match created {
             Err(err) if err.code() == Some("BUSYGROUP") => Ok(()),
@@ -76,7 +100,7 @@ impl StreamConsumer {
 
     /// Consumes until `stop` is cancelled.
     pub async fn run(mut self, stop: CancellationToken) {
-        let stream = self.config.stream.clone();
+        let stream = self.stream.clone();
         let mut backoff = FIRST_BACKOFF;
         let mut next = Next::Claim;
         let mut last_claim = Instant::now();
@@ -129,7 +153,7 @@ impl StreamConsumer {
 
     async fn read(&mut self, next: Next) -> redis::RedisResult<Vec<StreamId>> {
         let count = self.config.batch_max.max(1);
-        let stream = self.config.stream.as_str();
+        let stream = self.stream.as_str();
         match next {
             Next::Claim => {
                 let options = StreamAutoClaimOptions::default().count(count);
@@ -174,31 +198,58 @@ impl StreamConsumer {
 
     /// Processes entries, then acknowledges them. Bad entries are parked.
     async fn process(&mut self, entries: &[StreamId]) -> anyhow::Result<()> {
-        let mut events = Vec::with_capacity(entries.len());
-        for entry in entries {
-            match stream_entry(&entry.id, entry.map.clone()) {
-                Ok(event) => events.push(event),
-                Err(reason) => {
-                    let fields: Vec<(String, String)> = entry
-                        .map
-                        .iter()
-                        .map(|(name, value)| (name.clone(), format!("{value:?}")))
-                        .collect();
-                    tracing::error!(stream = %self.config.stream, id = %entry.id, %reason, "bad cache event; parked in the dead-letter stream");
-                    self.pipeline
-                        .park_bad_cache_event(
-                            &reason,
-                            serde_json::to_string(&fields).unwrap_or_default(),
-                        )
-                        .await?;
-                }
-            }
+        match self.kind {
+            StreamKind::CacheEvents => self.process_events(entries).await?,
+            StreamKind::RefusedFills => self.process_refused_fills(entries).await?,
         }
-        self.pipeline.process_cache_events(&events).await?;
         let ids: Vec<&str> = entries.iter().map(|entry| entry.id.as_str()).collect();
         let _: usize = self
             .conn
-            .xack(&self.config.stream, &self.config.group, &ids)
+            .xack(&self.stream, &self.config.group, &ids)
+            .await?;
+        Ok(())
+    }
+
+    /// Audits refused fills as stale.
+    async fn process_refused_fills(&mut self, entries: &[StreamId]) -> anyhow::Result<()> {
+        let records = self.parse_or_park(entries, refused_fill).await?;
+        self.pipeline.audit_refused_fills(records).await?;
+        Ok(())
+    }
+
+    /// Hands cache events to the plugins.
+    async fn process_events(&mut self, entries: &[StreamId]) -> anyhow::Result<()> {
+        let events = self.parse_or_park(entries, stream_entry).await?;
+        self.pipeline.process_cache_events(&events).await?;
+        Ok(())
+    }
+
+    /// Parses each entry; parks the ones `parse` refuses.
+    async fn parse_or_park<T>(
+        &self,
+        entries: &[StreamId],
+        parse: impl Fn(&str, HashMap<String, redis::Value>) -> Result<T, String>,
+    ) -> anyhow::Result<Vec<T>> {
+        let mut parsed = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match parse(&entry.id, entry.map.clone()) {
+                Ok(item) => parsed.push(item),
+                Err(reason) => self.park(entry, &reason).await?,
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Parks a bad entry in the dead-letter stream.
+    async fn park(&self, entry: &StreamId, reason: &str) -> anyhow::Result<()> {
+        let fields: Vec<(String, String)> = entry
+            .map
+            .iter()
+            .map(|(name, value)| (name.clone(), format!("{value:?}")))
+            .collect();
+        tracing::error!(stream = %self.stream, id = %entry.id, %reason, "bad stream entry; parked in the dead-letter stream");
+        self.pipeline
+            .park_bad_cache_event(reason, serde_json::to_string(&fields).unwrap_or_default())
             .await?;
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Starting the cache event sources a config asks for.
 
 use super::keyspace::KeyspaceListener;
-use super::stream::StreamConsumer;
+use super::stream::{StreamConsumer, StreamKind};
 use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::sink::credentials::FileCredentials;
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The cache event sources of a service, connected and ready to run.
 pub struct CacheEventTasks {
-    stream: Option<StreamConsumer>,
+    streams: Vec<StreamConsumer>,
     keyspace: Option<KeyspaceListener>,
     credentials: Option<FileCredentials>,
 }
@@ -38,19 +38,34 @@ impl CacheEventTasks {
             )
             .await
         };
-        let stream = if events.stream.is_empty() {
-            None
-        } else {
-            let mut consumer =
-                StreamConsumer::new(open().await?, events.clone(), consumer, pipeline.clone());
-            consumer.ensure_group().await.with_context(|| {
+        let mut streams = Vec::new();
+        let audited = redis.audit_stream.is_some();
+        for (kind, name, wanted) in [
+            (StreamKind::CacheEvents, &events.stream, true),
+            (
+                StreamKind::RefusedFills,
+                &events.fill_refusals_stream,
+                audited,
+            ),
+        ] {
+            if name.is_empty() || !wanted {
+                continue;
+            }
+            let mut stream = StreamConsumer::new(
+                open().await?,
+                kind,
+                events.clone(),
+                consumer.clone(),
+                pipeline.clone(),
+            );
+            stream.ensure_group().await.with_context(|| {
                 format!(
-                    "cannot create consumer group {} on cache event stream {}",
-                    events.group, events.stream
+                    "cannot create consumer group {} on stream {name}",
+                    events.group
                 )
             })?;
-            Some(consumer)
-        };
+            streams.push(stream);
+        }
         let keyspace = if events.keyspace_notifications {
             let mut listener = KeyspaceListener::new(
                 connection_info(&redis.url)?,
@@ -67,7 +82,7 @@ impl CacheEventTasks {
             None
         };
         Ok(Self {
-            stream,
+            streams,
             keyspace,
             credentials,
         })
@@ -76,7 +91,7 @@ impl CacheEventTasks {
     /// Runs the sources until `stop` is cancelled.
     pub fn spawn(self, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
         let mut tasks = Vec::new();
-        if let Some(stream) = self.stream {
+        for stream in self.streams {
             tasks.push(tokio::spawn(stream.run(stop.clone())));
         }
         if let Some(keyspace) = self.keyspace {

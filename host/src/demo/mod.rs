@@ -5,13 +5,16 @@
 //! `Users` table and a change stream, loads the example plugin, writes a live
 //! workload and prints a line a second with what reached Redis. With
 //! `--check` the workload is finite and the demo ends by comparing every
-//! cached user with a strong read of Spanner.
+//! cached user with a strong read of Spanner, then measuring how fast a
+//! posted cache miss is answered with a refresh.
 //!
 //! - [`schema`]: the demo's database schema.
 //! - [`workload`]: random inserts, updates and deletes of users.
 //! - [`check`]: compares Redis with a strong read of Spanner.
+//! - [`refresh`]: the warm-on-miss round.
 
 pub mod check;
+pub mod refresh;
 pub mod schema;
 pub mod workload;
 
@@ -28,6 +31,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// How many cached users `--check` drops and gets back through a miss.
+const REFRESH_MISSES: usize = 100;
 
 /// What the demo should do.
 #[derive(Debug, Clone)]
@@ -56,6 +62,8 @@ pub struct CheckOutcome {
     pub mismatches: usize,
     /// Commit-to-Redis lag.
     pub lag: Option<LagSummary>,
+    /// The warm-on-miss round.
+    pub refresh: Option<refresh::RefreshReport>,
 }
 
 impl CheckOutcome {
@@ -64,10 +72,14 @@ impl CheckOutcome {
         let (p50, p99) = self
             .lag
             .map_or((f64::NAN, f64::NAN), |lag| (lag.p50_ms, lag.p99_ms));
-        format!(
+        let line = format!(
             "demo check: {} changes, {} mismatches, lag p50={p50:.1} ms p99={p99:.1} ms",
             self.changes, self.mismatches
-        )
+        );
+        match &self.refresh {
+            Some(refresh) => format!("{line}\n{}", refresh.summary()),
+            None => line,
+        }
     }
 }
 
@@ -177,13 +189,31 @@ pub async fn run(
             workload::run(&writer, Some(options.changes), CancellationToken::new()).await?;
         let redis = redis::Client::open(config.redis.url.as_str())?;
         let mut conn = redis.get_multiplexed_async_connection().await?;
-        let mismatches =
+        let mut mismatches =
             check::wait_until_coherent(&writer, &mut conn, Duration::from_secs(60)).await?;
+        let cached: Vec<String> = check::redis_users(&mut conn)
+            .await?
+            .into_keys()
+            .take(REFRESH_MISSES)
+            .collect();
+        let refresh = refresh::measure(
+            &mut conn,
+            &config.cache_events.stream,
+            &cached,
+            Duration::from_secs(5),
+        )
+        .await?;
+        if refresh.unanswered < refresh.misses {
+            // Refreshed values must match Spanner too.
+            mismatches =
+                check::wait_until_coherent(&writer, &mut conn, Duration::from_secs(60)).await?;
+        }
         println!(
             "partitions read to their end (splits and merges seen): {}",
             metrics.partitions_finished_total.get()
         );
         Some(CheckOutcome {
+            refresh: Some(refresh),
             changes: written,
             mismatches,
             lag: metrics.lag(),

@@ -187,6 +187,22 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// Counts fills `rs_fill` refused as stale and appends their records to
+    /// the audit trail (when there is one).
+    pub async fn audit_refused_fills(
+        &self,
+        records: Vec<AuditRecord>,
+    ) -> Result<(), PipelineError> {
+        self.metrics
+            .effects_total
+            .with_label_values(&[crate::cache_events::parse::FILL_AUDIT_PLUGIN, "stale"])
+            .inc_by(records.len() as u64);
+        if let Some(audit) = &self.audit {
+            audit.append(&records).await?;
+        }
+        Ok(())
+    }
+
     /// Parks a stream entry that is not a valid cache event in the
     /// dead-letter stream.
     pub async fn park_bad_cache_event(
@@ -288,5 +304,47 @@ fn event_record(
         operation: "refresh".to_owned(),
         verdict,
         reason: format!("{origin}: {reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache_events::CacheEffect;
+    use crate::change::{Column, Value};
+
+    fn refresh(id: i64) -> Refresh {
+        Refresh {
+            table: "Users".into(),
+            keys: vec![Column {
+                name: "UserId".into(),
+                value: Value::Int64(id),
+            }],
+        }
+    }
+
+    #[test]
+    fn requests_must_name_an_event_of_the_batch() {
+        let action = |event| CacheAction {
+            event,
+            effect: CacheEffect::Refresh(refresh(1)),
+        };
+        assert!(check_event_plan("p@1", 2, &[action(0), action(1)]).is_ok());
+        let err = check_event_plan("p@1", 2, &[action(2)]).unwrap_err();
+        assert!(
+            err.to_string().contains("event 2 but the batch has 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn repeated_refreshes_are_read_once() {
+        let requests = [refresh(1), refresh(2), refresh(1)];
+        assert_eq!(dedupe(requests.iter()), vec![refresh(1), refresh(2)]);
+    }
+
+    #[test]
+    fn refreshes_are_described_with_their_keys() {
+        assert_eq!(describe(&refresh(42)), "Users(UserId=42)");
     }
 }

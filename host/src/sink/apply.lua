@@ -16,12 +16,15 @@
 -- Returns 1 when applied, 0 when refused as stale (or expire of a missing key).
 --
 -- FCALL rs_fill 2 K VK read_micros value [ttl_ms]
+-- FCALL rs_fill 3 K VK REFUSALS read_micros value [ttl_ms]
 --   For applications that read a row from Spanner at timestamp read_micros
 --   (microseconds since the Unix epoch) and cache it: SET K value only if no
 --   change newer than the read was applied (or deleted K, while its
 --   tombstone lasts). A slow reader therefore never puts back a value that a
 --   later change replaced or deleted. Its version is read_micros with an
 --   empty transaction id, so a change committed at read_micros itself wins.
+--   With a third key, a refused fill is recorded in that stream (fields key,
+--   version, stored), which the host copies into its audit trail.
 --   Returns 1 when written, 0 when refused as stale.
 
 local function parse(version)
@@ -91,6 +94,8 @@ end
 
 -- How long a filled key's version outlives a filled key with a TTL.
 local FILL_VERSION_GRACE_MS = 86400000
+-- About how many refused fills a refusal stream keeps.
+local FILL_REFUSALS_KEPT = '100000'
 
 local function rs_fill(keys, args)
   local key, vkey = keys[1], keys[2]
@@ -108,6 +113,10 @@ local function rs_fill(keys, args)
   local version = string.rep('0', 19 - #read_micros) .. read_micros .. '::0000000000'
   local stored = redis.call('GET', vkey)
   if stored and compare(version, stored) <= 0 then
+    if keys[3] then
+      redis.call('XADD', keys[3], 'MAXLEN', '~', FILL_REFUSALS_KEPT, '*',
+        'key', key, 'version', version, 'stored', stored)
+    end
     return 0
   end
   write_value(key, vkey, value, version, ttl_ms, FILL_VERSION_GRACE_MS)

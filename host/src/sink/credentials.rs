@@ -18,16 +18,15 @@
 
 use crate::config::RedisConfig;
 use crate::policy::Grant;
+use crate::reload_trigger::ReloadTrigger;
 use futures::Stream;
-use notify::Watcher as _;
 use redis::auth::{BasicAuth, StreamingCredentialsProvider};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// The user a password file authenticates when none is named.
@@ -220,82 +219,24 @@ impl FileCredentials {
     /// signal that follows is never missed; when either cannot be set up the
     /// error is logged and the other still works.
     pub fn watch(&self, stop: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
-        let (events, changed) = mpsc::channel::<()>(1);
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // Any event in the directory: a Kubernetes secret mount swaps a
-            // symlinked folder rather than touching the file itself.
-            if event.is_ok() {
-                let _ = events.try_send(());
-            }
-        });
         let dir = match self.inner.path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
         };
-        let watcher = watcher.and_then(|mut watcher| {
-            watcher
-                .watch(&dir, notify::RecursiveMode::NonRecursive)
-                .map(|()| watcher)
-        });
-        let file_events = match watcher {
-            Ok(watcher) => Some((watcher, changed)),
-            Err(err) => {
-                tracing::error!(dir = %dir.display(), error = %err, "cannot watch the folder of the Redis password file; reload it with SIGHUP");
-                None
-            }
-        };
-        let hangup = match signal(SignalKind::hangup()) {
-            Ok(hangup) => Some(hangup),
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGHUP; the Redis password file is reloaded only when it changes");
-                None
-            }
-        };
+        let mut trigger = ReloadTrigger::new(SETTLE);
+        if let Err(err) = trigger.watch_dir(&dir) {
+            tracing::error!(dir = %dir.display(), error = %err, "cannot watch the folder of the Redis password file; reload it with SIGHUP");
+        }
+        if let Err(err) = trigger.listen_for_sighup() {
+            tracing::error!(error = %err, "cannot listen for SIGHUP; the Redis password file is reloaded only when it changes");
+        }
         tracing::info!(user = %self.inner.username, file = %self.inner.path.display(), "watching the Redis password file (reloaded on change and on SIGHUP)");
-        self.clone().follow(stop, file_events, hangup)
+        self.clone().follow(stop, trigger)
     }
 
-    /// Reloads on each file event and each `SIGHUP` until `stop`.
-    async fn follow(
-        self,
-        stop: CancellationToken,
-        file_events: Option<(notify::RecommendedWatcher, mpsc::Receiver<()>)>,
-        mut hangup: Option<Signal>,
-    ) {
-        // The watcher stops when dropped: keep it for as long as this runs.
-        let (_watcher, mut changed) = file_events.unzip();
-        loop {
-            let hangup_received = async {
-                match &mut hangup {
-                    Some(hangup) => hangup.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let file_changed = async {
-                match &mut changed {
-                    Some(changed) => changed.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = stop.cancelled() => return,
-                Some(()) = hangup_received => {}
-                Some(()) = file_changed => {
-                    // Let a writer finish (a swap makes several events).
-                    loop {
-                        tokio::select! {
-                            () = stop.cancelled() => return,
-                            () = tokio::time::sleep(SETTLE) => break,
-                            _ = async {
-                                match &mut changed {
-                                    Some(changed) => changed.recv().await,
-                                    None => std::future::pending().await,
-                                }
-                            } => {}
-                        }
-                    }
-                }
-            }
+    /// Reloads each time `trigger` fires until `stop`.
+    async fn follow(self, stop: CancellationToken, mut trigger: ReloadTrigger) {
+        while trigger.next(&stop).await.is_some() {
             self.reload_and_log();
         }
     }
@@ -339,9 +280,10 @@ mod tests {
         std::fs::rename(&staged, path).expect("rename the password file");
     }
 
-    async fn next(
-        stream: &mut Pin<Box<dyn Stream<Item = redis::RedisResult<BasicAuth>> + Send>>,
-    ) -> BasicAuth {
+    /// What [`FileCredentials::subscribe`] returns.
+    type Subscription = Pin<Box<dyn Stream<Item = redis::RedisResult<BasicAuth>> + Send>>;
+
+    async fn next(stream: &mut Subscription) -> BasicAuth {
         tokio::time::timeout(Duration::from_secs(10), stream.next())
             .await
             .expect("credentials arrive")
@@ -445,20 +387,33 @@ mod tests {
         assert!(quiet.is_err(), "no item without a change");
     }
 
-    #[tokio::test]
-    async fn the_watch_follows_atomic_renames() {
+    /// A password file holding `before`, its credentials, and a
+    /// subscription that has already yielded `before`.
+    struct Subscribed {
+        /// Removed on drop.
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+        credentials: FileCredentials,
+        stream: Subscription,
+    }
+
+    async fn subscribed() -> Subscribed {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("password");
         write(&path, "before\n");
         let credentials = FileCredentials::new(None, &path).unwrap();
         let mut stream = credentials.subscribe();
         assert_eq!(next(&mut stream).await.password(), "before");
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(credentials.watch(stop.clone()));
-        replace(&path, "renamed\n");
-        assert_eq!(next(&mut stream).await.password(), "renamed");
-        replace(&path, "again\n");
-        assert_eq!(next(&mut stream).await.password(), "again");
+        Subscribed {
+            _dir: dir,
+            path,
+            credentials,
+            stream,
+        }
+    }
+
+    /// Cancels `stop` and waits for the watch `task` to end.
+    async fn stop_watch(stop: CancellationToken, task: tokio::task::JoinHandle<()>) {
         stop.cancel();
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
@@ -467,30 +422,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sighup_reloads_without_a_file_event() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("password");
-        write(&path, "before\n");
-        let credentials = FileCredentials::new(None, &path).unwrap();
-        let mut stream = credentials.subscribe();
-        assert_eq!(next(&mut stream).await.password(), "before");
-        write(&path, "signalled\n");
-        // Installed before the signal is sent, so it cannot end the process.
-        let hangup = signal(SignalKind::hangup()).unwrap();
+    async fn the_watch_follows_atomic_renames() {
+        let mut watched = subscribed().await;
         let stop = CancellationToken::new();
-        let task = tokio::spawn(credentials.clone().follow(stop.clone(), None, Some(hangup)));
-        let quiet = tokio::time::timeout(Duration::from_millis(300), stream.next()).await;
+        let task = tokio::spawn(watched.credentials.watch(stop.clone()));
+        replace(&watched.path, "renamed\n");
+        assert_eq!(next(&mut watched.stream).await.password(), "renamed");
+        replace(&watched.path, "again\n");
+        assert_eq!(next(&mut watched.stream).await.password(), "again");
+        stop_watch(stop, task).await;
+    }
+
+    #[tokio::test]
+    async fn sighup_reloads_without_a_file_event() {
+        let mut watched = subscribed().await;
+        write(&watched.path, "signalled\n");
+        // Installed before the signal is sent, so it cannot end the process.
+        let mut trigger = ReloadTrigger::new(SETTLE);
+        trigger.listen_for_sighup().unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watched.credentials.clone().follow(stop.clone(), trigger));
+        let quiet = tokio::time::timeout(Duration::from_millis(300), watched.stream.next()).await;
         assert!(quiet.is_err(), "no reload before the signal");
         let status = std::process::Command::new("kill")
             .args(["-HUP", &std::process::id().to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
-        assert_eq!(next(&mut stream).await.password(), "signalled");
-        stop.cancel();
-        tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .expect("the watch stops when told")
-            .unwrap();
+        assert_eq!(next(&mut watched.stream).await.password(), "signalled");
+        stop_watch(stop, task).await;
     }
 }

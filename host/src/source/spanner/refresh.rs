@@ -9,12 +9,12 @@
 use crate::change::{ChangeKind, Column, RowChange, Value};
 use crate::config::is_identifier;
 use crate::runtime::bindings::Refresh;
-use crate::source::spanner::record::timestamp_micros;
-use crate::source::spanner::snapshot::{ColumnDecoder, snapshot_change};
+use crate::source::spanner::snapshot::{
+    ColumnDecoder, StrongRead, column_decoders, snapshot_change, strong_read,
+};
 use anyhow::Context as _;
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::statement::Statement;
-use google_cloud_spanner::transaction::BeginTransactionOption;
 
 /// Why a refresh request cannot be read (the plugin asked for something
 /// malformed).
@@ -71,18 +71,9 @@ impl Refresher {
     /// or one `delete` when none matches) and the read timestamp in
     /// microseconds. Requests must have passed [`check_request`].
     pub async fn read(&self, requests: &[Refresh]) -> anyhow::Result<(Vec<Vec<RowChange>>, i64)> {
-        let tx = self
-            .client
-            .read_only_transaction()
-            .set_begin_transaction_option(BeginTransactionOption::ExplicitBegin)
-            .build()
-            .await
-            .context("starting the refresh read")?;
-        let read_timestamp = tx
-            .read_timestamp()
-            .map(String::from)
-            .context("the refresh read has no read timestamp")?;
-        let version_micros = timestamp_micros(&read_timestamp)?;
+        let StrongRead {
+            tx, version_micros, ..
+        } = strong_read(&self.client, "the refresh read").await?;
         let mut out = Vec::with_capacity(requests.len());
         for request in requests {
             let mut rows = tx
@@ -95,16 +86,9 @@ impl Refresher {
                 let row =
                     row.with_context(|| format!("refresh read of table {}", request.table))?;
                 let decoders = decoders.get_or_insert_with(|| {
-                    let metadata = rows.metadata();
-                    metadata
-                        .column_names()
-                        .iter()
-                        .zip(metadata.column_types())
-                        .map(|(name, ty)| {
-                            let is_key = request.keys.iter().any(|k| &k.name == name);
-                            ColumnDecoder::new(name, ty, is_key)
-                        })
-                        .collect()
+                    column_decoders(rows.metadata(), |name| {
+                        request.keys.iter().any(|k| &k.name == name)
+                    })
                 });
                 changes.push(snapshot_change(
                     &request.table,

@@ -2,13 +2,17 @@
 //!
 //! Backfill and refresh both read rows in a strong read-only transaction
 //! and hand them to plugins versioned at its read timestamp; this module
-//! decodes result rows into the contract's values and knows a table's
-//! primary key.
+//! begins that transaction, decodes result rows into the contract's values
+//! and knows a table's primary key.
 
 use crate::change::{ChangeKind, Column, RowChange};
-use crate::source::spanner::record::scalar_value;
+use crate::source::spanner::record::{scalar_value, timestamp_micros};
 use crate::source::spanner::tree::Shape;
+use anyhow::Context as _;
+use google_cloud_spanner::client::DatabaseClient;
+use google_cloud_spanner::result::ResultSetMetadata;
 use google_cloud_spanner::statement::Statement;
+use google_cloud_spanner::transaction::{BeginTransactionOption, MultiUseReadOnlyTransaction};
 use google_cloud_spanner::types::{Type, TypeCode};
 
 /// The name Spanner's change records use for a type code.
@@ -56,11 +60,54 @@ impl ColumnDecoder {
     }
 }
 
+/// A decoder for each column of a result set; `is_key` tells which columns
+/// are part of the primary key.
+pub fn column_decoders(
+    metadata: &ResultSetMetadata,
+    is_key: impl Fn(&String) -> bool,
+) -> Vec<ColumnDecoder> {
+    metadata
+        .column_names()
+        .iter()
+        .zip(metadata.column_types())
+        .map(|(name, ty)| ColumnDecoder::new(name, ty, is_key(name)))
+        .collect()
+}
+
+/// A strong read-only transaction and the timestamp it reads at.
+pub struct StrongRead {
+    /// The transaction; every query in it reads at [`Self::read_timestamp`].
+    pub tx: MultiUseReadOnlyTransaction,
+    /// The read timestamp (RFC 3339).
+    pub read_timestamp: String,
+    /// The read timestamp in microseconds: the version of what is read.
+    pub version_micros: i64,
+}
+
+/// Begins a strong read-only transaction (explicitly, so its read timestamp
+/// is known before the first query). `what` names the read in errors, e.g.
+/// "the refresh read".
+pub async fn strong_read(client: &DatabaseClient, what: &str) -> anyhow::Result<StrongRead> {
+    let tx = client
+        .read_only_transaction()
+        .set_begin_transaction_option(BeginTransactionOption::ExplicitBegin)
+        .build()
+        .await
+        .with_context(|| format!("starting {what}"))?;
+    let read_timestamp = tx
+        .read_timestamp()
+        .map(String::from)
+        .with_context(|| format!("{what} has no read timestamp"))?;
+    let version_micros = timestamp_micros(&read_timestamp)?;
+    Ok(StrongRead {
+        tx,
+        read_timestamp,
+        version_micros,
+    })
+}
+
 /// The primary key columns of `table`, in key order.
-pub async fn primary_key(
-    tx: &google_cloud_spanner::client::DatabaseClient,
-    table: &str,
-) -> anyhow::Result<Vec<String>> {
+pub async fn primary_key(tx: &DatabaseClient, table: &str) -> anyhow::Result<Vec<String>> {
     let statement = Statement::builder(
         "SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.INDEX_COLUMNS \
          WHERE TABLE_SCHEMA = '' AND TABLE_NAME = @table AND INDEX_NAME = 'PRIMARY_KEY' \
