@@ -25,6 +25,7 @@ async fn bytes(redis: &redis::aio::MultiplexedConnection, key: &str) -> Option<V
 async fn sealed_values_open_after_rotation_and_ungranted_keys_are_refused() -> anyhow::Result<()> {
     let keys = tempfile::tempdir()?;
     Keyring::generate(keys.path(), "pii")?;
+    Keyring::generate(keys.path(), "lookup")?;
     let plugins = tempfile::tempdir()?;
     std::fs::copy(plugin("test_sealed"), plugins.path().join("sealed.wasm"))?;
     std::fs::copy(plugin("test_sealed"), plugins.path().join("greedy.wasm"))?;
@@ -40,7 +41,7 @@ async fn sealed_values_open_after_rotation_and_ungranted_keys_are_refused() -> a
     });
     for name in ["sealed", "greedy"] {
         let mut grant = Grant::prefixes(&["sealed:", "emails:"]);
-        grant.crypto_keys = vec!["pii".to_owned()];
+        grant.crypto_keys = vec!["pii".to_owned(), "lookup".to_owned()];
         config.grants.insert(name.to_owned(), grant);
     }
     let running = RunningService::spawn(Service::connect(&config).await?);
@@ -60,7 +61,7 @@ async fn sealed_values_open_after_rotation_and_ungranted_keys_are_refused() -> a
         open(&keyring, &first, b"sealed:users:2").is_err(),
         "the value is bound to its key"
     );
-    let hash = keyed_hash_version(&keyring, "pii", 1, b"ada@example.com")?;
+    let hash = keyed_hash_version(&keyring, "lookup", 1, b"ada@example.com")?;
     let email_key = format!("emails:{hash}");
     let by_email = eventually(PATIENCE, || bytes(&redis, &email_key)).await;
     assert_eq!(by_email.as_deref(), Some(&b"1"[..]), "keyed-hash index");

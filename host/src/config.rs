@@ -462,6 +462,16 @@ impl Config {
             )));
         }
         self.redis.check_credentials().map_err(invalid)?;
+        let busy_ms = self.plugins.call_timeout_ms * u64::from(self.plugins.attempts.max(1));
+        if self.cache_events.claim_idle_ms < busy_ms.max(1000) {
+            return Err(invalid(format!(
+                "cache_events.claim_idle_ms = {} is too small: a live host may still be working \
+                 on an entry that long; use at least {} (1 s, and plugins.call_timeout_ms × \
+                 plugins.attempts)",
+                self.cache_events.claim_idle_ms,
+                busy_ms.max(1000)
+            )));
+        }
         Ok(())
     }
 
@@ -647,6 +657,12 @@ url = "redis://127.0.0.1:6379"
         );
         let err = parse(&text).expect_err("bad start").to_string();
         assert!(err.contains("RFC 3339"), "{err}");
+        let text = format!("{MINIMAL}\n[cache_events]\nclaim_idle_ms = 500\n");
+        let err = parse(&text).expect_err("claim too eager").to_string();
+        assert!(
+            err.contains("claim_idle_ms = 500") && err.contains("15000"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -29,6 +29,8 @@ const BLOCK: Duration = Duration::from_millis(1000);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest pause after failed batches.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Failures in a row after which a batch is parked (about 40 s of retries).
+const MAX_FAILURES: u32 = 8;
 
 /// What a stream's entries are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub enum StreamKind {
 /// Reads one stream with the consumer group and feeds it to the pipeline.
 pub struct StreamConsumer {
     conn: ConnectionManager,
+    /// Where the next `XAUTOCLAIM` scan starts (`0-0` after a full pass).
+    claim_cursor: String,
     kind: StreamKind,
     stream: String,
     config: CacheEventsConfig,
@@ -77,6 +81,7 @@ impl StreamConsumer {
         };
         Self {
             conn,
+            claim_cursor: "0-0".to_owned(),
             kind,
             stream,
             config,
@@ -102,9 +107,10 @@ impl StreamConsumer {
     pub async fn run(mut self, stop: CancellationToken) {
         let stream = self.stream.clone();
         let mut backoff = FIRST_BACKOFF;
+        let mut failures = 0;
         let mut next = Next::Claim;
         let mut last_claim = Instant::now();
-        let claim_every = Duration::from_millis(self.config.claim_idle_ms.max(100)) / 2;
+        let claim_every = Duration::from_millis(self.config.claim_idle_ms) / 2;
         loop {
             if stop.is_cancelled() {
                 break;
@@ -122,7 +128,7 @@ impl StreamConsumer {
             let entries = match read {
                 Ok(entries) => entries,
                 Err(err) => {
-                    tracing::warn!(%stream, error = %err, "cannot read the cache event stream; retrying");
+                    tracing::warn!(%stream, error = %err, "cannot read the stream; retrying");
                     self.pipeline.metrics().retry("cache_event_read");
                     pause(&stop, &mut backoff).await;
                     if err.code() == Some("NOGROUP") {
@@ -138,17 +144,61 @@ impl StreamConsumer {
             match self.process(&entries).await {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
+                    failures = 0;
                     // Keep draining the same source while it has entries.
                 }
                 Err(err) => {
-                    tracing::warn!(%stream, entries = entries.len(), error = %err, "cache events not processed; they stay pending and are retried");
-                    self.pipeline.metrics().retry("cache_events");
+                    failures += 1;
+                    if failures >= MAX_FAILURES {
+                        tracing::error!(%stream, entries = entries.len(), error = %err, "stream entries failed {MAX_FAILURES} times in a row; parking them in the dead-letter stream");
+                        match self.park_all(&entries, &format!("{err:#}")).await {
+                            Ok(()) => failures = 0,
+                            Err(park) => {
+                                tracing::warn!(%stream, error = %park, "cannot park the entries yet")
+                            }
+                        }
+                    } else {
+                        tracing::warn!(%stream, entries = entries.len(), attempt = failures, error = %err, "stream entries not processed; they stay pending and are retried");
+                        self.pipeline.metrics().retry("cache_events");
+                    }
                     pause(&stop, &mut backoff).await;
                     next = Next::OwnPending;
                 }
             }
         }
-        tracing::info!(%stream, "cache event stream consumer stopped");
+        self.leave_group_if_idle().await;
+        tracing::info!(%stream, "stream consumer stopped");
+    }
+
+    /// Parks every entry of a batch that keeps failing, then acknowledges
+    /// them, so one bad batch cannot hold the stream up for good.
+    async fn park_all(&mut self, entries: &[StreamId], error: &str) -> anyhow::Result<()> {
+        for entry in entries {
+            self.park(entry, error).await?;
+        }
+        self.ack(entries).await
+    }
+
+    /// Removes this consumer from the group when nothing is pending on it,
+    /// so the group's consumer list does not grow with every restart.
+    async fn leave_group_if_idle(&mut self) {
+        let pending: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(&self.config.group)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .arg(&self.consumer)
+            .query_async(&mut self.conn)
+            .await;
+        if let Ok(redis::Value::Array(entries)) = pending
+            && entries.is_empty()
+        {
+            let _: redis::RedisResult<i64> = self
+                .conn
+                .xgroup_delconsumer(&self.stream, &self.config.group, &self.consumer)
+                .await;
+        }
     }
 
     async fn read(&mut self, next: Next) -> redis::RedisResult<Vec<StreamId>> {
@@ -164,10 +214,11 @@ impl StreamConsumer {
                         &self.config.group,
                         &self.consumer,
                         self.config.claim_idle_ms,
-                        "0-0",
+                        &self.claim_cursor,
                         options,
                     )
                     .await?;
+                self.claim_cursor = reply.next_stream_id.clone();
                 if !reply.claimed.is_empty() {
                     tracing::info!(
                         stream,
@@ -202,6 +253,11 @@ impl StreamConsumer {
             StreamKind::CacheEvents => self.process_events(entries).await?,
             StreamKind::RefusedFills => self.process_refused_fills(entries).await?,
         }
+        self.ack(entries).await
+    }
+
+    /// Acknowledges entries.
+    async fn ack(&mut self, entries: &[StreamId]) -> anyhow::Result<()> {
         let ids: Vec<&str> = entries.iter().map(|entry| entry.id.as_str()).collect();
         let _: usize = self
             .conn
@@ -245,13 +301,23 @@ impl StreamConsumer {
         let fields: Vec<(String, String)> = entry
             .map
             .iter()
-            .map(|(name, value)| (name.clone(), format!("{value:?}")))
+            .map(|(name, value)| (name.clone(), field_text(value)))
             .collect();
         tracing::error!(stream = %self.stream, id = %entry.id, %reason, "bad stream entry; parked in the dead-letter stream");
         self.pipeline
             .park_bad_cache_event(reason, serde_json::to_string(&fields).unwrap_or_default())
             .await?;
         Ok(())
+    }
+}
+
+/// A field's value as text for the dead-letter stream (bytes that are not
+/// UTF-8 are replaced, other values shown as redis-rs prints them).
+fn field_text(value: &redis::Value) -> String {
+    match value {
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        redis::Value::SimpleString(text) => text.clone(),
+        other => format!("{other:?}"),
     }
 }
 

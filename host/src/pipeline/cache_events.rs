@@ -3,7 +3,8 @@
 //! Each plugin built against contract 0.2.0 gets the events on keys under
 //! its granted prefixes. Its answer is checked: every request must name an
 //! event of the batch; a refresh must name a table the plugin's manifest
-//! wants and scalar key values. Allowed refreshes are read from Spanner in
+//! wants and give exactly its primary key, with scalar values (checked against
+//! the schema). Allowed refreshes are read from Spanner in
 //! one strong read and fed back to that plugin's `on-changes` as changes
 //! versioned at the read timestamp, then applied like any other change.
 //! Every request, allowed or denied, is audited with the event it answers.
@@ -14,7 +15,6 @@ use crate::change::{RowChange, Version};
 use crate::runtime::{Plugin, PluginError};
 use crate::sink::audit::{AuditRecord, Verdict};
 use crate::sink::version;
-use crate::source::spanner::refresh::check_request;
 
 /// A batch of cache events that could not be carried out; nothing of it
 /// should be acknowledged.
@@ -24,8 +24,13 @@ pub enum CacheEventError {
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     /// Spanner could not be read for a refresh.
-    #[error("refresh read from Spanner failed: {0:#}")]
-    Read(anyhow::Error),
+    #[error("refresh read from Spanner for plugin {plugin} failed: {error:#}")]
+    Read {
+        /// The plugin that asked.
+        plugin: String,
+        /// What failed.
+        error: anyhow::Error,
+    },
     /// A plugin asked for a refresh and the host has no Spanner reader.
     #[error("plugin {plugin} asked for a refresh, but this pipeline has no Spanner reader")]
     NoReader {
@@ -86,21 +91,36 @@ impl Pipeline {
             }
         };
         self.audit_crypto_refusals(plugin).await?;
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let reader = self
+            .refresher
+            .get()
+            .ok_or_else(|| CacheEventError::NoReader {
+                plugin: plugin.label(),
+            })?;
         let mut records = Vec::new();
         let mut requests: Vec<(usize, Refresh)> = Vec::new();
         for action in actions {
             let event = &events[action.event as usize];
             let CacheEffect::Refresh(refresh) = action.effect;
-            let denied = check_request(&refresh).err().or_else(|| {
-                (!plugin.manifest().wants(&refresh.table)).then(|| {
-                    format!(
-                        "refresh of table {}: the plugin's manifest does not list that table",
-                        refresh.table
-                    )
-                })
-            });
-            match denied {
-                Some(reason) => {
+            let resolved = if plugin.manifest().wants(&refresh.table) {
+                reader
+                    .resolve(&refresh)
+                    .await
+                    .map_err(|e| CacheEventError::Read {
+                        plugin: plugin.label(),
+                        error: e,
+                    })?
+            } else {
+                Err(format!(
+                    "refresh of table {}: the plugin's manifest does not list that table",
+                    refresh.table
+                ))
+            };
+            match resolved {
+                Err(reason) => {
                     tracing::warn!(plugin = %plugin.label(), key = %event.key, %reason, "refresh denied");
                     self.metrics
                         .effects_total
@@ -108,18 +128,19 @@ impl Pipeline {
                         .inc();
                     records.push(event_record(plugin, event, "", Verdict::Denied, reason));
                 }
-                None => requests.push((action.event as usize, refresh)),
+                Ok(refresh) => requests.push((action.event as usize, refresh)),
             }
         }
         if !requests.is_empty() {
-            let reader = self
-                .refresher
-                .get()
-                .ok_or_else(|| CacheEventError::NoReader {
-                    plugin: plugin.label(),
-                })?;
             let unique = dedupe(requests.iter().map(|(_, r)| r));
-            let (rows, read_micros) = reader.read(&unique).await.map_err(CacheEventError::Read)?;
+            let (rows, read_micros) =
+                reader
+                    .read(&unique)
+                    .await
+                    .map_err(|e| CacheEventError::Read {
+                        plugin: plugin.label(),
+                        error: e,
+                    })?;
             let changes: Vec<RowChange> = rows.into_iter().flatten().collect();
             self.metrics.refreshes_total.inc_by(changes.len() as u64);
             let versions: Vec<String> = changes
@@ -138,8 +159,11 @@ impl Pipeline {
                     plugin,
                     event,
                     &read_version,
-                    Verdict::Applied,
-                    format!("refreshed {}", describe(refresh)),
+                    Verdict::Requested,
+                    format!(
+                        "read {} for the plugin; what it wrote is audited on its own",
+                        describe(refresh)
+                    ),
                 ));
             }
         }
@@ -229,8 +253,7 @@ impl Pipeline {
     }
 }
 
-/// Checks that every request names an event of the batch and the plan is
-/// not larger than the batch allows.
+/// Checks that every request names an event of the batch.
 pub fn check_event_plan(
     plugin: &str,
     batch_len: usize,
@@ -252,13 +275,11 @@ pub fn check_event_plan(
 
 /// The requests without repeats, in first-seen order.
 fn dedupe<'a>(requests: impl Iterator<Item = &'a Refresh>) -> Vec<Refresh> {
-    let mut unique: Vec<Refresh> = Vec::new();
-    for request in requests {
-        if !unique.contains(request) {
-            unique.push(request.clone());
-        }
-    }
-    unique
+    let mut seen = std::collections::HashSet::new();
+    requests
+        .filter(|request| seen.insert(serde_json::to_string(request).unwrap_or_default()))
+        .cloned()
+        .collect()
 }
 
 /// `Table(Key=value, …)`, for audit reasons and logs.
@@ -346,5 +367,13 @@ mod tests {
     #[test]
     fn refreshes_are_described_with_their_keys() {
         assert_eq!(describe(&refresh(42)), "Users(UserId=42)");
+    }
+
+    #[test]
+    fn refreshes_with_the_same_keys_in_another_table_are_distinct() {
+        let mut orders = refresh(1);
+        orders.table = "Orders".into();
+        let requests = [refresh(1), orders.clone()];
+        assert_eq!(dedupe(requests.iter()), vec![refresh(1), orders]);
     }
 }

@@ -11,6 +11,11 @@ use super::state::PluginState;
 use crate::crypto::KeyringHandle;
 use std::sync::Arc;
 
+/// Most refusals kept (and audited) per call; more are only refused.
+const MAX_REFUSALS_KEPT: usize = 100;
+/// Longest key name kept in a refusal, in characters.
+const MAX_KEY_NAME_KEPT: usize = 64;
+
 /// What a plugin may use of the keyring.
 #[derive(Clone, Default)]
 pub struct CryptoAccess {
@@ -40,8 +45,9 @@ impl PluginState {
         key_name: &str,
     ) -> Result<Arc<redis_spanner_envelope::Keyring>, String> {
         let reason = if !self.crypto.granted.iter().any(|name| name == key_name) {
+            let shown: String = key_name.chars().take(MAX_KEY_NAME_KEPT).collect();
             format!(
-                "key {key_name:?} is not granted to this plugin (granted: {:?}); add it to \
+                "key {shown:?} is not granted to this plugin (granted: {:?}); add it to \
                  crypto_keys in the plugin's grant",
                 self.crypto.granted
             )
@@ -50,11 +56,14 @@ impl PluginState {
         } else {
             "no keyring is configured on the host (set keyring_dir in its config)".to_owned()
         };
-        self.crypto_refusals.push(CryptoRefusal {
-            operation,
-            key_name: key_name.to_owned(),
-            reason: reason.clone(),
-        });
+        // Bounded: a plugin calling in a loop must not grow the host's memory.
+        if self.crypto_refusals.len() < MAX_REFUSALS_KEPT {
+            self.crypto_refusals.push(CryptoRefusal {
+                operation,
+                key_name: key_name.chars().take(MAX_KEY_NAME_KEPT).collect(),
+                reason: reason.clone(),
+            });
+        }
         Err(format!("{operation}: {reason}"))
     }
 }

@@ -206,7 +206,14 @@ impl Plugin {
             .map_err(wrong_world)?;
         let pre = match v0_2::CachePluginPre::new(instance_pre.clone()) {
             Ok(pre) => Pre::V2(pre),
-            Err(_) => Pre::V1(v0_1::CachePluginPre::new(instance_pre).map_err(wrong_world)?),
+            Err(as_v2) => match v0_1::CachePluginPre::new(instance_pre) {
+                Ok(pre) => Pre::V1(pre),
+                Err(as_v1) => {
+                    return Err(wrong_world(wasmtime::Error::msg(format!(
+                        "as 0.2.0: {as_v2:#}; as 0.1.0: {as_v1:#}"
+                    ))));
+                }
+            },
         };
         let name = manifest.name.clone().unwrap_or_else(|| {
             path.file_stem()
@@ -362,7 +369,18 @@ impl Plugin {
             Bindings::V2(bindings) => bindings.call_on_cache_events(&mut live.store, batch).await,
             Bindings::V1(_) => Ok(Ok(Vec::new())),
         };
-        self.settle(&mut guard, outcome)
+        let actions = self.settle(&mut guard, outcome)?;
+        if actions.len() > self.limits.max_actions {
+            return Err(PluginError::PlanTooLarge {
+                plugin: self.label(),
+                message: format!(
+                    "{} cache requests, the limit is {}",
+                    actions.len(),
+                    self.limits.max_actions
+                ),
+            });
+        }
+        Ok(actions)
     }
 
     /// Hands a batch to the plugin and returns its plan.

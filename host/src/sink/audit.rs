@@ -85,6 +85,9 @@ pub enum Verdict {
     Stale,
     /// Refused by policy: the plugin may not touch this key this way.
     Denied,
+    /// Carried out on the plugin's behalf without writing by itself (a
+    /// refresh read); what the plugin then wrote has records of its own.
+    Requested,
 }
 
 impl Verdict {
@@ -94,6 +97,7 @@ impl Verdict {
             Verdict::Applied => "applied",
             Verdict::Stale => "stale",
             Verdict::Denied => "denied",
+            Verdict::Requested => "requested",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Caches each `Users` row sealed with keyring key `key` (manifest config,
 //! default `pii`) under `sealed:users:{UserId}`, with the Redis key as
-//! associated data, and maps `emails:{keyed hash of Email}` to the user id.
+//! associated data, and maps `emails:{keyed hash of Email}` to the user id,
+//! hashing with key `hash_key` (default `lookup`).
 //! A failing `seal` or `keyed-hash` (for example a key the grant does not
 //! list) fails the batch.
 
@@ -8,15 +9,17 @@ use redis_spanner_sdk::{
     ChangeKind, Effect, Plugin, RowChange, config, key, keyed_hash, register_plugin, seal,
 };
 
-/// The plugin: the keyring key name it uses.
+/// The plugin: the keyring key names it seals and hashes with.
 struct Sealed {
     key_name: String,
+    hash_key_name: String,
 }
 
 impl Plugin for Sealed {
     fn init() -> Result<Self, String> {
         Ok(Sealed {
             key_name: config("key").unwrap_or_else(|| "pii".to_string()),
+            hash_key_name: config("hash_key").unwrap_or_else(|| "lookup".to_string()),
         })
     }
 
@@ -40,7 +43,7 @@ impl Plugin for Sealed {
         )?;
         let mut effects = vec![Effect::set(row_key, sealed)];
         if let Some(email) = change.new_value("Email").and_then(|v| v.as_str()) {
-            let hash = keyed_hash(&self.key_name, email.as_bytes())?;
+            let hash = keyed_hash(&self.hash_key_name, email.as_bytes())?;
             effects.push(Effect::set(key(&["emails", &hash]), id));
         }
         Ok(effects)

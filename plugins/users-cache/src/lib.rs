@@ -1,17 +1,27 @@
 //! Caches each row of the `Users` table as a JSON object under `users:{UserId}`,
-//! and refreshes a user's row when its key is reported missing, expired or
-//! evicted.
+//! and refreshes a user's row when a cache event of one of the kinds in the
+//! manifest's `refresh_on` setting (default `miss`; e.g. `miss,evicted`)
+//! reports its key.
 
 use redis_spanner_sdk::{
-    CacheEffect, CacheEvent, ChangeKind, Effect, Plugin, RowChange, Value, key, register_plugin,
+    CacheEffect, CacheEvent, ChangeKind, Effect, Plugin, RowChange, Value, config, key,
+    register_plugin,
 };
 
-/// The plugin; it keeps no state.
-struct UsersCache;
+/// The plugin: the cache event kinds it answers with a refresh.
+struct UsersCache {
+    refresh_on: Vec<String>,
+}
 
 impl Plugin for UsersCache {
     fn init() -> Result<Self, String> {
-        Ok(UsersCache)
+        let refresh_on = config("refresh_on")
+            .unwrap_or_else(|| "miss".to_string())
+            .split(',')
+            .map(|kind| kind.trim().to_string())
+            .filter(|kind| !kind.is_empty())
+            .collect();
+        Ok(UsersCache { refresh_on })
     }
 
     fn on_change(&self, change: &RowChange) -> Result<Vec<Effect>, String> {
@@ -32,7 +42,7 @@ impl Plugin for UsersCache {
     }
 
     fn on_cache_event(&self, event: &CacheEvent) -> Result<Vec<CacheEffect>, String> {
-        if !matches!(event.kind.as_str(), "miss" | "expired" | "evicted") {
+        if !self.refresh_on.contains(&event.kind) {
             return Ok(Vec::new());
         }
         // Only keys this plugin writes: `users:` and a decimal id.

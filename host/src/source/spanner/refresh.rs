@@ -10,11 +10,14 @@ use crate::change::{ChangeKind, Column, RowChange, Value};
 use crate::config::is_identifier;
 use crate::runtime::bindings::Refresh;
 use crate::source::spanner::snapshot::{
-    ColumnDecoder, StrongRead, column_decoders, snapshot_change, strong_read,
+    ColumnDecoder, StrongRead, column_decoders, primary_key_columns, snapshot_change, strong_read,
 };
 use anyhow::Context as _;
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::statement::Statement;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Mutex;
 
 /// Why a refresh request cannot be read (the plugin asked for something
 /// malformed).
@@ -58,12 +61,44 @@ pub fn check_request(refresh: &Refresh) -> Result<(), String> {
 #[derive(Clone)]
 pub struct Refresher {
     client: DatabaseClient,
+    /// Primary key columns by table, as read once from the schema.
+    primary_keys: Arc<Mutex<HashMap<String, Vec<String>>>>,
 }
 
 impl Refresher {
     /// A refresher reading through `client`.
     pub fn new(client: DatabaseClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            primary_keys: Arc::default(),
+        }
+    }
+
+    /// Checks a plugin's request against the schema: the table must exist
+    /// and the request must give exactly its primary key columns, which come
+    /// back in key order. `Ok(Err(reason))` denies the request; `Err` is a
+    /// failure to read the schema (retry later).
+    pub async fn resolve(&self, refresh: &Refresh) -> anyhow::Result<Result<Refresh, String>> {
+        if let Err(reason) = check_request(refresh) {
+            return Ok(Err(reason));
+        }
+        let cached = self.primary_keys.lock().await.get(&refresh.table).cloned();
+        let primary_key = match cached {
+            Some(columns) => columns,
+            None => {
+                let columns = primary_key_columns(&self.client, &refresh.table)
+                    .await
+                    .with_context(|| {
+                        format!("reading the primary key of table {}", refresh.table)
+                    })?;
+                self.primary_keys
+                    .lock()
+                    .await
+                    .insert(refresh.table.clone(), columns.clone());
+                columns
+            }
+        };
+        Ok(order_keys(refresh, &primary_key))
     }
 
     /// Reads every requested row in one strong read-only transaction; for
@@ -104,6 +139,36 @@ impl Refresher {
         }
         Ok((out, version_micros))
     }
+}
+
+/// The request with its keys in primary key order, or why its keys are not
+/// exactly the primary key of its table (`primary_key` empty: no table).
+fn order_keys(refresh: &Refresh, primary_key: &[String]) -> Result<Refresh, String> {
+    if primary_key.is_empty() {
+        return Err(format!(
+            "refresh of table {}: there is no such table",
+            refresh.table
+        ));
+    }
+    let given: Vec<&str> = refresh.keys.iter().map(|c| c.name.as_str()).collect();
+    let mut keys = Vec::with_capacity(primary_key.len());
+    for name in primary_key {
+        match refresh.keys.iter().find(|c| &c.name == name) {
+            Some(column) => keys.push(column.clone()),
+            None => break,
+        }
+    }
+    if keys.len() != primary_key.len() || given.len() != primary_key.len() {
+        return Err(format!(
+            "refresh of table {} must give exactly its primary key columns {primary_key:?}, \
+             got {given:?}",
+            refresh.table
+        ));
+    }
+    Ok(Refresh {
+        table: refresh.table.clone(),
+        keys,
+    })
 }
 
 /// `SELECT * FROM table WHERE k0 = @k0 AND …`, with untyped parameters that
@@ -183,6 +248,32 @@ mod tests {
             let err = check_request(request).unwrap_err();
             assert!(err.contains("refresh"), "{err}");
         }
+    }
+
+    #[test]
+    fn keys_must_be_exactly_the_primary_key() {
+        let primary_key = ["CustomerId".to_owned(), "OrderId".to_owned()];
+        let request = refresh(
+            "Orders",
+            vec![
+                column("OrderId", Value::Int64(7)),
+                column("CustomerId", Value::String("c1".into())),
+            ],
+        );
+        let ordered = order_keys(&request, &primary_key).unwrap();
+        assert_eq!(ordered.keys[0].name, "CustomerId");
+        assert_eq!(ordered.keys[1].name, "OrderId");
+        let partial = refresh("Orders", vec![column("OrderId", Value::Int64(7))]);
+        let err = order_keys(&partial, &primary_key).unwrap_err();
+        assert!(err.contains("exactly its primary key"), "{err}");
+        let mut extra = request.clone();
+        extra.keys.push(column("Email", Value::String("a".into())));
+        assert!(order_keys(&extra, &primary_key).is_err());
+        let mut repeated = request.clone();
+        repeated.keys[0] = column("CustomerId", Value::String("c2".into()));
+        assert!(order_keys(&repeated, &primary_key).is_err());
+        let err = order_keys(&request, &[]).unwrap_err();
+        assert!(err.contains("no such table"), "{err}");
     }
 
     #[test]

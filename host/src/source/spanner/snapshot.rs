@@ -108,6 +108,17 @@ pub async fn strong_read(client: &DatabaseClient, what: &str) -> anyhow::Result<
 
 /// The primary key columns of `table`, in key order.
 pub async fn primary_key(tx: &DatabaseClient, table: &str) -> anyhow::Result<Vec<String>> {
+    let keys = primary_key_columns(tx, table).await?;
+    anyhow::ensure!(
+        !keys.is_empty(),
+        "table {table} does not exist (or has no primary key)"
+    );
+    Ok(keys)
+}
+
+/// The primary key columns of `table`, in key order; empty when there is no
+/// such table.
+pub async fn primary_key_columns(tx: &DatabaseClient, table: &str) -> anyhow::Result<Vec<String>> {
     let statement = Statement::builder(
         "SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.INDEX_COLUMNS \
          WHERE TABLE_SCHEMA = '' AND TABLE_NAME = @table AND INDEX_NAME = 'PRIMARY_KEY' \
@@ -121,10 +132,6 @@ pub async fn primary_key(tx: &DatabaseClient, table: &str) -> anyhow::Result<Vec
         let name: String = row?.get(0)?;
         keys.push(name);
     }
-    anyhow::ensure!(
-        !keys.is_empty(),
-        "table {table} does not exist (or has no primary key)"
-    );
     Ok(keys)
 }
 
