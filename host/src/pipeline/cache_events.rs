@@ -100,19 +100,17 @@ impl Pipeline {
             .ok_or_else(|| CacheEventError::NoReader {
                 plugin: plugin.label(),
             })?;
+        let read_failed = |error| CacheEventError::Read {
+            plugin: plugin.label(),
+            error,
+        };
         let mut records = Vec::new();
         let mut requests: Vec<(usize, Refresh)> = Vec::new();
         for action in actions {
             let event = &events[action.event as usize];
             let CacheEffect::Refresh(refresh) = action.effect;
             let resolved = if plugin.manifest().wants(&refresh.table) {
-                reader
-                    .resolve(&refresh)
-                    .await
-                    .map_err(|e| CacheEventError::Read {
-                        plugin: plugin.label(),
-                        error: e,
-                    })?
+                reader.resolve(&refresh).await.map_err(read_failed)?
             } else {
                 Err(format!(
                     "refresh of table {}: the plugin's manifest does not list that table",
@@ -133,14 +131,7 @@ impl Pipeline {
         }
         if !requests.is_empty() {
             let unique = dedupe(requests.iter().map(|(_, r)| r));
-            let (rows, read_micros) =
-                reader
-                    .read(&unique)
-                    .await
-                    .map_err(|e| CacheEventError::Read {
-                        plugin: plugin.label(),
-                        error: e,
-                    })?;
+            let (rows, read_micros) = reader.read(&unique).await.map_err(read_failed)?;
             let changes: Vec<RowChange> = rows.into_iter().flatten().collect();
             self.metrics.refreshes_total.inc_by(changes.len() as u64);
             let versions: Vec<String> = changes
