@@ -155,7 +155,7 @@ impl KeyspaceListener {
                     }
                 }
                 if !batch.is_empty() {
-                    self.process(&batch).await;
+                    self.process(&batch, &stop).await;
                 }
             }
         }
@@ -191,13 +191,16 @@ impl KeyspaceListener {
 
     /// Processes a batch of hints, retrying a little; a batch that keeps
     /// failing is dropped with an error (the keys just stay uncached).
-    async fn process(&self, batch: &[crate::cache_events::CacheEvent]) {
+    async fn process(&self, batch: &[crate::cache_events::CacheEvent], stop: &CancellationToken) {
         for attempt in 1..=ATTEMPTS {
             match self.pipeline.process_cache_events(batch).await {
                 Ok(()) => return,
                 Err(err) if attempt < ATTEMPTS => {
                     tracing::warn!(attempt, error = %err, "keyspace events not processed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))) => {}
+                    }
                 }
                 Err(err) => {
                     tracing::error!(events = batch.len(), error = %err, "keyspace events dropped after {ATTEMPTS} attempts (they are hints)");
