@@ -3,6 +3,7 @@
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
+use redis_spanner::sink::redis::{connection_info, mask_url, open_configured, open_connection};
 use redis_spanner_envelope::{Keyring, open, parse_header};
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -41,12 +42,17 @@ pub struct DecryptArgs {
     /// The associated data the value was sealed with (often its Redis key).
     #[arg(long, default_value = "")]
     aad: String,
-    /// Read the envelope from this Redis key (needs --redis-url).
-    #[arg(long, requires = "redis_url", conflicts_with = "file")]
+    /// Read the envelope from this Redis key (needs --redis-url or --config).
+    #[arg(long, conflicts_with = "file")]
     key: Option<String>,
     /// The Redis to read --key from.
-    #[arg(long, requires = "key")]
+    #[arg(long, requires = "key", conflicts_with = "config")]
     redis_url: Option<String>,
+    /// Read --key from the Redis of this service configuration (its URL,
+    /// TLS settings and password file); its `[keyring] dir` is used when
+    /// --keyring is not given.
+    #[arg(long, short, requires = "key")]
+    config: Option<PathBuf>,
     /// Read the envelope from this file; without --key or --file it is read
     /// from standard input.
     #[arg(long)]
@@ -78,14 +84,32 @@ pub fn run(command: KeyringCommand) -> anyhow::Result<ExitCode> {
 
 /// Runs `decrypt`: writes the plaintext to standard output.
 pub async fn decrypt(args: DecryptArgs) -> anyhow::Result<ExitCode> {
-    let keyring = Keyring::load(args.keyring.as_deref())?;
+    let config = match &args.config {
+        Some(path) => Some(redis_spanner::config::Config::load(path)?),
+        None => None,
+    };
+    let keyring_dir = args.keyring.clone().or_else(|| {
+        config
+            .as_ref()
+            .and_then(|c| c.keyring.as_ref())
+            .and_then(|k| k.dir.clone())
+    });
+    let keyring = Keyring::load(keyring_dir.as_deref())?;
     anyhow::ensure!(
         !keyring.is_empty(),
         "no keys: give --keyring DIR or set REDIS_SPANNER_KEY_<NAME>_V<version> variables"
     );
-    let (envelope, source) = match (&args.key, &args.redis_url, &args.file) {
-        (Some(key), Some(url), _) => (read_redis(url, key).await?, format!("redis key {key}")),
-        (_, _, Some(file)) => (read_file(file)?, format!("file {}", file.display())),
+    let (envelope, source) = match (&args.key, &args.redis_url, &config, &args.file) {
+        (Some(key), Some(url), _, _) => {
+            let conn = open_connection(connection_info(url)?, &mask_url(url), None).await?;
+            (read_redis(conn, key).await?, format!("redis key {key}"))
+        }
+        (Some(key), None, Some(config), _) => {
+            let conn = open_configured(&config.redis).await?;
+            (read_redis(conn, key).await?, format!("redis key {key}"))
+        }
+        (Some(_), None, None, _) => anyhow::bail!("--key needs --redis-url or --config"),
+        (None, _, _, Some(file)) => (read_file(file)?, format!("file {}", file.display())),
         _ => (read_stdin()?, "standard input".to_owned()),
     };
     let plaintext = open(&keyring, &envelope, args.aad.as_bytes()).with_context(|| {
@@ -105,16 +129,13 @@ pub async fn decrypt(args: DecryptArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn read_redis(url: &str, key: &str) -> anyhow::Result<Vec<u8>> {
-    use redis_spanner::sink::redis::{connection_info, mask_url, open_connection};
-    let shown = mask_url(url);
-    let mut conn = open_connection(connection_info(url)?, &shown, None).await?;
+async fn read_redis(mut conn: redis::aio::ConnectionManager, key: &str) -> anyhow::Result<Vec<u8>> {
     let value: Option<Vec<u8>> = redis::cmd("GET")
         .arg(key)
         .query_async(&mut conn)
         .await
-        .with_context(|| format!("GET {key} on {shown}"))?;
-    value.with_context(|| format!("redis key {key} does not exist on {shown}"))
+        .with_context(|| format!("GET {key}"))?;
+    value.with_context(|| format!("redis key {key} does not exist"))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {

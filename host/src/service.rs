@@ -80,7 +80,15 @@ impl Service {
             build_pipeline_parts(config, metrics.clone(), None).await?;
         let pipeline = Arc::new(pipeline);
         pipeline.set_refresher(Refresher::new(client.clone()));
-        let cache_events = CacheEventTasks::connect(config, &pipeline, host_id()).await?;
+        // The host's own password file, when it has one, comes first.
+        let host_credentials = config
+            .redis
+            .password_file
+            .is_some()
+            .then(|| password_files.first().cloned())
+            .flatten();
+        let cache_events =
+            CacheEventTasks::connect(config, &pipeline, host_id(), host_credentials).await?;
         let keyring = options.keyring.clone();
         let reloader = config
             .plugins

@@ -15,20 +15,21 @@ use tokio_util::sync::CancellationToken;
 pub struct CacheEventTasks {
     streams: Vec<StreamConsumer>,
     keyspace: Option<KeyspaceListener>,
-    credentials: Option<FileCredentials>,
 }
 
 impl CacheEventTasks {
     /// Connects the sources `config` enables (each on its own Redis
-    /// connection, since they block) for consumer `consumer`.
+    /// connection, since they block) for consumer `consumer`, as the host's
+    /// user: `credentials` when it reads its password from a file (the
+    /// service's own, which it watches).
     pub async fn connect(
         config: &Config,
         pipeline: &Arc<Pipeline>,
         consumer: String,
+        credentials: Option<FileCredentials>,
     ) -> anyhow::Result<Self> {
         let events = &config.cache_events;
         let redis = &config.redis;
-        let credentials = FileCredentials::for_redis(redis)?;
         let open = || async {
             open_connection_as(
                 connection_info(&redis.url)?,
@@ -81,11 +82,7 @@ impl CacheEventTasks {
         } else {
             None
         };
-        Ok(Self {
-            streams,
-            keyspace,
-            credentials,
-        })
+        Ok(Self { streams, keyspace })
     }
 
     /// Runs the sources until `stop` is cancelled.
@@ -96,9 +93,6 @@ impl CacheEventTasks {
         }
         if let Some(keyspace) = self.keyspace {
             tasks.push(tokio::spawn(keyspace.run(stop.clone())));
-        }
-        if let Some(credentials) = self.credentials {
-            tasks.push(tokio::spawn(credentials.watch(stop.clone())));
         }
         tasks
     }
