@@ -1,12 +1,14 @@
 //! Cache events against a real redis-server and Spanner emulator: a miss
 //! posted to the event stream is answered with a refresh that caches the row
 //! at its read version; events left pending by a crashed host are reclaimed;
-//! a bad entry is parked; a fill refused as stale is audited; a key Redis evicts is refreshed from a keyspace
+//! a bad entry is parked; refreshes not by primary key are denied; a fill
+//! refused as stale is audited; a key Redis evicts is refreshed from a keyspace
 //! notification.
 
 use redis::AsyncCommands as _;
 use redis::aio::MultiplexedConnection;
 use redis_spanner::demo::schema;
+use redis_spanner::policy::Grant;
 use redis_spanner::service::Service;
 use redis_spanner_tests::{
     RunningService, TestBed, entries, eventually, field, plugin_dir, upsert_user, wait_for_entry,
@@ -60,9 +62,12 @@ async fn misses_are_refreshed_and_pending_events_reclaimed() -> anyhow::Result<(
         .query_async(&mut redis)
         .await?;
 
-    let plugins = plugin_dir(&["users_cache"]);
+    let plugins = plugin_dir(&["users_cache", "test_bad_refresh"]);
     let mut config = bed.config(schema::STREAM, plugins.path());
     config.cache_events.claim_idle_ms = 1000;
+    config
+        .grants
+        .insert("test_bad_refresh".into(), Grant::prefixes(&["bad:"]));
     let running = RunningService::spawn(Service::connect(&config).await?);
 
     let _: String = redis
@@ -73,6 +78,9 @@ async fn misses_are_refreshed_and_pending_events_reclaimed() -> anyhow::Result<(
         .await?;
     let _: String = redis
         .xadd(EVENTS, "*", &[("kind", "miss"), ("note", "no key")])
+        .await?;
+    let _: String = redis
+        .xadd(EVENTS, "*", &[("kind", "miss"), ("key", "bad:1")])
         .await?;
 
     // The miss is answered by a refresh at a read timestamp after the commit.
@@ -102,6 +110,19 @@ async fn misses_are_refreshed_and_pending_events_reclaimed() -> anyhow::Result<(
     .await;
     assert!(tombstone.is_some(), "users:404 has a tombstone version");
     assert_eq!(value(&redis, "users:404").await, None);
+
+    // Refreshes that are not by primary key, or of no table, are denied.
+    for reason in ["exactly its primary key columns", "no such table"] {
+        let denied = wait_for_entry(&redis, "redis-spanner:audit", |entry| {
+            field(entry, "op") == "refresh"
+                && field(entry, "verdict") == "denied"
+                && field(entry, "reason").contains(reason)
+        })
+        .await;
+        let denied = denied.unwrap_or_else(|| panic!("a refresh denied for {reason:?}"));
+        assert_eq!(field(&denied, "key"), "bad:1");
+        assert!(field(&denied, "plugin").starts_with("test_bad_refresh@"));
+    }
 
     // The bad entry is parked, and nothing stays pending.
     let parked = wait_for_entry(&redis, "redis-spanner:dead-letter", |entry| {
