@@ -1,7 +1,8 @@
 //! The host's model of a row change and of a plugin's plan.
 //!
 //! These are the WIT contract's types, re-exported so that sources build them
-//! once and the runtime passes them to plugins as they are.
+//! once and the runtime passes them to plugins as they are; [`Version`]
+//! orders changes, and [`value_json`] shows a value as the SDKs render it.
 
 pub use crate::runtime::bindings::{
     Action, ChangeKind, Column, Effect, Expiry, RowChange, Value, Write,
@@ -20,12 +21,49 @@ pub struct Version {
 }
 
 impl Version {
+    /// The version of a read at `micros` (backfill, refresh): an empty
+    /// transaction id, so a change committed at that very timestamp wins.
+    pub fn read_at(micros: i64) -> Self {
+        Self {
+            commit_micros: micros,
+            transaction_id: String::new(),
+            record_sequence: "0".to_owned(),
+        }
+    }
+
     /// The version of a row change.
     pub fn of(change: &RowChange) -> Self {
         Self {
             commit_micros: change.commit_micros,
             transaction_id: change.transaction_id.clone(),
             record_sequence: change.record_sequence.clone(),
+        }
+    }
+}
+
+/// A value as JSON, as the SDKs convert it (also for logs and audit
+/// reasons that show a key).
+pub fn value_json(value: &Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Int64(i) => Json::from(*i),
+        Value::Float64(f) => match serde_json::Number::from_f64(*f) {
+            Some(number) => Json::Number(number),
+            None if f.is_nan() => Json::from("NaN"),
+            None if *f > 0.0 => Json::from("Infinity"),
+            None => Json::from("-Infinity"),
+        },
+        Value::String(s) | Value::Timestamp(s) | Value::Date(s) | Value::Numeric(s) => {
+            Json::String(s.clone())
+        }
+        Value::Bytes(b) => Json::String({
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(b)
+        }),
+        Value::Json(text) => {
+            serde_json::from_str(text).unwrap_or_else(|_| Json::String(text.clone()))
         }
     }
 }

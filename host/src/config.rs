@@ -462,6 +462,15 @@ impl Config {
             )));
         }
         self.redis.check_credentials().map_err(invalid)?;
+        if let Some(tls) = &self.redis.tls
+            && tls.cert_file.is_some() != tls.key_file.is_some()
+        {
+            return Err(invalid(
+                "redis.tls: cert_file and key_file go together (a client certificate needs its \
+                 key); set both or neither"
+                    .into(),
+            ));
+        }
         let busy_ms = self.plugins.call_timeout_ms * u64::from(self.plugins.attempts.max(1));
         if self.cache_events.claim_idle_ms < busy_ms.max(1000) {
             return Err(invalid(format!(

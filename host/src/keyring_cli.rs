@@ -146,7 +146,8 @@ fn read_stdin() -> anyhow::Result<Vec<u8>> {
     let mut stdin = std::io::stdin().lock();
     anyhow::ensure!(
         !stdin.is_terminal(),
-        "no envelope: give --key KEY --redis-url URL or --file PATH, or pipe it in"
+        "no envelope: give --key KEY with --redis-url URL or --config FILE, or --file PATH, \
+         or pipe it in"
     );
     let mut envelope = Vec::new();
     stdin

@@ -161,23 +161,26 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
 
 async fn test(plugin: &Path, changes: &Path, expect: Option<&Path>) -> anyhow::Result<ExitCode> {
     let fixture = Fixture::load(changes)?;
-    let expected = expect.map(read_plan).transpose()?;
+    let expected = match expect {
+        Some(path) => Some((path, read_plan(path)?)),
+        None => None,
+    };
     let loaded = run::load_plugin(plugin).await?;
     let actual = run::plan_json(&run::run_fixture(&loaded, &fixture).await);
     println!("{}", serde_json::to_string_pretty(&actual)?);
-    let Some(expected) = expected else {
+    let Some((expect, expected)) = expected else {
         return Ok(ExitCode::SUCCESS);
     };
     let differences = plan::compare(&expected, &actual).map_err(|message| {
         anyhow::anyhow!(
             "{}: {message}; an expected plan looks like the output of `plugin test` without --expect",
-            expect.unwrap_or(changes).display()
+            expect.display()
         )
     })?;
     if differences.is_empty() {
         eprintln!(
             "plan matches {} ({} batches)",
-            expect.unwrap_or(changes).display(),
+            expect.display(),
             fixture.batches.len()
         );
         return Ok(ExitCode::SUCCESS);
@@ -187,7 +190,7 @@ async fn test(plugin: &Path, changes: &Path, expect: Option<&Path>) -> anyhow::R
     }
     eprintln!(
         "plan differs from {} in {} batch(es)",
-        expect.unwrap_or(changes).display(),
+        expect.display(),
         differences.len()
     );
     Ok(ExitCode::FAILURE)

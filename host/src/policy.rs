@@ -75,6 +75,13 @@ pub struct Grant {
 }
 
 impl Grant {
+    /// Whether `key` lies under one of the granted prefixes.
+    pub fn covers(&self, key: &str) -> bool {
+        self.key_prefixes
+            .iter()
+            .any(|prefix| key.starts_with(prefix.as_str()))
+    }
+
     /// A grant of every operation on `prefixes`.
     pub fn prefixes(prefixes: &[&str]) -> Self {
         Self {
@@ -146,11 +153,7 @@ impl Policy {
             });
         }
         let key = effect_key(effect);
-        if !grant
-            .key_prefixes
-            .iter()
-            .any(|prefix| key.starts_with(prefix.as_str()))
-        {
+        if !grant.covers(key) {
             return Err(Denied::Key {
                 plugin: plugin.to_owned(),
                 key: key.to_owned(),

@@ -66,11 +66,13 @@ impl Service {
             config.emulator_rest().as_deref(),
         )
         .await?;
+        // This host's name in checkpoint leases and in cache event consumer groups.
+        let consumer = host_id();
         let checkpoints = CheckpointStore::new(
             client.clone(),
             &config.spanner.checkpoint_table,
             stream,
-            &host_id(),
+            &consumer,
         );
         checkpoints
             .ensure_table(&admin, &config.spanner.instance, &config.spanner.database)
@@ -88,7 +90,7 @@ impl Service {
             .then(|| password_files.first().cloned())
             .flatten();
         let cache_events =
-            CacheEventTasks::connect(config, &pipeline, host_id(), host_credentials).await?;
+            CacheEventTasks::connect(config, &pipeline, consumer, host_credentials).await?;
         let keyring = options.keyring.clone();
         let reloader = config
             .plugins

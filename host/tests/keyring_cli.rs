@@ -4,25 +4,19 @@
 
 use redis_spanner_envelope::{Keyring, seal};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod support;
 
 fn redis_spanner(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
+    support::binary()
         .args(args)
         .output()
         .expect("run redis-spanner")
 }
 
 fn succeed(args: &[&str]) -> Vec<u8> {
-    let output = redis_spanner(args);
-    assert!(
-        output.status.success(),
-        "redis-spanner {} failed:\n{}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
+    support::expect_success(args, redis_spanner(args))
 }
 
 fn text(bytes: Vec<u8>) -> String {

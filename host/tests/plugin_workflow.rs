@@ -8,7 +8,9 @@
 //! with the examples' lock file, so nothing is compiled twice.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod support;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -17,7 +19,7 @@ fn repo_root() -> PathBuf {
 fn redis_spanner(args: &[&str]) -> Output {
     let root = repo_root();
     let tools = redis_spanner::tooling::examples::repo_tools(&root);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_redis-spanner"));
+    let mut command = support::binary();
     command
         .args(args)
         .env("CARGO_TARGET_DIR", root.join("target/plugins"))
@@ -33,15 +35,7 @@ fn redis_spanner(args: &[&str]) -> Output {
 }
 
 fn succeed(args: &[&str]) -> String {
-    let output = redis_spanner(args);
-    assert!(
-        output.status.success(),
-        "redis-spanner {} failed:\n{}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    String::from_utf8_lossy(&support::expect_success(args, redis_spanner(args))).into_owned()
 }
 
 /// Creates, builds, tests and checks a skeleton; returns its folder.
@@ -160,7 +154,7 @@ fn a_missing_tool_is_named_with_its_install_command() {
         "--dir",
         dir.to_str().unwrap(),
     ]);
-    let output = Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
+    let output = support::binary()
         .args(["plugin", "build", dir.to_str().unwrap()])
         .env_remove("REDIS_SPANNER_COMPONENTIZE_JS")
         .env("PATH", "/usr/bin:/bin")

@@ -162,24 +162,13 @@ impl KeyspaceListener {
     }
 
     async fn subscribe(&self) -> anyhow::Result<redis::aio::PubSub> {
-        let mut info = self.info.clone();
-        if let Some(credentials) = &self.credentials {
-            let auth = credentials.current();
-            let settings = info
-                .redis_settings()
-                .clone()
-                .set_username(auth.username())
-                .set_password(auth.password());
-            info = info.set_redis_settings(settings);
-        }
-        let db = info.redis_settings().db();
-        let client = match &self.tls {
-            Some(tls) => redis::Client::build_with_tls(
-                info,
-                tls.certificates().map_err(|e| anyhow::anyhow!(e))?,
-            )?,
-            None => redis::Client::open(info)?,
+        let info = match &self.credentials {
+            Some(credentials) => credentials.apply_to(self.info.clone()),
+            None => self.info.clone(),
         };
+        let db = info.redis_settings().db();
+        let shown_url = info.addr().to_string();
+        let client = crate::sink::redis::client(info, &shown_url, self.tls.as_ref())?;
         let mut pubsub = client.get_async_pubsub().await?;
         for event in ["expired", "evicted"] {
             pubsub

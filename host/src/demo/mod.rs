@@ -63,7 +63,7 @@ pub struct CheckOutcome {
     /// Commit-to-Redis lag.
     pub lag: Option<LagSummary>,
     /// The warm-on-miss round.
-    pub refresh: Option<refresh::RefreshReport>,
+    pub refresh: refresh::RefreshReport,
 }
 
 impl CheckOutcome {
@@ -72,14 +72,12 @@ impl CheckOutcome {
         let (p50, p99) = self
             .lag
             .map_or((f64::NAN, f64::NAN), |lag| (lag.p50_ms, lag.p99_ms));
-        let line = format!(
-            "demo check: {} changes, {} mismatches, lag p50={p50:.1} ms p99={p99:.1} ms",
-            self.changes, self.mismatches
-        );
-        match &self.refresh {
-            Some(refresh) => format!("{line}\n{}", refresh.summary()),
-            None => line,
-        }
+        format!(
+            "demo check: {} changes, {} mismatches, lag p50={p50:.1} ms p99={p99:.1} ms\n{}",
+            self.changes,
+            self.mismatches,
+            self.refresh.summary()
+        )
     }
 }
 
@@ -99,7 +97,7 @@ pub async fn run(
     for plugin in &options.plugins {
         anyhow::ensure!(
             plugin.is_file(),
-            "plugin {} not found; ./scripts/setup builds the example plugins",
+            "--plugin {}: no such file",
             plugin.display()
         );
     }
@@ -213,7 +211,7 @@ pub async fn run(
             metrics.partitions_finished_total.get()
         );
         Some(CheckOutcome {
-            refresh: Some(refresh),
+            refresh,
             changes: written,
             mismatches,
             lag: metrics.lag(),

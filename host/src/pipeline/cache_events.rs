@@ -58,12 +58,7 @@ impl Pipeline {
             };
             let mine: Vec<CacheEvent> = events
                 .iter()
-                .filter(|event| {
-                    grant
-                        .key_prefixes
-                        .iter()
-                        .any(|prefix| event.key.starts_with(prefix.as_str()))
-                })
+                .filter(|event| grant.covers(&event.key))
                 .cloned()
                 .collect();
             if !mine.is_empty() {
@@ -134,16 +129,9 @@ impl Pipeline {
             let (rows, read_micros) = reader.read(&unique).await.map_err(read_failed)?;
             let changes: Vec<RowChange> = rows.into_iter().flatten().collect();
             self.metrics.refreshes_total.inc_by(changes.len() as u64);
-            let versions: Vec<String> = changes
-                .iter()
-                .map(|c| version::encode(&Version::of(c)))
-                .collect();
+            let versions = version::encode_batch(&changes);
             self.run_plugin(plugin, &changes, &versions).await?;
-            let read_version = version::encode(&Version {
-                commit_micros: read_micros,
-                transaction_id: String::new(),
-                record_sequence: "0".into(),
-            });
+            let read_version = version::encode(&Version::read_at(read_micros));
             for (index, refresh) in &requests {
                 let event = &events[*index];
                 records.push(event_record(
@@ -173,31 +161,12 @@ impl Pipeline {
         plugin: &Plugin,
         events: &[CacheEvent],
     ) -> Result<Vec<CacheAction>, PluginError> {
-        let attempts = plugin.limits().attempts;
-        let mut attempt = 1;
-        loop {
-            let timer = self
-                .metrics
-                .plugin_call_seconds
-                .with_label_values(&[plugin.name()])
-                .start_timer();
-            let called = plugin.on_cache_events(events).await;
-            timer.observe_duration();
-            let result = called.and_then(|actions| {
-                check_event_plan(&plugin.label(), events.len(), &actions).map(|()| actions)
-            });
-            match result {
-                Ok(actions) => return Ok(actions),
-                Err(err) => {
-                    tracing::warn!(plugin = %plugin.label(), attempt, of = attempts, error = %err, "plugin failed on cache events");
-                    if attempt >= attempts {
-                        return Err(err);
-                    }
-                    self.metrics.retry("plugin");
-                    attempt += 1;
-                }
-            }
-        }
+        self.call_with_retries(plugin, "cache events", || async {
+            let actions = plugin.on_cache_events(events).await?;
+            check_event_plan(&plugin.label(), events.len(), &actions)?;
+            Ok(actions)
+        })
+        .await
     }
 }
 
@@ -225,21 +194,14 @@ impl Pipeline {
         reason: &str,
         fields_json: String,
     ) -> Result<(), PipelineError> {
-        let letter = crate::sink::DeadLetter {
+        self.dead_letter(&crate::sink::DeadLetter {
             plugin: "cache-events",
             error: reason,
             changes_json: fields_json,
             first_commit_micros: 0,
             count: 1,
-        };
-        self.sinks
-            .admin()
-            .dead_letter(
-                &self.dead_letters.stream,
-                self.dead_letters.max_len,
-                &letter,
-            )
-            .await?;
+        })
+        .await?;
         Ok(())
     }
 }
@@ -278,13 +240,7 @@ fn describe(refresh: &Refresh) -> String {
     let keys = refresh
         .keys
         .iter()
-        .map(|c| {
-            format!(
-                "{}={}",
-                c.name,
-                crate::tooling::native::value_json(&c.value)
-            )
-        })
+        .map(|c| format!("{}={}", c.name, crate::change::value_json(&c.value)))
         .collect::<Vec<_>>()
         .join(", ");
     format!("{}({keys})", refresh.table)

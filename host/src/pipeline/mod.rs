@@ -18,7 +18,7 @@ pub mod cache_events;
 
 pub use cache_events::CacheEventError;
 
-use crate::change::{Action, Effect, RowChange, Version};
+use crate::change::{Action, Effect, RowChange};
 use crate::metrics::Metrics;
 use crate::policy::{Policy, effect_key};
 use crate::runtime::{Plugin, PluginError};
@@ -125,10 +125,7 @@ impl Pipeline {
                 .with_label_values(&[change.table.as_str()])
                 .inc();
         }
-        let versions: Vec<String> = batch
-            .iter()
-            .map(|c| version::encode(&Version::of(c)))
-            .collect();
+        let versions = version::encode_batch(batch);
         let plugins = self.plugins.load_full();
         for plugin in plugins.iter() {
             self.run_plugin(plugin, batch, &versions).await?;
@@ -248,10 +245,30 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Asks one plugin for its plan, retrying failures on a fresh instance;
-    /// the last error when every attempt failed (each failure is logged with
-    /// the plugin's name and version).
+    /// Asks one plugin for its plan, retrying failures on a fresh instance.
     async fn plan(&self, plugin: &Plugin, batch: &[RowChange]) -> Result<Vec<Action>, PluginError> {
+        self.call_with_retries(plugin, "a batch", || async {
+            let actions = plugin.on_changes(batch).await?;
+            check_plan(&plugin.label(), batch.len(), &actions)?;
+            Ok(actions)
+        })
+        .await
+    }
+
+    /// Runs `call` (one plugin call and the check of its answer) up to the
+    /// plugin's `attempts` times, timing each call; the last error when every
+    /// attempt failed (each failure is logged with the plugin's name and
+    /// version and `what` it failed on).
+    pub(crate) async fn call_with_retries<T, F, Fut>(
+        &self,
+        plugin: &Plugin,
+        what: &str,
+        mut call: F,
+    ) -> Result<T, PluginError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, PluginError>>,
+    {
         let attempts = plugin.limits().attempts;
         let mut attempt = 1;
         loop {
@@ -260,15 +277,12 @@ impl Pipeline {
                 .plugin_call_seconds
                 .with_label_values(&[plugin.name()])
                 .start_timer();
-            let called = plugin.on_changes(batch).await;
+            let result = call().await;
             timer.observe_duration();
-            let result = called.and_then(|actions| {
-                check_plan(&plugin.label(), batch.len(), &actions).map(|()| actions)
-            });
             match result {
-                Ok(actions) => return Ok(actions),
+                Ok(value) => return Ok(value),
                 Err(err) => {
-                    tracing::warn!(plugin = %plugin.label(), attempt, of = attempts, error = %err, "plugin failed on a batch");
+                    tracing::warn!(plugin = %plugin.label(), attempt, of = attempts, error = %err, "plugin failed on {what}");
                     if attempt >= attempts {
                         return Err(err);
                     }
@@ -326,6 +340,14 @@ impl Pipeline {
             .await
     }
 
+    /// Appends `letter` to the dead-letter stream.
+    async fn dead_letter(&self, letter: &DeadLetter<'_>) -> Result<(), SinkError> {
+        self.sinks
+            .admin()
+            .dead_letter(&self.dead_letters.stream, self.dead_letters.max_len, letter)
+            .await
+    }
+
     /// Parks `count` inputs (changes or cache events, as JSON) that `plugin`
     /// failed on.
     async fn park_json(
@@ -338,21 +360,14 @@ impl Pipeline {
     ) -> Result<(), SinkError> {
         let message = error.to_string();
         let label = plugin.label();
-        let letter = DeadLetter {
+        self.dead_letter(&DeadLetter {
             plugin: &label,
             error: &message,
             changes_json: json,
             first_commit_micros,
             count,
-        };
-        self.sinks
-            .admin()
-            .dead_letter(
-                &self.dead_letters.stream,
-                self.dead_letters.max_len,
-                &letter,
-            )
-            .await?;
+        })
+        .await?;
         self.metrics
             .dead_letters_total
             .with_label_values(&[plugin.name()])

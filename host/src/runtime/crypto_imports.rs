@@ -54,7 +54,9 @@ impl PluginState {
         } else if let Some(keyring) = &self.crypto.keyring {
             return Ok(keyring.current());
         } else {
-            "no keyring is configured on the host (set keyring_dir in its config)".to_owned()
+            "no keyring is configured on the host (add [keyring] dir = \"…\" to its config, or \
+             set REDIS_SPANNER_KEY_<NAME>_V<n> variables and an empty [keyring] table)"
+                .to_owned()
         };
         // Bounded: a plugin calling in a loop must not grow the host's memory.
         if self.crypto_refusals.len() < MAX_REFUSALS_KEPT {

@@ -160,11 +160,7 @@ impl Plugin {
         let manifest = Manifest::load_for(path)?;
         let bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
         if is_core_module(&bytes) {
-            return Err(load_error(
-                "this is a core WebAssembly module, not a component; build it for \
-                 wasm32-wasip2 (or wrap it with `wasm-tools component new`)"
-                    .into(),
-            ));
+            return Err(load_error(CORE_MODULE.into()));
         }
         if !options.trusted_keys.is_empty() {
             verify_plugin(&bytes, path, &options.trusted_keys).map_err(|source| {
@@ -480,7 +476,11 @@ fn describe_trap(trap: &wasmtime::Error, limits: &Limits, out_of_memory: bool) -
     }
 }
 
+/// Why a core module is refused, and what to do.
+pub const CORE_MODULE: &str = "this is a core WebAssembly module, not a component; build it \
+                               for wasm32-wasip2 (or wrap it with `wasm-tools component new`)";
+
 /// Whether `bytes` is a core module (version 1) rather than a component.
-fn is_core_module(bytes: &[u8]) -> bool {
+pub fn is_core_module(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }

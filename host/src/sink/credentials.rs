@@ -178,6 +178,18 @@ impl FileCredentials {
         )
     }
 
+    /// `info` with the current user and password, for connections made
+    /// outside a connection manager (pub/sub).
+    pub fn apply_to(&self, info: redis::ConnectionInfo) -> redis::ConnectionInfo {
+        let auth = self.current();
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_username(auth.username())
+            .set_password(auth.password());
+        info.set_redis_settings(settings)
+    }
+
     /// Reads the file again. Returns whether the password changed (and was
     /// handed to every connection). A file that cannot be read or is empty
     /// leaves the current password in use and is an error naming the file.

@@ -118,6 +118,26 @@ pub async fn open_connection(
     open_connection_as(info, shown_url, tls, None).await
 }
 
+/// A client for the server of `info`, over TLS with `tls` when given; the
+/// error names `shown_url` (or the certificate file that cannot be read).
+pub fn client(
+    info: redis::ConnectionInfo,
+    shown_url: &str,
+    tls: Option<&RedisTls>,
+) -> Result<redis::Client, SinkError> {
+    let connect_error = |message: String| SinkError::Connect {
+        url: shown_url.to_owned(),
+        message,
+    };
+    match tls {
+        Some(tls) => {
+            redis::Client::build_with_tls(info, tls.certificates().map_err(connect_error)?)
+        }
+        None => redis::Client::open(info),
+    }
+    .map_err(|e| connect_error(e.to_string()))
+}
+
 /// Like [`open_connection`], authenticating with `credentials` (instead of
 /// any user and password in `info`) at every connect. Such a connection
 /// re-authenticates when the credentials change, and keeps retrying a
@@ -132,13 +152,7 @@ pub async fn open_connection_as(
         url: shown_url.to_owned(),
         message,
     };
-    let client = match tls {
-        Some(tls) => {
-            redis::Client::build_with_tls(info, tls.certificates().map_err(connect_error)?)
-        }
-        None => redis::Client::open(info),
-    }
-    .map_err(|e| connect_error(e.to_string()))?;
+    let client = client(info, shown_url, tls)?;
     let mut config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(10)))

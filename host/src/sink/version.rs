@@ -18,6 +18,14 @@ pub fn encode(version: &Version) -> String {
     )
 }
 
+/// The encoded version of each change of `batch`, in order.
+pub fn encode_batch(batch: &[crate::change::RowChange]) -> Vec<String> {
+    batch.iter().map(|c| encode(&Version::of(c))).collect()
+}
+
+/// What every companion key ends with.
+const VERSION_SUFFIX: &str = ":rs-version";
+
 /// Why a key cannot carry a version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -36,19 +44,19 @@ pub struct UnversionableKey {
 /// `{key}:v`.
 pub fn companion_key(key: &str) -> Result<String, UnversionableKey> {
     if has_hash_tag(key) {
-        Ok(format!("{key}:rs-version"))
+        Ok(format!("{key}{VERSION_SUFFIX}"))
     } else if key.contains('}') {
         Err(UnversionableKey {
             key: key.to_owned(),
         })
     } else {
-        Ok(format!("{{{key}}}:rs-version"))
+        Ok(format!("{{{key}}}{VERSION_SUFFIX}"))
     }
 }
 
 /// Whether `key` is a companion key holding another key's version.
 pub fn is_version_key(key: &str) -> bool {
-    key.ends_with(":rs-version")
+    key.ends_with(VERSION_SUFFIX)
 }
 
 /// Whether Redis Cluster hashes `key` by a `{tag}` rather than the whole key.

@@ -8,9 +8,11 @@
 //! | `package.json` | JavaScript | `componentize-js` (npm), without `wasi:http` |
 //!
 //! Nothing is installed here: a missing tool is an error that says how to
-//! install it. The contract (`wit/plugin@0.1.0`) and the Python and
-//! JavaScript SDK modules are compiled into this binary and written to a
-//! scratch folder for the tools, so a plugin folder needs no copy of them.
+//! install it. The contract (`wit/plugin@0.1.0`) and the Python SDK module
+//! are compiled into this binary and written to a scratch folder for
+//! componentize-py; a JavaScript build gets the contract only (its SDK module
+//! is copied into the plugin folder by `plugin new`). A plugin folder needs
+//! no copy of the contract.
 
 use super::scaffold::Language;
 use crate::runtime::api_version::stamp_api_version;
@@ -75,11 +77,11 @@ pub fn detect_language(dir: &Path) -> anyhow::Result<Language> {
 pub fn plugin_name(dir: &Path) -> anyhow::Result<String> {
     let manifest = dir.join("manifest.toml");
     if manifest.is_file() {
-        let text = std::fs::read_to_string(&manifest)?;
-        let parsed: toml::Table =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", manifest.display()))?;
-        if let Some(name) = parsed.get("name").and_then(|n| n.as_str()) {
-            return Ok(name.to_owned());
+        let text = std::fs::read_to_string(&manifest)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", manifest.display()))?;
+        // The manifest the host will load: a bad name is refused here already.
+        if let Some(name) = crate::runtime::manifest::Manifest::parse(&text, &manifest)?.name {
+            return Ok(name);
         }
     }
     let absolute = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
@@ -139,7 +141,7 @@ fn copy_manifest(dir: &Path, out: &Path) -> anyhow::Result<Option<PathBuf>> {
     if !source.is_file() {
         return Ok(None);
     }
-    let target = out.with_extension("toml");
+    let target = crate::runtime::manifest::manifest_path(out);
     std::fs::copy(&source, &target).map_err(|e| {
         anyhow::anyhow!(
             "cannot copy {} to {}: {e}",

@@ -32,6 +32,14 @@ pub async fn check(path: &Path) -> anyhow::Result<CheckReport> {
         bytes.len(),
         mib(bytes.len())
     )?;
+    if crate::runtime::plugin::is_core_module(&bytes) {
+        writeln!(
+            text,
+            "kind      REFUSED: {}",
+            crate::runtime::plugin::CORE_MODULE
+        )?;
+        return Ok(CheckReport { text, ok: false });
+    }
     match read_api_version(&bytes) {
         Ok(Some(found)) => match check_compatible(&found, SUPPORTED_API_VERSIONS) {
             Ok(()) => writeln!(text, "api       {found} (supported)")?,

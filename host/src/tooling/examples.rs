@@ -55,7 +55,8 @@ impl Example {
         match self.language {
             Language::Rust => "build it with ./scripts/setup".into(),
             _ => format!(
-                "build it with ./scripts/setup, or: redis-spanner plugin build {} --out {}",
+                "install its build tool with ./scripts/setup, then: redis-spanner plugin build \
+                 {} --out {}",
                 self.source, self.component
             ),
         }
@@ -66,6 +67,13 @@ impl Example {
     /// tests' build script), not here: their path is returned if it exists.
     pub fn build(&self, root: &Path) -> anyhow::Result<PathBuf> {
         let component = root.join(self.component);
+        anyhow::ensure!(
+            root.join(self.source).is_dir(),
+            "the example {} is not under {}: run from the repository root, or pass --plugin \
+             FILE.wasm",
+            self.source,
+            root.display()
+        );
         if self.language == Language::Rust {
             anyhow::ensure!(
                 component.is_file(),

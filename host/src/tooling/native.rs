@@ -5,8 +5,7 @@
 //! It mirrors the plugin SDK's `row_json` and `key` exactly, so its output
 //! is byte-identical to a plugin's (the conformance fixtures check this).
 
-use crate::change::{Action, ChangeKind, Column, Effect, RowChange, Value, Write};
-use base64::Engine as _;
+use crate::change::{Action, ChangeKind, Column, Effect, RowChange, Value, Write, value_json};
 use serde_json::{Map, Value as Json};
 
 /// What the example plugins do: rows of `table` cached as JSON under
@@ -65,28 +64,6 @@ pub fn row_json(change: &RowChange) -> Json {
         object.insert(column.name.clone(), value_json(&column.value));
     }
     Json::Object(object)
-}
-
-/// A value as JSON, as the SDKs convert it.
-pub fn value_json(value: &Value) -> Json {
-    match value {
-        Value::Null => Json::Null,
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int64(i) => Json::from(*i),
-        Value::Float64(f) => match serde_json::Number::from_f64(*f) {
-            Some(number) => Json::Number(number),
-            None if f.is_nan() => Json::from("NaN"),
-            None if *f > 0.0 => Json::from("Infinity"),
-            None => Json::from("-Infinity"),
-        },
-        Value::String(s) | Value::Timestamp(s) | Value::Date(s) | Value::Numeric(s) => {
-            Json::String(s.clone())
-        }
-        Value::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
-        Value::Json(text) => {
-            serde_json::from_str(text).unwrap_or_else(|_| Json::String(text.clone()))
-        }
-    }
 }
 
 /// Joins key parts with `:`, escaping `:` and `\` inside parts with `\`.

@@ -55,6 +55,10 @@ pub struct NewPlugin {
 /// One file of a template: its path in the new plugin and its text.
 type TemplateFile = (&'static str, &'static str);
 
+/// The sample changes every skeleton gets (its expected plan is computed
+/// from them).
+const CHANGES: &str = include_str!("../../templates/plugin/common/changes.json");
+
 const COMMON: &[TemplateFile] = &[
     (
         "manifest.toml",
@@ -64,10 +68,7 @@ const COMMON: &[TemplateFile] = &[
         "README.md",
         include_str!("../../templates/plugin/common/README.md"),
     ),
-    (
-        "fixtures/changes.json",
-        include_str!("../../templates/plugin/common/changes.json"),
-    ),
+    ("fixtures/changes.json", CHANGES),
     (
         ".gitignore",
         "/dist\n/target\nnode_modules/\n__pycache__/\n",
@@ -128,6 +129,13 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// Writes the skeleton; returns the files written.
 pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
     check_name(&spec.name).map_err(anyhow::Error::msg)?;
+    for (flag, value) in [("--table", &spec.table), ("--key-column", &spec.key_column)] {
+        anyhow::ensure!(
+            crate::config::is_identifier(value),
+            "{flag} {value:?} is not a Spanner name (letters, digits and '_', starting with a \
+             letter); it goes into the generated code"
+        );
+    }
     if spec.dir.exists() && std::fs::read_dir(&spec.dir)?.next().is_some() {
         anyhow::bail!("{} exists and is not empty", spec.dir.display());
     }
@@ -164,7 +172,7 @@ pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
             super::builder::JS_SDK,
         )?);
     }
-    let changes = substitute(include_str!("../../templates/plugin/common/changes.json"));
+    let changes = substitute(CHANGES);
     let fixture = Fixture::parse(&changes).map_err(anyhow::Error::msg)?;
     let cache = RowCache {
         table: spec.table.clone(),
