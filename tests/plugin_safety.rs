@@ -4,7 +4,6 @@
 //! prefixes, hot reload under load loses and duplicates nothing, and bad
 //! plugin files are refused with a clear error.
 
-use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::mutation::Mutation;
 use redis::aio::MultiplexedConnection;
 use redis_spanner::demo::{schema, workload};
@@ -15,7 +14,7 @@ use redis_spanner::runtime::{LoadOptions, Plugin, PluginEngine, load_directory};
 use redis_spanner::service::Service;
 use redis_spanner::sink::acl::{acl_rules, user_name};
 use redis_spanner_tests::{
-    RunningService, TestBed, entries, eventually, field, plugin, plugin_dir, wait_for_entry,
+    RunningService, TestBed, commit, entries, eventually, field, plugin, plugin_dir, wait_for_entry,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,16 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How long anything is given to reach Redis.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Commits `mutations` in one transaction.
-async fn commit(spanner: &DatabaseClient, mutations: Vec<Mutation>) -> anyhow::Result<()> {
-    spanner
-        .write_only_transaction()
-        .build()
-        .write(mutations)
-        .await?;
-    Ok(())
-}
 
 /// A `Users` row.
 fn user(id: i64) -> Mutation {
@@ -600,7 +589,7 @@ async fn cached_start_is_faster_and_bad_plugin_files_are_refused() -> anyhow::Re
     for _ in 0..2 {
         let engine = PluginEngine::new()?;
         let started = Instant::now();
-        let loaded = load_directory(&engine, plugins.path(), &options).await?;
+        let loaded = load_directory(&engine, plugins.path(), &options, &[]).await?;
         times.push(started.elapsed());
         assert_eq!(loaded.len(), names.len());
     }

@@ -1,11 +1,12 @@
 //! The versioned apply function on a real redis-server: no key ever goes
-//! backwards, deletes leave tombstones, replays change nothing.
+//! backwards, deletes leave tombstones, replays change nothing, and an
+//! effect Redis refuses fails alone.
 
 use redis::AsyncCommands as _;
 use redis_spanner::change::{Effect, Expiry, Version, Write};
 use redis_spanner::local::RedisServer;
 use redis_spanner::sink::version::encode;
-use redis_spanner::sink::{Applied, RedisSink, Versioned};
+use redis_spanner::sink::{Applied, Outcome, RedisSink, Versioned};
 
 fn version(micros: i64, seq: &str) -> String {
     encode(&Version {
@@ -141,5 +142,56 @@ async fn writes_never_go_backwards_and_replays_change_nothing() -> anyhow::Resul
     // Keys stay readable by plain GET.
     let plain: String = conn.get("users:1").await?;
     assert_eq!(plain, "six");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_effect_redis_refuses_fails_alone() -> anyhow::Result<()> {
+    let server = RedisServer::start().await?;
+    let sink = RedisSink::connect(&server.url(), 60_000).await?;
+    let mut conn = redis::Client::open(server.url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    // An application made one key's companion a hash.
+    let () = redis::cmd("HSET")
+        .arg("{users:2}:rs-version")
+        .arg("owner")
+        .arg("application")
+        .query_async(&mut conn)
+        .await?;
+    let v = version(100, "0");
+    let huge_ttl = Effect::Set(Write {
+        key: "users:3".into(),
+        value: b"x".to_vec(),
+        ttl_ms: Some(u64::MAX),
+    });
+    let (first, wrong_type, last) = (
+        set("users:1", "one"),
+        set("users:2", "two"),
+        set("users:4", "four"),
+    );
+    let effects = [&first, &wrong_type, &huge_ttl, &last].map(|effect| Versioned {
+        version: &v,
+        effect,
+    });
+    let applied = sink.apply(&effects).await.expect("no Redis fault");
+    assert_eq!(applied.outcomes[0], Outcome::Applied);
+    assert!(
+        matches!(&applied.outcomes[1], Outcome::Failed(reason) if reason.contains("WRONGTYPE") && reason.contains("users:2")),
+        "{:?}",
+        applied.outcomes[1]
+    );
+    assert!(
+        matches!(&applied.outcomes[2], Outcome::Failed(reason) if reason.contains("users:3")),
+        "{:?}",
+        applied.outcomes[2]
+    );
+    assert_eq!(applied.outcomes[3], Outcome::Applied);
+    assert_eq!((applied.applied, applied.failed), (2, 2));
+    let values: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(&["users:1", "users:3", "users:4"])
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(values, [Some("one".into()), None, Some("four".into())]);
     Ok(())
 }

@@ -12,9 +12,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::service::build_pipeline;
 use crate::source::spanner::connect;
-use crate::source::spanner::snapshot::{
-    ColumnDecoder, StrongRead, column_decoders, primary_key, snapshot_change, strong_read,
-};
+use crate::source::spanner::snapshot::{SnapshotRows, StrongRead, primary_key, strong_read};
 use google_cloud_spanner::statement::Statement;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal as _;
@@ -65,19 +63,11 @@ pub async fn backfill(
     let mut rows = tx
         .execute_query(Statement::builder(format!("SELECT * FROM {table}")).build())
         .await?;
-    let mut decoders: Option<Vec<ColumnDecoder>> = None;
+    let mut snapshot = SnapshotRows::new(table, &keys, version_micros);
     let mut batch = Vec::with_capacity(config.plugins.batch_max);
     let mut done = 0u64;
     while let Some(row) = rows.next().await {
-        let row = row?;
-        let decoders = decoders
-            .get_or_insert_with(|| column_decoders(rows.metadata(), |name| keys.contains(name)));
-        batch.push(snapshot_change(
-            table,
-            decoders,
-            row.raw_values(),
-            version_micros,
-        )?);
+        batch.push(snapshot.change(rows.metadata(), &row?)?);
         if batch.len() == config.plugins.batch_max {
             pipeline.process(&batch).await?;
             done += batch.len() as u64;

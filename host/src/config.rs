@@ -236,7 +236,8 @@ pub struct PluginsConfig {
     /// Wall-clock limit of one plugin call, in milliseconds.
     #[serde(default = "default_call_timeout_ms")]
     pub call_timeout_ms: u64,
-    /// Memory cap of a plugin instance, in MiB.
+    /// Memory cap of a plugin instance, in MiB: all its linear memories
+    /// together.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u64,
     /// Most actions in one plan.
@@ -252,6 +253,57 @@ pub struct PluginsConfig {
     /// valid detached signature (`<name>.wasm.sig`) by one of them load.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// Plugins (by name) the service may not start without. Any other
+    /// plugin that fails to load is refused with an error and the rest
+    /// start.
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Largest plugin component file, in MiB.
+    #[serde(default = "default_max_component_mb")]
+    pub max_component_mb: u64,
+    /// Longest key one effect may name, in bytes.
+    #[serde(default = "default_max_key_bytes")]
+    pub max_key_bytes: usize,
+    /// Largest value one effect may write, in MiB.
+    #[serde(default = "default_max_value_mb")]
+    pub max_value_mb: u64,
+    /// Most KiB of log lines a plugin may write per minute (per call: a
+    /// sixteenth of it); the rest is dropped and counted.
+    #[serde(default = "default_max_log_kb_per_minute")]
+    pub max_log_kb_per_minute: usize,
+    /// A plugin file that disappears counts as removed only when it has not
+    /// come back after this many milliseconds (a delete-then-copy upgrade
+    /// keeps the old version running meanwhile).
+    #[serde(default = "default_remove_grace_ms")]
+    pub remove_grace_ms: u64,
+    /// How long a graceful shutdown may take before the service stops
+    /// anyway (what was not checkpointed is read again at the next start).
+    #[serde(default = "default_shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+}
+
+fn default_max_component_mb() -> u64 {
+    128
+}
+
+fn default_max_key_bytes() -> usize {
+    1024
+}
+
+fn default_max_value_mb() -> u64 {
+    16
+}
+
+fn default_max_log_kb_per_minute() -> usize {
+    1024
+}
+
+fn default_remove_grace_ms() -> u64 {
+    2_000
+}
+
+fn default_shutdown_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_true() -> bool {
@@ -281,13 +333,25 @@ fn default_attempts() -> u32 {
 impl PluginsConfig {
     /// The host's limits for plugin calls.
     pub fn limits(&self) -> crate::runtime::Limits {
+        let log_per_minute = self.max_log_kb_per_minute << 10;
         crate::runtime::Limits {
             call_timeout: std::time::Duration::from_millis(self.call_timeout_ms),
             memory_bytes: (self.memory_mb as usize) << 20,
             max_actions: self.max_actions,
             max_plan_bytes: (self.max_plan_mb as usize) << 20,
             attempts: self.attempts.max(1),
+            max_component_bytes: (self.max_component_mb as usize) << 20,
+            max_key_bytes: self.max_key_bytes,
+            max_value_bytes: (self.max_value_mb as usize) << 20,
+            max_log_bytes_per_minute: log_per_minute,
+            max_log_bytes_per_call: (log_per_minute / 16).max(1024),
+            ..crate::runtime::Limits::default()
         }
+    }
+
+    /// How long a graceful shutdown may take.
+    pub fn shutdown_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shutdown_timeout_ms)
     }
 
     /// Where precompiled plugins are cached.
@@ -319,6 +383,13 @@ impl Default for PluginsConfig {
             max_plan_mb: default_max_plan_mb(),
             attempts: default_attempts(),
             trusted_keys: Vec::new(),
+            required: Vec::new(),
+            max_component_mb: default_max_component_mb(),
+            max_key_bytes: default_max_key_bytes(),
+            max_value_mb: default_max_value_mb(),
+            max_log_kb_per_minute: default_max_log_kb_per_minute(),
+            remove_grace_ms: default_remove_grace_ms(),
+            shutdown_timeout_ms: default_shutdown_timeout_ms(),
         }
     }
 }
@@ -469,6 +540,18 @@ impl Config {
                 "redis.tls: cert_file and key_file go together (a client certificate needs its \
                  key); set both or neither"
                     .into(),
+            ));
+        }
+        if self.redis.tombstone_ms > crate::runtime::limits::MAX_TTL_MS {
+            return Err(invalid(format!(
+                "redis.tombstone_ms = {} is too large; use at most {} (about 317 years)",
+                self.redis.tombstone_ms,
+                crate::runtime::limits::MAX_TTL_MS
+            )));
+        }
+        if self.plugins.max_key_bytes == 0 || self.plugins.max_value_mb == 0 {
+            return Err(invalid(
+                "plugins.max_key_bytes and plugins.max_value_mb must be at least 1".into(),
             ));
         }
         let busy_ms = self.plugins.call_timeout_ms * u64::from(self.plugins.attempts.max(1));

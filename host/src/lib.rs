@@ -19,6 +19,7 @@
 //! - [`reload_trigger`]: when to reload a file: a change in its directory, or `SIGHUP`.
 //! - [`metrics`]: Prometheus metrics and commit-to-Redis lag.
 //! - [`backfill`]: `redis-spanner backfill`: a table snapshot through the plugins.
+//! - [`resync`]: one plugin brought up to date from a snapshot of its tables.
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz` and `/readyz`.
 //! - [`service`]: `redis-spanner run`: wires everything from a config.
 //! - [`provision`]: creates Spanner instances, databases and schema (demo, tests).
@@ -39,6 +40,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod provision;
 pub mod reload_trigger;
+pub mod resync;
 pub mod runtime;
 pub mod service;
 pub mod sink;

@@ -41,7 +41,9 @@ pub struct Metrics {
     pub spanner_seconds: HistogramVec,
     /// Row changes read, per table.
     pub changes_total: IntCounterVec,
-    /// Effects per plugin and outcome (`applied`, `stale`).
+    /// Effects per plugin and outcome (`applied`, `stale`, `denied`,
+    /// `refused`: an invalid effect, or one Redis answered with an error,
+    /// refused its change for that plugin).
     pub effects_total: IntCounterVec,
     /// Deletes applied (each leaves a tombstone).
     pub tombstones_total: IntCounter,
@@ -55,6 +57,12 @@ pub struct Metrics {
     pub cache_events_total: IntCounterVec,
     /// Rows re-read from Spanner at a plugin's `refresh` request.
     pub refreshes_total: IntCounter,
+    /// Plugin log lines dropped over the plugin's log budget, per plugin.
+    pub plugin_log_dropped_total: IntCounterVec,
+    /// Plugin calls stopped at their deadline, per plugin.
+    pub plugin_timeouts_total: IntCounterVec,
+    /// Rows handed to a plugin by resyncs, per plugin.
+    pub resync_rows_total: IntCounterVec,
     lags_micros: Mutex<VecDeque<u64>>,
 }
 
@@ -152,6 +160,21 @@ impl Metrics {
                 &[],
             )
             .with_label_values(&[] as &[&str]),
+            plugin_log_dropped_total: counter(
+                "plugin_log_dropped_total",
+                "Plugin log lines dropped over the plugin's log budget",
+                &["plugin"],
+            ),
+            plugin_timeouts_total: counter(
+                "plugin_timeouts_total",
+                "Plugin calls stopped at their wall-clock deadline",
+                &["plugin"],
+            ),
+            resync_rows_total: counter(
+                "resync_rows_total",
+                "Rows handed to a plugin by resyncs",
+                &["plugin"],
+            ),
             watermark_lag_seconds,
             registry,
             lags_micros: Mutex::new(VecDeque::new()),

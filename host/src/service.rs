@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{DeadLetterPolicy, Pipeline, PluginSet};
 use crate::policy::Policy;
 use crate::provision::Admin;
+use crate::resync::Resyncer;
 use crate::runtime::reload::Reloader;
 use crate::runtime::{LoadOptions, PluginEngine, load_directory};
 use crate::sink::RedisSink;
@@ -25,9 +26,6 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// How long shutdown waits for in-flight batches.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// A service that is connected and ready to follow its stream.
 pub struct Service {
     reader: ChangeStreamReader,
@@ -40,6 +38,8 @@ pub struct Service {
     keyring: Option<Arc<crate::crypto::KeyringHandle>>,
     /// Redis password files, reloaded on change and on SIGHUP while running.
     password_files: Vec<FileCredentials>,
+    /// How long a graceful shutdown may take.
+    shutdown_timeout: std::time::Duration,
 }
 
 impl Service {
@@ -92,10 +92,20 @@ impl Service {
         let cache_events =
             CacheEventTasks::connect(config, &pipeline, consumer, host_credentials).await?;
         let keyring = options.keyring.clone();
-        let reloader = config
-            .plugins
-            .hot_reload
-            .then(|| Reloader::new(engine, options, &config.plugins.dir, pipeline.clone()));
+        let reloader = config.plugins.hot_reload.then(|| {
+            Reloader::new(
+                engine,
+                options,
+                &config.plugins.dir,
+                pipeline.clone(),
+                std::time::Duration::from_millis(config.plugins.remove_grace_ms),
+            )
+            .with_resyncer(Resyncer::new(
+                client.clone(),
+                config.plugins.batch_max,
+                &config.spanner.checkpoint_table,
+            ))
+        });
         let readiness = Arc::new(Readiness::default());
         let admin = match &config.admin.listen {
             Some(address) => {
@@ -128,6 +138,7 @@ impl Service {
             password_files,
             cache_events,
             keyring,
+            shutdown_timeout: config.plugins.shutdown_timeout(),
         })
     }
 
@@ -168,43 +179,51 @@ impl Service {
             () = shutdown => None,
             ended = &mut reader => Some(ended),
         };
+        // From the signal on, everything left has one deadline: whatever a
+        // plugin or Redis does, the service stops within it.
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         let ended = match ended {
-            Some(ended) => ended,
+            Some(ended) => Some(ended),
             None => {
                 self.readiness.set(false);
-                tracing::info!("shutting down: finishing in-flight batches");
+                tracing::info!(
+                    timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                    "shutting down: finishing in-flight batches"
+                );
                 token.cancel();
-                match tokio::time::timeout(SHUTDOWN_GRACE, &mut reader).await {
-                    Ok(ended) => ended,
+                match tokio::time::timeout_at(deadline, &mut reader).await {
+                    Ok(ended) => Some(ended),
                     Err(_) => {
                         reader.abort();
-                        return Err(anyhow::anyhow!(
-                            "in-flight batches did not finish within {} s of the shutdown signal \
-                             (is Redis reachable?); they were not checkpointed and will be replayed",
-                            SHUTDOWN_GRACE.as_secs()
-                        ));
+                        tracing::warn!(
+                            timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                            "in-flight batches did not finish within the shutdown timeout \
+                             (plugins.shutdown_timeout_ms); they were not checkpointed and are \
+                             read again at the next start"
+                        );
+                        None
                     }
                 }
             }
         };
         self.readiness.set(false);
         admin_stop.cancel();
-        if let Some(admin) = admin {
-            let _ = admin.await;
-        }
-        if let Some(reloader) = reloader {
-            let _ = reloader.await;
-        }
-        for watch in password_watches {
-            let _ = watch.await;
-        }
-        for task in cache_event_tasks.into_iter().chain(keyring_watch) {
-            let _ = task.await;
+        let tasks = admin
+            .into_iter()
+            .chain(reloader)
+            .chain(password_watches)
+            .chain(cache_event_tasks)
+            .chain(keyring_watch);
+        for task in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+            }
         }
         match ended {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(err.into()),
-            Err(join) => Err(anyhow::anyhow!(
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(err))) => Err(err.into()),
+            Some(Err(join)) => Err(anyhow::anyhow!(
                 "the change stream reader ended abnormally: {join}"
             )),
         }
@@ -239,7 +258,13 @@ async fn build_pipeline_parts(
     .await?;
     let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
     let options = load_options(config)?;
-    let mut plugins = load_directory(&engine, &config.plugins.dir, &options).await?;
+    let mut plugins = load_directory(
+        &engine,
+        &config.plugins.dir,
+        &options,
+        &config.plugins.required,
+    )
+    .await?;
     if let Some(name) = only {
         plugins.retain(|plugin| plugin.name() == name);
         anyhow::ensure!(

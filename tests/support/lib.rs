@@ -144,6 +144,19 @@ pub async fn upsert_user(
     )?)
 }
 
+/// Commits `mutations` in one transaction.
+pub async fn commit(
+    spanner: &google_cloud_spanner::client::DatabaseClient,
+    mutations: Vec<google_cloud_spanner::mutation::Mutation>,
+) -> anyhow::Result<()> {
+    spanner
+        .write_only_transaction()
+        .build()
+        .write(mutations)
+        .await?;
+    Ok(())
+}
+
 /// Polls `probe` until it returns `Some` or `timeout` passes.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut probe: F) -> Option<T>
 where

@@ -5,29 +5,37 @@
 //! plan is checked (every action must name a change of the batch and touch a
 //! key that can carry a version); each action is checked against the
 //! plugin's grant; the allowed ones are applied through the plugin's own
-//! Redis user, each only if newer than what Redis holds. A plugin that fails
-//! is retried on a fresh instance and then its batch is parked in a
-//! dead-letter stream; Redis outages are retried inside the sink until Redis
-//! is back. Every applied, stale and denied effect can be audited, and so
+//! Redis user, each only if newer than what Redis holds. Plugins of a batch
+//! run side by side. A plugin that fails is retried on a fresh instance and
+//! then its batch is parked in a dead-letter stream; an effect that is
+//! invalid ([`effect_check`]) or that Redis answers with an error refuses
+//! only its change, for that plugin. Redis outages are retried inside the
+//! sink until Redis is back. Every applied, stale, denied and refused effect
+//! can be audited (beyond a bound per batch, as one summing record), and so
 //! can every `seal`/`keyed-hash` call the host refused.
 //!
 //! [`cache_events`] adds the second input: cache events, answered with
 //! refreshes read from Spanner.
 
 pub mod cache_events;
+pub mod effect_check;
+mod records;
 
 pub use cache_events::CacheEventError;
 
 use crate::change::{Action, Effect, RowChange};
 use crate::metrics::Metrics;
-use crate::policy::{Policy, effect_key};
+use crate::policy::Policy;
 use crate::runtime::{Plugin, PluginError};
 use crate::sink::acl::PluginSinks;
 use crate::sink::audit::{AuditLog, AuditRecord, Verdict};
-use crate::sink::version::{self, companion_key};
-use crate::sink::{DeadLetter, SinkError, Versioned};
+use crate::sink::version;
+use crate::sink::{DeadLetter, Outcome, SinkError, Versioned};
 use crate::source::spanner::refresh::Refresher;
 use arc_swap::ArcSwap;
+use effect_check::check_effect;
+use records::RecordSampler;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,6 +49,13 @@ pub enum PipelineError {
     #[error(transparent)]
     Audit(#[from] crate::sink::audit::AuditError),
 }
+
+/// Audit records kept one by one per verdict, plugin and batch; the rest
+/// are summed up in one record.
+const RECORDS_PER_VERDICT: usize = 100;
+
+/// Reasons named in the dead letter of refused changes.
+const REASONS_SHOWN: usize = 8;
 
 /// Where batches that a plugin fails on go.
 #[derive(Debug, Clone)]
@@ -127,8 +142,13 @@ impl Pipeline {
         }
         let versions = version::encode_batch(batch);
         let plugins = self.plugins.load_full();
-        for plugin in plugins.iter() {
-            self.run_plugin(plugin, batch, &versions).await?;
+        // Plugins run side by side: one plugin's slow call does not add to
+        // another's.
+        let runs = plugins
+            .iter()
+            .map(|plugin| self.run_plugin(plugin, batch, &versions));
+        for ran in futures::future::join_all(runs).await {
+            ran?;
         }
         let now = now_micros();
         for change in batch {
@@ -140,6 +160,11 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Runs one plugin on the changes of `batch` it wants and applies what
+    /// it asks for. An invalid effect, or one Redis answers with an error,
+    /// refuses the change it derives from for this plugin alone (audited,
+    /// counted, dead-lettered); the rest of the batch is applied. Fails only
+    /// when Redis itself or the audit trail cannot be written.
     pub(crate) async fn run_plugin(
         &self,
         plugin: &Plugin,
@@ -169,25 +194,35 @@ impl Pipeline {
                 return Ok(());
             }
         };
-        let mut allowed: Vec<(&str, &Effect)> = Vec::with_capacity(actions.len());
-        let mut records = Vec::new();
+        // Changes refused for this plugin (index into `input`), and why.
+        let mut refused: BTreeMap<usize, String> = BTreeMap::new();
         for action in &actions {
-            let version = versions[index[action.change as usize]].as_str();
+            if let Err(reason) = check_effect(&action.effect, plugin.limits()) {
+                refused.entry(action.change as usize).or_insert(reason);
+            }
+        }
+        let mut records = RecordSampler::new(plugin.label(), plugin.digest(), RECORDS_PER_VERDICT);
+        let mut allowed: Vec<(usize, &str, &Effect)> = Vec::with_capacity(actions.len());
+        for action in &actions {
+            let change = action.change as usize;
+            let version = versions[index[change]].as_str();
+            if let Some(reason) = refused.get(&change) {
+                records.push(version, &action.effect, Verdict::Refused, reason);
+                continue;
+            }
             match self.policy.check(plugin.name(), &action.effect) {
-                Ok(()) => allowed.push((version, &action.effect)),
+                Ok(()) => allowed.push((change, version, &action.effect)),
                 Err(denied) => {
                     self.metrics
                         .effects_total
                         .with_label_values(&[plugin.name(), "denied"])
                         .inc();
-                    tracing::warn!(plugin = %plugin.label(), reason = %denied, "action denied");
-                    records.push(audit_record(
-                        plugin,
+                    records.push(
                         version,
                         &action.effect,
                         Verdict::Denied,
-                        denied.to_string(),
-                    ));
+                        &denied.to_string(),
+                    );
                 }
             }
         }
@@ -199,7 +234,7 @@ impl Pipeline {
             let sink = self.sinks.for_plugin(plugin.name(), grant).await?;
             let effects: Vec<Versioned> = allowed
                 .iter()
-                .map(|(version, effect)| Versioned { version, effect })
+                .map(|(_, version, effect)| Versioned { version, effect })
                 .collect();
             let timer = self.metrics.redis_apply_seconds.start_timer();
             let applied = match sink.apply(&effects).await {
@@ -220,28 +255,83 @@ impl Pipeline {
             count("applied").inc_by(applied.applied);
             count("stale").inc_by(applied.stale);
             self.metrics.tombstones_total.inc_by(applied.tombstones);
-            if self.audit.is_some() {
-                for ((version, effect), written) in allowed.iter().zip(&applied.outcomes) {
-                    let verdict = if *written {
-                        Verdict::Applied
-                    } else {
-                        Verdict::Stale
-                    };
-                    records.push(audit_record(
-                        plugin,
-                        version,
-                        effect,
-                        verdict,
-                        String::new(),
-                    ));
+            let auditing = self.audit.is_some();
+            for ((change, version, effect), outcome) in allowed.iter().zip(&applied.outcomes) {
+                match outcome {
+                    Outcome::Applied if auditing => {
+                        records.push(version, effect, Verdict::Applied, "")
+                    }
+                    Outcome::Stale if auditing => records.push(version, effect, Verdict::Stale, ""),
+                    Outcome::Applied | Outcome::Stale => {}
+                    Outcome::Failed(reason) => {
+                        refused.entry(*change).or_insert_with(|| reason.clone());
+                        records.push(version, effect, Verdict::Refused, reason);
+                    }
                 }
             }
         }
-        if let Some(audit) = &self.audit
-            && !records.is_empty()
-        {
-            audit.append(&records).await?;
+        if !refused.is_empty() {
+            self.refuse_changes(plugin, input, &refused).await?;
         }
+        if let Some(audit) = &self.audit {
+            let records = records.finish();
+            if !records.is_empty() {
+                audit.append(&records).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts, logs and parks the changes of `input` refused for `plugin`
+    /// (one dead letter for the batch, naming each change's reason).
+    async fn refuse_changes(
+        &self,
+        plugin: &Plugin,
+        input: &[RowChange],
+        refused: &BTreeMap<usize, String>,
+    ) -> Result<(), SinkError> {
+        self.metrics
+            .effects_total
+            .with_label_values(&[plugin.name(), "refused"])
+            .inc_by(refused.len() as u64);
+        let changes: Vec<&RowChange> = refused.keys().map(|&i| &input[i]).collect();
+        let mut reasons: Vec<String> = refused
+            .iter()
+            .take(REASONS_SHOWN)
+            .map(|(i, reason)| {
+                format!(
+                    "change {i} of {} ({}): {reason}",
+                    input.len(),
+                    input[*i].table
+                )
+            })
+            .collect();
+        if refused.len() > REASONS_SHOWN {
+            reasons.push(format!("and {} more", refused.len() - REASONS_SHOWN));
+        }
+        let error = format!(
+            "plugin {}: {} change(s) refused: {}",
+            plugin.label(),
+            refused.len(),
+            reasons.join("; ")
+        );
+        tracing::warn!(plugin = %plugin.label(), changes = refused.len(), %error, "changes refused for this plugin; the rest of the batch is applied");
+        let json = serde_json::to_string(&changes)
+            .unwrap_or_else(|e| format!("unserialisable changes: {e}"));
+        let first = changes.first().map_or(0, |c| c.commit_micros);
+        let label = plugin.label();
+        self.dead_letter(&DeadLetter {
+            plugin: &label,
+            error: &error,
+            changes_json: json,
+            first_commit_micros: first,
+            count: changes.len(),
+        })
+        .await?;
+        self.metrics
+            .dead_letters_total
+            .with_label_values(&[plugin.name()])
+            .inc();
         Ok(())
     }
 
@@ -279,6 +369,19 @@ impl Pipeline {
                 .start_timer();
             let result = call().await;
             timer.observe_duration();
+            let dropped = plugin.take_log_lines_dropped();
+            if dropped > 0 {
+                self.metrics
+                    .plugin_log_dropped_total
+                    .with_label_values(&[plugin.name()])
+                    .inc_by(dropped);
+            }
+            if let Err(PluginError::TimedOut { .. }) = &result {
+                self.metrics
+                    .plugin_timeouts_total
+                    .with_label_values(&[plugin.name()])
+                    .inc();
+            }
             match result {
                 Ok(value) => return Ok(value),
                 Err(err) => {
@@ -383,32 +486,15 @@ impl Pipeline {
     }
 }
 
-fn audit_record(
-    plugin: &Plugin,
-    version: &str,
-    effect: &Effect,
-    verdict: Verdict,
-    reason: String,
-) -> AuditRecord {
-    AuditRecord {
-        plugin: plugin.label(),
-        plugin_digest: plugin.digest().to_owned(),
-        version: version.to_owned(),
-        key: effect_key(effect).to_owned(),
-        operation: crate::policy::Operation::of(effect).as_str().to_owned(),
-        verdict,
-        reason,
-    }
-}
-
 fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Checks a plan against its batch: every action must name a change of it
-/// and touch a key that can carry a version.
+/// Checks a plan against its batch: every action must name a change of it.
+/// (Each effect is checked on its own later: a bad one refuses only its
+/// change.)
 pub fn check_plan(plugin: &str, batch_len: usize, actions: &[Action]) -> Result<(), PluginError> {
     let rejected = |message: String| PluginError::Rejected {
         plugin: plugin.to_owned(),
@@ -421,7 +507,6 @@ pub fn check_plan(plugin: &str, batch_len: usize, actions: &[Action]) -> Result<
                 action.change
             )));
         }
-        companion_key(effect_key(&action.effect)).map_err(|e| rejected(e.to_string()))?;
     }
     Ok(())
 }

@@ -1,8 +1,9 @@
-//! Loads every plugin in a directory.
+//! Loads every plugin in a directory, at start as at reload: a plugin that
+//! cannot load is refused with an error naming it, and the others start.
 
 use super::engine::PluginEngine;
-use super::plugin::{LoadOptions, Plugin, PluginError};
-use std::path::Path;
+use super::plugin::{LoadOptions, Plugin, PluginError, plugin_name};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Why a plugin directory could not be loaded.
@@ -24,39 +25,88 @@ pub enum DirectoryError {
         /// The directory.
         dir: String,
     },
-    /// A plugin failed to load.
-    #[error(transparent)]
-    Plugin(#[from] PluginError),
+    /// A plugin the config lists in `plugins.required` failed to load.
+    #[error("required plugin {name} (plugins.required) did not load: {source}")]
+    Required {
+        /// The plugin's name.
+        name: String,
+        /// Why it did not load.
+        source: PluginError,
+    },
+    /// A plugin the config lists in `plugins.required` is not in the
+    /// directory.
+    #[error("required plugin {name} (plugins.required) is not in {dir}: expected {name}.wasm")]
+    RequiredMissing {
+        /// The plugin's name.
+        name: String,
+        /// The directory.
+        dir: String,
+    },
 }
 
-/// Loads every `*.wasm` file of `dir`, in name order, and runs each `init`.
-pub async fn load_directory(
-    engine: &PluginEngine,
-    dir: &Path,
-    options: &LoadOptions,
-) -> Result<Vec<Arc<Plugin>>, DirectoryError> {
-    let read_error = |source| DirectoryError::Read {
-        dir: dir.display().to_string(),
-        source,
-    };
+/// The `*.wasm` files of `dir`, in name order.
+pub fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(read_error)? {
-        let path = entry.map_err(read_error)?.path();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
         if path.extension().is_some_and(|ext| ext == "wasm") {
             paths.push(path);
         }
     }
+    paths.sort();
+    Ok(paths)
+}
+
+/// Logs why the plugin at `path` was not loaded, the same way at start and
+/// at reload.
+pub fn report_refused(path: &Path, error: &PluginError, running_version_stays: bool) {
+    if running_version_stays {
+        tracing::error!(plugin = %plugin_name(path), path = %path.display(), %error, "plugin not loaded; the running version stays");
+    } else {
+        tracing::error!(plugin = %plugin_name(path), path = %path.display(), %error, "plugin not loaded; the other plugins run without it");
+    }
+}
+
+/// Loads every `*.wasm` file of `dir`, in name order, and runs each `init`.
+/// A plugin that fails is refused (logged) unless `required` names it.
+pub async fn load_directory(
+    engine: &PluginEngine,
+    dir: &Path,
+    options: &LoadOptions,
+    required: &[String],
+) -> Result<Vec<Arc<Plugin>>, DirectoryError> {
+    let paths = wasm_files(dir).map_err(|source| DirectoryError::Read {
+        dir: dir.display().to_string(),
+        source,
+    })?;
     if paths.is_empty() {
         return Err(DirectoryError::Empty {
             dir: dir.display().to_string(),
         });
     }
-    paths.sort();
+    for name in required {
+        if !paths.iter().any(|path| plugin_name(path) == *name) {
+            return Err(DirectoryError::RequiredMissing {
+                name: name.clone(),
+                dir: dir.display().to_string(),
+            });
+        }
+    }
     let mut plugins = Vec::with_capacity(paths.len());
     for path in paths {
-        let plugin = Plugin::load(engine, &path, options).await?;
-        tracing::info!(plugin = plugin.name(), version = plugin.version(), path = %path.display(), "plugin loaded");
-        plugins.push(Arc::new(plugin));
+        match Plugin::load(engine, &path, options).await {
+            Ok(plugin) => {
+                tracing::info!(plugin = plugin.name(), version = plugin.version(), path = %path.display(), "plugin loaded");
+                plugins.push(Arc::new(plugin));
+            }
+            Err(source) => {
+                let name = plugin_name(&path);
+                if required.contains(&name) {
+                    return Err(DirectoryError::Required { name, source });
+                }
+                report_refused(&path, &source, false);
+            }
+        }
     }
     Ok(plugins)
 }

@@ -1,11 +1,14 @@
-//! What one plugin call may use: wall-clock time, memory, plan size, tries.
+//! What one plugin may use: wall-clock time per call, memory, tables and
+//! instances for the whole plugin, component size, log volume, plan size,
+//! and the shape of each effect it asks for.
 //!
-//! Time is enforced with wasmtime's epoch interruption: a ticker advances the
-//! engine's epoch every [`EPOCH_TICK`], and each call gets a deadline in
-//! ticks, so a plugin that loops traps instead of stalling its partition.
-//! Memory is capped per linear memory by a resource limiter; a plugin that
-//! grows past it fails to allocate (and traps). The plan's size is checked
-//! when the call returns.
+//! Time is bounded twice. A ticker advances the engine's epoch every
+//! [`EPOCH_TICK`] and each call gets a deadline in ticks, so guest code that
+//! loops traps; and the whole call (guest code and the host calls it waits
+//! in, such as WASI `poll` or a clock sleep) runs under a timer that drops
+//! it at [`Limits::call_timeout`], after which the instance is discarded.
+//! Memory, tables and instances are capped for the plugin as a whole (see
+//! [`super::state::PluginLimiter`]), not per linear memory.
 
 use super::manifest::ManifestLimits;
 use std::time::Duration;
@@ -13,19 +16,46 @@ use std::time::Duration;
 /// How often the engine's epoch advances.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Limits of one plugin's calls.
+/// The longest TTL an effect may carry, in milliseconds (about 317 years).
+///
+/// Redis's Lua turns numbers of 10^14 and more into scientific notation,
+/// which `SET … PX` then refuses; this bound, plus a tombstone time of at
+/// most [`MAX_TTL_MS`] (checked in the config), stays clear of it.
+pub const MAX_TTL_MS: u64 = 10_000_000_000_000;
+
+/// Limits of one plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock limit per call.
+    /// Wall-clock limit per call, guest code and host calls alike.
     pub call_timeout: Duration,
-    /// Cap on each linear memory, in bytes.
+    /// Cap on the plugin's linear memories together, in bytes.
     pub memory_bytes: usize,
+    /// Most linear memories the plugin may create.
+    pub max_memories: usize,
+    /// Most tables the plugin may create.
+    pub max_tables: usize,
+    /// Most table elements across all of its tables.
+    pub max_table_elements: usize,
+    /// Most core and component instances of one plugin instance.
+    pub max_instances: usize,
+    /// Largest component file, in bytes.
+    pub max_component_bytes: usize,
     /// Most actions in one plan.
     pub max_actions: usize,
     /// Most bytes of keys and values in one plan.
     pub max_plan_bytes: usize,
+    /// Longest key an effect may name, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value one effect may write, in bytes.
+    pub max_value_bytes: usize,
     /// Tries per batch before it is dead-lettered.
     pub attempts: u32,
+    /// Log lines are cut to this many bytes.
+    pub max_log_line_bytes: usize,
+    /// Most bytes of log one call may write; the rest is dropped.
+    pub max_log_bytes_per_call: usize,
+    /// Most bytes of log the plugin may write in a minute.
+    pub max_log_bytes_per_minute: usize,
 }
 
 impl Default for Limits {
@@ -33,9 +63,19 @@ impl Default for Limits {
         Self {
             call_timeout: Duration::from_secs(5),
             memory_bytes: 128 << 20,
+            max_memories: 8,
+            max_tables: 32,
+            max_table_elements: 1 << 20,
+            max_instances: 64,
+            max_component_bytes: 128 << 20,
             max_actions: 100_000,
             max_plan_bytes: 64 << 20,
+            max_key_bytes: 1024,
+            max_value_bytes: 16 << 20,
             attempts: 3,
+            max_log_line_bytes: 4096,
+            max_log_bytes_per_call: 64 << 10,
+            max_log_bytes_per_minute: 1 << 20,
         }
     }
 }

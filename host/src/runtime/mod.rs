@@ -7,7 +7,9 @@
 //! - [`state`]: what each plugin instance's store holds, and the host imports.
 //! - [`crypto_imports`]: `seal` and `keyed-hash`, limited to granted key names.
 //! - [`manifest`]: a plugin's `<name>.toml`: name, version, tables, config.
-//! - [`limits`]: time, memory and plan-size limits of a call.
+//! - [`limits`]: what a plugin may use: time per call, memory, tables and
+//!   instances as a whole, component size, log volume, plan and effect size.
+//! - [`log_budget`]: caps a plugin's log lines per call and per minute.
 //! - [`cache`]: precompiled components on disk.
 //! - [`plugin`]: a loaded plugin: compile, instantiate, call `init` and
 //!   `on-changes`, re-instantiate after a trap.
@@ -22,6 +24,7 @@ pub mod crypto_imports;
 pub mod directory;
 pub mod engine;
 pub mod limits;
+pub mod log_budget;
 pub mod manifest;
 pub mod plugin;
 pub mod reload;

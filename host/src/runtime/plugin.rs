@@ -4,7 +4,9 @@
 //! built against, compiles (through the cache), links it against the newest
 //! contract version it implements (0.2.0, else 0.1.0) and runs `init`. Calls are
 //! serialised on the instance (one store per plugin) and bounded by the
-//! plugin's [`Limits`]. When a call traps or hits a limit, the instance is
+//! plugin's [`Limits`]: a guest yields to the executor at every epoch tick,
+//! so a wall-clock timer around each call (which also covers time blocked in
+//! host calls) can stop it, and traps when its ticks run out. When a call traps or hits a limit, the instance is
 //! dead; the next call instantiates a fresh one and runs `init` again.
 
 use super::api_version::{SUPPORTED_API_VERSIONS, check_compatible, read_api_version};
@@ -12,6 +14,7 @@ use super::bindings::{Action, CacheAction, CacheEvent, Effect, RowChange, v0_1, 
 use super::crypto_imports::{CryptoAccess, CryptoRefusal};
 use super::engine::PluginEngine;
 use super::limits::Limits;
+use super::log_budget::LogBudget;
 use super::manifest::{Manifest, ManifestError};
 use super::signing::{VerifyingKey, digest_hex, verify_plugin};
 use super::state::PluginState;
@@ -19,7 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
-use wasmtime::Store;
+use wasmtime::{Store, UpdateDeadline};
 
 /// Something a plugin could not do, naming the plugin.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,22 @@ pub enum PluginError {
     /// The manifest next to the plugin is invalid.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// The manifest claims a name other than the one the operator gave the
+    /// plugin (its file name).
+    #[error(
+        "plugin {path}: refused: its manifest names it {claimed:?}, but its file makes it \
+         {name:?}; a plugin's name (and with it its grants, Redis user, crypto keys and audit \
+         label) comes from its file name: rename the file to {claimed}.wasm or remove `name` \
+         from the manifest"
+    )]
+    Identity {
+        /// The file.
+        path: PathBuf,
+        /// The name the file gives it.
+        name: String,
+        /// The name its manifest claims.
+        claimed: String,
+    },
     /// The component does not implement the `cache-plugin` world.
     #[error(
         "plugin {path}: does not implement world redis-spanner:plugin/cache-plugin@0.2.0 \
@@ -84,6 +103,15 @@ pub enum PluginError {
         /// The plugin's name and version.
         plugin: String,
         /// The trap, or the limit that was hit.
+        message: String,
+    },
+    /// A call ran past its wall-clock deadline and was stopped; the instance
+    /// was discarded.
+    #[error("plugin {plugin}: {message}")]
+    TimedOut {
+        /// The plugin's name and version.
+        plugin: String,
+        /// Which deadline.
         message: String,
     },
     /// The plan is larger than the plugin's limits allow.
@@ -141,6 +169,8 @@ pub struct Plugin {
     pre: Pre,
     engine: PluginEngine,
     live: Mutex<Option<Live>>,
+    /// What the plugin may still log, across its instances.
+    log_budget: Arc<LogBudget>,
     /// Crypto calls refused during calls not yet audited.
     crypto_refusals: std::sync::Mutex<Vec<CryptoRefusal>>,
 }
@@ -158,6 +188,26 @@ impl Plugin {
             message,
         };
         let manifest = Manifest::load_for(path)?;
+        let name = plugin_name(path);
+        if let Some(claimed) = &manifest.name
+            && *claimed != name
+        {
+            return Err(PluginError::Identity {
+                path: path.to_owned(),
+                name,
+                claimed: claimed.clone(),
+            });
+        }
+        let limits = options.limits.tightened_by(&manifest.limits);
+        let size = std::fs::metadata(path)
+            .map_err(|e| load_error(e.to_string()))?
+            .len();
+        if size > limits.max_component_bytes as u64 {
+            return Err(load_error(format!(
+                "the component is {size} bytes; the limit is {} MiB",
+                limits.max_component_bytes >> 20
+            )));
+        }
         let bytes = std::fs::read(path).map_err(|e| load_error(e.to_string()))?;
         if is_core_module(&bytes) {
             return Err(load_error(CORE_MODULE.into()));
@@ -211,14 +261,14 @@ impl Plugin {
                 }
             },
         };
-        let name = manifest.name.clone().unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| path.display().to_string())
-        });
         let plugin = Self {
             version: manifest.version.clone().unwrap_or_else(|| "0.0.0".into()),
-            limits: options.limits.tightened_by(&manifest.limits),
+            log_budget: Arc::new(LogBudget::new(
+                limits.max_log_line_bytes,
+                limits.max_log_bytes_per_call,
+                limits.max_log_bytes_per_minute,
+            )),
+            limits,
             config: Arc::new(manifest.config.clone()),
             crypto: CryptoAccess {
                 keyring: options.keyring.clone(),
@@ -244,7 +294,8 @@ impl Plugin {
         Ok(plugin)
     }
 
-    /// The plugin's name (manifest `name`, else the file stem).
+    /// The plugin's name: its file's name without `.wasm`, as the operator
+    /// gave it.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -292,6 +343,12 @@ impl Plugin {
         matches!(self.pre, Pre::V2(_))
     }
 
+    /// Log lines dropped over the plugin's log budget since the last time
+    /// this was asked.
+    pub fn take_log_lines_dropped(&self) -> u64 {
+        self.log_budget.take_dropped()
+    }
+
     /// The `seal`/`keyed-hash` calls refused since the last time this was
     /// asked, for the audit trail.
     pub fn take_crypto_refusals(&self) -> Vec<CryptoRefusal> {
@@ -311,34 +368,67 @@ impl Plugin {
         let state = PluginState::new(
             &self.name,
             self.config.clone(),
-            self.limits.memory_bytes,
+            self.limits,
+            self.log_budget.clone(),
             self.crypto.clone(),
         );
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(self.limits.deadline_ticks());
-        let (bindings, init) = match &self.pre {
-            Pre::V1(pre) => {
-                let bindings = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| init_error(format!("{e:#}")))?;
-                let init = bindings.call_init(&mut store).await;
-                (Bindings::V1(bindings), init)
+        store.epoch_deadline_callback(|mut store| {
+            let state = store.data_mut();
+            if state.ticks_left == 0 {
+                return Ok(UpdateDeadline::Interrupt);
             }
-            Pre::V2(pre) => {
-                let bindings = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| init_error(format!("{e:#}")))?;
-                let init = bindings.call_init(&mut store).await;
-                (Bindings::V2(bindings), init)
+            state.ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store.set_epoch_deadline(1);
+        self.log_budget.start_call();
+        let started = async {
+            match &self.pre {
+                Pre::V1(pre) => {
+                    let bindings = pre.instantiate_async(&mut store).await?;
+                    let init = bindings.call_init(&mut store).await;
+                    Ok((Bindings::V1(bindings), init))
+                }
+                Pre::V2(pre) => {
+                    let bindings = pre.instantiate_async(&mut store).await?;
+                    let init = bindings.call_init(&mut store).await;
+                    Ok((Bindings::V2(bindings), init))
+                }
             }
         };
+        // Instantiation and `init` share one wall-clock deadline.
+        let started: wasmtime::Result<_> =
+            match tokio::time::timeout(self.limits.call_timeout, started).await {
+                Ok(started) => started,
+                Err(_) => return Err(init_error(self.timed_out())),
+            };
+        let (bindings, init) = started.map_err(|e| {
+            init_error(describe_trap(
+                &e,
+                &self.limits,
+                store.data().limits.refused.as_deref(),
+            ))
+        })?;
         self.keep_crypto_refusals(&mut store);
-        init.map_err(|e| init_error(format!("trapped: {e:#}")))?
-            .map_err(init_error)?;
+        init.map_err(|e| {
+            init_error(format!(
+                "trapped: {}",
+                describe_trap(&e, &self.limits, store.data().limits.refused.as_deref())
+            ))
+        })?
+        .map_err(init_error)?;
         Ok(Live { store, bindings })
+    }
+
+    /// Why a call was stopped at its wall-clock deadline.
+    fn timed_out(&self) -> String {
+        format!(
+            "exceeded its time limit of {} ms (wall clock, including time blocked in host calls); \
+             the call was stopped and its instance discarded",
+            self.limits.call_timeout.as_millis()
+        )
     }
 
     /// Moves the store's refused crypto calls to the plugin's list.
@@ -361,10 +451,15 @@ impl Plugin {
     ) -> Result<Vec<CacheAction>, PluginError> {
         let mut guard = self.ready().await?;
         let live = guard.as_mut().expect("ready() leaves a live instance");
-        let outcome = match &live.bindings {
-            Bindings::V2(bindings) => bindings.call_on_cache_events(&mut live.store, batch).await,
-            Bindings::V1(_) => Ok(Ok(Vec::new())),
+        let call = async {
+            match &live.bindings {
+                Bindings::V2(bindings) => {
+                    bindings.call_on_cache_events(&mut live.store, batch).await
+                }
+                Bindings::V1(_) => Ok(Ok(Vec::new())),
+            }
         };
+        let outcome = tokio::time::timeout(self.limits.call_timeout, call).await;
         let actions = self.settle(&mut guard, outcome)?;
         if actions.len() > self.limits.max_actions {
             return Err(PluginError::PlanTooLarge {
@@ -383,10 +478,13 @@ impl Plugin {
     pub async fn on_changes(&self, batch: &[RowChange]) -> Result<Vec<Action>, PluginError> {
         let mut guard = self.ready().await?;
         let live = guard.as_mut().expect("ready() leaves a live instance");
-        let outcome = match &live.bindings {
-            Bindings::V1(bindings) => bindings.call_on_changes(&mut live.store, batch).await,
-            Bindings::V2(bindings) => bindings.call_on_changes(&mut live.store, batch).await,
+        let call = async {
+            match &live.bindings {
+                Bindings::V1(bindings) => bindings.call_on_changes(&mut live.store, batch).await,
+                Bindings::V2(bindings) => bindings.call_on_changes(&mut live.store, batch).await,
+            }
         };
+        let outcome = tokio::time::timeout(self.limits.call_timeout, call).await;
         let actions = self.settle(&mut guard, outcome)?;
         self.check_size(&actions)?;
         Ok(actions)
@@ -400,17 +498,29 @@ impl Plugin {
             *guard = Some(self.instantiate().await?);
         }
         let live = guard.as_mut().expect("just set");
-        live.store.set_epoch_deadline(self.limits.deadline_ticks());
-        live.store.data_mut().limits.refused_growth = false;
+        live.store.set_epoch_deadline(1);
+        live.store.data_mut().ticks_left = self.limits.deadline_ticks();
+        live.store.data_mut().limits.refused = None;
+        self.log_budget.start_call();
         Ok(guard)
     }
 
-    /// Turns a call's outcome into a result; a trap discards the instance.
+    /// Turns a call's outcome into a result; a trap or a call stopped at its
+    /// deadline discards the instance.
     fn settle<T>(
         &self,
         guard: &mut MutexGuard<'_, Option<Live>>,
-        outcome: wasmtime::Result<Result<T, String>>,
+        outcome: Result<wasmtime::Result<Result<T, String>>, tokio::time::error::Elapsed>,
     ) -> Result<T, PluginError> {
+        let Ok(outcome) = outcome else {
+            // The call future was dropped mid-call: the instance cannot be
+            // entered again.
+            **guard = None;
+            return Err(PluginError::TimedOut {
+                plugin: self.label(),
+                message: self.timed_out(),
+            });
+        };
         let live = guard.as_mut().expect("ready() leaves a live instance");
         self.keep_crypto_refusals(&mut live.store);
         match outcome {
@@ -420,11 +530,20 @@ impl Plugin {
                 message,
             }),
             Err(trap) => {
-                let out_of_memory = live.store.data().limits.refused_growth;
+                let refused = live.store.data_mut().limits.refused.take();
                 **guard = None;
+                if matches!(
+                    trap.downcast_ref::<wasmtime::Trap>(),
+                    Some(wasmtime::Trap::Interrupt)
+                ) {
+                    return Err(PluginError::TimedOut {
+                        plugin: self.label(),
+                        message: describe_trap(&trap, &self.limits, None),
+                    });
+                }
                 Err(PluginError::Trap {
                     plugin: self.label(),
-                    message: describe_trap(&trap, &self.limits, out_of_memory),
+                    message: describe_trap(&trap, &self.limits, refused.as_deref()),
                 })
             }
         }
@@ -460,20 +579,27 @@ impl Plugin {
     }
 }
 
-/// Names the limit behind a trap when there is one.
-fn describe_trap(trap: &wasmtime::Error, limits: &Limits, out_of_memory: bool) -> String {
-    match trap.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => format!(
+/// Names the limit behind a trap when there is one (`refused`: the growth
+/// the plugin's resource limiter refused just before).
+fn describe_trap(trap: &wasmtime::Error, limits: &Limits, refused: Option<&str>) -> String {
+    match (trap.downcast_ref::<wasmtime::Trap>(), refused) {
+        (Some(wasmtime::Trap::Interrupt), _) => format!(
             "exceeded its time limit of {} ms (epoch deadline)",
             limits.call_timeout.as_millis()
         ),
-        _ if out_of_memory => format!(
-            "ran out of memory: growing past its memory limit of {} MiB was refused, then it trapped: {}",
-            limits.memory_bytes >> 20,
+        (_, Some(refused)) => format!(
+            "ran out of memory: a growth past its limits was refused ({refused}), then it failed: {}",
             trap.root_cause()
         ),
         _ => format!("{trap:#}"),
     }
+}
+
+/// A plugin's name: its file's name without `.wasm`.
+pub fn plugin_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 /// Why a core module is refused, and what to do.

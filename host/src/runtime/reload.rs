@@ -6,8 +6,11 @@
 //! the old one atomically, so every batch runs entirely on one set and no
 //! change is lost or handled twice across a swap. A new version that fails
 //! to compile, verify or initialise leaves the old one running and the
-//! error is logged. A removed file removes its plugin.
+//! error is logged, as at start. A removed file removes its plugin once it
+//! has stayed away for a grace period: a delete-then-copy upgrade keeps the
+//! old version running in the gap, so no batch runs without the plugin.
 
+use super::directory::{report_refused, wasm_files};
 use super::engine::PluginEngine;
 use super::manifest::manifest_path;
 use super::plugin::{LoadOptions, Plugin};
@@ -17,7 +20,7 @@ use notify::Watcher as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -41,19 +44,6 @@ fn fingerprint(wasm: &Path) -> Option<Fingerprint> {
     })
 }
 
-fn wasm_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
 /// Watches a plugin directory and keeps a pipeline's plugin set current.
 pub struct Reloader {
     engine: PluginEngine,
@@ -61,15 +51,27 @@ pub struct Reloader {
     dir: PathBuf,
     pipeline: Arc<Pipeline>,
     loaded: BTreeMap<PathBuf, (Fingerprint, Arc<Plugin>)>,
+    /// Files that failed to load and have not changed since.
+    refused: BTreeMap<PathBuf, Fingerprint>,
+    /// Loaded plugins whose file is gone, and since when.
+    missing_since: BTreeMap<PathBuf, Instant>,
+    /// How long a file may be gone before its plugin is removed.
+    remove_grace: Duration,
+    /// Resyncs plugins added while the service runs, when set.
+    resyncer: Option<crate::resync::Resyncer>,
+    /// Resyncs under way.
+    resyncs: tokio::task::JoinSet<()>,
 }
 
 impl Reloader {
-    /// A reloader for `dir`, whose current plugins are in `pipeline`.
+    /// A reloader for `dir`, whose current plugins are in `pipeline`; a
+    /// plugin whose file is gone is removed after `remove_grace`.
     pub fn new(
         engine: PluginEngine,
         options: LoadOptions,
         dir: &Path,
         pipeline: Arc<Pipeline>,
+        remove_grace: Duration,
     ) -> Self {
         let mut loaded = BTreeMap::new();
         for plugin in pipeline.plugins().load().iter() {
@@ -83,7 +85,27 @@ impl Reloader {
             dir: dir.to_owned(),
             pipeline,
             loaded,
+            refused: BTreeMap::new(),
+            missing_since: BTreeMap::new(),
+            remove_grace,
+            resyncer: None,
+            resyncs: tokio::task::JoinSet::new(),
         }
+    }
+
+    /// Resyncs each plugin added (or added again) from now on with
+    /// `resyncer`, so its keys are warm without a write to its rows.
+    pub fn with_resyncer(mut self, resyncer: crate::resync::Resyncer) -> Self {
+        self.resyncer = Some(resyncer);
+        self
+    }
+
+    /// When the next plugin whose file is gone should be removed.
+    fn next_removal(&self) -> Option<Instant> {
+        self.missing_since
+            .values()
+            .map(|since| *since + self.remove_grace)
+            .min()
     }
 
     /// Watches until `stop` is cancelled.
@@ -113,9 +135,11 @@ impl Reloader {
         }
         tracing::info!(dir = %self.dir.display(), "watching the plugin directory for changes");
         loop {
+            let removal = self.next_removal();
             tokio::select! {
                 () = stop.cancelled() => return,
                 event = changed.recv() => if event.is_none() { return },
+                () = sleep_until(removal) => {}
             }
             // Let a copy or a build finish writing.
             loop {
@@ -131,13 +155,27 @@ impl Reloader {
 
     /// Loads what changed and swaps the new set in.
     pub async fn rescan(&mut self) {
-        let files = wasm_files(&self.dir);
+        let files = wasm_files(&self.dir).unwrap_or_else(|err| {
+            tracing::error!(dir = %self.dir.display(), error = %err, "cannot list the plugin directory; keeping the running plugins");
+            self.loaded.keys().cloned().collect()
+        });
         let mut next = BTreeMap::new();
         let mut swapped = false;
+        let mut added = Vec::new();
         for path in files {
             let Some(print) = fingerprint(&path) else {
                 continue;
             };
+            if self.missing_since.remove(&path).is_some() {
+                tracing::info!(path = %path.display(), "plugin file is back within its grace period");
+            }
+            if self.refused.get(&path) == Some(&print) {
+                // Refused before and unchanged: whatever runs keeps running.
+                if let Some(running) = self.loaded.remove(&path) {
+                    next.insert(path, running);
+                }
+                continue;
+            }
             match self.loaded.remove(&path) {
                 Some((old_print, plugin)) if old_print == print => {
                     next.insert(path, (print, plugin));
@@ -150,29 +188,39 @@ impl Reloader {
                                 tracing::info!(plugin = %plugin.name(), from = %old.version(), to = %plugin.version(), "plugin reloaded")
                             }
                             None => {
-                                tracing::info!(plugin = %plugin.label(), path = %path.display(), "plugin added")
+                                tracing::info!(plugin = %plugin.label(), path = %path.display(), "plugin added");
+                                added.push(plugin.clone());
                             }
                         }
+                        self.refused.remove(&path);
                         self.pipeline.sinks().forget(plugin.name()).await;
                         next.insert(path, (print, plugin));
                         swapped = true;
                     }
                     Err(err) => {
-                        tracing::error!(error = %err, "new plugin version not loaded; the running version stays");
-                        if let Some(old) = previous {
-                            // Keep the running version, but remember the
-                            // broken fingerprint so it is not retried until
-                            // the files change again.
-                            next.insert(path, (print, old.1));
+                        report_refused(&path, &err, previous.is_some());
+                        // Not retried until the files change again.
+                        self.refused.insert(path.clone(), print);
+                        if let Some((old_print, old)) = previous {
+                            next.insert(path, (old_print, old));
                         }
                     }
                 },
             }
         }
-        for (path, (_, plugin)) in std::mem::take(&mut self.loaded) {
+        let now = Instant::now();
+        for (path, (print, plugin)) in std::mem::take(&mut self.loaded) {
+            let since = *self.missing_since.entry(path.clone()).or_insert(now);
+            if now.duration_since(since) < self.remove_grace {
+                tracing::info!(plugin = %plugin.label(), path = %path.display(), grace_ms = self.remove_grace.as_millis() as u64, "plugin file is gone; the plugin keeps running until the grace period ends");
+                next.insert(path, (print, plugin));
+                continue;
+            }
+            self.missing_since.remove(&path);
             tracing::info!(plugin = %plugin.label(), path = %path.display(), "plugin removed");
             swapped = true;
         }
+        self.refused.retain(|path, _| path.exists());
         self.loaded = next;
         if swapped {
             let set: Vec<Arc<Plugin>> = self
@@ -182,5 +230,23 @@ impl Reloader {
                 .collect();
             self.pipeline.plugins().store(Arc::new(set));
         }
+        if let Some(resyncer) = &self.resyncer {
+            for plugin in added {
+                let resyncer = resyncer.clone();
+                let pipeline = self.pipeline.clone();
+                self.resyncs.spawn(async move {
+                    resyncer.resync_logged(&pipeline, &plugin).await;
+                });
+            }
+        }
+        while self.resyncs.try_join_next().is_some() {}
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }

@@ -88,6 +88,10 @@ pub enum Verdict {
     /// Carried out on the plugin's behalf without writing by itself (a
     /// refresh read); what the plugin then wrote has records of its own.
     Requested,
+    /// Not applied because the effect (or another effect of the same
+    /// change) was invalid or failed in Redis: the change was refused for
+    /// this plugin and parked in the dead-letter stream.
+    Refused,
 }
 
 impl Verdict {
@@ -98,6 +102,7 @@ impl Verdict {
             Verdict::Stale => "stale",
             Verdict::Denied => "denied",
             Verdict::Requested => "requested",
+            Verdict::Refused => "refused",
         }
     }
 }
@@ -123,7 +128,7 @@ pub struct AuditRecord {
     pub operation: String,
     /// What became of it.
     pub verdict: Verdict,
-    /// Why it was denied; empty unless [`Verdict::Denied`].
+    /// Why it was denied or refused; empty for other verdicts.
     pub reason: String,
 }
 

@@ -18,4 +18,4 @@ pub mod redis;
 pub mod tls;
 pub mod version;
 
-pub use self::redis::{Applied, DeadLetter, RedisSink, SinkError, Versioned};
+pub use self::redis::{Applied, DeadLetter, Outcome, RedisSink, SinkError, Versioned};

@@ -5,9 +5,12 @@
 //! the effect's version is newer than the key's stored version. Keys stay
 //! plain strings that applications read with `GET`.
 //!
-//! Connection problems are retried with capped exponential backoff until Redis
-//! answers again, so a Redis outage slows the stream down instead of losing
-//! changes; a reply that shows a command itself failed is returned as an error.
+//! Connection problems and faults of Redis itself (loading, out of memory,
+//! failover, cluster redirections, `TRYAGAIN`) are retried with capped
+//! exponential backoff until Redis answers again, so a Redis outage slows the
+//! stream down instead of losing changes. An error reply to one effect's
+//! command (say `WRONGTYPE` on a key an application made a hash) is that
+//! effect's [`Outcome::Failed`]: the other effects of the batch are applied.
 //!
 //! A connection whose password comes from a file ([`FileCredentials`]) takes
 //! the current password at every (re)connect, re-authenticates when the file
@@ -42,17 +45,38 @@ pub struct Versioned<'a> {
     pub effect: &'a Effect,
 }
 
+/// What Redis did with one effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written.
+    Applied,
+    /// Refused because Redis already held a newer version of the key.
+    Stale,
+    /// Redis answered the effect's command with an error (not a fault of
+    /// Redis itself): the effect, and the change it derives from, failed.
+    Failed(String),
+}
+
+impl Outcome {
+    /// Whether the effect was written.
+    pub fn written(&self) -> bool {
+        *self == Outcome::Applied
+    }
+}
+
 /// What a batch did in Redis.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
-    /// Per effect, in order: whether it was written (else refused as stale).
-    pub outcomes: Vec<bool>,
+    /// Per effect, in order: what Redis did with it.
+    pub outcomes: Vec<Outcome>,
     /// Effects written.
     pub applied: u64,
     /// Effects refused because Redis already held a newer version.
     pub stale: u64,
     /// Deletes applied (each leaves a tombstone).
     pub tombstones: u64,
+    /// Effects Redis answered with an error.
+    pub failed: u64,
 }
 
 /// A Redis failure that retrying will not fix.
@@ -342,20 +366,122 @@ impl RedisSink {
     }
 
     /// Applies `effects` in order, in one pipeline, each only if its version
-    /// is newer than the stored one. Retries while Redis is unreachable;
-    /// returns an error only when Redis rejects a command.
+    /// is newer than the stored one. Retries while Redis is unreachable or
+    /// at fault (only the effects it did not answer); an error reply to an
+    /// effect is that effect's [`Outcome::Failed`]. Returns an error only
+    /// when Redis refuses the connection's credentials.
     pub async fn apply(&self, effects: &[Versioned<'_>]) -> Result<Applied, SinkError> {
-        if effects.is_empty() {
-            return Ok(Applied::default());
-        }
-        let mut pipe = redis::pipe();
-        for Versioned { version, effect } in effects {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; effects.len()];
+        let mut pending: Vec<usize> = Vec::with_capacity(effects.len());
+        for (index, Versioned { effect, .. }) in effects.iter().enumerate() {
             let (key, _) = describe(effect);
-            let companion = companion_key(key).map_err(|e| SinkError::Rejected {
-                command: "FCALL rs_apply",
-                key: key.to_owned(),
-                message: e.to_string(),
-            })?;
+            match companion_key(key) {
+                Ok(_) => pending.push(index),
+                Err(e) => outcomes[index] = Some(Outcome::Failed(e.to_string())),
+            }
+        }
+        let mut backoff = Duration::from_millis(50);
+        while !pending.is_empty() {
+            let pipe = self.pipeline_of(effects, &pending);
+            let mut conn = self.conn.clone();
+            let query = pipe.query_async::<Vec<redis::Value>>(&mut conn);
+            let Ok(reply) = tokio::time::timeout(STALL_WARNING, query).await else {
+                // Only a connection that is still being made waits this long
+                // (a sent request times out sooner): Redis is down, or
+                // refuses the password of a file that was not updated yet.
+                tracing::warn!(
+                    waited_s = STALL_WARNING.as_secs(),
+                    "Redis has not answered (unreachable, or refusing the configured password?); still trying"
+                );
+                continue;
+            };
+            let replies = match reply {
+                Ok(replies) if replies.len() == pending.len() => replies,
+                Ok(replies) => {
+                    tracing::warn!(
+                        sent = pending.len(),
+                        answered = replies.len(),
+                        "Redis answered a pipeline with the wrong number of replies; retrying"
+                    );
+                    self.pause(&mut backoff).await;
+                    continue;
+                }
+                Err(err) if is_auth_failure(&err) => {
+                    return Err(SinkError::Auth {
+                        message: err.to_string(),
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "Redis unavailable; retrying");
+                    self.pause(&mut backoff).await;
+                    continue;
+                }
+            };
+            let mut retry = Vec::new();
+            let mut missing_library = false;
+            for (index, reply) in pending.iter().copied().zip(replies) {
+                match classify(effects[index].effect, reply) {
+                    Reply::Done(outcome) => outcomes[index] = Some(outcome),
+                    Reply::Auth(message) => return Err(SinkError::Auth { message }),
+                    Reply::MissingLibrary => {
+                        missing_library = true;
+                        retry.push(index);
+                    }
+                    Reply::RedisFault(message) => {
+                        if retry.is_empty() {
+                            tracing::warn!(error = %message, retry_in_ms = backoff.as_millis() as u64, "Redis refused to apply for now; retrying");
+                        }
+                        retry.push(index);
+                    }
+                }
+            }
+            if missing_library {
+                // Redis restarted without its data: load the library again.
+                tracing::warn!(
+                    "the redis_spanner function library is missing (Redis restarted empty?); loading it again"
+                );
+                if let Err(err) = self.load_functions().await {
+                    tracing::warn!(error = %err, "reloading the function library failed; retrying");
+                }
+            }
+            if !retry.is_empty() && !missing_library {
+                self.pause(&mut backoff).await;
+            }
+            pending = retry;
+        }
+        let mut applied = Applied::default();
+        for (Versioned { effect, .. }, outcome) in effects.iter().zip(outcomes) {
+            let outcome = outcome.expect("every effect is answered before the loop ends");
+            match &outcome {
+                Outcome::Applied => {
+                    applied.applied += 1;
+                    if matches!(effect, Effect::Delete(_)) {
+                        applied.tombstones += 1;
+                    }
+                }
+                Outcome::Stale => applied.stale += 1,
+                Outcome::Failed(_) => applied.failed += 1,
+            }
+            applied.outcomes.push(outcome);
+        }
+        Ok(applied)
+    }
+
+    /// Waits `backoff`, then doubles it (up to 5 s).
+    async fn pause(&self, backoff: &mut Duration) {
+        tokio::time::sleep(*backoff).await;
+        *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    }
+
+    /// One `FCALL rs_apply` per effect of `effects` named by `indices`, in a
+    /// pipeline that returns error replies in place.
+    fn pipeline_of(&self, effects: &[Versioned<'_>], indices: &[usize]) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for &index in indices {
+            let Versioned { version, effect } = effects[index];
+            let (key, _) = describe(effect);
+            let companion = companion_key(key).expect("checked before");
             let call = pipe
                 .cmd("FCALL")
                 .arg("rs_apply")
@@ -381,53 +507,46 @@ impl RedisSink {
                 }
             }
         }
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            let mut conn = self.conn.clone();
-            let query = pipe.query_async::<Vec<redis::Value>>(&mut conn);
-            let Ok(reply) = tokio::time::timeout(STALL_WARNING, query).await else {
-                // Only a connection that is still being made waits this long
-                // (a sent request times out sooner): Redis is down, or
-                // refuses the password of a file that was not updated yet.
-                tracing::warn!(
-                    waited_s = STALL_WARNING.as_secs(),
-                    "Redis has not answered (unreachable, or refusing the configured password?); still trying"
-                );
-                continue;
-            };
-            match reply {
-                Ok(replies) => return count_replies(effects, &replies),
-                Err(err) if is_auth_failure(&err) => {
-                    return Err(SinkError::Auth {
-                        message: err.to_string(),
-                    });
-                }
-                Err(err) if err.to_string().contains("Function not found") => {
-                    // Redis restarted without its data: load the library again.
-                    tracing::warn!(
-                        "the redis_spanner function library is missing (Redis restarted empty?); loading it again"
-                    );
-                    if let Err(err) = self.load_functions().await {
-                        tracing::warn!(error = %err, "reloading the function library failed; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                }
-                Err(err) if is_transient(&err) => {
-                    tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "Redis unavailable; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(err) => {
-                    let (key, _) = describe(effects[0].effect);
-                    return Err(SinkError::Rejected {
-                        command: "FCALL rs_apply",
-                        key: key.to_owned(),
-                        message: err.to_string(),
-                    });
-                }
-            }
+        pipe
+    }
+}
+
+/// What one reply of an apply pipeline means.
+enum Reply {
+    /// The effect is settled.
+    Done(Outcome),
+    /// Redis refused the connection's credentials.
+    Auth(String),
+    /// The function library is gone: load it and send the effect again.
+    MissingLibrary,
+    /// Redis cannot take the command now (loading, out of memory,
+    /// failover, cluster redirection, busy script): send it again later.
+    RedisFault(String),
+}
+
+/// Reads one reply of an apply pipeline.
+fn classify(effect: &Effect, reply: redis::Value) -> Reply {
+    let (key, op) = describe(effect);
+    let error = match reply {
+        redis::Value::Int(1) => return Reply::Done(Outcome::Applied),
+        redis::Value::Int(0) => return Reply::Done(Outcome::Stale),
+        redis::Value::ServerError(error) => error,
+        other => {
+            return Reply::Done(Outcome::Failed(format!(
+                "Redis answered {op} on key {key:?} with {other:?}, not 0 or 1"
+            )));
         }
+    };
+    let code = error.code().to_owned();
+    let text = error.to_string();
+    match code.as_str() {
+        "NOAUTH" | "WRONGPASS" => Reply::Auth(text),
+        _ if text.contains("Function not found") => Reply::MissingLibrary,
+        "LOADING" | "OOM" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY" | "MOVED"
+        | "ASK" | "BUSY" | "MISCONF" | "NOREPLICAS" => Reply::RedisFault(text),
+        _ => Reply::Done(Outcome::Failed(format!(
+            "Redis refused {op} on key {key:?}: {text}"
+        ))),
     }
 }
 
@@ -524,37 +643,6 @@ fn describe(effect: &Effect) -> (&str, &'static str) {
         Effect::Delete(key) => (key, "del"),
         Effect::Expire(expiry) => (&expiry.key, "expire"),
     }
-}
-
-fn count_replies(
-    effects: &[Versioned<'_>],
-    replies: &[redis::Value],
-) -> Result<Applied, SinkError> {
-    let mut applied = Applied::default();
-    for (versioned, reply) in effects.iter().zip(replies) {
-        let (key, op) = describe(versioned.effect);
-        match reply {
-            redis::Value::Int(1) => {
-                applied.outcomes.push(true);
-                applied.applied += 1;
-                if op == "del" {
-                    applied.tombstones += 1;
-                }
-            }
-            redis::Value::Int(0) => {
-                applied.outcomes.push(false);
-                applied.stale += 1;
-            }
-            other => {
-                return Err(SinkError::Rejected {
-                    command: "FCALL rs_apply",
-                    key: key.to_owned(),
-                    message: format!("{op}: unexpected reply {other:?}"),
-                });
-            }
-        }
-    }
-    Ok(applied)
 }
 
 #[cfg(test)]

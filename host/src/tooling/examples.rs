@@ -26,12 +26,12 @@ pub const EXAMPLES: [Example; 3] = [
     Example {
         language: Language::Python,
         source: "plugins/users-cache-py",
-        component: "target/plugins/python/users_cache_py.wasm",
+        component: "target/plugins/python/users-cache-py.wasm",
     },
     Example {
         language: Language::Js,
         source: "plugins/users-cache-js",
-        component: "target/plugins/js/users_cache_js.wasm",
+        component: "target/plugins/js/users-cache-js.wasm",
     },
 ];
 

@@ -135,6 +135,40 @@ pub async fn primary_key_columns(tx: &DatabaseClient, table: &str) -> anyhow::Re
     Ok(keys)
 }
 
+/// The rows of one table's `SELECT *`, as `snapshot` changes.
+pub struct SnapshotRows<'a> {
+    table: &'a str,
+    keys: &'a [String],
+    version_micros: i64,
+    decoders: Option<Vec<ColumnDecoder>>,
+}
+
+impl<'a> SnapshotRows<'a> {
+    /// Rows of `table` (primary key columns `keys`) read at `version_micros`.
+    pub fn new(table: &'a str, keys: &'a [String], version_micros: i64) -> Self {
+        Self {
+            table,
+            keys,
+            version_micros,
+            decoders: None,
+        }
+    }
+
+    /// The change of one result `row` of a result set described by
+    /// `metadata`.
+    pub fn change(
+        &mut self,
+        metadata: &ResultSetMetadata,
+        row: &google_cloud_spanner::result::Row,
+    ) -> anyhow::Result<RowChange> {
+        let keys = self.keys;
+        let decoders = self
+            .decoders
+            .get_or_insert_with(|| column_decoders(metadata, |name| keys.contains(name)));
+        snapshot_change(self.table, decoders, row.raw_values(), self.version_micros)
+    }
+}
+
 /// A `snapshot` change of `table` from one result row, versioned at
 /// `version_micros` with an empty transaction id (a stream change committed
 /// at that very timestamp sorts after it and wins).

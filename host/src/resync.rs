@@ -1,0 +1,155 @@
+//! Resync: one plugin's keys brought up to date from a snapshot of its
+//! tables, while the stream goes on.
+//!
+//! The plugin's tables (its manifest's `tables`, else every table of the
+//! database but the checkpoint table) are read in one strong read-only
+//! transaction at timestamp T, and every row is handed to that plugin alone
+//! as a `snapshot` change versioned at T. Versioned apply keeps whatever is
+//! newer in Redis, so running beside the live stream is safe. A plugin added
+//! (or added again) while the service runs is resynced, so its keys are warm
+//! and nothing it missed stays missing.
+
+use crate::pipeline::Pipeline;
+use crate::runtime::Plugin;
+use crate::sink::version;
+use crate::source::spanner::snapshot::{SnapshotRows, StrongRead, primary_key, strong_read};
+use google_cloud_spanner::client::DatabaseClient;
+use google_cloud_spanner::statement::Statement;
+use std::time::{Duration, Instant};
+
+/// Tries of a resync before it is given up (and logged as such).
+const ATTEMPTS: u32 = 3;
+
+/// What a resync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResyncReport {
+    /// The snapshot's read timestamp (RFC 3339).
+    pub read_timestamp: String,
+    /// Rows handed to the plugin.
+    pub rows: u64,
+}
+
+/// Reads tables for resyncs.
+#[derive(Clone)]
+pub struct Resyncer {
+    client: DatabaseClient,
+    batch_max: usize,
+    checkpoint_table: String,
+}
+
+impl Resyncer {
+    /// Reads through `client` and feeds batches of at most `batch_max` rows;
+    /// never reads `checkpoint_table`.
+    pub fn new(client: DatabaseClient, batch_max: usize, checkpoint_table: &str) -> Self {
+        Self {
+            client,
+            batch_max: batch_max.max(1),
+            checkpoint_table: checkpoint_table.to_owned(),
+        }
+    }
+
+    /// Resyncs `plugin`, trying again after a failure; logs the outcome.
+    pub async fn resync_logged(&self, pipeline: &Pipeline, plugin: &Plugin) {
+        for attempt in 1..=ATTEMPTS {
+            match self.resync(pipeline, plugin).await {
+                Ok(report) => {
+                    tracing::info!(plugin = %plugin.label(), rows = report.rows, read_timestamp = %report.read_timestamp, "resync done");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(plugin = %plugin.label(), attempt, of = ATTEMPTS, error = %format!("{err:#}"), "resync failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        tracing::error!(plugin = %plugin.label(), "resync given up; run `redis-spanner backfill --plugin {}` for each of its tables", plugin.name());
+    }
+
+    /// Reads the plugin's tables at one timestamp and hands every row to it.
+    pub async fn resync(
+        &self,
+        pipeline: &Pipeline,
+        plugin: &Plugin,
+    ) -> anyhow::Result<ResyncReport> {
+        let tables = self.tables_of(plugin).await?;
+        let StrongRead {
+            tx,
+            read_timestamp,
+            version_micros,
+        } = strong_read(&self.client, "the resync read").await?;
+        tracing::info!(plugin = %plugin.label(), ?tables, %read_timestamp, "resync starts");
+        let progress = pipeline
+            .metrics()
+            .resync_rows_total
+            .with_label_values(&[plugin.name()]);
+        let mut rows = 0u64;
+        let mut last_log = Instant::now();
+        for table in &tables {
+            let keys = primary_key(&self.client, table).await?;
+            let mut result = tx
+                .execute_query(Statement::builder(format!("SELECT * FROM `{table}`")).build())
+                .await?;
+            let mut snapshot = SnapshotRows::new(table, &keys, version_micros);
+            let mut batch = Vec::with_capacity(self.batch_max);
+            loop {
+                let row = result.next().await.transpose()?;
+                if let Some(row) = &row {
+                    batch.push(snapshot.change(result.metadata(), row)?);
+                }
+                if batch.len() == self.batch_max || (row.is_none() && !batch.is_empty()) {
+                    let versions = version::encode_batch(&batch);
+                    pipeline.run_plugin(plugin, &batch, &versions).await?;
+                    rows += batch.len() as u64;
+                    progress.inc_by(batch.len() as u64);
+                    batch.clear();
+                    if last_log.elapsed() >= Duration::from_secs(1) {
+                        last_log = Instant::now();
+                        tracing::info!(plugin = %plugin.label(), table, rows, "resync progress");
+                    }
+                }
+                if row.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(ResyncReport {
+            read_timestamp,
+            rows,
+        })
+    }
+
+    /// The tables the plugin wants: its manifest's, else every table but
+    /// the checkpoint table.
+    async fn tables_of(&self, plugin: &Plugin) -> anyhow::Result<Vec<String>> {
+        let wanted = &plugin.manifest().tables;
+        if !wanted.is_empty() {
+            for table in wanted {
+                anyhow::ensure!(
+                    crate::config::is_identifier(table),
+                    "the manifest of {} lists {table:?}, which is not a table name",
+                    plugin.label()
+                );
+            }
+            return Ok(wanted.clone());
+        }
+        let statement = Statement::builder(
+            "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES \
+             WHERE TABLE_SCHEMA = '' AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+        )
+        .build();
+        let mut rows = self
+            .client
+            .single_use()
+            .build()
+            .execute_query(statement)
+            .await?;
+        let mut tables = Vec::new();
+        while let Some(row) = rows.next().await {
+            let name: String = row?.get(0)?;
+            if name != self.checkpoint_table && crate::config::is_identifier(&name) {
+                tables.push(name);
+            }
+        }
+        Ok(tables)
+    }
+}

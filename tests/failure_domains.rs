@@ -1,0 +1,429 @@
+//! Each plugin is its own failure domain, on real servers: a hostile plugin
+//! (`test_hostile`) runs beside the example users cache. Whatever it does —
+//! block in a host call past its deadline, ask for a TTL or a key Redis
+//! cannot hold, pose as a version key, hit a key an application turned into
+//! a hash, flood the log, claim another plugin's name, never finish `init` —
+//! the users cache stays equal to a strong read of Spanner, the service
+//! stays up, and the hostile plugin's own change is refused, dead-lettered
+//! and audited, or its call interrupted.
+
+use google_cloud_spanner::mutation::Mutation;
+use redis_spanner::demo::check;
+use redis_spanner::metrics::Metrics;
+use redis_spanner::policy::Grant;
+use redis_spanner::runtime::{Limits, LoadOptions, Plugin, PluginEngine, load_directory};
+use redis_spanner::service::Service;
+use redis_spanner_tests::{
+    Entry, RunningService, TestBed, commit, entries, eventually, field, plugin, plugin_dir,
+    wait_for_entry,
+};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long anything is given to reach Redis.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The demo's `Users` table, a `Hostile` table, and a stream on both.
+fn ddl() -> Vec<String> {
+    vec![
+        "CREATE TABLE Users (UserId INT64 NOT NULL, Name STRING(MAX), Email STRING(MAX), \
+         Balance INT64, Active BOOL) PRIMARY KEY (UserId)"
+            .into(),
+        "CREATE TABLE Hostile (Id INT64 NOT NULL, Mode STRING(MAX)) PRIMARY KEY (Id)".into(),
+        "CREATE CHANGE STREAM Everything FOR Users, Hostile \
+         OPTIONS (value_capture_type = 'NEW_ROW_AND_OLD_VALUES')"
+            .into(),
+    ]
+}
+
+/// The service's config for `plugins` on `bed`'s stream, granting the
+/// hostile plugin the `hostile:` prefix.
+fn hostile_config(bed: &TestBed, plugins: &Path) -> redis_spanner::config::Config {
+    let mut config = bed.config("Everything", plugins);
+    config
+        .grants
+        .insert("test_hostile".into(), Grant::prefixes(&["hostile:"]));
+    config
+}
+
+/// A new `Users` row with every column set.
+fn user(id: i64) -> Mutation {
+    Mutation::new_insert_builder("Users")
+        .set("UserId")
+        .to(id)
+        .set("Name")
+        .to(format!("user-{id}"))
+        .set("Email")
+        .to(format!("user-{id}@example.com"))
+        .set("Balance")
+        .to(id * 10)
+        .set("Active")
+        .to(id % 2 == 0)
+        .build()
+}
+
+/// A new `Hostile` row whose `Mode` tells the plugin what to do.
+fn hostile(id: i64, mode: &str) -> Mutation {
+    Mutation::new_insert_builder("Hostile")
+        .set("Id")
+        .to(id)
+        .set("Mode")
+        .to(mode)
+        .build()
+}
+
+/// Whether `key` exists, once it does (within [`PATIENCE`]).
+async fn appears(redis: &redis::aio::MultiplexedConnection, key: &str) -> bool {
+    eventually(PATIENCE, || {
+        let mut redis = redis.clone();
+        async move {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(key)
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            exists.then_some(())
+        }
+    })
+    .await
+    .is_some()
+}
+
+/// The hostile plugin's dead letter whose error contains `needle`.
+async fn dead_letter(
+    redis: &redis::aio::MultiplexedConnection,
+    stream: &str,
+    needle: &str,
+) -> Entry {
+    wait_for_entry(redis, stream, |entry| {
+        field(entry, "plugin") == "test_hostile@0.0.0" && field(entry, "error").contains(needle)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no dead letter of test_hostile mentioning {needle:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_plugin_costs_only_itself() -> anyhow::Result<()> {
+    let bed = TestBed::start(&ddl()).await?;
+    let plugins = plugin_dir(&["users_cache", "test_hostile"]);
+    let mut config = hostile_config(&bed, plugins.path());
+    config.plugins.call_timeout_ms = 1000;
+    config.plugins.attempts = 1;
+    let dead_letters = config.redis.dead_letter_stream.clone();
+    let audit = config.redis.audit_stream.clone().expect("audit is on");
+    let service = Service::connect(&config).await?;
+    let metrics = service.metrics();
+    let running = RunningService::spawn(service);
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+
+    // An application made the companion key of hostile:5 a hash: Redis
+    // answers the plugin's versioned write with WRONGTYPE.
+    let () = redis::cmd("HSET")
+        .arg("{hostile:5}:rs-version")
+        .arg("owner")
+        .arg("application")
+        .query_async(&mut redis)
+        .await?;
+
+    // One transaction per attack: a new user, the attack, and a harmless
+    // hostile row that must still be applied beside it.
+    let attacks = [
+        (1, "ttl", "out of range"),
+        (2, "brace", "hash tag"),
+        (3, "version-key", "companion key"),
+        (4, "log", ""),
+        (5, "ok", "WRONGTYPE"),
+    ];
+    for (id, mode, _) in attacks {
+        commit(
+            &spanner,
+            vec![user(id), hostile(id, mode), hostile(100 + id, "ok")],
+        )
+        .await?;
+    }
+    for (id, mode, reason) in attacks {
+        assert!(
+            appears(&redis, &format!("hostile:{}", 100 + id)).await,
+            "the harmless change beside the {mode} attack was applied"
+        );
+        if reason.is_empty() {
+            continue;
+        }
+        let letter = dead_letter(&redis, &dead_letters, reason).await;
+        assert!(
+            field(&letter, "error").contains("refused")
+                && field(&letter, "changes").contains(&format!("\"{mode}\"")),
+            "{mode}: {letter:?}"
+        );
+    }
+    // Exactly the attacks' changes were refused, nothing beside them.
+    let mut refused_ids: Vec<i64> = Vec::new();
+    for letter in entries(&mut redis, &dead_letters).await? {
+        let changes: serde_json::Value = serde_json::from_str(field(&letter, "changes"))?;
+        for change in changes.as_array().into_iter().flatten() {
+            refused_ids.extend(change["keys"][0]["value"]["Int64"].as_i64());
+        }
+    }
+    refused_ids.sort();
+    assert_eq!(refused_ids, [1, 2, 3, 5], "the attacks' changes alone");
+    assert!(
+        appears(&redis, "hostile:4").await,
+        "a flood of log lines is not fatal"
+    );
+    for key in ["hostile:1", "hostile:}2", "hostile:3:rs-version"] {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(key)
+            .query_async(&mut redis)
+            .await?;
+        assert!(!exists, "{key} was written");
+    }
+    let refused: Vec<Entry> = entries(&mut redis, &audit)
+        .await?
+        .into_iter()
+        .filter(|entry| field(entry, "verdict") == "refused")
+        .collect();
+    assert_eq!(
+        refused.len(),
+        4,
+        "one refused audit record per attack: {refused:?}"
+    );
+
+    // A call blocked in a host call is stopped at its deadline; the batch
+    // is parked and a fresh instance takes the next one.
+    let started = Instant::now();
+    commit(&spanner, vec![user(6), hostile(6, "sleep")]).await?;
+    dead_letter(&redis, &dead_letters, "time limit").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the blocked call was stopped at its 1 s deadline, not after its hour of sleep"
+    );
+    commit(&spanner, vec![user(7), hostile(7, "ok")]).await?;
+    assert!(appears(&redis, "hostile:7").await, "a fresh instance runs");
+
+    let mismatches =
+        check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(30)).await?;
+    assert_eq!(mismatches, 0, "the users cache matches Spanner");
+    assert_eq!(
+        metrics
+            .effects_total
+            .with_label_values(&["test_hostile", "refused"])
+            .get(),
+        4
+    );
+    assert_eq!(
+        metrics
+            .plugin_timeouts_total
+            .with_label_values(&["test_hostile"])
+            .get(),
+        1
+    );
+    assert!(
+        metrics
+            .plugin_log_dropped_total
+            .with_label_values(&["test_hostile"])
+            .get()
+            >= 150,
+        "200 lines of 1 MiB, cut to 4 KiB: a call's 64 KiB budget lets about 16 through"
+    );
+    assert_eq!(
+        metrics
+            .effects_total
+            .with_label_values(&["users_cache", "refused"])
+            .get(),
+        0
+    );
+    assert!(running.is_running(), "the service survived every attack");
+    running.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_while_a_plugin_blocks() -> anyhow::Result<()> {
+    let bed = TestBed::start(&ddl()).await?;
+    let plugins = plugin_dir(&["test_hostile"]);
+    let mut config = hostile_config(&bed, plugins.path());
+    // The call's own deadline is far away: only the shutdown bound helps.
+    config.plugins.call_timeout_ms = 120_000;
+    config.plugins.shutdown_timeout_ms = 2_000;
+    let service = Service::connect(&config).await?;
+    let metrics = service.metrics();
+    let running = RunningService::spawn(service);
+    let spanner = bed.spanner_client().await?;
+    commit(&spanner, vec![hostile(1, "sleep")]).await?;
+    let delivered = eventually(PATIENCE, || async {
+        (Metrics::total(&metrics.changes_total) > 0).then_some(())
+    })
+    .await;
+    assert!(delivered.is_some(), "the change reached the plugin");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    running.shutdown().await?;
+    let took = stopping.elapsed();
+    println!("shutdown with a plugin blocked in a host call took {took:?}");
+    assert!(
+        took < Duration::from_secs(8),
+        "stopped within the 2 s bound (plus slack), not after the plugin: {took:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_replaced_by_delete_then_copy_misses_nothing() -> anyhow::Result<()> {
+    let bed = TestBed::start(&ddl()).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let config = bed.config("Everything", plugins.path());
+    let service = Service::connect(&config).await?;
+    let metrics = service.metrics();
+    let running = RunningService::spawn(service);
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+
+    let writer = {
+        let spanner = spanner.clone();
+        tokio::spawn(async move {
+            for id in 1..=120 {
+                commit(&spanner, vec![user(id)]).await?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            anyhow::Ok(())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let wasm = plugins.path().join("users_cache.wasm");
+    std::fs::remove_file(&wasm)?;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    std::fs::copy(plugin("users_cache"), &wasm)?;
+    writer.await??;
+    let mismatches =
+        check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(30)).await?;
+    assert_eq!(
+        mismatches, 0,
+        "every row written while the file was away is cached"
+    );
+    assert_eq!(
+        metrics
+            .resync_rows_total
+            .with_label_values(&["users_cache"])
+            .get(),
+        0,
+        "the plugin kept running through the gap: it was never removed, so never resynced"
+    );
+    running.shutdown().await
+}
+
+/// Writes `toml` as the manifest of the copy of `name` at `dir/file.wasm`.
+fn copy_with_manifest(dir: &Path, name: &str, file: &str, toml: &str) -> anyhow::Result<()> {
+    std::fs::copy(plugin(name), dir.join(format!("{file}.wasm")))?;
+    std::fs::write(dir.join(format!("{file}.toml")), toml)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_come_from_the_operator_and_bad_plugins_do_not_stop_the_rest() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(plugin("users_cache"), dir.path().join("users_cache.wasm"))?;
+    copy_with_manifest(
+        dir.path(),
+        "test_hostile",
+        "impostor",
+        "name = \"users_cache\"\n",
+    )?;
+    copy_with_manifest(
+        dir.path(),
+        "test_hostile",
+        "looping",
+        "[config]\ninit = \"loop\"\n",
+    )?;
+    copy_with_manifest(
+        dir.path(),
+        "test_hostile",
+        "sleeping",
+        "[config]\ninit = \"sleep\"\n",
+    )?;
+    std::fs::write(dir.path().join("garbage.wasm"), b"\0asm not really")?;
+    let options = LoadOptions {
+        limits: Limits {
+            call_timeout: Duration::from_millis(500),
+            ..Limits::default()
+        },
+        ..LoadOptions::default()
+    };
+    let engine = PluginEngine::new()?;
+
+    let impostor = match Plugin::load(&engine, &dir.path().join("impostor.wasm"), &options).await {
+        Ok(plugin) => anyhow::bail!("the impostor loaded as {}", plugin.label()),
+        Err(err) => err.to_string(),
+    };
+    assert!(
+        impostor.contains("names it \"users_cache\"") && impostor.contains("\"impostor\""),
+        "{impostor}"
+    );
+
+    let started = Instant::now();
+    let loaded = load_directory(&engine, dir.path(), &options, &[]).await?;
+    let names: Vec<&str> = loaded.iter().map(|p| p.name()).collect();
+    assert_eq!(names, ["users_cache"], "only the good plugin starts");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "init that loops or sleeps is stopped at its deadline"
+    );
+
+    for (required, expected) in [
+        ("sleeping", "time limit"),
+        ("looping", "time limit"),
+        ("impostor", "names it"),
+        ("garbage", "garbage.wasm"),
+        ("absent", "is not in"),
+    ] {
+        let err = match load_directory(&engine, dir.path(), &options, &[required.into()]).await {
+            Ok(_) => anyhow::bail!("started without the required plugin {required}"),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            err.contains(required) && err.contains(expected),
+            "{required}: {err}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_added_to_a_running_host_is_resynced() -> anyhow::Result<()> {
+    let bed = TestBed::start(&ddl()).await?;
+    let plugins = plugin_dir(&["test_hostile"]);
+    let config = hostile_config(&bed, plugins.path());
+    let service = Service::connect(&config).await?;
+    let metrics = service.metrics();
+    let running = RunningService::spawn(service);
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+
+    // Rows that exist before the plugin does, and are never written again.
+    const ROWS: i64 = 10_000;
+    for chunk in (1..=ROWS).collect::<Vec<_>>().chunks(2_000) {
+        commit(&spanner, chunk.iter().map(|&id| user(id)).collect()).await?;
+    }
+    std::fs::copy(
+        plugin("users_cache"),
+        plugins.path().join("users_cache.wasm"),
+    )?;
+    let mismatches =
+        check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(60)).await?;
+    assert_eq!(mismatches, 0, "every existing row is cached");
+    assert_eq!(
+        metrics
+            .resync_rows_total
+            .with_label_values(&["users_cache"])
+            .get(),
+        ROWS as u64,
+        "each row was read once, for the added plugin alone"
+    );
+    assert_eq!(
+        metrics
+            .resync_rows_total
+            .with_label_values(&["test_hostile"])
+            .get(),
+        0
+    );
+    running.shutdown().await
+}
