@@ -11,8 +11,25 @@ fn ddl() -> Vec<String> {
     ]
 }
 
+/// The error of a service start with the plugins of `dir`, every one of them
+/// listed in `plugins.required` (a plugin that is not required and fails is
+/// refused with the same message, and the others start).
 async fn connect_error(bed: &TestBed, stream: &str, dir: &std::path::Path) -> String {
-    match Service::connect(&bed.config(stream, dir)).await {
+    let mut config = bed.config(stream, dir);
+    config.plugins.required = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| {
+                    entry
+                        .ok()?
+                        .path()
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match Service::connect(&config).await {
         Ok(_) => panic!("connect unexpectedly succeeded"),
         Err(err) => format!("{err:#}"),
     }
@@ -33,8 +50,17 @@ async fn bad_plugins_and_endpoints_are_named() -> anyhow::Result<()> {
     std::fs::write(dir.path().join("garbage.wasm"), b"this is not wasm")?;
     let err = connect_error(&bed, "UsersStream", dir.path()).await;
     assert!(
-        err.contains("garbage.wasm") && err.contains("not a valid WebAssembly"),
+        err.contains("required plugin garbage")
+            && err.contains("garbage.wasm")
+            && err.contains("not a valid WebAssembly"),
         "{err}"
+    );
+    // Not required: refused, and the service starts without it.
+    assert!(
+        Service::connect(&bed.config("UsersStream", dir.path()))
+            .await
+            .is_ok(),
+        "a plugin that is not required does not stop the start"
     );
 
     let dir = tempfile::tempdir()?;

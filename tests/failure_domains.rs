@@ -14,8 +14,8 @@ use redis_spanner::policy::Grant;
 use redis_spanner::runtime::{Limits, LoadOptions, Plugin, PluginEngine, load_directory};
 use redis_spanner::service::Service;
 use redis_spanner_tests::{
-    Entry, RunningService, TestBed, commit, entries, eventually, field, plugin, plugin_dir,
-    wait_for_entry,
+    Entry, RunningService, TestBed, commit, entries, eventually, field, http_get, plugin,
+    plugin_dir, wait_for_entry,
 };
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -424,6 +424,115 @@ async fn a_plugin_added_to_a_running_host_is_resynced() -> anyhow::Result<()> {
             .with_label_values(&["test_hostile"])
             .get(),
         0
+    );
+    running.shutdown().await
+}
+
+/// A plugin directory with the users cache and the hostile plugin, whose
+/// `slow` changes take `slow_ms` each.
+fn slow_beside_good(slow_ms: u64) -> anyhow::Result<tempfile::TempDir> {
+    let plugins = plugin_dir(&["users_cache", "test_hostile"]);
+    std::fs::write(
+        plugins.path().join("test_hostile.toml"),
+        format!("[config]\nslow_ms = \"{slow_ms}\"\n"),
+    )?;
+    Ok(plugins)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_plugin_delays_only_itself() -> anyhow::Result<()> {
+    let bed = TestBed::start(&ddl()).await?;
+    let plugins = slow_beside_good(4_000)?;
+    let mut config = hostile_config(&bed, plugins.path());
+    config.plugins.call_timeout_ms = 10_000;
+    config.plugins.attempts = 1;
+    config.plugins.lane_stall_ms = 60_000;
+    let running = RunningService::spawn(Service::connect(&config).await?);
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+
+    commit(&spanner, vec![hostile(1, "slow")]).await?;
+    commit(&spanner, vec![user(1)]).await?;
+    assert!(appears(&redis, "users:1").await);
+    let slow_done: bool = redis::cmd("EXISTS")
+        .arg("hostile:1")
+        .query_async(&mut redis)
+        .await?;
+    assert!(
+        !slow_done,
+        "the users cache applied a later change while the slow plugin was still on its batch"
+    );
+    assert!(
+        appears(&redis, "hostile:1").await,
+        "the slow plugin finishes too"
+    );
+    running.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_lane_goes_out_of_sync_and_comes_back_resynced() -> anyhow::Result<()> {
+    let bed = TestBed::start(&ddl()).await?;
+    let plugins = slow_beside_good(1_500)?;
+    let mut config = hostile_config(&bed, plugins.path());
+    config.plugins.call_timeout_ms = 2_000;
+    config.plugins.attempts = 1;
+    config.plugins.lane_stall_ms = 3_000;
+    let service = Service::connect(&config).await?;
+    let admin = service.admin_addr().expect("the admin server is enabled");
+    let metrics = service.metrics();
+    let running = RunningService::spawn(service);
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+
+    // Batches of 1.5 s each pile up in the hostile lane; the users cache
+    // keeps up meanwhile.
+    for id in 1..=8 {
+        commit(&spanner, vec![user(id), hostile(id, "slow")]).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = eventually(PATIENCE, || async {
+        let (status, body) = http_get(admin, "/readyz").await.ok()?;
+        (status == 503).then_some(body)
+    })
+    .await
+    .expect("/readyz reports the stalled lane");
+    assert!(out.contains("test_hostile"), "{out}");
+    assert_eq!(
+        metrics
+            .lanes_out_of_sync_total
+            .with_label_values(&["test_hostile"])
+            .get(),
+        1
+    );
+    assert_eq!(
+        check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(30)).await?,
+        0,
+        "the users cache is coherent while the other lane is out of sync"
+    );
+
+    // Once caught up, the lane is back in sync and resynced: every hostile
+    // row is cached, the skipped ones included.
+    let ready = eventually(Duration::from_secs(60), || async {
+        let (status, _) = http_get(admin, "/readyz").await.ok()?;
+        (status == 200).then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "/readyz is 200 again once the lane is back"
+    );
+    for id in 1..=8 {
+        assert!(
+            appears(&redis, &format!("hostile:{id}")).await,
+            "hostile:{id} is cached after the resync"
+        );
+    }
+    assert!(
+        metrics
+            .resync_rows_total
+            .with_label_values(&["test_hostile"])
+            .get()
+            >= 8
     );
     running.shutdown().await
 }

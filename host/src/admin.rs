@@ -2,7 +2,8 @@
 //!
 //! `/healthz` answers 200 while the process serves requests. `/readyz`
 //! answers 200 once the service is connected and following its stream, and
-//! 503 before that and while it shuts down.
+//! 503 before that, while it shuts down, and while any plugin's lane is out
+//! of sync (the body names those plugins).
 
 use crate::metrics::Metrics;
 use axum::Router;
@@ -15,19 +16,42 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Names what keeps a ready service from doing all of its job (say, plugins
+/// whose lanes are out of sync).
+pub type Problems = Box<dyn Fn() -> Vec<String> + Send + Sync>;
+
 /// Whether the service is ready to be counted on.
-#[derive(Debug, Default)]
-pub struct Readiness(AtomicBool);
+#[derive(Default)]
+pub struct Readiness {
+    ready: AtomicBool,
+    problems: std::sync::Mutex<Option<Problems>>,
+}
 
 impl Readiness {
     /// Marks the service ready or not.
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.ready.store(ready, Ordering::Relaxed);
     }
 
     /// Whether it is ready.
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Asks `problems` at every readiness check; any answer makes the
+    /// service not ready.
+    pub fn set_problems(&self, problems: Problems) {
+        *self.problems.lock().unwrap_or_else(|e| e.into_inner()) = Some(problems);
+    }
+
+    /// What keeps the service from being ready now, if anything.
+    pub fn problems(&self) -> Vec<String> {
+        self.problems
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|problems| problems())
+            .unwrap_or_default()
     }
 }
 
@@ -103,10 +127,17 @@ async fn metrics(
     )
 }
 
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, &'static str) {
-    if state.readiness.get() {
-        (StatusCode::OK, "ready\n")
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
+    if !state.readiness.get() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into());
+    }
+    let problems = state.readiness.problems();
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".into())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", problems.join("; ")),
+        )
     }
 }

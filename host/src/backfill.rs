@@ -42,7 +42,7 @@ pub async fn backfill(
     );
     let (_, client) = connect(config.emulator_host().as_deref(), &config.database_path()).await?;
     let keys = primary_key(&client, table).await?;
-    let pipeline = build_pipeline(config, Arc::new(Metrics::new()), plugin).await?;
+    let pipeline = Arc::new(build_pipeline(config, Arc::new(Metrics::new()), plugin).await?);
 
     let StrongRead {
         tx,
@@ -69,13 +69,13 @@ pub async fn backfill(
     while let Some(row) = rows.next().await {
         batch.push(snapshot.change(rows.metadata(), &row?)?);
         if batch.len() == config.plugins.batch_max {
-            pipeline.process(&batch).await?;
+            pipeline.process(&batch).await;
             done += batch.len() as u64;
             progress.set(done);
             batch.clear();
         }
     }
-    pipeline.process(&batch).await?;
+    pipeline.process(&batch).await;
     done += batch.len() as u64;
     progress.finish(done);
     Ok(BackfillReport {

@@ -280,6 +280,22 @@ pub struct PluginsConfig {
     /// anyway (what was not checkpointed is read again at the next start).
     #[serde(default = "default_shutdown_timeout_ms")]
     pub shutdown_timeout_ms: u64,
+    /// A plugin's lane whose oldest batch has waited this many milliseconds
+    /// is marked out of sync: the other plugins and the checkpoints stop
+    /// waiting for it, and it is resynced once it has caught up.
+    #[serde(default = "default_lane_stall_ms")]
+    pub lane_stall_ms: u64,
+    /// A plugin's lane with more row changes waiting is marked out of sync.
+    #[serde(default = "default_lane_backlog_max")]
+    pub lane_backlog_max: usize,
+}
+
+fn default_lane_stall_ms() -> u64 {
+    30_000
+}
+
+fn default_lane_backlog_max() -> usize {
+    100_000
 }
 
 fn default_max_component_mb() -> u64 {
@@ -349,6 +365,14 @@ impl PluginsConfig {
         }
     }
 
+    /// When a plugin's lane is out of sync.
+    pub fn lane_bounds(&self) -> crate::pipeline::LaneBounds {
+        crate::pipeline::LaneBounds {
+            stall: std::time::Duration::from_millis(self.lane_stall_ms),
+            backlog_changes: self.lane_backlog_max,
+        }
+    }
+
     /// How long a graceful shutdown may take.
     pub fn shutdown_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.shutdown_timeout_ms)
@@ -390,6 +414,8 @@ impl Default for PluginsConfig {
             max_log_kb_per_minute: default_max_log_kb_per_minute(),
             remove_grace_ms: default_remove_grace_ms(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
+            lane_stall_ms: default_lane_stall_ms(),
+            lane_backlog_max: default_lane_backlog_max(),
         }
     }
 }
@@ -553,6 +579,14 @@ impl Config {
             return Err(invalid(
                 "plugins.max_key_bytes and plugins.max_value_mb must be at least 1".into(),
             ));
+        }
+        let call_ms = self.plugins.call_timeout_ms * u64::from(self.plugins.attempts.max(1));
+        if self.plugins.lane_stall_ms <= call_ms {
+            return Err(invalid(format!(
+                "plugins.lane_stall_ms = {} is too small: a batch may take \
+                 plugins.call_timeout_ms × plugins.attempts = {call_ms} ms; use more",
+                self.plugins.lane_stall_ms
+            )));
         }
         let busy_ms = self.plugins.call_timeout_ms * u64::from(self.plugins.attempts.max(1));
         if self.cache_events.claim_idle_ms < busy_ms.max(1000) {

@@ -63,6 +63,12 @@ pub struct Metrics {
     pub plugin_timeouts_total: IntCounterVec,
     /// Rows handed to a plugin by resyncs, per plugin.
     pub resync_rows_total: IntCounterVec,
+    /// Row changes waiting in a plugin's lane.
+    pub lane_backlog: IntGaugeVec,
+    /// 1 while a plugin's lane is in sync, 0 while it is out of sync.
+    pub lane_in_sync: IntGaugeVec,
+    /// Times a plugin's lane went out of sync.
+    pub lanes_out_of_sync_total: IntCounterVec,
     lags_micros: Mutex<VecDeque<u64>>,
 }
 
@@ -90,6 +96,14 @@ impl Metrics {
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let metric = IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("metric definitions are valid");
+            registry
+                .register(Box::new(metric.clone()))
+                .expect("metric names are unique");
+            metric
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels)
                 .expect("metric definitions are valid");
             registry
                 .register(Box::new(metric.clone()))
@@ -173,6 +187,21 @@ impl Metrics {
             resync_rows_total: counter(
                 "resync_rows_total",
                 "Rows handed to a plugin by resyncs",
+                &["plugin"],
+            ),
+            lane_backlog: gauge(
+                "lane_backlog",
+                "Row changes waiting in a plugin's lane",
+                &["plugin"],
+            ),
+            lane_in_sync: gauge(
+                "lane_in_sync",
+                "1 while a plugin's lane is in sync, 0 while it is out of sync",
+                &["plugin"],
+            ),
+            lanes_out_of_sync_total: counter(
+                "lanes_out_of_sync_total",
+                "Times a plugin's lane went out of sync",
                 &["plugin"],
             ),
             watermark_lag_seconds,

@@ -82,6 +82,12 @@ impl Service {
             build_pipeline_parts(config, metrics.clone(), None).await?;
         let pipeline = Arc::new(pipeline);
         pipeline.set_refresher(Refresher::new(client.clone()));
+        let resyncer = Resyncer::new(
+            client.clone(),
+            config.plugins.batch_max,
+            &config.spanner.checkpoint_table,
+        );
+        pipeline.set_resyncer(resyncer.clone());
         // The host's own password file, when it has one, comes first.
         let host_credentials = config
             .redis
@@ -100,11 +106,7 @@ impl Service {
                 pipeline.clone(),
                 std::time::Duration::from_millis(config.plugins.remove_grace_ms),
             )
-            .with_resyncer(Resyncer::new(
-                client.clone(),
-                config.plugins.batch_max,
-                &config.spanner.checkpoint_table,
-            ))
+            .with_resyncer(resyncer)
         });
         let readiness = Arc::new(Readiness::default());
         let admin = match &config.admin.listen {
@@ -173,6 +175,16 @@ impl Service {
             .keyring
             .map(|keyring| tokio::spawn(keyring.watch(admin_stop.clone())));
         let cache_event_tasks = self.cache_events.spawn(&admin_stop);
+        let pipeline = self.reader.pipeline.clone();
+        let lane_watch = tokio::spawn(pipeline.clone().watch_lanes(admin_stop.clone()));
+        let lanes = pipeline.clone();
+        self.readiness.set_problems(Box::new(move || {
+            lanes
+                .lanes_out_of_sync()
+                .into_iter()
+                .map(|plugin| format!("plugin {plugin}: lane out of sync"))
+                .collect()
+        }));
         let mut reader = tokio::spawn(self.reader.run(self.start, token.clone()));
         self.readiness.set(true);
         let ended = tokio::select! {
@@ -208,8 +220,10 @@ impl Service {
         };
         self.readiness.set(false);
         admin_stop.cancel();
+        pipeline.stop_lanes();
         let tasks = admin
             .into_iter()
+            .chain(Some(lane_watch))
             .chain(reloader)
             .chain(password_watches)
             .chain(cache_event_tasks)
@@ -304,6 +318,7 @@ async fn build_pipeline_parts(
         audit,
         metrics,
         dead_letters,
+        config.plugins.lane_bounds(),
     );
     let password_files = host_password.into_iter().chain(user_passwords).collect();
     Ok((pipeline, engine, options, password_files))

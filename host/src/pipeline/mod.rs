@@ -5,8 +5,10 @@
 //! plan is checked (every action must name a change of the batch and touch a
 //! key that can carry a version); each action is checked against the
 //! plugin's grant; the allowed ones are applied through the plugin's own
-//! Redis user, each only if newer than what Redis holds. Plugins of a batch
-//! run side by side. A plugin that fails is retried on a fresh instance and
+//! Redis user, each only if newer than what Redis holds. Each plugin runs in
+//! its own [`lanes`] lane, so a slow plugin delays only itself; a source
+//! commits progress only for batches whose [`Ticket`] completed. A plugin
+//! that fails is retried on a fresh instance and
 //! then its batch is parked in a dead-letter stream; an effect that is
 //! invalid ([`effect_check`]) or that Redis answers with an error refuses
 //! only its change, for that plugin. Redis outages are retried inside the
@@ -19,6 +21,7 @@
 
 pub mod cache_events;
 pub mod effect_check;
+pub mod lanes;
 mod records;
 
 pub use cache_events::CacheEventError;
@@ -29,11 +32,11 @@ use crate::policy::Policy;
 use crate::runtime::{Plugin, PluginError};
 use crate::sink::acl::PluginSinks;
 use crate::sink::audit::{AuditLog, AuditRecord, Verdict};
-use crate::sink::version;
 use crate::sink::{DeadLetter, Outcome, SinkError, Versioned};
 use crate::source::spanner::refresh::Refresher;
 use arc_swap::ArcSwap;
 use effect_check::check_effect;
+pub use lanes::{LaneBounds, Lanes, Ticket};
 use records::RecordSampler;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,6 +81,8 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     dead_letters: DeadLetterPolicy,
     refresher: std::sync::OnceLock<Refresher>,
+    resyncer: std::sync::OnceLock<crate::resync::Resyncer>,
+    lanes: Lanes,
 }
 
 impl Pipeline {
@@ -90,8 +95,11 @@ impl Pipeline {
         audit: Option<AuditLog>,
         metrics: Arc<Metrics>,
         dead_letters: DeadLetterPolicy,
+        lane_bounds: LaneBounds,
     ) -> Self {
         Self {
+            resyncer: std::sync::OnceLock::new(),
+            lanes: Lanes::new(lane_bounds),
             plugins,
             policy,
             sinks,
@@ -106,6 +114,12 @@ impl Pipeline {
     /// `refresher` (set once; later calls are ignored).
     pub fn set_refresher(&self, refresher: Refresher) {
         let _ = self.refresher.set(refresher);
+    }
+
+    /// Resyncs plugins whose lanes come back in sync with `resyncer` (set
+    /// once; later calls are ignored).
+    pub fn set_resyncer(&self, resyncer: crate::resync::Resyncer) {
+        let _ = self.resyncer.set(resyncer);
     }
 
     /// The grants.
@@ -126,38 +140,6 @@ impl Pipeline {
     /// The per-plugin sinks.
     pub fn sinks(&self) -> &PluginSinks {
         &self.sinks
-    }
-
-    /// Runs `batch` through every plugin and applies the plans.
-    #[tracing::instrument(name = "pipeline.batch", skip_all, fields(changes = batch.len()))]
-    pub async fn process(&self, batch: &[RowChange]) -> Result<(), PipelineError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        for change in batch {
-            self.metrics
-                .changes_total
-                .with_label_values(&[change.table.as_str()])
-                .inc();
-        }
-        let versions = version::encode_batch(batch);
-        let plugins = self.plugins.load_full();
-        // Plugins run side by side: one plugin's slow call does not add to
-        // another's.
-        let runs = plugins
-            .iter()
-            .map(|plugin| self.run_plugin(plugin, batch, &versions));
-        for ran in futures::future::join_all(runs).await {
-            ran?;
-        }
-        let now = now_micros();
-        for change in batch {
-            self.metrics.record_lag(
-                &change.table,
-                now.saturating_sub(change.commit_micros).max(0) as u64,
-            );
-        }
-        Ok(())
     }
 
     /// Runs one plugin on the changes of `batch` it wants and applies what
@@ -486,7 +468,7 @@ impl Pipeline {
     }
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)

@@ -4,7 +4,8 @@
 //! under `hostile:{Id}`, unless its `Mode` names an attack:
 //!
 //! - `sleep`: blocks in a WASI clock sleep (a host call) for an hour;
-//! - `slow`: sleeps `slow_ms` (from the manifest's `[config]`), then caches;
+//! - `slow`: sleeps `slow_ms` (from the manifest's `[config]`), then caches
+//!   (a `snapshot` change, as a resync sends, is cached at once);
 //! - `ttl`: asks for a TTL of `u64::MAX` ms, which Redis cannot hold;
 //! - `brace`: writes `hostile:}{Id}`, a key that cannot carry a version;
 //! - `version-key`: writes `hostile:{Id}:rs-version`, posing as a
@@ -57,8 +58,10 @@ impl Plugin for TestHostile {
                 Effect::set(key, row)
             }
             "slow" => {
-                let ms = config("slow_ms").and_then(|ms| ms.parse().ok()).unwrap_or(0);
-                std::thread::sleep(Duration::from_millis(ms));
+                if change.kind != ChangeKind::Snapshot {
+                    let ms = config("slow_ms").and_then(|ms| ms.parse().ok()).unwrap_or(0);
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
                 Effect::set(key, row)
             }
             "ttl" => Effect::Set(Write {

@@ -2,13 +2,16 @@
 //! resuming from the checkpoint table after a restart.
 //!
 //! Each partition is one task: a query task streams decoded records into a
-//! bounded channel (so a slow pipeline pushes back on Spanner), and the
-//! partition task drains it in batches, in commit order, through the
-//! pipeline. After a batch is applied, the partition's children are recorded
-//! and its watermark advances (at most once per [`CHECKPOINT_EVERY`]); when
-//! its query ends it is marked finished, and children whose parents have all
-//! finished start. A failed query or batch restarts the partition from the
-//! last timestamp it fully applied: records may be seen twice (the versioned
+//! bounded channel, and the partition task drains it in batches, in commit
+//! order, submitting each to the pipeline's plugin lanes. The pipeline
+//! answers with a ticket per batch; the partition's watermark advances only
+//! past batches whose tickets completed (at most once per
+//! [`CHECKPOINT_EVERY`]), and at most [`MAX_IN_FLIGHT`] batches wait at once
+//! (so slow plugins push back on Spanner). Children announced are recorded
+//! as they come; when its query ends and every batch is applied the
+//! partition is marked finished, and children whose parents have all
+//! finished start. A failed query restarts the partition from the last
+//! timestamp it fully applied: records may be seen twice (the versioned
 //! apply makes that harmless), never skipped.
 
 use super::checkpoint::{CheckpointError, CheckpointStore, PartitionState, ROOT_TOKEN};
@@ -17,9 +20,9 @@ use super::query::{PartitionQuery, read_partition};
 use super::record::{ChildPartitions, Record};
 use crate::change::{RowChange, Value};
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Ticket};
 use google_cloud_spanner::client::DatabaseClient;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Records buffered between a partition's query and its batches.
 const RECORD_BUFFER: usize = 1024;
+
+/// Most batches of one partition submitted and not yet applied.
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// Least time between two watermark writes of one partition.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
@@ -73,6 +79,9 @@ struct Progress {
     /// Fingerprints of the row changes received, over all attempts (kept
     /// only when finished partitions are re-read).
     seen: HashSet<u64>,
+    /// Batches submitted and not known to be applied, oldest first, each
+    /// with the timestamp the partition has reached once it is.
+    in_flight: VecDeque<(Ticket, Option<String>)>,
 }
 
 /// Identifies a row change: its version, table and key.
@@ -214,6 +223,7 @@ impl ChangeStreamReader {
             dirty: false,
             children: Vec::new(),
             seen: HashSet::new(),
+            in_flight: VecDeque::new(),
         };
         let first_start = progress.resume.clone();
         let mut backoff = Duration::from_millis(100);
@@ -350,10 +360,7 @@ impl ChangeStreamReader {
             tracing::warn!(partition = %short(token), start, end, reread, missed = missed.len(), "re-reading a finished partition found changes its live query missed; applying them");
         }
         for chunk in missed.chunks(self.batch_max) {
-            self.pipeline
-                .process(chunk)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.pipeline.process(chunk).await;
         }
         Ok(())
     }
@@ -367,6 +374,9 @@ impl ChangeStreamReader {
         progress: &mut Progress,
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
+        // Batches of an earlier attempt may still be applied; this attempt
+        // reads again from the last timestamp known to be applied.
+        progress.in_flight.clear();
         let (sender, mut receiver) = mpsc::channel(RECORD_BUFFER);
         let client = self.client.clone();
         let owned_query = query.clone();
@@ -386,11 +396,15 @@ impl ChangeStreamReader {
                 }
             }
             if let Err(message) = self
-                .apply_records(&query.label(), token, records, progress)
+                .apply_records(&query.label(), token, records, progress, shutdown)
                 .await
             {
                 break Err(message);
             }
+        };
+        let result = match result {
+            Ok(()) => self.settle(progress, 0, shutdown).await,
+            failed => failed,
         };
         drop(receiver);
         if result.is_err() {
@@ -405,14 +419,15 @@ impl ChangeStreamReader {
         }
     }
 
-    /// Applies a batch of records, records announced children, and moves the
-    /// partition's watermark.
+    /// Submits a batch of records, records announced children, and moves the
+    /// partition's watermark past what is applied.
     async fn apply_records(
         &self,
         partition: &str,
         token: &str,
         records: Vec<Record>,
         progress: &mut Progress,
+        shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let mut changes: Vec<RowChange> = Vec::new();
         let mut newest = None;
@@ -438,11 +453,17 @@ impl ChangeStreamReader {
                 }
             }
         }
-        for chunk in changes.chunks(self.batch_max) {
-            self.pipeline
-                .process(chunk)
-                .await
-                .map_err(|e| e.to_string())?;
+        let mut tickets: Vec<Ticket> = changes
+            .chunks(self.batch_max)
+            .map(|chunk| self.pipeline.submit(chunk.to_vec()))
+            .collect();
+        if tickets.is_empty() {
+            tickets.push(Ticket::done());
+        }
+        let last = tickets.len() - 1;
+        for (i, ticket) in tickets.into_iter().enumerate() {
+            let reached = if i == last { newest.take() } else { None };
+            progress.in_flight.push_back((ticket, reached));
         }
         for record in &announced {
             self.checkpoints
@@ -452,10 +473,7 @@ impl ChangeStreamReader {
         }
         let announced_any = !announced.is_empty();
         progress.children.extend(announced);
-        if let Some(newest) = newest {
-            progress.resume = newest;
-            progress.dirty = true;
-        }
+        self.settle(progress, MAX_IN_FLIGHT, shutdown).await?;
         if progress.dirty
             && (progress.checkpointed_at.elapsed() >= CHECKPOINT_EVERY || announced_any)
         {
@@ -472,6 +490,33 @@ impl ChangeStreamReader {
             self.record_watermark_lag(token, &progress.resume);
             progress.checkpointed_at = Instant::now();
             progress.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Moves `progress.resume` past every applied batch at the head of the
+    /// in-flight queue, first waiting until at most `keep` batches are in
+    /// flight (0: all applied).
+    async fn settle(
+        &self,
+        progress: &mut Progress,
+        keep: usize,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
+        while let Some((ticket, _)) = progress.in_flight.front() {
+            if !ticket.is_done() {
+                if progress.in_flight.len() <= keep {
+                    break;
+                }
+                tokio::select! {
+                    () = ticket.wait() => {}
+                    () = shutdown.cancelled() => return Err("shutdown".to_owned()),
+                }
+            }
+            if let Some((_, Some(reached))) = progress.in_flight.pop_front() {
+                progress.resume = reached;
+                progress.dirty = true;
+            }
         }
         Ok(())
     }

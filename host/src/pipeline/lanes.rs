@@ -1,0 +1,462 @@
+//! Lanes: each plugin runs on its own task, with its own queue of batches,
+//! so a slow or failing plugin delays only itself.
+//!
+//! [`Pipeline::submit`] hands a batch to the lane of every plugin that wants
+//! one of its tables and returns a [`Ticket`]; the ticket completes once
+//! every lane that was in sync at submission has applied the batch (or has
+//! been marked out of sync since). A source commits its progress only for
+//! batches whose tickets completed, so a checkpoint never passes a change
+//! that an in-sync plugin has not applied.
+//!
+//! A lane whose oldest batch has waited longer than the stall bound, or
+//! whose backlog grows past its bound, is marked **out of sync**: its
+//! waiting batches are released (the others stop waiting for it), it gets
+//! no new batches, `/readyz` names it, and a metric counts it. Once it has
+//! worked off what it was doing it is back in sync: it takes new batches
+//! again and is resynced from a snapshot (see [`crate::resync`]), so nothing
+//! it skipped stays missing.
+//!
+//! A batch that fails in a lane for a reason of Redis itself (unreachable,
+//! audit trail not writable) is retried by the lane until it succeeds: the
+//! ticket waits, and with it the source's checkpoint.
+
+use super::Pipeline;
+use crate::change::RowChange;
+use crate::metrics::Metrics;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// How often lanes are checked for stalls.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// When a lane is out of sync.
+#[derive(Debug, Clone, Copy)]
+pub struct LaneBounds {
+    /// Longest a batch may wait in a lane before the lane is out of sync.
+    pub stall: Duration,
+    /// Most row changes waiting in one lane before it is out of sync.
+    pub backlog_changes: usize,
+}
+
+impl Default for LaneBounds {
+    fn default() -> Self {
+        Self {
+            stall: Duration::from_secs(30),
+            backlog_changes: 100_000,
+        }
+    }
+}
+
+/// Completes when every lane a batch went to is done with it.
+#[derive(Clone)]
+pub struct Ticket(Arc<Completion>);
+
+struct Completion {
+    remaining: AtomicUsize,
+    notify: Notify,
+    /// (table, commit micros) of each change, for the lag metric.
+    commits: Vec<(String, i64)>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Completion {
+    fn one_done(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.completed();
+        }
+    }
+
+    fn completed(&self) {
+        if let Some(metrics) = &self.metrics {
+            let now = super::now_micros();
+            for (table, commit) in &self.commits {
+                metrics.record_lag(table, now.saturating_sub(*commit).max(0) as u64);
+            }
+        }
+        self.notify.notify_waiters();
+    }
+}
+
+impl Ticket {
+    /// A ticket for nothing: already complete.
+    pub fn done() -> Self {
+        Ticket(Arc::new(Completion {
+            remaining: AtomicUsize::new(0),
+            notify: Notify::new(),
+            commits: Vec::new(),
+            metrics: None,
+        }))
+    }
+
+    /// Whether every lane is done with the batch.
+    pub fn is_done(&self) -> bool {
+        self.0.remaining.load(Ordering::Acquire) == 0
+    }
+
+    /// Waits until every lane is done with the batch.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_done() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One batch in one lane.
+struct Job {
+    batch: Arc<[RowChange]>,
+    versions: Arc<[String]>,
+    completion: Arc<Completion>,
+    released: AtomicBool,
+    enqueued: Instant,
+}
+
+impl Job {
+    /// Counts the job as done for its ticket (once, whoever calls first).
+    fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            self.completion.one_done();
+        }
+    }
+
+    fn is_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
+}
+
+/// One plugin's lane.
+struct Lane {
+    name: String,
+    sender: mpsc::UnboundedSender<Arc<Job>>,
+    state: Mutex<LaneState>,
+}
+
+#[derive(Default)]
+struct LaneState {
+    in_sync: bool,
+    /// Jobs sent and not finished, oldest first.
+    pending: VecDeque<Arc<Job>>,
+    /// Row changes in `pending`.
+    backlog: usize,
+}
+
+impl Lane {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Every plugin's lane, by plugin name.
+pub struct Lanes {
+    bounds: LaneBounds,
+    lanes: Mutex<BTreeMap<String, Arc<Lane>>>,
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Lanes {
+    /// No lanes yet; they are made as plugins get batches.
+    pub fn new(bounds: LaneBounds) -> Self {
+        Self {
+            bounds,
+            lanes: Mutex::new(BTreeMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Lane>>> {
+        self.lanes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The names of the lanes that are out of sync.
+    pub fn out_of_sync(&self) -> Vec<String> {
+        self.map()
+            .values()
+            .filter(|lane| !lane.lock().in_sync)
+            .map(|lane| lane.name.clone())
+            .collect()
+    }
+
+    /// Stops every lane's task.
+    pub fn stop(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Pipeline {
+    /// Hands `batch` to the lane of every plugin that wants one of its
+    /// tables; the ticket completes when each in-sync lane has applied it.
+    pub fn submit(self: &Arc<Self>, batch: Vec<RowChange>) -> Ticket {
+        for change in &batch {
+            self.metrics
+                .changes_total
+                .with_label_values(&[change.table.as_str()])
+                .inc();
+        }
+        let versions: Arc<[String]> = crate::sink::version::encode_batch(&batch).into();
+        let commits = batch
+            .iter()
+            .map(|c| (c.table.clone(), c.commit_micros))
+            .collect();
+        let batch: Arc<[RowChange]> = batch.into();
+        let plugins = self.plugins.load_full();
+        let lanes: Vec<Arc<Lane>> = plugins
+            .iter()
+            .filter(|plugin| batch.iter().any(|c| plugin.manifest().wants(&c.table)))
+            .map(|plugin| self.lane(plugin.name()))
+            .filter(|lane| lane.lock().in_sync)
+            .collect();
+        let completion = Arc::new(Completion {
+            remaining: AtomicUsize::new(lanes.len()),
+            notify: Notify::new(),
+            commits,
+            metrics: Some(self.metrics.clone()),
+        });
+        if lanes.is_empty() {
+            completion.completed();
+        }
+        for lane in lanes {
+            let job = Arc::new(Job {
+                batch: batch.clone(),
+                versions: versions.clone(),
+                completion: completion.clone(),
+                released: AtomicBool::new(false),
+                enqueued: Instant::now(),
+            });
+            let over = {
+                let mut state = lane.lock();
+                if !state.in_sync {
+                    // Marked out of sync since the filter above.
+                    job.release();
+                    continue;
+                }
+                state.pending.push_back(job.clone());
+                state.backlog += batch.len();
+                self.metrics
+                    .lane_backlog
+                    .with_label_values(&[&lane.name])
+                    .set(state.backlog as i64);
+                state.backlog > self.lanes.bounds.backlog_changes
+            };
+            if lane.sender.send(job.clone()).is_err() {
+                job.release();
+            }
+            if over {
+                self.mark_out_of_sync(
+                    &lane,
+                    &format!(
+                        "more than {} row changes waiting (plugins.lane_backlog_max)",
+                        self.lanes.bounds.backlog_changes
+                    ),
+                );
+            }
+        }
+        Ticket(completion)
+    }
+
+    /// Runs `batch` through every plugin and waits until it is applied.
+    pub async fn process(self: &Arc<Self>, batch: &[RowChange]) {
+        if batch.is_empty() {
+            return;
+        }
+        self.submit(batch.to_vec()).wait().await;
+    }
+
+    /// The names of plugins whose lanes are out of sync.
+    pub fn lanes_out_of_sync(&self) -> Vec<String> {
+        self.lanes.out_of_sync()
+    }
+
+    /// Stops every lane (at shutdown).
+    pub fn stop_lanes(&self) {
+        self.lanes.stop();
+    }
+
+    /// The lane of plugin `name`, made (and its task started) on first use.
+    fn lane(self: &Arc<Self>, name: &str) -> Arc<Lane> {
+        let mut map = self.lanes.map();
+        if let Some(lane) = map.get(name) {
+            return lane.clone();
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let lane = Arc::new(Lane {
+            name: name.to_owned(),
+            sender,
+            state: Mutex::new(LaneState {
+                in_sync: true,
+                ..LaneState::default()
+            }),
+        });
+        self.metrics.lane_in_sync.with_label_values(&[name]).set(1);
+        let task = tokio::spawn(self.clone().run_lane(lane.clone(), receiver));
+        self.lanes
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task.abort_handle());
+        map.insert(name.to_owned(), lane.clone());
+        lane
+    }
+
+    /// A lane's task: applies its batches in order, one at a time.
+    async fn run_lane(
+        self: Arc<Self>,
+        lane: Arc<Lane>,
+        mut jobs: mpsc::UnboundedReceiver<Arc<Job>>,
+    ) {
+        while let Some(job) = jobs.recv().await {
+            if !job.is_released() {
+                self.apply_job(&lane.name, &job).await;
+            }
+            job.release();
+            let recovered = {
+                let mut state = lane.lock();
+                if let Some(at) = state.pending.iter().position(|j| Arc::ptr_eq(j, &job)) {
+                    state.pending.remove(at);
+                    state.backlog = state.backlog.saturating_sub(job.batch.len());
+                }
+                self.metrics
+                    .lane_backlog
+                    .with_label_values(&[&lane.name])
+                    .set(state.backlog as i64);
+                let recovered = !state.in_sync && jobs.is_empty();
+                if recovered {
+                    state.in_sync = true;
+                }
+                recovered
+            };
+            if recovered {
+                self.back_in_sync(&lane.name);
+            }
+        }
+    }
+
+    /// Applies one job with the lane's plugin, retrying while Redis or the
+    /// audit trail fails, until it succeeds or the job is released.
+    async fn apply_job(&self, name: &str, job: &Job) {
+        let Some(plugin) = self.plugin_named(name) else {
+            return;
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.run_plugin(&plugin, &job.batch, &job.versions).await {
+                Ok(()) => return,
+                Err(err) if job.is_released() => {
+                    tracing::warn!(plugin = %plugin.label(), error = %err, "batch failed after its lane went out of sync; the resync covers it");
+                    return;
+                }
+                Err(err) => {
+                    self.metrics.retry("lane");
+                    tracing::warn!(plugin = %plugin.label(), error = %err, retry_in_ms = backoff.as_millis() as u64, "batch not applied; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// The current plugin named `name`.
+    fn plugin_named(&self, name: &str) -> Option<Arc<crate::runtime::Plugin>> {
+        self.plugins
+            .load()
+            .iter()
+            .find(|plugin| plugin.name() == name)
+            .cloned()
+    }
+
+    /// Releases everything waiting in `lane` and stops giving it batches.
+    fn mark_out_of_sync(&self, lane: &Lane, reason: &str) {
+        let released = {
+            let mut state = lane.lock();
+            if !state.in_sync {
+                return;
+            }
+            state.in_sync = false;
+            state.backlog = 0;
+            let released: Vec<Arc<Job>> = state.pending.drain(..).collect();
+            released
+        };
+        for job in &released {
+            job.release();
+        }
+        self.metrics
+            .lane_in_sync
+            .with_label_values(&[&lane.name])
+            .set(0);
+        self.metrics
+            .lane_backlog
+            .with_label_values(&[&lane.name])
+            .set(0);
+        self.metrics
+            .lanes_out_of_sync_total
+            .with_label_values(&[&lane.name])
+            .inc();
+        tracing::error!(plugin = %lane.name, %reason, skipped_batches = released.len(), "plugin lane out of sync: the others no longer wait for it; it is resynced once it has caught up");
+    }
+
+    /// A lane is taking batches again: resync its plugin so that what it
+    /// skipped is not missing.
+    fn back_in_sync(self: &Arc<Self>, name: &str) {
+        self.metrics.lane_in_sync.with_label_values(&[name]).set(1);
+        let Some(plugin) = self.plugin_named(name) else {
+            return;
+        };
+        let Some(resyncer) = self.resyncer.get().cloned() else {
+            tracing::warn!(plugin = %plugin.label(), "plugin lane back in sync; no resync is available here, so what it skipped stays as it was");
+            return;
+        };
+        tracing::info!(plugin = %plugin.label(), "plugin lane back in sync; resyncing it");
+        let pipeline = self.clone();
+        let task = tokio::spawn(async move { resyncer.resync_logged(&pipeline, &plugin).await });
+        self.lanes
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task.abort_handle());
+    }
+
+    /// Marks lanes out of sync whose oldest batch waited longer than the
+    /// stall bound, until `stop` is cancelled.
+    pub async fn watch_lanes(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let lanes: Vec<Arc<Lane>> = self.lanes.map().values().cloned().collect();
+            for lane in lanes {
+                let waited = lane
+                    .lock()
+                    .pending
+                    .front()
+                    .map(|job| job.enqueued.elapsed());
+                if let Some(waited) = waited
+                    && waited > self.lanes.bounds.stall
+                {
+                    self.mark_out_of_sync(
+                        &lane,
+                        &format!(
+                            "a batch waited {} ms (plugins.lane_stall_ms is {})",
+                            waited.as_millis(),
+                            self.lanes.bounds.stall.as_millis()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
