@@ -536,3 +536,89 @@ async fn a_stalled_lane_goes_out_of_sync_and_comes_back_resynced() -> anyhow::Re
     );
     running.shutdown().await
 }
+
+/// Commits a new user every `every` for `count` users and measures, from
+/// outside, how long each takes from its commit to its key in Redis; the
+/// p50 and p99 in milliseconds.
+async fn users_lag(
+    bed: &TestBed,
+    first: i64,
+    count: i64,
+    every: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+    let mut lags = Vec::new();
+    for id in first..first + count {
+        let committed_micros =
+            redis_spanner_tests::upsert_user(&spanner, id, &format!("user-{id}"), None).await?;
+        let key = format!("users:{id}");
+        loop {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await?;
+            if exists {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_micros() as i64;
+        lags.push((now - committed_micros) as f64 / 1000.0);
+        tokio::time::sleep(every).await;
+    }
+    lags.sort_by(f64::total_cmp);
+    let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize];
+    Ok((at(0.5), at(0.99)))
+}
+
+/// Benchmark, not a check (run it on purpose; see docs/BENCHMARKS.md):
+/// the users cache's lag alone, and beside a plugin whose every batch takes
+/// 90 % of its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: cargo test --release -p redis-spanner-tests --test failure_domains -- --ignored --nocapture"]
+async fn bench_lane_lag_beside_a_slow_plugin() -> anyhow::Result<()> {
+    const DEADLINE_MS: u64 = 1_000;
+    const USERS: i64 = 150;
+    let every = Duration::from_millis(50);
+    let bed = TestBed::start(&ddl()).await?;
+    let plugins = slow_beside_good(DEADLINE_MS * 9 / 10)?;
+    let mut config = hostile_config(&bed, plugins.path());
+    config.plugins.call_timeout_ms = DEADLINE_MS;
+    config.plugins.lane_stall_ms = 600_000;
+    config.plugins.lane_backlog_max = 10_000_000;
+    let running = RunningService::spawn(Service::connect(&config).await?);
+    let spanner = bed.spanner_client().await?;
+
+    let alone = users_lag(&bed, 1, USERS, every).await?;
+    let slow_writer = {
+        let spanner = spanner.clone();
+        tokio::spawn(async move {
+            for id in 1.. {
+                commit(&spanner, vec![hostile(id, "slow")]).await?;
+                tokio::time::sleep(Duration::from_millis(DEADLINE_MS)).await;
+            }
+            anyhow::Ok(())
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let beside = users_lag(&bed, 100_000, USERS, every).await?;
+    slow_writer.abort();
+    println!("users cache lag, ms (p50 / p99), {USERS} users each:");
+    println!(
+        "  alone:                                   {:.1} / {:.1}",
+        alone.0, alone.1
+    );
+    println!(
+        "  beside a plugin taking 90 % of its {DEADLINE_MS} ms deadline per batch: {:.1} / {:.1}",
+        beside.0, beside.1
+    );
+    println!(
+        "  ratio beside / alone:                    {:.2} / {:.2}",
+        beside.0 / alone.0,
+        beside.1 / alone.1
+    );
+    running.shutdown().await
+}

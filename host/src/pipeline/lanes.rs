@@ -9,7 +9,8 @@
 //! that an in-sync plugin has not applied.
 //!
 //! A lane whose oldest batch has waited longer than the stall bound, or
-//! whose backlog grows past its bound, is marked **out of sync**: its
+//! whose backlog grows past its bound, while Redis took writes in that time
+//! (so the plugin, not Redis, is what is slow), is marked **out of sync**: its
 //! waiting batches are released (the others stop waiting for it), it gets
 //! no new batches, `/readyz` names it, and a metric counts it. Once it has
 //! worked off what it was doing it is back in sync: it takes new batches
@@ -156,6 +157,8 @@ impl Lane {
 /// Every plugin's lane, by plugin name.
 pub struct Lanes {
     bounds: LaneBounds,
+    /// When Redis last applied effects for any lane (micros since the epoch).
+    redis_wrote_at: std::sync::atomic::AtomicI64,
     lanes: Mutex<BTreeMap<String, Arc<Lane>>>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -165,6 +168,7 @@ impl Lanes {
     pub fn new(bounds: LaneBounds) -> Self {
         Self {
             bounds,
+            redis_wrote_at: std::sync::atomic::AtomicI64::new(0),
             lanes: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
         }
@@ -181,6 +185,19 @@ impl Lanes {
             .filter(|lane| !lane.lock().in_sync)
             .map(|lane| lane.name.clone())
             .collect()
+    }
+
+    /// Notes that Redis just applied effects.
+    pub fn redis_wrote(&self) {
+        self.redis_wrote_at
+            .store(super::now_micros(), Ordering::Relaxed);
+    }
+
+    /// Whether Redis applied effects within the stall bound: a lane that
+    /// stalls meanwhile is slow by itself, not held up by Redis.
+    fn redis_is_writing(&self) -> bool {
+        let since = super::now_micros() - self.redis_wrote_at.load(Ordering::Relaxed);
+        since >= 0 && (since as u128) < self.bounds.stall.as_micros()
     }
 
     /// Stops every lane's task.
@@ -249,7 +266,7 @@ impl Pipeline {
                     .lane_backlog
                     .with_label_values(&[&lane.name])
                     .set(state.backlog as i64);
-                state.backlog > self.lanes.bounds.backlog_changes
+                state.backlog > self.lanes.bounds.backlog_changes && self.lanes.redis_is_writing()
             };
             if lane.sender.send(job.clone()).is_err() {
                 job.release();
@@ -275,9 +292,11 @@ impl Pipeline {
         self.submit(batch.to_vec()).wait().await;
     }
 
-    /// The names of plugins whose lanes are out of sync.
+    /// The names of loaded plugins whose lanes are out of sync.
     pub fn lanes_out_of_sync(&self) -> Vec<String> {
-        self.lanes.out_of_sync()
+        let mut names = self.lanes.out_of_sync();
+        names.retain(|name| self.plugin_named(name).is_some());
+        names
     }
 
     /// Stops every lane (at shutdown).
@@ -436,6 +455,10 @@ impl Pipeline {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            if !self.lanes.redis_is_writing() {
+                // Every lane waits on Redis alike: nobody is out of sync.
+                continue;
             }
             let lanes: Vec<Arc<Lane>> = self.lanes.map().values().cloned().collect();
             for lane in lanes {

@@ -229,6 +229,7 @@ impl Pipeline {
                 Err(err) => return Err(err.into()),
             };
             timer.observe_duration();
+            self.lanes.redis_wrote();
             let count = |outcome| {
                 self.metrics
                     .effects_total
