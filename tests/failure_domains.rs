@@ -403,10 +403,48 @@ async fn a_plugin_added_to_a_running_host_is_resynced() -> anyhow::Result<()> {
     for chunk in (1..=ROWS).collect::<Vec<_>>().chunks(2_000) {
         commit(&spanner, chunk.iter().map(|&id| user(id)).collect()).await?;
     }
+    // Left from an earlier life of the plugin: a key of a row deleted since
+    // (versioned, as the host writes), and a key an application wrote
+    // under the same prefix by itself (no version).
+    let () = redis::cmd("MSET")
+        .arg("users:999999")
+        .arg("{\"UserId\":999999}")
+        .arg("{users:999999}:rs-version")
+        .arg("0000000000000000001:tx:0000000000")
+        .arg("users:app-note")
+        .arg("kept")
+        .query_async(&mut redis)
+        .await?;
     std::fs::copy(
         plugin("users_cache"),
         plugins.path().join("users_cache.wasm"),
     )?;
+    let swept = eventually(Duration::from_secs(60), || {
+        let mut redis = redis.clone();
+        async move {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg("users:999999")
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            (!exists).then_some(())
+        }
+    })
+    .await;
+    assert!(swept.is_some(), "the deleted row's key was swept");
+    let note: Option<String> = redis::cmd("GET")
+        .arg("users:app-note")
+        .query_async(&mut redis)
+        .await?;
+    assert_eq!(
+        note.as_deref(),
+        Some("kept"),
+        "an unversioned key is not the plugin's to sweep"
+    );
+    let () = redis::cmd("DEL")
+        .arg("users:app-note")
+        .query_async(&mut redis)
+        .await?;
     let mismatches =
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(60)).await?;
     assert_eq!(mismatches, 0, "every existing row is cached");

@@ -5,9 +5,12 @@
 //! database but the checkpoint table) are read in one strong read-only
 //! transaction at timestamp T, and every row is handed to that plugin alone
 //! as a `snapshot` change versioned at T. Versioned apply keeps whatever is
-//! newer in Redis, so running beside the live stream is safe. A plugin added
-//! (or added again) while the service runs is resynced, so its keys are warm
-//! and nothing it missed stays missing.
+//! newer in Redis, so running beside the live stream is safe. Then keys
+//! under the plugin's prefixes that the snapshot did not produce, and whose
+//! version is older than T, are deleted (versioned), so rows deleted while
+//! the plugin was away do not linger. A plugin added (or added again) while
+//! the service runs, or whose lane comes back in sync, is resynced, so its
+//! keys are warm and nothing it missed stays missing.
 
 use crate::pipeline::Pipeline;
 use crate::runtime::Plugin;
@@ -15,10 +18,11 @@ use crate::sink::version;
 use crate::source::spanner::snapshot::{SnapshotRows, StrongRead, primary_key, strong_read};
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::statement::Statement;
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-/// Tries of a resync before it is given up (and logged as such).
-const ATTEMPTS: u32 = 3;
+/// Longest pause between two tries of a failed resync.
+const MAX_PAUSE: Duration = Duration::from_secs(60);
 
 /// What a resync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +31,9 @@ pub struct ResyncReport {
     pub read_timestamp: String,
     /// Rows handed to the plugin.
     pub rows: u64,
+    /// Keys under the plugin's prefixes the snapshot no longer produced,
+    /// deleted.
+    pub deleted: u64,
 }
 
 /// Reads tables for resyncs.
@@ -48,21 +55,23 @@ impl Resyncer {
         }
     }
 
-    /// Resyncs `plugin`, trying again after a failure; logs the outcome.
+    /// Resyncs `plugin`, trying again after a failure (with a growing pause,
+    /// up to a minute) until it succeeds; logs the outcome.
     pub async fn resync_logged(&self, pipeline: &Pipeline, plugin: &Plugin) {
-        for attempt in 1..=ATTEMPTS {
+        let mut pause = Duration::from_secs(1);
+        for attempt in 1.. {
             match self.resync(pipeline, plugin).await {
                 Ok(report) => {
-                    tracing::info!(plugin = %plugin.label(), rows = report.rows, read_timestamp = %report.read_timestamp, "resync done");
+                    tracing::info!(plugin = %plugin.label(), rows = report.rows, deleted = report.deleted, read_timestamp = %report.read_timestamp, "resync done");
                     return;
                 }
                 Err(err) => {
-                    tracing::warn!(plugin = %plugin.label(), attempt, of = ATTEMPTS, error = %format!("{err:#}"), "resync failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::warn!(plugin = %plugin.label(), attempt, retry_in_s = pause.as_secs(), error = %format!("{err:#}"), "resync failed; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_PAUSE);
                 }
             }
         }
-        tracing::error!(plugin = %plugin.label(), "resync given up; run `redis-spanner backfill --plugin {}` for each of its tables", plugin.name());
     }
 
     /// Reads the plugin's tables at one timestamp and hands every row to it.
@@ -83,6 +92,7 @@ impl Resyncer {
             .resync_rows_total
             .with_label_values(&[plugin.name()]);
         let mut rows = 0u64;
+        let mut produced = HashSet::new();
         let mut last_log = Instant::now();
         for table in &tables {
             let keys = primary_key(&self.client, table).await?;
@@ -98,7 +108,9 @@ impl Resyncer {
                 }
                 if batch.len() == self.batch_max || (row.is_none() && !batch.is_empty()) {
                     let versions = version::encode_batch(&batch);
-                    pipeline.run_plugin(plugin, &batch, &versions).await?;
+                    pipeline
+                        .run_plugin_noting_keys(plugin, &batch, &versions, Some(&mut produced))
+                        .await?;
                     rows += batch.len() as u64;
                     progress.inc_by(batch.len() as u64);
                     batch.clear();
@@ -112,9 +124,11 @@ impl Resyncer {
                 }
             }
         }
+        let deleted = pipeline.sweep(plugin, &produced, version_micros).await?;
         Ok(ResyncReport {
             read_timestamp,
             rows,
+            deleted,
         })
     }
 

@@ -131,6 +131,7 @@ impl Service {
                     .spanner
                     .reread_finished_partitions
                     .unwrap_or(emulator_host.is_some()),
+                shutdown_flush: config.plugins.shutdown_timeout() / 2,
             },
             start,
             metrics,
@@ -178,13 +179,8 @@ impl Service {
         let pipeline = self.reader.pipeline.clone();
         let lane_watch = tokio::spawn(pipeline.clone().watch_lanes(admin_stop.clone()));
         let lanes = pipeline.clone();
-        self.readiness.set_problems(Box::new(move || {
-            lanes
-                .lanes_out_of_sync()
-                .into_iter()
-                .map(|plugin| format!("plugin {plugin}: lane out of sync"))
-                .collect()
-        }));
+        self.readiness
+            .set_problems(Box::new(move || lanes.lane_problems()));
         let mut reader = tokio::spawn(self.reader.run(self.start, token.clone()));
         self.readiness.set(true);
         let ended = tokio::select! {

@@ -64,9 +64,9 @@ fn check_key(key: &str, limits: &Limits) -> Result<(), String> {
     Ok(())
 }
 
-/// At most the first 120 characters of `key`, for messages.
-fn shown(key: &str) -> String {
-    match key.char_indices().nth(120) {
+/// At most the first 256 characters of `key`, for messages and records.
+pub fn shown(key: &str) -> String {
+    match key.char_indices().nth(256) {
         Some((end, _)) => format!("{}…", &key[..end]),
         None => key.to_owned(),
     }

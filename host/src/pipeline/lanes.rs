@@ -9,13 +9,15 @@
 //! that an in-sync plugin has not applied.
 //!
 //! A lane whose oldest batch has waited longer than the stall bound, or
-//! whose backlog grows past its bound, while Redis took writes in that time
-//! (so the plugin, not Redis, is what is slow), is marked **out of sync**: its
-//! waiting batches are released (the others stop waiting for it), it gets
-//! no new batches, `/readyz` names it, and a metric counts it. Once it has
-//! worked off what it was doing it is back in sync: it takes new batches
-//! again and is resynced from a snapshot (see [`crate::resync`]), so nothing
-//! it skipped stays missing.
+//! whose backlog grows past its bound, while Redis has been taking writes
+//! steadily for at least that long (so the plugin, not Redis, is what is
+//! slow), is marked **out of sync**: its waiting batches are released (the
+//! others stop waiting for it), it gets no new batches, `/readyz` names it,
+//! and a metric counts it. Once it has worked off what it was doing it takes
+//! new batches again and is resynced from a snapshot (see [`crate::resync`]);
+//! `/readyz` names it until that resync is done. One resync per plugin runs
+//! at a time; a lane that goes out of sync again meanwhile gets another one
+//! after it.
 //!
 //! A batch that fails in a lane for a reason of Redis itself (unreachable,
 //! audit trail not writable) is retried by the lane until it succeeds: the
@@ -146,6 +148,10 @@ struct LaneState {
     pending: VecDeque<Arc<Job>>,
     /// Row changes in `pending`.
     backlog: usize,
+    /// A resync of the lane's plugin is running.
+    resyncing: bool,
+    /// Another resync is due once the running one ends.
+    resync_again: bool,
 }
 
 impl Lane {
@@ -154,11 +160,19 @@ impl Lane {
     }
 }
 
+/// When Redis took writes.
+#[derive(Default)]
+struct RedisWrites {
+    last: Option<Instant>,
+    steady_since: Option<Instant>,
+}
+
 /// Every plugin's lane, by plugin name.
 pub struct Lanes {
     bounds: LaneBounds,
-    /// When Redis last applied effects for any lane (micros since the epoch).
-    redis_wrote_at: std::sync::atomic::AtomicI64,
+    /// When Redis last took a write, and since when it has done so without
+    /// a gap as long as the stall bound.
+    redis: Mutex<RedisWrites>,
     lanes: Mutex<BTreeMap<String, Arc<Lane>>>,
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
@@ -168,7 +182,7 @@ impl Lanes {
     pub fn new(bounds: LaneBounds) -> Self {
         Self {
             bounds,
-            redis_wrote_at: std::sync::atomic::AtomicI64::new(0),
+            redis: Mutex::new(RedisWrites::default()),
             lanes: Mutex::new(BTreeMap::new()),
             tasks: Mutex::new(Vec::new()),
         }
@@ -178,26 +192,56 @@ impl Lanes {
         self.lanes.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The names of the lanes that are out of sync.
-    pub fn out_of_sync(&self) -> Vec<String> {
-        self.map()
-            .values()
-            .filter(|lane| !lane.lock().in_sync)
-            .map(|lane| lane.name.clone())
-            .collect()
-    }
-
-    /// Notes that Redis just applied effects.
+    /// Notes that Redis just took a lane's writes (effects, audit records
+    /// or dead letters).
     pub fn redis_wrote(&self) {
-        self.redis_wrote_at
-            .store(super::now_micros(), Ordering::Relaxed);
+        let now = Instant::now();
+        let mut redis = self.redis.lock().unwrap_or_else(|e| e.into_inner());
+        let gap = redis
+            .last
+            .is_none_or(|last| now.duration_since(last) > self.bounds.stall);
+        if gap {
+            redis.steady_since = Some(now);
+        }
+        redis.last = Some(now);
     }
 
-    /// Whether Redis applied effects within the stall bound: a lane that
-    /// stalls meanwhile is slow by itself, not held up by Redis.
-    fn redis_is_writing(&self) -> bool {
-        let since = super::now_micros() - self.redis_wrote_at.load(Ordering::Relaxed);
-        since >= 0 && (since as u128) < self.bounds.stall.as_micros()
+    /// Since when Redis has taken writes without a gap as long as the stall
+    /// bound, if it still does; a lane is out of sync only when it stalled
+    /// in such a time (otherwise every lane waits on Redis alike).
+    fn redis_steady_since(&self) -> Option<Instant> {
+        let redis = self.redis.lock().unwrap_or_else(|e| e.into_inner());
+        let last = redis.last?;
+        if last.elapsed() > self.bounds.stall {
+            return None;
+        }
+        redis.steady_since
+    }
+
+    /// Why a lane in `state` is out of sync now, if it is.
+    fn stalled(&self, state: &LaneState) -> Option<String> {
+        if !state.in_sync {
+            return None;
+        }
+        let steady = self.redis_steady_since()?;
+        if steady.elapsed() < self.bounds.stall {
+            return None;
+        }
+        if state.backlog > self.bounds.backlog_changes {
+            return Some(format!(
+                "more than {} row changes waiting (plugins.lane_backlog_max)",
+                self.bounds.backlog_changes
+            ));
+        }
+        let oldest = state.pending.front()?;
+        let waited = oldest.enqueued.max(steady).elapsed();
+        (waited > self.bounds.stall).then(|| {
+            format!(
+                "a batch waited {} ms while Redis took other writes (plugins.lane_stall_ms is {})",
+                waited.as_millis(),
+                self.bounds.stall.as_millis()
+            )
+        })
     }
 
     /// Stops every lane's task.
@@ -253,7 +297,7 @@ impl Pipeline {
                 released: AtomicBool::new(false),
                 enqueued: Instant::now(),
             });
-            let over = {
+            {
                 let mut state = lane.lock();
                 if !state.in_sync {
                     // Marked out of sync since the filter above.
@@ -266,19 +310,11 @@ impl Pipeline {
                     .lane_backlog
                     .with_label_values(&[&lane.name])
                     .set(state.backlog as i64);
-                state.backlog > self.lanes.bounds.backlog_changes && self.lanes.redis_is_writing()
-            };
-            if lane.sender.send(job.clone()).is_err() {
-                job.release();
-            }
-            if over {
-                self.mark_out_of_sync(
-                    &lane,
-                    &format!(
-                        "more than {} row changes waiting (plugins.lane_backlog_max)",
-                        self.lanes.bounds.backlog_changes
-                    ),
-                );
+                if lane.sender.send(job.clone()).is_err() {
+                    self.mark_out_of_sync(&lane, &mut state, "its task has stopped");
+                } else if let Some(reason) = self.lanes.stalled(&state) {
+                    self.mark_out_of_sync(&lane, &mut state, &reason);
+                }
             }
         }
         Ticket(completion)
@@ -292,11 +328,24 @@ impl Pipeline {
         self.submit(batch.to_vec()).wait().await;
     }
 
-    /// The names of loaded plugins whose lanes are out of sync.
-    pub fn lanes_out_of_sync(&self) -> Vec<String> {
-        let mut names = self.lanes.out_of_sync();
-        names.retain(|name| self.plugin_named(name).is_some());
-        names
+    /// What keeps lanes of loaded plugins from being coherent: out of sync,
+    /// or being resynced.
+    pub fn lane_problems(&self) -> Vec<String> {
+        let lanes: Vec<Arc<Lane>> = self.lanes.map().values().cloned().collect();
+        lanes
+            .iter()
+            .filter(|lane| self.plugin_named(&lane.name).is_some())
+            .filter_map(|lane| {
+                let state = lane.lock();
+                if !state.in_sync {
+                    Some(format!("plugin {}: lane out of sync", lane.name))
+                } else if state.resyncing {
+                    Some(format!("plugin {}: resyncing", lane.name))
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Stops every lane (at shutdown).
@@ -358,7 +407,7 @@ impl Pipeline {
                 recovered
             };
             if recovered {
-                self.back_in_sync(&lane.name);
+                self.back_in_sync(&lane);
             }
         }
     }
@@ -396,19 +445,16 @@ impl Pipeline {
             .cloned()
     }
 
-    /// Releases everything waiting in `lane` and stops giving it batches.
-    fn mark_out_of_sync(&self, lane: &Lane, reason: &str) {
-        let released = {
-            let mut state = lane.lock();
-            if !state.in_sync {
-                return;
-            }
-            state.in_sync = false;
-            state.backlog = 0;
-            let released: Vec<Arc<Job>> = state.pending.drain(..).collect();
-            released
-        };
-        for job in &released {
+    /// Releases everything waiting in `lane` (whose `state` the caller
+    /// holds) and stops giving it batches.
+    fn mark_out_of_sync(&self, lane: &Lane, state: &mut LaneState, reason: &str) {
+        if !state.in_sync {
+            return;
+        }
+        state.in_sync = false;
+        state.backlog = 0;
+        let released = state.pending.len();
+        for job in state.pending.drain(..) {
             job.release();
         }
         self.metrics
@@ -423,28 +469,47 @@ impl Pipeline {
             .lanes_out_of_sync_total
             .with_label_values(&[&lane.name])
             .inc();
-        tracing::error!(plugin = %lane.name, %reason, skipped_batches = released.len(), "plugin lane out of sync: the others no longer wait for it; it is resynced once it has caught up");
+        tracing::error!(plugin = %lane.name, %reason, skipped_batches = released, "plugin lane out of sync: the others no longer wait for it; it is resynced once it has caught up");
     }
 
     /// A lane is taking batches again: resync its plugin so that what it
-    /// skipped is not missing.
-    fn back_in_sync(self: &Arc<Self>, name: &str) {
-        self.metrics.lane_in_sync.with_label_values(&[name]).set(1);
-        let Some(plugin) = self.plugin_named(name) else {
-            return;
-        };
+    /// skipped is not missing (one resync at a time; a second request while
+    /// one runs makes it run again after).
+    fn back_in_sync(self: &Arc<Self>, lane: &Arc<Lane>) {
+        self.metrics
+            .lane_in_sync
+            .with_label_values(&[&lane.name])
+            .set(1);
         let Some(resyncer) = self.resyncer.get().cloned() else {
-            tracing::warn!(plugin = %plugin.label(), "plugin lane back in sync; no resync is available here, so what it skipped stays as it was");
+            tracing::warn!(plugin = %lane.name, "plugin lane back in sync; no resync is available here, so what it skipped stays as it was");
             return;
         };
-        tracing::info!(plugin = %plugin.label(), "plugin lane back in sync; resyncing it");
+        {
+            let mut state = lane.lock();
+            if state.resyncing {
+                state.resync_again = true;
+                return;
+            }
+            state.resyncing = true;
+        }
+        tracing::info!(plugin = %lane.name, "plugin lane back in sync; resyncing it");
         let pipeline = self.clone();
-        let task = tokio::spawn(async move { resyncer.resync_logged(&pipeline, &plugin).await });
-        self.lanes
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(task.abort_handle());
+        let lane = lane.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Some(plugin) = pipeline.plugin_named(&lane.name) {
+                    resyncer.resync_logged(&pipeline, &plugin).await;
+                }
+                let mut state = lane.lock();
+                if !std::mem::take(&mut state.resync_again) {
+                    state.resyncing = false;
+                    return;
+                }
+            }
+        });
+        let mut tasks = self.lanes.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(task.abort_handle());
     }
 
     /// Marks lanes out of sync whose oldest batch waited longer than the
@@ -456,28 +521,11 @@ impl Pipeline {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            if !self.lanes.redis_is_writing() {
-                // Every lane waits on Redis alike: nobody is out of sync.
-                continue;
-            }
             let lanes: Vec<Arc<Lane>> = self.lanes.map().values().cloned().collect();
             for lane in lanes {
-                let waited = lane
-                    .lock()
-                    .pending
-                    .front()
-                    .map(|job| job.enqueued.elapsed());
-                if let Some(waited) = waited
-                    && waited > self.lanes.bounds.stall
-                {
-                    self.mark_out_of_sync(
-                        &lane,
-                        &format!(
-                            "a batch waited {} ms (plugins.lane_stall_ms is {})",
-                            waited.as_millis(),
-                            self.lanes.bounds.stall.as_millis()
-                        ),
-                    );
+                let mut state = lane.lock();
+                if let Some(reason) = self.lanes.stalled(&state) {
+                    self.mark_out_of_sync(&lane, &mut state, &reason);
                 }
             }
         }

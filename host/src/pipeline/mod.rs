@@ -23,6 +23,7 @@ pub mod cache_events;
 pub mod effect_check;
 pub mod lanes;
 mod records;
+mod sweep;
 
 pub use cache_events::CacheEventError;
 
@@ -153,6 +154,20 @@ impl Pipeline {
         batch: &[RowChange],
         versions: &[String],
     ) -> Result<(), PipelineError> {
+        self.run_plugin_noting_keys(plugin, batch, versions, None)
+            .await
+    }
+
+    /// [`Pipeline::run_plugin`], adding the key of every effect the plugin
+    /// was allowed to `keys` when given (a resync learns which keys its
+    /// snapshot produced).
+    pub(crate) async fn run_plugin_noting_keys(
+        &self,
+        plugin: &Plugin,
+        batch: &[RowChange],
+        versions: &[String],
+        mut keys: Option<&mut std::collections::HashSet<String>>,
+    ) -> Result<(), PipelineError> {
         // Only the tables the plugin wants; `index` maps back to the batch.
         let index: Vec<usize> = (0..batch.len())
             .filter(|&i| plugin.manifest().wants(&batch[i].table))
@@ -173,6 +188,7 @@ impl Pipeline {
             Ok(actions) => actions,
             Err(error) => {
                 self.park(plugin, input, &error).await?;
+                self.lanes.redis_wrote();
                 return Ok(());
             }
         };
@@ -184,16 +200,23 @@ impl Pipeline {
             }
         }
         let mut records = RecordSampler::new(plugin.label(), plugin.digest(), RECORDS_PER_VERDICT);
+        let mut refused_effects = 0u64;
         let mut allowed: Vec<(usize, &str, &Effect)> = Vec::with_capacity(actions.len());
         for action in &actions {
             let change = action.change as usize;
             let version = versions[index[change]].as_str();
             if let Some(reason) = refused.get(&change) {
+                refused_effects += 1;
                 records.push(version, &action.effect, Verdict::Refused, reason);
                 continue;
             }
             match self.policy.check(plugin.name(), &action.effect) {
-                Ok(()) => allowed.push((change, version, &action.effect)),
+                Ok(()) => {
+                    if let Some(keys) = keys.as_deref_mut() {
+                        keys.insert(crate::policy::effect_key(&action.effect).to_owned());
+                    }
+                    allowed.push((change, version, &action.effect))
+                }
                 Err(denied) => {
                     self.metrics
                         .effects_total
@@ -208,6 +231,7 @@ impl Pipeline {
                 }
             }
         }
+        let mut wrote = false;
         if !allowed.is_empty() {
             let grant = self
                 .policy
@@ -229,7 +253,7 @@ impl Pipeline {
                 Err(err) => return Err(err.into()),
             };
             timer.observe_duration();
-            self.lanes.redis_wrote();
+            wrote = true;
             let count = |outcome| {
                 self.metrics
                     .effects_total
@@ -247,6 +271,7 @@ impl Pipeline {
                     Outcome::Stale if auditing => records.push(version, effect, Verdict::Stale, ""),
                     Outcome::Applied | Outcome::Stale => {}
                     Outcome::Failed(reason) => {
+                        refused_effects += 1;
                         refused.entry(*change).or_insert_with(|| reason.clone());
                         records.push(version, effect, Verdict::Refused, reason);
                     }
@@ -254,29 +279,34 @@ impl Pipeline {
             }
         }
         if !refused.is_empty() {
+            self.metrics
+                .effects_total
+                .with_label_values(&[plugin.name(), "refused"])
+                .inc_by(refused_effects);
             self.refuse_changes(plugin, input, &refused).await?;
+            wrote = true;
         }
         if let Some(audit) = &self.audit {
             let records = records.finish();
             if !records.is_empty() {
                 audit.append(&records).await?;
+                wrote = true;
             }
+        }
+        if wrote {
+            self.lanes.redis_wrote();
         }
         Ok(())
     }
 
-    /// Counts, logs and parks the changes of `input` refused for `plugin`
-    /// (one dead letter for the batch, naming each change's reason).
+    /// Logs and parks the changes of `input` refused for `plugin` (one dead
+    /// letter for the batch, naming each change's reason).
     async fn refuse_changes(
         &self,
         plugin: &Plugin,
         input: &[RowChange],
         refused: &BTreeMap<usize, String>,
     ) -> Result<(), SinkError> {
-        self.metrics
-            .effects_total
-            .with_label_values(&[plugin.name(), "refused"])
-            .inc_by(refused.len() as u64);
         let changes: Vec<&RowChange> = refused.keys().map(|&i| &input[i]).collect();
         let mut reasons: Vec<String> = refused
             .iter()

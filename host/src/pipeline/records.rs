@@ -4,6 +4,7 @@
 //! log) a bounded amount.
 
 use crate::change::Effect;
+use crate::pipeline::effect_check::shown;
 use crate::policy::{Operation, effect_key};
 use crate::sink::audit::{AuditRecord, Verdict};
 use std::collections::BTreeMap;
@@ -45,14 +46,17 @@ impl RecordSampler {
             }
             return;
         }
+        // Keys and reasons come from the plugin: bounded before they reach
+        // the log or the audit trail.
+        let key = shown(effect_key(effect));
         if matches!(verdict, Verdict::Denied | Verdict::Refused) {
-            tracing::warn!(plugin = %self.plugin, key = %effect_key(effect), %verdict, %reason, "action not applied");
+            tracing::warn!(plugin = %self.plugin, %key, %verdict, %reason, "action not applied");
         }
         self.kept.push(AuditRecord {
             plugin: self.plugin.clone(),
             plugin_digest: self.digest.clone(),
             version: version.to_owned(),
-            key: effect_key(effect).to_owned(),
+            key,
             operation: Operation::of(effect).as_str().to_owned(),
             verdict,
             reason: reason.to_owned(),

@@ -418,7 +418,7 @@ impl Plugin {
                 describe_trap(&e, &self.limits, store.data().limits.refused.as_deref())
             ))
         })?
-        .map_err(init_error)?;
+        .map_err(|message| init_error(bounded(message)))?;
         Ok(Live { store, bindings })
     }
 
@@ -527,7 +527,7 @@ impl Plugin {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(PluginError::Rejected {
                 plugin: self.label(),
-                message,
+                message: bounded(message),
             }),
             Err(trap) => {
                 let refused = live.store.data_mut().limits.refused.take();
@@ -593,6 +593,22 @@ fn describe_trap(trap: &wasmtime::Error, limits: &Limits, refused: Option<&str>)
         ),
         _ => format!("{trap:#}"),
     }
+}
+
+/// Longest text of a plugin's own (an error it returns) the host keeps for
+/// logs, audit and dead letters.
+pub const MAX_PLUGIN_TEXT: usize = 4096;
+
+/// `text` cut to [`MAX_PLUGIN_TEXT`] bytes on a character boundary.
+pub fn bounded(text: String) -> String {
+    if text.len() <= MAX_PLUGIN_TEXT {
+        return text;
+    }
+    let mut end = MAX_PLUGIN_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} bytes cut]", &text[..end], text.len() - end)
 }
 
 /// A plugin's name: its file's name without `.wasm`.

@@ -78,7 +78,9 @@ impl ResourceLimiter for PluginLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.memory_bytes - current.min(self.memory_bytes) + desired;
+        // `desired` comes from the guest (a 64-bit memory may ask for nearly
+        // usize::MAX): never let the sum wrap.
+        let total = (self.memory_bytes - current.min(self.memory_bytes)).saturating_add(desired);
         if total > self.limits.memory_bytes {
             self.refused = Some(format!(
                 "its memories together may hold {} MiB; growing one from {} to {} bytes would \
@@ -99,7 +101,8 @@ impl ResourceLimiter for PluginLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.table_elements - current.min(self.table_elements) + desired;
+        let total =
+            (self.table_elements - current.min(self.table_elements)).saturating_add(desired);
         if total > self.limits.max_table_elements {
             self.refused = Some(format!(
                 "its tables together may hold {} elements; growing one to {desired} would make \
@@ -252,6 +255,24 @@ mod tests {
             Ok(()),
             "6 MiB in all is allowed"
         );
+    }
+
+    #[test]
+    fn a_huge_growth_request_is_refused_not_wrapped() {
+        let mut limiter = PluginLimiter::new(Limits::default());
+        assert_eq!(limiter.memory_growing(0, 1 << 20, None).ok(), Some(true));
+        assert_eq!(
+            limiter
+                .memory_growing(1 << 20, usize::MAX - 65_535, None)
+                .ok(),
+            Some(false)
+        );
+        assert_eq!(
+            limiter.memory_bytes(),
+            1 << 20,
+            "the refused growth left no trace"
+        );
+        assert_eq!(limiter.table_growing(0, usize::MAX, None).ok(), Some(false));
     }
 
     #[test]

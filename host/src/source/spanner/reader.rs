@@ -57,6 +57,9 @@ pub struct ChangeStreamReader {
     /// Read each partition's whole range once more when it ends, before it
     /// is marked finished, and apply what its live query missed.
     pub reread_finished: bool,
+    /// At shutdown, how long a partition waits for its submitted batches to
+    /// be applied before it writes its last checkpoint.
+    pub shutdown_flush: Duration,
 }
 
 /// What a partition task reports when it ends.
@@ -252,7 +255,7 @@ impl ChangeStreamReader {
                     )
                 }
                 Ok(()) => match self
-                    .reread_if_enabled(&token, &first_start, &progress)
+                    .reread_if_enabled(&token, &first_start, &progress, &shutdown)
                     .await
                 {
                     Ok(()) => self
@@ -273,6 +276,16 @@ impl ChangeStreamReader {
                     };
                 }
                 Err(_) if shutdown.is_cancelled() => {
+                    // Let the lanes finish what was submitted (within a
+                    // bound), so less is read again at the next start.
+                    let flushed = tokio::time::timeout(
+                        self.shutdown_flush,
+                        self.settle(&mut progress, 0, &CancellationToken::new()),
+                    )
+                    .await;
+                    if flushed.is_err() {
+                        tracing::info!(partition = %label, unapplied_batches = progress.in_flight.len(), "batches not applied by shutdown are read again at the next start");
+                    }
                     if progress.dirty
                         && let Err(err) = self.checkpoints.advance(&token, &progress.resume).await
                     {
@@ -302,11 +315,18 @@ impl ChangeStreamReader {
         token: &str,
         start: &str,
         progress: &Progress,
+        shutdown: &CancellationToken,
     ) -> Result<(), String> {
         match progress.children.first() {
             Some(children) if self.reread_finished => {
-                self.reread(token, start, &children.start_timestamp, &progress.seen)
-                    .await
+                self.reread(
+                    token,
+                    start,
+                    &children.start_timestamp,
+                    &progress.seen,
+                    shutdown,
+                )
+                .await
             }
             _ => Ok(()),
         }
@@ -327,6 +347,7 @@ impl ChangeStreamReader {
         start: &str,
         end: &str,
         seen: &HashSet<u64>,
+        shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let query = PartitionQuery {
             stream: self.stream.clone(),
@@ -360,7 +381,10 @@ impl ChangeStreamReader {
             tracing::warn!(partition = %short(token), start, end, reread, missed = missed.len(), "re-reading a finished partition found changes its live query missed; applying them");
         }
         for chunk in missed.chunks(self.batch_max) {
-            self.pipeline.process(chunk).await;
+            tokio::select! {
+                () = self.pipeline.process(chunk) => {}
+                () = shutdown.cancelled() => return Err("shutdown".to_owned()),
+            }
         }
         Ok(())
     }
@@ -464,6 +488,12 @@ impl ChangeStreamReader {
         for (i, ticket) in tickets.into_iter().enumerate() {
             let reached = if i == last { newest.take() } else { None };
             progress.in_flight.push_back((ticket, reached));
+        }
+        if !announced.is_empty() {
+            // Children are recorded only once everything before them is
+            // applied: a partition with recorded children may be finished
+            // at its watermark after a restart.
+            self.settle(progress, 0, shutdown).await?;
         }
         for record in &announced {
             self.checkpoints

@@ -1,0 +1,147 @@
+//! After a resync: keys the snapshot did not produce are deleted, so rows
+//! deleted while a plugin was away (out of sync, or not loaded) do not
+//! linger in Redis.
+//!
+//! Only keys under the plugin's granted prefixes are looked at, and only
+//! keys that carry a version (written through the host): a key an
+//! application wrote there by itself is left alone. Each delete is
+//! versioned at the snapshot's timestamp, so a key a live change rewrote
+//! after the snapshot stays; each is audited.
+
+use super::{Pipeline, PipelineError};
+use crate::change::{Effect, Version};
+use crate::runtime::Plugin;
+use crate::sink::audit::{AuditRecord, Verdict};
+use crate::sink::version::{self, companion_key, is_version_key};
+use crate::sink::{Outcome, Versioned};
+use std::collections::HashSet;
+
+/// Keys read per `SCAN` call.
+const SCAN_COUNT: usize = 1000;
+
+impl Pipeline {
+    /// Deletes, at version `read_micros`, every versioned key under
+    /// `plugin`'s prefixes that is not in `produced`; returns how many were
+    /// deleted.
+    pub(crate) async fn sweep(
+        &self,
+        plugin: &Plugin,
+        produced: &HashSet<String>,
+        read_micros: i64,
+    ) -> Result<u64, PipelineError> {
+        let Some(grant) = self.policy.grant(plugin.name()) else {
+            return Ok(0);
+        };
+        let mut admin = self.sinks.admin().connection();
+        let mut leftovers = Vec::new();
+        for prefix in &grant.key_prefixes {
+            let pattern = format!("{}*", glob_escape(prefix));
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT)
+                    .query_async(&mut admin)
+                    .await
+                    .map_err(|e| sink_error("SCAN", prefix, e))?;
+                let candidates: Vec<(String, String)> = keys
+                    .into_iter()
+                    .filter(|key| !is_version_key(key) && !produced.contains(key))
+                    .filter_map(|key| companion_key(&key).ok().map(|companion| (key, companion)))
+                    .collect();
+                if !candidates.is_empty() {
+                    let mut exists = redis::pipe();
+                    for (_, companion) in &candidates {
+                        exists.cmd("EXISTS").arg(companion);
+                    }
+                    let versioned: Vec<bool> = exists
+                        .query_async(&mut admin)
+                        .await
+                        .map_err(|e| sink_error("EXISTS", prefix, e))?;
+                    for ((key, _), versioned) in candidates.into_iter().zip(versioned) {
+                        let delete = Effect::Delete(key);
+                        if versioned && self.policy.check(plugin.name(), &delete).is_ok() {
+                            leftovers.push(delete);
+                        }
+                    }
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        if leftovers.is_empty() {
+            return Ok(0);
+        }
+        let version = version::encode(&Version::read_at(read_micros));
+        let effects: Vec<Versioned> = leftovers
+            .iter()
+            .map(|effect| Versioned {
+                version: &version,
+                effect,
+            })
+            .collect();
+        let sink = self.sinks.for_plugin(plugin.name(), grant).await?;
+        let applied = sink.apply(&effects).await?;
+        let mut records = Vec::new();
+        for (effect, outcome) in leftovers.iter().zip(&applied.outcomes) {
+            if *outcome == Outcome::Applied {
+                records.push(AuditRecord {
+                    plugin: plugin.label(),
+                    plugin_digest: plugin.digest().to_owned(),
+                    version: version.clone(),
+                    key: crate::policy::effect_key(effect).to_owned(),
+                    operation: "delete".to_owned(),
+                    verdict: Verdict::Applied,
+                    reason: "resync: the snapshot no longer produces this key".to_owned(),
+                });
+            }
+        }
+        self.metrics
+            .effects_total
+            .with_label_values(&[plugin.name(), "applied"])
+            .inc_by(applied.applied);
+        self.metrics.tombstones_total.inc_by(applied.tombstones);
+        if let Some(audit) = &self.audit
+            && !records.is_empty()
+        {
+            audit.append(&records).await?;
+        }
+        Ok(applied.applied)
+    }
+}
+
+/// `text` with the characters `SCAN MATCH` treats as a pattern escaped.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+fn sink_error(command: &'static str, key: &str, err: redis::RedisError) -> PipelineError {
+    PipelineError::Sink(crate::sink::SinkError::Rejected {
+        command,
+        key: key.to_owned(),
+        message: err.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_escape;
+
+    #[test]
+    fn prefixes_match_themselves_only() {
+        assert_eq!(glob_escape("users:"), "users:");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}
