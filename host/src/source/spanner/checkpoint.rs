@@ -308,18 +308,37 @@ impl CheckpointStore {
             .build())
     }
 
-    /// Whether children of `token` are recorded (a partition that announced
-    /// them before a restart).
-    pub async fn has_children(&self, token: &str) -> Result<bool, CheckpointError> {
+    /// The start timestamp (RFC 3339) of the children of `token` recorded
+    /// (a partition that announced them before a restart), if any.
+    pub async fn recorded_children_start(
+        &self,
+        token: &str,
+    ) -> Result<Option<String>, CheckpointError> {
         let statement = Statement::builder(format!(
-            "SELECT PartitionToken FROM {} WHERE StreamName = @stream AND @token IN UNNEST(ParentTokens) LIMIT 1",
+            "SELECT StartTimestamp FROM {} WHERE StreamName = @stream AND @token IN UNNEST(ParentTokens) LIMIT 1",
             self.table
         ))
         .add_param("stream", self.stream.as_str())
         .add_param("token", token)
         .build();
-        self.any_row("looking up recorded children", statement)
+        let fail = |e: google_cloud_spanner::Error| self.error("looking up recorded children", e);
+        let mut rows = self
+            .client
+            .single_use()
+            .build()
+            .execute_query(statement)
             .await
+            .map_err(fail)?;
+        let Some(row) = rows.next().await.transpose().map_err(fail)? else {
+            return Ok(None);
+        };
+        let start: google_cloud_wkt::Timestamp = row.get(0).map_err(|e| {
+            self.error(
+                "looking up recorded children",
+                format!("unreadable start timestamp: {e}"),
+            )
+        })?;
+        Ok(Some(String::from(start)))
     }
 
     /// Whether `statement` returns at least one row.

@@ -33,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 /// Records buffered between a partition's query and its batches.
 const RECORD_BUFFER: usize = 1024;
 
-/// Most batches of one partition submitted and not yet applied.
-pub const MAX_IN_FLIGHT: usize = 64;
+/// Most batches of one partition submitted and not yet applied (the lanes'
+/// backlog bound usually takes a slow plugin out of sync first).
+pub const MAX_IN_FLIGHT: usize = 1024;
 
 /// Least time between two watermark writes of one partition.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
@@ -243,32 +244,31 @@ impl ChangeStreamReader {
                 .await
             {
                 // A partition ends by announcing its children (here, or
-                // before a restart); a query that ends without any was cut
-                // short and is read again.
+                // before a restart, when the watermark has reached them); a
+                // query that ends without any was cut short and is read
+                // again.
                 Ok(())
                     if progress.children.is_empty()
-                        && !self.checkpoints.has_children(&token).await.unwrap_or(false) =>
+                        && !self.reached_children(&token, &progress).await =>
                 {
                     Err(
                         "the partition's query ended without announcing child partitions"
                             .to_owned(),
                     )
                 }
-                Ok(()) => match self
-                    .reread_if_enabled(&token, &first_start, &progress, &shutdown)
-                    .await
-                {
-                    Ok(()) => self
-                        .checkpoints
-                        .finish(&token, &progress.resume)
+                Ok(()) => {
+                    self.reread_if_enabled(&token, &first_start, &mut progress, &shutdown)
                         .await
-                        .map_err(|e| e.to_string()),
-                    Err(message) => Err(message),
-                },
+                }
                 Err(message) => Err(message),
             };
             match result {
                 Ok(()) => {
+                    // Every record is submitted: the children may start
+                    // (each lane applies the parent's batches before theirs),
+                    // and the partition is recorded as finished once its
+                    // batches are applied.
+                    self.finish_when_applied(&token, &mut progress, &shutdown);
                     return Ended {
                         token,
                         finished: true,
@@ -310,29 +310,90 @@ impl ChangeStreamReader {
         }
     }
 
+    /// Whether children of `token` were recorded before a restart and the
+    /// partition's applied watermark has reached their start.
+    async fn reached_children(&self, token: &str, progress: &Progress) -> bool {
+        let Ok(Some(start)) = self.checkpoints.recorded_children_start(token).await else {
+            return false;
+        };
+        match (
+            super::record::timestamp_micros(&progress.resume),
+            super::record::timestamp_micros(&start),
+        ) {
+            (Ok(resume), Ok(start)) => resume >= start,
+            _ => false,
+        }
+    }
+
+    /// Records `token` as finished at its last watermark once every batch
+    /// still in flight is applied, on a task of its own (at shutdown it
+    /// waits at most the flush bound; unfinished, the partition is read
+    /// again at the next start).
+    fn finish_when_applied(
+        &self,
+        token: &str,
+        progress: &mut Progress,
+        shutdown: &CancellationToken,
+    ) {
+        let in_flight: Vec<(Ticket, Option<String>)> = progress.in_flight.drain(..).collect();
+        let watermark = in_flight
+            .iter()
+            .rev()
+            .find_map(|(_, reached)| reached.clone())
+            .unwrap_or_else(|| progress.resume.clone());
+        let checkpoints = self.checkpoints.clone();
+        let token = token.to_owned();
+        let shutdown = shutdown.clone();
+        let flush = self.shutdown_flush;
+        tokio::spawn(async move {
+            let applied = async {
+                for (ticket, _) in &in_flight {
+                    ticket.wait().await;
+                }
+            };
+            tokio::pin!(applied);
+            let applied = tokio::select! {
+                () = &mut applied => true,
+                () = shutdown.cancelled() => tokio::time::timeout(flush, &mut applied).await.is_ok(),
+            };
+            if !applied {
+                return;
+            }
+            let mut backoff = Duration::from_millis(100);
+            while let Err(err) = checkpoints.finish(&token, &watermark).await {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                tracing::warn!(partition = %short(&token), error = %err, "recording a finished partition failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        });
+    }
+
     async fn reread_if_enabled(
         &self,
         token: &str,
         start: &str,
-        progress: &Progress,
+        progress: &mut Progress,
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
         match progress.children.first() {
             Some(children) if self.reread_finished => {
-                self.reread(
-                    token,
-                    start,
-                    &children.start_timestamp,
-                    &progress.seen,
-                    shutdown,
-                )
-                .await
+                let end = children.start_timestamp.clone();
+                let tickets = self
+                    .reread(token, start, &end, &progress.seen, shutdown)
+                    .await?;
+                progress
+                    .in_flight
+                    .extend(tickets.into_iter().map(|ticket| (ticket, None)));
+                Ok(())
             }
             _ => Ok(()),
         }
     }
 
-    /// Reads a partition's range `[start, end)` once more and applies the
+    /// Reads a partition's range `[start, end)` once more and submits the
     /// row changes the live query did not deliver (after a restart, that is
     /// every change since `start`; versioned apply refuses the ones applied
     /// before it).
@@ -348,7 +409,7 @@ impl ChangeStreamReader {
         end: &str,
         seen: &HashSet<u64>,
         shutdown: &CancellationToken,
-    ) -> Result<(), String> {
+    ) -> Result<Vec<Ticket>, String> {
         let query = PartitionQuery {
             stream: self.stream.clone(),
             token: (token != ROOT_TOKEN).then(|| token.to_owned()),
@@ -380,13 +441,13 @@ impl ChangeStreamReader {
             self.metrics().retry("reread_found_missed_changes");
             tracing::warn!(partition = %short(token), start, end, reread, missed = missed.len(), "re-reading a finished partition found changes its live query missed; applying them");
         }
-        for chunk in missed.chunks(self.batch_max) {
-            tokio::select! {
-                () = self.pipeline.process(chunk) => {}
-                () = shutdown.cancelled() => return Err("shutdown".to_owned()),
-            }
+        if shutdown.is_cancelled() {
+            return Err("shutdown".to_owned());
         }
-        Ok(())
+        Ok(missed
+            .chunks(self.batch_max)
+            .map(|chunk| self.pipeline.submit(chunk.to_vec()))
+            .collect())
     }
 
     /// One attempt at a partition: stream its records and apply them in
@@ -427,7 +488,7 @@ impl ChangeStreamReader {
             }
         };
         let result = match result {
-            Ok(()) => self.settle(progress, 0, shutdown).await,
+            Ok(()) => self.settle(progress, usize::MAX, shutdown).await,
             failed => failed,
         };
         drop(receiver);
@@ -477,23 +538,21 @@ impl ChangeStreamReader {
                 }
             }
         }
-        let mut tickets: Vec<Ticket> = changes
-            .chunks(self.batch_max)
-            .map(|chunk| self.pipeline.submit(chunk.to_vec()))
-            .collect();
-        if tickets.is_empty() {
-            tickets.push(Ticket::done());
+        for chunk in changes.chunks(self.batch_max) {
+            let ticket = self.pipeline.submit(chunk.to_vec());
+            progress.in_flight.push_back((ticket, None));
         }
-        let last = tickets.len() - 1;
-        for (i, ticket) in tickets.into_iter().enumerate() {
-            let reached = if i == last { newest.take() } else { None };
-            progress.in_flight.push_back((ticket, reached));
-        }
-        if !announced.is_empty() {
-            // Children are recorded only once everything before them is
-            // applied: a partition with recorded children may be finished
-            // at its watermark after a restart.
-            self.settle(progress, 0, shutdown).await?;
+        if let Some(newest) = newest {
+            // The partition reaches `newest` once everything before it is
+            // applied: it belongs to the newest batch in flight (heartbeats
+            // add no entries of their own).
+            match progress.in_flight.back_mut() {
+                Some((_, reached)) => *reached = Some(newest),
+                None => {
+                    progress.resume = newest;
+                    progress.dirty = true;
+                }
+            }
         }
         for record in &announced {
             self.checkpoints
