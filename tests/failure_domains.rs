@@ -10,6 +10,7 @@
 use google_cloud_spanner::mutation::Mutation;
 use redis_spanner::demo::check;
 use redis_spanner::metrics::Metrics;
+use redis_spanner::pipeline::resync_marks::RESYNC_NEEDED;
 use redis_spanner::policy::Grant;
 use redis_spanner::runtime::{Limits, LoadOptions, Plugin, PluginEngine, load_directory};
 use redis_spanner::service::Service;
@@ -466,6 +467,43 @@ async fn a_plugin_added_to_a_running_host_is_resynced() -> anyhow::Result<()> {
     running.shutdown().await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_cut_short_by_a_stop_runs_at_the_next_start() -> anyhow::Result<()> {
+    let bed = TestBed::start(&ddl()).await?;
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+    // Rows the users cache skipped while out of sync, and the mark its lane
+    // left before the host stopped.
+    commit(&spanner, (1..=50).map(user).collect()).await?;
+    let () = redis::cmd("HSET")
+        .arg(RESYNC_NEEDED)
+        .arg("users_cache")
+        .arg("lane out of sync")
+        .query_async(&mut redis)
+        .await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let config = bed.config("Everything", plugins.path());
+    let running = RunningService::spawn(Service::connect(&config).await?);
+    let mismatches =
+        check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(30)).await?;
+    assert_eq!(mismatches, 0, "the marked plugin was resynced at start");
+    let cleared = eventually(PATIENCE, || {
+        let mut redis = redis.clone();
+        async move {
+            let marked: bool = redis::cmd("HEXISTS")
+                .arg(RESYNC_NEEDED)
+                .arg("users_cache")
+                .query_async(&mut redis)
+                .await
+                .ok()?;
+            (!marked).then_some(())
+        }
+    })
+    .await;
+    assert!(cleared.is_some(), "the mark is cleared after the resync");
+    running.shutdown().await
+}
+
 /// A plugin directory with the users cache and the hostile plugin, whose
 /// `slow` changes take `slow_ms` each.
 fn slow_beside_good(slow_ms: u64) -> anyhow::Result<tempfile::TempDir> {
@@ -535,6 +573,12 @@ async fn a_stalled_lane_goes_out_of_sync_and_comes_back_resynced() -> anyhow::Re
     .await
     .expect("/readyz reports the stalled lane");
     assert!(out.contains("test_hostile"), "{out}");
+    let marked: bool = redis::cmd("HEXISTS")
+        .arg(RESYNC_NEEDED)
+        .arg("test_hostile")
+        .query_async(&mut redis)
+        .await?;
+    assert!(marked, "a durable mark says the plugin needs a resync");
     assert_eq!(
         metrics
             .lanes_out_of_sync_total
@@ -559,6 +603,12 @@ async fn a_stalled_lane_goes_out_of_sync_and_comes_back_resynced() -> anyhow::Re
         ready.is_some(),
         "/readyz is 200 again once the lane is back"
     );
+    let marked: bool = redis::cmd("HEXISTS")
+        .arg(RESYNC_NEEDED)
+        .arg("test_hostile")
+        .query_async(&mut redis)
+        .await?;
+    assert!(!marked, "the mark is cleared once the resync is done");
     for id in 1..=8 {
         assert!(
             appears(&redis, &format!("hostile:{id}")).await,

@@ -140,6 +140,24 @@ impl Policy {
         self.grants.get(plugin)
     }
 
+    /// Another plugin whose granted prefixes overlap `plugin`'s (one is a
+    /// prefix of the other), if any: keys under such prefixes may be either
+    /// plugin's.
+    pub fn overlapping(&self, plugin: &str) -> Option<&str> {
+        let mine = self.grants.get(plugin)?;
+        self.grants
+            .iter()
+            .filter(|(other, _)| other.as_str() != plugin)
+            .find(|(_, grant)| {
+                grant.key_prefixes.iter().any(|theirs| {
+                    mine.key_prefixes
+                        .iter()
+                        .any(|p| p.starts_with(theirs.as_str()) || theirs.starts_with(p.as_str()))
+                })
+            })
+            .map(|(other, _)| other.as_str())
+    }
+
     /// Checks one effect of `plugin`.
     pub fn check(&self, plugin: &str, effect: &Effect) -> Result<(), Denied> {
         let grant = self.grants.get(plugin).ok_or_else(|| Denied::NoGrant {
@@ -177,6 +195,19 @@ pub fn effect_key(effect: &Effect) -> &str {
 mod tests {
     use super::*;
     use crate::change::{Expiry, Write};
+
+    #[test]
+    fn overlapping_prefixes_are_found_either_way() {
+        let policy = Policy::new(BTreeMap::from([
+            ("users".to_owned(), Grant::prefixes(&["users:"])),
+            ("vips".to_owned(), Grant::prefixes(&["users:vip:"])),
+            ("orders".to_owned(), Grant::prefixes(&["orders:"])),
+        ]));
+        assert_eq!(policy.overlapping("users"), Some("vips"));
+        assert_eq!(policy.overlapping("vips"), Some("users"));
+        assert_eq!(policy.overlapping("orders"), None);
+        assert_eq!(policy.overlapping("nobody"), None);
+    }
 
     fn set(key: &str) -> Effect {
         Effect::Set(Write {

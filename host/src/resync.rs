@@ -93,6 +93,7 @@ impl Resyncer {
             .with_label_values(&[plugin.name()]);
         let mut rows = 0u64;
         let mut produced = HashSet::new();
+        let mut complete = true;
         let mut last_log = Instant::now();
         for table in &tables {
             let keys = primary_key(&self.client, table).await?;
@@ -108,7 +109,7 @@ impl Resyncer {
                 }
                 if batch.len() == self.batch_max || (row.is_none() && !batch.is_empty()) {
                     let versions = version::encode_batch(&batch);
-                    pipeline
+                    complete &= pipeline
                         .run_plugin_noting_keys(plugin, &batch, &versions, Some(&mut produced))
                         .await?;
                     rows += batch.len() as u64;
@@ -124,7 +125,12 @@ impl Resyncer {
                 }
             }
         }
-        let deleted = pipeline.sweep(plugin, &produced, version_micros).await?;
+        let deleted = if complete {
+            pipeline.sweep(plugin, &produced, version_micros).await?
+        } else {
+            tracing::warn!(plugin = %plugin.label(), "resync: some rows were parked or refused, so the keys it produces are not all known; no sweep this time");
+            0
+        };
         Ok(ResyncReport {
             read_timestamp,
             rows,

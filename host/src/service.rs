@@ -178,6 +178,7 @@ impl Service {
         let cache_event_tasks = self.cache_events.spawn(&admin_stop);
         let pipeline = self.reader.pipeline.clone();
         let lane_watch = tokio::spawn(pipeline.clone().watch_lanes(admin_stop.clone()));
+        pipeline.resync_marked().await;
         let lanes = pipeline.clone();
         self.readiness
             .set_problems(Box::new(move || lanes.lane_problems()));

@@ -135,7 +135,7 @@ impl Job {
 }
 
 /// One plugin's lane.
-struct Lane {
+pub(super) struct Lane {
     name: String,
     sender: mpsc::UnboundedSender<Arc<Job>>,
     state: Mutex<LaneState>,
@@ -220,7 +220,9 @@ impl Lanes {
 
     /// Why a lane in `state` is out of sync now, if it is.
     fn stalled(&self, state: &LaneState) -> Option<String> {
-        if !state.in_sync {
+        // A lane being resynced shares its plugin with the resync: it is
+        // given that time.
+        if !state.in_sync || state.resyncing {
             return None;
         }
         let steady = self.redis_steady_since()?;
@@ -354,7 +356,7 @@ impl Pipeline {
     }
 
     /// The lane of plugin `name`, made (and its task started) on first use.
-    fn lane(self: &Arc<Self>, name: &str) -> Arc<Lane> {
+    pub(super) fn lane(self: &Arc<Self>, name: &str) -> Arc<Lane> {
         let mut map = self.lanes.map();
         if let Some(lane) = map.get(name) {
             return lane.clone();
@@ -437,7 +439,7 @@ impl Pipeline {
     }
 
     /// The current plugin named `name`.
-    fn plugin_named(&self, name: &str) -> Option<Arc<crate::runtime::Plugin>> {
+    pub(super) fn plugin_named(&self, name: &str) -> Option<Arc<crate::runtime::Plugin>> {
         self.plugins
             .load()
             .iter()
@@ -445,18 +447,26 @@ impl Pipeline {
             .cloned()
     }
 
-    /// Releases everything waiting in `lane` (whose `state` the caller
-    /// holds) and stops giving it batches.
-    fn mark_out_of_sync(&self, lane: &Lane, state: &mut LaneState, reason: &str) {
+    /// Stops giving `lane` (whose `state` the caller holds) batches, and
+    /// releases everything waiting in it once a durable mark says its
+    /// plugin needs a resync (so a restart before the resync still runs it).
+    fn mark_out_of_sync(self: &Arc<Self>, lane: &Lane, state: &mut LaneState, reason: &str) {
         if !state.in_sync {
             return;
         }
         state.in_sync = false;
         state.backlog = 0;
-        let released = state.pending.len();
-        for job in state.pending.drain(..) {
-            job.release();
-        }
+        let held: Vec<Arc<Job>> = state.pending.drain(..).collect();
+        let released = held.len();
+        let pipeline = self.clone();
+        let name = lane.name.clone();
+        let why = reason.to_owned();
+        tokio::spawn(async move {
+            pipeline.mark_resync_needed(&name, &why).await;
+            for job in held {
+                job.release();
+            }
+        });
         self.metrics
             .lane_in_sync
             .with_label_values(&[&lane.name])
@@ -475,7 +485,7 @@ impl Pipeline {
     /// A lane is taking batches again: resync its plugin so that what it
     /// skipped is not missing (one resync at a time; a second request while
     /// one runs makes it run again after).
-    fn back_in_sync(self: &Arc<Self>, lane: &Arc<Lane>) {
+    pub(super) fn back_in_sync(self: &Arc<Self>, lane: &Arc<Lane>) {
         self.metrics
             .lane_in_sync
             .with_label_values(&[&lane.name])
@@ -500,12 +510,15 @@ impl Pipeline {
                 if let Some(plugin) = pipeline.plugin_named(&lane.name) {
                     resyncer.resync_logged(&pipeline, &plugin).await;
                 }
-                let mut state = lane.lock();
-                if !std::mem::take(&mut state.resync_again) {
-                    state.resyncing = false;
-                    return;
+                {
+                    let mut state = lane.lock();
+                    if !std::mem::take(&mut state.resync_again) {
+                        state.resyncing = false;
+                        break;
+                    }
                 }
             }
+            pipeline.clear_resync_needed(&lane.name).await;
         });
         let mut tasks = self.lanes.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|task| !task.is_finished());

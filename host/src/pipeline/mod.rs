@@ -23,6 +23,7 @@ pub mod cache_events;
 pub mod effect_check;
 pub mod lanes;
 mod records;
+pub mod resync_marks;
 mod sweep;
 
 pub use cache_events::CacheEventError;
@@ -156,24 +157,26 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         self.run_plugin_noting_keys(plugin, batch, versions, None)
             .await
+            .map(|_| ())
     }
 
     /// [`Pipeline::run_plugin`], adding the key of every effect the plugin
     /// was allowed to `keys` when given (a resync learns which keys its
-    /// snapshot produced).
+    /// snapshot produced). `Ok(false)` when a change was parked or refused:
+    /// then the keys are not all known.
     pub(crate) async fn run_plugin_noting_keys(
         &self,
         plugin: &Plugin,
         batch: &[RowChange],
         versions: &[String],
         mut keys: Option<&mut std::collections::HashSet<String>>,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<bool, PipelineError> {
         // Only the tables the plugin wants; `index` maps back to the batch.
         let index: Vec<usize> = (0..batch.len())
             .filter(|&i| plugin.manifest().wants(&batch[i].table))
             .collect();
         if index.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let filtered: Vec<RowChange>;
         let input: &[RowChange] = if index.len() == batch.len() {
@@ -189,7 +192,7 @@ impl Pipeline {
             Err(error) => {
                 self.park(plugin, input, &error).await?;
                 self.lanes.redis_wrote();
-                return Ok(());
+                return Ok(false);
             }
         };
         // Changes refused for this plugin (index into `input`), and why.
@@ -296,7 +299,7 @@ impl Pipeline {
         if wrote {
             self.lanes.redis_wrote();
         }
-        Ok(())
+        Ok(refused.is_empty())
     }
 
     /// Logs and parks the changes of `input` refused for `plugin` (one dead

@@ -2,9 +2,10 @@
 //! deleted while a plugin was away (out of sync, or not loaded) do not
 //! linger in Redis.
 //!
-//! Only keys under the plugin's granted prefixes are looked at, and only
-//! keys that carry a version (written through the host): a key an
-//! application wrote there by itself is left alone. Each delete is
+//! Only keys under the plugin's granted prefixes are looked at (and none
+//! when another plugin's prefixes overlap them), and only keys that carry a
+//! version (written through the host): a key an application wrote there by
+//! itself is left alone. Each delete is
 //! versioned at the snapshot's timestamp, so a key a live change rewrote
 //! after the snapshot stays; each is audited.
 
@@ -32,6 +33,10 @@ impl Pipeline {
         let Some(grant) = self.policy.grant(plugin.name()) else {
             return Ok(0);
         };
+        if let Some(other) = self.policy.overlapping(plugin.name()) {
+            tracing::warn!(plugin = %plugin.label(), other, "resync: no sweep, since this plugin's key prefixes overlap those of another plugin, whose keys the snapshot cannot tell apart");
+            return Ok(0);
+        }
         let mut admin = self.sinks.admin().connection();
         let mut leftovers = Vec::new();
         for prefix in &grant.key_prefixes {

@@ -265,9 +265,32 @@ impl CheckpointStore {
     /// start before all its parents (including the one announcing it now)
     /// have finished.
     pub async fn add_children(&self, record: &ChildPartitions) -> Result<(), CheckpointError> {
+        // A child recorded before (by the other parent of a merge, or before
+        // a restart that re-reads this parent) keeps its row: it may have
+        // run already, and its watermark must not go back.
+        let tokens: Vec<String> = record
+            .child_partitions
+            .iter()
+            .map(|child| child.token.clone())
+            .collect();
+        let statement = Statement::builder(format!(
+            "SELECT PartitionToken FROM {} WHERE StreamName = @stream AND PartitionToken IN UNNEST(@tokens)",
+            self.table
+        ))
+        .add_param("stream", self.stream.as_str())
+        .add_param("tokens", tokens)
+        .build();
+        let mut known = std::collections::HashSet::new();
+        for row in self.rows("recording child partitions", statement).await? {
+            let token: String = row
+                .get(0)
+                .map_err(|e| self.error("recording child partitions", e))?;
+            known.insert(token);
+        }
         let rows = record
             .child_partitions
             .iter()
+            .filter(|child| !known.contains(&child.token))
             .map(|child| {
                 self.row(
                     &child.token,
@@ -277,6 +300,9 @@ impl CheckpointStore {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
         self.write("recording child partitions", rows).await
     }
 
@@ -321,15 +347,8 @@ impl CheckpointStore {
         .add_param("stream", self.stream.as_str())
         .add_param("token", token)
         .build();
-        let fail = |e: google_cloud_spanner::Error| self.error("looking up recorded children", e);
-        let mut rows = self
-            .client
-            .single_use()
-            .build()
-            .execute_query(statement)
-            .await
-            .map_err(fail)?;
-        let Some(row) = rows.next().await.transpose().map_err(fail)? else {
+        let rows = self.rows("looking up recorded children", statement).await?;
+        let Some(row) = rows.first() else {
             return Ok(None);
         };
         let start: google_cloud_wkt::Timestamp = row.get(0).map_err(|e| {
@@ -343,15 +362,28 @@ impl CheckpointStore {
 
     /// Whether `statement` returns at least one row.
     async fn any_row(&self, action: &str, statement: Statement) -> Result<bool, CheckpointError> {
+        Ok(!self.rows(action, statement).await?.is_empty())
+    }
+
+    /// Every row `statement` returns; `action` names the query in errors.
+    async fn rows(
+        &self,
+        action: &str,
+        statement: Statement,
+    ) -> Result<Vec<google_cloud_spanner::result::Row>, CheckpointError> {
         let fail = |e: google_cloud_spanner::Error| self.error(action, e);
-        let mut rows = self
+        let mut result = self
             .client
             .single_use()
             .build()
             .execute_query(statement)
             .await
             .map_err(fail)?;
-        Ok(rows.next().await.transpose().map_err(fail)?.is_some())
+        let mut rows = Vec::new();
+        while let Some(row) = result.next().await.transpose().map_err(fail)? {
+            rows.push(row);
+        }
+        Ok(rows)
     }
 
     /// Moves a running partition's watermark and renews its lease.

@@ -243,19 +243,12 @@ impl ChangeStreamReader {
                 .read_once(&query, &token, &mut progress, &shutdown)
                 .await
             {
-                // A partition ends by announcing its children (here, or
-                // before a restart, when the watermark has reached them); a
-                // query that ends without any was cut short and is read
-                // again.
-                Ok(())
-                    if progress.children.is_empty()
-                        && !self.reached_children(&token, &progress).await =>
-                {
-                    Err(
-                        "the partition's query ended without announcing child partitions"
-                            .to_owned(),
-                    )
-                }
+                // A partition ends once its records reach its children
+                // (announced here, or recorded before a restart); a query
+                // that ends short of them was cut short and is read again.
+                Ok(()) if !self.reached_children(&token, &progress).await => Err(
+                    "the partition's query ended before reaching its child partitions".to_owned(),
+                ),
                 Ok(()) => {
                     self.reread_if_enabled(&token, &first_start, &mut progress, &shutdown)
                         .await
@@ -310,17 +303,28 @@ impl ChangeStreamReader {
         }
     }
 
-    /// Whether children of `token` were recorded before a restart and the
-    /// partition's applied watermark has reached their start.
+    /// Whether the partition has reached its children: announced in this
+    /// run or recorded before a restart, at a start timestamp that its
+    /// submitted records have reached.
     async fn reached_children(&self, token: &str, progress: &Progress) -> bool {
-        let Ok(Some(start)) = self.checkpoints.recorded_children_start(token).await else {
-            return false;
+        let start = match progress.children.first() {
+            Some(children) => children.start_timestamp.clone(),
+            None => match self.checkpoints.recorded_children_start(token).await {
+                Ok(Some(start)) => start,
+                _ => return false,
+            },
         };
+        let reached = progress
+            .in_flight
+            .iter()
+            .rev()
+            .find_map(|(_, reached)| reached.as_deref())
+            .unwrap_or(&progress.resume);
         match (
-            super::record::timestamp_micros(&progress.resume),
+            super::record::timestamp_micros(reached),
             super::record::timestamp_micros(&start),
         ) {
-            (Ok(resume), Ok(start)) => resume >= start,
+            (Ok(reached), Ok(start)) => reached >= start,
             _ => false,
         }
     }
@@ -459,9 +463,13 @@ impl ChangeStreamReader {
         progress: &mut Progress,
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
-        // Batches of an earlier attempt may still be applied; this attempt
-        // reads again from the last timestamp known to be applied.
-        progress.in_flight.clear();
+        // Batches of an earlier attempt stay tracked (the partition finishes
+        // only once they are applied too), but no longer move the
+        // watermark: this attempt reads again from the last timestamp known
+        // to be applied.
+        for (_, reached) in progress.in_flight.iter_mut() {
+            *reached = None;
+        }
         let (sender, mut receiver) = mpsc::channel(RECORD_BUFFER);
         let client = self.client.clone();
         let owned_query = query.clone();

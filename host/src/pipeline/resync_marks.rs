@@ -1,0 +1,76 @@
+//! Durable marks of plugins that need a resync, in Redis.
+//!
+//! A lane that goes out of sync lets the checkpoints move past changes its
+//! plugin has not applied; only a resync makes up for them. The mark is
+//! written before those changes are released and cleared once a resync is
+//! done, so a restart in between still resyncs the plugin.
+
+use super::Pipeline;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The hash holding one field per plugin that needs a resync (the value
+/// says why).
+pub const RESYNC_NEEDED: &str = "redis-spanner:resync-needed";
+
+impl Pipeline {
+    /// Records that `plugin` needs a resync, retrying while Redis does not
+    /// answer.
+    pub(super) async fn mark_resync_needed(&self, plugin: &str, reason: &str) {
+        let mut conn = self.sinks.admin().connection();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let written: redis::RedisResult<()> = redis::cmd("HSET")
+                .arg(RESYNC_NEEDED)
+                .arg(plugin)
+                .arg(reason)
+                .query_async(&mut conn)
+                .await;
+            match written {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(plugin, error = %err, "cannot record that the plugin needs a resync; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Clears `plugin`'s mark after a resync.
+    pub(super) async fn clear_resync_needed(&self, plugin: &str) {
+        let mut conn = self.sinks.admin().connection();
+        let cleared: redis::RedisResult<()> = redis::cmd("HDEL")
+            .arg(RESYNC_NEEDED)
+            .arg(plugin)
+            .query_async(&mut conn)
+            .await;
+        if let Err(err) = cleared {
+            tracing::warn!(plugin, error = %err, "cannot clear the plugin's resync mark; it is resynced again at the next start");
+        }
+    }
+
+    /// Resyncs every loaded plugin marked as needing it (at start: a
+    /// resync that a stop or crash cut short).
+    pub async fn resync_marked(self: &Arc<Self>) {
+        let mut conn = self.sinks.admin().connection();
+        let marked: Vec<String> = match redis::cmd("HKEYS")
+            .arg(RESYNC_NEEDED)
+            .query_async(&mut conn)
+            .await
+        {
+            Ok(marked) => marked,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read which plugins need a resync");
+                return;
+            }
+        };
+        for name in marked {
+            if self.plugin_named(&name).is_some() {
+                tracing::info!(plugin = %name, "the plugin was marked as needing a resync before the last stop; resyncing it");
+                let lane = self.lane(&name);
+                self.back_in_sync(&lane);
+            }
+        }
+    }
+}
