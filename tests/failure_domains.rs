@@ -579,6 +579,12 @@ async fn a_stalled_lane_goes_out_of_sync_and_comes_back_resynced() -> anyhow::Re
         .query_async(&mut redis)
         .await?;
     assert!(marked, "a durable mark says the plugin needs a resync");
+    let audit = config.redis.audit_stream.clone().expect("audit is on");
+    let record = wait_for_entry(&redis, &audit, |entry| {
+        field(entry, "verdict") == "out-of-sync" && field(entry, "plugin") == "test_hostile@0.0.0"
+    })
+    .await;
+    assert!(record.is_some(), "the lane going out of sync is audited");
     assert_eq!(
         metrics
             .lanes_out_of_sync_total

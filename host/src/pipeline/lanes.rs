@@ -466,6 +466,7 @@ impl Pipeline {
             for job in held {
                 job.release();
             }
+            pipeline.audit_out_of_sync(&name, &why, released).await;
         });
         self.metrics
             .lane_in_sync

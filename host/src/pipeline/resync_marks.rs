@@ -37,6 +37,26 @@ impl Pipeline {
         }
     }
 
+    /// Audits that `plugin`'s lane went out of sync, skipping `skipped`
+    /// batches.
+    pub(super) async fn audit_out_of_sync(&self, plugin: &str, reason: &str, skipped: usize) {
+        let (Some(audit), Some(loaded)) = (&self.audit, self.plugin_named(plugin)) else {
+            return;
+        };
+        let record = crate::sink::audit::AuditRecord {
+            plugin: loaded.label(),
+            plugin_digest: loaded.digest().to_owned(),
+            version: String::new(),
+            key: String::new(),
+            operation: "lane".to_owned(),
+            verdict: crate::sink::audit::Verdict::OutOfSync,
+            reason: format!("{reason}; {skipped} batches skipped for it, a resync follows"),
+        };
+        if let Err(err) = audit.append(&[record]).await {
+            tracing::warn!(plugin, error = %err, "cannot audit that the plugin's lane went out of sync");
+        }
+    }
+
     /// Clears `plugin`'s mark after a resync.
     pub(super) async fn clear_resync_needed(&self, plugin: &str) {
         let mut conn = self.sinks.admin().connection();

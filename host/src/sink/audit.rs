@@ -92,6 +92,9 @@ pub enum Verdict {
     /// change) was invalid or failed in Redis: the change was refused for
     /// this plugin and parked in the dead-letter stream.
     Refused,
+    /// The plugin's lane went out of sync: the batches it had not applied
+    /// were skipped for it, and a resync follows.
+    OutOfSync,
 }
 
 impl Verdict {
@@ -103,6 +106,7 @@ impl Verdict {
             Verdict::Denied => "denied",
             Verdict::Requested => "requested",
             Verdict::Refused => "refused",
+            Verdict::OutOfSync => "out-of-sync",
         }
     }
 }
