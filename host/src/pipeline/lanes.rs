@@ -61,8 +61,8 @@ pub struct Ticket(Arc<Completion>);
 struct Completion {
     remaining: AtomicUsize,
     notify: Notify,
-    /// (table, commit micros) of each change, for the lag metric.
-    commits: Vec<(String, i64)>,
+    /// The batch, for the lag metric once it is applied.
+    batch: Option<Arc<[RowChange]>>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -76,8 +76,11 @@ impl Completion {
     fn completed(&self) {
         if let Some(metrics) = &self.metrics {
             let now = super::now_micros();
-            for (table, commit) in &self.commits {
-                metrics.record_lag(table, now.saturating_sub(*commit).max(0) as u64);
+            for change in self.batch.iter().flat_map(|batch| batch.iter()) {
+                metrics.record_lag(
+                    &change.table,
+                    now.saturating_sub(change.commit_micros).max(0) as u64,
+                );
             }
         }
         self.notify.notify_waiters();
@@ -90,7 +93,7 @@ impl Ticket {
         Ticket(Arc::new(Completion {
             remaining: AtomicUsize::new(0),
             notify: Notify::new(),
-            commits: Vec::new(),
+            batch: None,
             metrics: None,
         }))
     }
@@ -270,10 +273,6 @@ impl Pipeline {
                 .inc();
         }
         let versions: Arc<[String]> = crate::sink::version::encode_batch(&batch).into();
-        let commits = batch
-            .iter()
-            .map(|c| (c.table.clone(), c.commit_micros))
-            .collect();
         let batch: Arc<[RowChange]> = batch.into();
         let plugins = self.plugins.load_full();
         let lanes: Vec<Arc<Lane>> = plugins
@@ -285,7 +284,7 @@ impl Pipeline {
         let completion = Arc::new(Completion {
             remaining: AtomicUsize::new(lanes.len()),
             notify: Notify::new(),
-            commits,
+            batch: Some(batch.clone()),
             metrics: Some(self.metrics.clone()),
         });
         if lanes.is_empty() {

@@ -102,7 +102,7 @@ impl LogBudget {
 
 /// `message` cut to at most `max` bytes on a character boundary, marked as
 /// cut.
-fn cut(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub fn cut(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if message.len() <= max {
         return message.into();
     }

@@ -601,14 +601,10 @@ pub const MAX_PLUGIN_TEXT: usize = 4096;
 
 /// `text` cut to [`MAX_PLUGIN_TEXT`] bytes on a character boundary.
 pub fn bounded(text: String) -> String {
-    if text.len() <= MAX_PLUGIN_TEXT {
-        return text;
+    match super::log_budget::cut(&text, MAX_PLUGIN_TEXT) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(cut) => cut,
     }
-    let mut end = MAX_PLUGIN_TEXT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [{} bytes cut]", &text[..end], text.len() - end)
 }
 
 /// A plugin's name: its file's name without `.wasm`.

@@ -373,16 +373,23 @@ impl RedisSink {
     pub async fn apply(&self, effects: &[Versioned<'_>]) -> Result<Applied, SinkError> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; effects.len()];
         let mut pending: Vec<usize> = Vec::with_capacity(effects.len());
+        let mut companions: Vec<String> = Vec::with_capacity(effects.len());
         for (index, Versioned { effect, .. }) in effects.iter().enumerate() {
             let (key, _) = describe(effect);
             match companion_key(key) {
-                Ok(_) => pending.push(index),
-                Err(e) => outcomes[index] = Some(Outcome::Failed(e.to_string())),
+                Ok(companion) => {
+                    pending.push(index);
+                    companions.push(companion);
+                }
+                Err(e) => {
+                    outcomes[index] = Some(Outcome::Failed(e.to_string()));
+                    companions.push(String::new());
+                }
             }
         }
         let mut backoff = Duration::from_millis(50);
         while !pending.is_empty() {
-            let pipe = self.pipeline_of(effects, &pending);
+            let pipe = self.pipeline_of(effects, &companions, &pending);
             let mut conn = self.conn.clone();
             let query = pipe.query_async::<Vec<redis::Value>>(&mut conn);
             let Ok(reply) = tokio::time::timeout(STALL_WARNING, query).await else {
@@ -473,15 +480,21 @@ impl RedisSink {
         *backoff = (*backoff * 2).min(Duration::from_secs(5));
     }
 
-    /// One `FCALL rs_apply` per effect of `effects` named by `indices`, in a
-    /// pipeline that returns error replies in place.
-    fn pipeline_of(&self, effects: &[Versioned<'_>], indices: &[usize]) -> redis::Pipeline {
+    /// One `FCALL rs_apply` per effect of `effects` named by `indices` (with
+    /// its companion key from `companions`), in a pipeline that returns error
+    /// replies in place.
+    fn pipeline_of(
+        &self,
+        effects: &[Versioned<'_>],
+        companions: &[String],
+        indices: &[usize],
+    ) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for &index in indices {
             let Versioned { version, effect } = effects[index];
             let (key, _) = describe(effect);
-            let companion = companion_key(key).expect("checked before");
+            let companion = &companions[index];
             let call = pipe
                 .cmd("FCALL")
                 .arg("rs_apply")
