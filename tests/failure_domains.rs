@@ -8,7 +8,7 @@
 //! and audited, or its call interrupted.
 
 use google_cloud_spanner::mutation::Mutation;
-use redis_spanner::demo::check;
+use redis_spanner::demo::{check, schema};
 use redis_spanner::metrics::Metrics;
 use redis_spanner::pipeline::resync_marks::RESYNC_NEEDED;
 use redis_spanner::policy::Grant;
@@ -27,9 +27,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// The demo's `Users` table, a `Hostile` table, and a stream on both.
 fn ddl() -> Vec<String> {
     vec![
-        "CREATE TABLE Users (UserId INT64 NOT NULL, Name STRING(MAX), Email STRING(MAX), \
-         Balance INT64, Active BOOL) PRIMARY KEY (UserId)"
-            .into(),
+        schema::users_table(),
         "CREATE TABLE Hostile (Id INT64 NOT NULL, Mode STRING(MAX)) PRIMARY KEY (Id)".into(),
         "CREATE CHANGE STREAM Everything FOR Users, Hostile \
          OPTIONS (value_capture_type = 'NEW_ROW_AND_OLD_VALUES')"

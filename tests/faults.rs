@@ -6,6 +6,11 @@ use redis_spanner_tests::{RunningService, TestBed, plugin_dir};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// The audit stream of the tests' configuration (the default).
+const AUDIT: &str = "redis-spanner:audit";
+/// How long the last changes may take to be accounted for.
+const PATIENCE: Duration = Duration::from_secs(30);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_mid_stream_loses_nothing() -> anyhow::Result<()> {
     let mut bed = TestBed::start(&schema::ddl()).await?;
@@ -22,22 +27,38 @@ async fn a_redis_outage_mid_stream_loses_nothing() -> anyhow::Result<()> {
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    // Redis goes down for three seconds (its data saved, as a persistent
-    // Redis would keep it) while Spanner keeps changing.
+    // Redis goes down for three seconds (saving everything it applied at
+    // shutdown, as a persistent Redis would keep it) while Spanner keeps
+    // changing. A save before a kill would lose the writes in between.
     let mut redis = bed.redis_connection().await?;
-    let _: () = redis::cmd("SAVE").query_async(&mut redis).await?;
+    let shutdown: redis::RedisResult<()> = redis::cmd("SHUTDOWN")
+        .arg("SAVE")
+        .query_async(&mut redis)
+        .await;
+    assert!(shutdown.is_err(), "SHUTDOWN closes the connection");
     bed.redis.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     bed.redis.restart().await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     writes_stop.cancel();
-    let written = writer.await??;
+    let ledger = writer.await??;
 
     let mut redis = bed.redis_connection().await?;
     let mismatches =
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(60)).await?;
-    println!("redis outage: {written} changes written, {mismatches} mismatches");
+    println!(
+        "redis outage: {} changes written, {mismatches} mismatches",
+        ledger.len()
+    );
     assert_eq!(mismatches, 0);
+    let accounting =
+        check::wait_until_accounted(&mut redis, AUDIT, &ledger, check::Proof::Applied, PATIENCE)
+            .await?;
+    assert!(
+        accounting.unaccounted.is_empty() && accounting.accounted == ledger.len(),
+        "{}",
+        accounting.summary()
+    );
     running.shutdown().await?;
     Ok(())
 }
@@ -50,11 +71,19 @@ async fn redis_restarted_empty_gets_the_function_library_back() -> anyhow::Resul
     let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
     bed.redis.restart().await?; // no SAVE: comes back without data or functions
-    workload::run(&spanner, Some(20), CancellationToken::new()).await?;
+    let ledger = workload::run(&spanner, Some(20), CancellationToken::new()).await?;
     let mut redis = bed.redis_connection().await?;
     let mismatches =
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(30)).await?;
     assert_eq!(mismatches, 0, "changes after the restart are applied");
+    let accounting =
+        check::wait_until_accounted(&mut redis, AUDIT, &ledger, check::Proof::Applied, PATIENCE)
+            .await?;
+    assert!(
+        accounting.unaccounted.is_empty(),
+        "{}",
+        accounting.summary()
+    );
     let libraries: redis::Value = redis::cmd("FUNCTION")
         .arg("LIST")
         .query_async(&mut redis)
@@ -93,7 +122,9 @@ async fn replaying_an_applied_range_changes_nothing() -> anyhow::Result<()> {
 
     let service = Service::connect(&config).await?;
     let running = RunningService::spawn(service);
-    let written = workload::run(&spanner, Some(150), CancellationToken::new()).await?;
+    let written = workload::run(&spanner, Some(150), CancellationToken::new())
+        .await?
+        .len();
     let mut redis = bed.redis_connection().await?;
     assert_eq!(
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(60)).await?,

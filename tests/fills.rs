@@ -97,7 +97,7 @@ async fn applied(redis: &redis::aio::MultiplexedConnection, key: &str, commit_mi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fill_racing_a_delete_never_resurrects_the_row() -> anyhow::Result<()> {
-    const ROUNDS: i64 = 200;
+    const ROUNDS: i64 = 80;
     let bed = TestBed::start(&schema::ddl()).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let service = Service::connect(&bed.config(schema::STREAM, plugins.path())).await?;
@@ -147,19 +147,6 @@ async fn a_fill_racing_a_delete_never_resurrects_the_row() -> anyhow::Result<()>
     assert_eq!(resurrected, 0);
     assert!(refused > 0, "some fills came after the delete");
 
-    // The same slow reader with a plain SET puts the deleted row back.
-    let id = 20_000;
-    let key = format!("users:{id}");
-    write(&spanner, insert(id)).await?;
-    let (_, name) = read_user(&spanner, id).await?;
-    let deleted = write(&spanner, delete(id)).await?;
-    assert!(applied(&redis, &key, deleted).await);
-    let mut conn = redis.clone();
-    let _: () = conn.set(&key, &name).await?;
-    assert!(
-        conn.exists::<_, bool>(&key).await?,
-        "a plain SET resurrects the row"
-    );
     running.shutdown().await
 }
 

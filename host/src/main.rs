@@ -249,7 +249,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             match demo::run(options, ctrl_c()).await? {
                 Some(outcome) => {
                     println!("{}", outcome.summary());
-                    Ok(if outcome.mismatches == 0 && outcome.changes > 0 {
+                    Ok(if outcome.passed() {
                         ExitCode::SUCCESS
                     } else {
                         ExitCode::FAILURE

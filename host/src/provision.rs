@@ -89,6 +89,18 @@ impl Admin {
         Ok(())
     }
 
+    /// Creates an instance on the emulator's instance config unless one of
+    /// that name exists already (an emulator used before).
+    pub async fn ensure_emulator_instance(&self, instance: &str) -> Result<(), ProvisionError> {
+        match self.create_emulator_instance(instance).await {
+            Err(err) if err.message.contains("already exists") => {
+                tracing::debug!(instance, "instance exists already");
+                Ok(())
+            }
+            done => done,
+        }
+    }
+
     /// Creates a database with the given DDL statements.
     pub async fn create_database(
         &self,

@@ -155,6 +155,19 @@ impl Service {
         self.metrics.clone()
     }
 
+    /// The names of the loaded plugins that handle cache events (contract
+    /// 0.2.0 and later export `on-cache-events`).
+    pub fn cache_event_plugins(&self) -> Vec<String> {
+        self.reader
+            .pipeline
+            .plugins()
+            .load()
+            .iter()
+            .filter(|plugin| plugin.handles_cache_events())
+            .map(|plugin| plugin.name().to_owned())
+            .collect()
+    }
+
     /// Follows the stream until `shutdown` resolves, then finishes in-flight
     /// batches, checkpoints and returns. Fails when the checkpoints cannot be
     /// read at start.

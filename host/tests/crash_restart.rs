@@ -156,11 +156,22 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     writes_stop.cancel();
-    let written = writer.await??;
+    let ledger = writer.await??;
+    let written = ledger.len();
 
     let mut redis = bed.redis_connection().await?;
     let mismatches =
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(90)).await?;
+    // A write and its audit record are not one step: a change applied just
+    // before a kill is replayed and recorded stale, never lost.
+    let accounting = check::wait_until_accounted(
+        &mut redis,
+        "redis-spanner:audit",
+        &ledger,
+        check::Proof::AppliedOrStale,
+        Duration::from_secs(30),
+    )
+    .await?;
     watch_stop.cancel();
     watcher.await?;
 
@@ -185,6 +196,11 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(written > 300, "the workload wrote {written} changes");
     assert_eq!(mismatches, 0, "host log:\n{log_text}");
+    assert!(
+        accounting.unaccounted.is_empty(),
+        "{}",
+        accounting.summary()
+    );
     assert_eq!(regressions, 0);
     assert!(
         samples.load(Ordering::Relaxed) > 0,

@@ -1,29 +1,35 @@
 //! Compares the cache with Spanner: every `users:{UserId}` key against a
-//! strong read of `Users`.
+//! strong read of `Users`, and every committed change of the workload
+//! against the audit trail's record of what was applied.
 
+use crate::demo::workload::{Committed, Ledger};
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::statement::Statement;
 use redis::AsyncCommands as _;
 use serde_json::{Value as Json, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
+
+/// How many audit entries one `XRANGE` reads.
+const AUDIT_PAGE: usize = 1000;
 
 /// Users as a strong read sees them, as the example plugin renders them.
 pub async fn spanner_users(client: &DatabaseClient) -> anyhow::Result<BTreeMap<String, Json>> {
     let statement =
-        Statement::builder("SELECT UserId, Name, Email, Balance, Active FROM Users").build();
+        Statement::builder("SELECT UserId, Seq, Name, Email, Balance, Active FROM Users").build();
     let mut rows = client.single_use().build().execute_query(statement).await?;
     let mut users = BTreeMap::new();
     while let Some(row) = rows.next().await {
         let row = row?;
         let id: i64 = row.get("UserId")?;
+        let seq: Option<i64> = row.get("Seq")?;
         let name: Option<String> = row.get("Name")?;
         let email: Option<String> = row.get("Email")?;
         let balance: Option<i64> = row.get("Balance")?;
         let active: Option<bool> = row.get("Active")?;
         users.insert(
             format!("users:{id}"),
-            json!({"UserId": id, "Name": name, "Email": email, "Balance": balance, "Active": active}),
+            json!({"UserId": id, "Seq": seq, "Name": name, "Email": email, "Balance": balance, "Active": active}),
         );
     }
     Ok(users)
@@ -92,6 +98,138 @@ pub async fn wait_until_coherent(
             return Ok(wrong.len());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Which committed changes the audit trail shows as applied.
+#[derive(Debug, Clone, Default)]
+pub struct Accounting {
+    /// Committed changes with an `applied` audit record of their key and
+    /// commit timestamp.
+    pub accounted: usize,
+    /// Committed changes without one, in commit order.
+    pub unaccounted: Vec<Committed>,
+}
+
+impl Accounting {
+    /// The accounting's line, naming the first few unaccounted changes.
+    pub fn summary(&self) -> String {
+        let total = self.accounted + self.unaccounted.len();
+        let mut line = format!(
+            "changes accounted for: {} of {total} (each by an audit record of its row and \
+             commit timestamp)",
+            self.accounted
+        );
+        for change in self.unaccounted.iter().take(10) {
+            line.push_str(&format!(
+                "\n  unaccounted: users:{} seq {} committed at {} µs{}",
+                change.id,
+                change.seq,
+                change.commit_micros,
+                if change.deleted { " (delete)" } else { "" }
+            ));
+        }
+        if self.unaccounted.len() > 10 {
+            line.push_str(&format!("\n  … and {} more", self.unaccounted.len() - 10));
+        }
+        line
+    }
+}
+
+/// Which audit verdicts account for a committed change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    /// Only `applied`: the change itself was written.
+    Applied,
+    /// `applied` or `stale`: after a crash between a write and its audit
+    /// record, the replayed change finds its own version in Redis and is
+    /// recorded stale. A change that was never processed has neither.
+    AppliedOrStale,
+}
+
+impl Proof {
+    fn accepts(self, verdict: &str) -> bool {
+        verdict == "applied" || (self == Proof::AppliedOrStale && verdict == "stale")
+    }
+}
+
+/// Matches each committed change of `ledger` with an audit record in the
+/// stream `stream` for its key (`users:{id}`) at its commit timestamp whose
+/// verdict `proof` accepts. The version field of a record starts with the
+/// commit time in microseconds, 19 digits.
+pub async fn account(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    ledger: &Ledger,
+    proof: Proof,
+) -> anyhow::Result<Accounting> {
+    let applied = recorded_versions(conn, stream, proof).await?;
+    let mut accounting = Accounting::default();
+    for change in &ledger.committed {
+        let key = format!("users:{}", change.id);
+        if applied.contains(&(key, change.commit_micros)) {
+            accounting.accounted += 1;
+        } else {
+            accounting.unaccounted.push(change.clone());
+        }
+    }
+    Ok(accounting)
+}
+
+/// [`account`] until every change is accounted for or `patience` runs out.
+/// Against the emulator, a change its live query left out is applied only
+/// when its partition ends and is read again, so the last changes can need
+/// a partition turnover to show.
+pub async fn wait_until_accounted(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    ledger: &Ledger,
+    proof: Proof,
+    patience: Duration,
+) -> anyhow::Result<Accounting> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let accounting = account(conn, stream, ledger, proof).await?;
+        if accounting.unaccounted.is_empty() || Instant::now() >= deadline {
+            return Ok(accounting);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every (key, commit micros) the audit stream records with a verdict
+/// `proof` accepts.
+async fn recorded_versions(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    proof: Proof,
+) -> anyhow::Result<HashSet<(String, i64)>> {
+    let mut applied = HashSet::new();
+    let mut start = "-".to_owned();
+    loop {
+        let page: Vec<(String, BTreeMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(&start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(AUDIT_PAGE)
+            .query_async(conn)
+            .await?;
+        for (_, fields) in &page {
+            if !fields.get("verdict").is_some_and(|v| proof.accepts(v)) {
+                continue;
+            }
+            let (Some(key), Some(version)) = (fields.get("key"), fields.get("version")) else {
+                continue;
+            };
+            if let Some(micros) = version.get(..19).and_then(|m| m.parse::<i64>().ok()) {
+                applied.insert((key.clone(), micros));
+            }
+        }
+        match page.last() {
+            Some((id, _)) if page.len() == AUDIT_PAGE => start = format!("({id}"),
+            _ => return Ok(applied),
+        }
     }
 }
 

@@ -4,9 +4,11 @@
 //! redis-server as child processes, creates an instance, a database, a
 //! `Users` table and a change stream, loads the example plugin, writes a live
 //! workload and prints a line a second with what reached Redis. With
-//! `--check` the workload is finite and the demo ends by comparing every
-//! cached user with a strong read of Spanner, then measuring how fast a
-//! posted cache miss is answered with a refresh.
+//! `--check` the workload is finite and the demo ends by accounting for
+//! every committed change in the audit trail, comparing every cached user
+//! with a strong read of Spanner, then measuring how fast a posted cache
+//! miss is answered with a refresh. Each run creates a database of its own,
+//! so an emulator used before serves again.
 //!
 //! - [`schema`]: the demo's database schema.
 //! - [`workload`]: random inserts, updates and deletes of users.
@@ -60,6 +62,8 @@ pub struct CheckOutcome {
     pub changes: usize,
     /// Cached users that differ from Spanner (missing, extra or different).
     pub mismatches: usize,
+    /// Committed changes matched with the audit trail's applied records.
+    pub accounting: check::Accounting,
     /// Commit-to-Redis lag.
     pub lag: Option<LagSummary>,
     /// The warm-on-miss round.
@@ -67,23 +71,45 @@ pub struct CheckOutcome {
 }
 
 impl CheckOutcome {
-    /// The check's last line.
+    /// Whether the check passed: changes were written, every one is
+    /// accounted for, Redis equals Spanner and every miss was answered.
+    pub fn passed(&self) -> bool {
+        self.changes > 0
+            && self.mismatches == 0
+            && self.accounting.unaccounted.is_empty()
+            && self.refresh.all_answered()
+    }
+
+    /// The check's last lines.
     pub fn summary(&self) -> String {
         let (p50, p99) = self
             .lag
             .map_or((f64::NAN, f64::NAN), |lag| (lag.p50_ms, lag.p99_ms));
         format!(
-            "demo check: {} changes, {} mismatches, lag p50={p50:.1} ms p99={p99:.1} ms\n{}",
+            "{}\n{}\ndemo check {}: {} changes, {} accounted for, {} mismatches, {} unanswered \
+             misses, lag p50={p50:.1} ms p99={p99:.1} ms",
+            self.refresh.summary(),
+            self.accounting.summary(),
+            if self.passed() { "passed" } else { "FAILED" },
             self.changes,
+            self.accounting.accounted,
             self.mismatches,
-            self.refresh.summary()
+            self.refresh.unanswered,
         )
     }
 }
 
 const PROJECT: &str = "demo-project";
 const INSTANCE: &str = "demo-instance";
-const DATABASE: &str = "demo";
+
+/// A database name of this run's own: `demo-` and the time in milliseconds.
+fn fresh_database_name() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    format!("demo-{millis}")
+}
 
 /// Runs the demo until Ctrl-C (or, with `check`, until the check is done).
 pub async fn run(
@@ -139,8 +165,9 @@ pub async fn run(
     };
 
     let plugin_dir = plugin_dir(&options.plugins)?;
+    let database = fresh_database_name();
     let config = Config {
-        spanner: SpannerConfig::new(PROJECT, INSTANCE, DATABASE, schema::STREAM)
+        spanner: SpannerConfig::new(PROJECT, INSTANCE, &database, schema::STREAM)
             .on_emulator(&grpc, &rest),
         redis: RedisConfig::with_url(redis_url),
         plugins: PluginsConfig {
@@ -167,14 +194,15 @@ pub async fn run(
         cache_events: Default::default(),
         keyring: None,
     };
-    provision(&grpc, &rest).await?;
+    provision(&grpc, &rest, &database).await?;
     println!(
-        "created instance {INSTANCE}, database {DATABASE}, table Users, change stream {}",
+        "database {database} on instance {INSTANCE}: table Users, change stream {}",
         schema::STREAM
     );
 
     let service = Service::connect(&config).await?;
     let metrics = service.metrics();
+    let cache_event_plugins = service.cache_event_plugins();
     let stop = CancellationToken::new();
     let service_stop = stop.clone();
     let service_task = tokio::spawn(service.run(async move { service_stop.cancelled().await }));
@@ -183,36 +211,56 @@ pub async fn run(
     let printer = tokio::spawn(live_line(metrics.clone()));
 
     let outcome = if options.check {
-        let written =
+        let ledger =
             workload::run(&writer, Some(options.changes), CancellationToken::new()).await?;
         let redis = redis::Client::open(config.redis.url.as_str())?;
         let mut conn = redis.get_multiplexed_async_connection().await?;
         let mut mismatches =
             check::wait_until_coherent(&writer, &mut conn, Duration::from_secs(60)).await?;
-        let cached: Vec<String> = check::redis_users(&mut conn)
-            .await?
-            .into_keys()
-            .take(REFRESH_MISSES)
-            .collect();
-        let refresh = refresh::measure(
-            &mut conn,
-            &config.cache_events.stream,
-            &cached,
-            Duration::from_secs(5),
-        )
-        .await?;
-        if refresh.unanswered < refresh.misses {
+        let accounting = match &config.redis.audit_stream {
+            Some(stream) => {
+                check::wait_until_accounted(
+                    &mut conn,
+                    stream,
+                    &ledger,
+                    check::Proof::Applied,
+                    Duration::from_secs(30),
+                )
+                .await?
+            }
+            None => anyhow::bail!("the demo's configuration has no audit stream to account with"),
+        };
+        let refresh = if cache_event_plugins.is_empty() {
+            refresh::RefreshReport::skipped(
+                "no loaded plugin handles cache events (built against contract 0.1.0); its \
+                 misses are not counted",
+            )
+        } else {
+            let cached: Vec<String> = check::redis_users(&mut conn)
+                .await?
+                .into_keys()
+                .take(REFRESH_MISSES)
+                .collect();
+            let refresh = refresh::measure(
+                &mut conn,
+                &config.cache_events.stream,
+                &cached,
+                Duration::from_secs(5),
+            )
+            .await?;
             // Refreshed values must match Spanner too.
             mismatches =
                 check::wait_until_coherent(&writer, &mut conn, Duration::from_secs(60)).await?;
-        }
+            refresh
+        };
         println!(
             "partitions read to their end (splits and merges seen): {}",
             metrics.partitions_finished_total.get()
         );
         Some(CheckOutcome {
             refresh,
-            changes: written,
+            changes: ledger.len(),
+            accounting,
             mismatches,
             lag: metrics.lag(),
         })
@@ -235,15 +283,15 @@ pub async fn run(
     Ok(outcome)
 }
 
-async fn provision(grpc: &str, rest: &str) -> anyhow::Result<()> {
+async fn provision(grpc: &str, rest: &str, database: &str) -> anyhow::Result<()> {
     let spanner = google_cloud_spanner::client::Spanner::builder()
         .with_endpoint(format!("http://{grpc}"))
         .build()
         .await?;
     let admin = Admin::new(&spanner, PROJECT, Some(rest)).await?;
-    admin.create_emulator_instance(INSTANCE).await?;
+    admin.ensure_emulator_instance(INSTANCE).await?;
     admin
-        .create_database(INSTANCE, DATABASE, &schema::ddl())
+        .create_database(INSTANCE, database, &schema::ddl())
         .await?;
     Ok(())
 }

@@ -1,7 +1,9 @@
-//! The audit records of one plugin's batch, bounded: the first few of each
-//! verdict one by one, the rest summed up in one record per verdict, so a
-//! plugin asking for 100,000 forbidden writes costs the audit trail (and the
-//! log) a bounded amount.
+//! The audit records of one plugin's batch. Every write Redis saw (applied
+//! or stale) keeps its own record; actions that wrote nothing (denied,
+//! refused, requested) are bounded: the first few of each verdict one by
+//! one, the rest summed up in one record per verdict, so a plugin asking for
+//! 100,000 forbidden writes costs the audit trail (and the log) a bounded
+//! amount.
 
 use crate::change::Effect;
 use crate::pipeline::effect_check::shown;
@@ -40,7 +42,7 @@ impl RecordSampler {
             .entry(verdict.as_str())
             .or_insert((0, verdict, String::new()));
         seen.0 += 1;
-        if seen.0 > self.per_verdict {
+        if seen.0 > self.per_verdict && !Self::always_recorded(verdict) {
             if seen.2.is_empty() {
                 seen.2 = reason.to_owned();
             }
@@ -63,11 +65,17 @@ impl RecordSampler {
         });
     }
 
+    /// Whether every action of `verdict` keeps its own record: the ones
+    /// Redis carried out or compared, so each write can be accounted for.
+    fn always_recorded(verdict: Verdict) -> bool {
+        matches!(verdict, Verdict::Applied | Verdict::Stale)
+    }
+
     /// The records to append: those kept, then one summing record per
     /// verdict that went over the bound.
     pub fn finish(mut self) -> Vec<AuditRecord> {
         for (count, verdict, reason) in self.seen.into_values() {
-            if count <= self.per_verdict {
+            if count <= self.per_verdict || Self::always_recorded(verdict) {
                 continue;
             }
             let more = count - self.per_verdict;
@@ -100,9 +108,12 @@ mod tests {
             let effect = Effect::Delete(format!("forbidden:{n}"));
             records.push("v", &effect, Verdict::Denied, "may not touch");
         }
-        records.push("v", &Effect::Delete("users:1".into()), Verdict::Applied, "");
+        for n in 0..10 {
+            let effect = Effect::Delete(format!("users:{n}"));
+            records.push("v", &effect, Verdict::Applied, "");
+        }
         let kept = records.finish();
-        assert_eq!(kept.len(), 5, "3 denied, 1 applied, 1 sum: {kept:?}");
+        assert_eq!(kept.len(), 14, "3 denied, 10 applied, 1 sum: {kept:?}");
         let sum = kept.last().expect("a summing record");
         assert_eq!(sum.verdict, Verdict::Denied);
         assert!(

@@ -11,6 +11,14 @@ use super::engine::PluginEngine;
 use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 
+/// A compiled component, and where its code came from.
+pub struct Compiled {
+    /// The component.
+    pub component: Component,
+    /// Whether its code was loaded from the cache rather than compiled.
+    pub from_cache: bool,
+}
+
 /// Compiles `bytes` (digest `digest`) into a component, through the cache
 /// in `cache_dir` when one is given. Runs on a blocking thread.
 pub async fn compile(
@@ -18,7 +26,7 @@ pub async fn compile(
     bytes: std::sync::Arc<Vec<u8>>,
     digest: &str,
     cache_dir: Option<&Path>,
-) -> wasmtime::Result<Component> {
+) -> wasmtime::Result<Compiled> {
     let engine = engine.clone();
     let path =
         cache_dir.map(|dir| dir.join(format!("{digest}-{}.cwasm", engine.compatibility_key())));
@@ -31,27 +39,36 @@ fn compile_blocking(
     engine: &PluginEngine,
     bytes: &[u8],
     cached: Option<&Path>,
-) -> wasmtime::Result<Component> {
+) -> wasmtime::Result<Compiled> {
+    let compiled = |component| Compiled {
+        component,
+        from_cache: false,
+    };
     let Some(cached) = cached else {
-        return Component::new(&engine.engine, bytes);
+        return Component::new(&engine.engine, bytes).map(compiled);
     };
     if cached.is_file() {
         // SAFETY: the file was written by `precompile_component` of an engine
         // with the same compatibility key (it is part of the file name), in
         // a cache directory only this service writes to.
         match unsafe { Component::deserialize_file(&engine.engine, cached) } {
-            Ok(component) => return Ok(component),
+            Ok(component) => {
+                return Ok(Compiled {
+                    component,
+                    from_cache: true,
+                });
+            }
             Err(err) => {
                 tracing::warn!(path = %cached.display(), error = %err, "cached plugin code does not load; compiling again")
             }
         }
     }
-    let compiled = engine.engine.precompile_component(bytes)?;
-    if let Err(err) = write_atomically(cached, &compiled) {
+    let code = engine.engine.precompile_component(bytes)?;
+    if let Err(err) = write_atomically(cached, &code) {
         tracing::warn!(path = %cached.display(), error = %err, "cannot write the plugin cache; continuing without it");
     }
-    // SAFETY: `compiled` was just produced by this engine.
-    unsafe { Component::deserialize(&engine.engine, &compiled) }
+    // SAFETY: `code` was just produced by this engine.
+    unsafe { Component::deserialize(&engine.engine, &code) }.map(compiled)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {

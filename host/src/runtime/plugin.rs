@@ -173,6 +173,8 @@ pub struct Plugin {
     log_budget: Arc<LogBudget>,
     /// Crypto calls refused during calls not yet audited.
     crypto_refusals: std::sync::Mutex<Vec<CryptoRefusal>>,
+    /// Whether the compiled code came from the compile cache.
+    from_cache: bool,
 }
 
 impl Plugin {
@@ -234,7 +236,7 @@ impl Plugin {
             Err(message) => return Err(load_error(message)),
         }
         let digest = digest_hex(&bytes);
-        let component = super::cache::compile(
+        let compiled = super::cache::compile(
             engine,
             Arc::new(bytes),
             &digest,
@@ -242,6 +244,7 @@ impl Plugin {
         )
         .await
         .map_err(|e| load_error(format!("not a valid WebAssembly component: {e:#}")))?;
+        let (component, from_cache) = (compiled.component, compiled.from_cache);
         let wrong_world = |e: wasmtime::Error| PluginError::WrongWorld {
             path: path.to_owned(),
             message: format!("{e:#}"),
@@ -281,6 +284,7 @@ impl Plugin {
                 ),
             },
             crypto_refusals: std::sync::Mutex::new(Vec::new()),
+            from_cache,
             name,
             path: path.to_owned(),
             digest,
@@ -318,6 +322,11 @@ impl Plugin {
     /// Hex SHA-256 of the component file.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// Whether its compiled code was loaded from the compile cache.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
     }
 
     /// The plugin's manifest.

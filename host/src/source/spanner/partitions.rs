@@ -16,6 +16,9 @@ pub struct Ready {
     pub token: String,
     /// Where it starts reading (RFC 3339).
     pub start: String,
+    /// Where the partition itself starts (RFC 3339): `start` for a new
+    /// partition, earlier for one resumed from its watermark.
+    pub origin: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +35,7 @@ enum State {
 struct Partition {
     parents: BTreeSet<String>,
     start: String,
+    origin: String,
     state: State,
 }
 
@@ -57,19 +61,28 @@ impl PartitionSet {
             .or_insert_with(|| Partition {
                 parents: BTreeSet::new(),
                 start: start.to_owned(),
+                origin: start.to_owned(),
                 state: State::Waiting,
             });
         entry.parents.extend(parents.iter().cloned());
     }
 
-    /// Restores a partition recorded by an earlier run: finished, or waiting
-    /// to (re)start from `resume`.
-    pub fn restore(&mut self, token: &str, parents: &[String], resume: &str, finished: bool) {
+    /// Restores a partition recorded by an earlier run, which starts at
+    /// `origin`: finished, or waiting to (re)start from `resume`.
+    pub fn restore(
+        &mut self,
+        token: &str,
+        parents: &[String],
+        origin: &str,
+        resume: &str,
+        finished: bool,
+    ) {
         self.partitions.insert(
             token.to_owned(),
             Partition {
                 parents: parents.iter().cloned().collect(),
                 start: resume.to_owned(),
+                origin: origin.to_owned(),
                 state: if finished {
                     State::Finished
                 } else {
@@ -106,6 +119,7 @@ impl PartitionSet {
             .map(|(token, p)| Ready {
                 token: token.clone(),
                 start: p.start.clone(),
+                origin: p.origin.clone(),
             })
             .collect();
         ready.sort_by(|a, b| a.token.cmp(&b.token));
@@ -183,10 +197,10 @@ mod tests {
     #[test]
     fn restored_partitions_resume_after_finished_parents() {
         let mut set = PartitionSet::new();
-        set.restore("p", &[], "t0", true);
-        set.restore("c", &["p".into()], "t7", false);
-        set.restore("m", &["c".into(), "d".into()], "t9", false);
-        set.restore("d", &["p".into()], "t8", false);
+        set.restore("p", &[], "t0", "t0", true);
+        set.restore("c", &["p".into()], "t5", "t7", false);
+        set.restore("m", &["c".into(), "d".into()], "t5", "t9", false);
+        set.restore("d", &["p".into()], "t5", "t8", false);
         let ready = set.take_ready();
         assert_eq!(tokens(&ready), ["c", "d"]);
         assert_eq!(ready[0].start, "t7", "resumes from the watermark");

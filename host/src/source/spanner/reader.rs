@@ -138,6 +138,7 @@ impl ChangeStreamReader {
                 set.restore(
                     &row.token,
                     &row.parents,
+                    &row.start,
                     &row.watermark,
                     row.state == PartitionState::Finished,
                 );
@@ -200,22 +201,22 @@ impl ChangeStreamReader {
         tasks: &mut JoinSet<Ended>,
         shutdown: &CancellationToken,
     ) {
-        for Ready { token, start } in set.take_ready() {
-            tracing::debug!(partition = %token, %start, "partition starts");
+        for ready in set.take_ready() {
+            tracing::debug!(partition = %ready.token, start = %ready.start, "partition starts");
             let reader = self.clone();
             let shutdown = shutdown.clone();
-            tasks.spawn(async move { reader.run_partition(token, start, shutdown).await });
+            tasks.spawn(async move { reader.run_partition(ready, shutdown).await });
         }
     }
 
     /// Reads one partition to its end (or until shutdown), retrying from the
     /// last applied timestamp after any failure.
-    async fn run_partition(
-        &self,
-        token: String,
-        start: String,
-        shutdown: CancellationToken,
-    ) -> Ended {
+    async fn run_partition(&self, ready: Ready, shutdown: CancellationToken) -> Ended {
+        let Ready {
+            token,
+            start,
+            origin,
+        } = ready;
         let label = if token == ROOT_TOKEN {
             "root".to_owned()
         } else {
@@ -229,7 +230,9 @@ impl ChangeStreamReader {
             seen: HashSet::new(),
             in_flight: VecDeque::new(),
         };
-        let first_start = progress.resume.clone();
+        // The re-read covers the whole partition: a change its live query
+        // missed before a restart lies before the resumed watermark.
+        let first_start = origin;
         let mut backoff = Duration::from_millis(100);
         loop {
             let query = PartitionQuery {
