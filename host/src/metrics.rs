@@ -26,6 +26,47 @@ pub struct LagSummary {
     pub p99_ms: f64,
 }
 
+/// The last [`LAG_WINDOW`] lag samples, for percentiles of recent lag.
+#[derive(Default)]
+pub struct LagWindow {
+    micros: Mutex<VecDeque<u64>>,
+}
+
+impl LagWindow {
+    /// Adds one sample, in microseconds, dropping the oldest when full.
+    pub fn record(&self, micros: u64) {
+        let mut lags = self.micros.lock().unwrap_or_else(|e| e.into_inner());
+        if lags.len() == LAG_WINDOW {
+            lags.pop_front();
+        }
+        lags.push_back(micros);
+    }
+
+    /// Median and 99th percentile of the window; `None` while empty.
+    pub fn summary(&self) -> Option<LagSummary> {
+        let mut lags: Vec<u64> = self
+            .micros
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        if lags.is_empty() {
+            return None;
+        }
+        lags.sort_unstable();
+        let at = |q: f64| {
+            let index = ((lags.len() as f64 - 1.0) * q).round() as usize;
+            lags[index] as f64 / 1000.0
+        };
+        Some(LagSummary {
+            samples: lags.len(),
+            p50_ms: at(0.50),
+            p99_ms: at(0.99),
+        })
+    }
+}
+
 /// Every metric of one running service.
 pub struct Metrics {
     registry: Registry,
@@ -69,7 +110,7 @@ pub struct Metrics {
     pub lane_in_sync: IntGaugeVec,
     /// Times a plugin's lane went out of sync.
     pub lanes_out_of_sync_total: IntCounterVec,
-    lags_micros: Mutex<VecDeque<u64>>,
+    lags: LagWindow,
 }
 
 fn seconds_buckets() -> Vec<f64> {
@@ -206,7 +247,7 @@ impl Metrics {
             ),
             watermark_lag_seconds,
             registry,
-            lags_micros: Mutex::new(VecDeque::new()),
+            lags: LagWindow::default(),
         }
     }
 
@@ -215,11 +256,7 @@ impl Metrics {
         self.lag_seconds
             .with_label_values(&[table])
             .observe(micros as f64 / 1e6);
-        let mut lags = self.lags_micros.lock().unwrap_or_else(|e| e.into_inner());
-        if lags.len() == LAG_WINDOW {
-            lags.pop_front();
-        }
-        lags.push_back(micros);
+        self.lags.record(micros);
     }
 
     /// Counts a retry of `kind`.
@@ -252,26 +289,7 @@ impl Metrics {
 
     /// Percentiles of the lag window, or `None` before any sample.
     pub fn lag(&self) -> Option<LagSummary> {
-        let mut lags: Vec<u64> = self
-            .lags_micros
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .copied()
-            .collect();
-        if lags.is_empty() {
-            return None;
-        }
-        lags.sort_unstable();
-        let at = |q: f64| {
-            let index = ((lags.len() as f64 - 1.0) * q).round() as usize;
-            lags[index] as f64 / 1000.0
-        };
-        Some(LagSummary {
-            samples: lags.len(),
-            p50_ms: at(0.50),
-            p99_ms: at(0.99),
-        })
+        self.lags.summary()
     }
 
     /// The Prometheus text exposition of every metric.

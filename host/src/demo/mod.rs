@@ -12,10 +12,13 @@
 //!
 //! - [`schema`]: the demo's database schema.
 //! - [`workload`]: random inserts, updates and deletes of users.
-//! - [`check`]: compares Redis with a strong read of Spanner.
+//! - [`check`]: accounts for every change and compares Redis with a strong
+//!   read of Spanner.
+//! - [`floor`]: a bare change stream reader, the floor under the lag.
 //! - [`refresh`]: the warm-on-miss round.
 
 pub mod check;
+pub mod floor;
 pub mod refresh;
 pub mod schema;
 pub mod workload;
@@ -66,6 +69,8 @@ pub struct CheckOutcome {
     pub accounting: check::Accounting,
     /// Commit-to-Redis lag.
     pub lag: Option<LagSummary>,
+    /// Commit-to-read lag of a bare reader of the same stream.
+    pub floor: Option<LagSummary>,
     /// The warm-on-miss round.
     pub refresh: refresh::RefreshReport,
 }
@@ -82,12 +87,10 @@ impl CheckOutcome {
 
     /// The check's last lines.
     pub fn summary(&self) -> String {
-        let (p50, p99) = self
-            .lag
-            .map_or((f64::NAN, f64::NAN), |lag| (lag.p50_ms, lag.p99_ms));
         format!(
-            "{}\n{}\ndemo check {}: {} changes, {} accounted for, {} mismatches, {} unanswered \
-             misses, lag p50={p50:.1} ms p99={p99:.1} ms",
+            "{}\n{}\n{}\ndemo check {}: {} changes, {} accounted for, {} mismatches, {} \
+             unanswered misses",
+            floor::lag_line(self.lag, self.floor),
             self.refresh.summary(),
             self.accounting.summary(),
             if self.passed() { "passed" } else { "FAILED" },
@@ -202,13 +205,20 @@ pub async fn run(
 
     let service = Service::connect(&config).await?;
     let metrics = service.metrics();
+    let (_, floor_client) = connect(Some(&grpc), &config.database_path()).await?;
+    let floor = Arc::new(floor::FloorReader::spawn(
+        floor_client,
+        schema::STREAM,
+        &crate::service::now_rfc3339(),
+        config.spanner.heartbeat_ms as i64,
+    ));
     let cache_event_plugins = service.cache_event_plugins();
     let stop = CancellationToken::new();
     let service_stop = stop.clone();
     let service_task = tokio::spawn(service.run(async move { service_stop.cancelled().await }));
     let database = config.database_path();
     let (_, writer) = connect(Some(&grpc), &database).await?;
-    let printer = tokio::spawn(live_line(metrics.clone()));
+    let printer = tokio::spawn(live_line(metrics.clone(), floor.clone()));
 
     let outcome = if options.check {
         let ledger =
@@ -263,6 +273,7 @@ pub async fn run(
             accounting,
             mismatches,
             lag: metrics.lag(),
+            floor: floor.lag(),
         })
     } else {
         let cancel = CancellationToken::new();
@@ -310,14 +321,11 @@ fn plugin_dir(plugins: &[PathBuf]) -> anyhow::Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-async fn live_line(metrics: Arc<Metrics>) {
+async fn live_line(metrics: Arc<Metrics>, floor: Arc<floor::FloorReader>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let lag = metrics.lag().map_or_else(
-            || "lag n/a".to_owned(),
-            |l| format!("lag p50={:.1} ms p99={:.1} ms", l.p50_ms, l.p99_ms),
-        );
+        let lag = floor::lag_line(metrics.lag(), floor.lag());
         println!(
             "changes {:>6}  effects applied {:>6}  stale refused {:>4}  dead-lettered {}  partitions done {:>3}  {lag}",
             Metrics::total(&metrics.changes_total),

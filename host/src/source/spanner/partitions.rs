@@ -7,6 +7,7 @@
 //! [`PartitionSet`] is that bookkeeping, free of I/O so it can be tested on
 //! its own; the reader drives it.
 
+use super::record::ChildPartitions;
 use std::collections::{BTreeSet, HashMap};
 
 /// A partition that may start now.
@@ -65,6 +66,17 @@ impl PartitionSet {
                 state: State::Waiting,
             });
         entry.parents.extend(parents.iter().cloned());
+    }
+
+    /// Records every child a child partitions record announces.
+    pub fn announce_children(&mut self, record: &ChildPartitions) {
+        for child in &record.child_partitions {
+            self.announce(
+                &child.token,
+                &child.parent_partition_tokens,
+                &record.start_timestamp,
+            );
+        }
     }
 
     /// Restores a partition recorded by an earlier run, which starts at

@@ -165,13 +165,7 @@ impl ChangeStreamReader {
                 .remove_label_values(&[short(&ended.token)]);
             set.finish(&ended.token);
             for record in &ended.children {
-                for child in &record.child_partitions {
-                    set.announce(
-                        &child.token,
-                        &child.parent_partition_tokens,
-                        &record.start_timestamp,
-                    );
-                }
+                set.announce_children(record);
             }
             self.spawn_ready(&mut set, &mut tasks, &shutdown);
         }

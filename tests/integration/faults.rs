@@ -172,3 +172,60 @@ async fn replaying_an_applied_range_changes_nothing() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Result<()> {
+    let mut bed = TestBed::start(&schema::ddl()).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let mut config = bed.config(schema::STREAM, plugins.path());
+    config.plugins.shutdown_timeout_ms = 2_000;
+    let service = Service::connect(&config).await?;
+    let metrics = service.metrics();
+    let running = RunningService::spawn(service);
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+    let before = workload::run(&spanner, Some(5), CancellationToken::new()).await?;
+    check::wait_until_accounted(&mut redis, AUDIT, &before, check::Proof::Applied, PATIENCE)
+        .await?;
+
+    // Redis goes away; changes keep committing and the host reads them.
+    let shutdown: redis::RedisResult<()> = redis::cmd("SHUTDOWN")
+        .arg("SAVE")
+        .query_async(&mut redis)
+        .await;
+    assert!(shutdown.is_err(), "SHUTDOWN closes the connection");
+    bed.redis.stop();
+    let read_before = redis_spanner::metrics::Metrics::total(&metrics.changes_total);
+    let during = workload::run(&spanner, Some(10), CancellationToken::new()).await?;
+    let expected = read_before + during.len() as u64;
+    let read = redis_spanner_tests::eventually(PATIENCE, || {
+        let seen = redis_spanner::metrics::Metrics::total(&metrics.changes_total);
+        async move { (seen >= expected).then_some(()) }
+    })
+    .await;
+    assert!(
+        read.is_some(),
+        "the host read the changes made while Redis was down"
+    );
+    // Stopped while Redis is still down: whatever it checkpointed must not
+    // cover the changes it could not apply.
+    running.shutdown().await?;
+
+    bed.redis.restart().await?;
+    let service = Service::connect(&config).await?;
+    let running = RunningService::spawn(service);
+    let mut redis = bed.redis_connection().await?;
+    let accounting =
+        check::wait_until_accounted(&mut redis, AUDIT, &during, check::Proof::Applied, PATIENCE)
+            .await?;
+    assert!(
+        accounting.unaccounted.is_empty(),
+        "changes read while Redis was down were lost: {}",
+        accounting.summary()
+    );
+    assert_eq!(
+        check::wait_until_coherent(&spanner, &mut redis, PATIENCE).await?,
+        0
+    );
+    running.shutdown().await
+}

@@ -151,6 +151,8 @@ async fn demo_check_is_coherent_across_partition_churn() -> anyhow::Result<()> {
         outcome.lag.is_some(),
         "changes reached Redis through the pipeline"
     );
+    let floor = outcome.floor.expect("the bare reader saw the changes");
+    assert!(floor.samples >= outcome.changes, "{floor:?}");
     Ok(())
 }
 
@@ -163,7 +165,11 @@ async fn a_failing_plugin_parks_its_batch_and_others_keep_flowing() -> anyhow::R
     ];
     let bed = TestBed::start(&ddl).await?;
     let plugins = plugin_dir(&["users_cache", "test_trap"]);
-    let service = Service::connect(&bed.config("UsersStream", plugins.path())).await?;
+    let config = bed.config("UsersStream", plugins.path());
+    let attempts = u64::from(config.plugins.attempts);
+    assert!(attempts > 1, "the default retries a failing plugin");
+    let service = Service::connect(&config).await?;
+    let metrics = service.metrics();
     let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
     let mut redis = bed.redis_connection().await?;
@@ -200,6 +206,12 @@ async fn a_failing_plugin_parks_its_batch_and_others_keep_flowing() -> anyhow::R
             .unwrap_or_default()
     };
     assert_eq!(field("plugin"), "test_trap@0.0.0");
+    // Parked only after every attempt failed, each on a fresh instance.
+    let retries = metrics.retries_total.with_label_values(&["plugin"]).get();
+    assert!(
+        retries >= attempts - 1,
+        "{retries} retries; one per attempt after the first"
+    );
     assert!(field("error").contains("trapped"), "{}", field("error"));
     assert!(
         field("changes").contains("\"Trap\""),

@@ -2,7 +2,8 @@
 //! change and never moves a key backwards; SIGTERM stops it cleanly.
 //!
 //! Lives with the host package because it runs the `redis-spanner` binary
-//! (`CARGO_BIN_EXE_redis-spanner`); the harness comes from `tests/support`.
+//! (`CARGO_BIN_EXE_redis-spanner`); the harness comes from the
+//! `redis-spanner-tests` support library.
 
 use rand::Rng as _;
 use redis::AsyncCommands as _;

@@ -1,6 +1,6 @@
-//! The host talks TLS to redis-server: certificates made here with
+//! The host talks mutual TLS to redis-server: certificates made here with
 //! openssl, a redis-server listening only on a TLS port, and the service
-//! caching a Spanner change through it.
+//! caching a Spanner change through it with its client certificate.
 
 use redis::AsyncCommands as _;
 use redis_spanner::demo::schema;
@@ -82,9 +82,57 @@ fn make_certificates(dir: &Path) {
             "san.ext",
         ],
     );
+    // The host's client certificate, for mutual TLS: an X.509 v3
+    // certificate (rustls refuses v1 ones) for client authentication.
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=redis-spanner host",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "client.ext",
+        ],
+    );
 }
 
-/// redis-server with TLS only (no plain port).
+/// Connects with `tls` and answers a PING, or fails.
+async fn ping(url: &str, tls: &RedisTls) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let certificates = tls.certificates().map_err(anyhow::Error::msg)?;
+    let client = redis::Client::build_with_tls(url, certificates)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    Ok(conn)
+}
+
+/// redis-server with TLS only (no plain port), requiring a client
+/// certificate signed by the test CA (mutual TLS).
 struct TlsRedis {
     child: Child,
     port: u16,
@@ -119,7 +167,7 @@ fn start_tls_redis(dir: &Path) -> TlsRedis {
             "--tls-ca-cert-file",
             &file("ca.pem"),
             "--tls-auth-clients",
-            "no",
+            "yes",
         ])
         .args([
             "--save",
@@ -143,17 +191,27 @@ async fn the_host_caches_through_a_tls_only_redis() -> anyhow::Result<()> {
     let url = format!("rediss://localhost:{}", server.port);
     let tls = RedisTls {
         ca_file: Some(certs.path().join("ca.pem")),
-        ..RedisTls::default()
+        cert_file: Some(certs.path().join("client.pem")),
+        key_file: Some(certs.path().join("client.key")),
     };
 
-    // Our CA makes the connection; the plain protocol and the system roots do not.
-    let client = redis::Client::build_with_tls(url.as_str(), tls.certificates().unwrap())?;
+    // Our CA and client certificate make the connection; no client
+    // certificate, the plain protocol and the system roots do not.
     let ready = eventually(Duration::from_secs(10), || {
-        let client = client.clone();
-        async move { client.get_multiplexed_async_connection().await.ok() }
+        let (url, tls) = (url.clone(), tls.clone());
+        async move { ping(&url, &tls).await.ok() }
     })
     .await;
-    let mut redis = ready.expect("TLS redis-server accepts our CA");
+    let mut redis = ready.expect("TLS redis-server accepts our CA and client certificate");
+    let without_client_certificate = RedisTls {
+        cert_file: None,
+        key_file: None,
+        ..tls.clone()
+    };
+    assert!(
+        ping(&url, &without_client_certificate).await.is_err(),
+        "a client without a certificate is refused (mutual TLS)"
+    );
     let plain = redis::Client::open(format!("redis://localhost:{}", server.port))?;
     assert!(
         plain.get_multiplexed_async_connection().await.is_err(),

@@ -88,7 +88,7 @@ async fn misses_are_refreshed_and_pending_events_reclaimed() -> anyhow::Result<(
     let cached = cached.expect("users:1 refreshed after its miss");
     assert_eq!(
         cached,
-        r#"{"Active":null,"Balance":null,"Email":null,"Name":"Ada","UserId":1}"#
+        r#"{"Active":null,"Balance":null,"Email":null,"Name":"Ada","Seq":null,"UserId":1}"#
     );
     let version = stored_version(&mut redis, "users:1")
         .await

@@ -6,7 +6,7 @@ use redis_spanner_envelope::{Keyring, seal};
 use std::path::Path;
 use std::process::Output;
 
-mod support;
+use crate::support;
 
 fn redis_spanner(args: &[&str]) -> Output {
     support::binary()

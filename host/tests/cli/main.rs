@@ -1,0 +1,14 @@
+//! Tests of the real `redis-spanner` binary (`CARGO_BIN_EXE_redis-spanner`),
+//! in one test binary so the host is linked into tests once.
+//!
+//! - [`audit`]: `audit verify` exit codes.
+//! - [`crash_restart`]: kill -9 mid-stream and restart, then SIGTERM.
+//! - [`keyring`]: the keyring commands.
+//! - [`plugin_workflow`]: `plugin new` → `build` → `test` → `check`, per
+//!   language.
+
+mod audit;
+mod crash_restart;
+mod keyring;
+mod plugin_workflow;
+mod support;

@@ -1,0 +1,29 @@
+//! End-to-end tests on real servers (a Cloud Spanner emulator and
+//! redis-server started per test on free ports), in one test binary so the
+//! host is linked into tests once.
+//!
+//! - [`bad_input`]: bad config and plugin files get clear errors.
+//! - [`cache_events`]: misses and evictions answered by refreshes.
+//! - [`conformance`]: the Rust, Python and JavaScript examples plan alike.
+//! - [`encryption`]: sealed values and key rotation.
+//! - [`end_to_end`]: change stream → plugin → Redis, and `demo --check`.
+//! - [`failure_domains`]: what one plugin does costs only that plugin.
+//! - [`faults`]: Redis going away, and replays.
+//! - [`fills`]: versioned fills racing deletes.
+//! - [`plugin_safety`]: limits, grants, signing and the compile cache.
+//! - [`rotation`]: the Redis password rotated under load.
+//! - [`tls`]: TLS and mutual TLS to redis-server.
+//! - [`versioned_apply`]: the Redis function never moves a key backwards.
+
+mod bad_input;
+mod cache_events;
+mod conformance;
+mod encryption;
+mod end_to_end;
+mod failure_domains;
+mod faults;
+mod fills;
+mod plugin_safety;
+mod rotation;
+mod tls;
+mod versioned_apply;
