@@ -254,3 +254,75 @@ async fn a_refused_password_file_is_named_at_start() -> anyhow::Result<()> {
     RedisSink::connect_with(&url, 60_000, None, Some(credentials)).await?;
     Ok(())
 }
+
+/// Sets `user`'s rules for `grant` with `password` as its only password,
+/// then drops the user's connections so each reconnects with the password
+/// it holds.
+async fn set_user_password_and_kill_its_clients(
+    url: &str,
+    user: &str,
+    grant: &redis_spanner::policy::Grant,
+    password: &str,
+) -> anyhow::Result<()> {
+    let mut admin = connect(url, None).await?;
+    let mut setuser = redis::cmd("ACL");
+    setuser.arg("SETUSER").arg(user);
+    for rule in redis_spanner::sink::acl::acl_rules(grant, password) {
+        setuser.arg(rule);
+    }
+    let () = setuser.query_async(&mut admin).await?;
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("USER")
+        .arg(user)
+        .query_async(&mut admin)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_user_follows_its_grant_password_file() -> anyhow::Result<()> {
+    let bed = TestBed::start(&schema::ddl()).await?;
+    let url = bed.redis.url();
+    let secrets = tempfile::tempdir()?;
+    let password_file = secrets.path().join("team-users-password");
+    let user = "team-users";
+    let plugins = plugin_dir(&["users_cache"]);
+    let mut config = bed.config(schema::STREAM, plugins.path());
+    let grant = redis_spanner::policy::Grant {
+        redis_user: Some(user.to_owned()),
+        redis_password_file: Some(password_file.clone()),
+        ..redis_spanner::policy::Grant::prefixes(&["users:"])
+    };
+    config.grants.insert("users_cache".into(), grant.clone());
+    set_user_password_and_kill_its_clients(&url, user, &grant, "first-password").await?;
+    replace(&password_file, "first-password\n")?;
+    let service = Service::connect(&config).await?;
+    let running = RunningService::spawn(service);
+    let spanner = bed.spanner_client().await?;
+    let redis = connect(&url, None).await?;
+    let cached = |id: i64, name: &'static str| {
+        let redis = redis.clone();
+        async move {
+            eventually(Duration::from_secs(30), || {
+                let mut redis = redis.clone();
+                async move { (cached_name(&mut redis, id).await? == name).then_some(()) }
+            })
+            .await
+            .is_some()
+        }
+    };
+    redis_spanner_tests::upsert_user(&spanner, 1, "before", None).await?;
+    assert!(cached(1, "before").await, "cached as {user}");
+
+    // Redis first, then the file: the plugin's connections are dropped, and
+    // only the new password opens new ones.
+    set_user_password_and_kill_its_clients(&url, user, &grant, "second-password").await?;
+    replace(&password_file, "second-password\n")?;
+    redis_spanner_tests::upsert_user(&spanner, 2, "after", None).await?;
+    assert!(
+        cached(2, "after").await,
+        "no change reached Redis after the plugin user's password was rotated"
+    );
+    running.shutdown().await
+}

@@ -63,9 +63,11 @@ async fn writes_never_go_backwards_and_replays_change_nothing() -> anyhow::Resul
         "older write refused"
     );
     assert_eq!(
-        apply(&sink, &v2, &set("users:1", "two again")).await.stale,
+        apply(&sink, &v2, &set("users:1", "two again"))
+            .await
+            .duplicates,
         1,
-        "same version is a replay"
+        "same version is a replay, told apart from stale"
     );
     let value: String = conn.get("users:1").await?;
     assert_eq!(value, "two");

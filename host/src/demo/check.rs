@@ -7,7 +7,7 @@ use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::statement::Statement;
 use redis::AsyncCommands as _;
 use serde_json::{Value as Json, json};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 /// How many audit entries one `XRANGE` reads.
@@ -104,15 +104,17 @@ pub async fn wait_until_coherent(
 /// Which committed changes the audit trail shows as applied.
 #[derive(Debug, Clone, Default)]
 pub struct Accounting {
-    /// Committed changes with an `applied` audit record of their key and
-    /// commit timestamp.
+    /// Committed changes with an audit record of their key and commit
+    /// timestamp whose verdict the proof accepts.
     pub accounted: usize,
-    /// Committed changes without one, in commit order.
-    pub unaccounted: Vec<Committed>,
+    /// Committed changes without one, in commit order, each with what the
+    /// audit trail holds for its key (commit micros and verdict).
+    pub unaccounted: Vec<(Committed, Vec<(i64, String)>)>,
 }
 
 impl Accounting {
-    /// The accounting's line, naming the first few unaccounted changes.
+    /// The accounting's line, naming the first few unaccounted changes and
+    /// what the audit trail holds for their keys.
     pub fn summary(&self) -> String {
         let total = self.accounted + self.unaccounted.len();
         let mut line = format!(
@@ -120,13 +122,20 @@ impl Accounting {
              commit timestamp)",
             self.accounted
         );
-        for change in self.unaccounted.iter().take(10) {
+        for (change, recorded) in self.unaccounted.iter().take(10) {
+            let recorded: Vec<String> = recorded
+                .iter()
+                .take(6)
+                .map(|(micros, verdict)| format!("{verdict} at {micros}"))
+                .collect();
             line.push_str(&format!(
-                "\n  unaccounted: users:{} seq {} committed at {} µs{}",
+                "\n  unaccounted: users:{} seq {} committed at {} µs{}; the audit trail has \
+                 for it: [{}]",
                 change.id,
                 change.seq,
                 change.commit_micros,
-                if change.deleted { " (delete)" } else { "" }
+                if change.deleted { " (delete)" } else { "" },
+                recorded.join(", ")
             ));
         }
         if self.unaccounted.len() > 10 {
@@ -139,17 +148,21 @@ impl Accounting {
 /// Which audit verdicts account for a committed change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proof {
-    /// Only `applied`: the change itself was written.
+    /// `applied` or `duplicate`: Redis stored the change's own version (a
+    /// duplicate is an earlier write of it whose reply was lost, or a
+    /// replay).
     Applied,
-    /// `applied` or `stale`: after a crash between a write and its audit
-    /// record, the replayed change finds its own version in Redis and is
-    /// recorded stale. A change that was never processed has neither.
+    /// `applied`, `duplicate` or `stale`: a change older than a version a
+    /// backfill or resync wrote is recorded stale. A change that was never
+    /// processed has none of them.
     AppliedOrStale,
 }
 
 impl Proof {
     fn accepts(self, verdict: &str) -> bool {
-        verdict == "applied" || (self == Proof::AppliedOrStale && verdict == "stale")
+        verdict == "applied"
+            || verdict == "duplicate"
+            || (self == Proof::AppliedOrStale && verdict == "stale")
     }
 }
 
@@ -163,14 +176,18 @@ pub async fn account(
     ledger: &Ledger,
     proof: Proof,
 ) -> anyhow::Result<Accounting> {
-    let applied = recorded_versions(conn, stream, proof).await?;
+    let recorded = recorded_versions(conn, stream).await?;
     let mut accounting = Accounting::default();
     for change in &ledger.committed {
         let key = format!("users:{}", change.id);
-        if applied.contains(&(key, change.commit_micros)) {
+        let of_key = recorded.get(&key).cloned().unwrap_or_default();
+        let proven = of_key
+            .iter()
+            .any(|(micros, verdict)| *micros == change.commit_micros && proof.accepts(verdict));
+        if proven {
             accounting.accounted += 1;
         } else {
-            accounting.unaccounted.push(change.clone());
+            accounting.unaccounted.push((change.clone(), of_key));
         }
     }
     Ok(accounting)
@@ -197,14 +214,12 @@ pub async fn wait_until_accounted(
     }
 }
 
-/// Every (key, commit micros) the audit stream records with a verdict
-/// `proof` accepts.
+/// Per key, every (commit micros, verdict) the audit stream records for it.
 async fn recorded_versions(
     conn: &mut redis::aio::MultiplexedConnection,
     stream: &str,
-    proof: Proof,
-) -> anyhow::Result<HashSet<(String, i64)>> {
-    let mut applied = HashSet::new();
+) -> anyhow::Result<HashMap<String, Vec<(i64, String)>>> {
+    let mut recorded: HashMap<String, Vec<(i64, String)>> = HashMap::new();
     let mut start = "-".to_owned();
     loop {
         let page: Vec<(String, BTreeMap<String, String>)> = redis::cmd("XRANGE")
@@ -216,19 +231,23 @@ async fn recorded_versions(
             .query_async(conn)
             .await?;
         for (_, fields) in &page {
-            if !fields.get("verdict").is_some_and(|v| proof.accepts(v)) {
-                continue;
-            }
-            let (Some(key), Some(version)) = (fields.get("key"), fields.get("version")) else {
+            let (Some(key), Some(version), Some(verdict)) = (
+                fields.get("key"),
+                fields.get("version"),
+                fields.get("verdict"),
+            ) else {
                 continue;
             };
             if let Some(micros) = version.get(..19).and_then(|m| m.parse::<i64>().ok()) {
-                applied.insert((key.clone(), micros));
+                recorded
+                    .entry(key.clone())
+                    .or_default()
+                    .push((micros, verdict.clone()));
             }
         }
         match page.last() {
             Some((id, _)) if page.len() == AUDIT_PAGE => start = format!("({id}"),
-            _ => return Ok(applied),
+            _ => return Ok(recorded),
         }
     }
 }

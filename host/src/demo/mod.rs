@@ -327,9 +327,10 @@ async fn live_line(metrics: Arc<Metrics>, floor: Arc<floor::FloorReader>) {
         tick.tick().await;
         let lag = floor::lag_line(metrics.lag(), floor.lag());
         println!(
-            "changes {:>6}  effects applied {:>6}  stale refused {:>4}  dead-lettered {}  partitions done {:>3}  {lag}",
+            "changes {:>6}  effects applied {:>6}  duplicates {:>4}  stale refused {:>4}  dead-lettered {}  partitions done {:>3}  {lag}",
             Metrics::total(&metrics.changes_total),
             metrics.effects("applied"),
+            metrics.effects("duplicate"),
             metrics.effects("stale"),
             Metrics::total(&metrics.dead_letters_total),
             metrics.partitions_finished_total.get(),

@@ -264,6 +264,7 @@ impl Pipeline {
             };
             count("applied").inc_by(applied.applied);
             count("stale").inc_by(applied.stale);
+            count("duplicate").inc_by(applied.duplicates);
             self.metrics.tombstones_total.inc_by(applied.tombstones);
             let auditing = self.audit.is_some();
             for ((change, version, effect), outcome) in allowed.iter().zip(&applied.outcomes) {
@@ -272,7 +273,10 @@ impl Pipeline {
                         records.push(version, effect, Verdict::Applied, "")
                     }
                     Outcome::Stale if auditing => records.push(version, effect, Verdict::Stale, ""),
-                    Outcome::Applied | Outcome::Stale => {}
+                    Outcome::Duplicate if auditing => {
+                        records.push(version, effect, Verdict::Duplicate, "")
+                    }
+                    Outcome::Applied | Outcome::Stale | Outcome::Duplicate => {}
                     Outcome::Failed(reason) => {
                         refused_effects += 1;
                         refused.entry(*change).or_insert_with(|| reason.clone());

@@ -1,5 +1,5 @@
-//! The audit records of one plugin's batch. Every write Redis saw (applied
-//! or stale) keeps its own record; actions that wrote nothing (denied,
+//! The audit records of one plugin's batch. Every write Redis saw (applied,
+//! duplicate or stale) keeps its own record; actions that wrote nothing (denied,
 //! refused, requested) are bounded: the first few of each verdict one by
 //! one, the rest summed up in one record per verdict, so a plugin asking for
 //! 100,000 forbidden writes costs the audit trail (and the log) a bounded
@@ -68,7 +68,10 @@ impl RecordSampler {
     /// Whether every action of `verdict` keeps its own record: the ones
     /// Redis carried out or compared, so each write can be accounted for.
     fn always_recorded(verdict: Verdict) -> bool {
-        matches!(verdict, Verdict::Applied | Verdict::Stale)
+        matches!(
+            verdict,
+            Verdict::Applied | Verdict::Stale | Verdict::Duplicate
+        )
     }
 
     /// The records to append: those kept, then one summing record per

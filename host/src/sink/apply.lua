@@ -13,7 +13,9 @@
 --   op = "del": DEL K
 --   op = "expire": PEXPIRE K ttl_ms (also at an equal version, so that a
 --                  change may set and expire the same key)
--- Returns 1 when applied, 0 when refused as stale (or expire of a missing key).
+-- Returns 1 when applied, 2 when the key already holds this very version
+-- (written by an earlier attempt whose reply was lost, or by a replay), 0
+-- when refused as stale (or expire of a missing key).
 --
 -- FCALL rs_fill 2 K VK read_micros value [ttl_ms]
 -- FCALL rs_fill 3 K VK REFUSALS read_micros value [ttl_ms]
@@ -71,8 +73,11 @@ local function rs_apply(keys, args)
   local stored = redis.call('GET', vkey)
   if stored then
     local order = compare(version, stored)
-    if order < 0 or (order == 0 and op ~= 'expire') then
+    if order < 0 then
       return 0
+    end
+    if order == 0 and op ~= 'expire' then
+      return 2
     end
   end
   if op == 'set' then

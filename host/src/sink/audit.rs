@@ -83,6 +83,9 @@ pub enum Verdict {
     Applied,
     /// Refused because Redis already held a newer version of the key.
     Stale,
+    /// Not written again: Redis already held this very version (written by
+    /// an earlier attempt whose reply was lost, or by a replay).
+    Duplicate,
     /// Refused by policy: the plugin may not touch this key this way.
     Denied,
     /// Carried out on the plugin's behalf without writing by itself (a
@@ -103,6 +106,7 @@ impl Verdict {
         match self {
             Verdict::Applied => "applied",
             Verdict::Stale => "stale",
+            Verdict::Duplicate => "duplicate",
             Verdict::Denied => "denied",
             Verdict::Requested => "requested",
             Verdict::Refused => "refused",

@@ -52,6 +52,9 @@ pub enum Outcome {
     Applied,
     /// Refused because Redis already held a newer version of the key.
     Stale,
+    /// Not written again: Redis already held this very version of the key
+    /// (an earlier attempt whose reply was lost, or a replay, wrote it).
+    Duplicate,
     /// Redis answered the effect's command with an error (not a fault of
     /// Redis itself): the effect, and the change it derives from, failed.
     Failed(String),
@@ -73,6 +76,8 @@ pub struct Applied {
     pub applied: u64,
     /// Effects refused because Redis already held a newer version.
     pub stale: u64,
+    /// Effects whose very version Redis already held.
+    pub duplicates: u64,
     /// Deletes applied (each leaves a tombstone).
     pub tombstones: u64,
     /// Effects Redis answered with an error.
@@ -467,6 +472,7 @@ impl RedisSink {
                     }
                 }
                 Outcome::Stale => applied.stale += 1,
+                Outcome::Duplicate => applied.duplicates += 1,
                 Outcome::Failed(_) => applied.failed += 1,
             }
             applied.outcomes.push(outcome);
@@ -543,10 +549,11 @@ fn classify(effect: &Effect, reply: redis::Value) -> Reply {
     let error = match reply {
         redis::Value::Int(1) => return Reply::Done(Outcome::Applied),
         redis::Value::Int(0) => return Reply::Done(Outcome::Stale),
+        redis::Value::Int(2) => return Reply::Done(Outcome::Duplicate),
         redis::Value::ServerError(error) => error,
         other => {
             return Reply::Done(Outcome::Failed(format!(
-                "Redis answered {op} on key {key:?} with {other:?}, not 0 or 1"
+                "Redis answered {op} on key {key:?} with {other:?}, not 0, 1 or 2"
             )));
         }
     };

@@ -164,12 +164,12 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     let mismatches =
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(90)).await?;
     // A write and its audit record are not one step: a change applied just
-    // before a kill is replayed and recorded stale, never lost.
+    // before a kill is replayed and recorded as a duplicate, never lost.
     let accounting = check::wait_until_accounted(
         &mut redis,
         "redis-spanner:audit",
         &ledger,
-        check::Proof::AppliedOrStale,
+        check::Proof::Applied,
         Duration::from_secs(30),
     )
     .await?;
