@@ -382,7 +382,6 @@ async fn backfill_then_stream_caches_rows_from_before_the_first_run() -> anyhow:
         &mut redis,
         "redis-spanner:audit",
         &ledger,
-        check::Proof::AppliedOrStale,
         Duration::from_secs(30),
     )
     .await?;

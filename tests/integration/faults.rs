@@ -51,9 +51,7 @@ async fn a_redis_outage_mid_stream_loses_nothing() -> anyhow::Result<()> {
         ledger.len()
     );
     assert_eq!(mismatches, 0);
-    let accounting =
-        check::wait_until_accounted(&mut redis, AUDIT, &ledger, check::Proof::Applied, PATIENCE)
-            .await?;
+    let accounting = check::wait_until_accounted(&mut redis, AUDIT, &ledger, PATIENCE).await?;
     assert!(
         accounting.unaccounted.is_empty() && accounting.accounted == ledger.len(),
         "{}",
@@ -76,9 +74,7 @@ async fn redis_restarted_empty_gets_the_function_library_back() -> anyhow::Resul
     let mismatches =
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(30)).await?;
     assert_eq!(mismatches, 0, "changes after the restart are applied");
-    let accounting =
-        check::wait_until_accounted(&mut redis, AUDIT, &ledger, check::Proof::Applied, PATIENCE)
-            .await?;
+    let accounting = check::wait_until_accounted(&mut redis, AUDIT, &ledger, PATIENCE).await?;
     assert!(
         accounting.unaccounted.is_empty(),
         "{}",
@@ -192,8 +188,7 @@ async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Resu
     let spanner = bed.spanner_client().await?;
     let mut redis = bed.redis_connection().await?;
     let before = workload::run(&spanner, Some(5), CancellationToken::new()).await?;
-    check::wait_until_accounted(&mut redis, AUDIT, &before, check::Proof::Applied, PATIENCE)
-        .await?;
+    check::wait_until_accounted(&mut redis, AUDIT, &before, PATIENCE).await?;
 
     // Redis goes away; changes keep committing and the host reads them.
     let shutdown: redis::RedisResult<()> = redis::cmd("SHUTDOWN")
@@ -222,9 +217,7 @@ async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Resu
     let service = Service::connect(&config).await?;
     let running = RunningService::spawn(service);
     let mut redis = bed.redis_connection().await?;
-    let accounting =
-        check::wait_until_accounted(&mut redis, AUDIT, &during, check::Proof::Applied, PATIENCE)
-            .await?;
+    let accounting = check::wait_until_accounted(&mut redis, AUDIT, &during, PATIENCE).await?;
     assert!(
         accounting.unaccounted.is_empty(),
         "changes read while Redis was down were lost: {}",

@@ -105,8 +105,11 @@ pub async fn wait_until_coherent(
 #[derive(Debug, Clone, Default)]
 pub struct Accounting {
     /// Committed changes with an audit record of their key and commit
-    /// timestamp whose verdict the proof accepts.
+    /// timestamp that shows they were processed.
     pub accounted: usize,
+    /// Of those, the ones only recorded `stale`: a newer change of the row
+    /// was applied first.
+    pub stale: usize,
     /// Committed changes without one, in commit order, each with what the
     /// audit trail holds for its key (commit micros and verdict).
     pub unaccounted: Vec<(Committed, Vec<(i64, String)>)>,
@@ -119,8 +122,8 @@ impl Accounting {
         let total = self.accounted + self.unaccounted.len();
         let mut line = format!(
             "changes accounted for: {} of {total} (each by an audit record of its row and \
-             commit timestamp)",
-            self.accounted
+             commit timestamp; {} of them stale: a newer change of the row came first)",
+            self.accounted, self.stale
         );
         for (change, recorded) in self.unaccounted.iter().take(10) {
             let recorded: Vec<String> = recorded
@@ -145,47 +148,40 @@ impl Accounting {
     }
 }
 
-/// Which audit verdicts account for a committed change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proof {
-    /// `applied` or `duplicate`: Redis stored the change's own version (a
-    /// duplicate is an earlier write of it whose reply was lost, or a
-    /// replay).
-    Applied,
-    /// `applied`, `duplicate` or `stale`: a change older than a version a
-    /// backfill or resync wrote is recorded stale. A change that was never
-    /// processed has none of them.
-    AppliedOrStale,
-}
-
-impl Proof {
-    fn accepts(self, verdict: &str) -> bool {
-        verdict == "applied"
-            || verdict == "duplicate"
-            || (self == Proof::AppliedOrStale && verdict == "stale")
-    }
+/// Whether an audit verdict shows a change was processed: `applied`;
+/// `duplicate` (Redis held its very version: an earlier attempt whose reply
+/// was lost, or a replay, wrote it); or `stale` (a newer change of the row
+/// was applied first: after a backfill or resync, or when the emulator's
+/// partition re-read delivered a change its live query had missed). A
+/// change that was lost has none of them.
+fn accounts_for(verdict: &str) -> bool {
+    matches!(verdict, "applied" | "duplicate" | "stale")
 }
 
 /// Matches each committed change of `ledger` with an audit record in the
-/// stream `stream` for its key (`users:{id}`) at its commit timestamp whose
-/// verdict `proof` accepts. The version field of a record starts with the
+/// stream `stream` for its key (`users:{id}`) at its commit timestamp that
+/// shows it was processed. The version field of a record starts with the
 /// commit time in microseconds, 19 digits.
 pub async fn account(
     conn: &mut redis::aio::MultiplexedConnection,
     stream: &str,
     ledger: &Ledger,
-    proof: Proof,
 ) -> anyhow::Result<Accounting> {
     let recorded = recorded_versions(conn, stream).await?;
     let mut accounting = Accounting::default();
     for change in &ledger.committed {
         let key = format!("users:{}", change.id);
         let of_key = recorded.get(&key).cloned().unwrap_or_default();
-        let proven = of_key
+        let verdicts: Vec<&str> = of_key
             .iter()
-            .any(|(micros, verdict)| *micros == change.commit_micros && proof.accepts(verdict));
-        if proven {
+            .filter(|(micros, _)| *micros == change.commit_micros)
+            .map(|(_, verdict)| verdict.as_str())
+            .collect();
+        if verdicts.iter().any(|v| accounts_for(v)) {
             accounting.accounted += 1;
+            if verdicts.iter().all(|v| *v == "stale") {
+                accounting.stale += 1;
+            }
         } else {
             accounting.unaccounted.push((change.clone(), of_key));
         }
@@ -201,12 +197,11 @@ pub async fn wait_until_accounted(
     conn: &mut redis::aio::MultiplexedConnection,
     stream: &str,
     ledger: &Ledger,
-    proof: Proof,
     patience: Duration,
 ) -> anyhow::Result<Accounting> {
     let deadline = Instant::now() + patience;
     loop {
-        let accounting = account(conn, stream, ledger, proof).await?;
+        let accounting = account(conn, stream, ledger).await?;
         if accounting.unaccounted.is_empty() || Instant::now() >= deadline {
             return Ok(accounting);
         }

@@ -169,7 +169,6 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
         &mut redis,
         "redis-spanner:audit",
         &ledger,
-        check::Proof::Applied,
         Duration::from_secs(30),
     )
     .await?;
