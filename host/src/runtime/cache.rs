@@ -71,6 +71,25 @@ fn compile_blocking(
     unsafe { Component::deserialize(&engine.engine, &code) }.map(compiled)
 }
 
+/// Removes compiled code in `dir` for any component other than `digest`:
+/// an author's tools keep one entry per component file, not one per build.
+/// Returns how many files were removed; a file that cannot be removed is
+/// left (the cache works without pruning).
+pub fn prune_except(dir: &Path, digest: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".cwasm") && !name.starts_with(digest)
+        })
+        .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
+        .count()
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;

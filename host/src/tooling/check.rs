@@ -1,8 +1,9 @@
 //! `redis-spanner plugin check`: what a component is and whether this host
 //! would load it: world, SDK API version, imports, size, compile and init time.
 
+use super::run::compile_cache_dir;
 use crate::runtime::api_version::{SUPPORTED_API_VERSIONS, check_compatible, read_api_version};
-use crate::runtime::cache::compile;
+use crate::runtime::cache::{compile, prune_except};
 use crate::runtime::signing::digest_hex;
 use crate::runtime::{LoadOptions, Plugin, PluginEngine};
 use std::fmt::Write as _;
@@ -58,14 +59,16 @@ pub async fn check(path: &Path) -> anyhow::Result<CheckReport> {
         }
     }
     let engine = PluginEngine::new()?;
-    // Compiled once, into a scratch cache that the load below reads from.
-    let scratch_cache = tempfile::tempdir()?;
+    // Through the same compile cache as `plugin test`: a build tested
+    // before is not compiled again.
+    let cache_dir = compile_cache_dir(path);
     let digest = digest_hex(&bytes);
     let bytes = Arc::new(bytes);
     let started = Instant::now();
-    let compiled = compile(&engine, bytes.clone(), &digest, Some(scratch_cache.path())).await;
-    let component = match compiled {
-        Ok(compiled) => compiled.component,
+    let compiled = compile(&engine, bytes.clone(), &digest, Some(&cache_dir)).await;
+    let first_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (component, was_cached) = match compiled {
+        Ok(compiled) => (compiled.component, compiled.from_cache),
         Err(err) => {
             writeln!(
                 text,
@@ -74,19 +77,26 @@ pub async fn check(path: &Path) -> anyhow::Result<CheckReport> {
             return Ok(CheckReport { text, ok: false });
         }
     };
-    let compile_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let started = Instant::now();
-    let cached = compile(&engine, bytes, &digest, Some(scratch_cache.path())).await;
-    let cached_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match cached {
-        Ok(cached) if cached.from_cache => writeln!(
+    if was_cached {
+        writeln!(
             text,
-            "compile   {compile_ms:.0} ms; from the compile cache {cached_ms:.1} ms"
-        )?,
-        _ => writeln!(
-            text,
-            "compile   {compile_ms:.0} ms; the compile cache did not serve it (compiled again)"
-        )?,
+            "compile   already compiled: from the compile cache {first_ms:.1} ms ({})",
+            cache_dir.display()
+        )?;
+    } else {
+        let started = Instant::now();
+        let cached = compile(&engine, bytes, &digest, Some(&cache_dir)).await;
+        let cached_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match cached {
+            Ok(cached) if cached.from_cache => writeln!(
+                text,
+                "compile   {first_ms:.0} ms; from the compile cache {cached_ms:.1} ms"
+            )?,
+            _ => writeln!(
+                text,
+                "compile   {first_ms:.0} ms; the compile cache did not serve it (compiled again)"
+            )?,
+        }
     }
     let ty = component.component_type();
     for (name, _) in ty.imports(&engine.engine) {
@@ -96,18 +106,21 @@ pub async fn check(path: &Path) -> anyhow::Result<CheckReport> {
         writeln!(text, "export    {name}")?;
     }
     let options = LoadOptions {
-        cache_dir: Some(scratch_cache.path().to_owned()),
+        cache_dir: Some(cache_dir.clone()),
         ..LoadOptions::default()
     };
     let started = Instant::now();
     match Plugin::load(&engine, path, &options).await {
-        Ok(plugin) => writeln!(
-            text,
-            "world     redis-spanner:plugin/cache-plugin@{}\ninit      ok in {:.0} ms as {}",
-            plugin.api_version(),
-            started.elapsed().as_secs_f64() * 1000.0,
-            plugin.label()
-        )?,
+        Ok(plugin) => {
+            writeln!(
+                text,
+                "world     redis-spanner:plugin/cache-plugin@{}\ninit      ok in {:.0} ms as {}",
+                plugin.api_version(),
+                started.elapsed().as_secs_f64() * 1000.0,
+                plugin.label()
+            )?;
+            prune_except(&cache_dir, &digest);
+        }
         Err(err) => {
             ok = false;
             writeln!(text, "load      REFUSED: {err}")?

@@ -74,6 +74,11 @@ fn new_build_test_check(parent: &Path, lang: &str) -> PathBuf {
     let wasm = dir.join(format!("dist/{name}.wasm"));
     test_against_expected(&dir, &wasm).expect("the skeleton's plan matches its expected plan");
     let check = succeed(&["plugin", "check", wasm.to_str().unwrap()]);
+    // `plugin test` compiled this build; `check` loads it from the cache.
+    assert!(
+        check.contains("compile   already compiled: from the compile cache"),
+        "{check}"
+    );
     // The Rust SDK implements contract 0.2.0; the Python and JS ones 0.1.0.
     let api = if lang == "rust" { "0.2.0" } else { "0.1.0" };
     assert!(
@@ -127,6 +132,11 @@ fn rust_plugin_from_new_to_tested_and_a_change_is_caught() {
         diff.contains("expected {\"change\":0,\"delete\":\"orders:1\"}"),
         "{diff}"
     );
+    // The tools keep only the latest build's compiled code.
+    let cached = std::fs::read_dir(dir.join("dist/.cache/orders-rust.wasm"))
+        .expect("the tools' compile cache")
+        .count();
+    assert_eq!(cached, 1, "one compiled build is kept, not one per build");
 }
 
 #[test]
