@@ -96,6 +96,20 @@ enum Command {
         /// How often the started emulator splits and merges partitions, in seconds.
         #[arg(long, default_value_t = 5)]
         churn_seconds: u64,
+        /// How often the started emulator scans open change-stream queries
+        /// for new records, in milliseconds: the floor under the lag. Each
+        /// scan costs the emulator CPU, more as history grows; at 10 ms the
+        /// floor climbs to seconds within a minute (docs/BENCHMARKS.md).
+        #[arg(long, default_value_t = 100)]
+        scan_ms: u64,
+        /// Live demo: start over on a fresh database (and a fresh emulator of
+        /// its own) every this many seconds, before the emulator's growing
+        /// change-stream cost shows; 0 never does.
+        #[arg(long, default_value_t = 60)]
+        round_seconds: u64,
+        /// Live demo: stop after this many rounds (default: at Ctrl-C).
+        #[arg(long)]
+        rounds: Option<usize>,
     },
 }
 
@@ -231,6 +245,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             emulator_host,
             emulator_rest,
             churn_seconds,
+            scan_ms,
+            round_seconds,
+            rounds,
         } => {
             let plugins = if plugins.is_empty() {
                 let example = redis_spanner::tooling::examples::Example::of(example);
@@ -245,6 +262,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 redis_url,
                 emulator: emulator_host.zip(emulator_rest),
                 churn_interval: Some(Duration::from_secs(churn_seconds)),
+                scan_interval: Some(Duration::from_millis(scan_ms)),
+                rounds: demo::live::Rounds {
+                    length: (round_seconds > 0).then(|| Duration::from_secs(round_seconds)),
+                    limit: rounds,
+                },
             };
             match demo::run(options, ctrl_c()).await? {
                 Some(outcome) => {

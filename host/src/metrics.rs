@@ -12,6 +12,7 @@ use prometheus::{
 };
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 const LAG_WINDOW: usize = 100_000;
 
@@ -26,30 +27,43 @@ pub struct LagSummary {
     pub p99_ms: f64,
 }
 
-/// The last [`LAG_WINDOW`] lag samples, for percentiles of recent lag.
+/// The last [`LAG_WINDOW`] lag samples with the time each was taken, for
+/// percentiles of the whole run or of the last few seconds.
 #[derive(Default)]
 pub struct LagWindow {
-    micros: Mutex<VecDeque<u64>>,
+    samples: Mutex<VecDeque<(Instant, u64)>>,
 }
 
 impl LagWindow {
     /// Adds one sample, in microseconds, dropping the oldest when full.
     pub fn record(&self, micros: u64) {
-        let mut lags = self.micros.lock().unwrap_or_else(|e| e.into_inner());
-        if lags.len() == LAG_WINDOW {
-            lags.pop_front();
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if samples.len() == LAG_WINDOW {
+            samples.pop_front();
         }
-        lags.push_back(micros);
+        samples.push_back((Instant::now(), micros));
     }
 
     /// Median and 99th percentile of the window; `None` while empty.
     pub fn summary(&self) -> Option<LagSummary> {
+        self.summary_where(|_| true)
+    }
+
+    /// Median and 99th percentile of the samples taken in the last
+    /// `period`; `None` when there are none.
+    pub fn recent(&self, period: Duration) -> Option<LagSummary> {
+        let since = Instant::now().checked_sub(period)?;
+        self.summary_where(|taken| taken >= since)
+    }
+
+    fn summary_where(&self, keep: impl Fn(Instant) -> bool) -> Option<LagSummary> {
         let mut lags: Vec<u64> = self
-            .micros
+            .samples
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .copied()
+            .filter(|(taken, _)| keep(*taken))
+            .map(|(_, micros)| *micros)
             .collect();
         if lags.is_empty() {
             return None;
@@ -292,6 +306,12 @@ impl Metrics {
         self.lags.summary()
     }
 
+    /// Commit-to-Redis lag percentiles of the changes applied in the last
+    /// `period`.
+    pub fn recent_lag(&self, period: Duration) -> Option<LagSummary> {
+        self.lags.recent(period)
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -328,6 +348,19 @@ mod tests {
             text.contains("redis_spanner_lag_seconds_count{table=\"Users\"} 100"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn recent_lag_leaves_out_older_samples() {
+        let window = LagWindow::default();
+        window.record(9_000_000);
+        std::thread::sleep(Duration::from_millis(50));
+        window.record(1_000);
+        let recent = window.recent(Duration::from_millis(25)).unwrap();
+        assert_eq!((recent.samples, recent.p99_ms), (1, 1.0));
+        assert_eq!(window.summary().unwrap().samples, 2);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(window.recent(Duration::from_millis(25)).is_none());
     }
 
     #[test]

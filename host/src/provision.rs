@@ -120,6 +120,24 @@ impl Admin {
         Ok(())
     }
 
+    /// Drops a database and everything in it.
+    pub async fn drop_database(
+        &self,
+        instance: &str,
+        database: &str,
+    ) -> Result<(), ProvisionError> {
+        self.databases
+            .drop_database()
+            .set_database(format!(
+                "projects/{}/instances/{instance}/databases/{database}",
+                self.project
+            ))
+            .send()
+            .await
+            .map_err(fail(format!("dropping database {database}")))?;
+        Ok(())
+    }
+
     /// Applies more DDL to an existing database.
     pub async fn update_ddl(
         &self,

@@ -131,6 +131,8 @@ async fn demo_check_is_coherent_across_partition_churn() -> anyhow::Result<()> {
             redis_url: None,
             emulator: None,
             churn_interval: Some(Duration::from_secs(3)),
+            scan_interval: Some(redis_spanner_tests::TEST_CHOP_INTERVAL),
+            rounds: Default::default(),
         },
         std::future::pending(),
     )
@@ -171,6 +173,8 @@ async fn the_demo_runs_again_on_an_emulator_it_used_before() -> anyhow::Result<(
                 redis_url: None,
                 emulator: Some((emulator.grpc_endpoint(), emulator.rest_endpoint())),
                 churn_interval: None,
+                scan_interval: Some(redis_spanner_tests::TEST_CHOP_INTERVAL),
+                rounds: Default::default(),
             },
             std::future::pending(),
         )
@@ -178,6 +182,45 @@ async fn the_demo_runs_again_on_an_emulator_it_used_before() -> anyhow::Result<(
         .expect("a check outcome");
         assert!(outcome.passed(), "run {run}: {}", outcome.summary());
     }
+    Ok(())
+}
+
+/// The live demo starts over on a fresh emulator and database each round,
+/// and every round's service carries the round's changes to Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_demo_starts_over_in_rounds_that_each_carry_changes() -> anyhow::Result<()> {
+    use redis_spanner::demo::live::{self, Rounds};
+    use redis_spanner::demo::servers::Servers;
+    let options = redis_spanner::local::EmulatorOptions {
+        churning: redis_spanner::local::Churning::Every(Duration::from_secs(3)),
+        chop_interval: redis_spanner_tests::TEST_CHOP_INTERVAL,
+        ..Default::default()
+    };
+    let mut servers = Servers::start(None, None, options).await?;
+    let first_emulator = servers.grpc.clone();
+    let rounds = live::run(
+        &mut servers,
+        &[plugin("users_cache")],
+        Rounds {
+            length: Some(Duration::from_secs(4)),
+            limit: Some(2),
+        },
+        std::future::pending(),
+    )
+    .await?;
+    assert_eq!(rounds.len(), 2, "{rounds:?}");
+    for (number, round) in rounds.iter().enumerate() {
+        assert!(
+            round.applied > 0 && round.applied <= round.changes,
+            "round {}: {round:?}",
+            number + 1
+        );
+        assert!(round.floor.is_some(), "round {}: no floor", number + 1);
+    }
+    assert_ne!(
+        servers.grpc, first_emulator,
+        "the second round ran on a fresh emulator"
+    );
     Ok(())
 }
 

@@ -713,7 +713,7 @@ async fn lag_beside(mode: &'static str, deadline_ms: u64) -> anyhow::Result<(f64
 /// history grows), with the same stream traffic; only the plugin's
 /// slowness differs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: cargo test -p redis-spanner-tests --test failure_domains -- --ignored --nocapture"]
+#[ignore = "benchmark: cargo test -p redis-spanner-tests --test integration -- --ignored --nocapture bench"]
 async fn bench_lane_lag_beside_a_slow_plugin() -> anyhow::Result<()> {
     const DEADLINE_MS: u64 = 1_000;
     let fast = lag_beside("ok", DEADLINE_MS).await?;

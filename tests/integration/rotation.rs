@@ -2,8 +2,11 @@
 //! reads it from a file, follows the file, and no change is lost.
 //!
 //! Redis requires a password (`requirepass`, the default user); the host has
-//! `redis.password_file` and `redis.acl = "off"`, so every write goes through
-//! the connection whose password rotates. Each rotation changes the password
+//! `redis.password_file`. With `redis.acl = "off"` every write goes through
+//! the connection whose password rotates; with managed ACL users (the
+//! default) the plugin writes through its own user, whose password the host
+//! made and which must come back by itself after every connection is
+//! dropped. Each rotation changes the password
 //! in Redis and in the file (an atomic rename, as secret managers do) and then
 //! kills every client connection, so the host has to reconnect with the
 //! password it holds. The first rotation changes Redis before the file (the
@@ -64,11 +67,13 @@ async fn connect(
 /// Sets the default user's password (`old` authenticates), then drops every
 /// client connection so each one reconnects with the password it holds.
 /// Returns how many of the dropped connections were the host's.
+/// Sets `requirepass` to `new` and kills every client connection; returns
+/// the `CLIENT LIST` lines of the connections that were not the test's.
 async fn set_password_and_kill_clients(
     url: &str,
     old: Option<&str>,
     new: &str,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Vec<String>> {
     let mut admin = connect(url, old).await?;
     let () = redis::cmd("CONFIG")
         .arg("SET")
@@ -85,7 +90,8 @@ async fn set_password_and_kill_clients(
     let host_clients = clients
         .lines()
         .filter(|client| !client.contains(&format!(" name={TEST_CLIENT} ")))
-        .count();
+        .map(str::to_owned)
+        .collect();
     let () = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
@@ -105,6 +111,28 @@ async fn cached_name(conn: &mut redis::aio::MultiplexedConnection, id: i64) -> O
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotating_the_redis_password_loses_no_change() -> anyhow::Result<()> {
+    rotation_loses_no_change(AclMode::Off).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn managed_plugin_users_need_nothing_when_the_password_rotates() -> anyhow::Result<()> {
+    rotation_loses_no_change(AclMode::Managed).await
+}
+
+/// Connections of the plugin's managed ACL user in a `CLIENT LIST` reply.
+fn plugin_user_clients(clients: &[String]) -> usize {
+    let user = format!(
+        " user={} ",
+        redis_spanner::sink::acl::user_name("users_cache")
+    );
+    clients
+        .iter()
+        .filter(|client| client.contains(&user))
+        .count()
+}
+
+async fn rotation_loses_no_change(acl: AclMode) -> anyhow::Result<()> {
+    let managed = acl == AclMode::Managed;
     let bed = TestBed::start(&schema::ddl()).await?;
     let url = bed.redis.url();
     let secrets = tempfile::tempdir()?;
@@ -115,7 +143,7 @@ async fn rotating_the_redis_password_loses_no_change() -> anyhow::Result<()> {
     let plugins = plugin_dir(&["users_cache"]);
     let mut config = bed.config(schema::STREAM, plugins.path());
     config.redis.password_file = Some(password_file.clone());
-    config.redis.acl = AclMode::Off;
+    config.redis.acl = acl;
     let service = Service::connect(&config).await?;
     let running = RunningService::spawn(service);
 
@@ -179,7 +207,13 @@ async fn rotating_the_redis_password_loses_no_change() -> anyhow::Result<()> {
     // before the host can have read the new file.
     let host_clients =
         set_password_and_kill_clients(&url, Some("first-password"), "second-password").await?;
-    assert!(host_clients > 0, "the host had connections to drop");
+    assert!(!host_clients.is_empty(), "the host had connections to drop");
+    if managed {
+        assert!(
+            plugin_user_clients(&host_clients) > 0,
+            "the plugin writes through its managed user: {host_clients:?}"
+        );
+    }
     replace(&password_file, "second-password\n")?;
     assert!(
         flowing("second-password").await,
@@ -192,7 +226,14 @@ async fn rotating_the_redis_password_loses_no_change() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let host_clients =
         set_password_and_kill_clients(&url, Some("second-password"), "third-password").await?;
-    assert!(host_clients > 0, "the host had connections to drop");
+    assert!(!host_clients.is_empty(), "the host had connections to drop");
+    if managed {
+        // Killed once already: the managed user reconnected by itself.
+        assert!(
+            plugin_user_clients(&host_clients) > 0,
+            "the managed user came back after the first rotation: {host_clients:?}"
+        );
+    }
     assert!(
         flowing("third-password").await,
         "no change reached Redis after the second rotation"

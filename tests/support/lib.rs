@@ -21,6 +21,12 @@ pub const INSTANCE: &str = "test-instance";
 /// The database name.
 pub const DATABASE: &str = "testdb";
 
+/// How often test emulators scan an open change-stream query for new
+/// records. Each scan costs the emulator CPU; at the 10 ms the demo uses,
+/// a few emulators at once spend most of a two-core machine scanning. A
+/// test waits on what a change did, not on how fast it came.
+pub const TEST_CHOP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Path of a guest plugin built for the tests, e.g. `plugin("users_cache")`.
 pub fn plugin(name: &str) -> PathBuf {
     let path = Path::new(env!("REDIS_SPANNER_TEST_PLUGINS")).join(format!("{name}.wasm"));
@@ -50,9 +56,17 @@ pub struct TestBed {
 }
 
 impl TestBed {
-    /// Starts both servers and creates the database with `ddl`.
+    /// Starts both servers and creates the database with `ddl`, on an
+    /// emulator that scans change streams every [`TEST_CHOP_INTERVAL`].
     pub async fn start(ddl: &[String]) -> anyhow::Result<Self> {
-        Self::start_with(ddl, EmulatorOptions::default()).await
+        Self::start_with(
+            ddl,
+            EmulatorOptions {
+                chop_interval: TEST_CHOP_INTERVAL,
+                ..EmulatorOptions::default()
+            },
+        )
+        .await
     }
 
     /// Like [`TestBed::start`], with emulator options (e.g. churn interval).

@@ -167,32 +167,16 @@ pub async fn account(
     stream: &str,
     ledger: &Ledger,
 ) -> anyhow::Result<Accounting> {
-    let recorded = recorded_versions(conn, stream).await?;
-    let mut accounting = Accounting::default();
-    for change in &ledger.committed {
-        let key = format!("users:{}", change.id);
-        let of_key = recorded.get(&key).cloned().unwrap_or_default();
-        let verdicts: Vec<&str> = of_key
-            .iter()
-            .filter(|(micros, _)| *micros == change.commit_micros)
-            .map(|(_, verdict)| verdict.as_str())
-            .collect();
-        if verdicts.iter().any(|v| accounts_for(v)) {
-            accounting.accounted += 1;
-            if verdicts.iter().all(|v| *v == "stale") {
-                accounting.stale += 1;
-            }
-        } else {
-            accounting.unaccounted.push((change.clone(), of_key));
-        }
-    }
-    Ok(accounting)
+    let mut trail = AuditTrail::default();
+    trail.catch_up(conn, stream).await?;
+    Ok(trail.account(ledger))
 }
 
-/// [`account`] until every change is accounted for or `patience` runs out.
-/// Against the emulator, a change its live query left out is applied only
-/// when its partition ends and is read again, so the last changes can need
-/// a partition turnover to show.
+/// [`account`] until every change is accounted for or `patience` runs out,
+/// reading only the records added since the last try. Against the
+/// emulator, a change its live query left out is applied only when its
+/// partition ends and is read again, so the last changes can need a
+/// partition turnover to show.
 pub async fn wait_until_accounted(
     conn: &mut redis::aio::MultiplexedConnection,
     stream: &str,
@@ -200,8 +184,10 @@ pub async fn wait_until_accounted(
     patience: Duration,
 ) -> anyhow::Result<Accounting> {
     let deadline = Instant::now() + patience;
+    let mut trail = AuditTrail::default();
     loop {
-        let accounting = account(conn, stream, ledger).await?;
+        trail.catch_up(conn, stream).await?;
+        let accounting = trail.account(ledger);
         if accounting.unaccounted.is_empty() || Instant::now() >= deadline {
             return Ok(accounting);
         }
@@ -209,41 +195,80 @@ pub async fn wait_until_accounted(
     }
 }
 
-/// Per key, every (commit micros, verdict) the audit stream records for it.
-async fn recorded_versions(
-    conn: &mut redis::aio::MultiplexedConnection,
-    stream: &str,
-) -> anyhow::Result<HashMap<String, Vec<(i64, String)>>> {
-    let mut recorded: HashMap<String, Vec<(i64, String)>> = HashMap::new();
-    let mut start = "-".to_owned();
-    loop {
-        let page: Vec<(String, BTreeMap<String, String>)> = redis::cmd("XRANGE")
-            .arg(stream)
-            .arg(&start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(AUDIT_PAGE)
-            .query_async(conn)
-            .await?;
-        for (_, fields) in &page {
-            let (Some(key), Some(version), Some(verdict)) = (
-                fields.get("key"),
-                fields.get("version"),
-                fields.get("verdict"),
-            ) else {
-                continue;
-            };
-            if let Some(micros) = version.get(..19).and_then(|m| m.parse::<i64>().ok()) {
-                recorded
-                    .entry(key.clone())
-                    .or_default()
-                    .push((micros, verdict.clone()));
+/// The audit records read so far: per key, every (commit micros, verdict).
+#[derive(Default)]
+struct AuditTrail {
+    recorded: HashMap<String, Vec<(i64, String)>>,
+    /// The `XRANGE` start of the next read: after the last record read.
+    next: Option<String>,
+}
+
+impl AuditTrail {
+    /// Reads the records added to `stream` since the last call.
+    async fn catch_up(
+        &mut self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        stream: &str,
+    ) -> anyhow::Result<()> {
+        loop {
+            let start = self.next.clone().unwrap_or_else(|| "-".to_owned());
+            let page: Vec<(String, BTreeMap<String, String>)> = redis::cmd("XRANGE")
+                .arg(stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(AUDIT_PAGE)
+                .query_async(conn)
+                .await?;
+            for (_, fields) in &page {
+                self.record(fields);
+            }
+            if let Some((id, _)) = page.last() {
+                self.next = Some(format!("({id}"));
+            }
+            if page.len() < AUDIT_PAGE {
+                return Ok(());
             }
         }
-        match page.last() {
-            Some((id, _)) if page.len() == AUDIT_PAGE => start = format!("({id}"),
-            _ => return Ok(recorded),
+    }
+
+    fn record(&mut self, fields: &BTreeMap<String, String>) {
+        let (Some(key), Some(version), Some(verdict)) = (
+            fields.get("key"),
+            fields.get("version"),
+            fields.get("verdict"),
+        ) else {
+            return;
+        };
+        if let Some(micros) = version.get(..19).and_then(|m| m.parse::<i64>().ok()) {
+            self.recorded
+                .entry(key.clone())
+                .or_default()
+                .push((micros, verdict.clone()));
         }
+    }
+
+    /// Accounts for every change of `ledger` with the records read so far.
+    fn account(&self, ledger: &Ledger) -> Accounting {
+        let mut accounting = Accounting::default();
+        for change in &ledger.committed {
+            let key = format!("users:{}", change.id);
+            let of_key = self.recorded.get(&key).cloned().unwrap_or_default();
+            let verdicts: Vec<&str> = of_key
+                .iter()
+                .filter(|(micros, _)| *micros == change.commit_micros)
+                .map(|(_, verdict)| verdict.as_str())
+                .collect();
+            if verdicts.iter().any(|v| accounts_for(v)) {
+                accounting.accounted += 1;
+                if verdicts.iter().all(|v| *v == "stale") {
+                    accounting.stale += 1;
+                }
+            } else {
+                accounting.unaccounted.push((change.clone(), of_key));
+            }
+        }
+        accounting
     }
 }
 

@@ -36,9 +36,15 @@ impl FloorReader {
         Self { lags, task }
     }
 
-    /// Commit-to-read lag of the recent row changes.
+    /// Commit-to-read lag of every row change read so far (up to the
+    /// window's size).
     pub fn lag(&self) -> Option<LagSummary> {
         self.lags.summary()
+    }
+
+    /// Commit-to-read lag of the row changes read in the last `period`.
+    pub fn recent_lag(&self, period: Duration) -> Option<LagSummary> {
+        self.lags.recent(period)
     }
 }
 

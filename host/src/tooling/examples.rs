@@ -53,7 +53,7 @@ impl Example {
     /// The command that builds it.
     pub fn build_hint(&self) -> String {
         match self.language {
-            Language::Rust => "build it with ./scripts/setup".into(),
+            Language::Rust => format!("build it with: {}", RUST_EXAMPLES_BUILD.join(" ")),
             _ => format!(
                 "install its build tool with ./scripts/setup, then: redis-spanner plugin build \
                  {} --out {}",
@@ -63,8 +63,8 @@ impl Example {
     }
 
     /// Builds the component under `root` (the repository root); returns
-    /// its path. Rust examples are built by cargo (`scripts/setup`, the
-    /// tests' build script), not here: their path is returned if it exists.
+    /// its path. A Rust example is built with the whole `plugins`
+    /// workspace by cargo, which rebuilds only what changed.
     pub fn build(&self, root: &Path) -> anyhow::Result<PathBuf> {
         let component = root.join(self.component);
         anyhow::ensure!(
@@ -75,6 +75,7 @@ impl Example {
             root.display()
         );
         if self.language == Language::Rust {
+            build_rust_examples(root)?;
             anyhow::ensure!(
                 component.is_file(),
                 "{} is not built; {}",
@@ -87,14 +88,50 @@ impl Example {
         Ok(component)
     }
 
-    /// Like [`Example::build`], but only when the component is missing.
+    /// Like [`Example::build`], but a Python or JavaScript component only
+    /// when it is missing (their builds take seconds; cargo's takes no
+    /// time when nothing changed).
     pub fn ensure_built(&self, root: &Path) -> anyhow::Result<PathBuf> {
         let component = root.join(self.component);
-        if component.is_file() {
+        if component.is_file() && self.language != Language::Rust {
             return Ok(component);
         }
         self.build(root)
     }
+}
+
+/// The command that builds the Rust plugins of the repository (run from
+/// its root): the same one the tests' build script runs.
+pub const RUST_EXAMPLES_BUILD: [&str; 9] = [
+    "cargo",
+    "build",
+    "--release",
+    "--target",
+    "wasm32-wasip2",
+    "--manifest-path",
+    "plugins/Cargo.toml",
+    "--target-dir",
+    "target/plugins",
+];
+
+/// Builds the repository's Rust plugins with [`RUST_EXAMPLES_BUILD`].
+fn build_rust_examples(root: &Path) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("building the Rust example plugins (cargo, wasm32-wasip2)");
+    let status = std::process::Command::new(cargo)
+        .args(&RUST_EXAMPLES_BUILD[1..])
+        .current_dir(root)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("RUSTFLAGS")
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run cargo to build the Rust example plugins: {e}"))?;
+    anyhow::ensure!(
+        status.success(),
+        "building the Rust example plugins failed ({status}); is the wasm32-wasip2 target \
+         installed? (rustup target add wasm32-wasip2, or ./scripts/setup)"
+    );
+    Ok(())
 }
 
 /// The build tools `scripts/setup` installs in the repository (a Python
