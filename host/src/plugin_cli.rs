@@ -59,7 +59,8 @@ pub enum PluginCommand {
         /// The table it caches.
         #[arg(long, default_value = "Users")]
         table: String,
-        /// That table's INT64 key column.
+        /// The key column of the sample changes (the plugin keys on every
+        /// primary key column, of any type).
         #[arg(long, default_value = "UserId")]
         key_column: String,
         /// The Redis key prefix (default: the plugin's name).

@@ -40,14 +40,18 @@
 
 /**
  * Joins `parts` with `:` into a Redis key, escaping each part so different
- * parts always give different keys: inside a part `\` becomes `\\` and `:`
- * becomes `\:`. Same as Rust `key`.
+ * parts always give different keys and no part can put a Redis Cluster hash
+ * tag in the key: inside a part `\` becomes `\\`, `:` becomes `\:`, `{`
+ * becomes `\(` and `}` becomes `\)`. Same as Rust `key`.
  *
  * key(['users', '42']) === 'users:42'
  * key(['files', 'C:\\tmp']) === 'files:C\\:\\\\tmp'
+ * key(['users', '{eu}7']) === 'users:\\(eu\\)7'
  */
+const KEY_ESCAPES = { ':': '\\:', '\\': '\\\\', '{': '\\(', '}': '\\)' };
+
 export function key(parts) {
-  return parts.map((part) => String(part).replace(/[:\\]/g, '\\$&')).join(':');
+  return parts.map((part) => String(part).replace(/[:\\{}]/g, (c) => KEY_ESCAPES[c])).join(':');
 }
 
 // ---------------------------------------------------------------------------
@@ -196,14 +200,13 @@ export function columnsJson(columns) {
 // ---------------------------------------------------------------------------
 // JSON text, as serde_json reads it
 
-const POW10 = Array.from({ length: 309 }, (_, i) => Number(`1e${i}`));
 const U64_MAX = 0xffffffffffffffffn;
-const I32_MAX = 2147483647;
 
 /**
- * Parses JSON text exactly as `serde_json::from_str::<Value>` (default
- * features) does: integers that fit i64/u64 become bigints, every other
- * number a float computed the same way; later duplicate members win; nesting
+ * Parses JSON text exactly as `serde_json::from_str::<Value>` (with the
+ * `float_roundtrip` feature the Rust SDK uses) does: integers that fit
+ * i64/u64 become bigints, every other number the nearest double (`Number`
+ * rounds correctly, as serde_json then does); later duplicate members win; nesting
  * deeper than 127 levels, lone surrogate escapes, raw control characters,
  * numbers out of f64 range and trailing characters are errors
  * (SyntaxError).
@@ -225,112 +228,42 @@ export function parseJson(text) {
     }
   };
 
-  // f64_from_parts without float_roundtrip.
-  const fromParts = (positive, significand, exponent) => {
-    let f = Number(significand);
-    for (;;) {
-      const pow = POW10[Math.abs(exponent)];
-      if (pow !== undefined) {
-        if (exponent >= 0) {
-          f *= pow;
-          if (!Number.isFinite(f)) fail('number out of range');
-        } else {
-          f /= pow;
-        }
-        break;
-      }
-      if (f === 0) break;
-      if (exponent >= 0) fail('number out of range');
-      f /= 1e308;
-      exponent += 308;
-    }
-    return positive ? f : -f;
-  };
-
-  const exponentPart = (positive, significand, startingExp) => {
-    i++; // e or E
-    let positiveExp = true;
-    if (text[i] === '+') i++;
-    else if (text[i] === '-') {
-      positiveExp = false;
-      i++;
-    }
-    let exp = digitAt(i);
-    if (exp < 0) fail('invalid number');
-    i++;
-    for (let d; (d = digitAt(i)) >= 0; ) {
-      i++;
-      if (exp >= 214748364 && (exp > 214748364 || d > 7)) {
-        // Exponent overflows i32: zero, or an error instead of infinity.
-        if (significand !== 0n && positiveExp) fail('number out of range');
-        while (digitAt(i) >= 0) i++;
-        return positive ? 0 : -0;
-      }
-      exp = exp * 10 + d;
-    }
-    let finalExp = positiveExp ? startingExp + exp : startingExp - exp;
-    finalExp = Math.max(-I32_MAX - 1, Math.min(I32_MAX, finalExp));
-    return fromParts(positive, significand, finalExp);
-  };
-
-  const decimalPart = (positive, significand, exponentBefore) => {
-    i++; // .
-    let after = 0;
-    for (let d; (d = digitAt(i)) >= 0; ) {
-      const next = significand * 10n + BigInt(d);
-      if (next > U64_MAX) {
-        // Ignore all further digits.
-        while (digitAt(i) >= 0) i++;
-        const exponent = exponentBefore + after;
-        if (text[i] === 'e' || text[i] === 'E') return exponentPart(positive, significand, exponent);
-        return fromParts(positive, significand, exponent);
-      }
-      i++;
-      significand = next;
-      after--;
-    }
-    if (after === 0) fail('invalid number');
-    const exponent = exponentBefore + after;
-    if (text[i] === 'e' || text[i] === 'E') return exponentPart(positive, significand, exponent);
-    return fromParts(positive, significand, exponent);
+  const digits = () => {
+    const start = i;
+    while (digitAt(i) >= 0) i++;
+    if (i === start) fail('invalid number');
   };
 
   const number = (positive) => {
-    const first = digitAt(i);
-    if (first < 0) fail('invalid number');
-    let significand;
-    if (first === 0) {
+    const start = i;
+    if (digitAt(i) === 0) {
       i++;
       if (digitAt(i) >= 0) fail('invalid number');
-      significand = 0n;
     } else {
-      const start = i;
-      while (digitAt(i) >= 0) i++;
-      const run = text.slice(start, i);
-      if (run.length > 19) {
-        // Keep the longest prefix that fits u64; the rest only scales.
-        let keep = 20;
-        significand = BigInt(run.slice(0, 20));
-        if (significand > U64_MAX) {
-          keep = 19;
-          significand = BigInt(run.slice(0, 19));
-        }
-        if (run.length > keep) {
-          const exponent = run.length - keep;
-          if (text[i] === '.') return decimalPart(positive, significand, exponent);
-          if (text[i] === 'e' || text[i] === 'E') return exponentPart(positive, significand, exponent);
-          return fromParts(positive, significand, exponent);
-        }
-      } else {
-        significand = BigInt(run);
-      }
+      digits();
     }
-    if (text[i] === '.') return decimalPart(positive, significand, 0);
-    if (text[i] === 'e' || text[i] === 'E') return exponentPart(positive, significand, 0);
-    if (positive) return significand;
-    // -0 and anything below i64::MIN become floats.
-    if (significand === 0n || significand > 0x8000000000000000n) return -Number(significand);
-    return -significand;
+    let integral = true;
+    if (text[i] === '.') {
+      integral = false;
+      i++;
+      digits();
+    }
+    if (text[i] === 'e' || text[i] === 'E') {
+      integral = false;
+      i++;
+      if (text[i] === '+' || text[i] === '-') i++;
+      digits();
+    }
+    const literal = text.slice(start, i);
+    if (integral) {
+      const significand = BigInt(literal);
+      if (positive && significand <= U64_MAX) return significand;
+      // -0 and anything below i64::MIN become floats.
+      if (!positive && significand !== 0n && significand <= 0x8000000000000000n) return -significand;
+    }
+    const f = Number(literal);
+    if (!Number.isFinite(f)) fail('number out of range');
+    return positive ? f : -f;
   };
 
   const hex4 = () => {

@@ -9,7 +9,7 @@ This module is the Python counterpart of the Rust `redis-spanner-sdk`:
 - `Plugin`: subclass it and override `init` and `on_change` (or
   `on_changes` for a whole batch); `register_plugin(cls)` turns the class
   into the `WitWorld` export that componentize-py looks for.
-- `key(parts)`: Redis keys with `:` and `\\` escaped, like the Rust `key`.
+- `key(parts)`: Redis keys with `:`, `\\`, `{` and `}` escaped, like the Rust `key`.
 - `to_json(value)`, `row_json(columns)`, `row_json_of(change)` and `dumps(obj)`:
   row JSON that is byte for byte what the Rust SDK's `row_json().to_string()`
   gives (serde_json: members sorted by name, compact, floats like serde_json).
@@ -228,9 +228,14 @@ def config(name: str) -> Optional[str]:
 # Keys
 
 
+_KEY_ESCAPES = str.maketrans({"\\": "\\\\", ":": "\\:", "{": "\\(", "}": "\\)"})
+
+
 def key(parts) -> str:
-    """Joins `parts` with `:`, escaping `\\` as `\\\\` and `:` as `\\:` in
-    each part, exactly like the Rust SDK's `key`.
+    """Joins `parts` with `:`, escaping `\\` as `\\\\`, `:` as `\\:`, `{` as
+    `\\(` and `}` as `\\)` in each part, exactly like the Rust SDK's `key`:
+    different parts give different keys, and no part can put a Redis
+    Cluster hash tag in the key.
 
     Parts are strings; ints are accepted and written in decimal.
     """
@@ -240,7 +245,7 @@ def key(parts) -> str:
             part = str(part)
         elif not isinstance(part, str):
             raise TypeError(f"key part must be str or int, not {type(part).__name__}")
-        out.append(part.replace("\\", "\\\\").replace(":", "\\:"))
+        out.append(part.translate(_KEY_ESCAPES))
     return ":".join(out)
 
 
@@ -339,134 +344,24 @@ class _NotSerdeJson(ValueError):
     """The text is JSON serde_json would reject."""
 
 
-# serde_json (without float_roundtrip) builds floats as
-# significand (u64) * or / 10^k with k <= 308, one rounding per step.
-_POW10 = [float(f"1e{i}") for i in range(309)]
-_I32_MAX = (1 << 31) - 1
-_I32_MIN = -(1 << 31)
-
-
-def _f64_from_parts(positive: bool, significand: int, exponent: int) -> float:
-    f = float(significand)
-    while True:
-        index = abs(exponent) if exponent != _I32_MIN else -1
-        if 0 <= index < len(_POW10):
-            pow10 = _POW10[index]
-            if exponent >= 0:
-                f *= pow10
-                if math.isinf(f):
-                    raise _NotSerdeJson("number out of range")
-            else:
-                f /= pow10
-            break
-        if f == 0.0:
-            break
-        if exponent >= 0:
-            raise _NotSerdeJson("number out of range")
-        f /= 1e308
-        exponent += 308
-    return f if positive else -f
-
-
-def _overflows(acc: int, digit: int, limit: int) -> bool:
-    return acc >= limit // 10 and (acc > limit // 10 or digit > limit % 10)
-
-
 def _serde_number(text: str):
-    """Parses a JSON number literal the way serde_json 1.x does by default
-    (no `arbitrary_precision`, no `float_roundtrip`): an int when it is an
-    integer fitting u64 (non-negative) or i64 (negative, except -0), else a
-    float built like serde_json builds it; raises _NotSerdeJson when
+    """Parses a JSON number literal the way serde_json 1.x does with the
+    `float_roundtrip` feature the SDK uses: an int when it is an integer
+    fitting u64 (non-negative) or i64 (negative, except -0), else the
+    nearest double (Python's `float` rounds correctly, as serde_json does
+    then); raises _NotSerdeJson when the double would be infinite, where
     serde_json reports the number out of range."""
-    pos = 0
-    n = len(text)
-    positive = True
-    if text[0] == "-":
-        positive = False
-        pos = 1
-
-    def peek():
-        return text[pos] if pos < n else ""
-
-    def parse_exponent(significand, starting_exp):
-        nonlocal pos
-        pos += 1  # 'e' / 'E'
-        positive_exp = True
-        if peek() == "+":
-            pos += 1
-        elif peek() == "-":
-            positive_exp = False
-            pos += 1
-        exp = ord(text[pos]) - 48
-        pos += 1
-        while peek().isdigit():
-            digit = ord(text[pos]) - 48
-            pos += 1
-            if _overflows(exp, digit, _I32_MAX):
-                # parse_exponent_overflow
-                if significand != 0 and positive_exp:
-                    raise _NotSerdeJson("number out of range")
-                return 0.0 if positive else -0.0
-            exp = exp * 10 + digit
-        final = starting_exp + exp if positive_exp else starting_exp - exp
-        final = max(_I32_MIN, min(_I32_MAX, final))  # saturating
-        return _f64_from_parts(positive, significand, final)
-
-    def parse_decimal(significand, exponent_before):
-        nonlocal pos
-        pos += 1  # '.'
-        exponent_after = 0
-        while peek().isdigit():
-            digit = ord(text[pos]) - 48
-            if _overflows(significand, digit, _U64_MAX):
-                # parse_decimal_overflow: drop the remaining digits.
-                exponent = exponent_before + exponent_after
-                while peek().isdigit():
-                    pos += 1
-                if peek() in ("e", "E"):
-                    return parse_exponent(significand, exponent)
-                return _f64_from_parts(positive, significand, exponent)
-            pos += 1
-            significand = significand * 10 + digit
-            exponent_after -= 1
-        exponent = exponent_before + exponent_after
-        if peek() in ("e", "E"):
-            return parse_exponent(significand, exponent)
-        return _f64_from_parts(positive, significand, exponent)
-
-    def parse_number(significand):
-        c = peek()
-        if c == ".":
-            return parse_decimal(significand, 0)
-        if c in ("e", "E"):
-            return parse_exponent(significand, 0)
-        if positive:
-            return significand
-        if significand == 0 or -significand < _I64_MIN:
-            return -float(significand)
-        return -significand
-
-    first = text[pos]
-    pos += 1
-    if first == "0":
-        return parse_number(0)
-    significand = ord(first) - 48
-    while peek().isdigit():
-        digit = ord(text[pos]) - 48
-        if _overflows(significand, digit, _U64_MAX):
-            # parse_long_integer: the remaining integer digits only scale.
-            exponent = 0
-            while peek().isdigit():
-                pos += 1
-                exponent += 1
-            if peek() == ".":
-                return parse_decimal(significand, exponent)
-            if peek() in ("e", "E"):
-                return parse_exponent(significand, exponent)
-            return _f64_from_parts(positive, significand, exponent)
-        pos += 1
-        significand = significand * 10 + digit
-    return parse_number(significand)
+    if not any(c in text for c in ".eE"):
+        value = int(text)
+        if text.startswith("-"):
+            if value != 0 and value >= _I64_MIN:
+                return value
+        elif value <= _U64_MAX:
+            return value
+    number = float(text)
+    if math.isinf(number):
+        raise _NotSerdeJson("number out of range")
+    return number
 
 
 def _reject_constant(name):

@@ -76,6 +76,11 @@ class KeyTest(unittest.TestCase):
         self.assertEqual(key(["t", r"x\:y"]), r"t:x\\\:y")
         self.assertEqual(key(["files", r"C:\tmp"]), r"files:C\:\\tmp")
 
+    def test_braces_never_reach_the_key(self):
+        self.assertEqual(key(["u", "{x}"]), r"u:\(x\)")
+        self.assertEqual(key(["u", "}{"]), r"u:\)\(")
+        self.assertNotRegex(key(["{a}", "b}", "{c"]), r"[{}]")
+
     def test_ints_are_written_in_decimal(self):
         self.assertEqual(key(["users", 42]), "users:42")
         self.assertEqual(key(["users", -9223372036854775808]), "users:-9223372036854775808")
@@ -139,14 +144,15 @@ class ToJsonTest(unittest.TestCase):
         for text in ["1e400", "-1e400", "1e99999999999", "[1.8e308]", "1" + "0" * 400]:
             self.assertEqual(to_json(Value_Json(text)), text, text)
 
-    def test_json_floats_are_built_like_serde_json(self):
-        # serde_json (no float_roundtrip) is not always correctly rounded:
-        # 2e-24 is 2 / 10^24 in doubles, one ulp off the nearest double
-        self.assertEqual(json_text("2e-24"), "2.0000000000000002e-24")
-        self.assertEqual(json_text("305970748e-23"), "3.0597074800000002e-15")
-        self.assertEqual(json_text("58436331998103e25"), "5.843633199810301e+38")
+    def test_json_floats_are_the_nearest_double(self):
+        # serde_json with float_roundtrip (the Rust SDK's) rounds correctly;
+        # its default parser would give 2.0000000000000002e-24 and so on
+        self.assertEqual(json_text("2e-24"), "2e-24")
+        self.assertEqual(json_text("305970748e-23"), "3.05970748e-15")
+        self.assertEqual(json_text("58436331998103e25"), "5.8436331998103e+38")
         self.assertEqual(json_text("0.30000000000000004"), "0.30000000000000004")
-        # past u64, serde_json keeps 19 digits and may take more after the point
+        self.assertEqual(json_text("90.33333333333333"), "90.33333333333333")
+        self.assertEqual(json_text("123456789012345678901"), "1.2345678901234568e+20")
         self.assertEqual(json_text("18446744073709551616.1"), "1.8446744073709552e+19")
 
     def test_json_surrogates_like_serde_json(self):

@@ -1,17 +1,22 @@
 //! Building Redis keys from parts.
 
 /// Joins `parts` with `:` into a Redis key, escaping each part so that
-/// different parts always give different keys.
+/// different parts always give different keys and no part chooses the
+/// key's Redis Cluster slot.
 ///
-/// Inside a part, `\` becomes `\\` and `:` becomes `\:`; so the `:` between
-/// parts is the only unescaped one, and `key(&["a:b"])` and `key(&["a", "b"])`
-/// differ.
+/// Inside a part, `\` becomes `\\`, `:` becomes `\:`, `{` becomes `\(` and
+/// `}` becomes `\)`. So the `:` between parts is the only unescaped one
+/// (`key(&["a:b"])` and `key(&["a", "b"])` differ), and a key made only of
+/// parts has no braces: Redis Cluster hashes it whole, whatever the row
+/// holds. To keep a plugin's keys in one slot on purpose, put a hash tag
+/// around the prefix yourself: `format!("{{users}}:{}", key(&[id]))`.
 ///
 /// ```
 /// use redis_spanner_sdk::key;
 ///
 /// assert_eq!(key(&["users", "42"]), "users:42");
 /// assert_eq!(key(&["files", r"C:\tmp"]), r"files:C\:\\tmp");
+/// assert_eq!(key(&["users", "{eu}7"]), r"users:\(eu\)7");
 /// ```
 pub fn key<P: AsRef<str>>(parts: &[P]) -> String {
     let mut key = String::with_capacity(parts.iter().map(|p| p.as_ref().len() + 1).sum());
@@ -20,10 +25,15 @@ pub fn key<P: AsRef<str>>(parts: &[P]) -> String {
             key.push(':');
         }
         for c in part.as_ref().chars() {
-            if c == ':' || c == '\\' {
-                key.push('\\');
+            match c {
+                ':' | '\\' => {
+                    key.push('\\');
+                    key.push(c);
+                }
+                '{' => key.push_str("\\("),
+                '}' => key.push_str("\\)"),
+                _ => key.push(c),
             }
-            key.push(c);
         }
     }
     key
@@ -49,6 +59,13 @@ mod tests {
     }
 
     #[test]
+    fn braces_never_reach_the_key() {
+        assert_eq!(key(&["u", "{x}"]), r"u:\(x\)");
+        assert_eq!(key(&["u", "}{"]), r"u:\)\(");
+        assert!(!key(&["{a}", "b}", "{c"]).contains(['{', '}']));
+    }
+
+    #[test]
     fn accepts_owned_strings() {
         let id = 42.to_string();
         assert_eq!(key(&["users", &id]), "users:42");
@@ -66,6 +83,9 @@ mod tests {
             &["a", "", "b"],
             &["a:", "b"],
             &["a", ":b"],
+            &["{a}"],
+            &["(a)"],
+            &[r"\(a\)"],
             &[""],
             &["", ""],
         ];

@@ -22,10 +22,10 @@ pub const INSTANCE: &str = "test-instance";
 pub const DATABASE: &str = "testdb";
 
 /// How often test emulators scan an open change-stream query for new
-/// records. Each scan costs the emulator CPU; at the 10 ms the demo uses,
-/// a few emulators at once spend most of a two-core machine scanning. A
-/// test waits on what a change did, not on how fast it came.
-pub const TEST_CHOP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+/// records (the emulator's own default). Each scan costs the emulator CPU;
+/// at 10 ms a few emulators at once spend most of a two-core machine
+/// scanning. A test waits on what a change did, not on how fast it came.
+pub const TEST_CHOP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Path of a guest plugin built for the tests, e.g. `plugin("users_cache")`.
 pub fn plugin(name: &str) -> PathBuf {

@@ -44,7 +44,8 @@ pub struct NewPlugin {
     pub dir: PathBuf,
     /// The table it caches.
     pub table: String,
-    /// That table's key column (INT64).
+    /// The key column of the sample changes (the plugin keys on every
+    /// primary key column, of any type).
     pub key_column: String,
     /// The Redis key prefix.
     pub prefix: String,

@@ -73,6 +73,7 @@ fn new_build_test_check(parent: &Path, lang: &str) -> PathBuf {
     );
     let wasm = dir.join(format!("dist/{name}.wasm"));
     test_against_expected(&dir, &wasm).expect("the skeleton's plan matches its expected plan");
+    assert_keys_on_every_key_column(&dir, &wasm);
     let check = succeed(&["plugin", "check", wasm.to_str().unwrap()]);
     // `plugin test` compiled this build; `check` loads it from the cache.
     assert!(
@@ -93,6 +94,34 @@ fn new_build_test_check(parent: &Path, lang: &str) -> PathBuf {
     );
     assert!(check.contains(&format!("as {name}@0.1.0")), "{check}");
     dir
+}
+
+/// A row of a table with a `(Region STRING, OrderId INT64)` key, whose
+/// region holds braces: the skeleton keys on both columns, as text, with
+/// the braces escaped (no row value may pick a Redis Cluster slot).
+fn assert_keys_on_every_key_column(dir: &Path, wasm: &Path) {
+    let changes = dir.join("fixtures/composite.json");
+    let change = serde_json::json!({"batches": [[{
+        "table": "Orders",
+        "kind": "insert",
+        "keys": [
+            {"name": "Region", "value": {"string": "{eu}"}},
+            {"name": "OrderId", "value": {"int64": 7}}
+        ],
+        "new_values": [{"name": "Total", "value": {"float64": 90.33333333333333}}],
+        "commit_micros": 1_700_000_000_000_001_i64,
+        "transaction_id": "t1"
+    }]]});
+    std::fs::write(&changes, change.to_string()).expect("write the composite-key changes");
+    let plan = succeed(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--changes",
+        changes.to_str().unwrap(),
+    ]);
+    assert!(plan.contains(r#""key": "orders:\\(eu\\):7""#), "{plan}");
+    assert!(plan.contains("90.33333333333333"), "{plan}");
 }
 
 fn test_against_expected(dir: &Path, wasm: &Path) -> Result<String, String> {

@@ -88,8 +88,14 @@ test('key escapes colon and backslash', () => {
   assert.equal(key(['files', 'C:\\tmp']), 'files:C\\:\\\\tmp');
 });
 
+test('key escapes braces, so no row value picks a cluster slot', () => {
+  assert.equal(key(['u', '{x}']), 'u:\\(x\\)');
+  assert.equal(key(['u', '}{']), 'u:\\)\\(');
+  assert.ok(!/[{}]/.test(key(['{a}', 'b}', '{c'])));
+});
+
 test('different key parts give different keys', () => {
-  const cases = [['a', 'b'], ['a:b'], ['a\\', 'b'], ['a\\:b'], ['a\\', ':b'], ['a', '', 'b'], ['a:', 'b'], ['a', ':b'], [''], ['', '']];
+  const cases = [['a', 'b'], ['a:b'], ['a\\', 'b'], ['a\\:b'], ['a\\', ':b'], ['a', '', 'b'], ['a:', 'b'], ['a', ':b'], ['{a}'], ['(a)'], ['\\(a\\)'], [''], ['', '']];
   assert.equal(new Set(cases.map(key)).size, cases.length);
 });
 

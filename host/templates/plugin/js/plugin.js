@@ -1,9 +1,10 @@
 // {{name}}: caches each row of the `{{table}}` table as JSON under
-// `<prefix>:<{{key_column}}>`, where the prefix comes from the manifest's
-// `[config] prefix`.
+// `<prefix>:<key>:<key>…`: every primary key column in key order, as text
+// (any key type, composite keys too), escaped by `key`. The prefix comes
+// from the manifest's `[config] prefix`.
 
 import { config } from 'redis-spanner:plugin/host@0.1.0';
-import { Effect, asI64, definePlugin, key, keyValue, rowJson, stringify } from './redis-spanner-sdk.js';
+import { Effect, definePlugin, key, rowJson, stringify, toText } from './redis-spanner-sdk.js';
 
 const plugin = definePlugin({
   // What init returns is the state every later call gets.
@@ -13,9 +14,13 @@ const plugin = definePlugin({
 
   onChange(change, state) {
     if (change.table !== '{{table}}') return [];
-    const id = asI64(keyValue(change, '{{key_column}}'));
-    if (id === undefined) throw '{{table}} row without an INT64 {{key_column}}';
-    const k = key([state.prefix, id.toString()]);
+    const parts = [state.prefix];
+    for (const column of change.keys) {
+      const part = toText(column.value);
+      if (part === undefined) throw `{{table}} row with a NULL key column ${column.name}`;
+      parts.push(part);
+    }
+    const k = key(parts);
     return [change.kind === 'delete' ? Effect.delete(k) : Effect.set(k, stringify(rowJson(change)))];
   },
 });

@@ -1,20 +1,20 @@
 """{{name}}: caches each row of the `{{table}}` table as JSON under
-`<prefix>:<{{key_column}}>`, where the prefix comes from the manifest's
-`[config] prefix`."""
+`<prefix>:<key>:<key>...`: every primary key column in key order, as text
+(any key type, composite keys too), escaped by `key`. The prefix comes from
+the manifest's `[config] prefix`."""
 
 from redis_spanner_sdk import (
     ChangeKind,
     Err,
     Plugin,
-    as_i64,
     config,
     dumps,
     effect_delete,
     effect_set,
     key,
-    key_value,
     register_plugin,
     row_json_of,
+    to_text,
 )
 
 
@@ -27,10 +27,13 @@ class Cache(Plugin):
     def on_change(self, change):
         if change.table != "{{table}}":
             return []
-        row_id = as_i64(key_value(change, "{{key_column}}"))
-        if row_id is None:
-            raise Err("{{table}} row without an INT64 {{key_column}}")
-        k = key([self.prefix, str(row_id)])
+        parts = [self.prefix]
+        for column in change.keys:
+            part = to_text(column.value)
+            if part is None:
+                raise Err(f"{{table}} row with a NULL key column {column.name}")
+            parts.append(part)
+        k = key(parts)
         if change.kind == ChangeKind.DELETE:
             return [effect_delete(k)]
         return [effect_set(k, dumps(row_json_of(change)))]

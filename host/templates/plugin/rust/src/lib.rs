@@ -1,8 +1,9 @@
 //! {{name}}: caches each row of the `{{table}}` table as JSON under
-//! `<prefix>:<{{key_column}}>`, where the prefix comes from the manifest's
-//! `[config] prefix`.
+//! `<prefix>:<key>:<key>…`: every primary key column in key order, as text
+//! (any key type, composite keys too), escaped by `key`. The prefix comes
+//! from the manifest's `[config] prefix`.
 
-use redis_spanner_sdk::{ChangeKind, Effect, Plugin, RowChange, Value, config, key, register_plugin};
+use redis_spanner_sdk::{ChangeKind, Effect, Plugin, RowChange, config, key, register_plugin};
 
 /// The plugin's state: settings read once, at load.
 struct Cache {
@@ -19,11 +20,15 @@ impl Plugin for Cache {
         if change.table != "{{table}}" {
             return Ok(Vec::new());
         }
-        let id = change
-            .key("{{key_column}}")
-            .and_then(Value::as_i64)
-            .ok_or("{{table}} row without an INT64 {{key_column}}")?;
-        let key = key(&[self.prefix.as_str(), &id.to_string()]);
+        let mut parts = vec![self.prefix.clone()];
+        for column in &change.keys {
+            let part = column
+                .value
+                .to_text()
+                .ok_or_else(|| format!("{{table}} row with a NULL key column {}", column.name))?;
+            parts.push(part);
+        }
+        let key = key(&parts);
         Ok(vec![match change.kind {
             ChangeKind::Delete => Effect::delete(key),
             ChangeKind::Insert | ChangeKind::Update | ChangeKind::Snapshot => {
