@@ -2,8 +2,9 @@
 //!
 //! `/healthz` answers 200 while the process serves requests. `/readyz`
 //! answers 200 once the service is connected and following its stream, and
-//! 503 before that, while it shuts down, and while any plugin's lane is out
-//! of sync (the body names those plugins).
+//! 503 before that, while it shuts down, while any plugin's lane is out of
+//! sync, and while any partition's checkpoint is older than
+//! `spanner.stall_after_ms` (the body names each).
 
 use crate::metrics::Metrics;
 use axum::Router;

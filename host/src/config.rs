@@ -99,6 +99,12 @@ pub struct SpannerConfig {
     /// Heartbeat interval requested from the change stream, in milliseconds.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
+    /// A partition whose last checkpoint is older than this many
+    /// milliseconds makes `/readyz` answer 503, naming it: heartbeats move a
+    /// healthy partition's checkpoint about twice a second, so only a stall
+    /// (Redis unavailable or refusing, a plugin lane stuck) lets it age.
+    #[serde(default = "default_stall_after_ms")]
+    pub stall_after_ms: u64,
     /// Where to start reading: `"now"` or an RFC 3339 timestamp.
     #[serde(default = "default_start")]
     pub start: String,
@@ -432,6 +438,7 @@ impl SpannerConfig {
             emulator_rest: None,
             checkpoint_table: default_checkpoint_table(),
             heartbeat_ms: default_heartbeat_ms(),
+            stall_after_ms: default_stall_after_ms(),
             start: default_start(),
             reread_finished_partitions: None,
         }
@@ -452,6 +459,10 @@ fn default_checkpoint_table() -> String {
 
 fn default_heartbeat_ms() -> u64 {
     1000
+}
+
+fn default_stall_after_ms() -> u64 {
+    30_000
 }
 
 fn default_start() -> String {

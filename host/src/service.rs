@@ -19,7 +19,9 @@ use crate::sink::acl::PluginSinks;
 use crate::sink::audit::AuditLog;
 use crate::sink::credentials::FileCredentials;
 use crate::source::spanner::checkpoint::CheckpointStore;
+use crate::source::spanner::reader::now_micros;
 use crate::source::spanner::refresh::Refresher;
+use crate::source::spanner::watermarks::Watermarks;
 use crate::source::spanner::{ChangeStreamReader, connect, describe_stream};
 use anyhow::Context as _;
 use std::future::Future;
@@ -40,6 +42,8 @@ pub struct Service {
     password_files: Vec<FileCredentials>,
     /// How long a graceful shutdown may take.
     shutdown_timeout: std::time::Duration,
+    /// How old a partition's checkpoint may get before `/readyz` says so.
+    stall_after: std::time::Duration,
 }
 
 impl Service {
@@ -132,6 +136,7 @@ impl Service {
                     .reread_finished_partitions
                     .unwrap_or(emulator_host.is_some()),
                 shutdown_flush: config.plugins.shutdown_timeout() / 2,
+                watermarks: Arc::new(Watermarks::default()),
             },
             start,
             metrics,
@@ -142,6 +147,7 @@ impl Service {
             cache_events,
             keyring,
             shutdown_timeout: config.plugins.shutdown_timeout(),
+            stall_after: std::time::Duration::from_millis(config.spanner.stall_after_ms),
         })
     }
 
@@ -191,10 +197,20 @@ impl Service {
         let cache_event_tasks = self.cache_events.spawn(&admin_stop);
         let pipeline = self.reader.pipeline.clone();
         let lane_watch = tokio::spawn(pipeline.clone().watch_lanes(admin_stop.clone()));
+        let watermarks = self.reader.watermarks.clone();
+        let lag_refresh = tokio::spawn(ChangeStreamReader::refresh_watermark_lag(
+            self.metrics.clone(),
+            watermarks.clone(),
+            admin_stop.clone(),
+        ));
         pipeline.resync_marked().await;
         let lanes = pipeline.clone();
-        self.readiness
-            .set_problems(Box::new(move || lanes.lane_problems()));
+        let stall_after = self.stall_after;
+        self.readiness.set_problems(Box::new(move || {
+            let mut problems = lanes.lane_problems();
+            problems.extend(watermarks.stalls(now_micros(), stall_after));
+            problems
+        }));
         let mut reader = tokio::spawn(self.reader.run(self.start, token.clone()));
         self.readiness.set(true);
         let ended = tokio::select! {
@@ -234,6 +250,7 @@ impl Service {
         let tasks = admin
             .into_iter()
             .chain(Some(lane_watch))
+            .chain(Some(lag_refresh))
             .chain(reloader)
             .chain(password_watches)
             .chain(cache_event_tasks)

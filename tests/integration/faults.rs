@@ -2,7 +2,7 @@
 
 use redis_spanner::demo::{check, schema, workload};
 use redis_spanner::service::Service;
-use redis_spanner_tests::{RunningService, TestBed, plugin_dir};
+use redis_spanner_tests::{RunningService, TestBed, eventually, http_get, plugin_dir};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -182,13 +182,20 @@ async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Resu
     let plugins = plugin_dir(&["users_cache"]);
     let mut config = bed.config(schema::STREAM, plugins.path());
     config.plugins.shutdown_timeout_ms = 2_000;
+    config.spanner.stall_after_ms = 3_000;
     let service = Service::connect(&config).await?;
     let metrics = service.metrics();
+    let admin = service.admin_addr().expect("the admin server is enabled");
     let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
     let mut redis = bed.redis_connection().await?;
     let before = workload::run(&spanner, Some(5), CancellationToken::new()).await?;
     check::wait_until_accounted(&mut redis, AUDIT, &before, PATIENCE).await?;
+    assert_eq!(
+        http_get(admin, "/readyz").await?.0,
+        200,
+        "ready while healthy"
+    );
 
     // Redis goes away; changes keep committing and the host reads them.
     let shutdown: redis::RedisResult<()> = redis::cmd("SHUTDOWN")
@@ -209,12 +216,40 @@ async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Resu
         read.is_some(),
         "the host read the changes made while Redis was down"
     );
+    // The stall shows: /readyz names the partitions whose checkpoint ages,
+    // and their watermark lag keeps growing without a checkpoint.
+    let stalled = eventually(PATIENCE, || async move {
+        let (status, body) = http_get(admin, "/readyz").await.ok()?;
+        (status == 503 && body.contains("checkpointed")).then_some(body)
+    })
+    .await;
+    assert!(
+        stalled.is_some(),
+        "/readyz kept answering ready while Redis was down"
+    );
+    let lagging = eventually(PATIENCE, || {
+        let metrics = metrics.clone();
+        async move {
+            let text = metrics.render();
+            text.lines()
+                .filter(|line| line.starts_with("redis_spanner_watermark_lag_seconds{"))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<i64>().ok())
+                .any(|lag| lag >= 4)
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        lagging.is_some(),
+        "watermark lag did not grow during the stall"
+    );
     // Stopped while Redis is still down: whatever it checkpointed must not
     // cover the changes it could not apply.
     running.shutdown().await?;
 
     bed.redis.restart().await?;
     let service = Service::connect(&config).await?;
+    let admin = service.admin_addr().expect("the admin server is enabled");
     let running = RunningService::spawn(service);
     let mut redis = bed.redis_connection().await?;
     let accounting = check::wait_until_accounted(&mut redis, AUDIT, &during, PATIENCE).await?;
@@ -226,6 +261,14 @@ async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Resu
     assert_eq!(
         check::wait_until_coherent(&spanner, &mut redis, PATIENCE).await?,
         0
+    );
+    let ready = eventually(PATIENCE, || async move {
+        (http_get(admin, "/readyz").await.ok()?.0 == 200).then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "/readyz did not recover once Redis was back"
     );
     running.shutdown().await
 }

@@ -350,7 +350,7 @@ async fn a_plugin_redis_user_cannot_write_outside_its_prefix() -> anyhow::Result
     let tester = "rs-test-users";
     let mut setuser = redis::cmd("ACL");
     setuser.arg("SETUSER").arg(tester);
-    for rule in acl_rules(&Grant::prefixes(&["users:"]), "pw") {
+    for rule in acl_rules(&Grant::prefixes(&["users:"]), "pw", 0) {
         setuser.arg(rule);
     }
     let () = setuser.query_async(&mut admin).await?;
@@ -650,4 +650,53 @@ async fn a_second_start_loads_from_the_cache_and_bad_plugin_files_are_refused() 
         "{err}"
     );
     Ok(())
+}
+
+/// A Redis URL naming a database (`redis://host:port/1`): the plugin's
+/// managed ACL user may select that database (and no other), and changes
+/// land there, not in database 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_url_with_a_database_number_works_with_managed_users() -> anyhow::Result<()> {
+    let bed = TestBed::start(&schema::ddl()).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let mut config = bed.config(schema::STREAM, plugins.path());
+    config.redis.url = format!("{}/1", bed.redis.url());
+    let running = RunningService::spawn(Service::connect(&config).await?);
+    let spanner = bed.spanner_client().await?;
+    redis_spanner_tests::upsert_user(&spanner, 7, "in database one", None).await?;
+
+    let database_one = redis::Client::open(config.redis.url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let landed = eventually(Duration::from_secs(30), || {
+        let mut conn = database_one.clone();
+        async move {
+            let value: Option<String> = redis::cmd("GET")
+                .arg("users:7")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            value.filter(|v| v.contains("in database one"))
+        }
+    })
+    .await;
+    assert!(landed.is_some(), "users:7 never reached database 1");
+    let mut database_zero = bed.redis_connection().await?;
+    let in_zero: Option<String> = redis::cmd("GET")
+        .arg("users:7")
+        .query_async(&mut database_zero)
+        .await?;
+    assert_eq!(in_zero, None, "the change went to database 0");
+    let rules: Vec<String> = redis::cmd("ACL")
+        .arg("GETUSER")
+        .arg(user_name("users_cache"))
+        .query_async(&mut database_zero)
+        .await
+        .map(|reply: redis::Value| format!("{reply:?}"))
+        .map(|text| vec![text])?;
+    assert!(
+        rules[0].contains("+select|1"),
+        "the managed user may select database 1 only: {rules:?}"
+    );
+    running.shutdown().await
 }

@@ -308,7 +308,7 @@ async fn set_user_password_and_kill_its_clients(
     let mut admin = connect(url, None).await?;
     let mut setuser = redis::cmd("ACL");
     setuser.arg("SETUSER").arg(user);
-    for rule in redis_spanner::sink::acl::acl_rules(grant, password) {
+    for rule in redis_spanner::sink::acl::acl_rules(grant, password, 0) {
         setuser.arg(rule);
     }
     let () = setuser.query_async(&mut admin).await?;

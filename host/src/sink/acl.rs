@@ -43,8 +43,10 @@ pub fn user_name(plugin: &str) -> String {
 }
 
 /// The `ACL SETUSER` rules for a grant: its key prefixes (and the version
-/// keys of those keys), and only the commands the apply function runs.
-pub fn acl_rules(grant: &Grant, password: &str) -> Vec<String> {
+/// keys of those keys), and only the commands the apply function runs; and
+/// `SELECT` of `database` alone when the Redis URL names one other than 0
+/// (a connection selects it first).
+pub fn acl_rules(grant: &Grant, password: &str, database: i64) -> Vec<String> {
     let mut rules = vec![
         "reset".to_owned(),
         "on".to_owned(),
@@ -56,6 +58,9 @@ pub fn acl_rules(grant: &Grant, password: &str) -> Vec<String> {
         "+fcall".to_owned(),
         "+get".to_owned(),
     ];
+    if database != 0 {
+        rules.push(format!("+select|{database}"));
+    }
     for operation in &grant.operations {
         // The function also SETs the version key for every operation.
         rules.push("+set".to_owned());
@@ -198,9 +203,10 @@ impl PluginSinks {
                     .map(|_| format!("{:x}", rand::rng().random_range(0..16u8)))
                     .collect();
                 let user = user_name(plugin);
+                let database = connection_info(&self.url)?.redis_settings().db();
                 let mut cmd = redis::cmd("ACL");
                 cmd.arg("SETUSER").arg(&user);
-                for rule in acl_rules(grant, &password) {
+                for rule in acl_rules(grant, &password, database) {
                     cmd.arg(rule);
                 }
                 let mut admin = self.admin.admin_connection();
@@ -240,7 +246,7 @@ mod tests {
 
     #[test]
     fn rules_cover_keys_and_version_keys_only() {
-        let rules = acl_rules(&Grant::prefixes(&["users:", "a*b"]), "pw");
+        let rules = acl_rules(&Grant::prefixes(&["users:", "a*b"]), "pw", 0);
         assert_eq!(rules[0], "reset");
         let position = |rule: &str| rules.iter().position(|r| r == rule).unwrap();
         assert!(position("-@all") < position("+fcall"), "{rules:?}");
@@ -271,7 +277,7 @@ mod tests {
     fn operations_limit_commands() {
         let mut grant = Grant::prefixes(&["x:"]);
         grant.operations = vec![Operation::Set];
-        let rules = acl_rules(&grant, "pw");
+        let rules = acl_rules(&grant, "pw", 0);
         assert!(
             !rules.iter().any(|r| r == "+del" || r == "+pexpire"),
             "{rules:?}"

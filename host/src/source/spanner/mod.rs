@@ -11,6 +11,8 @@
 //! - [`refresh`]: strong reads of single rows at a plugin's request.
 //! - [`reader`]: runs the root query and every partition, batches records in
 //!   commit order per partition and feeds them to the pipeline.
+//! - [`watermarks`]: each partition's last checkpoint, for lag and stalls
+//!   measured at any moment.
 
 pub mod checkpoint;
 pub mod connect;
@@ -21,6 +23,7 @@ pub mod record;
 pub mod refresh;
 pub mod snapshot;
 pub mod tree;
+pub mod watermarks;
 
 pub use connect::{SpannerError, connect, describe_stream};
 pub use reader::ChangeStreamReader;

@@ -18,6 +18,7 @@ use super::checkpoint::{CheckpointError, CheckpointStore, PartitionState, ROOT_T
 use super::partitions::{PartitionSet, Ready};
 use super::query::{PartitionQuery, read_partition};
 use super::record::{ChildPartitions, Record};
+use super::watermarks::Watermarks;
 use crate::change::{RowChange, Value};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Ticket};
@@ -58,6 +59,8 @@ pub struct ChangeStreamReader {
     /// Read each partition's whole range once more when it ends, before it
     /// is marked finished, and apply what its live query missed.
     pub reread_finished: bool,
+    /// Each running partition's last checkpoint (readiness and lag read it).
+    pub watermarks: Arc<Watermarks>,
     /// At shutdown, how long a partition waits for its submitted batches to
     /// be applied before it writes its last checkpoint.
     pub shutdown_flush: Duration,
@@ -159,6 +162,7 @@ impl ChangeStreamReader {
             }
             tracing::debug!(partition = %ended.token, "partition finished");
             self.metrics().partitions_finished_total.inc();
+            self.watermarks.remove(&ended.token);
             let _ = self
                 .metrics()
                 .watermark_lag_seconds
@@ -175,13 +179,34 @@ impl ChangeStreamReader {
 
     fn record_watermark_lag(&self, token: &str, watermark: &str) {
         if let Ok(micros) = super::record::timestamp_micros(watermark) {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as i64);
+            self.watermarks.set(token, micros);
             self.metrics()
                 .watermark_lag_seconds
                 .with_label_values(&[short(token)])
-                .set((now - micros) / 1_000_000);
+                .set((now_micros() - micros) / 1_000_000);
+        }
+    }
+
+    /// Sets every running partition's `watermark_lag_seconds` from its last
+    /// checkpoint, every second until `stop`: a stalled partition's lag keeps
+    /// growing though it writes no checkpoint.
+    pub async fn refresh_watermark_lag(
+        metrics: Arc<Metrics>,
+        watermarks: Arc<Watermarks>,
+        stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (token, lag) in watermarks.lags(now_micros()) {
+                metrics
+                    .watermark_lag_seconds
+                    .with_label_values(&[short(&token)])
+                    .set(lag);
+            }
         }
     }
 
@@ -197,6 +222,9 @@ impl ChangeStreamReader {
     ) {
         for ready in set.take_ready() {
             tracing::debug!(partition = %ready.token, start = %ready.start, "partition starts");
+            if let Ok(micros) = super::record::timestamp_micros(&ready.start) {
+                self.watermarks.set(&ready.token, micros);
+            }
             let reader = self.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move { reader.run_partition(ready, shutdown).await });
@@ -616,8 +644,15 @@ impl ChangeStreamReader {
     }
 }
 
+/// Now, in microseconds since the epoch.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 /// A partition token short enough for a metric label.
-fn short(token: &str) -> &str {
+pub(crate) fn short(token: &str) -> &str {
     if token.is_empty() {
         return "root";
     }
