@@ -490,8 +490,16 @@ impl Pipeline {
             .lane_in_sync
             .with_label_values(&[&lane.name])
             .set(1);
+        tracing::info!(plugin = %lane.name, "plugin lane back in sync; resyncing it");
+        self.resync_lane(lane);
+    }
+
+    /// Resyncs `lane`'s plugin in the background (one resync at a time; a
+    /// second request while one runs makes it run again after), then clears
+    /// its durable resync mark.
+    fn resync_lane(self: &Arc<Self>, lane: &Arc<Lane>) {
         let Some(resyncer) = self.resyncer.get().cloned() else {
-            tracing::warn!(plugin = %lane.name, "plugin lane back in sync; no resync is available here, so what it skipped stays as it was");
+            tracing::warn!(plugin = %lane.name, "no resync is available here, so what the plugin missed stays as it was");
             return;
         };
         {
@@ -502,7 +510,6 @@ impl Pipeline {
             }
             state.resyncing = true;
         }
-        tracing::info!(plugin = %lane.name, "plugin lane back in sync; resyncing it");
         let pipeline = self.clone();
         let lane = lane.clone();
         let task = tokio::spawn(async move {
@@ -525,9 +532,54 @@ impl Pipeline {
         tasks.push(task.abort_handle());
     }
 
+    /// Every [`WATCH_EVERY`] until `stop`, checks that Redis still holds the
+    /// function library (a Redis restarted without its data has none), and
+    /// resyncs every plugin once Redis is found to have lost its data, here
+    /// or by an apply. Runs apart from the lane watch, which a Redis that
+    /// does not answer must not hold up.
+    async fn watch_redis_data(self: Arc<Self>, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        let mut losses_seen = self.sinks.admin().data_losses();
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let checked = tokio::select! {
+                () = stop.cancelled() => return,
+                checked = self.sinks.admin().check_library() => checked,
+            };
+            if let Err(err) = checked {
+                tracing::debug!(error = %err, "cannot check the function library now");
+            }
+            let losses = self.sinks.admin().data_losses();
+            if losses > losses_seen {
+                losses_seen = losses;
+                self.resync_all("Redis restarted without its data").await;
+            }
+        }
+    }
+
+    /// Resyncs every plugin, after Redis lost what it held: each gets a
+    /// durable resync mark first, so a restart before the resync still
+    /// runs it.
+    async fn resync_all(self: &Arc<Self>, reason: &str) {
+        let lanes: Vec<Arc<Lane>> = self.lanes.map().values().cloned().collect();
+        tracing::error!(%reason, plugins = lanes.len(), "the cache lost its contents; resyncing every plugin from Spanner");
+        self.metrics
+            .retries_total
+            .with_label_values(&["redis_lost_data"])
+            .inc();
+        for lane in lanes {
+            self.mark_resync_needed(&lane.name, reason).await;
+            self.resync_lane(&lane);
+        }
+    }
+
     /// Marks lanes out of sync whose oldest batch waited longer than the
     /// stall bound, until `stop` is cancelled.
     pub async fn watch_lanes(self: Arc<Self>, stop: CancellationToken) {
+        tokio::spawn(self.clone().watch_redis_data(stop.clone()));
         let mut tick = tokio::time::interval(WATCH_EVERY);
         loop {
             tokio::select! {

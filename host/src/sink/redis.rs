@@ -136,6 +136,9 @@ pub struct RedisSink {
     /// (the same as `conn` unless this sink acts as a plugin's ACL user).
     loader: ConnectionManager,
     tombstone_ms: u64,
+    /// How often Redis was found without the function library, i.e.
+    /// restarted without its data (shared by every sink acting for this one).
+    data_losses: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Opens a managed connection and checks the server answers.
@@ -322,6 +325,7 @@ impl RedisSink {
             conn,
             tls,
             tombstone_ms,
+            data_losses: Arc::default(),
         };
         sink.load_functions()
             .await
@@ -340,7 +344,36 @@ impl RedisSink {
             loader: self.loader.clone(),
             tls: self.tls.clone(),
             tombstone_ms: self.tombstone_ms,
+            data_losses: self.data_losses.clone(),
         }
+    }
+
+    /// How many times Redis was found without the function library since
+    /// this sink connected: each time it had restarted without its data, and
+    /// what the cache held before is gone.
+    pub fn data_losses(&self) -> u64 {
+        self.data_losses.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Checks that Redis still holds the function library, and loads it
+    /// again (counting a data loss) when it does not.
+    pub async fn check_library(&self) -> redis::RedisResult<()> {
+        let mut conn = self.loader.clone();
+        let libraries: redis::Value = redis::cmd("FUNCTION")
+            .arg("LIST")
+            .arg("LIBRARYNAME")
+            .arg("redis_spanner")
+            .query_async(&mut conn)
+            .await?;
+        if matches!(&libraries, redis::Value::Array(found) if !found.is_empty()) {
+            return Ok(());
+        }
+        tracing::warn!(
+            "the redis_spanner function library is missing (Redis restarted without its data?); loading it again"
+        );
+        self.data_losses
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.load_functions().await
     }
 
     /// The TLS material this sink connects with.
@@ -452,6 +485,8 @@ impl RedisSink {
                 tracing::warn!(
                     "the redis_spanner function library is missing (Redis restarted empty?); loading it again"
                 );
+                self.data_losses
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if let Err(err) = self.load_functions().await {
                     tracing::warn!(error = %err, "reloading the function library failed; retrying");
                 }
