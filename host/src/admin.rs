@@ -3,7 +3,7 @@
 //! `/healthz` answers 200 while the process serves requests. `/readyz`
 //! answers 200 once the service is connected and following its stream, and
 //! 503 before that, while it shuts down, while any plugin's lane is out of
-//! sync, and while any partition's checkpoint is older than
+//! sync, and while any partition's checkpoint has not moved for
 //! `spanner.stall_after_ms` (the body names each).
 
 use crate::metrics::Metrics;

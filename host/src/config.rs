@@ -99,10 +99,11 @@ pub struct SpannerConfig {
     /// Heartbeat interval requested from the change stream, in milliseconds.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
-    /// A partition whose last checkpoint is older than this many
-    /// milliseconds makes `/readyz` answer 503, naming it: heartbeats move a
-    /// healthy partition's checkpoint about twice a second, so only a stall
-    /// (Redis unavailable or refusing, a plugin lane stuck) lets it age.
+    /// A partition whose checkpoint has not moved for this many milliseconds
+    /// makes `/readyz` answer 503, naming it: heartbeats move a healthy
+    /// partition's checkpoint about twice a second (also while it catches up
+    /// from an old start), so only a stall (Redis unavailable or refusing)
+    /// keeps it still.
     #[serde(default = "default_stall_after_ms")]
     pub stall_after_ms: u64,
     /// Where to start reading: `"now"` or an RFC 3339 timestamp.

@@ -241,7 +241,7 @@ async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Resu
     // and their watermark lag keeps growing without a checkpoint.
     let stalled = eventually(PATIENCE, || async move {
         let (status, body) = http_get(admin, "/readyz").await.ok()?;
-        (status == 503 && body.contains("checkpointed")).then_some(body)
+        (status == 503 && body.contains("checkpoint unmoved")).then_some(body)
     })
     .await;
     assert!(

@@ -1,24 +1,48 @@
-//! The last checkpointed watermark of every partition being read, so the
-//! watermark lag and stalls are measured at any moment, not only when a
-//! checkpoint is written: a partition stuck behind an unavailable Redis
-//! writes no checkpoint, and its lag must still grow.
+//! The last checkpointed watermark of every partition being read, and
+//! when it last moved, so lag and stalls are measured at any moment, not
+//! only when a checkpoint is written: a partition stuck behind an
+//! unavailable Redis writes no checkpoint, and its lag must still grow.
+//!
+//! A stall is a partition whose checkpoint has not moved for a while. A
+//! partition catching up from an old start has an old watermark but moves
+//! it twice a second: it lags, but it is not stalled.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Watermarks of the partitions in progress, in microseconds since the
-/// epoch.
+/// A partition's watermark (µs since the epoch) and when it last moved.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    micros: i64,
+    moved_at: Instant,
+}
+
+/// Watermarks of the partitions in progress.
 #[derive(Debug, Default)]
 pub struct Watermarks {
-    by_partition: Mutex<HashMap<String, i64>>,
+    by_partition: Mutex<HashMap<String, Mark>>,
 }
 
 impl Watermarks {
     /// Records that `partition` is checkpointed up to `micros` (or starts
     /// there).
     pub fn set(&self, partition: &str, micros: i64) {
-        self.lock().insert(partition.to_owned(), micros);
+        self.set_at(partition, micros, Instant::now());
+    }
+
+    fn set_at(&self, partition: &str, micros: i64, now: Instant) {
+        let mut marks = self.lock();
+        let mark = marks.entry(partition.to_owned()).or_insert(Mark {
+            micros,
+            moved_at: now,
+        });
+        if micros != mark.micros {
+            *mark = Mark {
+                micros,
+                moved_at: now,
+            };
+        }
     }
 
     /// Forgets a finished partition.
@@ -30,33 +54,43 @@ impl Watermarks {
     pub fn lags(&self, now_micros: i64) -> Vec<(String, i64)> {
         self.lock()
             .iter()
-            .map(|(partition, micros)| (partition.clone(), (now_micros - micros) / 1_000_000))
+            .map(|(partition, mark)| (partition.clone(), (now_micros - mark.micros) / 1_000_000))
             .collect()
     }
 
-    /// One line for each partition whose checkpoint is more than `limit`
-    /// behind `now_micros`, oldest first.
+    /// One line for each partition whose checkpoint has not moved for more
+    /// than `limit`, longest first, with how far its watermark trails
+    /// `now_micros`.
     pub fn stalls(&self, now_micros: i64, limit: Duration) -> Vec<String> {
-        let mut lags: Vec<(String, i64)> = self
+        self.stalls_at(now_micros, Instant::now(), limit)
+    }
+
+    fn stalls_at(&self, now_micros: i64, now: Instant, limit: Duration) -> Vec<String> {
+        let mut stalled: Vec<(String, Duration, i64)> = self
             .lock()
             .iter()
-            .map(|(partition, micros)| (partition.clone(), now_micros - micros))
-            .filter(|(_, lag)| *lag > limit.as_micros() as i64)
+            .map(|(partition, mark)| {
+                let still = now.saturating_duration_since(mark.moved_at);
+                (partition.clone(), still, now_micros - mark.micros)
+            })
+            .filter(|(_, still, _)| *still > limit)
             .collect();
-        lags.sort_by_key(|(_, lag)| std::cmp::Reverse(*lag));
-        lags.into_iter()
-            .map(|(partition, lag)| {
+        stalled.sort_by_key(|(_, still, _)| std::cmp::Reverse(*still));
+        stalled
+            .into_iter()
+            .map(|(partition, still, lag)| {
                 format!(
-                    "partition {} checkpointed {} s ago (limit {} s)",
+                    "partition {} checkpoint unmoved for {} s (limit {} s; watermark {} s behind)",
                     super::reader::short(&partition),
-                    lag / 1_000_000,
-                    limit.as_secs()
+                    still.as_secs(),
+                    limit.as_secs(),
+                    lag / 1_000_000
                 )
             })
             .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Mark>> {
         self.by_partition.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -66,19 +100,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stalls_name_partitions_past_the_limit_oldest_first() {
+    fn stalls_are_unmoved_checkpoints_not_old_watermarks() {
         let watermarks = Watermarks::default();
-        let now = 100_000_000;
-        watermarks.set("fresh", now - 1_000_000);
-        watermarks.set("stuck", now - 52_000_000);
-        watermarks.set("older", now - 90_000_000);
-        let stalls = watermarks.stalls(now, Duration::from_secs(30));
+        let start = Instant::now();
+        let now_micros = 10_000_000_000;
+        // Catching up from an hour ago, and moving: lags, not stalled.
+        watermarks.set_at("catching-up", now_micros - 3_600_000_000, start);
+        watermarks.set_at("stuck", now_micros - 1_000_000, start);
+        watermarks.set_at("older", now_micros - 2_000_000, start);
+        let later = start + Duration::from_secs(52);
+        watermarks.set_at("catching-up", now_micros - 3_590_000_000, later);
+        // Setting the same watermark again is no movement.
+        watermarks.set_at("stuck", now_micros - 1_000_000, later);
+        let stalls = watermarks.stalls_at(now_micros, later, Duration::from_secs(30));
         assert_eq!(stalls.len(), 2, "{stalls:?}");
-        assert!(stalls[0].contains("90 s ago"), "{stalls:?}");
-        assert!(stalls[1].contains("52 s ago"), "{stalls:?}");
+        assert!(
+            stalls.iter().all(|s| s.contains("unmoved for 52 s")),
+            "{stalls:?}"
+        );
+        assert!(!stalls.iter().any(|s| s.contains("catching")), "{stalls:?}");
         watermarks.remove("older");
         watermarks.remove("stuck");
-        assert!(watermarks.stalls(now, Duration::from_secs(30)).is_empty());
-        assert_eq!(watermarks.lags(now), vec![("fresh".to_owned(), 1)]);
+        assert!(
+            watermarks
+                .stalls_at(now_micros, later, Duration::from_secs(30))
+                .is_empty()
+        );
+        assert_eq!(
+            watermarks.lags(now_micros),
+            vec![("catching-up".to_owned(), 3_590)]
+        );
     }
 }
