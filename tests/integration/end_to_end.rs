@@ -317,17 +317,8 @@ async fn a_failing_plugin_parks_its_batch_and_others_keep_flowing() -> anyhow::R
     assert!(alan.is_some(), "later changes still flow");
     // test_trap recovered on a fresh instance and handled the later batch
     // (in its own lane, so not necessarily before users_cache did).
-    let trap_key = eventually(Duration::from_secs(20), || {
-        let mut redis = redis.clone();
-        async move {
-            redis
-                .get::<_, Option<String>>("trap:8")
-                .await
-                .ok()
-                .flatten()
-        }
-    })
-    .await;
+    let trap_key =
+        redis_spanner_tests::eventually_get(&redis, "trap:8", Duration::from_secs(20)).await;
     assert!(
         trap_key.is_some(),
         "the trapping plugin was re-instantiated and works again"

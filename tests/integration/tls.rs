@@ -235,18 +235,9 @@ async fn the_host_caches_through_a_tls_only_redis() -> anyhow::Result<()> {
     let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
     upsert_user(&spanner, 7, "over TLS", None).await?;
-    let cached = eventually(Duration::from_secs(30), || {
-        let mut redis = redis.clone();
-        async move {
-            redis
-                .get::<_, Option<String>>("users:7")
-                .await
-                .ok()
-                .flatten()
-        }
-    })
-    .await;
-    let cached = cached.expect("users:7 cached through TLS");
+    let cached = redis_spanner_tests::eventually_get(&redis, "users:7", Duration::from_secs(30))
+        .await
+        .expect("users:7 cached through TLS");
     assert!(cached.contains("\"Name\":\"over TLS\""), "{cached}");
     let _: () = redis.del("users:7").await?;
     running.shutdown().await

@@ -189,6 +189,26 @@ where
     }
 }
 
+/// The value of `key` once it has one, or `None` after `timeout`.
+pub async fn eventually_get<C>(redis: &C, key: &str, timeout: Duration) -> Option<String>
+where
+    C: redis::aio::ConnectionLike + Clone + Send + Sync,
+{
+    eventually(timeout, || {
+        let mut redis = redis.clone();
+        let key = key.to_owned();
+        async move {
+            redis::cmd("GET")
+                .arg(&key)
+                .query_async::<Option<String>>(&mut redis)
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await
+}
+
 /// A plain HTTP/1.1 GET: the status code and the body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -368,6 +368,12 @@ impl RedisSink {
         if matches!(&libraries, redis::Value::Array(found) if !found.is_empty()) {
             return Ok(());
         }
+        self.reload_lost_library().await
+    }
+
+    /// Redis has no function library, so it restarted without its data:
+    /// counts the loss and loads the library again.
+    async fn reload_lost_library(&self) -> redis::RedisResult<()> {
         tracing::warn!(
             "the redis_spanner function library is missing (Redis restarted without its data?); loading it again"
         );
@@ -480,16 +486,8 @@ impl RedisSink {
                     }
                 }
             }
-            if missing_library {
-                // Redis restarted without its data: load the library again.
-                tracing::warn!(
-                    "the redis_spanner function library is missing (Redis restarted empty?); loading it again"
-                );
-                self.data_losses
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Err(err) = self.load_functions().await {
-                    tracing::warn!(error = %err, "reloading the function library failed; retrying");
-                }
+            if missing_library && let Err(err) = self.reload_lost_library().await {
+                tracing::warn!(error = %err, "reloading the function library failed; retrying");
             }
             if !retry.is_empty() && !missing_library {
                 self.pause(&mut backoff).await;

@@ -180,10 +180,7 @@ impl ChangeStreamReader {
     fn record_watermark_lag(&self, token: &str, watermark: &str) {
         if let Ok(micros) = super::record::timestamp_micros(watermark) {
             self.watermarks.set(token, micros);
-            self.metrics()
-                .watermark_lag_seconds
-                .with_label_values(&[short(token)])
-                .set((now_micros() - micros) / 1_000_000);
+            set_watermark_lag(self.metrics(), token, (now_micros() - micros) / 1_000_000);
         }
     }
 
@@ -202,10 +199,7 @@ impl ChangeStreamReader {
                 _ = tick.tick() => {}
             }
             for (token, lag) in watermarks.lags(now_micros()) {
-                metrics
-                    .watermark_lag_seconds
-                    .with_label_values(&[short(&token)])
-                    .set(lag);
+                set_watermark_lag(&metrics, &token, lag);
             }
         }
     }
@@ -642,6 +636,14 @@ impl ChangeStreamReader {
         }
         Ok(())
     }
+}
+
+/// Sets `watermark_lag_seconds` of partition `token`.
+fn set_watermark_lag(metrics: &Metrics, token: &str, seconds: i64) {
+    metrics
+        .watermark_lag_seconds
+        .with_label_values(&[short(token)])
+        .set(seconds);
 }
 
 /// Now, in microseconds since the epoch.
