@@ -11,6 +11,7 @@
 //! - [`source`]: where changes come from ([`source::spanner`]: change streams).
 //! - [`runtime`]: the wasmtime component host that runs plugins.
 //! - [`sink`]: where plans are applied ([`sink::redis`]).
+//! - [`flow`]: what sources hand the pipeline, and its answer (sources never call it).
 //! - [`pipeline`]: batch → plugins → checked plan → Redis.
 //! - [`cache_events`]: cache events (application stream, keyspace
 //!   notifications) fed to plugins.
@@ -34,6 +35,7 @@ pub mod change;
 pub mod config;
 pub mod crypto;
 pub mod demo;
+pub mod flow;
 pub mod local;
 pub mod metrics;
 pub mod pipeline;

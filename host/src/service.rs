@@ -7,8 +7,11 @@
 use crate::admin::{AdminServer, Readiness};
 use crate::cache_events::CacheEventTasks;
 use crate::config::Config;
+use crate::flow::IntakeReceiver;
 use crate::metrics::Metrics;
-use crate::pipeline::{DeadLetterPolicy, Pipeline, PluginSet};
+use crate::pipeline::{
+    DeadLetterPolicy, Pipeline, PluginSet, PluginSetReceiver, plugin_set_channel,
+};
 use crate::policy::Policy;
 use crate::provision::Admin;
 use crate::resync::Resyncer;
@@ -31,6 +34,9 @@ use tokio_util::sync::CancellationToken;
 /// A service that is connected and ready to follow its stream.
 pub struct Service {
     reader: ChangeStreamReader,
+    pipeline: Arc<Pipeline>,
+    /// The pipeline's ends of the sources' intake and the reloader's plugin sets.
+    inputs: (IntakeReceiver, PluginSetReceiver),
     start: String,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
@@ -91,7 +97,7 @@ impl Service {
             config.plugins.batch_max,
             &config.spanner.checkpoint_table,
         );
-        pipeline.set_resyncer(resyncer.clone());
+        pipeline.set_resyncer(resyncer);
         // The host's own password file, when it has one, comes first.
         let host_credentials = config
             .redis
@@ -99,18 +105,20 @@ impl Service {
             .is_some()
             .then(|| password_files.first().cloned())
             .flatten();
+        let (intake, intake_receiver) = crate::flow::intake();
+        let (plugin_sets, plugin_set_receiver) = plugin_set_channel();
         let cache_events =
-            CacheEventTasks::connect(config, &pipeline, consumer, host_credentials).await?;
+            CacheEventTasks::connect(config, &intake, &metrics, consumer, host_credentials).await?;
         let keyring = options.keyring.clone();
         let reloader = config.plugins.hot_reload.then(|| {
             Reloader::new(
                 engine,
                 options,
                 &config.plugins.dir,
-                pipeline.clone(),
+                &pipeline.current_plugins(),
+                plugin_sets,
                 std::time::Duration::from_millis(config.plugins.remove_grace_ms),
             )
-            .with_resyncer(resyncer)
         });
         let readiness = Arc::new(Readiness::default());
         let admin = match &config.admin.listen {
@@ -129,7 +137,8 @@ impl Service {
                 stream: stream.clone(),
                 heartbeat_ms: config.spanner.heartbeat_ms as i64,
                 batch_max: config.plugins.batch_max,
-                pipeline,
+                intake,
+                metrics: metrics.clone(),
                 checkpoints,
                 reread_finished: config
                     .spanner
@@ -138,6 +147,8 @@ impl Service {
                 shutdown_flush: config.plugins.shutdown_timeout() / 2,
                 watermarks: Arc::new(Watermarks::default()),
             },
+            pipeline,
+            inputs: (intake_receiver, plugin_set_receiver),
             start,
             metrics,
             readiness,
@@ -164,14 +175,7 @@ impl Service {
     /// The names of the loaded plugins that handle cache events (contract
     /// 0.2.0 and later export `on-cache-events`).
     pub fn cache_event_plugins(&self) -> Vec<String> {
-        self.reader
-            .pipeline
-            .plugins()
-            .load()
-            .iter()
-            .filter(|plugin| plugin.handles_cache_events())
-            .map(|plugin| plugin.name().to_owned())
-            .collect()
+        self.pipeline.cache_event_plugins()
     }
 
     /// Follows the stream until `shutdown` resolves, then finishes in-flight
@@ -194,8 +198,16 @@ impl Service {
         let keyring_watch = self
             .keyring
             .map(|keyring| tokio::spawn(keyring.watch(admin_stop.clone())));
+        let pipeline = self.pipeline.clone();
+        let (intake, plugin_sets) = self.inputs;
+        // The pipeline takes work until every source is gone (or at the
+        // end of shutdown), so in-flight batches can still finish.
+        let serving = tokio::spawn(
+            pipeline
+                .clone()
+                .serve(intake, plugin_sets, admin_stop.clone()),
+        );
         let cache_event_tasks = self.cache_events.spawn(&admin_stop);
-        let pipeline = self.reader.pipeline.clone();
         let lane_watch = tokio::spawn(pipeline.clone().watch_lanes(admin_stop.clone()));
         let watermarks = self.reader.watermarks.clone();
         let lag_refresh = tokio::spawn(ChangeStreamReader::refresh_watermark_lag(
@@ -249,6 +261,7 @@ impl Service {
         pipeline.stop_lanes();
         let tasks = admin
             .into_iter()
+            .chain(Some(serving))
             .chain(Some(lane_watch))
             .chain(Some(lag_refresh))
             .chain(reloader)

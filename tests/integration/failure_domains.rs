@@ -447,6 +447,11 @@ async fn a_plugin_added_to_a_running_host_is_resynced() -> anyhow::Result<()> {
     let mismatches =
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(60)).await?;
     assert_eq!(mismatches, 0, "every existing row is cached");
+    // The added plugin takes part in the stream from now on, too.
+    commit(&spanner, (ROWS + 1..=ROWS + 20).map(user).collect()).await?;
+    let mismatches =
+        check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(60)).await?;
+    assert_eq!(mismatches, 0, "rows written after the resync are cached");
     assert_eq!(
         metrics
             .resync_rows_total

@@ -8,12 +8,11 @@
 //! to Redis's `notify-keyspace-events` setting at start.
 
 use super::parse::keyspace_notification;
-use crate::pipeline::Pipeline;
+use crate::flow::{Intake, Work};
 use crate::sink::credentials::FileCredentials;
 use crate::sink::tls::RedisTls;
 use futures::StreamExt as _;
 use redis::aio::ConnectionManager;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -34,7 +33,7 @@ pub fn merged_flags(current: &str) -> Option<String> {
     (!missing.is_empty()).then(|| format!("{current}{missing}"))
 }
 
-/// Listens to keyspace notifications and feeds them to the pipeline.
+/// Listens to keyspace notifications and hands them to the pipeline's intake.
 pub struct KeyspaceListener {
     info: redis::ConnectionInfo,
     tls: Option<RedisTls>,
@@ -42,7 +41,7 @@ pub struct KeyspaceListener {
     admin: ConnectionManager,
     configure: bool,
     batch_max: usize,
-    pipeline: Arc<Pipeline>,
+    intake: Intake,
 }
 
 impl KeyspaceListener {
@@ -57,7 +56,7 @@ impl KeyspaceListener {
         admin: ConnectionManager,
         configure: bool,
         batch_max: usize,
-        pipeline: Arc<Pipeline>,
+        intake: Intake,
     ) -> Self {
         Self {
             info,
@@ -66,7 +65,7 @@ impl KeyspaceListener {
             admin,
             configure,
             batch_max: batch_max.max(1),
-            pipeline,
+            intake,
         }
     }
 
@@ -182,7 +181,7 @@ impl KeyspaceListener {
     /// failing is dropped with an error (the keys just stay uncached).
     async fn process(&self, batch: &[crate::cache_events::CacheEvent], stop: &CancellationToken) {
         for attempt in 1..=ATTEMPTS {
-            match self.pipeline.process_cache_events(batch).await {
+            match self.intake.run(Work::CacheEvents(batch.to_vec())).await {
                 Ok(()) => return,
                 Err(err) if attempt < ATTEMPTS => {
                     tracing::warn!(attempt, error = %err, "keyspace events not processed; retrying");

@@ -12,7 +12,8 @@
 //!   refused fills as audit records.
 //! - [`tasks`]: connects and runs the sources a config enables.
 //!
-//! Both feed `Pipeline::process_cache_events`, which hands each plugin
+//! Both hand their events to the pipeline's intake ([`crate::flow`]); the
+//! pipeline's `process_cache_events` hands each plugin
 //! built against contract 0.2.0 the events on keys under its granted
 //! prefixes, and carries out the `refresh` requests it answers with.
 

@@ -14,7 +14,8 @@
 
 use super::CacheEventsConfig;
 use super::parse::{refused_fill, stream_entry};
-use crate::pipeline::Pipeline;
+use crate::flow::{Intake, Work};
+use crate::metrics::Metrics;
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions};
@@ -41,7 +42,8 @@ pub enum StreamKind {
     RefusedFills,
 }
 
-/// Reads one stream with the consumer group and feeds it to the pipeline.
+/// Reads one stream with the consumer group and hands it to the pipeline's
+/// intake; acknowledges entries only once the pipeline applied them.
 pub struct StreamConsumer {
     conn: ConnectionManager,
     /// Where the next `XAUTOCLAIM` scan starts (`0-0` after a full pass).
@@ -50,7 +52,8 @@ pub struct StreamConsumer {
     stream: String,
     config: CacheEventsConfig,
     consumer: String,
-    pipeline: Arc<Pipeline>,
+    intake: Intake,
+    metrics: Arc<Metrics>,
 }
 
 /// Which entries to read next.
@@ -73,7 +76,8 @@ impl StreamConsumer {
         kind: StreamKind,
         config: CacheEventsConfig,
         consumer: String,
-        pipeline: Arc<Pipeline>,
+        intake: Intake,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let stream = match kind {
             StreamKind::CacheEvents => config.stream.clone(),
@@ -86,7 +90,8 @@ impl StreamConsumer {
             stream,
             config,
             consumer,
-            pipeline,
+            intake,
+            metrics,
         }
     }
 
@@ -129,7 +134,7 @@ impl StreamConsumer {
                 Ok(entries) => entries,
                 Err(err) => {
                     tracing::warn!(%stream, error = %err, "cannot read the stream; retrying");
-                    self.pipeline.metrics().retry("cache_event_read");
+                    self.metrics.retry("cache_event_read");
                     pause(&stop, &mut backoff).await;
                     if err.code() == Some("NOGROUP") {
                         let _ = self.ensure_group().await;
@@ -159,7 +164,7 @@ impl StreamConsumer {
                         }
                     } else {
                         tracing::warn!(%stream, entries = entries.len(), attempt = failures, error = %err, "stream entries not processed; they stay pending and are retried");
-                        self.pipeline.metrics().retry("cache_events");
+                        self.metrics.retry("cache_events");
                     }
                     pause(&stop, &mut backoff).await;
                     next = Next::OwnPending;
@@ -269,14 +274,20 @@ impl StreamConsumer {
     /// Audits refused fills as stale.
     async fn process_refused_fills(&mut self, entries: &[StreamId]) -> anyhow::Result<()> {
         let records = self.parse_or_park(entries, refused_fill).await?;
-        self.pipeline.audit_refused_fills(records).await?;
+        self.intake
+            .run(Work::RefusedFills(records))
+            .await
+            .map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
     /// Hands cache events to the plugins.
     async fn process_events(&mut self, entries: &[StreamId]) -> anyhow::Result<()> {
         let events = self.parse_or_park(entries, stream_entry).await?;
-        self.pipeline.process_cache_events(&events).await?;
+        self.intake
+            .run(Work::CacheEvents(events))
+            .await
+            .map_err(anyhow::Error::msg)?;
         Ok(())
     }
 
@@ -304,9 +315,14 @@ impl StreamConsumer {
             .map(|(name, value)| (name.clone(), field_text(value)))
             .collect();
         tracing::error!(stream = %self.stream, id = %entry.id, %reason, "bad stream entry; parked in the dead-letter stream");
-        self.pipeline
-            .park_bad_cache_event(reason, serde_json::to_string(&fields).unwrap_or_default())
-            .await?;
+        let entry = serde_json::to_string(&fields).unwrap_or_default();
+        self.intake
+            .run(Work::BadCacheEvent {
+                reason: reason.to_owned(),
+                entry,
+            })
+            .await
+            .map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }

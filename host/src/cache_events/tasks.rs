@@ -3,7 +3,8 @@
 use super::keyspace::KeyspaceListener;
 use super::stream::{StreamConsumer, StreamKind};
 use crate::config::Config;
-use crate::pipeline::Pipeline;
+use crate::flow::Intake;
+use crate::metrics::Metrics;
 use crate::sink::credentials::FileCredentials;
 use crate::sink::redis::{connection_info, mask_url, open_connection_as};
 use anyhow::Context as _;
@@ -21,10 +22,12 @@ impl CacheEventTasks {
     /// Connects the sources `config` enables (each on its own Redis
     /// connection, since they block) for consumer `consumer`, as the host's
     /// user: `credentials` when it reads its password from a file (the
-    /// service's own, which it watches).
+    /// service's own, which it watches). They hand their events to
+    /// `intake` and count retries in `metrics`.
     pub async fn connect(
         config: &Config,
-        pipeline: &Arc<Pipeline>,
+        intake: &Intake,
+        metrics: &Arc<Metrics>,
         consumer: String,
         credentials: Option<FileCredentials>,
     ) -> anyhow::Result<Self> {
@@ -57,7 +60,8 @@ impl CacheEventTasks {
                 kind,
                 events.clone(),
                 consumer.clone(),
-                pipeline.clone(),
+                intake.clone(),
+                metrics.clone(),
             );
             stream.ensure_group().await.with_context(|| {
                 format!(
@@ -75,7 +79,7 @@ impl CacheEventTasks {
                 open().await?,
                 events.configure_notifications,
                 events.batch_max,
-                pipeline.clone(),
+                intake.clone(),
             );
             listener.configure_redis().await?;
             Some(listener)

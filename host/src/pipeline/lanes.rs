@@ -2,11 +2,11 @@
 //! so a slow or failing plugin delays only itself.
 //!
 //! [`Pipeline::submit`] hands a batch to the lane of every plugin that wants
-//! one of its tables and returns a [`Ticket`]; the ticket completes once
-//! every lane that was in sync at submission has applied the batch (or has
-//! been marked out of sync since). A source commits its progress only for
-//! batches whose tickets completed, so a checkpoint never passes a change
-//! that an in-sync plugin has not applied.
+//! one of its tables, with the batch's [`Commit`] handle; the handle is
+//! resolved as applied once every lane that was in sync at submission has
+//! applied the batch (or has been marked out of sync since). A source
+//! commits its progress only past batches resolved as applied, so a
+//! checkpoint never passes a change that an in-sync plugin has not applied.
 //!
 //! A lane whose oldest batch has waited longer than the stall bound, or
 //! whose backlog grows past its bound, while Redis has been taking writes
@@ -21,16 +21,17 @@
 //!
 //! A batch that fails in a lane for a reason of Redis itself (unreachable,
 //! audit trail not writable) is retried by the lane until it succeeds: the
-//! ticket waits, and with it the source's checkpoint.
+//! commit waits, and with it the source's checkpoint.
 
 use super::Pipeline;
 use crate::change::RowChange;
+use crate::flow::{Commit, commit_pair};
 use crate::metrics::Metrics;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How often lanes are checked for stalls.
@@ -54,16 +55,13 @@ impl Default for LaneBounds {
     }
 }
 
-/// Completes when every lane a batch went to is done with it.
-#[derive(Clone)]
-pub struct Ticket(Arc<Completion>);
-
+/// Resolves a batch's commit once every lane it went to is done with it.
 struct Completion {
     remaining: AtomicUsize,
-    notify: Notify,
+    commit: Mutex<Option<Commit>>,
     /// The batch, for the lag metric once it is applied.
-    batch: Option<Arc<[RowChange]>>,
-    metrics: Option<Arc<Metrics>>,
+    batch: Arc<[RowChange]>,
+    metrics: Arc<Metrics>,
 }
 
 impl Completion {
@@ -74,43 +72,16 @@ impl Completion {
     }
 
     fn completed(&self) {
-        if let Some(metrics) = &self.metrics {
-            let now = super::now_micros();
-            for change in self.batch.iter().flat_map(|batch| batch.iter()) {
-                metrics.record_lag(
-                    &change.table,
-                    now.saturating_sub(change.commit_micros).max(0) as u64,
-                );
-            }
+        let now = super::now_micros();
+        for change in self.batch.iter() {
+            self.metrics.record_lag(
+                &change.table,
+                now.saturating_sub(change.commit_micros).max(0) as u64,
+            );
         }
-        self.notify.notify_waiters();
-    }
-}
-
-impl Ticket {
-    /// A ticket for nothing: already complete.
-    pub fn done() -> Self {
-        Ticket(Arc::new(Completion {
-            remaining: AtomicUsize::new(0),
-            notify: Notify::new(),
-            batch: None,
-            metrics: None,
-        }))
-    }
-
-    /// Whether every lane is done with the batch.
-    pub fn is_done(&self) -> bool {
-        self.0.remaining.load(Ordering::Acquire) == 0
-    }
-
-    /// Waits until every lane is done with the batch.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            if self.is_done() {
-                return;
-            }
-            notified.await;
+        let commit = self.commit.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(commit) = commit {
+            commit.applied();
         }
     }
 }
@@ -125,7 +96,7 @@ struct Job {
 }
 
 impl Job {
-    /// Counts the job as done for its ticket (once, whoever calls first).
+    /// Counts the job as done for its batch (once, whoever calls first).
     fn release(&self) {
         if !self.released.swap(true, Ordering::AcqRel) {
             self.completion.one_done();
@@ -264,8 +235,9 @@ impl Lanes {
 
 impl Pipeline {
     /// Hands `batch` to the lane of every plugin that wants one of its
-    /// tables; the ticket completes when each in-sync lane has applied it.
-    pub fn submit(self: &Arc<Self>, batch: Vec<RowChange>) -> Ticket {
+    /// tables; `commit` is resolved as applied when each in-sync lane has
+    /// applied it.
+    pub(super) fn submit(self: &Arc<Self>, batch: Vec<RowChange>, commit: Commit) {
         for change in &batch {
             self.metrics
                 .changes_total
@@ -283,9 +255,9 @@ impl Pipeline {
             .collect();
         let completion = Arc::new(Completion {
             remaining: AtomicUsize::new(lanes.len()),
-            notify: Notify::new(),
-            batch: Some(batch.clone()),
-            metrics: Some(self.metrics.clone()),
+            commit: Mutex::new(Some(commit)),
+            batch: batch.clone(),
+            metrics: self.metrics.clone(),
         });
         if lanes.is_empty() {
             completion.completed();
@@ -318,7 +290,6 @@ impl Pipeline {
                 }
             }
         }
-        Ticket(completion)
     }
 
     /// Runs `batch` through every plugin and waits until it is applied.
@@ -326,7 +297,11 @@ impl Pipeline {
         if batch.is_empty() {
             return;
         }
-        self.submit(batch.to_vec()).wait().await;
+        let (commit, receipt) = commit_pair();
+        self.submit(batch.to_vec(), commit);
+        // Lanes resolve every batch they take; a stopped pipeline has
+        // nothing more to wait for.
+        let _ = receipt.wait().await;
     }
 
     /// What keeps lanes of loaded plugins from being coherent: out of sync,

@@ -1,13 +1,14 @@
 //! From a batch of row changes to applied Redis effects.
 //!
-//! For each plugin of the current set (swapped atomically between batches by
-//! hot reload): the changes of the tables it wants are handed to it; its
+//! Sources hand work to the pipeline through its [`intake`] (see
+//! [`crate::flow`]) and never call it; the reloader sends it new plugin
+//! sets there too. For each plugin of the current set: the changes of the tables it wants are handed to it; its
 //! plan is checked (every action must name a change of the batch and touch a
 //! key that can carry a version); each action is checked against the
 //! plugin's grant; the allowed ones are applied through the plugin's own
 //! Redis user, each only if newer than what Redis holds. Each plugin runs in
 //! its own [`lanes`] lane, so a slow plugin delays only itself; a source
-//! commits progress only for batches whose [`Ticket`] completed. A plugin
+//! commits progress only past batches the pipeline resolved as applied. A plugin
 //! that fails is retried on a fresh instance and
 //! then its batch is parked in a dead-letter stream; an effect that is
 //! invalid ([`effect_check`]) or that Redis answers with an error refuses
@@ -21,6 +22,7 @@
 
 pub mod cache_events;
 pub mod effect_check;
+pub mod intake;
 pub mod lanes;
 mod records;
 pub mod resync_marks;
@@ -38,7 +40,8 @@ use crate::sink::{DeadLetter, Outcome, SinkError, Versioned};
 use crate::source::spanner::refresh::Refresher;
 use arc_swap::ArcSwap;
 use effect_check::check_effect;
-pub use lanes::{LaneBounds, Lanes, Ticket};
+pub use intake::{PluginSetReceiver, PluginSetSender, PluginSetUpdate, plugin_set_channel};
+pub use lanes::{LaneBounds, Lanes};
 use records::RecordSampler;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -124,24 +127,26 @@ impl Pipeline {
         let _ = self.resyncer.set(resyncer);
     }
 
-    /// The grants.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
     /// The shared metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    /// The plugin set (hot reload swaps it).
-    pub fn plugins(&self) -> &Arc<PluginSet> {
-        &self.plugins
+    /// The plugins loaded now (the reloader sends replacements through
+    /// [`Pipeline::serve`]).
+    pub fn current_plugins(&self) -> Arc<Vec<Arc<Plugin>>> {
+        self.plugins.load_full()
     }
 
-    /// The per-plugin sinks.
-    pub fn sinks(&self) -> &PluginSinks {
-        &self.sinks
+    /// The names of the loaded plugins that handle cache events (contract
+    /// 0.2.0 and later export `on-cache-events`).
+    pub fn cache_event_plugins(&self) -> Vec<String> {
+        self.plugins
+            .load()
+            .iter()
+            .filter(|plugin| plugin.handles_cache_events())
+            .map(|plugin| plugin.name().to_owned())
+            .collect()
     }
 
     /// Runs one plugin on the changes of `batch` it wants and applies what

@@ -2,9 +2,10 @@
 //!
 //! A change to a `.wasm`, its manifest (`.toml`) or its signature (`.sig`)
 //! triggers a rescan after a short quiet period. Each added or changed
-//! plugin is compiled and initialised off the hot path; the new set replaces
-//! the old one atomically, so every batch runs entirely on one set and no
-//! change is lost or handled twice across a swap. A new version that fails
+//! plugin is compiled and initialised off the hot path; the new set is sent
+//! to the pipeline as one message and replaces the old one between two
+//! batches, so every batch runs entirely on one set and no change is lost or
+//! handled twice across a swap (the pipeline also resyncs added plugins). A new version that fails
 //! to compile, verify or initialise leaves the old one running and the
 //! error is logged, as at start. A removed file removes its plugin once it
 //! has stayed away for a grace period: a delete-then-copy upgrade keeps the
@@ -15,7 +16,7 @@ use super::engine::PluginEngine;
 use super::manifest::manifest_path;
 use super::plugin::{LoadOptions, Plugin};
 use super::signing::{digest_hex, signature_path};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{PluginSetSender, PluginSetUpdate};
 use notify::Watcher as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,12 +45,12 @@ fn fingerprint(wasm: &Path) -> Option<Fingerprint> {
     })
 }
 
-/// Watches a plugin directory and keeps a pipeline's plugin set current.
+/// Watches a plugin directory and sends the pipeline each new plugin set.
 pub struct Reloader {
     engine: PluginEngine,
     options: LoadOptions,
     dir: PathBuf,
-    pipeline: Arc<Pipeline>,
+    updates: PluginSetSender,
     loaded: BTreeMap<PathBuf, (Fingerprint, Arc<Plugin>)>,
     /// Files that failed to load and have not changed since.
     refused: BTreeMap<PathBuf, Fingerprint>,
@@ -57,24 +58,22 @@ pub struct Reloader {
     missing_since: BTreeMap<PathBuf, Instant>,
     /// How long a file may be gone before its plugin is removed.
     remove_grace: Duration,
-    /// Resyncs plugins added while the service runs, when set.
-    resyncer: Option<crate::resync::Resyncer>,
-    /// Resyncs under way.
-    resyncs: tokio::task::JoinSet<()>,
 }
 
 impl Reloader {
-    /// A reloader for `dir`, whose current plugins are in `pipeline`; a
-    /// plugin whose file is gone is removed after `remove_grace`.
+    /// A reloader for `dir`, whose plugins loaded now are `running`,
+    /// sending new sets to `updates`; a plugin whose file is gone is removed
+    /// after `remove_grace`.
     pub fn new(
         engine: PluginEngine,
         options: LoadOptions,
         dir: &Path,
-        pipeline: Arc<Pipeline>,
+        running: &[Arc<Plugin>],
+        updates: PluginSetSender,
         remove_grace: Duration,
     ) -> Self {
         let mut loaded = BTreeMap::new();
-        for plugin in pipeline.plugins().load().iter() {
+        for plugin in running {
             if let Some(print) = fingerprint(plugin.path()) {
                 loaded.insert(plugin.path().to_owned(), (print, plugin.clone()));
             }
@@ -83,21 +82,12 @@ impl Reloader {
             engine,
             options,
             dir: dir.to_owned(),
-            pipeline,
+            updates,
             loaded,
             refused: BTreeMap::new(),
             missing_since: BTreeMap::new(),
             remove_grace,
-            resyncer: None,
-            resyncs: tokio::task::JoinSet::new(),
         }
-    }
-
-    /// Resyncs each plugin added (or added again) from now on with
-    /// `resyncer`, so its keys are warm without a write to its rows.
-    pub fn with_resyncer(mut self, resyncer: crate::resync::Resyncer) -> Self {
-        self.resyncer = Some(resyncer);
-        self
     }
 
     /// When the next plugin whose file is gone should be removed.
@@ -153,7 +143,7 @@ impl Reloader {
         }
     }
 
-    /// Loads what changed and swaps the new set in.
+    /// Loads what changed and sends the new set to the pipeline.
     pub async fn rescan(&mut self) {
         let files = wasm_files(&self.dir).unwrap_or_else(|err| {
             tracing::error!(dir = %self.dir.display(), error = %err, "cannot list the plugin directory; keeping the running plugins");
@@ -162,6 +152,7 @@ impl Reloader {
         let mut next = BTreeMap::new();
         let mut swapped = false;
         let mut added = Vec::new();
+        let mut reloaded = Vec::new();
         for path in files {
             let Some(print) = fingerprint(&path) else {
                 continue;
@@ -193,7 +184,7 @@ impl Reloader {
                             }
                         }
                         self.refused.remove(&path);
-                        self.pipeline.sinks().forget(plugin.name()).await;
+                        reloaded.push(plugin.name().to_owned());
                         next.insert(path, (print, plugin));
                         swapped = true;
                     }
@@ -228,18 +219,15 @@ impl Reloader {
                 .values()
                 .map(|(_, plugin)| plugin.clone())
                 .collect();
-            self.pipeline.plugins().store(Arc::new(set));
-        }
-        if let Some(resyncer) = &self.resyncer {
-            for plugin in added {
-                let resyncer = resyncer.clone();
-                let pipeline = self.pipeline.clone();
-                self.resyncs.spawn(async move {
-                    resyncer.resync_logged(&pipeline, &plugin).await;
-                });
+            let update = PluginSetUpdate {
+                plugins: set,
+                loaded: reloaded,
+                added,
+            };
+            if self.updates.send(update).await.is_err() {
+                tracing::debug!("the pipeline has stopped; the new plugin set is not used");
             }
         }
-        while self.resyncs.try_join_next().is_some() {}
     }
 }
 

@@ -3,9 +3,9 @@
 //!
 //! Each partition is one task: a query task streams decoded records into a
 //! bounded channel, and the partition task drains it in batches, in commit
-//! order, submitting each to the pipeline's plugin lanes. The pipeline
-//! answers with a ticket per batch; the partition's watermark advances only
-//! past batches whose tickets completed (at most once per
+//! order, sending each to the pipeline's intake (see [`crate::flow`]). The
+//! pipeline answers with a receipt per batch; the partition's watermark
+//! advances only past batches whose receipts say applied (at most once per
 //! [`CHECKPOINT_EVERY`]), and at most [`MAX_IN_FLIGHT`] batches wait at once
 //! (so slow plugins push back on Spanner). Children announced are recorded
 //! as they come; when its query ends and every batch is applied the
@@ -20,8 +20,8 @@ use super::query::{PartitionQuery, read_partition};
 use super::record::{ChildPartitions, Record};
 use super::watermarks::Watermarks;
 use crate::change::{RowChange, Value};
+use crate::flow::{Intake, Receipt, Work};
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, Ticket};
 use google_cloud_spanner::client::DatabaseClient;
 use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash as _, Hasher as _};
@@ -53,7 +53,9 @@ pub struct ChangeStreamReader {
     /// Most row changes per plugin call.
     pub batch_max: usize,
     /// Where batches go.
-    pub pipeline: Arc<Pipeline>,
+    pub intake: Intake,
+    /// Retries and lag are counted here.
+    pub metrics: Arc<Metrics>,
     /// Where progress is recorded.
     pub checkpoints: CheckpointStore,
     /// Read each partition's whole range once more when it ends, before it
@@ -86,9 +88,9 @@ struct Progress {
     /// Fingerprints of the row changes received, over all attempts (kept
     /// only when finished partitions are re-read).
     seen: HashSet<u64>,
-    /// Batches submitted and not known to be applied, oldest first, each
-    /// with the timestamp the partition has reached once it is.
-    in_flight: VecDeque<(Ticket, Option<String>)>,
+    /// Batches sent and not known to be applied, oldest first, each with
+    /// the timestamp the partition has reached once it is.
+    in_flight: VecDeque<(Receipt, Option<String>)>,
 }
 
 /// Identifies a row change: its version, table and key.
@@ -161,10 +163,10 @@ impl ChangeStreamReader {
                 continue;
             }
             tracing::debug!(partition = %ended.token, "partition finished");
-            self.metrics().partitions_finished_total.inc();
+            self.metrics.partitions_finished_total.inc();
             self.watermarks.remove(&ended.token);
             let _ = self
-                .metrics()
+                .metrics
                 .watermark_lag_seconds
                 .remove_label_values(&[short(&ended.token)]);
             set.finish(&ended.token);
@@ -180,7 +182,7 @@ impl ChangeStreamReader {
     fn record_watermark_lag(&self, token: &str, watermark: &str) {
         if let Ok(micros) = super::record::timestamp_micros(watermark) {
             self.watermarks.set(token, micros);
-            set_watermark_lag(self.metrics(), token, (now_micros() - micros) / 1_000_000);
+            set_watermark_lag(&self.metrics, token, (now_micros() - micros) / 1_000_000);
         }
     }
 
@@ -202,10 +204,6 @@ impl ChangeStreamReader {
                 set_watermark_lag(&metrics, &token, lag);
             }
         }
-    }
-
-    fn metrics(&self) -> &Metrics {
-        self.pipeline.metrics()
     }
 
     fn spawn_ready(
@@ -310,7 +308,7 @@ impl ChangeStreamReader {
                     };
                 }
                 Err(message) => {
-                    self.metrics().retry("partition");
+                    self.metrics.retry("partition");
                     tracing::warn!(partition = %label, resume = %progress.resume, retry_in_ms = backoff.as_millis() as u64, %message, "partition failed; retrying from last applied timestamp");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
@@ -358,7 +356,7 @@ impl ChangeStreamReader {
         progress: &mut Progress,
         shutdown: &CancellationToken,
     ) {
-        let in_flight: Vec<(Ticket, Option<String>)> = progress.in_flight.drain(..).collect();
+        let in_flight: Vec<(Receipt, Option<String>)> = progress.in_flight.drain(..).collect();
         let watermark = in_flight
             .iter()
             .rev()
@@ -370,16 +368,20 @@ impl ChangeStreamReader {
         let flush = self.shutdown_flush;
         tokio::spawn(async move {
             let applied = async {
-                for (ticket, _) in &in_flight {
-                    ticket.wait().await;
+                for (receipt, _) in &in_flight {
+                    receipt.wait().await?;
                 }
+                Ok(())
             };
             tokio::pin!(applied);
             let applied = tokio::select! {
-                () = &mut applied => true,
-                () = shutdown.cancelled() => tokio::time::timeout(flush, &mut applied).await.is_ok(),
+                applied = &mut applied => applied,
+                () = shutdown.cancelled() => tokio::time::timeout(flush, &mut applied)
+                    .await
+                    .unwrap_or_else(|_| Err("shutdown".to_owned())),
             };
-            if !applied {
+            if let Err(reason) = applied {
+                tracing::info!(partition = %short(&token), %reason, "partition not recorded as finished; it is read again from its last checkpoint at the next start");
                 return;
             }
             let mut backoff = Duration::from_millis(100);
@@ -404,12 +406,12 @@ impl ChangeStreamReader {
         match progress.children.first() {
             Some(children) if self.reread_finished => {
                 let end = children.start_timestamp.clone();
-                let tickets = self
+                let receipts = self
                     .reread(token, start, &end, &progress.seen, shutdown)
                     .await?;
                 progress
                     .in_flight
-                    .extend(tickets.into_iter().map(|ticket| (ticket, None)));
+                    .extend(receipts.into_iter().map(|receipt| (receipt, None)));
                 Ok(())
             }
             _ => Ok(()),
@@ -432,7 +434,7 @@ impl ChangeStreamReader {
         end: &str,
         seen: &HashSet<u64>,
         shutdown: &CancellationToken,
-    ) -> Result<Vec<Ticket>, String> {
+    ) -> Result<Vec<Receipt>, String> {
         let query = PartitionQuery {
             stream: self.stream.clone(),
             token: (token != ROOT_TOKEN).then(|| token.to_owned()),
@@ -461,16 +463,17 @@ impl ChangeStreamReader {
             Err(join) => return Err(format!("re-reading the partition: {join}")),
         }
         if !missed.is_empty() {
-            self.metrics().retry("reread_found_missed_changes");
+            self.metrics.retry("reread_found_missed_changes");
             tracing::warn!(partition = %short(token), start, end, reread, missed = missed.len(), "re-reading a finished partition found changes its live query missed; applying them");
         }
         if shutdown.is_cancelled() {
             return Err("shutdown".to_owned());
         }
-        Ok(missed
-            .chunks(self.batch_max)
-            .map(|chunk| self.pipeline.submit(chunk.to_vec()))
-            .collect())
+        let mut receipts = Vec::new();
+        for chunk in missed.chunks(self.batch_max) {
+            receipts.push(self.intake.send(Work::Changes(chunk.to_vec())).await);
+        }
+        Ok(receipts)
     }
 
     /// One attempt at a partition: stream its records and apply them in
@@ -566,8 +569,8 @@ impl ChangeStreamReader {
             }
         }
         for chunk in changes.chunks(self.batch_max) {
-            let ticket = self.pipeline.submit(chunk.to_vec());
-            progress.in_flight.push_back((ticket, None));
+            let receipt = self.intake.send(Work::Changes(chunk.to_vec())).await;
+            progress.in_flight.push_back((receipt, None));
         }
         if let Some(newest) = newest {
             // The partition reaches `newest` once everything before it is
@@ -594,7 +597,7 @@ impl ChangeStreamReader {
             && (progress.checkpointed_at.elapsed() >= CHECKPOINT_EVERY || announced_any)
         {
             let timer = self
-                .metrics()
+                .metrics
                 .spanner_seconds
                 .with_label_values(&["checkpoint"])
                 .start_timer();
@@ -619,15 +622,22 @@ impl ChangeStreamReader {
         keep: usize,
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
-        while let Some((ticket, _)) = progress.in_flight.front() {
-            if !ticket.is_done() {
+        while let Some((receipt, _)) = progress.in_flight.front() {
+            if !receipt.is_done() {
                 if progress.in_flight.len() <= keep {
                     break;
                 }
                 tokio::select! {
-                    () = ticket.wait() => {}
+                    _ = receipt.wait() => {}
                     () = shutdown.cancelled() => return Err("shutdown".to_owned()),
                 }
+            }
+            if let Some(Err(reason)) = receipt.outcome() {
+                // Never checkpoint past it: the partition reads again from
+                // the last timestamp known to be applied.
+                let reason = format!("a batch was not applied: {reason}");
+                progress.in_flight.pop_front();
+                return Err(reason);
             }
             if let Some((_, Some(reached))) = progress.in_flight.pop_front() {
                 progress.resume = reached;

@@ -1,0 +1,196 @@
+//! What sources hand the pipeline, and how the pipeline answers.
+//!
+//! Sources never call the pipeline. Each holds an [`Intake`] and sends it
+//! [`Work`]; the pipeline's intake task (see `Pipeline::serve`) runs the
+//! work and resolves its [`Commit`] handle once the work is applied, or
+//! failed. The source keeps the matching [`Receipt`] and persists its
+//! position (a partition's checkpoint, a stream entry's `XACK`) only past
+//! work whose receipt says it was applied. Work the pipeline drops without
+//! resolving (it stopped) reads as failed, so nothing is committed past it.
+
+use crate::cache_events::CacheEvent;
+use crate::change::RowChange;
+use crate::sink::audit::AuditRecord;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::{Notify, mpsc};
+
+/// Pieces of work waiting for the pipeline, beyond which sources wait.
+pub const INTAKE_CAPACITY: usize = 256;
+
+/// One piece of work from a source.
+#[derive(Debug)]
+pub enum Work {
+    /// Row changes of one change stream partition, in commit order: every
+    /// plugin that wants one of their tables applies them in its own lane.
+    Changes(Vec<RowChange>),
+    /// Cache events (posted to the event stream or seen as keyspace
+    /// notifications), answered by the plugins that handle them.
+    CacheEvents(Vec<CacheEvent>),
+    /// Fills the Redis function refused as stale, to be audited.
+    RefusedFills(Vec<AuditRecord>),
+    /// A cache event stream entry that could not be parsed, to be parked
+    /// in the dead-letter stream.
+    BadCacheEvent {
+        /// Why the entry was refused.
+        reason: String,
+        /// The entry's fields, as JSON.
+        entry: String,
+    },
+}
+
+/// Work and the handle the pipeline resolves when it is done.
+#[derive(Debug)]
+pub struct Submission {
+    /// What to do.
+    pub work: Work,
+    /// Resolved by the pipeline once the work is applied or failed.
+    pub commit: Commit,
+}
+
+/// Where sources send work: the pipeline's intake.
+#[derive(Debug, Clone)]
+pub struct Intake(mpsc::Sender<Submission>);
+
+/// The pipeline's end of the intake.
+pub type IntakeReceiver = mpsc::Receiver<Submission>;
+
+/// An intake holding at most [`INTAKE_CAPACITY`] pieces of work.
+pub fn intake() -> (Intake, IntakeReceiver) {
+    let (sender, receiver) = mpsc::channel(INTAKE_CAPACITY);
+    (Intake(sender), receiver)
+}
+
+impl Intake {
+    /// Hands `work` to the pipeline (waiting while the intake is full) and
+    /// returns its receipt; a receipt that reads failed when the pipeline
+    /// no longer takes work.
+    pub async fn send(&self, work: Work) -> Receipt {
+        let (commit, receipt) = commit_pair();
+        // A closed intake drops the commit, which resolves it as failed.
+        let _ = self.0.send(Submission { work, commit }).await;
+        receipt
+    }
+
+    /// Hands `work` to the pipeline and waits until it is done.
+    pub async fn run(&self, work: Work) -> Result<(), String> {
+        self.send(work).await.wait().await
+    }
+}
+
+/// Why work failed when the pipeline dropped it unresolved.
+const DROPPED: &str = "the pipeline stopped before the work was applied";
+
+struct Outcome {
+    result: OnceLock<Result<(), String>>,
+    notify: Notify,
+}
+
+/// A new commit handle and the receipt that follows it.
+pub fn commit_pair() -> (Commit, Receipt) {
+    let outcome = Arc::new(Outcome {
+        result: OnceLock::new(),
+        notify: Notify::new(),
+    });
+    (Commit(Some(outcome.clone())), Receipt(outcome))
+}
+
+/// The pipeline's handle on one piece of work: resolved once, as applied
+/// or failed. Dropped unresolved, it resolves as failed.
+pub struct Commit(Option<Arc<Outcome>>);
+
+impl std::fmt::Debug for Commit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Commit")
+    }
+}
+
+impl Commit {
+    /// The work is applied: its source may commit past it.
+    pub fn applied(mut self) {
+        self.resolve(Ok(()));
+    }
+
+    /// The work failed for `reason`: its source must not commit past it.
+    pub fn failed(mut self, reason: String) {
+        self.resolve(Err(reason));
+    }
+
+    /// Resolves with `result`.
+    pub fn resolve_with(mut self, result: Result<(), String>) {
+        self.resolve(result);
+    }
+
+    fn resolve(&mut self, result: Result<(), String>) {
+        if let Some(outcome) = self.0.take() {
+            let _ = outcome.result.set(result);
+            outcome.notify.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Commit {
+    fn drop(&mut self) {
+        self.resolve(Err(DROPPED.to_owned()));
+    }
+}
+
+/// A source's view of one piece of work it sent.
+#[derive(Clone)]
+pub struct Receipt(Arc<Outcome>);
+
+impl Receipt {
+    /// Whether the pipeline is done with the work (applied or failed).
+    pub fn is_done(&self) -> bool {
+        self.0.result.get().is_some()
+    }
+
+    /// The outcome, once done.
+    pub fn outcome(&self) -> Option<&Result<(), String>> {
+        self.0.result.get()
+    }
+
+    /// Waits until the pipeline is done with the work: `Ok` when it was
+    /// applied, the reason when it failed.
+    pub async fn wait(&self) -> Result<(), String> {
+        loop {
+            let notified = self.0.notify.notified();
+            if let Some(result) = self.0.result.get() {
+                return result.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_receipt_reads_what_the_commit_said() {
+        let (commit, receipt) = commit_pair();
+        assert!(!receipt.is_done());
+        commit.applied();
+        assert_eq!(receipt.wait().await, Ok(()));
+        let (commit, receipt) = commit_pair();
+        commit.failed("no".to_owned());
+        assert_eq!(receipt.wait().await, Err("no".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn work_dropped_unresolved_reads_failed() {
+        let (commit, receipt) = commit_pair();
+        let waiting = tokio::spawn(async move { receipt.wait().await });
+        tokio::task::yield_now().await;
+        drop(commit);
+        assert_eq!(waiting.await.unwrap(), Err(DROPPED.to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_closed_intake_fails_the_work() {
+        let (intake, receiver) = intake();
+        drop(receiver);
+        let result = intake.run(Work::Changes(Vec::new())).await;
+        assert_eq!(result, Err(DROPPED.to_owned()));
+    }
+}
