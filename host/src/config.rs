@@ -96,6 +96,10 @@ pub struct SpannerConfig {
     /// Table holding partition checkpoints; created if missing.
     #[serde(default = "default_checkpoint_table")]
     pub checkpoint_table: String,
+    /// Table anchoring the audit chain (its newest position and its
+    /// trimmed start); created if missing.
+    #[serde(default = "default_audit_anchor_table")]
+    pub audit_anchor_table: String,
     /// Heartbeat interval requested from the change stream, in milliseconds.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
@@ -155,13 +159,29 @@ pub struct RedisConfig {
     /// effect; unset disables the audit trail.
     #[serde(default = "default_audit_stream")]
     pub audit_stream: Option<String>,
-    /// About how many audit records the stream keeps.
+    /// About how many audit records the stream keeps (0: all). The host
+    /// trims the stream itself and records the new start in its anchor, so
+    /// a trim verifies. A record takes about 350 bytes of Redis memory.
     #[serde(default = "default_audit_max_len")]
     pub audit_max_len: usize,
     /// Hash-chain the audit records so tampering is detectable
     /// (`redis-spanner audit verify`).
     #[serde(default = "default_true")]
     pub audit_chain: bool,
+    /// Name of the keyring key the chain is keyed with (HMAC-SHA256), so
+    /// that nobody without the key can forge or rewrite records unnoticed.
+    /// Unset: the chain is plain SHA-256 (a warning says so at start).
+    #[serde(default)]
+    pub audit_key: Option<String>,
+    /// How often the chain's position is anchored in Spanner (and the
+    /// stream trimmed), in milliseconds: at most this much of the newest
+    /// records can be deleted without `audit verify` noticing.
+    #[serde(default = "default_audit_anchor_ms")]
+    pub audit_anchor_ms: u64,
+}
+
+fn default_audit_anchor_ms() -> u64 {
+    1000
 }
 
 fn default_audit_stream() -> Option<String> {
@@ -169,7 +189,7 @@ fn default_audit_stream() -> Option<String> {
 }
 
 fn default_audit_max_len() -> usize {
-    1_000_000
+    100_000
 }
 
 fn default_dead_letter_stream() -> String {
@@ -215,6 +235,8 @@ impl RedisConfig {
             audit_stream: default_audit_stream(),
             audit_max_len: default_audit_max_len(),
             audit_chain: true,
+            audit_key: None,
+            audit_anchor_ms: default_audit_anchor_ms(),
         }
     }
 }
@@ -438,6 +460,7 @@ impl SpannerConfig {
             emulator_host: None,
             emulator_rest: None,
             checkpoint_table: default_checkpoint_table(),
+            audit_anchor_table: default_audit_anchor_table(),
             heartbeat_ms: default_heartbeat_ms(),
             stall_after_ms: default_stall_after_ms(),
             start: default_start(),
@@ -456,6 +479,10 @@ impl SpannerConfig {
 
 fn default_checkpoint_table() -> String {
     "RedisSpannerCheckpoints".to_owned()
+}
+
+fn default_audit_anchor_table() -> String {
+    "RedisSpannerAuditAnchors".to_owned()
 }
 
 fn default_heartbeat_ms() -> u64 {
@@ -552,6 +579,29 @@ impl Config {
                 "spanner.checkpoint_table = {:?} is not a valid table name (letters, digits, underscores)",
                 self.spanner.checkpoint_table
             )));
+        }
+        if !is_identifier(&self.spanner.audit_anchor_table)
+            || self.spanner.audit_anchor_table == self.spanner.checkpoint_table
+        {
+            return Err(invalid(format!(
+                "spanner.audit_anchor_table = {:?} is not a valid table name (letters, digits, underscores) other than the checkpoint table",
+                self.spanner.audit_anchor_table
+            )));
+        }
+        if let Some(key) = &self.redis.audit_key {
+            if self.keyring.is_none() {
+                return Err(invalid(format!(
+                    "redis.audit_key = {key:?} needs a [keyring] to hold the key"
+                )));
+            }
+            if !self.redis.audit_chain {
+                return Err(invalid(
+                    "redis.audit_key is set but redis.audit_chain is false: a key only keys a chain".into(),
+                ));
+            }
+        }
+        if self.redis.audit_anchor_ms == 0 {
+            return Err(invalid("redis.audit_anchor_ms must be at least 1".into()));
         }
         if self.spanner.start != "now"
             && google_cloud_wkt::Timestamp::try_from(self.spanner.start.as_str()).is_err()

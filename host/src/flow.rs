@@ -8,9 +8,9 @@
 //! work whose receipt says it was applied. Work the pipeline drops without
 //! resolving (it stopped) reads as failed, so nothing is committed past it.
 
+use crate::audit::AuditRecord;
 use crate::cache_events::CacheEvent;
 use crate::change::RowChange;
-use crate::sink::audit::AuditRecord;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{Notify, mpsc};
 

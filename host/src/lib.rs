@@ -29,6 +29,7 @@
 //! - [`tooling`]: `redis-spanner plugin test|check|new|build`: plugin authors' tools.
 
 pub mod admin;
+pub mod audit;
 pub mod backfill;
 pub mod cache_events;
 pub mod change;

@@ -1,5 +1,6 @@
 //! The `redis-spanner` command line.
 
+mod audit_cli;
 mod keyring_cli;
 mod plugin_cli;
 
@@ -144,11 +145,17 @@ fn parse_contender(text: &str) -> Result<redis_spanner::tooling::bench::Contende
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the audit stream's hash chain; exits non-zero if it is broken.
+    /// Check the audit stream's chain against its key (redis.audit_key) and
+    /// its anchor in Spanner; exits non-zero on any problem.
     Verify {
-        /// The TOML configuration (names Redis and the audit stream).
+        /// The TOML configuration (names Redis, Spanner, the keyring and the
+        /// audit stream).
         #[arg(long, short)]
         config: PathBuf,
+        /// Do not read the anchor from Spanner (deleted newest or oldest
+        /// entries and a deleted stream then go unnoticed).
+        #[arg(long)]
+        without_anchor: bool,
     },
 }
 
@@ -196,32 +203,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 },
         } => plugin_cli::bench(plugins, batch_sizes, seconds).await,
         Command::Audit {
-            command: AuditCommand::Verify { config },
-        } => {
-            let config = Config::load(&config)?;
-            let stream =
-                config.redis.audit_stream.clone().ok_or_else(|| {
-                    anyhow::anyhow!("redis.audit_stream is not set in the config")
-                })?;
-            let mut conn = redis_spanner::sink::redis::open_configured(&config.redis).await?;
-            let report = redis_spanner::sink::audit::verify(&mut conn, &stream).await?;
-            match (&report.first_broken, &report.reason) {
-                (None, _) => {
-                    println!(
-                        "audit {stream}: {} records, {} chained, chain intact",
-                        report.records, report.chained
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                (Some(id), reason) => {
-                    println!(
-                        "audit {stream}: chain BROKEN at entry {id}: {}",
-                        reason.as_deref().unwrap_or("unknown reason")
-                    );
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
+            command:
+                AuditCommand::Verify {
+                    config,
+                    without_anchor,
+                },
+        } => audit_cli::verify_command(&config, without_anchor).await,
         Command::Backfill {
             config,
             table,

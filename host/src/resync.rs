@@ -41,17 +41,18 @@ pub struct ResyncReport {
 pub struct Resyncer {
     client: DatabaseClient,
     batch_max: usize,
-    checkpoint_table: String,
+    /// The host's own tables (checkpoints, audit anchors): never read.
+    host_tables: Vec<String>,
 }
 
 impl Resyncer {
     /// Reads through `client` and feeds batches of at most `batch_max` rows;
-    /// never reads `checkpoint_table`.
-    pub fn new(client: DatabaseClient, batch_max: usize, checkpoint_table: &str) -> Self {
+    /// never reads the host's own `host_tables`.
+    pub fn new(client: DatabaseClient, batch_max: usize, host_tables: &[&str]) -> Self {
         Self {
             client,
             batch_max: batch_max.max(1),
-            checkpoint_table: checkpoint_table.to_owned(),
+            host_tables: host_tables.iter().map(|t| (*t).to_owned()).collect(),
         }
     }
 
@@ -166,7 +167,7 @@ impl Resyncer {
         let mut tables = Vec::new();
         while let Some(row) = rows.next().await {
             let name: String = row?.get(0)?;
-            if name != self.checkpoint_table && crate::config::is_identifier(&name) {
+            if !self.host_tables.contains(&name) && crate::config::is_identifier(&name) {
                 tables.push(name);
             }
         }

@@ -5,6 +5,7 @@
 //! resolves.
 
 use crate::admin::{AdminServer, Readiness};
+use crate::audit::{AnchorStore, Anchorer, AuditLog, ChainKey, ChainPosition};
 use crate::cache_events::CacheEventTasks;
 use crate::config::Config;
 use crate::flow::IntakeReceiver;
@@ -19,7 +20,6 @@ use crate::runtime::reload::Reloader;
 use crate::runtime::{LoadOptions, PluginEngine, load_directory};
 use crate::sink::RedisSink;
 use crate::sink::acl::PluginSinks;
-use crate::sink::audit::AuditLog;
 use crate::sink::credentials::FileCredentials;
 use crate::source::spanner::checkpoint::CheckpointStore;
 use crate::source::spanner::reader::now_micros;
@@ -42,6 +42,8 @@ pub struct Service {
     readiness: Arc<Readiness>,
     admin: Option<AdminServer>,
     reloader: Option<Reloader>,
+    /// Anchors the audit chain in Spanner and trims its stream.
+    anchorer: Option<Anchorer>,
     cache_events: CacheEventTasks,
     keyring: Option<Arc<crate::crypto::KeyringHandle>>,
     /// Redis password files, reloaded on change and on SIGHUP while running.
@@ -88,14 +90,57 @@ impl Service {
             .ensure_table(&admin, &config.spanner.instance, &config.spanner.database)
             .await?;
         let metrics = Arc::new(Metrics::new());
-        let (pipeline, engine, options, password_files) =
-            build_pipeline_parts(config, metrics.clone(), None).await?;
+        let anchors = AnchorStore::new(
+            client.clone(),
+            &config.spanner.audit_anchor_table,
+            config.redis.audit_stream.as_deref().unwrap_or_default(),
+        );
+        let anchored = match &config.redis.audit_stream {
+            Some(_) if config.redis.audit_chain => {
+                anchors
+                    .ensure_table(&admin, &config.spanner.instance, &config.spanner.database)
+                    .await?;
+                anchors.load().await?
+            }
+            _ => None,
+        };
+        let PipelineParts {
+            pipeline,
+            engine,
+            options,
+            password_files,
+            audit,
+        } = build_pipeline_parts(
+            config,
+            metrics.clone(),
+            None,
+            anchored.as_ref().map(|anchor| &anchor.last),
+        )
+        .await?;
+        let anchorer = match audit {
+            Some(log) if log.is_chained() => Some(
+                Anchorer::start(
+                    log.clone(),
+                    anchors,
+                    crate::sink::redis::open_configured(&config.redis).await?,
+                    config.redis.audit_max_len,
+                    std::time::Duration::from_millis(config.redis.audit_anchor_ms),
+                    metrics.clone(),
+                    anchored,
+                )
+                .await?,
+            ),
+            _ => None,
+        };
         let pipeline = Arc::new(pipeline);
         pipeline.set_refresher(Refresher::new(client.clone()));
         let resyncer = Resyncer::new(
             client.clone(),
             config.plugins.batch_max,
-            &config.spanner.checkpoint_table,
+            &[
+                &config.spanner.checkpoint_table,
+                &config.spanner.audit_anchor_table,
+            ],
         );
         pipeline.set_resyncer(resyncer);
         // The host's own password file, when it has one, comes first.
@@ -139,6 +184,10 @@ impl Service {
                 batch_max: config.plugins.batch_max,
                 intake,
                 metrics: metrics.clone(),
+                host_tables: vec![
+                    config.spanner.checkpoint_table.clone(),
+                    config.spanner.audit_anchor_table.clone(),
+                ],
                 checkpoints,
                 reread_finished: config
                     .spanner
@@ -154,6 +203,7 @@ impl Service {
             readiness,
             admin,
             reloader,
+            anchorer,
             password_files,
             cache_events,
             keyring,
@@ -195,6 +245,9 @@ impl Service {
             .iter()
             .map(|file| tokio::spawn(file.watch(admin_stop.clone())))
             .collect();
+        let anchoring = self
+            .anchorer
+            .map(|anchorer| tokio::spawn(anchorer.run(admin_stop.clone())));
         let keyring_watch = self
             .keyring
             .map(|keyring| tokio::spawn(keyring.watch(admin_stop.clone())));
@@ -262,6 +315,7 @@ impl Service {
         let tasks = admin
             .into_iter()
             .chain(Some(serving))
+            .chain(anchoring)
             .chain(Some(lane_watch))
             .chain(Some(lag_refresh))
             .chain(reloader)
@@ -291,16 +345,31 @@ pub async fn build_pipeline(
     metrics: Arc<Metrics>,
     only: Option<&str>,
 ) -> anyhow::Result<Pipeline> {
-    Ok(build_pipeline_parts(config, metrics, only).await?.0)
+    Ok(build_pipeline_parts(config, metrics, only, None)
+        .await?
+        .pipeline)
 }
 
-/// [`build_pipeline`], also returning the engine and load options (for hot
-/// reload) and the Redis password files in use (to follow).
+/// A pipeline and what the service needs beside it.
+struct PipelineParts {
+    pipeline: Pipeline,
+    /// The engine and load options, for hot reload.
+    engine: PluginEngine,
+    options: LoadOptions,
+    /// The Redis password files in use, to follow.
+    password_files: Vec<FileCredentials>,
+    /// The audit trail, to anchor.
+    audit: Option<Arc<AuditLog>>,
+}
+
+/// [`build_pipeline`], with the audit chain continuing from `anchored`
+/// when the stream lost its newest entries.
 async fn build_pipeline_parts(
     config: &Config,
     metrics: Arc<Metrics>,
     only: Option<&str>,
-) -> anyhow::Result<(Pipeline, PluginEngine, LoadOptions, Vec<FileCredentials>)> {
+    anchored: Option<&ChainPosition>,
+) -> anyhow::Result<PipelineParts> {
     let host_password = FileCredentials::for_redis(&config.redis)?;
     let user_passwords = FileCredentials::for_grants(&config.grants)?;
     let sink = RedisSink::connect_with(
@@ -332,15 +401,25 @@ async fn build_pipeline_parts(
         max_len: config.redis.dead_letter_max_len,
     };
     let audit = match &config.redis.audit_stream {
-        Some(stream) => Some(
-            AuditLog::open(
-                sink.admin_connection(),
-                stream.clone(),
-                config.redis.audit_max_len,
-                config.redis.audit_chain,
-            )
-            .await?,
-        ),
+        Some(stream) => {
+            let key = match (&config.redis.audit_key, &options.keyring) {
+                (Some(name), Some(keyring)) => Some(ChainKey::new(name, keyring.clone())?),
+                _ => None,
+            };
+            if config.redis.audit_chain && key.is_none() {
+                tracing::warn!(%stream, "the audit chain is not keyed (redis.audit_key is unset): anyone who can write to Redis can rewrite it consistently without audit verify noticing");
+            }
+            Some(Arc::new(
+                AuditLog::open(
+                    sink.admin_connection(),
+                    stream.clone(),
+                    config.redis.audit_chain,
+                    key,
+                    anchored,
+                )
+                .await?,
+            ))
+        }
         None => None,
     };
     let policy = Policy::new(config.grants.clone());
@@ -355,13 +434,19 @@ async fn build_pipeline_parts(
         Arc::new(PluginSet::new(Arc::new(plugins))),
         policy,
         sinks,
-        audit,
+        audit.clone(),
         metrics,
         dead_letters,
         config.plugins.lane_bounds(),
     );
     let password_files = host_password.into_iter().chain(user_passwords).collect();
-    Ok((pipeline, engine, options, password_files))
+    Ok(PipelineParts {
+        pipeline,
+        engine,
+        options,
+        password_files,
+        audit,
+    })
 }
 
 /// How the config says plugins are loaded.

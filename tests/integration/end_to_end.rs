@@ -446,3 +446,38 @@ async fn backfill_then_stream_caches_rows_from_before_the_first_run() -> anyhow:
     );
     Ok(())
 }
+
+/// A `FOR ALL` stream also carries the host's own checkpoint and audit
+/// anchor writes where they cannot be excluded (the emulator does not know
+/// `allow_txn_exclusion`): they never reach a plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hosts_own_tables_never_reach_plugins() -> anyhow::Result<()> {
+    let ddl = vec![
+        "CREATE TABLE Users (UserId INT64 NOT NULL, Name STRING(MAX), Balance INT64) PRIMARY KEY (UserId)".into(),
+        "CREATE CHANGE STREAM Everything FOR ALL OPTIONS (value_capture_type = 'NEW_ROW')".into(),
+    ];
+    let bed = TestBed::start(&ddl).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let config = bed.config("Everything", plugins.path());
+    let service = Service::connect(&config).await?;
+    let metrics = service.metrics();
+    let running = RunningService::spawn(service);
+    let spanner = bed.spanner_client().await?;
+    for id in 1..=5 {
+        redis_spanner_tests::upsert_user(&spanner, id, "ada", None).await?;
+    }
+    let redis = bed.redis_connection().await?;
+    for id in 1..=5 {
+        let key = format!("users:{id}");
+        let cached =
+            redis_spanner_tests::eventually_get(&redis, &key, Duration::from_secs(30)).await;
+        assert!(cached.is_some(), "{key} was cached");
+    }
+    // Checkpoints and anchors keep being written meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = |table: &str| metrics.changes_total.with_label_values(&[table]).get();
+    assert!(seen("Users") >= 5);
+    assert_eq!(seen(&config.spanner.checkpoint_table), 0);
+    assert_eq!(seen(&config.spanner.audit_anchor_table), 0);
+    running.shutdown().await
+}

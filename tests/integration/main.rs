@@ -2,6 +2,7 @@
 //! redis-server started per test on free ports), in one test binary so the
 //! host is linked into tests once.
 //!
+//! - [`audit_trail`]: the audit chain keyed, anchored in Spanner and trimmed.
 //! - [`bad_input`]: bad config and plugin files get clear errors.
 //! - [`cache_events`]: misses and evictions answered by refreshes.
 //! - [`conformance`]: the Rust, Python and JavaScript examples plan alike.
@@ -15,6 +16,7 @@
 //! - [`tls`]: TLS and mutual TLS to redis-server.
 //! - [`versioned_apply`]: the Redis function never moves a key backwards.
 
+mod audit_trail;
 mod bad_input;
 mod cache_events;
 mod conformance;

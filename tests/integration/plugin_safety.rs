@@ -254,7 +254,7 @@ async fn actions_outside_grants_are_denied_audited_and_never_written() -> anyhow
         .map(|entry| (field(entry, "verdict"), field(entry, "key")))
         .collect();
     assert_eq!(records.len(), 3, "one record per effect: {verdicts:?}");
-    let report = redis_spanner::sink::audit::verify(&mut redis, &audit).await?;
+    let report = redis_spanner::audit::verify(&mut redis, &audit, Default::default()).await?;
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.records, 3, "{report:?}");
     assert_eq!(report.chained, 3, "every record is chained: {report:?}");

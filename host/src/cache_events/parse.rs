@@ -9,7 +9,7 @@
 //! by `rs_fill`) becomes a `stale` audit record.
 
 use super::{CacheEvent, EventSource};
-use crate::sink::audit::{AuditRecord, Verdict};
+use crate::audit::{AuditRecord, Verdict};
 use crate::sink::version::is_version_key;
 use redis::Value;
 

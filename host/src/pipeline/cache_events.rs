@@ -10,10 +10,10 @@
 //! Every request, allowed or denied, is audited with the event it answers.
 
 use super::{Pipeline, PipelineError};
+use crate::audit::{AuditRecord, Verdict};
 use crate::cache_events::{CacheAction, CacheEffect, CacheEvent, Refresh, source_name};
 use crate::change::{RowChange, Version};
 use crate::runtime::{Plugin, PluginError};
-use crate::sink::audit::{AuditRecord, Verdict};
 use crate::sink::version;
 
 /// A batch of cache events that could not be carried out; nothing of it

@@ -30,12 +30,12 @@ mod sweep;
 
 pub use cache_events::CacheEventError;
 
+use crate::audit::{AuditLog, AuditRecord, Verdict};
 use crate::change::{Action, Effect, RowChange};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::runtime::{Plugin, PluginError};
 use crate::sink::acl::PluginSinks;
-use crate::sink::audit::{AuditLog, AuditRecord, Verdict};
 use crate::sink::{DeadLetter, Outcome, SinkError, Versioned};
 use crate::source::spanner::refresh::Refresher;
 use arc_swap::ArcSwap;
@@ -55,7 +55,7 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     /// The audit trail could not be written.
     #[error(transparent)]
-    Audit(#[from] crate::sink::audit::AuditError),
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// Audit records kept one by one per verdict, plugin and batch; the rest
@@ -82,7 +82,7 @@ pub struct Pipeline {
     plugins: Arc<PluginSet>,
     policy: Policy,
     sinks: PluginSinks,
-    audit: Option<AuditLog>,
+    audit: Option<Arc<AuditLog>>,
     metrics: Arc<Metrics>,
     dead_letters: DeadLetterPolicy,
     refresher: std::sync::OnceLock<Refresher>,
@@ -97,7 +97,7 @@ impl Pipeline {
         plugins: Arc<PluginSet>,
         policy: Policy,
         sinks: PluginSinks,
-        audit: Option<AuditLog>,
+        audit: Option<Arc<AuditLog>>,
         metrics: Arc<Metrics>,
         dead_letters: DeadLetterPolicy,
         lane_bounds: LaneBounds,

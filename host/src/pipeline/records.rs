@@ -5,10 +5,10 @@
 //! 100,000 forbidden writes costs the audit trail (and the log) a bounded
 //! amount.
 
+use crate::audit::{AuditRecord, Verdict};
 use crate::change::Effect;
 use crate::pipeline::effect_check::shown;
 use crate::policy::{Operation, effect_key};
-use crate::sink::audit::{AuditRecord, Verdict};
 use std::collections::BTreeMap;
 
 /// Collects a batch's audit records for one plugin.

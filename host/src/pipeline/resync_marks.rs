@@ -43,13 +43,13 @@ impl Pipeline {
         let (Some(audit), Some(loaded)) = (&self.audit, self.plugin_named(plugin)) else {
             return;
         };
-        let record = crate::sink::audit::AuditRecord {
+        let record = crate::audit::AuditRecord {
             plugin: loaded.label(),
             plugin_digest: loaded.digest().to_owned(),
             version: String::new(),
             key: String::new(),
             operation: "lane".to_owned(),
-            verdict: crate::sink::audit::Verdict::OutOfSync,
+            verdict: crate::audit::Verdict::OutOfSync,
             reason: format!("{reason}; {skipped} batches skipped for it, a resync follows"),
         };
         if let Err(err) = audit.append(&[record]).await {

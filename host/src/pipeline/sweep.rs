@@ -10,9 +10,9 @@
 //! after the snapshot stays; each is audited.
 
 use super::{Pipeline, PipelineError};
+use crate::audit::{AuditRecord, Verdict};
 use crate::change::{Effect, Version};
 use crate::runtime::Plugin;
-use crate::sink::audit::{AuditRecord, Verdict};
 use crate::sink::version::{self, companion_key, is_version_key};
 use crate::sink::{Outcome, Versioned};
 use std::collections::HashSet;

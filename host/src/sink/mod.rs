@@ -12,7 +12,6 @@
 //! - `apply.lua`: the Redis function that refuses stale writes.
 
 pub mod acl;
-pub mod audit;
 pub mod credentials;
 pub mod redis;
 pub mod tls;

@@ -1,15 +1,19 @@
-//! `audit verify` with the real binary: exit 0 on an intact chain, non-zero
-//! once an entry is removed from the middle of the stream.
+//! `audit verify` with the real binary: exit 0 on an intact keyed chain,
+//! non-zero once an entry is removed from the middle of the stream; the
+//! output says what was checked.
 
 use crate::support;
+use redis_spanner::audit::{AuditLog, AuditRecord, ChainKey, Verdict};
+use redis_spanner::crypto::KeyringHandle;
 use redis_spanner::local::RedisServer;
-use redis_spanner::sink::audit::{AuditLog, AuditRecord, Verdict};
+use redis_spanner_envelope::Keyring;
 use std::path::Path;
 use std::process::Output;
+use std::sync::Arc;
 
 fn verify(config: &Path) -> Output {
     support::binary()
-        .args(["audit", "verify", "--config"])
+        .args(["audit", "verify", "--without-anchor", "--config"])
         .arg(config)
         .output()
         .expect("run redis-spanner audit verify")
@@ -31,26 +35,36 @@ fn record(n: usize) -> AuditRecord {
 async fn audit_verify_exits_non_zero_on_a_broken_chain() -> anyhow::Result<()> {
     let server = RedisServer::start().await?;
     let dir = tempfile::tempdir()?;
+    let keys = tempfile::tempdir()?;
+    Keyring::generate(keys.path(), "audit")?;
     let config = dir.path().join("redis-spanner.toml");
     std::fs::write(
         &config,
         format!(
             "[spanner]\nproject = \"p\"\ninstance = \"i\"\ndatabase = \"d\"\n\
-             change_stream = \"s\"\n\n[redis]\nurl = \"{}\"\n\n[plugins]\ndir = \"{}\"\n",
+             change_stream = \"s\"\n\n[redis]\nurl = \"{}\"\naudit_key = \"audit\"\n\n\
+             [plugins]\ndir = \"{}\"\n\n[keyring]\ndir = \"{}\"\n",
             server.url(),
-            dir.path().display()
+            dir.path().display(),
+            keys.path().display()
         ),
     )?;
     let client = redis::Client::open(server.url())?;
     let manager = client.get_connection_manager().await?;
     let stream = "redis-spanner:audit".to_owned();
-    let log = AuditLog::open(manager, stream.clone(), 1_000, true).await?;
+    let keyring = Arc::new(KeyringHandle::load(Some(keys.path().to_owned()))?);
+    let key = ChainKey::new("audit", keyring)?;
+    let log = AuditLog::open(manager, stream.clone(), true, Some(key), None).await?;
     log.append(&(1..=5).map(record).collect::<Vec<_>>()).await?;
 
     let intact = verify(&config);
     let stdout = String::from_utf8_lossy(&intact.stdout);
     assert!(
-        intact.status.success() && stdout.contains("5 records") && stdout.contains("intact"),
+        intact.status.success()
+            && stdout.contains("5 records")
+            && stdout.contains("5 keyed with audit")
+            && stdout.contains("NOT anchored")
+            && stdout.contains("intact"),
         "{stdout}{}",
         String::from_utf8_lossy(&intact.stderr)
     );
@@ -69,11 +83,10 @@ async fn audit_verify_exits_non_zero_on_a_broken_chain() -> anyhow::Result<()> {
         .query_async(&mut conn)
         .await?;
     let broken = verify(&config);
-    assert_eq!(
-        broken.status.code(),
-        Some(1),
-        "{}{}",
-        String::from_utf8_lossy(&broken.stdout),
+    let stdout = String::from_utf8_lossy(&broken.stdout);
+    assert!(
+        broken.status.code() == Some(1) && stdout.contains("seq jumps from 2"),
+        "{stdout}{}",
         String::from_utf8_lossy(&broken.stderr)
     );
     Ok(())

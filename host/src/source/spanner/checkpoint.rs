@@ -143,12 +143,10 @@ impl CheckpointStore {
         instance: &str,
         database: &str,
     ) -> Result<(), CheckpointError> {
-        let statement = Statement::builder(
-            "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = '' AND TABLE_NAME = @name",
-        )
-        .add_param("name", self.table.as_str())
-        .build();
-        if self.any_row("looking for the table", statement).await? {
+        let exists = super::connect::table_exists(&self.client, &self.table)
+            .await
+            .map_err(|e| self.error("looking for the table", e))?;
+        if exists {
             return Ok(());
         }
         tracing::info!(table = %self.table, "creating the checkpoint table");
@@ -360,30 +358,15 @@ impl CheckpointStore {
         Ok(Some(String::from(start)))
     }
 
-    /// Whether `statement` returns at least one row.
-    async fn any_row(&self, action: &str, statement: Statement) -> Result<bool, CheckpointError> {
-        Ok(!self.rows(action, statement).await?.is_empty())
-    }
-
     /// Every row `statement` returns; `action` names the query in errors.
     async fn rows(
         &self,
         action: &str,
         statement: Statement,
     ) -> Result<Vec<google_cloud_spanner::result::Row>, CheckpointError> {
-        let fail = |e: google_cloud_spanner::Error| self.error(action, e);
-        let mut result = self
-            .client
-            .single_use()
-            .build()
-            .execute_query(statement)
+        super::connect::query_rows(&self.client, statement)
             .await
-            .map_err(fail)?;
-        let mut rows = Vec::new();
-        while let Some(row) = result.next().await.transpose().map_err(fail)? {
-            rows.push(row);
-        }
-        Ok(rows)
+            .map_err(|e| self.error(action, e))
     }
 
     /// Moves a running partition's watermark and renews its lease.

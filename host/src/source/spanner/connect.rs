@@ -117,3 +117,30 @@ pub async fn describe_stream(
     // Spanner's default when the option is not set.
     Ok(capture.unwrap_or_else(|| "OLD_AND_NEW_VALUES".to_owned()))
 }
+
+/// Every row `statement` returns, read in a single-use read-only
+/// transaction.
+pub async fn query_rows(
+    client: &DatabaseClient,
+    statement: Statement,
+) -> Result<Vec<google_cloud_spanner::result::Row>, google_cloud_spanner::Error> {
+    let mut result = client.single_use().build().execute_query(statement).await?;
+    let mut rows = Vec::new();
+    while let Some(row) = result.next().await.transpose()? {
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Whether the database has a table named `table`.
+pub async fn table_exists(
+    client: &DatabaseClient,
+    table: &str,
+) -> Result<bool, google_cloud_spanner::Error> {
+    let statement = Statement::builder(
+        "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = '' AND TABLE_NAME = @name",
+    )
+    .add_param("name", table)
+    .build();
+    Ok(!query_rows(client, statement).await?.is_empty())
+}

@@ -54,6 +54,10 @@ pub struct ChangeStreamReader {
     pub batch_max: usize,
     /// Where batches go.
     pub intake: Intake,
+    /// The host's own tables (checkpoints, audit anchors): their changes,
+    /// which a `FOR ALL` stream delivers where transactions cannot be
+    /// excluded (the emulator), never reach plugins.
+    pub host_tables: Vec<String>,
     /// Retries and lag are counted here.
     pub metrics: Arc<Metrics>,
     /// Where progress is recorded.
@@ -450,6 +454,9 @@ impl ChangeStreamReader {
         while let Some(record) = receiver.recv().await {
             if let Record::Data(data) = record {
                 for change in data.row_changes().map_err(|e| e.to_string())? {
+                    if self.host_tables.contains(&change.table) {
+                        continue;
+                    }
                     reread += 1;
                     if !seen.contains(&fingerprint(&change)) {
                         missed.push(change);
@@ -550,7 +557,8 @@ impl ChangeStreamReader {
         for record in records {
             match record {
                 Record::Data(data) => {
-                    let decoded = data.row_changes().map_err(|e| e.to_string())?;
+                    let mut decoded = data.row_changes().map_err(|e| e.to_string())?;
+                    decoded.retain(|change| !self.host_tables.contains(&change.table));
                     for change in &decoded {
                         tracing::trace!(partition = %partition, table = %change.table, keys = ?change.keys, commit_micros = change.commit_micros, "row change");
                     }
