@@ -26,6 +26,7 @@
 //! - [`provision`]: creates Spanner instances, databases and schema (demo, tests).
 //! - [`local`]: starts a local Spanner emulator and redis-server.
 //! - [`demo`]: `redis-spanner demo`: the whole loop on a laptop.
+//! - [`waiting`]: start-up waits that log what they wait for.
 //! - [`tooling`]: `redis-spanner plugin test|check|new|build`: plugin authors' tools.
 
 pub mod admin;
@@ -49,3 +50,4 @@ pub mod service;
 pub mod sink;
 pub mod source;
 pub mod tooling;
+pub mod waiting;

@@ -2,6 +2,7 @@
 
 mod audit_cli;
 mod keyring_cli;
+mod logging;
 mod plugin_cli;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,10 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(name = "redis-spanner", version, about)]
 struct Cli {
+    /// How log lines on stderr look: `text`, or `json` (one object per
+    /// line) for log shippers.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -160,14 +165,8 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,redis_spanner=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

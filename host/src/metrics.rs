@@ -94,8 +94,11 @@ pub struct Metrics {
     pub redis_apply_seconds: Histogram,
     /// Seconds per Spanner request (query start, checkpoint write), per kind.
     pub spanner_seconds: HistogramVec,
-    /// Row changes read, per table.
+    /// Distinct row changes read from the change stream, per table.
     pub changes_total: IntCounterVec,
+    /// Row changes read again after a partition's query restarted (counted
+    /// once in `changes_total` already), per table.
+    pub changes_reread_total: IntCounterVec,
     /// Effects per plugin and outcome (`applied`, `stale`, `denied`,
     /// `refused`: an invalid effect, or one Redis answered with an error,
     /// refused its change for that plugin).
@@ -194,7 +197,12 @@ impl Metrics {
             )
             .with_label_values(&[] as &[&str]),
             spanner_seconds: histogram("spanner_seconds", "Seconds per Spanner request", &["kind"]),
-            changes_total: counter("changes_total", "Row changes read", &["table"]),
+            changes_total: counter("changes_total", "Distinct row changes read", &["table"]),
+            changes_reread_total: counter(
+                "changes_reread_total",
+                "Row changes read again after a partition's query restarted",
+                &["table"],
+            ),
             effects_total: counter(
                 "effects_total",
                 "Plugin effects by outcome",

@@ -145,7 +145,8 @@ impl Admin {
         database: &str,
         ddl: &[String],
     ) -> Result<(), ProvisionError> {
-        self.databases
+        let update = self
+            .databases
             .update_database_ddl()
             .set_database(format!(
                 "projects/{}/instances/{instance}/databases/{database}",
@@ -153,9 +154,13 @@ impl Admin {
             ))
             .set_statements(ddl.to_vec())
             .poller()
-            .until_done()
-            .await
-            .map_err(fail(format!("updating the schema of {database}")))?;
+            .until_done();
+        crate::waiting::reported(
+            &format!("a schema change of {database} (the Spanner admin endpoint)"),
+            update,
+        )
+        .await
+        .map_err(fail(format!("updating the schema of {database}")))?;
         Ok(())
     }
 }

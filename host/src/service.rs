@@ -379,6 +379,7 @@ async fn build_pipeline_parts(
         host_password.clone(),
     )
     .await?;
+    crate::sink::setup::warn_about_eviction(&mut sink.admin_connection()).await;
     let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
     let options = load_options(config)?;
     let mut plugins = load_directory(

@@ -16,6 +16,7 @@ async fn a_redis_outage_mid_stream_loses_nothing() -> anyhow::Result<()> {
     let mut bed = TestBed::start(&schema::ddl()).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let service = Service::connect(&bed.config(schema::STREAM, plugins.path())).await?;
+    let metrics = service.metrics();
     let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
 
@@ -51,6 +52,11 @@ async fn a_redis_outage_mid_stream_loses_nothing() -> anyhow::Result<()> {
         ledger.len()
     );
     assert_eq!(mismatches, 0);
+    let retried = |kind: &str| metrics.retries_total.with_label_values(&[kind]).get();
+    assert!(
+        retried("redis_unavailable") + retried("redis_not_answering") >= 1,
+        "the sink's retries while Redis was down are counted"
+    );
     let accounting = check::wait_until_accounted(&mut redis, AUDIT, &ledger, PATIENCE).await?;
     assert!(
         accounting.unaccounted.is_empty() && accounting.accounted == ledger.len(),
@@ -61,8 +67,26 @@ async fn a_redis_outage_mid_stream_loses_nothing() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How Redis loses what it held.
+#[derive(Debug, Clone, Copy)]
+enum Loss {
+    /// Restarted without saving: no data, functions or ACL users.
+    RestartedEmpty,
+    /// `FLUSHALL`: no data, but the functions and users stay.
+    Flushed,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_is_refilled_from_spanner() -> anyhow::Result<()> {
+    lost_data_is_refilled_from_spanner(Loss::RestartedEmpty).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_flushed_is_refilled_from_spanner() -> anyhow::Result<()> {
+    lost_data_is_refilled_from_spanner(Loss::Flushed).await
+}
+
+async fn lost_data_is_refilled_from_spanner(loss: Loss) -> anyhow::Result<()> {
     let mut bed = TestBed::start(&schema::ddl()).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let service = Service::connect(&bed.config(schema::STREAM, plugins.path())).await?;
@@ -73,23 +97,29 @@ async fn redis_restarted_empty_is_refilled_from_spanner() -> anyhow::Result<()> 
     let mut redis = bed.redis_connection().await?;
     check::wait_until_accounted(&mut redis, AUDIT, &before, PATIENCE).await?;
 
-    // No SAVE: Redis comes back without data, functions or ACL users. With
-    // nothing written since, only the host's own check can notice; the rows
-    // come back from Spanner by a resync of every plugin.
-    bed.redis.restart().await?;
+    // With nothing written since, only the host's own check can notice;
+    // the rows come back from Spanner by a resync of every plugin.
+    match loss {
+        Loss::RestartedEmpty => bed.redis.restart().await?,
+        Loss::Flushed => {
+            let () = redis::cmd("FLUSHALL").query_async(&mut redis).await?;
+        }
+    }
     let mut redis = bed.redis_connection().await?;
     let mismatches = check::wait_until_coherent(&spanner, &mut redis, PATIENCE).await?;
-    assert_eq!(
-        mismatches, 0,
-        "the rows cached before the restart came back"
-    );
+    assert_eq!(mismatches, 0, "{loss:?}: the rows cached before came back");
     let lost = metrics
         .retries_total
         .with_label_values(&["redis_lost_data"])
         .get();
-    assert!(lost >= 1, "the data loss was counted");
+    assert!(lost >= 1, "{loss:?}: the data loss was counted");
+    let resync = redis_spanner_tests::wait_for_entry(&redis, AUDIT, |entry| {
+        redis_spanner_tests::field(entry, "op") == "resync"
+    })
+    .await;
+    assert!(resync.is_some(), "{loss:?}: the resync was audited");
 
-    // And changes after the restart are applied as usual.
+    // And changes after the loss are applied as usual.
     let after = workload::run(&spanner, Some(20), CancellationToken::new()).await?;
     let accounting = check::wait_until_accounted(&mut redis, AUDIT, &after, PATIENCE).await?;
     assert!(

@@ -238,12 +238,6 @@ impl Pipeline {
     /// tables; `commit` is resolved as applied when each in-sync lane has
     /// applied it.
     pub(super) fn submit(self: &Arc<Self>, batch: Vec<RowChange>, commit: Commit) {
-        for change in &batch {
-            self.metrics
-                .changes_total
-                .with_label_values(&[change.table.as_str()])
-                .inc();
-        }
         let versions: Arc<[String]> = crate::sink::version::encode_batch(&batch).into();
         let batch: Arc<[RowChange]> = batch.into();
         let plugins = self.plugins.load_full();
@@ -507,14 +501,14 @@ impl Pipeline {
         tasks.push(task.abort_handle());
     }
 
-    /// Every [`WATCH_EVERY`] until `stop`, checks that Redis still holds the
-    /// function library (a Redis restarted without its data has none), and
-    /// resyncs every plugin once Redis is found to have lost its data, here
-    /// or by an apply. Runs apart from the lane watch, which a Redis that
+    /// Every [`WATCH_EVERY`] until `stop`, checks that Redis still holds
+    /// what the host wrote (see [`crate::sink::faults`]), and resyncs every
+    /// plugin once Redis is found to have lost its data, here or by an
+    /// apply. Runs apart from the lane watch, which a Redis that
     /// does not answer must not hold up.
     async fn watch_redis_data(self: Arc<Self>, stop: CancellationToken) {
         let mut tick = tokio::time::interval(WATCH_EVERY);
-        let mut losses_seen = self.sinks.admin().data_losses();
+        let mut losses_seen = self.sinks.admin().faults().data_losses();
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -522,15 +516,18 @@ impl Pipeline {
             }
             let checked = tokio::select! {
                 () = stop.cancelled() => return,
-                checked = self.sinks.admin().check_library() => checked,
+                checked = self.sinks.admin().check_data() => checked,
             };
             if let Err(err) = checked {
-                tracing::debug!(error = %err, "cannot check the function library now");
+                tracing::debug!(error = %err, "cannot check Redis's data now");
             }
-            let losses = self.sinks.admin().data_losses();
+            let losses = self.sinks.admin().faults().data_losses();
             if losses > losses_seen {
                 losses_seen = losses;
-                self.resync_all("Redis restarted without its data").await;
+                self.resync_all(
+                    "Redis lost its data (restarted empty, flushed, or restored from an older snapshot)",
+                )
+                .await;
             }
         }
     }
@@ -547,6 +544,7 @@ impl Pipeline {
             .inc();
         for lane in lanes {
             self.mark_resync_needed(&lane.name, reason).await;
+            self.audit_data_loss_resync(&lane.name, reason).await;
             self.resync_lane(&lane);
         }
     }

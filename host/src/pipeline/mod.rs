@@ -102,6 +102,7 @@ impl Pipeline {
         dead_letters: DeadLetterPolicy,
         lane_bounds: LaneBounds,
     ) -> Self {
+        sinks.admin().faults().report_to(metrics.clone());
         Self {
             resyncer: std::sync::OnceLock::new(),
             lanes: Lanes::new(lane_bounds),

@@ -40,6 +40,26 @@ impl Pipeline {
     /// Audits that `plugin`'s lane went out of sync, skipping `skipped`
     /// batches.
     pub(super) async fn audit_out_of_sync(&self, plugin: &str, reason: &str, skipped: usize) {
+        let reason = format!("{reason}; {skipped} batches skipped for it, a resync follows");
+        self.audit_lane(plugin, "lane", crate::audit::Verdict::OutOfSync, reason)
+            .await;
+    }
+
+    /// Audits that `plugin` is resynced because Redis lost its data.
+    pub(super) async fn audit_data_loss_resync(&self, plugin: &str, reason: &str) {
+        let reason = format!("{reason}; its tables are read again from Spanner");
+        self.audit_lane(plugin, "resync", crate::audit::Verdict::Requested, reason)
+            .await;
+    }
+
+    /// Appends one record about `plugin`'s lane (no key, no version).
+    async fn audit_lane(
+        &self,
+        plugin: &str,
+        operation: &str,
+        verdict: crate::audit::Verdict,
+        reason: String,
+    ) {
         let (Some(audit), Some(loaded)) = (&self.audit, self.plugin_named(plugin)) else {
             return;
         };
@@ -48,12 +68,12 @@ impl Pipeline {
             plugin_digest: loaded.digest().to_owned(),
             version: String::new(),
             key: String::new(),
-            operation: "lane".to_owned(),
-            verdict: crate::audit::Verdict::OutOfSync,
-            reason: format!("{reason}; {skipped} batches skipped for it, a resync follows"),
+            operation: operation.to_owned(),
+            verdict,
+            reason,
         };
         if let Err(err) = audit.append(&[record]).await {
-            tracing::warn!(plugin, error = %err, "cannot audit that the plugin's lane went out of sync");
+            tracing::warn!(plugin, operation, error = %err, "cannot audit an event of the plugin's lane");
         }
     }
 

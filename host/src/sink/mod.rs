@@ -4,8 +4,8 @@
 //!   retrying while Redis is unreachable.
 //! - [`acl`]: a Redis ACL user per plugin, matching its grant.
 //! - [`version`]: how versions and their companion keys look in Redis.
-//! - [`audit`]: the audit trail: a capped, optionally hash-chained Redis stream
-//!   of every applied, stale or denied mutation.
+//! - [`faults`]: retries counted by reason, and data losses noticed.
+//! - [`setup`]: Redis settings the host warns about (eviction policy).
 //! - [`tls`]: certificates for `rediss://` connections.
 //! - [`credentials`]: passwords read from files, reloaded on change or
 //!   `SIGHUP` and handed to live connections.
@@ -13,7 +13,9 @@
 
 pub mod acl;
 pub mod credentials;
+pub mod faults;
 pub mod redis;
+pub mod setup;
 pub mod tls;
 pub mod version;
 

@@ -19,6 +19,7 @@
 //! holds batches back until both agree.
 
 use super::credentials::FileCredentials;
+use super::faults::{MARKER_KEY, RedisFaults};
 use super::tls::RedisTls;
 use super::version::companion_key;
 use crate::change::Effect;
@@ -136,9 +137,8 @@ pub struct RedisSink {
     /// (the same as `conn` unless this sink acts as a plugin's ACL user).
     loader: ConnectionManager,
     tombstone_ms: u64,
-    /// How often Redis was found without the function library, i.e.
-    /// restarted without its data (shared by every sink acting for this one).
-    data_losses: Arc<std::sync::atomic::AtomicU64>,
+    /// Retries and data losses, shared by every sink acting for this one.
+    faults: Arc<RedisFaults>,
 }
 
 /// Opens a managed connection and checks the server answers.
@@ -325,7 +325,7 @@ impl RedisSink {
             conn,
             tls,
             tombstone_ms,
-            data_losses: Arc::default(),
+            faults: Arc::default(),
         };
         sink.load_functions()
             .await
@@ -344,20 +344,20 @@ impl RedisSink {
             loader: self.loader.clone(),
             tls: self.tls.clone(),
             tombstone_ms: self.tombstone_ms,
-            data_losses: self.data_losses.clone(),
+            faults: self.faults.clone(),
         }
     }
 
-    /// How many times Redis was found without the function library since
-    /// this sink connected: each time it had restarted without its data, and
-    /// what the cache held before is gone.
-    pub fn data_losses(&self) -> u64 {
-        self.data_losses.load(std::sync::atomic::Ordering::Relaxed)
+    /// Retries and data losses of this sink and every sink acting for it.
+    pub fn faults(&self) -> &Arc<RedisFaults> {
+        &self.faults
     }
 
-    /// Checks that Redis still holds the function library, and loads it
-    /// again (counting a data loss) when it does not.
-    pub async fn check_library(&self) -> redis::RedisResult<()> {
+    /// Checks that Redis still holds what the host wrote: the function
+    /// library (gone after a restart without data; loaded again) and the
+    /// generation marker (gone after a flush, older after a restore from an
+    /// old snapshot). A loss is counted in [`RedisFaults::data_losses`].
+    pub async fn check_data(&self) -> redis::RedisResult<()> {
         let mut conn = self.loader.clone();
         let libraries: redis::Value = redis::cmd("FUNCTION")
             .arg("LIST")
@@ -365,10 +365,29 @@ impl RedisSink {
             .arg("redis_spanner")
             .query_async(&mut conn)
             .await?;
-        if matches!(&libraries, redis::Value::Array(found) if !found.is_empty()) {
-            return Ok(());
+        if !matches!(&libraries, redis::Value::Array(found) if !found.is_empty()) {
+            self.reload_lost_library().await?;
         }
-        self.reload_lost_library().await
+        let found: Option<u64> = redis::cmd("GET")
+            .arg(MARKER_KEY)
+            .query_async(&mut conn)
+            .await?;
+        let (lost, next) = self.faults.check_generation(found);
+        if lost {
+            tracing::warn!(
+                key = MARKER_KEY,
+                ?found,
+                "the data generation marker is gone or older than the host wrote (Redis flushed, or restored from an older snapshot)"
+            );
+            self.faults.lost_data();
+        }
+        let () = redis::cmd("SET")
+            .arg(MARKER_KEY)
+            .arg(next)
+            .query_async(&mut conn)
+            .await?;
+        self.faults.wrote_generation(next);
+        Ok(())
     }
 
     /// Redis has no function library, so it restarted without its data:
@@ -377,8 +396,7 @@ impl RedisSink {
         tracing::warn!(
             "the redis_spanner function library is missing (Redis restarted without its data?); loading it again"
         );
-        self.data_losses
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.faults.lost_data();
         self.load_functions().await
     }
 
@@ -444,6 +462,7 @@ impl RedisSink {
                     waited_s = STALL_WARNING.as_secs(),
                     "Redis has not answered (unreachable, or refusing the configured password?); still trying"
                 );
+                self.faults.retry("redis_not_answering");
                 continue;
             };
             let replies = match reply {
@@ -454,6 +473,7 @@ impl RedisSink {
                         answered = replies.len(),
                         "Redis answered a pipeline with the wrong number of replies; retrying"
                     );
+                    self.faults.retry("redis_wrong_reply_count");
                     self.pause(&mut backoff).await;
                     continue;
                 }
@@ -464,6 +484,7 @@ impl RedisSink {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "Redis unavailable; retrying");
+                    self.faults.retry("redis_unavailable");
                     self.pause(&mut backoff).await;
                     continue;
                 }
@@ -481,6 +502,7 @@ impl RedisSink {
                     Reply::RedisFault(message) => {
                         if retry.is_empty() {
                             tracing::warn!(error = %message, retry_in_ms = backoff.as_millis() as u64, "Redis refused to apply for now; retrying");
+                            self.faults.retry("redis_refused_for_now");
                         }
                         retry.push(index);
                     }

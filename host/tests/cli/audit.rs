@@ -82,6 +82,36 @@ async fn audit_verify_exits_non_zero_on_a_broken_chain() -> anyhow::Result<()> {
         .arg(&ids[2].0)
         .query_async(&mut conn)
         .await?;
+    // Logs on stderr: no colour codes when not a terminal, and one JSON
+    // object per line with --log-format json.
+    let stderr = String::from_utf8_lossy(&intact.stderr);
+    assert!(
+        stderr.contains("keyring loaded") && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
+    let json = support::binary()
+        .args([
+            "--log-format",
+            "json",
+            "audit",
+            "verify",
+            "--without-anchor",
+            "--config",
+        ])
+        .arg(&config)
+        .output()?;
+    let lines = String::from_utf8_lossy(&json.stderr);
+    let logged: Vec<serde_json::Value> = lines
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert!(
+        logged
+            .iter()
+            .any(|line| line["fields"]["message"] == "keyring loaded" && line["level"] == "INFO"),
+        "{lines}"
+    );
+
     let broken = verify(&config);
     let stdout = String::from_utf8_lossy(&broken.stdout);
     assert!(

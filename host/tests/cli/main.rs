@@ -1,9 +1,10 @@
 //! Tests of the real `redis-spanner` binary (`CARGO_BIN_EXE_redis-spanner`),
 //! in one test binary so the host is linked into tests once.
 //!
-//! - [`audit`]: `audit verify` exit codes.
+//! - [`audit`]: `audit verify` exit codes and messages, and log formats.
 //! - [`crash_restart`]: kill -9 mid-stream and restart, then SIGTERM.
 //! - [`keyring`]: the keyring commands.
+//! - [`waits`]: start-up waits say what they wait for.
 //! - [`plugin_workflow`]: `plugin new` → `build` → `test` → `check`, per
 //!   language.
 
@@ -12,3 +13,4 @@ mod crash_restart;
 mod keyring;
 mod plugin_workflow;
 mod support;
+mod waits;

@@ -58,20 +58,27 @@ pub async fn connect(
         .build()
         .await
         .map_err(|e| connect_error(e.to_string()))?;
-    let client = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        spanner.database_client(database).build(),
+    let waiting_for = format!("Spanner database {database} at {endpoint}");
+    let client = crate::waiting::reported(
+        &waiting_for,
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            spanner.database_client(database).build(),
+        ),
     )
     .await
     .map_err(|_| connect_error("timed out after 30 s; is the endpoint reachable?".into()))?
     .map_err(|e| connect_error(e.to_string()))?;
     // Opening a client does not touch the database; a trivial query does.
-    let mut rows = client
-        .single_use()
-        .build()
-        .execute_query(Statement::builder("SELECT 1").build())
-        .await
-        .map_err(|e| connect_error(e.to_string()))?;
+    let mut rows = crate::waiting::reported(
+        &waiting_for,
+        client
+            .single_use()
+            .build()
+            .execute_query(Statement::builder("SELECT 1").build()),
+    )
+    .await
+    .map_err(|e| connect_error(e.to_string()))?;
     while let Some(row) = rows.next().await {
         row.map_err(|e| connect_error(e.to_string()))?;
     }

@@ -92,6 +92,11 @@ struct Progress {
     /// Fingerprints of the row changes received, over all attempts (kept
     /// only when finished partitions are re-read).
     seen: HashSet<u64>,
+    /// The newest commit timestamp (µs) of the changes earlier attempts
+    /// sent: a restarted query reads up to it again.
+    sent_before: i64,
+    /// The newest commit timestamp (µs) of the changes this attempt sent.
+    sent_now: i64,
     /// Batches sent and not known to be applied, oldest first, each with
     /// the timestamp the partition has reached once it is.
     in_flight: VecDeque<(Receipt, Option<String>)>,
@@ -246,6 +251,8 @@ impl ChangeStreamReader {
             dirty: false,
             children: Vec::new(),
             seen: HashSet::new(),
+            sent_before: i64::MIN,
+            sent_now: i64::MIN,
             in_flight: VecDeque::new(),
         };
         // The re-read covers the whole partition: a change its live query
@@ -476,6 +483,12 @@ impl ChangeStreamReader {
         if shutdown.is_cancelled() {
             return Err("shutdown".to_owned());
         }
+        for change in &missed {
+            self.metrics
+                .changes_total
+                .with_label_values(&[change.table.as_str()])
+                .inc();
+        }
         let mut receipts = Vec::new();
         for chunk in missed.chunks(self.batch_max) {
             receipts.push(self.intake.send(Work::Changes(chunk.to_vec())).await);
@@ -499,6 +512,7 @@ impl ChangeStreamReader {
         for (_, reached) in progress.in_flight.iter_mut() {
             *reached = None;
         }
+        progress.sent_before = progress.sent_before.max(progress.sent_now);
         let (sender, mut receiver) = mpsc::channel(RECORD_BUFFER);
         let client = self.client.clone();
         let owned_query = query.clone();
@@ -575,6 +589,15 @@ impl ChangeStreamReader {
                     announced.push(record);
                 }
             }
+        }
+        for change in &changes {
+            let counter = if change.commit_micros <= progress.sent_before {
+                &self.metrics.changes_reread_total
+            } else {
+                &self.metrics.changes_total
+            };
+            counter.with_label_values(&[change.table.as_str()]).inc();
+            progress.sent_now = progress.sent_now.max(change.commit_micros);
         }
         for chunk in changes.chunks(self.batch_max) {
             let receipt = self.intake.send(Work::Changes(chunk.to_vec())).await;

@@ -1,0 +1,105 @@
+//! What the Redis sinks of one host learn about Redis, shared by every
+//! plugin's connection: retries counted by reason, and data losses told
+//! apart from plain reconnects.
+//!
+//! Redis can lose what it held in three ways the host notices:
+//! - it restarted without its data: the function library is gone;
+//! - it was flushed (`FLUSHALL`, `FLUSHDB`), which keeps the functions;
+//! - it came back from an older snapshot, or failed over to a replica that
+//!   was behind.
+//!
+//! For the last two the host keeps a marker key, [`MARKER_KEY`], holding a
+//! generation it advances at every check (twice a second): a marker that is
+//! gone, or holds an older generation than the host last wrote, means the
+//! data went back in time.
+
+use crate::metrics::Metrics;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The key holding the host's data generation.
+pub const MARKER_KEY: &str = "redis-spanner:generation";
+
+/// Faults met by the sinks of one host.
+#[derive(Default)]
+pub struct RedisFaults {
+    data_losses: AtomicU64,
+    /// The generation last written to [`MARKER_KEY`], once written.
+    generation: Mutex<Option<u64>>,
+    metrics: OnceLock<Arc<Metrics>>,
+}
+
+impl std::fmt::Debug for RedisFaults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisFaults")
+            .field("data_losses", &self.data_losses())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisFaults {
+    /// Counts retries in `metrics` from now on (set once).
+    pub fn report_to(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// Counts one retry of `kind` (`retries_total{kind}`).
+    pub fn retry(&self, kind: &str) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.retry(kind);
+        }
+    }
+
+    /// How many data losses were noticed.
+    pub fn data_losses(&self) -> u64 {
+        self.data_losses.load(Ordering::Relaxed)
+    }
+
+    /// Counts a data loss.
+    pub fn lost_data(&self) {
+        self.data_losses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Compares the generation Redis holds (`found`) with the one last
+    /// written; a missing or older one counts as a data loss. Returns the
+    /// generation to write next.
+    pub fn check_generation(&self, found: Option<u64>) -> (bool, u64) {
+        let last = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let lost = match *last {
+            Some(written) => found.is_none_or(|found| found < written),
+            None => false,
+        };
+        let next = last.unwrap_or(0).max(found.unwrap_or(0)) + 1;
+        (lost, next)
+    }
+
+    /// Notes that `generation` is now in Redis.
+    pub fn wrote_generation(&self, generation: u64) {
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner()) = Some(generation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_or_older_generation_is_a_loss() {
+        let faults = RedisFaults::default();
+        // First check: nothing to compare with.
+        assert_eq!(faults.check_generation(None), (false, 1));
+        faults.wrote_generation(1);
+        assert_eq!(faults.check_generation(Some(1)), (false, 2));
+        faults.wrote_generation(2);
+        assert_eq!(faults.check_generation(None), (true, 3), "flushed");
+        faults.wrote_generation(3);
+        assert_eq!(
+            faults.check_generation(Some(1)),
+            (true, 4),
+            "an old snapshot"
+        );
+        // A marker another writer moved on is not a loss.
+        faults.wrote_generation(4);
+        assert_eq!(faults.check_generation(Some(9)), (false, 10));
+    }
+}

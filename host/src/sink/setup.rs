@@ -1,0 +1,88 @@
+//! Checks of how Redis is set up that the host cannot fix by itself, so
+//! that an operator hears about them at start rather than after a stale
+//! value shows.
+
+use redis::aio::ConnectionLike;
+
+/// Why Redis's `maxmemory-policy` `policy` can undo what the host relies
+/// on, or `None` when it cannot.
+pub fn eviction_risk(policy: &str) -> Option<String> {
+    if policy == "noeviction" {
+        return None;
+    }
+    Some(if policy.starts_with("allkeys-") {
+        format!(
+            "maxmemory-policy is {policy}: when Redis is full it may evict version keys and tombstones, so a late or replayed older write can land, and the generation marker, which makes the host resync every plugin; set noeviction (a full Redis then stalls writes visibly: /readyz answers 503) and size maxmemory for the cache and the audit trail"
+        )
+    } else {
+        format!(
+            "maxmemory-policy is {policy}: when Redis is full it may evict tombstones (they expire after redis.tombstone_ms) before their time, so a replay older than a delete could write the row back; set noeviction to keep them"
+        )
+    })
+}
+
+/// Reads `maxmemory-policy` and logs a warning when it can undo what the
+/// host relies on; returns the warning. A user not allowed `CONFIG GET`
+/// is told so in the debug log, and nothing is checked.
+pub async fn warn_about_eviction<C: ConnectionLike + Send>(conn: &mut C) -> Option<String> {
+    let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(conn)
+        .await;
+    let policy = match reply {
+        Ok(pair) => pair.get(1).cloned()?,
+        Err(err) => {
+            tracing::debug!(error = %err, "cannot read maxmemory-policy; not checked");
+            return None;
+        }
+    };
+    let warning = eviction_risk(&policy)?;
+    tracing::warn!(%policy, "{warning}");
+    Some(warning)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::RedisServer;
+
+    #[test]
+    fn only_noeviction_keeps_every_version_key() {
+        assert_eq!(eviction_risk("noeviction"), None);
+        assert!(
+            eviction_risk("allkeys-lru")
+                .unwrap()
+                .contains("version keys")
+        );
+        assert!(
+            eviction_risk("volatile-ttl")
+                .unwrap()
+                .contains("tombstones")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_policy_is_read_from_redis() -> anyhow::Result<()> {
+        let server = RedisServer::start().await?;
+        let mut conn = redis::Client::open(server.url())?
+            .get_multiplexed_async_connection()
+            .await?;
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("noeviction")
+            .query_async(&mut conn)
+            .await?;
+        assert_eq!(warn_about_eviction(&mut conn).await, None);
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("allkeys-lru")
+            .query_async(&mut conn)
+            .await?;
+        let warning = warn_about_eviction(&mut conn).await.unwrap_or_default();
+        assert!(warning.contains("allkeys-lru"), "{warning}");
+        Ok(())
+    }
+}
