@@ -151,6 +151,11 @@ pub struct RedisConfig {
     /// About how many entries the dead-letter stream keeps.
     #[serde(default = "default_dead_letter_max_len")]
     pub dead_letter_max_len: usize,
+    /// Keep each dead letter's full changes too, sealed with this keyring
+    /// key (field `sealed`); unset, an entry holds only references (table,
+    /// primary key, commit timestamp, transaction, record sequence).
+    #[serde(default)]
+    pub dead_letter_seal_key: Option<String>,
     /// Per-plugin Redis ACL users: `managed` (the host creates them) or
     /// `off`.
     #[serde(default)]
@@ -231,6 +236,7 @@ impl RedisConfig {
             tombstone_ms: default_tombstone_ms(),
             dead_letter_stream: default_dead_letter_stream(),
             dead_letter_max_len: default_dead_letter_max_len(),
+            dead_letter_seal_key: None,
             acl: Default::default(),
             audit_stream: default_audit_stream(),
             audit_max_len: default_audit_max_len(),
@@ -586,6 +592,13 @@ impl Config {
             return Err(invalid(format!(
                 "spanner.audit_anchor_table = {:?} is not a valid table name (letters, digits, underscores) other than the checkpoint table",
                 self.spanner.audit_anchor_table
+            )));
+        }
+        if let Some(key) = &self.redis.dead_letter_seal_key
+            && self.keyring.is_none()
+        {
+            return Err(invalid(format!(
+                "redis.dead_letter_seal_key = {key:?} needs a [keyring] to hold the key"
             )));
         }
         if let Some(key) = &self.redis.audit_key {

@@ -19,6 +19,7 @@
 //! - [`crypto`]: the keyring plugins seal and hash with, reloaded on change.
 //! - [`reload_trigger`]: when to reload a file: a change in its directory, or `SIGHUP`.
 //! - [`metrics`]: Prometheus metrics and commit-to-Redis lag.
+//! - [`dead_letters`]: what plugins could not apply, as references; list and replay.
 //! - [`backfill`]: `redis-spanner backfill`: a table snapshot through the plugins.
 //! - [`resync`]: one plugin brought up to date from a snapshot of its tables.
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz` and `/readyz`.
@@ -36,6 +37,7 @@ pub mod cache_events;
 pub mod change;
 pub mod config;
 pub mod crypto;
+pub mod dead_letters;
 pub mod demo;
 pub mod flow;
 pub mod local;

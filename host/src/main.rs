@@ -1,6 +1,7 @@
 //! The `redis-spanner` command line.
 
 mod audit_cli;
+mod dead_letter_cli;
 mod keyring_cli;
 mod logging;
 mod plugin_cli;
@@ -47,6 +48,11 @@ enum Command {
         /// Only this plugin (its file name without .wasm).
         #[arg(long)]
         plugin: Option<String>,
+    },
+    /// The dead-letter stream: list it, replay it from Spanner.
+    DeadLetter {
+        #[command(subcommand)]
+        command: dead_letter_cli::DeadLetterCommand,
     },
     /// Plugin tools.
     Plugin {
@@ -208,6 +214,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     without_anchor,
                 },
         } => audit_cli::verify_command(&config, without_anchor).await,
+        Command::DeadLetter { command } => dead_letter_cli::run(command).await,
         Command::Backfill {
             config,
             table,

@@ -400,6 +400,10 @@ async fn build_pipeline_parts(
     let dead_letters = DeadLetterPolicy {
         stream: config.redis.dead_letter_stream.clone(),
         max_len: config.redis.dead_letter_max_len,
+        seal: match (&config.redis.dead_letter_seal_key, &options.keyring) {
+            (Some(name), Some(keyring)) => Some((keyring.clone(), name.clone())),
+            _ => None,
+        },
     };
     let audit = match &config.redis.audit_stream {
         Some(stream) => {

@@ -39,6 +39,7 @@ async fn sealed_values_open_after_rotation_and_ungranted_keys_are_refused() -> a
     config.keyring = Some(KeyringConfig {
         dir: Some(keys.path().to_owned()),
     });
+    config.redis.dead_letter_seal_key = Some("pii".to_owned());
     for name in ["sealed", "greedy"] {
         let mut grant = Grant::prefixes(&["sealed:", "emails:"]);
         grant.crypto_keys = vec!["pii".to_owned(), "lookup".to_owned()];
@@ -112,5 +113,27 @@ async fn sealed_values_open_after_rotation_and_ungranted_keys_are_refused() -> a
         field(&parked, "error").contains("not granted"),
         "{parked:?}"
     );
+    // The entry refers to the row; its values are kept only sealed, and
+    // open with the configured key.
+    assert!(
+        !field(&parked, "refs").contains("ada@example.com"),
+        "{parked:?}"
+    );
+    let mut conn = redis.clone();
+    let raw: redis::streams::StreamRangeReply =
+        conn.xrange_all("redis-spanner:dead-letter").await?;
+    let sealed: Vec<u8> = raw
+        .ids
+        .iter()
+        .find(|entry| {
+            entry
+                .get::<String>("plugin")
+                .is_some_and(|p| p.starts_with("greedy@"))
+        })
+        .and_then(|entry| entry.get("sealed"))
+        .expect("the changes are kept sealed");
+    let keyring = Keyring::from_dir(keys.path())?;
+    let changes = String::from_utf8(open(&keyring, &sealed, b"redis-spanner:dead-letter")?)?;
+    assert!(changes.contains("\"Users\""), "{changes}");
     running.shutdown().await
 }

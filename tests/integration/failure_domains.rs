@@ -150,16 +150,19 @@ async fn a_hostile_plugin_costs_only_itself() -> anyhow::Result<()> {
             continue;
         }
         let letter = dead_letter(&redis, &dead_letters, reason).await;
+        // References only: the row's key, never its values.
         assert!(
             field(&letter, "error").contains("refused")
-                && field(&letter, "changes").contains(&format!("\"{mode}\"")),
+                && field(&letter, "refs").contains(&format!("{{\"Int64\":{id}}}"))
+                && !field(&letter, "refs").contains(&format!("\"{mode}\""))
+                && field(&letter, "changes").is_empty(),
             "{mode}: {letter:?}"
         );
     }
     // Exactly the attacks' changes were refused, nothing beside them.
     let mut refused_ids: Vec<i64> = Vec::new();
     for letter in entries(&mut redis, &dead_letters).await? {
-        let changes: serde_json::Value = serde_json::from_str(field(&letter, "changes"))?;
+        let changes: serde_json::Value = serde_json::from_str(field(&letter, "refs"))?;
         for change in changes.as_array().into_iter().flatten() {
             refused_ids.extend(change["keys"][0]["value"]["Int64"].as_i64());
         }
@@ -187,6 +190,47 @@ async fn a_hostile_plugin_costs_only_itself() -> anyhow::Result<()> {
         4,
         "one refused audit record per attack: {refused:?}"
     );
+
+    // Row 1 is repaired in Spanner; a replay delivers its current row. The
+    // other attacks' rows are as hostile as ever: they are parked anew.
+    commit(
+        &spanner,
+        vec![
+            Mutation::new_update_builder("Hostile")
+                .set("Id")
+                .to(1)
+                .set("Mode")
+                .to("ok")
+                .build(),
+        ],
+    )
+    .await?;
+    let parked_before = entries(&mut redis, &dead_letters).await?.len();
+    let report = redis_spanner::dead_letters::replay(&config, Some("test_hostile")).await?;
+    assert_eq!(report.replayed.len(), parked_before, "{report:?}");
+    assert_eq!(report.rows, 4, "{report:?}");
+    assert!(
+        report.parked_again >= 1 && report.kept.is_empty(),
+        "{report:?}"
+    );
+    assert!(
+        appears(&redis, "hostile:1").await,
+        "the replayed row is cached"
+    );
+    let left: Vec<i64> = entries(&mut redis, &dead_letters)
+        .await?
+        .iter()
+        .flat_map(|letter| {
+            let refs: serde_json::Value =
+                serde_json::from_str(field(letter, "refs")).unwrap_or_default();
+            refs.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["keys"][0]["value"]["Int64"].as_i64())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(left, [2, 3, 5], "row 1 is no longer parked");
 
     // A call blocked in a host call is stopped at its deadline; the batch
     // is parked and a fresh instance takes the next one.

@@ -155,7 +155,7 @@ async fn misbehaving_plugins_fail_only_their_batch() -> anyhow::Result<()> {
         );
         assert!(error.contains(expected), "{error}");
         assert!(
-            field(&letter, "changes").contains(&format!("\"{table}\"")),
+            field(&letter, "refs").contains(&format!("\"{table}\"")),
             "the parked batch holds the {table} change: {letter:?}"
         );
     }

@@ -259,18 +259,28 @@ impl RunningService {
 /// A stream entry's fields.
 pub type Entry = std::collections::HashMap<String, String>;
 
-/// Every entry of `stream`, oldest first.
+/// Every entry of `stream`, oldest first (binary values, such as sealed
+/// ones, shown lossily).
 pub async fn entries(
     redis: &mut redis::aio::MultiplexedConnection,
     stream: &str,
 ) -> anyhow::Result<Vec<Entry>> {
-    let entries: Vec<(String, Entry)> = redis::cmd("XRANGE")
+    type RawEntry = (String, Vec<(String, Vec<u8>)>);
+    let entries: Vec<RawEntry> = redis::cmd("XRANGE")
         .arg(stream)
         .arg("-")
         .arg("+")
         .query_async(redis)
         .await?;
-    Ok(entries.into_iter().map(|(_, fields)| fields).collect())
+    Ok(entries
+        .into_iter()
+        .map(|(_, fields)| {
+            fields
+                .into_iter()
+                .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+                .collect()
+        })
+        .collect())
 }
 
 /// The first entry of `stream` that `matches`, once there is one (within

@@ -79,7 +79,7 @@ impl Pipeline {
                 self.audit_crypto_refusals(plugin).await?;
                 let json = serde_json::to_string(events)
                     .unwrap_or_else(|e| format!("unserialisable events: {e}"));
-                self.park_json(plugin, json, 0, events.len(), &error)
+                self.park_json(plugin, json, None, 0, events.len(), &error)
                     .await
                     .map_err(PipelineError::from)?;
                 return Ok(());
@@ -197,7 +197,8 @@ impl Pipeline {
         self.dead_letter(&crate::sink::DeadLetter {
             plugin: "cache-events",
             error: reason,
-            changes_json: fields_json,
+            refs_json: fields_json,
+            sealed: None,
             first_commit_micros: 0,
             count: 1,
         })

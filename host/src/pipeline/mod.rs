@@ -72,6 +72,26 @@ pub struct DeadLetterPolicy {
     pub stream: String,
     /// About how many entries it keeps.
     pub max_len: usize,
+    /// The keyring key the full changes are sealed with, when they are
+    /// kept at all.
+    pub seal: Option<(Arc<crate::crypto::KeyringHandle>, String)>,
+}
+
+impl DeadLetterPolicy {
+    /// `changes` sealed for the `sealed` field, when a seal key is set; a
+    /// change that cannot be sealed is left out, with a warning.
+    fn seal<C: serde::Serialize>(&self, changes: &[C]) -> Option<Vec<u8>> {
+        let (keyring, name) = self.seal.as_ref()?;
+        let json = serde_json::to_vec(changes).ok()?;
+        match redis_spanner_envelope::seal(&keyring.current(), name, &json, self.stream.as_bytes())
+        {
+            Ok(sealed) => Some(sealed),
+            Err(err) => {
+                tracing::warn!(key = %name, error = %err, "cannot seal a dead letter's changes; only references are kept");
+                None
+            }
+        }
+    }
 }
 
 /// The plugins currently loaded; replaced as a whole by hot reload.
@@ -342,14 +362,13 @@ impl Pipeline {
             reasons.join("; ")
         );
         tracing::warn!(plugin = %plugin.label(), changes = refused.len(), %error, "changes refused for this plugin; the rest of the batch is applied");
-        let json = serde_json::to_string(&changes)
-            .unwrap_or_else(|e| format!("unserialisable changes: {e}"));
         let first = changes.first().map_or(0, |c| c.commit_micros);
         let label = plugin.label();
         self.dead_letter(&DeadLetter {
             plugin: &label,
             error: &error,
-            changes_json: json,
+            refs_json: crate::dead_letters::refs_json(&changes),
+            sealed: self.dead_letters.seal(&changes),
             first_commit_micros: first,
             count: changes.len(),
         })
@@ -462,10 +481,10 @@ impl Pipeline {
         batch: &[RowChange],
         error: &PluginError,
     ) -> Result<(), SinkError> {
-        let json =
-            serde_json::to_string(batch).unwrap_or_else(|e| format!("unserialisable batch: {e}"));
         let first = batch.first().map_or(0, |c| c.commit_micros);
-        self.park_json(plugin, json, first, batch.len(), error)
+        let refs = crate::dead_letters::refs_json(batch);
+        let sealed = self.dead_letters.seal(batch);
+        self.park_json(plugin, refs, sealed, first, batch.len(), error)
             .await
     }
 
@@ -483,6 +502,7 @@ impl Pipeline {
         &self,
         plugin: &Plugin,
         json: String,
+        sealed: Option<Vec<u8>>,
         first_commit_micros: i64,
         count: usize,
         error: &PluginError,
@@ -492,7 +512,8 @@ impl Pipeline {
         self.dead_letter(&DeadLetter {
             plugin: &label,
             error: &message,
-            changes_json: json,
+            refs_json: json,
+            sealed,
             first_commit_micros,
             count,
         })

@@ -632,8 +632,11 @@ pub struct DeadLetter<'a> {
     pub plugin: &'a str,
     /// Its last error.
     pub error: &'a str,
-    /// The batch, as JSON.
-    pub changes_json: String,
+    /// What it refers to, as JSON: row change references (see
+    /// [`crate::dead_letters`]), or cache events.
+    pub refs_json: String,
+    /// The full changes sealed with the configured keyring key, when one is.
+    pub sealed: Option<Vec<u8>>,
     /// Commit timestamp (micros) of the batch's first change.
     pub first_commit_micros: i64,
     /// Number of changes in the batch.
@@ -663,8 +666,11 @@ impl RedisSink {
             .arg(letter.first_commit_micros)
             .arg("count")
             .arg(letter.count)
-            .arg("changes")
-            .arg(&letter.changes_json);
+            .arg("refs")
+            .arg(&letter.refs_json);
+        if let Some(sealed) = &letter.sealed {
+            cmd.arg("sealed").arg(sealed);
+        }
         let mut backoff = Duration::from_millis(50);
         loop {
             let mut conn = self.conn.clone();

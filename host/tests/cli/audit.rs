@@ -37,18 +37,12 @@ async fn audit_verify_exits_non_zero_on_a_broken_chain() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let keys = tempfile::tempdir()?;
     Keyring::generate(keys.path(), "audit")?;
-    let config = dir.path().join("redis-spanner.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[spanner]\nproject = \"p\"\ninstance = \"i\"\ndatabase = \"d\"\n\
-             change_stream = \"s\"\n\n[redis]\nurl = \"{}\"\naudit_key = \"audit\"\n\n\
-             [plugins]\ndir = \"{}\"\n\n[keyring]\ndir = \"{}\"\n",
-            server.url(),
-            dir.path().display(),
-            keys.path().display()
-        ),
-    )?;
+    let config = support::config_file(
+        dir.path(),
+        "",
+        &format!("url = \"{}\"\naudit_key = \"audit\"", server.url()),
+        &format!("[keyring]\ndir = \"{}\"\n", keys.path().display()),
+    );
     let client = redis::Client::open(server.url())?;
     let manager = client.get_connection_manager().await?;
     let stream = "redis-spanner:audit".to_owned();

@@ -2,6 +2,7 @@
 //! in one test binary so the host is linked into tests once.
 //!
 //! - [`audit`]: `audit verify` exit codes and messages, and log formats.
+//! - [`dead_letters`]: `dead-letter list`.
 //! - [`crash_restart`]: kill -9 mid-stream and restart, then SIGTERM.
 //! - [`keyring`]: the keyring commands.
 //! - [`waits`]: start-up waits say what they wait for.
@@ -10,6 +11,7 @@
 
 mod audit;
 mod crash_restart;
+mod dead_letters;
 mod keyring;
 mod plugin_workflow;
 mod support;

@@ -9,17 +9,13 @@ use std::time::{Duration, Instant};
 #[test]
 fn an_unreachable_spanner_is_named_while_waiting() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = dir.path().join("redis-spanner.toml");
     // Port 1 on the loopback: nothing listens there.
-    std::fs::write(
-        &config,
-        format!(
-            "[spanner]\nproject = \"p\"\ninstance = \"i\"\ndatabase = \"d\"\n\
-             change_stream = \"s\"\nemulator_host = \"127.0.0.1:1\"\n\n\
-             [redis]\nurl = \"redis://127.0.0.1:1\"\n\n[plugins]\ndir = \"{}\"\n",
-            dir.path().display()
-        ),
-    )?;
+    let config = support::config_file(
+        dir.path(),
+        "emulator_host = \"127.0.0.1:1\"",
+        "url = \"redis://127.0.0.1:1\"",
+        "",
+    );
     let mut child = support::binary()
         .args(["run", "--config"])
         .arg(&config)
