@@ -244,7 +244,12 @@ impl Anchorer {
     /// is over its bound (`trim`).
     async fn anchor_and_trim(&mut self, trim: bool) -> anyhow::Result<()> {
         let mut next = self.anchored.clone();
-        next.last = self.log.position().await;
+        let position = self.log.position().await;
+        // The anchor never goes back: a chain behind it lost records, and
+        // the anchor is what shows it.
+        if position.seq >= self.anchored.last.seq {
+            next.last = position;
+        }
         let cut = if trim && self.max_len > 0 {
             self.trim_point().await?
         } else {

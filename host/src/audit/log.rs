@@ -2,17 +2,19 @@
 //! each record numbered and chained to the one before it.
 //!
 //! The head of the chain (the last `hash`) is kept in memory and in the
-//! Redis key `<stream>:head`, written in the same `MULTI`/`EXEC`
-//! transaction as the records. A restarted host continues from the newest
+//! Redis key `<stream>:head`. A chained batch is appended by the Redis
+//! function `rs_audit_append`, which appends and moves the head only if the
+//! head is still the one the records were hashed from: several writers (the
+//! service, a backfill, a replay) thus share one chain, each hashing again
+//! after a head another moved. A restarted host continues from the newest
 //! entry of the stream, or from the anchor in Spanner when that is further
 //! on (the stream lost its newest entries: the new records then link to the
-//! anchored head, and `audit verify` reports the gap). Appends from
-//! concurrent tasks are serialised: hashing and sending happen under one
-//! lock, on one connection.
+//! anchored head, and `audit verify` reports the gap). Appends from one
+//! log's tasks are serialised under one lock.
 //!
 //! Connection problems are retried with capped exponential backoff until
-//! Redis answers again. A batch whose reply was lost is not sent twice when
-//! chained: the head key tells whether its transaction ran.
+//! Redis answers again. A batch whose reply was lost is not appended twice
+//! when chained: the retry finds the head it set.
 
 use super::chain::{ChainKey, GENESIS, HASHED_FIELDS, is_hash, record_hash};
 use super::{AuditError, AuditRecord};
@@ -123,9 +125,13 @@ impl AuditLog {
         self.state.lock().await.position.head.clone()
     }
 
-    /// Appends `records`, in order, in one transaction. Retries while Redis
-    /// is unreachable; returns an error only when Redis rejects a command
-    /// or the chain key is missing from the keyring.
+    /// Appends `records`, in order, at once. A chained log appends only if
+    /// the chain's head in Redis is still the one it hashed from (the Redis
+    /// function `rs_audit_append`); when another writer (a backfill, a
+    /// replay) moved it meanwhile, the records are hashed again after the
+    /// new head. Retries while Redis is unreachable; returns an error only
+    /// when Redis rejects a command or the chain key is missing from the
+    /// keyring.
     #[tracing::instrument(name = "audit.append", skip_all, fields(stream = %self.stream, records = records.len()))]
     pub async fn append(&self, records: &[AuditRecord]) -> Result<(), AuditError> {
         if records.is_empty() {
@@ -133,120 +139,250 @@ impl AuditLog {
         }
         let mut state = self.state.lock().await;
         let at = unix_millis().to_string();
-        let kid = match &self.key {
-            Some(key) if self.chained => key.current_kid()?,
-            _ => String::new(),
-        };
-        let keyring = self.key.as_ref().map(ChainKey::keyring);
-        let mut position = state.position.clone();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for record in records {
-            let xadd = pipe.cmd("XADD").arg(&self.stream).arg("*");
-            let fields = record.values(&at);
-            if self.chained {
-                let seq = (position.seq + 1).to_string();
-                let values: [&[u8]; 10] = [
-                    fields[0],
-                    fields[1],
-                    fields[2],
-                    fields[3],
-                    fields[4],
-                    fields[5],
-                    fields[6],
-                    fields[7],
-                    seq.as_bytes(),
-                    kid.as_bytes(),
-                ];
-                let hash = record_hash(
-                    keyring.as_deref(),
-                    kid.as_bytes(),
-                    position.head.as_bytes(),
-                    &values,
-                )
-                .map_err(|message| AuditError::Key {
-                    stream: self.stream.clone(),
-                    message,
-                })?;
-                for (name, value) in HASHED_FIELDS.iter().zip(values) {
+        if !self.chained {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for record in records {
+                let xadd = pipe.cmd("XADD").arg(&self.stream).arg("*");
+                for (name, value) in HASHED_FIELDS.iter().zip(record.values(&at)) {
                     xadd.arg(*name).arg(value);
                 }
-                xadd.arg("prev").arg(&position.head).arg("hash").arg(&hash);
-                position = ChainPosition {
-                    seq: position.seq + 1,
-                    head: hash,
-                };
-            } else {
-                for (name, value) in HASHED_FIELDS.iter().zip(fields) {
-                    xadd.arg(*name).arg(value);
-                }
+                xadd.ignore();
             }
-            xadd.ignore();
+            return self.send_plain(&mut state.conn, &pipe).await;
         }
-        if self.chained {
-            pipe.cmd("SET")
-                .arg(&self.head_key)
-                .arg(&position.head)
-                .ignore();
+        let kid = match &self.key {
+            Some(key) => key.current_kid()?,
+            None => String::new(),
+        };
+        loop {
+            let (call, position) = self.chained_call(&state.position, records, &at, &kid)?;
+            let expected = state.position.head.clone();
+            if self
+                .send_chained(&mut state.conn, &call, &position.head)
+                .await?
+            {
+                state.position = position;
+                return Ok(());
+            }
+            // Another writer appended meanwhile: go on after its records.
+            // If instead Redis lost the newest records (or the head key was
+            // tampered with), go on from here, so the gap stays visible; the
+            // head key is set right by `resume_position`.
+            let here = state.position.clone();
+            state.position =
+                resume_position(&mut state.conn, &self.stream, &self.head_key, Some(&here)).await?;
+            tracing::debug!(stream = %self.stream, seq = state.position.seq, from = %expected, "the audit chain moved under another writer; hashing after its head");
         }
-        let new_head = self.chained.then_some(position.head.as_str());
-        self.send(&mut state.conn, &pipe, new_head).await?;
-        state.position = position;
-        Ok(())
     }
 
-    /// Sends the append transaction until it is known to have run. After a
-    /// lost reply, a chained log first reads the head key: if it already
-    /// holds `new_head`, the transaction ran and is not sent again.
-    async fn send(
+    /// The `rs_audit_append` call appending `records` after `from`, and
+    /// where the chain then stands.
+    fn chained_call(
+        &self,
+        from: &ChainPosition,
+        records: &[AuditRecord],
+        at: &str,
+        kid: &str,
+    ) -> Result<(redis::Cmd, ChainPosition), AuditError> {
+        let keyring = self.key.as_ref().map(ChainKey::keyring);
+        let mut position = from.clone();
+        let mut fields_and_values: Vec<Vec<u8>> = Vec::new();
+        for record in records {
+            let fields = record.values(at);
+            let seq = (position.seq + 1).to_string();
+            let values: [&[u8]; 10] = [
+                fields[0],
+                fields[1],
+                fields[2],
+                fields[3],
+                fields[4],
+                fields[5],
+                fields[6],
+                fields[7],
+                seq.as_bytes(),
+                kid.as_bytes(),
+            ];
+            let hash = record_hash(
+                keyring.as_deref(),
+                kid.as_bytes(),
+                position.head.as_bytes(),
+                &values,
+            )
+            .map_err(|message| AuditError::Key {
+                stream: self.stream.clone(),
+                message,
+            })?;
+            fields_and_values.push((HASHED_FIELDS.len() + 2).to_string().into_bytes());
+            for (name, value) in HASHED_FIELDS.iter().zip(values) {
+                fields_and_values.push(name.as_bytes().to_vec());
+                fields_and_values.push(value.to_vec());
+            }
+            fields_and_values.push(b"prev".to_vec());
+            fields_and_values.push(position.head.clone().into_bytes());
+            fields_and_values.push(b"hash".to_vec());
+            fields_and_values.push(hash.clone().into_bytes());
+            position = ChainPosition {
+                seq: position.seq + 1,
+                head: hash,
+            };
+        }
+        let mut call = redis::cmd("FCALL");
+        call.arg("rs_audit_append")
+            .arg(2)
+            .arg(&self.stream)
+            .arg(&self.head_key)
+            .arg(&from.head)
+            .arg(&position.head)
+            .arg(fields_and_values);
+        Ok((call, position))
+    }
+
+    /// Sends a chained append until it is known whether it ran: `true`
+    /// when the records are in the stream (also when a lost reply hid that
+    /// they were), `false` when the chain had moved on from `expected`.
+    async fn send_chained(
+        &self,
+        conn: &mut ConnectionManager,
+        call: &redis::Cmd,
+        new_head: &str,
+    ) -> Result<bool, AuditError> {
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            match call.query_async::<i64>(conn).await {
+                Ok(_) => return Ok(true),
+                Err(err) if err.code() == Some(CHAIN_MOVED) => {
+                    let holds = err.detail().unwrap_or_default().trim();
+                    // A retry after a lost reply finds its own head.
+                    return Ok(holds == new_head);
+                }
+                Err(err) if is_transient(&err) || is_missing_function(&err) => {
+                    pause(&self.stream, &err, &mut backoff).await;
+                }
+                Err(err) => return Err(rejected(&self.stream, "FCALL rs_audit_append", &err)),
+            }
+        }
+    }
+
+    /// Sends the unchained append transaction until it ran (after a lost
+    /// reply it may run twice).
+    async fn send_plain(
         &self,
         conn: &mut ConnectionManager,
         pipe: &redis::Pipeline,
-        new_head: Option<&str>,
     ) -> Result<(), AuditError> {
         let mut backoff = INITIAL_BACKOFF;
-        let mut uncertain = false;
         loop {
-            if uncertain && let Some(new_head) = new_head {
-                let stored = redis::cmd("GET")
-                    .arg(&self.head_key)
-                    .query_async::<Option<String>>(conn)
-                    .await;
-                match stored {
-                    Ok(Some(stored)) if stored == new_head => return Ok(()),
-                    // Not run: send it again.
-                    Ok(_) => {}
-                    Err(err) if is_transient(&err) => {
-                        pause(&self.stream, &err, &mut backoff).await;
-                        continue;
-                    }
-                    Err(err) => return Err(rejected(&self.stream, "GET", &err)),
-                }
-            }
             match pipe.query_async::<()>(conn).await {
                 Ok(()) => return Ok(()),
-                Err(err) if is_transient(&err) => {
-                    uncertain = true;
-                    pause(&self.stream, &err, &mut backoff).await;
-                }
+                Err(err) if is_transient(&err) => pause(&self.stream, &err, &mut backoff).await,
                 Err(err) => return Err(rejected(&self.stream, "XADD", &err)),
             }
         }
     }
 }
 
-/// Where a restarted chain goes on: the newest of the stream's last entry
-/// and the anchor; else the head key of a stream written before records
-/// were numbered; else the start.
+/// The error code `rs_audit_append` answers when the chain's head moved.
+const CHAIN_MOVED: &str = "CHAINMOVED";
+
+/// Whether Redis lacks the function library (it restarted without its
+/// data; the host loads it again within a second).
+fn is_missing_function(err: &redis::RedisError) -> bool {
+    err.to_string().contains("Function not found")
+}
+
+/// Where a chain goes on: the newest of the stream's last entry and
+/// `anchored` (the anchor in Spanner at start; the position in memory after
+/// the chain moved); else the head key of a stream written before records
+/// were numbered; else the start. Sets the head key to the result when it
+/// holds something else.
 async fn resume_position(
     conn: &mut ConnectionManager,
     stream: &str,
     head_key: &str,
     anchored: Option<&ChainPosition>,
 ) -> Result<ChainPosition, AuditError> {
-    let mut get = redis::cmd("GET");
-    get.arg(head_key);
-    let stored: Option<String> = retry(conn, stream, "GET", &get).await?;
+    loop {
+        let (stored, tail) = read_head_and_tail(conn, stream, head_key).await?;
+        let position = match (tail, anchored) {
+            (Some(tail), Some(known)) if known.seq > tail.seq => {
+                tracing::error!(
+                    stream,
+                    stream_seq = tail.seq,
+                    known_seq = known.seq,
+                    "the audit stream lost its newest entries; the chain goes on from its last known position (audit verify reports the gap)"
+                );
+                known.clone()
+            }
+            (Some(tail), _) => tail,
+            (None, Some(known)) if known.seq > 0 => {
+                tracing::error!(
+                    stream,
+                    known_seq = known.seq,
+                    "the audit stream is gone; the chain goes on from its last known position (audit verify reports the loss)"
+                );
+                known.clone()
+            }
+            // Records written before they were numbered: go on from their head.
+            (None, _) => match &stored {
+                Some(head) => ChainPosition {
+                    seq: 0,
+                    head: head.clone(),
+                },
+                None => ChainPosition::genesis(),
+            },
+        };
+        if stored.as_deref() == Some(position.head.as_str()) || position.seq == 0 {
+            return Ok(position);
+        }
+        tracing::warn!(stream, key = head_key, stored = ?stored, head = %position.head, "the audit head key does not hold the chain's newest hash; setting it (audit verify reports what happened to it before)");
+        // Only if no other writer moved it meanwhile; otherwise look again.
+        let mut set = redis::cmd("FCALL");
+        set.arg("rs_audit_append")
+            .arg(2)
+            .arg(stream)
+            .arg(head_key)
+            .arg(stored.as_deref().unwrap_or(""))
+            .arg(&position.head);
+        match set.query_async::<i64>(conn).await {
+            Ok(_) => return Ok(position),
+            Err(err) if err.code() == Some(CHAIN_MOVED) => {}
+            Err(err) if is_transient(&err) || is_missing_function(&err) => {
+                pause(stream, &err, &mut INITIAL_BACKOFF.clone()).await;
+            }
+            Err(err) => return Err(rejected(stream, "FCALL rs_audit_append", &err)),
+        }
+    }
+}
+
+/// The head key's value and the stream's newest numbered entry, read in
+/// one transaction.
+async fn read_head_and_tail(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    head_key: &str,
+) -> Result<(Option<String>, Option<ChainPosition>), AuditError> {
+    type Newest = Vec<(String, std::collections::HashMap<String, String>)>;
+    let mut backoff = INITIAL_BACKOFF;
+    let (stored, newest): (Option<String>, Newest) = loop {
+        let read = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg(head_key)
+            .cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(conn)
+            .await;
+        match read {
+            Ok(read) => break read,
+            Err(err) if is_transient(&err) => pause(stream, &err, &mut backoff).await,
+            Err(err) => return Err(rejected(stream, "GET", &err)),
+        }
+    };
     if let Some(value) = &stored
         && !is_hash(value.as_bytes())
     {
@@ -256,50 +392,13 @@ async fn resume_position(
             value: value.clone(),
         });
     }
-    let mut last = redis::cmd("XREVRANGE");
-    last.arg(stream).arg("+").arg("-").arg("COUNT").arg(1);
-    let newest: Vec<(String, std::collections::HashMap<String, String>)> =
-        retry(conn, stream, "XREVRANGE", &last).await?;
     let tail = newest.first().and_then(|(_, fields)| {
         Some(ChainPosition {
             seq: fields.get("seq")?.parse().ok()?,
             head: fields.get("hash")?.clone(),
         })
     });
-    let position = match (tail, anchored) {
-        (Some(tail), Some(anchor)) if anchor.seq > tail.seq => {
-            tracing::error!(
-                stream,
-                stream_seq = tail.seq,
-                anchored_seq = anchor.seq,
-                "the audit stream lost its newest entries; the chain goes on from the anchor in Spanner (audit verify reports the gap)"
-            );
-            anchor.clone()
-        }
-        (Some(tail), _) => tail,
-        (None, Some(anchor)) if anchor.seq > 0 => {
-            tracing::error!(
-                stream,
-                anchored_seq = anchor.seq,
-                "the audit stream is gone; the chain goes on from the anchor in Spanner (audit verify reports the loss)"
-            );
-            anchor.clone()
-        }
-        // Records written before they were numbered: go on from their head.
-        (None, _) => match &stored {
-            Some(head) => ChainPosition {
-                seq: 0,
-                head: head.clone(),
-            },
-            None => ChainPosition::genesis(),
-        },
-    };
-    if let Some(stored) = stored
-        && stored != position.head
-    {
-        tracing::warn!(stream, key = head_key, stored = %stored, head = %position.head, "the audit head key does not hold the chain's newest hash; it is rewritten with the next append");
-    }
-    Ok(position)
+    Ok((stored, tail))
 }
 
 /// The error for a command Redis rejected.

@@ -11,8 +11,17 @@ use std::time::Duration;
 
 type Entries = Vec<(String, Vec<Vec<u8>>)>;
 
+/// A connection to `server`, with the function library loaded (as the
+/// host's sink does before it opens the audit log).
 async fn connect(server: &RedisServer) -> anyhow::Result<ConnectionManager> {
-    Ok(ConnectionManager::new(redis::Client::open(server.url())?).await?)
+    let mut conn = ConnectionManager::new(redis::Client::open(server.url())?).await?;
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(crate::sink::redis::FUNCTION_LIBRARY)
+        .query_async(&mut conn)
+        .await?;
+    Ok(conn)
 }
 
 fn record(n: usize, verdict: Verdict) -> AuditRecord {
@@ -249,6 +258,45 @@ async fn concurrent_appends_form_one_intact_chain() -> anyhow::Result<()> {
     assert!(report.is_intact(), "{report:?}");
     assert_eq!((report.records, report.chained), (800, 800));
     assert_eq!(report.seq_range, Some((1, 800)));
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_writers_share_one_intact_chain() -> anyhow::Result<()> {
+    // The service and a backfill or replay run at once: two logs, one
+    // stream, each unaware of the other's appends.
+    let server = RedisServer::start().await?;
+    let mut conn = connect(&server).await?;
+    let (_dir, keyring) = keyring()?;
+    let mut writers = Vec::new();
+    for _ in 0..2 {
+        let key = ChainKey::new("audit", keyring.clone())?;
+        let own = connect(&server).await?;
+        writers.push(Arc::new(
+            AuditLog::open(own, "audit".to_owned(), true, Some(key), None).await?,
+        ));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, log) in writers.into_iter().enumerate() {
+        tasks.spawn(async move {
+            for batch in 0..20 {
+                log.append(&records(n * 1000 + batch * 5, 5)).await?;
+            }
+            Ok::<_, AuditError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let keyring = keyring.current();
+    let against = VerifyAgainst {
+        keyring: Some(&keyring),
+        key_name: Some("audit"),
+        anchor: None,
+    };
+    let report = verify(&mut conn, "audit", against).await?;
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.seq_range, Some((1, 200)));
     Ok(())
 }
 
@@ -593,6 +641,8 @@ async fn appends_wait_for_redis_to_come_back() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!pending.is_finished());
     server.restart().await?;
+    // The host's watch loads the function library again; here the test does.
+    connect(&server).await?;
     tokio::time::timeout(Duration::from_secs(20), pending).await???;
     // The restarted server is empty: the chain goes on from the
     // position kept in memory, and (without an anchor) the first

@@ -28,6 +28,15 @@
 --   With a third key, a refused fill is recorded in that stream (fields key,
 --   version, stored), which the host copies into its audit trail.
 --   Returns 1 when written, 0 when refused as stale.
+--
+-- FCALL rs_audit_append 2 STREAM HEAD expected new n1 f1 v1 ... n2 ...
+--   Appends audit records to STREAM only if HEAD holds `expected` (a missing
+--   HEAD counts as `expected` = "" or the genesis hash), then sets HEAD to
+--   `new`. Each record is its field count followed by its fields and
+--   values. Several writers (the service, a backfill, a replay) share one
+--   chain this way: a writer whose head is stale appends nothing.
+--   Returns 1 when appended; otherwise an error "CHAINMOVED <head>" naming the
+--   head HEAD holds.
 
 local function parse(version)
   local micros, tx, seq = string.match(version, '^(%d+):(.*):(%d+)$')
@@ -128,5 +137,38 @@ local function rs_fill(keys, args)
   return 1
 end
 
+local GENESIS = '0000000000000000000000000000000000000000000000000000000000000000'
+
+local function rs_audit_append(keys, args)
+  local stream, head_key = keys[1], keys[2]
+  local expected, new_head = args[1], args[2]
+  local current = redis.call('GET', head_key)
+  if not current then
+    current = GENESIS
+  end
+  if expected == '' then
+    expected = GENESIS
+  end
+  if current ~= expected then
+    return redis.error_reply('CHAINMOVED ' .. current)
+  end
+  local i = 3
+  while i <= #args do
+    local fields = tonumber(args[i])
+    if not fields or fields < 1 then
+      return redis.error_reply('rs_audit_append: bad field count at argument ' .. i)
+    end
+    local xadd = {'XADD', stream, '*'}
+    for j = 1, fields * 2 do
+      xadd[#xadd + 1] = args[i + j]
+    end
+    redis.call(unpack(xadd))
+    i = i + 1 + fields * 2
+  end
+  redis.call('SET', head_key, new_head)
+  return 1
+end
+
 redis.register_function('rs_apply', rs_apply)
+redis.register_function('rs_audit_append', rs_audit_append)
 redis.register_function('rs_fill', rs_fill)
