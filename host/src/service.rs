@@ -435,6 +435,13 @@ async fn build_pipeline_parts(
     }
     let sinks = PluginSinks::new(sink, &config.redis.url, config.redis.acl)
         .with_password_files(user_passwords.clone());
+    // Each plugin's Redis user can do what its grant allows, or the host
+    // does not start.
+    for plugin in &plugins {
+        if let Some(grant) = policy.grant(plugin.name()) {
+            sinks.check_plugin(plugin.name(), grant).await?;
+        }
+    }
     let pipeline = Pipeline::new(
         Arc::new(PluginSet::new(Arc::new(plugins))),
         policy,

@@ -699,3 +699,66 @@ async fn a_redis_url_with_a_database_number_works_with_managed_users() -> anyhow
     );
     running.shutdown().await
 }
+
+/// An operator-provided Redis user that cannot run a command its grant
+/// needs stops the start, with a message naming the user and the command;
+/// given the command, the same configuration starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_user_missing_a_command_is_refused_at_start() -> anyhow::Result<()> {
+    let ddl = vec![
+        "CREATE TABLE Users (UserId INT64 NOT NULL, Name STRING(MAX)) PRIMARY KEY (UserId)".into(),
+        "CREATE CHANGE STREAM UsersStream FOR Users OPTIONS (value_capture_type = 'NEW_ROW')"
+            .into(),
+    ];
+    let bed = TestBed::start(&ddl).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let secrets = tempfile::tempdir()?;
+    let password_file = secrets.path().join("users-cache.password");
+    std::fs::write(&password_file, "s3cret\n")?;
+    let mut admin = bed.redis_connection().await?;
+    // Everything the grant needs but DEL.
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("cache-writer")
+        .arg("on")
+        .arg(">s3cret")
+        .arg("-@all")
+        .arg("+hello")
+        .arg("+ping")
+        .arg("+fcall")
+        .arg("+get")
+        .arg("+set")
+        .arg("+pexpire")
+        .arg("~users:*")
+        .arg("~{users:*")
+        .query_async(&mut admin)
+        .await?;
+    let mut config = bed.config("UsersStream", plugins.path());
+    let grant = config
+        .grants
+        .get_mut("users_cache")
+        .expect("a users_cache grant");
+    grant.redis_user = Some("cache-writer".to_owned());
+    grant.redis_password_file = Some(password_file);
+    let refused = match Service::connect(&config).await {
+        Ok(_) => anyhow::bail!("started with a user that may not DEL"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(
+        refused.contains("cache-writer") && refused.contains("DEL users:rs-acl-probe"),
+        "{refused}"
+    );
+    assert!(
+        !refused.contains("PEXPIRE"),
+        "only the missing command: {refused}"
+    );
+
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("cache-writer")
+        .arg("+del")
+        .query_async(&mut admin)
+        .await?;
+    let running = RunningService::spawn(Service::connect(&config).await?);
+    running.shutdown().await
+}

@@ -165,6 +165,26 @@ impl PluginSinks {
         Ok(sink)
     }
 
+    /// Opens `plugin`'s sink now and checks that its Redis user can run
+    /// every command its grant needs (see [`super::acl_check`]); the error
+    /// names the user and each command it may not run.
+    pub async fn check_plugin(&self, plugin: &str, grant: &Grant) -> Result<(), SinkError> {
+        self.for_plugin(plugin, grant).await?;
+        let user = match (&grant.redis_user, self.mode) {
+            (Some(user), _) => user.clone(),
+            (None, AclMode::Managed) => user_name(plugin),
+            (None, AclMode::Off) => return Ok(()),
+        };
+        let database = connection_info(&self.url)?.redis_settings().db();
+        let mut admin = self.admin.admin_connection();
+        super::acl_check::check_user(&mut admin, &user, grant, database)
+            .await
+            .map_err(|message| SinkError::Connect {
+                url: mask_url(&self.url),
+                message: format!("plugin {plugin}: {message}"),
+            })
+    }
+
     /// Forgets `plugin`'s sink (its grant or code changed); the next use
     /// creates it again.
     pub async fn forget(&self, plugin: &str) {

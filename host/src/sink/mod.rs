@@ -3,6 +3,7 @@
 //! - [`redis`]: applies plugins' effects to Redis, versioned and pipelined,
 //!   retrying while Redis is unreachable.
 //! - [`acl`]: a Redis ACL user per plugin, matching its grant.
+//! - [`acl_check`]: whether a plugin's user can run what its grant needs.
 //! - [`version`]: how versions and their companion keys look in Redis.
 //! - [`faults`]: retries counted by reason, and data losses noticed.
 //! - [`setup`]: Redis settings the host warns about (eviction policy).
@@ -12,6 +13,7 @@
 //! - `apply.lua`: the Redis function that refuses stale writes.
 
 pub mod acl;
+pub mod acl_check;
 pub mod credentials;
 pub mod faults;
 pub mod redis;
