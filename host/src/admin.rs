@@ -1,19 +1,25 @@
 //! The admin HTTP server: `/metrics` (Prometheus), `/healthz`, `/readyz`.
 //!
-//! `/healthz` answers 200 while the process serves requests. `/readyz`
-//! answers 200 once the service is connected and following its stream, and
-//! 503 before that, while it shuts down, while any plugin's lane is out of
-//! sync, and while any partition's checkpoint has not moved for
-//! `spanner.stall_after_ms` (the body names each).
+//! `/healthz` is liveness: 200 while the host's own loops keep beating
+//! (see [`Liveness`]), 503 naming each loop that stopped; never because
+//! Redis or Spanner is down, so an orchestrator does not restart every
+//! replica during an outage. `/readyz` answers 200 once the service is
+//! connected and following its stream, and 503 before that, while it shuts
+//! down, while any plugin's lane is out of sync, and while any partition's
+//! checkpoint has not moved for `spanner.stall_after_ms`. Both answer JSON:
+//! `{"live": …, "stuck": […]}` and `{"ready": …, "reasons": […]}`.
 
 use crate::metrics::Metrics;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -56,10 +62,62 @@ impl Readiness {
     }
 }
 
+/// The host's own loops, each beating as it goes round; a loop whose last
+/// beat is older than the bound is stuck (the process is wedged).
+pub struct Liveness {
+    bound: Duration,
+    beats: std::sync::Mutex<BTreeMap<&'static str, Instant>>,
+}
+
+impl Liveness {
+    /// Loops are stuck once they have not beaten for `bound`.
+    pub fn new(bound: Duration) -> Self {
+        Self {
+            bound,
+            beats: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Notes that loop `name` went round.
+    pub fn beat(&self, name: &'static str) {
+        self.beats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, Instant::now());
+    }
+
+    /// Stops watching loop `name` (it ended on purpose).
+    pub fn forget(&self, name: &'static str) {
+        self.beats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    /// The loops that have not beaten within the bound, with how long ago
+    /// they last did.
+    pub fn stuck(&self) -> Vec<String> {
+        self.beats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, last)| last.elapsed() > self.bound)
+            .map(|(name, last)| format!("{name}: no progress for {} s", last.elapsed().as_secs()))
+            .collect()
+    }
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(30))
+    }
+}
+
 #[derive(Clone)]
 struct AdminState {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
+    liveness: Arc<Liveness>,
 }
 
 /// The admin server, bound and ready to serve.
@@ -84,6 +142,7 @@ impl AdminServer {
         address: &str,
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
+        liveness: Arc<Liveness>,
     ) -> Result<Self, AdminError> {
         let listener = TcpListener::bind(address)
             .await
@@ -93,7 +152,11 @@ impl AdminServer {
             })?;
         Ok(Self {
             listener,
-            state: AdminState { metrics, readiness },
+            state: AdminState {
+                metrics,
+                readiness,
+                liveness,
+            },
         })
     }
 
@@ -106,7 +169,7 @@ impl AdminServer {
     pub async fn serve(self, stop: CancellationToken) {
         let app = Router::new()
             .route("/metrics", get(metrics))
-            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .with_state(self.state);
         let served = axum::serve(self.listener, app)
@@ -128,17 +191,52 @@ async fn metrics(
     )
 }
 
-async fn readyz(State(state): State<AdminState>) -> (StatusCode, String) {
-    if !state.readiness.get() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into());
-    }
-    let problems = state.readiness.problems();
-    if problems.is_empty() {
-        (StatusCode::OK, "ready\n".into())
+async fn healthz(State(state): State<AdminState>) -> (StatusCode, Json<serde_json::Value>) {
+    let stuck = state.liveness.stuck();
+    let status = if stuck.is_empty() {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {}\n", problems.join("; ")),
-        )
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "live": stuck.is_empty(), "stuck": stuck })),
+    )
+}
+
+async fn readyz(State(state): State<AdminState>) -> (StatusCode, Json<serde_json::Value>) {
+    let reasons = if state.readiness.get() {
+        state.readiness.problems()
+    } else {
+        vec!["not started, or shutting down".to_owned()]
+    };
+    let status = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "ready": reasons.is_empty(), "reasons": reasons })),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loop_that_stops_beating_is_stuck_and_a_forgotten_one_is_not() {
+        let liveness = Liveness::new(Duration::from_millis(20));
+        liveness.beat("lane watch");
+        liveness.beat("watermark lag refresh");
+        assert!(liveness.stuck().is_empty());
+        std::thread::sleep(Duration::from_millis(40));
+        liveness.beat("watermark lag refresh");
+        let stuck = liveness.stuck();
+        assert_eq!(stuck.len(), 1, "{stuck:?}");
+        assert!(stuck[0].starts_with("lane watch: no progress"), "{stuck:?}");
+        liveness.forget("lane watch");
+        assert!(liveness.stuck().is_empty());
     }
 }

@@ -338,6 +338,48 @@ impl Default for Metrics {
 
 #[cfg(test)]
 mod tests {
+
+    /// The metric names (without the `redis_spanner_` prefix and a
+    /// histogram's `_bucket`, `_count` or `_sum`) that `text` refers to.
+    fn referenced(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (at, _) in text.match_indices("redis_spanner_") {
+            let rest = &text[at + "redis_spanner_".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            let name = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name)
+                .to_owned();
+            names.insert(name);
+        }
+        names
+    }
+
+    #[test]
+    fn the_dashboard_and_alerts_name_only_metrics_the_host_exports() {
+        let source = include_str!("metrics.rs");
+        for (file, text) in [
+            (
+                "docs/grafana/redis-spanner.json",
+                include_str!("../../docs/grafana/redis-spanner.json"),
+            ),
+            ("docs/alerts.yml", include_str!("../../docs/alerts.yml")),
+        ] {
+            let names = referenced(text);
+            assert!(names.len() >= 5, "{file}: {names:?}");
+            for name in names {
+                assert!(
+                    source.contains(&format!("\"{name}\"")),
+                    "{file} names redis_spanner_{name}, which the host does not export"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

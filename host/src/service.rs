@@ -4,7 +4,7 @@
 //! plugin directory, then follows the stream until the shutdown future
 //! resolves.
 
-use crate::admin::{AdminServer, Readiness};
+use crate::admin::{AdminServer, Liveness, Readiness};
 use crate::audit::{AnchorStore, Anchorer, AuditLog, ChainKey, ChainPosition};
 use crate::cache_events::CacheEventTasks;
 use crate::config::Config;
@@ -40,6 +40,8 @@ pub struct Service {
     start: String,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
+    /// The host's own loops' beats, for `/healthz`.
+    liveness: Arc<Liveness>,
     admin: Option<AdminServer>,
     reloader: Option<Reloader>,
     /// Anchors the audit chain in Spanner and trims its stream.
@@ -166,10 +168,17 @@ impl Service {
             )
         });
         let readiness = Arc::new(Readiness::default());
+        let liveness = Arc::new(Liveness::default());
         let admin = match &config.admin.listen {
-            Some(address) => {
-                Some(AdminServer::bind(address, metrics.clone(), readiness.clone()).await?)
-            }
+            Some(address) => Some(
+                AdminServer::bind(
+                    address,
+                    metrics.clone(),
+                    readiness.clone(),
+                    liveness.clone(),
+                )
+                .await?,
+            ),
             None => None,
         };
         let start = match config.spanner.start.as_str() {
@@ -201,6 +210,7 @@ impl Service {
             start,
             metrics,
             readiness,
+            liveness,
             admin,
             reloader,
             anchorer,
@@ -261,11 +271,16 @@ impl Service {
                 .serve(intake, plugin_sets, admin_stop.clone()),
         );
         let cache_event_tasks = self.cache_events.spawn(&admin_stop);
-        let lane_watch = tokio::spawn(pipeline.clone().watch_lanes(admin_stop.clone()));
+        let lane_watch = tokio::spawn(
+            pipeline
+                .clone()
+                .watch_lanes(self.liveness.clone(), admin_stop.clone()),
+        );
         let watermarks = self.reader.watermarks.clone();
         let lag_refresh = tokio::spawn(ChangeStreamReader::refresh_watermark_lag(
             self.metrics.clone(),
             watermarks.clone(),
+            self.liveness.clone(),
             admin_stop.clone(),
         ));
         pipeline.resync_marked().await;

@@ -278,6 +278,17 @@ async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Resu
         stalled.is_some(),
         "/readyz kept answering ready while Redis was down"
     );
+    let body: serde_json::Value = serde_json::from_str(&stalled.unwrap_or_default())?;
+    assert_eq!(body["ready"], false, "{body}");
+    assert!(body["reasons"][0].as_str().is_some(), "{body}");
+    // Liveness is the process's own: an outage of Redis is no reason to
+    // restart the host.
+    let (status, health) = http_get(admin, "/healthz").await?;
+    assert_eq!(
+        (status, health.contains("\"live\":true")),
+        (200, true),
+        "{health}"
+    );
     let lagging = eventually(PATIENCE, || {
         let metrics = metrics.clone();
         async move {

@@ -551,14 +551,20 @@ impl Pipeline {
 
     /// Marks lanes out of sync whose oldest batch waited longer than the
     /// stall bound, until `stop` is cancelled.
-    pub async fn watch_lanes(self: Arc<Self>, stop: CancellationToken) {
+    /// Beats `liveness` at every round.
+    pub async fn watch_lanes(
+        self: Arc<Self>,
+        liveness: Arc<crate::admin::Liveness>,
+        stop: CancellationToken,
+    ) {
         tokio::spawn(self.clone().watch_redis_data(stop.clone()));
         let mut tick = tokio::time::interval(WATCH_EVERY);
         loop {
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => return liveness.forget("lane watch"),
                 _ = tick.tick() => {}
             }
+            liveness.beat("lane watch");
             let lanes: Vec<Arc<Lane>> = self.lanes.map().values().cloned().collect();
             for lane in lanes {
                 let mut state = lane.lock();

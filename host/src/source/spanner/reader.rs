@@ -201,14 +201,16 @@ impl ChangeStreamReader {
     pub async fn refresh_watermark_lag(
         metrics: Arc<Metrics>,
         watermarks: Arc<Watermarks>,
+        liveness: Arc<crate::admin::Liveness>,
         stop: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => return liveness.forget("watermark lag refresh"),
                 _ = tick.tick() => {}
             }
+            liveness.beat("watermark lag refresh");
             for (token, lag) in watermarks.lags(now_micros()) {
                 set_watermark_lag(&metrics, &token, lag);
             }
