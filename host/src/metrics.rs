@@ -96,6 +96,9 @@ pub struct Metrics {
     pub spanner_seconds: HistogramVec,
     /// Distinct row changes read from the change stream, per table.
     pub changes_total: IntCounterVec,
+    /// Stalls of partitions: a checkpoint standing still for
+    /// `spanner.stall_after_ms` (each counted once).
+    pub partition_stalls_total: IntCounter,
     /// Row changes read again after a partition's query restarted (counted
     /// once in `changes_total` already), per table.
     pub changes_reread_total: IntCounterVec,
@@ -208,6 +211,12 @@ impl Metrics {
                 "Plugin effects by outcome",
                 &["plugin", "outcome"],
             ),
+            partition_stalls_total: counter(
+                "partition_stalls_total",
+                "Partitions whose checkpoint stood still for spanner.stall_after_ms",
+                &[],
+            )
+            .with_label_values(&[] as &[&str]),
             tombstones_total: counter(
                 "tombstones_total",
                 "Deletes applied, each leaving a tombstone",

@@ -280,6 +280,7 @@ impl Service {
         let lag_refresh = tokio::spawn(ChangeStreamReader::refresh_watermark_lag(
             self.metrics.clone(),
             watermarks.clone(),
+            self.stall_after,
             self.liveness.clone(),
             admin_stop.clone(),
         ));

@@ -281,6 +281,12 @@ async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Resu
     let body: serde_json::Value = serde_json::from_str(&stalled.unwrap_or_default())?;
     assert_eq!(body["ready"], false, "{body}");
     assert!(body["reasons"][0].as_str().is_some(), "{body}");
+    let counted = eventually(PATIENCE, || {
+        let stalls = metrics.partition_stalls_total.get();
+        async move { (stalls >= 1).then_some(()) }
+    })
+    .await;
+    assert!(counted.is_some(), "the stall was counted");
     // Liveness is the process's own: an outage of Redis is no reason to
     // restart the host.
     let (status, health) = http_get(admin, "/healthz").await?;

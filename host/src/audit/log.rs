@@ -256,7 +256,10 @@ impl AuditLog {
                     // A retry after a lost reply finds its own head.
                     return Ok(holds == new_head);
                 }
-                Err(err) if is_transient(&err) || is_missing_function(&err) => {
+                Err(err) if is_missing_function(&err) => {
+                    load_functions(conn, &self.stream).await?;
+                }
+                Err(err) if is_transient(&err) => {
                     pause(&self.stream, &err, &mut backoff).await;
                 }
                 Err(err) => return Err(rejected(&self.stream, "FCALL rs_audit_append", &err)),
@@ -286,9 +289,25 @@ impl AuditLog {
 const CHAIN_MOVED: &str = "CHAINMOVED";
 
 /// Whether Redis lacks the function library (it restarted without its
-/// data; the host loads it again within a second).
+/// data, or this log runs before any sink loaded it).
 fn is_missing_function(err: &redis::RedisError) -> bool {
     err.to_string().contains("Function not found")
+}
+
+/// Loads the function library the chained append needs. (A restart without
+/// data is still noticed by the host's watch: the generation marker is
+/// gone too.)
+async fn load_functions(conn: &mut ConnectionManager, stream: &str) -> Result<(), AuditError> {
+    tracing::warn!(
+        stream,
+        "the redis_spanner function library is missing; loading it for the audit trail"
+    );
+    let mut load = redis::cmd("FUNCTION");
+    load.arg("LOAD")
+        .arg("REPLACE")
+        .arg(crate::sink::redis::FUNCTION_LIBRARY);
+    let _: String = retry(conn, stream, "FUNCTION LOAD", &load).await?;
+    Ok(())
 }
 
 /// Where a chain goes on: the newest of the stream's last entry and
@@ -347,7 +366,8 @@ async fn resume_position(
         match set.query_async::<i64>(conn).await {
             Ok(_) => return Ok(position),
             Err(err) if err.code() == Some(CHAIN_MOVED) => {}
-            Err(err) if is_transient(&err) || is_missing_function(&err) => {
+            Err(err) if is_missing_function(&err) => load_functions(conn, stream).await?,
+            Err(err) if is_transient(&err) => {
                 pause(stream, &err, &mut INITIAL_BACKOFF.clone()).await;
             }
             Err(err) => return Err(rejected(stream, "FCALL rs_audit_append", &err)),

@@ -198,9 +198,12 @@ impl ChangeStreamReader {
     /// Sets every running partition's `watermark_lag_seconds` from its last
     /// checkpoint, every second until `stop`: a stalled partition's lag keeps
     /// growing though it writes no checkpoint.
+    /// A partition whose checkpoint stands still for `stall_after` is
+    /// counted in `partition_stalls_total` and logged, once per stall.
     pub async fn refresh_watermark_lag(
         metrics: Arc<Metrics>,
         watermarks: Arc<Watermarks>,
+        stall_after: Duration,
         liveness: Arc<crate::admin::Liveness>,
         stop: CancellationToken,
     ) {
@@ -213,6 +216,10 @@ impl ChangeStreamReader {
             liveness.beat("watermark lag refresh");
             for (token, lag) in watermarks.lags(now_micros()) {
                 set_watermark_lag(&metrics, &token, lag);
+            }
+            for token in watermarks.newly_stalled(stall_after) {
+                metrics.partition_stalls_total.inc();
+                tracing::warn!(partition = %short(&token), stall_after_ms = stall_after.as_millis() as u64, "the partition's checkpoint has not moved (Redis down, full or refusing?)");
             }
         }
     }

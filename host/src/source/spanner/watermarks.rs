@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 struct Mark {
     micros: i64,
     moved_at: Instant,
+    /// This stall was already reported by [`Watermarks::newly_stalled`].
+    stall_reported: bool,
 }
 
 /// Watermarks of the partitions in progress.
@@ -36,11 +38,13 @@ impl Watermarks {
         let mark = marks.entry(partition.to_owned()).or_insert(Mark {
             micros,
             moved_at: now,
+            stall_reported: false,
         });
         if micros != mark.micros {
             *mark = Mark {
                 micros,
                 moved_at: now,
+                stall_reported: false,
             };
         }
     }
@@ -90,6 +94,27 @@ impl Watermarks {
             .collect()
     }
 
+    /// The partitions whose checkpoint has stood still for more than
+    /// `limit` and were not reported since it last moved: each stall is
+    /// reported once.
+    pub fn newly_stalled(&self, limit: Duration) -> Vec<String> {
+        self.newly_stalled_at(Instant::now(), limit)
+    }
+
+    fn newly_stalled_at(&self, now: Instant, limit: Duration) -> Vec<String> {
+        let mut marks = self.lock();
+        marks
+            .iter_mut()
+            .filter(|(_, mark)| {
+                !mark.stall_reported && now.saturating_duration_since(mark.moved_at) > limit
+            })
+            .map(|(partition, mark)| {
+                mark.stall_reported = true;
+                partition.clone()
+            })
+            .collect()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Mark>> {
         self.by_partition.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -98,6 +123,29 @@ impl Watermarks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_stall_is_reported_once_until_the_checkpoint_moves() {
+        let watermarks = Watermarks::default();
+        let start = Instant::now();
+        watermarks.set_at("p", 1, start);
+        let limit = Duration::from_secs(30);
+        assert!(
+            watermarks
+                .newly_stalled_at(start + Duration::from_secs(10), limit)
+                .is_empty()
+        );
+        let later = start + Duration::from_secs(31);
+        assert_eq!(watermarks.newly_stalled_at(later, limit), ["p"]);
+        assert!(watermarks.newly_stalled_at(later, limit).is_empty(), "once");
+        watermarks.set_at("p", 2, later);
+        let again = later + Duration::from_secs(31);
+        assert_eq!(
+            watermarks.newly_stalled_at(again, limit),
+            ["p"],
+            "a new stall"
+        );
+    }
 
     #[test]
     fn stalls_are_unmoved_checkpoints_not_old_watermarks() {
