@@ -75,6 +75,8 @@ pub struct Entry {
     pub count: u64,
     /// The row changes it refers to (empty for cache events).
     pub refs: Vec<ChangeRef>,
+    /// Why its `refs` field could not be read, when it could not.
+    pub unreadable_refs: Option<String>,
     /// Whether the full changes are kept sealed.
     pub sealed: bool,
 }
@@ -95,11 +97,21 @@ impl Entry {
         if plugin.is_empty() {
             return None;
         }
+        let (refs, unreadable_refs) = match fields.get("refs") {
+            None => (Vec::new(), None),
+            Some(_) => match serde_json::from_str(&text("refs")) {
+                Ok(refs) => (refs, None),
+                // A bad cache event's fields, or damaged references.
+                Err(err) if plugin != "cache-events" => (Vec::new(), Some(err.to_string())),
+                Err(_) => (Vec::new(), None),
+            },
+        };
         Some(Self {
             id: id.to_owned(),
             error: text("error"),
             count: text("count").parse().unwrap_or(0),
-            refs: serde_json::from_str(&text("refs")).unwrap_or_default(),
+            refs,
+            unreadable_refs,
             sealed: fields.contains_key("sealed"),
             plugin,
         })
@@ -163,6 +175,11 @@ pub async fn replay(config: &Config, plugin: Option<&str>) -> anyhow::Result<Rep
     let refresher = Refresher::new(client);
     let mut by_plugin: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
     for entry in entries {
+        if let Some(err) = &entry.unreadable_refs {
+            let reason = format!("its references cannot be read: {err}");
+            report.kept.push((entry.id, reason));
+            continue;
+        }
         if entry.refs.is_empty() {
             let reason = "not row changes (cache events refill on their next miss)";
             report.kept.push((entry.id, reason.to_owned()));
@@ -186,7 +203,20 @@ pub async fn replay(config: &Config, plugin: Option<&str>) -> anyhow::Result<Rep
                 continue;
             }
         };
+        let loaded = pipeline.current_plugins();
         for entry in entries {
+            // Applied means handed to this plugin: one that no longer wants
+            // a table would let the entry go unapplied.
+            let unwanted = entry.refs.iter().find(|r| {
+                !loaded
+                    .iter()
+                    .any(|plugin| plugin.name() == name && plugin.manifest().wants(&r.table))
+            });
+            if let Some(reference) = unwanted {
+                let reason = format!("plugin {name} no longer takes table {}", reference.table);
+                report.kept.push((entry.id, reason));
+                continue;
+            }
             match read_again(&refresher, &entry.refs).await {
                 Ok(Ok(changes)) => {
                     pipeline.process(&changes).await;

@@ -27,6 +27,7 @@
 //! - [`provision`]: creates Spanner instances, databases and schema (demo, tests).
 //! - [`local`]: starts a local Spanner emulator and redis-server.
 //! - [`demo`]: `redis-spanner demo`: the whole loop on a laptop.
+//! - [`identity`]: this host process's name.
 //! - [`waiting`]: start-up waits that log what they wait for.
 //! - [`tooling`]: `redis-spanner plugin test|check|new|build`: plugin authors' tools.
 
@@ -40,6 +41,7 @@ pub mod crypto;
 pub mod dead_letters;
 pub mod demo;
 pub mod flow;
+pub mod identity;
 pub mod local;
 pub mod metrics;
 pub mod pipeline;

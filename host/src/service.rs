@@ -503,10 +503,7 @@ pub fn load_options(config: &Config) -> anyhow::Result<LoadOptions> {
 
 /// This host's identity in checkpoint leases: host name and process id.
 pub fn host_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown-host".to_owned());
-    format!("{host}/{}", std::process::id())
+    crate::identity::host_id()
 }
 
 /// The current time as RFC 3339.

@@ -14,7 +14,7 @@
 //! streams, like the checkpoints'.
 
 use super::AuditLog;
-use super::log::{ChainPosition, retry};
+use super::log::{ChainPosition, read_head_and_tail, retry};
 use crate::metrics::Metrics;
 use crate::provision::Admin;
 use crate::source::spanner::connect::{query_rows, table_exists};
@@ -244,7 +244,15 @@ impl Anchorer {
     /// is over its bound (`trim`).
     async fn anchor_and_trim(&mut self, trim: bool) -> anyhow::Result<()> {
         let mut next = self.anchored.clone();
-        let position = self.log.position().await;
+        // The newest numbered entry, whoever wrote it (a backfill or a
+        // replay appends to the same chain), or this log's own position.
+        let own = self.log.position().await;
+        let (_, tail) =
+            read_head_and_tail(&mut self.conn, self.log.stream(), self.log.head_key()).await?;
+        let position = match tail {
+            Some(tail) if tail.seq > own.seq => tail,
+            _ => own,
+        };
         // The anchor never goes back: a chain behind it lost records, and
         // the anchor is what shows it.
         if position.seq >= self.anchored.last.seq {

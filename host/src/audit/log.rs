@@ -109,6 +109,11 @@ impl AuditLog {
         &self.stream
     }
 
+    /// The key holding the chain's head.
+    pub fn head_key(&self) -> &str {
+        &self.head_key
+    }
+
     /// Whether records are chained.
     pub fn is_chained(&self) -> bool {
         self.chained
@@ -377,7 +382,7 @@ async fn resume_position(
 
 /// The head key's value and the stream's newest numbered entry, read in
 /// one transaction.
-async fn read_head_and_tail(
+pub(super) async fn read_head_and_tail(
     conn: &mut ConnectionManager,
     stream: &str,
     head_key: &str,

@@ -374,6 +374,50 @@ async fn a_forged_entry_with_a_correct_plain_hash_is_detected() -> anyhow::Resul
 }
 
 #[tokio::test]
+async fn an_entry_forged_with_a_retired_key_version_is_detected() -> anyhow::Result<()> {
+    let server = RedisServer::start().await?;
+    let mut conn = connect(&server).await?;
+    let (dir, keyring) = keyring()?;
+    let log = AuditLog::open(
+        conn.clone(),
+        "audit".to_owned(),
+        true,
+        Some(ChainKey::new("audit", keyring.clone())?),
+        None,
+    )
+    .await?;
+    log.append(&records(0, 3)).await?;
+    // The key is rotated (v1 leaked, say): new records use v2.
+    redis_spanner_envelope::Keyring::generate(dir.path(), "audit")?;
+    keyring.reload()?;
+    log.append(&records(3, 3)).await?;
+    let mut forged = entries(&mut conn, "audit").await?;
+    assert_eq!(field(&forged[5], "kid"), Some(&b"audit.v2"[..]));
+    // Whoever holds v1 re-signs the newest entry with it.
+    set_field(&mut forged[5], "key", b"admin:password");
+    set_field(&mut forged[5], "kid", b"audit.v1");
+    let values: Vec<&[u8]> = HASHED_FIELDS
+        .iter()
+        .map(|name| field(&forged[5], name).unwrap_or_default())
+        .collect();
+    let prev = field(&forged[5], "prev").unwrap_or_default().to_vec();
+    let ring = keyring.current();
+    let hash = super::chain::record_hash(Some(&ring), b"audit.v1", &prev, &values)
+        .map_err(anyhow::Error::msg)?;
+    set_field(&mut forged[5], "hash", hash.as_bytes());
+    rewrite(&mut conn, "audit", &forged).await?;
+    set_head(&mut conn, hash.as_bytes()).await?;
+    let against = VerifyAgainst {
+        keyring: Some(&ring),
+        key_name: Some("audit"),
+        anchor: None,
+    };
+    let report = verify(&mut conn, "audit", against).await?;
+    assert!(reason(&report).contains("retired key"), "{report:?}");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_consistent_rewrite_without_the_key_is_detected() -> anyhow::Result<()> {
     let (_server, mut conn, chain) = ten_keyed().await?;
     let mut forged = chain.entries.clone();

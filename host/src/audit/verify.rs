@@ -133,6 +133,8 @@ struct Previous {
     id: String,
     seq: Option<u64>,
     hash: Vec<u8>,
+    /// The key version it was chained with, when keyed.
+    key_version: Option<u32>,
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -217,10 +219,14 @@ pub async fn verify<C: ConnectionLike + Send>(
                                 ));
                             }
                         }
+                        let key_version = entry
+                            .get("kid")
+                            .and_then(|kid| super::chain::parse_kid(&text(kid)).map(|(_, v)| v));
                         previous = Some(Previous {
                             id: id.clone(),
                             seq,
                             hash: hash.to_vec(),
+                            key_version,
                         });
                     }
                     None => {
@@ -307,8 +313,10 @@ fn check_numbered(
         Some((first, _)) => (first, seq),
     });
     let kid = values[9];
+    let kid_text = text(kid);
+    let keyed_with = super::chain::parse_kid(&kid_text);
     if let Some(name) = against.key_name
-        && !text(kid).starts_with(&format!("{name}.v"))
+        && keyed_with.is_none_or(|(kid_name, _)| kid_name != name)
     {
         return Err(if kid.is_empty() {
             format!(
@@ -320,6 +328,14 @@ fn check_numbered(
                 text(kid)
             )
         });
+    }
+    if let (Some((_, version)), Some(before_version)) =
+        (keyed_with, previous.and_then(|before| before.key_version))
+        && version < before_version
+    {
+        return Err(format!(
+            "entry seq {seq} is keyed with version {version}, older than version {before_version} before it: it was forged with a retired key"
+        ));
     }
     match previous {
         Some(before) => {

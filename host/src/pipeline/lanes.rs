@@ -124,6 +124,12 @@ struct LaneState {
     backlog: usize,
     /// A resync of the lane's plugin is running.
     resyncing: bool,
+    /// Out of sync, and the durable mark saying its plugin needs a resync
+    /// is not written yet: batches skipping the lane wait for it (so no
+    /// checkpoint passes them before a restart would still resync).
+    marking: bool,
+    /// Batches that skipped the lane while `marking`.
+    awaiting_mark: Vec<Arc<Job>>,
     /// Another resync is due once the running one ends.
     resync_again: bool,
 }
@@ -245,7 +251,10 @@ impl Pipeline {
             .iter()
             .filter(|plugin| batch.iter().any(|c| plugin.manifest().wants(&c.table)))
             .map(|plugin| self.lane(plugin.name()))
-            .filter(|lane| lane.lock().in_sync)
+            .filter(|lane| {
+                let state = lane.lock();
+                state.in_sync || state.marking
+            })
             .collect();
         let completion = Arc::new(Completion {
             remaining: AtomicUsize::new(lanes.len()),
@@ -267,8 +276,12 @@ impl Pipeline {
             {
                 let mut state = lane.lock();
                 if !state.in_sync {
-                    // Marked out of sync since the filter above.
-                    job.release();
+                    if state.marking {
+                        state.awaiting_mark.push(job);
+                    } else {
+                        // Out of sync and marked: the resync covers it.
+                        job.release();
+                    }
                     continue;
                 }
                 state.pending.push_back(job.clone());
@@ -423,18 +436,28 @@ impl Pipeline {
             return;
         }
         state.in_sync = false;
+        state.marking = true;
         state.backlog = 0;
         let held: Vec<Arc<Job>> = state.pending.drain(..).collect();
         let released = held.len();
         let pipeline = self.clone();
-        let name = lane.name.clone();
+        let lane_name = lane.name.clone();
         let why = reason.to_owned();
         tokio::spawn(async move {
-            pipeline.mark_resync_needed(&name, &why).await;
-            for job in held {
+            pipeline.mark_resync_needed(&lane_name, &why).await;
+            let lane = pipeline.lanes.map().get(&lane_name).cloned();
+            let waited = match lane {
+                Some(lane) => {
+                    let mut state = lane.lock();
+                    state.marking = false;
+                    std::mem::take(&mut state.awaiting_mark)
+                }
+                None => Vec::new(),
+            };
+            for job in held.into_iter().chain(waited) {
                 job.release();
             }
-            pipeline.audit_out_of_sync(&name, &why, released).await;
+            pipeline.audit_out_of_sync(&lane_name, &why, released).await;
         });
         self.metrics
             .lane_in_sync

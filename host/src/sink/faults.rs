@@ -8,17 +8,28 @@
 //! - it came back from an older snapshot, or failed over to a replica that
 //!   was behind.
 //!
-//! For the last two the host keeps a marker key, [`MARKER_KEY`], holding a
-//! generation it advances at every check (twice a second): a marker that is
-//! gone, or holds an older generation than the host last wrote, means the
-//! data went back in time.
+//! For the last two each host process keeps a marker key of its own,
+//! `<MARKER_KEY>:<host>/<pid>` (expiring an hour after its last write, so
+//! the markers of stopped processes go away), holding a generation it
+//! advances at every check (twice a second): a marker that is gone, or
+//! holds an older generation than the host last wrote, means the data went
+//! back in time. Writes applied in the half second before a failover to a
+//! replica that was behind are not told apart this way.
 
 use crate::metrics::Metrics;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// The key holding the host's data generation.
+/// The prefix of the keys holding each host process's data generation.
 pub const MARKER_KEY: &str = "redis-spanner:generation";
+
+/// How long a process's marker outlives its last write, in milliseconds.
+pub const MARKER_TTL_MS: u64 = 3_600_000;
+
+/// This process's marker key.
+pub fn marker_key() -> String {
+    format!("{MARKER_KEY}:{}", crate::identity::host_id())
+}
 
 /// Faults met by the sinks of one host.
 #[derive(Default)]

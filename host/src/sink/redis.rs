@@ -19,7 +19,7 @@
 //! holds batches back until both agree.
 
 use super::credentials::FileCredentials;
-use super::faults::{MARKER_KEY, RedisFaults};
+use super::faults::{MARKER_TTL_MS, RedisFaults, marker_key};
 use super::tls::RedisTls;
 use super::version::companion_key;
 use crate::change::Effect;
@@ -368,22 +368,25 @@ impl RedisSink {
         if !matches!(&libraries, redis::Value::Array(found) if !found.is_empty()) {
             self.reload_lost_library().await?;
         }
+        let marker = marker_key();
         let found: Option<u64> = redis::cmd("GET")
-            .arg(MARKER_KEY)
+            .arg(&marker)
             .query_async(&mut conn)
             .await?;
         let (lost, next) = self.faults.check_generation(found);
         if lost {
             tracing::warn!(
-                key = MARKER_KEY,
+                key = %marker,
                 ?found,
                 "the data generation marker is gone or older than the host wrote (Redis flushed, or restored from an older snapshot)"
             );
             self.faults.lost_data();
         }
         let () = redis::cmd("SET")
-            .arg(MARKER_KEY)
+            .arg(&marker)
             .arg(next)
+            .arg("PX")
+            .arg(MARKER_TTL_MS)
             .query_async(&mut conn)
             .await?;
         self.faults.wrote_generation(next);

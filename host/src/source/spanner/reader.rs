@@ -677,6 +677,10 @@ impl ChangeStreamReader {
                 // the last timestamp known to be applied.
                 let reason = format!("a batch was not applied: {reason}");
                 progress.in_flight.pop_front();
+                // Nothing after it may move the watermark either.
+                for (_, reached) in progress.in_flight.iter_mut() {
+                    *reached = None;
+                }
                 return Err(reason);
             }
             if let Some((_, Some(reached))) = progress.in_flight.pop_front() {
