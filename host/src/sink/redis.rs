@@ -733,6 +733,43 @@ fn describe(effect: &Effect) -> (&str, &'static str) {
 mod tests {
     use super::*;
 
+    /// A full Redis under `noeviction` answers an apply with `OOM`: a fault
+    /// of Redis, retried, never a refusal of the plugin's change.
+    #[tokio::test]
+    async fn a_full_redis_is_a_fault_of_redis_not_of_the_change() -> anyhow::Result<()> {
+        let server = crate::local::RedisServer::start().await?;
+        let sink = RedisSink::connect(&server.url(), 1000).await?;
+        let mut conn = sink.connection();
+        for (name, value) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1")] {
+            let () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(name)
+                .arg(value)
+                .query_async(&mut conn)
+                .await?;
+        }
+        let effect = Effect::Set(crate::change::Write {
+            key: "users:1".into(),
+            value: b"{}".to_vec(),
+            ttl_ms: None,
+        });
+        let effects = [Versioned {
+            version: "0000000000000000001:tx:0000000000",
+            effect: &effect,
+        }];
+        let companions = ["{users:1}:rs-version".to_owned()];
+        let replies: Vec<redis::Value> = sink
+            .pipeline_of(&effects, &companions, &[0])
+            .query_async(&mut conn)
+            .await?;
+        let reply = replies.into_iter().next().expect("one reply");
+        match classify(&effect, reply) {
+            Reply::RedisFault(message) => assert!(message.contains("OOM"), "{message}"),
+            _ => anyhow::bail!("a full Redis was not taken for a fault of Redis"),
+        }
+        Ok(())
+    }
+
     #[test]
     fn passwords_are_masked() {
         assert_eq!(
