@@ -110,11 +110,6 @@ impl Commit {
         self.resolve(Ok(()));
     }
 
-    /// The work failed for `reason`: its source must not commit past it.
-    pub fn failed(mut self, reason: String) {
-        self.resolve(Err(reason));
-    }
-
     /// Resolves with `result`.
     pub fn resolve_with(mut self, result: Result<(), String>) {
         self.resolve(result);
@@ -173,7 +168,7 @@ mod tests {
         commit.applied();
         assert_eq!(receipt.wait().await, Ok(()));
         let (commit, receipt) = commit_pair();
-        commit.failed("no".to_owned());
+        commit.resolve_with(Err("no".to_owned()));
         assert_eq!(receipt.wait().await, Err("no".to_owned()));
     }
 

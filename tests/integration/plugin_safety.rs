@@ -194,11 +194,7 @@ async fn misbehaving_plugins_fail_only_their_batch() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_outside_grants_are_denied_audited_and_never_written() -> anyhow::Result<()> {
-    let ddl = vec![
-        "CREATE TABLE Users (UserId INT64 NOT NULL, Name STRING(MAX)) PRIMARY KEY (UserId)".into(),
-        "CREATE CHANGE STREAM UsersStream FOR Users OPTIONS (value_capture_type = 'NEW_ROW')"
-            .into(),
-    ];
+    let ddl = users_ddl();
     let bed = TestBed::start(&ddl).await?;
     let plugins = plugin_dir(&["test_outside_grants", "users_cache"]);
     let mut config = bed.config("UsersStream", plugins.path());
@@ -269,6 +265,15 @@ async fn actions_outside_grants_are_denied_audited_and_never_written() -> anyhow
     running.shutdown().await
 }
 
+/// A `Users` table and a `NEW_ROW` stream on it, `UsersStream`.
+fn users_ddl() -> Vec<String> {
+    vec![
+        "CREATE TABLE Users (UserId INT64 NOT NULL, Name STRING(MAX)) PRIMARY KEY (UserId)".into(),
+        "CREATE CHANGE STREAM UsersStream FOR Users OPTIONS (value_capture_type = 'NEW_ROW')"
+            .into(),
+    ]
+}
+
 /// `ACL GETUSER` as field → value.
 async fn acl_user(
     redis: &mut MultiplexedConnection,
@@ -313,11 +318,7 @@ fn versioned_set(key: &str) -> redis::Cmd {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_redis_user_cannot_write_outside_its_prefix() -> anyhow::Result<()> {
-    let ddl = vec![
-        "CREATE TABLE Users (UserId INT64 NOT NULL, Name STRING(MAX)) PRIMARY KEY (UserId)".into(),
-        "CREATE CHANGE STREAM UsersStream FOR Users OPTIONS (value_capture_type = 'NEW_ROW')"
-            .into(),
-    ];
+    let ddl = users_ddl();
     let bed = TestBed::start(&ddl).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let running =
@@ -705,11 +706,7 @@ async fn a_redis_url_with_a_database_number_works_with_managed_users() -> anyhow
 /// given the command, the same configuration starts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_user_missing_a_command_is_refused_at_start() -> anyhow::Result<()> {
-    let ddl = vec![
-        "CREATE TABLE Users (UserId INT64 NOT NULL, Name STRING(MAX)) PRIMARY KEY (UserId)".into(),
-        "CREATE CHANGE STREAM UsersStream FOR Users OPTIONS (value_capture_type = 'NEW_ROW')"
-            .into(),
-    ];
+    let ddl = users_ddl();
     let bed = TestBed::start(&ddl).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let secrets = tempfile::tempdir()?;

@@ -17,7 +17,7 @@ use super::AuditLog;
 use super::log::{ChainPosition, read_head_and_tail, retry};
 use crate::metrics::Metrics;
 use crate::provision::Admin;
-use crate::source::spanner::connect::{query_rows, table_exists};
+use crate::source::spanner::connect::{create_table_if_missing, query_rows};
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::mutation::Mutation;
 use google_cloud_spanner::statement::Statement;
@@ -98,17 +98,16 @@ impl AnchorStore {
         instance: &str,
         database: &str,
     ) -> Result<(), AnchorError> {
-        let exists = table_exists(&self.client, &self.table)
-            .await
-            .map_err(|e| self.error("looking for the table", e))?;
-        if exists {
-            return Ok(());
-        }
-        tracing::info!(table = %self.table, "creating the audit anchor table");
-        admin
-            .update_ddl(instance, database, &[table_ddl(&self.table)])
-            .await
-            .map_err(|e| self.error("creating the table", format!("{e:#}")))
+        create_table_if_missing(
+            &self.client,
+            admin,
+            instance,
+            database,
+            &self.table,
+            table_ddl(&self.table),
+        )
+        .await
+        .map_err(|(action, message)| self.error(action, message))
     }
 
     /// The stream's anchor, if one was written.

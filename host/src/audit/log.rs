@@ -296,7 +296,7 @@ const CHAIN_MOVED: &str = "CHAINMOVED";
 /// Whether Redis lacks the function library (it restarted without its
 /// data, or this log runs before any sink loaded it).
 fn is_missing_function(err: &redis::RedisError) -> bool {
-    err.to_string().contains("Function not found")
+    crate::sink::redis::names_missing_library(&err.to_string())
 }
 
 /// Loads the function library the chained append needs. (A restart without

@@ -601,6 +601,12 @@ enum Reply {
     RedisFault(String),
 }
 
+/// Whether a Redis error text says the function library is not loaded
+/// (Redis restarted without its data).
+pub fn names_missing_library(text: &str) -> bool {
+    text.contains("Function not found")
+}
+
 /// Reads one reply of an apply pipeline.
 fn classify(effect: &Effect, reply: redis::Value) -> Reply {
     let (key, op) = describe(effect);
@@ -619,7 +625,7 @@ fn classify(effect: &Effect, reply: redis::Value) -> Reply {
     let text = error.to_string();
     match code.as_str() {
         "NOAUTH" | "WRONGPASS" => Reply::Auth(text),
-        _ if text.contains("Function not found") => Reply::MissingLibrary,
+        _ if names_missing_library(&text) => Reply::MissingLibrary,
         "LOADING" | "OOM" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY" | "MOVED"
         | "ASK" | "BUSY" | "MISCONF" | "NOREPLICAS" => Reply::RedisFault(text),
         _ => Reply::Done(Outcome::Failed(format!(

@@ -143,17 +143,16 @@ impl CheckpointStore {
         instance: &str,
         database: &str,
     ) -> Result<(), CheckpointError> {
-        let exists = super::connect::table_exists(&self.client, &self.table)
-            .await
-            .map_err(|e| self.error("looking for the table", e))?;
-        if exists {
-            return Ok(());
-        }
-        tracing::info!(table = %self.table, "creating the checkpoint table");
-        admin
-            .update_ddl(instance, database, &[table_ddl(&self.table)])
-            .await
-            .map_err(|e| self.error("creating the table", e))
+        super::connect::create_table_if_missing(
+            &self.client,
+            admin,
+            instance,
+            database,
+            &self.table,
+            table_ddl(&self.table),
+        )
+        .await
+        .map_err(|(action, message)| self.error(action, message))
     }
 
     /// Every checkpoint of the stream.

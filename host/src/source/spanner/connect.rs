@@ -151,3 +151,26 @@ pub async fn table_exists(
     .build();
     Ok(!query_rows(client, statement).await?.is_empty())
 }
+
+/// Creates `table` with `ddl` through `admin` unless the database has it;
+/// the error says which step failed.
+pub async fn create_table_if_missing(
+    client: &DatabaseClient,
+    admin: &crate::provision::Admin,
+    instance: &str,
+    database: &str,
+    table: &str,
+    ddl: String,
+) -> Result<(), (&'static str, String)> {
+    let exists = table_exists(client, table)
+        .await
+        .map_err(|e| ("looking for the table", e.to_string()))?;
+    if exists {
+        return Ok(());
+    }
+    tracing::info!(table, "creating the table");
+    admin
+        .update_ddl(instance, database, &[ddl])
+        .await
+        .map_err(|e| ("creating the table", format!("{e:#}")))
+}
