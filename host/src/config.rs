@@ -35,6 +35,9 @@ pub struct Config {
     /// no keyring, every such call is refused.
     #[serde(default)]
     pub keyring: Option<KeyringConfig>,
+    /// Traces exported over OTLP (unset endpoint: none).
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// Where the keyring's keys come from.

@@ -45,6 +45,9 @@ pub struct Submission {
     pub work: Work,
     /// Resolved by the pipeline once the work is applied or failed.
     pub commit: Commit,
+    /// The span the work was sent in (a partition's `batch` span): the
+    /// pipeline's stages trace under it.
+    pub span: tracing::Span,
 }
 
 /// Where sources send work: the pipeline's intake.
@@ -63,11 +66,13 @@ pub fn intake() -> (Intake, IntakeReceiver) {
 impl Intake {
     /// Hands `work` to the pipeline (waiting while the intake is full) and
     /// returns its receipt; a receipt that reads failed when the pipeline
-    /// no longer takes work.
+    /// no longer takes work. The pipeline traces the work under the
+    /// current span.
     pub async fn send(&self, work: Work) -> Receipt {
-        let (commit, receipt) = commit_pair();
+        let span = tracing::Span::current();
+        let (commit, receipt) = traced_commit_pair(span.clone());
         // A closed intake drops the commit, which resolves it as failed.
-        let _ = self.0.send(Submission { work, commit }).await;
+        let _ = self.0.send(Submission { work, commit, span }).await;
         receipt
     }
 
@@ -83,13 +88,20 @@ const DROPPED: &str = "the pipeline stopped before the work was applied";
 struct Outcome {
     result: OnceLock<Result<(), String>>,
     notify: Notify,
+    span: tracing::Span,
 }
 
 /// A new commit handle and the receipt that follows it.
 pub fn commit_pair() -> (Commit, Receipt) {
+    traced_commit_pair(tracing::Span::none())
+}
+
+/// [`commit_pair`] for work traced under `span`.
+fn traced_commit_pair(span: tracing::Span) -> (Commit, Receipt) {
     let outcome = Arc::new(Outcome {
         result: OnceLock::new(),
         notify: Notify::new(),
+        span,
     });
     (Commit(Some(outcome.clone())), Receipt(outcome))
 }
@@ -137,6 +149,12 @@ impl Receipt {
     /// Whether the pipeline is done with the work (applied or failed).
     pub fn is_done(&self) -> bool {
         self.0.result.get().is_some()
+    }
+
+    /// The span the work was sent in (its source's `batch` span): the
+    /// source traces what it does past the work (a checkpoint) under it.
+    pub fn span(&self) -> &tracing::Span {
+        &self.0.span
     }
 
     /// The outcome, once done.

@@ -53,5 +53,6 @@ pub mod runtime;
 pub mod service;
 pub mod sink;
 pub mod source;
+pub mod telemetry;
 pub mod tooling;
 pub mod waiting;

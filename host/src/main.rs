@@ -172,7 +172,7 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    let logging = logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -180,7 +180,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    match runtime.block_on(dispatch(cli.command, &logging)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -189,11 +189,17 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+async fn dispatch(command: Command, logging: &logging::Logging) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { config } => {
             let config = Config::load(&config)?;
-            redis_spanner::service::run(config, ctrl_c()).await?;
+            let traces = logging.export_traces(&config.telemetry)?;
+            let outcome = redis_spanner::service::run(config, ctrl_c()).await;
+            if let Some(traces) = traces {
+                // Sends the last spans; blocks on the collector, so off the runtime.
+                let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+            }
+            outcome?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugin { command } => plugin_cli::run(command).await,

@@ -105,6 +105,7 @@ impl TestBed {
                 ("test_trap".to_owned(), Grant::prefixes(&["trap:"])),
             ]),
             cache_events: Default::default(),
+            telemetry: Default::default(),
             keyring: None,
         }
     }

@@ -138,6 +138,7 @@ fn demo_config(
             })
             .collect::<BTreeMap<_, _>>(),
         cache_events: Default::default(),
+        telemetry: Default::default(),
         keyring: None,
     }
 }

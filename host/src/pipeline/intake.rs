@@ -66,9 +66,9 @@ impl Pipeline {
     }
 
     /// Starts one piece of work.
-    fn take(self: &Arc<Self>, Submission { work, commit }: Submission) {
+    fn take(self: &Arc<Self>, Submission { work, commit, span }: Submission) {
         match work {
-            Work::Changes(changes) => self.submit(changes, commit),
+            Work::Changes(changes) => self.submit_traced(changes, commit, span),
             other => {
                 let pipeline = self.clone();
                 tokio::spawn(async move {

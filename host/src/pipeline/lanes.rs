@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// How often lanes are checked for stalls.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
@@ -93,6 +94,8 @@ struct Job {
     completion: Arc<Completion>,
     released: AtomicBool,
     enqueued: Instant,
+    /// The batch's span (see [`crate::telemetry`]).
+    span: tracing::Span,
 }
 
 impl Job {
@@ -244,6 +247,16 @@ impl Pipeline {
     /// tables; `commit` is resolved as applied when each in-sync lane has
     /// applied it.
     pub(super) fn submit(self: &Arc<Self>, batch: Vec<RowChange>, commit: Commit) {
+        self.submit_traced(batch, commit, tracing::Span::current());
+    }
+
+    /// [`Pipeline::submit`], tracing each lane's work under `span`.
+    pub(super) fn submit_traced(
+        self: &Arc<Self>,
+        batch: Vec<RowChange>,
+        commit: Commit,
+        span: tracing::Span,
+    ) {
         let versions: Arc<[String]> = crate::sink::version::encode_batch(&batch).into();
         let batch: Arc<[RowChange]> = batch.into();
         let plugins = self.plugins.load_full();
@@ -272,6 +285,7 @@ impl Pipeline {
                 completion: completion.clone(),
                 released: AtomicBool::new(false),
                 enqueued: Instant::now(),
+                span: span.clone(),
             });
             {
                 let mut state = lane.lock();
@@ -403,7 +417,9 @@ impl Pipeline {
         };
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.run_plugin(&plugin, &job.batch, &job.versions).await {
+            let span = tracing::info_span!(parent: &job.span, "plugin", plugin = %plugin.label(), changes = job.batch.len());
+            let run = self.run_plugin(&plugin, &job.batch, &job.versions);
+            match run.instrument(span).await {
                 Ok(()) => return,
                 Err(err) if job.is_released() => {
                     tracing::warn!(plugin = %plugin.label(), error = %err, "batch failed after its lane went out of sync; the resync covers it");

@@ -46,6 +46,7 @@ use records::RecordSampler;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::Instrument as _;
 
 /// A batch that could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +212,10 @@ impl Pipeline {
             filtered = index.iter().map(|&i| batch[i].clone()).collect();
             &filtered
         };
-        let planned = self.plan(plugin, input).await;
+        let planned = self
+            .plan(plugin, input)
+            .instrument(tracing::info_span!("plugin.call", changes = input.len()))
+            .await;
         self.audit_crypto_refusals(plugin).await?;
         let actions = match planned {
             Ok(actions) => actions,
@@ -221,6 +225,7 @@ impl Pipeline {
                 return Ok(false);
             }
         };
+        let checking = tracing::info_span!("grant.check", actions = actions.len()).entered();
         // Changes refused for this plugin (index into `input`), and why.
         let mut refused: BTreeMap<usize, String> = BTreeMap::new();
         for action in &actions {
@@ -260,6 +265,7 @@ impl Pipeline {
                 }
             }
         }
+        checking.exit();
         let mut wrote = false;
         if !allowed.is_empty() {
             let grant = self
@@ -272,7 +278,8 @@ impl Pipeline {
                 .map(|(_, version, effect)| Versioned { version, effect })
                 .collect();
             let timer = self.metrics.redis_apply_seconds.start_timer();
-            let applied = match sink.apply(&effects).await {
+            let applying = tracing::info_span!("redis.apply", effects = effects.len());
+            let applied = match sink.apply(&effects).instrument(applying).await {
                 Ok(applied) => applied,
                 Err(err @ SinkError::Auth { .. }) => {
                     // Set the plugin's user up again on the next try.
@@ -322,7 +329,8 @@ impl Pipeline {
         if let Some(audit) = &self.audit {
             let records = records.finish();
             if !records.is_empty() {
-                audit.append(&records).await?;
+                let appending = tracing::info_span!("audit.append", records = records.len());
+                audit.append(&records).instrument(appending).await?;
                 wrote = true;
             }
         }

@@ -5,6 +5,7 @@
 //! (`CARGO_BIN_EXE_redis-spanner`); the harness comes from the
 //! `redis-spanner-tests` support library.
 
+use crate::support::service_config;
 use rand::Rng as _;
 use redis::AsyncCommands as _;
 use redis_spanner::demo::{check, schema, workload};
@@ -17,43 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-fn write_config(bed: &TestBed, plugins: &Path, dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("redis-spanner.toml");
-    let text = format!(
-        r#"
-[spanner]
-project = "{project}"
-instance = "{instance}"
-database = "{database}"
-change_stream = "{stream}"
-emulator_host = "{grpc}"
-emulator_rest = "{rest}"
-
-[redis]
-url = "{redis}"
-
-[plugins]
-dir = "{plugins}"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[grants.users_cache]
-key_prefixes = ["users:"]
-"#,
-        project = redis_spanner_tests::PROJECT,
-        instance = redis_spanner_tests::INSTANCE,
-        database = redis_spanner_tests::DATABASE,
-        stream = schema::STREAM,
-        grpc = bed.emulator.grpc_endpoint(),
-        rest = bed.emulator.rest_endpoint(),
-        redis = bed.redis.url(),
-        plugins = plugins.display(),
-    );
-    std::fs::write(&path, text).expect("write config");
-    path
-}
 
 /// A running `redis-spanner run`, killed on drop.
 struct Host(Child);
@@ -128,7 +92,7 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     let bed = TestBed::start_with(&schema::ddl(), options).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let work = tempfile::tempdir()?;
-    let config = write_config(&bed, plugins.path(), work.path());
+    let config = service_config(&bed, plugins.path(), work.path(), "");
     let log = work.path().join("host.log");
     let spanner = bed.spanner_client().await?;
 

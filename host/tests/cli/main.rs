@@ -5,6 +5,7 @@
 //! - [`dead_letters`]: `dead-letter list`.
 //! - [`crash_restart`]: kill -9 mid-stream and restart, then SIGTERM.
 //! - [`keyring`]: the keyring commands.
+//! - [`traces`]: batches exported as OpenTelemetry spans over OTLP.
 //! - [`waits`]: start-up waits say what they wait for.
 //! - [`plugin_workflow`]: `plugin new` → `build` → `test` → `check`, per
 //!   language.
@@ -15,4 +16,5 @@ mod dead_letters;
 mod keyring;
 mod plugin_workflow;
 mod support;
+mod traces;
 mod waits;

@@ -38,3 +38,50 @@ pub fn config_file(dir: &Path, spanner_lines: &str, redis_lines: &str, tail: &st
     .expect("write the configuration");
     path
 }
+
+/// Writes the configuration of a service on `bed` (demo schema, stream and
+/// database; plugins from `plugins`; the users_cache grant; admin server on a
+/// free port) plus `tail` into `dir`, and returns its path.
+pub fn service_config(
+    bed: &redis_spanner_tests::TestBed,
+    plugins: &Path,
+    dir: &Path,
+    tail: &str,
+) -> PathBuf {
+    let path = dir.join("redis-spanner.toml");
+    let text = format!(
+        r#"
+[spanner]
+project = "{project}"
+instance = "{instance}"
+database = "{database}"
+change_stream = "{stream}"
+emulator_host = "{grpc}"
+emulator_rest = "{rest}"
+
+[redis]
+url = "{redis}"
+
+[plugins]
+dir = "{plugins}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[grants.users_cache]
+key_prefixes = ["users:"]
+
+{tail}
+"#,
+        project = redis_spanner_tests::PROJECT,
+        instance = redis_spanner_tests::INSTANCE,
+        database = redis_spanner_tests::DATABASE,
+        stream = redis_spanner::demo::schema::STREAM,
+        grpc = bed.emulator.grpc_endpoint(),
+        rest = bed.emulator.rest_endpoint(),
+        redis = bed.redis.url(),
+        plugins = plugins.display(),
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// Records buffered between a partition's query and its batches.
 const RECORD_BUFFER: usize = 1024;
@@ -100,6 +101,9 @@ struct Progress {
     /// Batches sent and not known to be applied, oldest first, each with
     /// the timestamp the partition has reached once it is.
     in_flight: VecDeque<(Receipt, Option<String>)>,
+    /// The span of the batch that moved `resume` last: the checkpoint that
+    /// writes it is traced there.
+    resumed_by: tracing::Span,
 }
 
 /// Identifies a row change: its version, table and key.
@@ -263,6 +267,7 @@ impl ChangeStreamReader {
             sent_before: i64::MIN,
             sent_now: i64::MIN,
             in_flight: VecDeque::new(),
+            resumed_by: tracing::Span::none(),
         };
         // The re-read covers the whole partition: a change its live query
         // missed before a restart lies before the resumed watermark.
@@ -577,6 +582,24 @@ impl ChangeStreamReader {
         let mut changes: Vec<RowChange> = Vec::new();
         let mut newest = None;
         let mut announced = Vec::new();
+        let (mut first_commit, mut last_commit): (Option<String>, Option<String>) = (None, None);
+        // Heartbeats and child partitions alone are not traced.
+        let (batch, reading) = if records.iter().any(|r| matches!(r, Record::Data(_))) {
+            let batch = tracing::info_span!(
+                "batch",
+                partition = %partition,
+                changes = tracing::field::Empty,
+                commit_timestamp = tracing::field::Empty,
+                last_commit_timestamp = tracing::field::Empty,
+                delivery_ms = tracing::field::Empty,
+            );
+            let reading =
+                tracing::info_span!(parent: &batch, "change_stream.read", records = records.len());
+            (batch, reading)
+        } else {
+            (tracing::Span::none(), tracing::Span::none())
+        };
+        let reading = reading.entered();
         for record in records {
             match record {
                 Record::Data(data) => {
@@ -587,6 +610,10 @@ impl ChangeStreamReader {
                     }
                     if self.reread_finished {
                         progress.seen.extend(decoded.iter().map(fingerprint));
+                    }
+                    if !decoded.is_empty() {
+                        first_commit.get_or_insert_with(|| data.commit_timestamp.clone());
+                        last_commit = Some(data.commit_timestamp.clone());
                     }
                     changes.extend(decoded);
                     newest = Some(data.commit_timestamp);
@@ -599,6 +626,16 @@ impl ChangeStreamReader {
                 }
             }
         }
+        reading.exit();
+        if let (Some(first), Some(last)) = (&first_commit, &last_commit) {
+            batch.record("changes", changes.len());
+            batch.record("commit_timestamp", first.as_str());
+            batch.record("last_commit_timestamp", last.as_str());
+            if let Some(change) = changes.first() {
+                let delivery = now_micros().saturating_sub(change.commit_micros) / 1000;
+                batch.record("delivery_ms", delivery);
+            }
+        }
         for change in &changes {
             let counter = if change.commit_micros <= progress.sent_before {
                 &self.metrics.changes_reread_total
@@ -609,7 +646,11 @@ impl ChangeStreamReader {
             progress.sent_now = progress.sent_now.max(change.commit_micros);
         }
         for chunk in changes.chunks(self.batch_max) {
-            let receipt = self.intake.send(Work::Changes(chunk.to_vec())).await;
+            let receipt = self
+                .intake
+                .send(Work::Changes(chunk.to_vec()))
+                .instrument(batch.clone())
+                .await;
             progress.in_flight.push_back((receipt, None));
         }
         if let Some(newest) = newest {
@@ -641,8 +682,10 @@ impl ChangeStreamReader {
                 .spanner_seconds
                 .with_label_values(&["checkpoint"])
                 .start_timer();
+            let checkpointing = tracing::info_span!(parent: &progress.resumed_by, "checkpoint", partition = %partition, watermark = %progress.resume);
             self.checkpoints
                 .advance(token, &progress.resume)
+                .instrument(checkpointing)
                 .await
                 .map_err(|e| e.to_string())?;
             timer.observe_duration();
@@ -683,7 +726,8 @@ impl ChangeStreamReader {
                 }
                 return Err(reason);
             }
-            if let Some((_, Some(reached))) = progress.in_flight.pop_front() {
+            if let Some((receipt, Some(reached))) = progress.in_flight.pop_front() {
+                progress.resumed_by = receipt.span().clone();
                 progress.resume = reached;
                 progress.dirty = true;
             }
