@@ -320,14 +320,27 @@ async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Resu
     let admin = service.admin_addr().expect("the admin server is enabled");
     let running = RunningService::spawn(service);
     let mut redis = bed.redis_connection().await?;
-    let accounting = check::wait_until_accounted(&mut redis, AUDIT, &during, PATIENCE).await?;
+    assert_recovered(&spanner, &mut redis, &during, admin, "Redis was down").await?;
+    running.shutdown().await
+}
+
+/// Every change of `during` (made while Redis was `trouble`) arrived, Redis
+/// matches Spanner, and `/readyz` at `admin` is 200 again.
+async fn assert_recovered(
+    spanner: &google_cloud_spanner::client::DatabaseClient,
+    redis: &mut redis::aio::MultiplexedConnection,
+    during: &workload::Ledger,
+    admin: std::net::SocketAddr,
+    trouble: &str,
+) -> anyhow::Result<()> {
+    let accounting = check::wait_until_accounted(redis, AUDIT, during, PATIENCE).await?;
     assert!(
         accounting.unaccounted.is_empty(),
-        "changes read while Redis was down were lost: {}",
+        "changes made while {trouble} were lost: {}",
         accounting.summary()
     );
     assert_eq!(
-        check::wait_until_coherent(&spanner, &mut redis, PATIENCE).await?,
+        check::wait_until_coherent(spanner, redis, PATIENCE).await?,
         0
     );
     let ready = eventually(PATIENCE, || async move {
@@ -336,7 +349,60 @@ async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Resu
     .await;
     assert!(
         ready.is_some(),
-        "/readyz did not recover once Redis was back"
+        "/readyz did not recover once {trouble} no more"
     );
+    Ok(())
+}
+
+/// Redis full under `noeviction`: every write is refused with OOM. Nothing
+/// is refused for good: `/readyz` names the stalled partitions, the
+/// refusals are counted as retries, and once Redis has room again every
+/// change arrives and `/readyz` is 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_is_a_visible_stall_that_heals_once_it_has_room() -> anyhow::Result<()> {
+    let bed = TestBed::start(&schema::ddl()).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let mut config = bed.config(schema::STREAM, plugins.path());
+    config.spanner.stall_after_ms = 3_000;
+    let service = Service::connect(&config).await?;
+    let metrics = service.metrics();
+    let admin = service.admin_addr().expect("the admin server is enabled");
+    let running = RunningService::spawn(service);
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+    let before = workload::run(&spanner, Some(5), CancellationToken::new()).await?;
+    check::wait_until_accounted(&mut redis, AUDIT, &before, PATIENCE).await?;
+
+    let configure = |name: &'static str, value: &'static str| {
+        let mut redis = redis.clone();
+        async move {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg(name)
+                .arg(value)
+                .query_async::<()>(&mut redis)
+                .await
+        }
+    };
+    configure("maxmemory-policy", "noeviction").await?;
+    configure("maxmemory", "1").await?;
+    let during = workload::run(&spanner, Some(10), CancellationToken::new()).await?;
+    let stalled = eventually(PATIENCE, || async move {
+        let (status, body) = http_get(admin, "/readyz").await.ok()?;
+        (status == 503 && body.contains("checkpoint unmoved")).then_some(body)
+    })
+    .await;
+    assert!(
+        stalled.is_some(),
+        "/readyz kept answering ready while Redis was full"
+    );
+    let retried = metrics
+        .retries_total
+        .with_label_values(&["redis_refused_for_now"])
+        .get();
+    assert!(retried > 0, "the OOM refusals were not counted as retries");
+
+    configure("maxmemory", "0").await?;
+    assert_recovered(&spanner, &mut redis, &during, admin, "Redis was full").await?;
     running.shutdown().await
 }

@@ -14,7 +14,8 @@ use redis_spanner::runtime::{LoadOptions, Plugin, PluginEngine, load_directory};
 use redis_spanner::service::Service;
 use redis_spanner::sink::acl::{acl_rules, user_name};
 use redis_spanner_tests::{
-    RunningService, TestBed, commit, entries, eventually, field, plugin, plugin_dir, wait_for_entry,
+    RunningService, TestBed, commit, entries, eventually, field, http_get, plugin, plugin_dir,
+    upsert_user, wait_for_entry,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -272,6 +273,20 @@ fn users_ddl() -> Vec<String> {
         "CREATE CHANGE STREAM UsersStream FOR Users OPTIONS (value_capture_type = 'NEW_ROW')"
             .into(),
     ]
+}
+
+/// `ACL SETUSER user rule`.
+async fn change_user(
+    redis: &mut MultiplexedConnection,
+    user: &str,
+    rule: &str,
+) -> redis::RedisResult<()> {
+    redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(user)
+        .arg(rule)
+        .query_async(redis)
+        .await
 }
 
 /// `ACL GETUSER` as field → value.
@@ -703,7 +718,9 @@ async fn a_redis_url_with_a_database_number_works_with_managed_users() -> anyhow
 
 /// An operator-provided Redis user that cannot run a command its grant
 /// needs stops the start, with a message naming the user and the command;
-/// given the command, the same configuration starts.
+/// given the command, the same configuration starts. A command taken away
+/// while the host runs turns `/readyz` to 503 naming the user, holds the
+/// change back (never refuses it) and heals once given back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_user_missing_a_command_is_refused_at_start() -> anyhow::Result<()> {
     let ddl = users_ddl();
@@ -750,12 +767,38 @@ async fn a_plugin_user_missing_a_command_is_refused_at_start() -> anyhow::Result
         "only the missing command: {refused}"
     );
 
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("cache-writer")
-        .arg("+del")
-        .query_async(&mut admin)
-        .await?;
-    let running = RunningService::spawn(Service::connect(&config).await?);
+    change_user(&mut admin, "cache-writer", "+del").await?;
+    let service = Service::connect(&config).await?;
+    let admin_http = service.admin_addr().expect("the admin server is enabled");
+    let running = RunningService::spawn(service);
+    let spanner = bed.spanner_client().await?;
+    upsert_user(&spanner, 1, "before", None).await?;
+    assert!(wait_for_key(&admin, "users:1").await.is_some());
+
+    // Taken away while the host runs: /readyz names the user and what it
+    // may not run, nothing is refused or skipped, and giving it back heals.
+    change_user(&mut admin, "cache-writer", "-set").await?;
+    upsert_user(&spanner, 2, "while refused", None).await?;
+    let reason = eventually(Duration::from_secs(20), || async {
+        let (status, body) = http_get(admin_http, "/readyz").await.ok()?;
+        (status == 503 && body.contains("cache-writer")).then_some(body)
+    })
+    .await
+    .expect("/readyz names the refused user");
+    assert!(reason.contains("users_cache"), "{reason}");
+    assert!(get(&mut admin, "users:2").await.is_none());
+    change_user(&mut admin, "cache-writer", "+set").await?;
+    assert!(
+        wait_for_key(&admin, "users:2").await.is_some(),
+        "the change waited for the user, it was not refused"
+    );
+    let ready = eventually(Duration::from_secs(20), || async {
+        (http_get(admin_http, "/readyz").await.ok()?.0 == 200).then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "/readyz is 200 again once the user may SET"
+    );
     running.shutdown().await
 }

@@ -108,6 +108,12 @@ impl Pipeline {
             self.sinks.forget(name).await;
         }
         self.plugins.store(Arc::new(update.plugins));
+        // A reloaded plugin's user is checked (off the intake: Redis may be
+        // slow to answer).
+        for name in update.loaded {
+            let pipeline = self.clone();
+            tokio::spawn(async move { pipeline.check_permissions(&name).await });
+        }
         let Some(resyncer) = self.resyncer.get() else {
             return;
         };

@@ -325,24 +325,27 @@ impl Pipeline {
         let _ = receipt.wait().await;
     }
 
-    /// What keeps lanes of loaded plugins from being coherent: out of sync,
-    /// or being resynced.
+    /// What keeps lanes of loaded plugins from being coherent: a Redis user
+    /// refused what its grant needs, out of sync, or being resynced.
     pub fn lane_problems(&self) -> Vec<String> {
         let lanes: Vec<Arc<Lane>> = self.lanes.map().values().cloned().collect();
-        lanes
-            .iter()
-            .filter(|lane| self.plugin_named(&lane.name).is_some())
-            .filter_map(|lane| {
-                let state = lane.lock();
-                if !state.in_sync {
-                    Some(format!("plugin {}: lane out of sync", lane.name))
-                } else if state.resyncing {
-                    Some(format!("plugin {}: resyncing", lane.name))
-                } else {
-                    None
-                }
-            })
-            .collect()
+        let mut problems = self.permissions.reasons();
+        problems.extend(
+            lanes
+                .iter()
+                .filter(|lane| self.plugin_named(&lane.name).is_some())
+                .filter_map(|lane| {
+                    let state = lane.lock();
+                    if !state.in_sync {
+                        Some(format!("plugin {}: lane out of sync", lane.name))
+                    } else if state.resyncing {
+                        Some(format!("plugin {}: resyncing", lane.name))
+                    } else {
+                        None
+                    }
+                }),
+        );
+        problems
     }
 
     /// Stops every lane (at shutdown).
@@ -597,6 +600,7 @@ impl Pipeline {
         stop: CancellationToken,
     ) {
         tokio::spawn(self.clone().watch_redis_data(stop.clone()));
+        tokio::spawn(self.clone().watch_permissions(stop.clone()));
         let mut tick = tokio::time::interval(WATCH_EVERY);
         loop {
             tokio::select! {

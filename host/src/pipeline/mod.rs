@@ -24,6 +24,7 @@ pub mod cache_events;
 pub mod effect_check;
 pub mod intake;
 pub mod lanes;
+pub mod permissions;
 mod records;
 pub mod resync_marks;
 mod sweep;
@@ -109,6 +110,7 @@ pub struct Pipeline {
     refresher: std::sync::OnceLock<Refresher>,
     resyncer: std::sync::OnceLock<crate::resync::Resyncer>,
     lanes: Lanes,
+    permissions: permissions::PermissionProblems,
 }
 
 impl Pipeline {
@@ -127,6 +129,7 @@ impl Pipeline {
         Self {
             resyncer: std::sync::OnceLock::new(),
             lanes: Lanes::new(lane_bounds),
+            permissions: Default::default(),
             plugins,
             policy,
             sinks,
@@ -286,8 +289,13 @@ impl Pipeline {
                     self.sinks.forget(plugin.name()).await;
                     return Err(err.into());
                 }
+                Err(err @ SinkError::Permission { .. }) => {
+                    self.permission_refused(plugin.name(), &err).await;
+                    return Err(err.into());
+                }
                 Err(err) => return Err(err.into()),
             };
+            self.permission_works(plugin.name());
             timer.observe_duration();
             wrote = true;
             let count = |outcome| {

@@ -170,19 +170,26 @@ impl PluginSinks {
     /// names the user and each command it may not run.
     pub async fn check_plugin(&self, plugin: &str, grant: &Grant) -> Result<(), SinkError> {
         self.for_plugin(plugin, grant).await?;
-        let user = match (&grant.redis_user, self.mode) {
-            (Some(user), _) => user.clone(),
-            (None, AclMode::Managed) => user_name(plugin),
-            (None, AclMode::Off) => return Ok(()),
+        let Some(user) = self.user_of(plugin, grant) else {
+            return Ok(());
         };
         let database = connection_info(&self.url)?.redis_settings().db();
         let mut admin = self.admin.admin_connection();
         super::acl_check::check_user(&mut admin, &user, grant, database)
             .await
-            .map_err(|message| SinkError::Connect {
-                url: mask_url(&self.url),
+            .map_err(|message| SinkError::Permission {
                 message: format!("plugin {plugin}: {message}"),
             })
+    }
+
+    /// The Redis user `plugin` applies as under `grant`; `None` when it
+    /// applies as the host's own user (`redis.acl = "off"`, no `redis_user`).
+    pub fn user_of(&self, plugin: &str, grant: &Grant) -> Option<String> {
+        match (&grant.redis_user, self.mode) {
+            (Some(user), _) => Some(user.clone()),
+            (None, AclMode::Managed) => Some(user_name(plugin)),
+            (None, AclMode::Off) => None,
+        }
     }
 
     /// Forgets `plugin`'s sink (its grant or code changed); the next use

@@ -115,6 +115,15 @@ pub enum SinkError {
         /// Redis's error.
         message: String,
     },
+    /// The connection's Redis user may not run a command its grant needs
+    /// (its ACL was changed, or never matched the grant).
+    #[error(
+        "{message} (the Redis user's ACL does not allow what the plugin's grant needs; fix the ACL, or for a managed user let the host set it up again)"
+    )]
+    Permission {
+        /// Which user, and what it may not run.
+        message: String,
+    },
     /// Redis rejected a command.
     #[error("Redis rejected {command} on key {key:?}: {message}")]
     Rejected {
@@ -498,6 +507,7 @@ impl RedisSink {
                 match classify(effects[index].effect, reply) {
                     Reply::Done(outcome) => outcomes[index] = Some(outcome),
                     Reply::Auth(message) => return Err(SinkError::Auth { message }),
+                    Reply::Permission(message) => return Err(SinkError::Permission { message }),
                     Reply::MissingLibrary => {
                         missing_library = true;
                         retry.push(index);
@@ -594,11 +604,21 @@ enum Reply {
     Done(Outcome),
     /// Redis refused the connection's credentials.
     Auth(String),
+    /// The connection's user may not run a command (or touch a key) the
+    /// effect needs: the ACL, not the effect, is wrong.
+    Permission(String),
     /// The function library is gone: load it and send the effect again.
     MissingLibrary,
     /// Redis cannot take the command now (loading, out of memory,
     /// failover, cluster redirection, busy script): send it again later.
     RedisFault(String),
+}
+
+/// Whether a Redis error text says the user may not run a command or touch
+/// a key: `NOPERM` for the `FCALL` itself, an `ERR` naming the script's user
+/// for a command the function runs.
+pub fn names_missing_permission(code: &str, text: &str) -> bool {
+    code == "NOPERM" || text.contains("The user executing the script can't")
 }
 
 /// Whether a Redis error text says the function library is not loaded
@@ -625,6 +645,7 @@ fn classify(effect: &Effect, reply: redis::Value) -> Reply {
     let text = error.to_string();
     match code.as_str() {
         "NOAUTH" | "WRONGPASS" => Reply::Auth(text),
+        _ if names_missing_permission(&code, &text) => Reply::Permission(text),
         _ if names_missing_library(&text) => Reply::MissingLibrary,
         "LOADING" | "OOM" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "READONLY" | "MOVED"
         | "ASK" | "BUSY" | "MISCONF" | "NOREPLICAS" => Reply::RedisFault(text),
@@ -774,6 +795,23 @@ mod tests {
             _ => anyhow::bail!("a full Redis was not taken for a fault of Redis"),
         }
         Ok(())
+    }
+
+    #[test]
+    fn refusals_of_the_acl_are_told_from_refusals_of_the_effect() {
+        // The FCALL itself, and a command the function runs (Redis 7 texts).
+        assert!(names_missing_permission(
+            "NOPERM",
+            "NOPERM No permissions to access a key"
+        ));
+        assert!(names_missing_permission(
+            "ERR",
+            "ERR The user executing the script can't run this command or subcommand script: rs_apply"
+        ));
+        assert!(!names_missing_permission(
+            "WRONGTYPE",
+            "WRONGTYPE Operation against a key holding the wrong kind of value"
+        ));
     }
 
     #[test]
