@@ -122,6 +122,13 @@ pub struct SpannerConfig {
     /// against Cloud Spanner.
     #[serde(default)]
     pub reread_finished_partitions: Option<bool>,
+    /// When the stream does not carry whole rows of a table (capture type
+    /// `OLD_AND_NEW_VALUES` or `NEW_VALUES`, or only some columns tracked),
+    /// read each insert's and update's whole row at its commit timestamp.
+    /// Off: plugins that need whole rows (all but those whose manifest says
+    /// `partial_rows = true`) are refused at start.
+    #[serde(default = "default_true")]
+    pub complete_rows: bool,
 }
 
 /// The Redis server that holds the cache.
@@ -474,6 +481,7 @@ impl SpannerConfig {
             stall_after_ms: default_stall_after_ms(),
             start: default_start(),
             reread_finished_partitions: None,
+            complete_rows: true,
         }
     }
 

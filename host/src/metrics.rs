@@ -118,6 +118,10 @@ pub struct Metrics {
     pub cache_events_total: IntCounterVec,
     /// Rows re-read from Spanner at a plugin's `refresh` request.
     pub refreshes_total: IntCounter,
+    /// Inserts and updates completed to whole rows by a read, by how:
+    /// `at_commit`, or `current` (the commit was older than the database's
+    /// version retention).
+    pub rows_completed_total: IntCounterVec,
     /// Plugin log lines dropped over the plugin's log budget, per plugin.
     pub plugin_log_dropped_total: IntCounterVec,
     /// Plugin calls stopped at their deadline, per plugin.
@@ -246,6 +250,11 @@ impl Metrics {
                 &[],
             )
             .with_label_values(&[] as &[&str]),
+            rows_completed_total: counter(
+                "rows_completed_total",
+                "Inserts and updates completed to whole rows by a read (at their commit, or current)",
+                &["how"],
+            ),
             plugin_log_dropped_total: counter(
                 "plugin_log_dropped_total",
                 "Plugin log lines dropped over the plugin's log budget",

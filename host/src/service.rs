@@ -22,8 +22,10 @@ use crate::sink::RedisSink;
 use crate::sink::acl::PluginSinks;
 use crate::sink::credentials::FileCredentials;
 use crate::source::spanner::checkpoint::CheckpointStore;
+use crate::source::spanner::completion::completer_for;
 use crate::source::spanner::reader::now_micros;
 use crate::source::spanner::refresh::Refresher;
+use crate::source::spanner::stream_shape::StreamShape;
 use crate::source::spanner::watermarks::Watermarks;
 use crate::source::spanner::{ChangeStreamReader, connect, describe_stream};
 use anyhow::Context as _;
@@ -65,15 +67,8 @@ impl Service {
         let (spanner, client) = connect(emulator_host.as_deref(), &database).await?;
         let stream = &config.spanner.change_stream;
         let capture = describe_stream(&client, &database, stream).await?;
-        tracing::info!(stream, value_capture_type = %capture, "change stream found");
-        if !capture.starts_with("NEW_ROW") {
-            tracing::warn!(
-                stream,
-                value_capture_type = %capture,
-                "updates carry only the changed columns under this capture type; plugins that \
-                 need the whole row require NEW_ROW or NEW_ROW_AND_OLD_VALUES"
-            );
-        }
+        let shape = Arc::new(StreamShape::read(&client, stream, &capture).await?);
+        tracing::info!(stream, value_capture_type = %capture, tables = ?shape.tables.keys().collect::<Vec<_>>(), "change stream found");
         let admin = Admin::new(
             &spanner,
             &config.spanner.project,
@@ -135,6 +130,14 @@ impl Service {
             _ => None,
         };
         let pipeline = Arc::new(pipeline);
+        let completer = completer_for(
+            shape,
+            config.spanner.complete_rows,
+            &pipeline.current_plugins(),
+            &client,
+            &metrics,
+        )
+        .map_err(anyhow::Error::msg)?;
         pipeline.set_refresher(Refresher::new(client.clone()));
         let resyncer = Resyncer::new(
             client.clone(),
@@ -204,6 +207,7 @@ impl Service {
                     .unwrap_or(emulator_host.is_some()),
                 shutdown_flush: config.plugins.shutdown_timeout() / 2,
                 watermarks: Arc::new(Watermarks::default()),
+                completer,
             },
             pipeline,
             inputs: (intake_receiver, plugin_set_receiver),

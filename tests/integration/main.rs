@@ -4,6 +4,7 @@
 //!
 //! - [`audit_trail`]: the audit chain keyed, anchored in Spanner and trimmed.
 //! - [`bad_input`]: bad config and plugin files get clear errors.
+//! - [`capture_types`]: whole rows under every capture type.
 //! - [`cache_events`]: misses and evictions answered by refreshes.
 //! - [`conformance`]: the Rust, Python and JavaScript examples plan alike.
 //! - [`encryption`]: sealed values and key rotation.
@@ -19,6 +20,7 @@
 mod audit_trail;
 mod bad_input;
 mod cache_events;
+mod capture_types;
 mod conformance;
 mod encryption;
 mod end_to_end;

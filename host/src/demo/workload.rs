@@ -185,19 +185,30 @@ async fn highest_id(client: &DatabaseClient) -> anyhow::Result<i64> {
 
 fn upsert(id: i64, seq: i64, rng: &mut impl rand::Rng) -> Mutation {
     let balance: i64 = rng.random_range(-1_000..1_000_000);
+    user_row(
+        id,
+        seq,
+        &format!("user-{id}-{seq}"),
+        balance,
+        rng.random_bool(0.8),
+    )
+}
+
+/// An insert-or-update of every column of `Users` row `id`.
+pub fn user_row(id: i64, seq: i64, name: &str, balance: i64, active: bool) -> Mutation {
     Mutation::new_insert_or_update_builder("Users")
         .set("UserId")
         .to(id)
         .set("Seq")
         .to(seq)
         .set("Name")
-        .to(format!("user-{id}-{seq}"))
+        .to(name)
         .set("Email")
         .to(format!("user{id}@example.com"))
         .set("Balance")
         .to(balance)
         .set("Active")
-        .to(rng.random_bool(0.8))
+        .to(active)
         .build()
 }
 

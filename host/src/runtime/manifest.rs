@@ -34,6 +34,12 @@ pub struct Manifest {
     /// Tables whose changes the plugin receives; empty means all.
     #[serde(default)]
     pub tables: Vec<String>,
+    /// Whether the plugin copes with inserts and updates that hold only some
+    /// columns (it merges them into what it cached). Default `false`: it is
+    /// handed whole rows, completed by the host when the stream does not
+    /// carry them, or refused when completion is turned off.
+    #[serde(default)]
+    pub partial_rows: bool,
     /// Values the plugin reads through `host.config`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,

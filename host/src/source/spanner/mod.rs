@@ -7,6 +7,8 @@
 //! - [`record`]: change records and their row changes.
 //! - [`partitions`]: which partitions may start (children after parents).
 //! - [`query`]: one partition's change stream query.
+//! - [`stream_shape`]: the stream's capture type and tracked columns.
+//! - [`completion`]: whole rows for partial inserts and updates.
 //! - [`snapshot`]: result rows as `snapshot` changes (backfill, refresh).
 //! - [`refresh`]: strong reads of single rows at a plugin's request.
 //! - [`reader`]: runs the root query and every partition, batches records in
@@ -15,6 +17,7 @@
 //!   measured at any moment.
 
 pub mod checkpoint;
+pub mod completion;
 pub mod connect;
 pub mod partitions;
 pub mod query;
@@ -22,6 +25,7 @@ pub mod reader;
 pub mod record;
 pub mod refresh;
 pub mod snapshot;
+pub mod stream_shape;
 pub mod tree;
 pub mod watermarks;
 

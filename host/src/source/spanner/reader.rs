@@ -15,6 +15,7 @@
 //! apply makes that harmless), never skipped.
 
 use super::checkpoint::{CheckpointError, CheckpointStore, PartitionState, ROOT_TOKEN};
+use super::completion::RowCompleter;
 use super::partitions::{PartitionSet, Ready};
 use super::query::{PartitionQuery, read_partition};
 use super::record::{ChildPartitions, Record};
@@ -71,6 +72,9 @@ pub struct ChangeStreamReader {
     /// At shutdown, how long a partition waits for its submitted batches to
     /// be applied before it writes its last checkpoint.
     pub shutdown_flush: Duration,
+    /// Completes inserts and updates to whole rows where the stream does
+    /// not carry them; `None` when it does (or completion is off).
+    pub completer: Option<RowCompleter>,
 }
 
 /// What a partition task reports when it ends.
@@ -497,6 +501,9 @@ impl ChangeStreamReader {
         if shutdown.is_cancelled() {
             return Err("shutdown".to_owned());
         }
+        if let Some(completer) = &self.completer {
+            completer.complete(&mut missed).await?;
+        }
         for change in &missed {
             self.metrics
                 .changes_total
@@ -627,6 +634,13 @@ impl ChangeStreamReader {
             }
         }
         reading.exit();
+        if let Some(completer) = &self.completer {
+            let completing = tracing::info_span!(parent: &batch, "rows.complete");
+            completer
+                .complete(&mut changes)
+                .instrument(completing)
+                .await?;
+        }
         if let (Some(first), Some(last)) = (&first_commit, &last_commit) {
             batch.record("changes", changes.len());
             batch.record("commit_timestamp", first.as_str());
