@@ -15,6 +15,7 @@
 //! - [`plugin_safety`]: limits, grants, signing and the compile cache.
 //! - [`rotation`]: the Redis password rotated under load.
 //! - [`tls`]: TLS and mutual TLS to redis-server.
+//! - [`transactions`]: a transaction is applied whole or not at all.
 //! - [`versioned_apply`]: the Redis function never moves a key backwards.
 
 mod audit_trail;
@@ -30,4 +31,5 @@ mod fills;
 mod plugin_safety;
 mod rotation;
 mod tls;
+mod transactions;
 mod versioned_apply;

@@ -20,13 +20,15 @@ pub fn required_commands(grant: &Grant, database: i64) -> Vec<Vec<String>> {
         let Ok(version_key) = companion_key(&key) else {
             continue;
         };
-        commands.push(vec![
-            "FCALL".to_owned(),
-            "rs_apply".to_owned(),
-            "2".to_owned(),
-            key.clone(),
-            version_key.clone(),
-        ]);
+        for function in ["rs_apply", "rs_apply_many"] {
+            commands.push(vec![
+                "FCALL".to_owned(),
+                function.to_owned(),
+                "2".to_owned(),
+                key.clone(),
+                version_key.clone(),
+            ]);
+        }
         commands.push(vec!["GET".to_owned(), version_key.clone()]);
         commands.push(vec!["SET".to_owned(), version_key.clone(), "v".to_owned()]);
         for operation in &grant.operations {

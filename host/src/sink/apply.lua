@@ -17,6 +17,14 @@
 -- (written by an earlier attempt whose reply was lost, or by a replay), 0
 -- when refused as stale (or expire of a missing key).
 --
+-- FCALL rs_apply_many 2N K1 VK1 ... KN VKN tombstone_ms c1 op1 version1 ...
+--   rs_apply for N effects in one atomic step (a function runs whole, so no
+--   reader sees part of it). Effect i gives ci (how many arguments follow
+--   for it), its op and version, then its value and ttl_ms ("set"), its
+--   ttl_ms ("expire") or nothing ("del"). Returns an array holding, per
+--   effect, what rs_apply returns or the error it raised (the effects
+--   before and after it are still applied: functions do not roll back).
+--
 -- FCALL rs_fill 2 K VK read_micros value [ttl_ms]
 -- FCALL rs_fill 3 K VK REFUSALS read_micros value [ttl_ms]
 --   For applications that read a row from Spanner at timestamp read_micros
@@ -106,6 +114,38 @@ local function rs_apply(keys, args)
   return 1
 end
 
+local function rs_apply_many(keys, args)
+  if #keys % 2 ~= 0 then
+    error('rs_apply_many: keys must come in pairs (key, version key)')
+  end
+  local tombstone_ms = args[1]
+  local results = {}
+  local at = 2
+  for i = 1, #keys / 2 do
+    local count = tonumber(args[at])
+    if not count or count < 2 or at + count > #args then
+      error('rs_apply_many: malformed arguments of effect ' .. i)
+    end
+    local effect_args = { args[at + 1], args[at + 2], tombstone_ms }
+    for j = 3, count do
+      effect_args[#effect_args + 1] = args[at + j]
+    end
+    at = at + count + 1
+    local ok, result = pcall(rs_apply, { keys[2 * i - 1], keys[2 * i] }, effect_args)
+    if ok then
+      results[i] = result
+    elseif type(result) == 'table' and result.err then
+      results[i] = result
+    else
+      results[i] = redis.error_reply(tostring(result))
+    end
+  end
+  if at ~= #args + 1 then
+    error('rs_apply_many: ' .. (#args + 1 - at) .. ' arguments left over')
+  end
+  return results
+end
+
 -- How long a filled key's version outlives a filled key with a TTL.
 local FILL_VERSION_GRACE_MS = 86400000
 -- About how many refused fills a refusal stream keeps.
@@ -170,5 +210,6 @@ local function rs_audit_append(keys, args)
 end
 
 redis.register_function('rs_apply', rs_apply)
+redis.register_function('rs_apply_many', rs_apply_many)
 redis.register_function('rs_audit_append', rs_audit_append)
 redis.register_function('rs_fill', rs_fill)

@@ -477,6 +477,7 @@ impl RedisSink {
                 self.faults.retry("redis_not_answering");
                 continue;
             };
+            let reply = reply.map(|replies| per_effect(replies, pending.len()));
             let replies = match reply {
                 Ok(replies) if replies.len() == pending.len() => replies,
                 Ok(replies) => {
@@ -557,6 +558,43 @@ impl RedisSink {
     /// One `FCALL rs_apply` per effect of `effects` named by `indices` (with
     /// its companion key from `companions`), in a pipeline that returns error
     /// replies in place.
+    /// One `FCALL rs_apply_many` of the effects at `indices`: applied in
+    /// one atomic step, so no reader sees part of the batch (whose
+    /// transactions the source never splits).
+    fn apply_many(
+        &self,
+        effects: &[Versioned<'_>],
+        companions: &[String],
+        indices: &[usize],
+    ) -> redis::Cmd {
+        let mut call = redis::cmd("FCALL");
+        call.arg("rs_apply_many").arg(2 * indices.len());
+        for &index in indices {
+            let (key, _) = describe(effects[index].effect);
+            call.arg(key).arg(&companions[index]);
+        }
+        call.arg(self.tombstone_ms);
+        for &index in indices {
+            let Versioned { version, effect } = effects[index];
+            match effect {
+                Effect::Set(write) => {
+                    call.arg(4)
+                        .arg("set")
+                        .arg(version)
+                        .arg(&write.value)
+                        .arg(write.ttl_ms.unwrap_or(0));
+                }
+                Effect::Delete(_) => {
+                    call.arg(2).arg("del").arg(version);
+                }
+                Effect::Expire(expiry) => {
+                    call.arg(3).arg("expire").arg(version).arg(expiry.ttl_ms);
+                }
+            }
+        }
+        call
+    }
+
     fn pipeline_of(
         &self,
         effects: &[Versioned<'_>],
@@ -565,6 +603,10 @@ impl RedisSink {
     ) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
+        if indices.len() > 1 {
+            pipe.add_command(self.apply_many(effects, companions, indices));
+            return pipe;
+        }
         for &index in indices {
             let Versioned { version, effect } = effects[index];
             let (key, _) = describe(effect);
@@ -595,6 +637,20 @@ impl RedisSink {
             }
         }
         pipe
+    }
+}
+
+/// The replies of an apply pipeline, one per effect: a single
+/// `rs_apply_many` reply is spread out (its error, when the whole call was
+/// refused, stands for every effect).
+fn per_effect(replies: Vec<redis::Value>, effects: usize) -> Vec<redis::Value> {
+    if effects < 2 || replies.len() != 1 {
+        return replies;
+    }
+    match replies.into_iter().next() {
+        Some(redis::Value::Array(items)) => items,
+        Some(error @ redis::Value::ServerError(_)) => vec![error; effects],
+        other => other.into_iter().collect(),
     }
 }
 

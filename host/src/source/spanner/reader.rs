@@ -511,7 +511,7 @@ impl ChangeStreamReader {
                 .inc();
         }
         let mut receipts = Vec::new();
-        for chunk in missed.chunks(self.batch_max) {
+        for chunk in transaction_chunks(&missed, self.batch_max) {
             receipts.push(self.intake.send(Work::Changes(chunk.to_vec())).await);
         }
         Ok(receipts)
@@ -550,6 +550,18 @@ impl ChangeStreamReader {
                 match receiver.try_recv() {
                     Ok(record) => records.push(record),
                     Err(_) => break,
+                }
+            }
+            // A batch never ends inside a transaction: wait for its last
+            // record in this partition.
+            while records.last().is_some_and(ends_inside_a_transaction) {
+                let next = tokio::select! {
+                    record = receiver.recv() => record,
+                    () = shutdown.cancelled() => None,
+                };
+                match next {
+                    Some(record) => records.push(record),
+                    None => break,
                 }
             }
             if let Err(message) = self
@@ -659,7 +671,7 @@ impl ChangeStreamReader {
             counter.with_label_values(&[change.table.as_str()]).inc();
             progress.sent_now = progress.sent_now.max(change.commit_micros);
         }
-        for chunk in changes.chunks(self.batch_max) {
+        for chunk in transaction_chunks(&changes, self.batch_max) {
             let receipt = self
                 .intake
                 .send(Work::Changes(chunk.to_vec()))
@@ -750,6 +762,38 @@ impl ChangeStreamReader {
     }
 }
 
+/// Whether `record` is a transaction's record after which more of it
+/// follows in the same partition.
+fn ends_inside_a_transaction(record: &Record) -> bool {
+    matches!(record, Record::Data(data) if data.is_last_record_in_transaction_in_partition == Some(false))
+}
+
+/// `changes` cut into batches of at most `max` changes, only between two
+/// transactions: a transaction bigger than `max` is a batch of its own.
+fn transaction_chunks(changes: &[RowChange], max: usize) -> Vec<&[RowChange]> {
+    let same_transaction = |a: &RowChange, b: &RowChange| {
+        a.commit_micros == b.commit_micros && a.transaction_id == b.transaction_id
+    };
+    let mut chunks = Vec::new();
+    // The current batch starts at `start`, its last transaction at `last`.
+    let (mut start, mut last) = (0, 0);
+    for end in 1..=changes.len() {
+        if end < changes.len() && same_transaction(&changes[end - 1], &changes[end]) {
+            continue;
+        }
+        // `changes[last..end]` is one whole transaction.
+        if end - start > max && last > start {
+            chunks.push(&changes[start..last]);
+            start = last;
+        }
+        last = end;
+    }
+    if start < changes.len() {
+        chunks.push(&changes[start..]);
+    }
+    chunks
+}
+
 /// Sets `watermark_lag_seconds` of partition `token`.
 fn set_watermark_lag(metrics: &Metrics, token: &str, seconds: i64) {
     metrics
@@ -775,7 +819,7 @@ pub(crate) fn short(token: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::fingerprint;
+    use super::{fingerprint, transaction_chunks};
     use crate::change::{ChangeKind, Column, RowChange, Value};
 
     fn change(id: i64, sequence: &str) -> RowChange {
@@ -793,6 +837,30 @@ mod tests {
             record_sequence: sequence.into(),
             transaction_tag: String::new(),
         }
+    }
+
+    #[test]
+    fn batches_are_cut_only_between_transactions() {
+        let in_transaction = |commit: i64, n: usize| -> Vec<RowChange> {
+            (0..n)
+                .map(|i| RowChange {
+                    commit_micros: commit,
+                    ..change(i as i64, "0")
+                })
+                .collect()
+        };
+        let changes: Vec<RowChange> = [(1, 1), (2, 1), (3, 1), (4, 5), (5, 2), (6, 1)]
+            .into_iter()
+            .flat_map(|(commit, n)| in_transaction(commit, n))
+            .collect();
+        let sizes: Vec<usize> = transaction_chunks(&changes, 2)
+            .iter()
+            .map(|chunk| chunk.len())
+            .collect();
+        // The 5-change transaction gets a batch of its own; none is split.
+        assert_eq!(sizes, vec![2, 1, 5, 2, 1]);
+        assert_eq!(sizes.iter().sum::<usize>(), changes.len());
+        assert!(transaction_chunks(&[], 2).is_empty());
     }
 
     #[test]
