@@ -26,7 +26,8 @@ pub enum PluginCommand {
         plugin: PathBuf,
     },
     /// Run a plugin in the real sandbox on recorded changes and print its
-    /// plan as JSON; with --expect, exit non-zero if it differs. Needs no
+    /// plan as JSON; exit non-zero if the plugin fails (errs or traps) on a
+    /// batch, or, with --expect, if the plan differs. Needs no
     /// Spanner and no Redis.
     Test {
         /// The plugin component (its manifest `<name>.toml` is read if present).
@@ -167,10 +168,28 @@ async fn test(plugin: &Path, changes: &Path, expect: Option<&Path>) -> anyhow::R
         None => None,
     };
     let loaded = run::load_plugin(plugin).await?;
-    let actual = run::plan_json(&run::run_fixture(&loaded, &fixture).await);
+    let outcomes = run::run_fixture(&loaded, &fixture).await;
+    let actual = run::plan_json(&outcomes);
     println!("{}", serde_json::to_string_pretty(&actual)?);
     let Some((expect, expected)) = expected else {
-        return Ok(ExitCode::SUCCESS);
+        // Without an expected plan, a plugin that fails fails the test.
+        let failed: Vec<(usize, &String)> = outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(batch, outcome)| outcome.as_ref().err().map(|e| (batch, e)))
+            .collect();
+        for (batch, error) in &failed {
+            eprintln!("batch {batch}: the plugin failed: {error}");
+        }
+        if failed.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "the plugin failed on {} of {} batch(es)",
+            failed.len(),
+            outcomes.len()
+        );
+        return Ok(ExitCode::FAILURE);
     };
     let differences = plan::compare(&expected, &actual).map_err(|message| {
         anyhow::anyhow!(

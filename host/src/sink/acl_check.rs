@@ -96,6 +96,7 @@ mod tests {
             [
                 "SELECT 2",
                 "FCALL rs_apply 2 users:rs-acl-probe {users:rs-acl-probe}:rs-version",
+                "FCALL rs_apply_many 2 users:rs-acl-probe {users:rs-acl-probe}:rs-version",
                 "GET {users:rs-acl-probe}:rs-version",
                 "SET {users:rs-acl-probe}:rs-version v",
                 "SET users:rs-acl-probe v",

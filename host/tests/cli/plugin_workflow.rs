@@ -207,3 +207,37 @@ fn a_missing_tool_is_named_with_its_install_command() {
         "{stderr}"
     );
 }
+
+/// `plugin test` without `--expect` fails when the plugin fails: a trap on
+/// one batch is named with its batch, and the exit code is non-zero.
+#[test]
+fn plugin_test_fails_when_the_plugin_traps() {
+    let dir = tempfile::tempdir().unwrap();
+    let changes = dir.path().join("changes.json");
+    let change = |table: &str| {
+        serde_json::json!({
+            "table": table,
+            "kind": "insert",
+            "keys": [{"name": "UserId", "value": {"int64": 1}}],
+            "new_values": [],
+            "commit_micros": 1_700_000_000_000_001_i64,
+            "transaction_id": "t1"
+        })
+    };
+    let fixture = serde_json::json!({"batches": [[change("Users")], [change("Trap")]]});
+    std::fs::write(&changes, fixture.to_string()).unwrap();
+    let trap = redis_spanner_tests::plugin("test_trap");
+    let output = redis_spanner(&[
+        "plugin",
+        "test",
+        trap.to_str().unwrap(),
+        "--changes",
+        changes.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "exit 0 on a trap: {stderr}");
+    assert!(
+        stderr.contains("batch 1: the plugin failed") && stderr.contains("1 of 2 batch(es)"),
+        "{stderr}"
+    );
+}
