@@ -8,6 +8,7 @@
 //! - [`cache_events`]: misses and evictions answered by refreshes.
 //! - [`conformance`]: the Rust, Python and JavaScript examples plan alike.
 //! - [`encryption`]: sealed values and key rotation.
+//! - [`every_type`]: every Spanner type reaches Redis exactly.
 //! - [`end_to_end`]: change stream → plugin → Redis, and `demo --check`.
 //! - [`failure_domains`]: what one plugin does costs only that plugin.
 //! - [`faults`]: Redis going away, and replays.
@@ -25,6 +26,7 @@ mod capture_types;
 mod conformance;
 mod encryption;
 mod end_to_end;
+mod every_type;
 mod failure_domains;
 mod faults;
 mod fills;

@@ -26,7 +26,9 @@ fn data_record(mod_type: &str, capture: &str, mods: Json) -> Json {
                 {"name": "Meta", "type": "{\"code\":\"JSON\"}", "is_primary_key": false, "ordinal_position": "10"},
                 {"name": "Tags", "type": "{\"code\":\"ARRAY\",\"array_element_type\":{\"code\":\"STRING\"}}", "is_primary_key": false, "ordinal_position": "11"},
                 {"name": "Counts", "type": "{\"code\":\"ARRAY\",\"array_element_type\":{\"code\":\"INT64\"}}", "is_primary_key": false, "ordinal_position": "12"},
-                {"name": "Score", "type": "{\"code\":\"FLOAT32\"}", "is_primary_key": false, "ordinal_position": "13"}
+                {"name": "Score", "type": "{\"code\":\"FLOAT32\"}", "is_primary_key": false, "ordinal_position": "13"},
+                {"name": "Floats", "type": "{\"code\":\"ARRAY\",\"array_element_type\":{\"code\":\"FLOAT64\"}}", "is_primary_key": false, "ordinal_position": "14"},
+                {"name": "Docs", "type": "{\"code\":\"ARRAY\",\"array_element_type\":{\"code\":\"JSON\"}}", "is_primary_key": false, "ordinal_position": "15"}
             ],
             "mods": mods,
             "mod_type": mod_type,
@@ -55,7 +57,10 @@ fn full_row() -> String {
         "Paid": true, "Weight": 2.5, "Note": "héllo ✓", "Blob": "AAH/",
         "At": "2026-01-02T03:04:05.5Z", "Day": "2026-01-02", "Price": "12.340000000",
         "Meta": "{\"a\":[1,2]}", "Tags": ["x", null], "Counts": ["1", "-9007199254740993"],
-        "Score": "NaN"
+        "Score": "NaN",
+        // The emulator sends NULL for these floats; Spanner sends them so.
+        "Floats": ["NaN", "Infinity", "-Infinity", 0.30000000000000004],
+        "Docs": ["{\"a\":18446744073709551615,\"ü\":[\"🦀\"]}", null]
     })
     .to_string()
 }
@@ -148,6 +153,14 @@ fn every_type_decodes_with_composite_key_in_order() {
     assert_eq!(values["Meta"], Value::Json("{\"a\":[1,2]}".into()));
     assert_eq!(values["Tags"], Value::Json("[\"x\",null]".into()));
     assert_eq!(
+        values["Floats"],
+        Value::Json("[\"NaN\",\"Infinity\",\"-Infinity\",0.30000000000000004]".into())
+    );
+    assert_eq!(
+        values["Docs"],
+        Value::Json("[{\"a\":18446744073709551615,\"ü\":[\"🦀\"]},null]".into())
+    );
+    assert_eq!(
         values["Counts"],
         Value::Json("[1,-9007199254740993]".into())
     );
@@ -157,7 +170,7 @@ fn every_type_decodes_with_composite_key_in_order() {
         order,
         [
             "Paid", "Weight", "Note", "Blob", "At", "Day", "Price", "Meta", "Tags", "Counts",
-            "Score"
+            "Score", "Floats", "Docs"
         ]
     );
     assert!(change.old_values.is_empty());
@@ -220,7 +233,7 @@ fn new_row_and_old_values_update_has_whole_row_and_changed_old() {
         "old_values": "{\"Paid\":false}"
     }]);
     let change = &single(data_record("UPDATE", "NEW_ROW_AND_OLD_VALUES", mods))[0];
-    assert_eq!(change.new_values.len(), 11);
+    assert_eq!(change.new_values.len(), 13);
     assert_eq!(
         change.old_values,
         vec![Column {
