@@ -154,7 +154,7 @@ async fn every_type_reaches_redis_exactly() -> anyhow::Result<()> {
         want.insert(format!("users:{}", object["UserId"]), Json::Object(object));
     }
     assert_eq!(want.len(), 2);
-    let mut redis = bed.redis_connection().await?;
+    let redis = bed.redis_connection().await?;
     for (key, want) in &want {
         let got = redis_spanner_tests::eventually_get(&redis, key, Duration::from_secs(60))
             .await
