@@ -268,9 +268,15 @@ pub struct PluginsConfig {
     /// Folder scanned for `*.wasm` components.
     #[serde(default = "default_plugin_dir")]
     pub dir: PathBuf,
-    /// Most row changes handed to a plugin in one call.
+    /// Most row changes handed to a plugin in one call; a transaction of
+    /// more (up to `transaction_max`) is one call of its own, never split.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
+    /// Most row changes of one transaction handed to a plugin and applied
+    /// as one step; a bigger transaction is cut into `batch_max` batches
+    /// (and readers may see it in part), with a warning.
+    #[serde(default = "default_transaction_max")]
+    pub transaction_max: usize,
     /// Folder for precompiled plugins (default: `.cache` inside `dir`).
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
@@ -444,6 +450,7 @@ impl Default for PluginsConfig {
         Self {
             dir: default_plugin_dir(),
             batch_max: default_batch_max(),
+            transaction_max: default_transaction_max(),
             cache_dir: None,
             hot_reload: true,
             call_timeout_ms: default_call_timeout_ms(),
@@ -520,6 +527,10 @@ fn default_plugin_dir() -> PathBuf {
 
 fn default_batch_max() -> usize {
     256
+}
+
+fn default_transaction_max() -> usize {
+    10_000
 }
 
 /// A configuration that could not be read or understood.

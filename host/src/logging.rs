@@ -68,6 +68,13 @@ impl Logging {
             endpoint = config.otlp_endpoint.as_deref().unwrap_or_default(),
             "exporting traces over OTLP"
         );
+        if !tracing::enabled!(target: "redis_spanner", tracing::Level::INFO) {
+            // RUST_LOG also decides which spans exist.
+            eprintln!(
+                "warning: traces are exported only for what RUST_LOG enables; it leaves out \
+                 redis_spanner's info spans, so no batch is traced (add redis_spanner=info)"
+            );
+        }
         Ok(Some(export))
     }
 }

@@ -194,6 +194,7 @@ impl Service {
                 stream: stream.clone(),
                 heartbeat_ms: config.spanner.heartbeat_ms as i64,
                 batch_max: config.plugins.batch_max,
+                transaction_max: config.plugins.transaction_max,
                 intake,
                 metrics: metrics.clone(),
                 host_tables: vec![

@@ -329,7 +329,9 @@ impl Pipeline {
     /// refused what its grant needs, out of sync, or being resynced.
     pub fn lane_problems(&self) -> Vec<String> {
         let lanes: Vec<Arc<Lane>> = self.lanes.map().values().cloned().collect();
-        let mut problems = self.permissions.reasons();
+        let mut problems = self
+            .permissions
+            .reasons(|plugin| self.plugin_named(plugin).is_some());
         problems.extend(
             lanes
                 .iter()

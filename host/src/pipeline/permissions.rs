@@ -30,10 +30,12 @@ impl PermissionProblems {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// `/readyz` reasons: one per plugin with a problem.
-    pub fn reasons(&self) -> Vec<String> {
+    /// `/readyz` reasons: one per plugin with a problem that is still
+    /// `loaded`.
+    pub fn reasons(&self, loaded: impl Fn(&str) -> bool) -> Vec<String> {
         self.map()
             .iter()
+            .filter(|(plugin, _)| loaded(plugin))
             .map(|(plugin, problem)| format!("plugin {plugin}: {problem}"))
             .collect()
     }
@@ -101,7 +103,12 @@ impl Pipeline {
             }
             let troubled: Vec<String> = self.permissions.map().keys().cloned().collect();
             for plugin in troubled {
-                self.check_permissions(&plugin).await;
+                if self.plugin_named(&plugin).is_some() {
+                    self.check_permissions(&plugin).await;
+                } else {
+                    // Removed: nothing of it is applied any more.
+                    self.permissions.map().remove(&plugin);
+                }
             }
         }
     }

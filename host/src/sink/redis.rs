@@ -604,7 +604,9 @@ impl RedisSink {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         if indices.len() > 1 {
-            pipe.add_command(self.apply_many(effects, companions, indices));
+            for step in indices.chunks(MAX_EFFECTS_PER_STEP) {
+                pipe.add_command(self.apply_many(effects, companions, step));
+            }
             return pipe;
         }
         for &index in indices {
@@ -640,18 +642,31 @@ impl RedisSink {
     }
 }
 
-/// The replies of an apply pipeline, one per effect: a single
-/// `rs_apply_many` reply is spread out (its error, when the whole call was
-/// refused, stands for every effect).
+/// Most effects applied in one atomic step: a bigger batch (a transaction
+/// of more rows than this, or a plugin asking for many keys per row) is
+/// applied in several, so that no step holds Redis for long.
+pub const MAX_EFFECTS_PER_STEP: usize = 10_000;
+
+/// The replies of an apply pipeline, one per effect: each `rs_apply_many`
+/// reply is spread out (its error, when the whole call was refused, stands
+/// for every effect of its step). Replies that do not match the steps are
+/// returned as they are (their count then tells they are wrong).
 fn per_effect(replies: Vec<redis::Value>, effects: usize) -> Vec<redis::Value> {
-    if effects < 2 || replies.len() != 1 {
+    if effects < 2 || replies.len() != effects.div_ceil(MAX_EFFECTS_PER_STEP) {
         return replies;
     }
-    match replies.into_iter().next() {
-        Some(redis::Value::Array(items)) => items,
-        Some(error @ redis::Value::ServerError(_)) => vec![error; effects],
-        other => other.into_iter().collect(),
+    let mut spread = Vec::with_capacity(effects);
+    for (step, reply) in replies.into_iter().enumerate() {
+        let size = MAX_EFFECTS_PER_STEP.min(effects - step * MAX_EFFECTS_PER_STEP);
+        match reply {
+            redis::Value::Array(items) => spread.extend(items),
+            error @ redis::Value::ServerError(_) => {
+                spread.extend(std::iter::repeat_n(error, size));
+            }
+            other => spread.push(other),
+        }
     }
+    spread
 }
 
 /// What one reply of an apply pipeline means.
@@ -671,10 +686,14 @@ enum Reply {
 }
 
 /// Whether a Redis error text says the user may not run a command or touch
-/// a key: `NOPERM` for the `FCALL` itself, an `ERR` naming the script's user
-/// for a command the function runs.
+/// a key: `NOPERM` for the `FCALL` itself; for a command the function runs,
+/// an `ERR` naming the script's user (Redis 7.0) or an ACL failure in the
+/// script (Redis 7.2 and later, Valkey).
 pub fn names_missing_permission(code: &str, text: &str) -> bool {
-    code == "NOPERM" || text.contains("The user executing the script can't")
+    code == "NOPERM"
+        || text.contains("The user executing the script can't")
+        || text.contains("ACL failure in script")
+        || text.contains("has no permissions to")
 }
 
 /// Whether a Redis error text says the function library is not loaded
@@ -854,6 +873,27 @@ mod tests {
     }
 
     #[test]
+    fn each_step_reply_is_spread_over_its_effects() {
+        let ok = |n: usize| redis::Value::Array(vec![redis::Value::Int(1); n]);
+        assert_eq!(per_effect(vec![ok(3)], 3).len(), 3);
+        let refused = redis::parse_redis_value(
+            b"-OOM command not allowed when used memory > 'maxmemory'\r\n",
+        )
+        .expect("an error reply");
+        let spread = per_effect(
+            vec![ok(MAX_EFFECTS_PER_STEP), refused.clone()],
+            MAX_EFFECTS_PER_STEP + 2,
+        );
+        assert_eq!(spread.len(), MAX_EFFECTS_PER_STEP + 2);
+        assert_eq!(spread[MAX_EFFECTS_PER_STEP + 1], refused);
+        // A single effect is sent as rs_apply: its reply stands as it is.
+        assert_eq!(
+            per_effect(vec![redis::Value::Int(0)], 1),
+            vec![redis::Value::Int(0)]
+        );
+    }
+
+    #[test]
     fn refusals_of_the_acl_are_told_from_refusals_of_the_effect() {
         // The FCALL itself, and a command the function runs (Redis 7 texts).
         assert!(names_missing_permission(
@@ -863,6 +903,10 @@ mod tests {
         assert!(names_missing_permission(
             "ERR",
             "ERR The user executing the script can't run this command or subcommand script: rs_apply"
+        ));
+        assert!(names_missing_permission(
+            "ERR",
+            "ERR ACL failure in script: User u has no permissions to run the 'set' command script: rs_apply_many"
         ));
         assert!(!names_missing_permission(
             "WRONGTYPE",

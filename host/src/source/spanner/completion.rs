@@ -9,10 +9,14 @@
 //! and gives each change the whole row as of its commit. A commit older
 //! than the database's version retention cannot be read at; then the
 //! current row is used (versioned apply keeps anything newer), with a
-//! warning and `rows_completed_total{how="current"}`. A change of a table
-//! the stream's definition read at start does not know (a table created
-//! since, under a `FOR ALL` stream) makes the completer read the definition
-//! again.
+//! warning and `rows_completed_total{how="current"}`. The columns the
+//! change itself carries are kept over the read's.
+//!
+//! The stream's definition is read again every minute, when a change names
+//! a table it does not list (one created since, under a `FOR ALL` stream),
+//! and when a read fails (a column dropped since). A change of a table no
+//! longer in the database is handed on as the stream gave it, with a
+//! warning and `rows_completed_total{how="not_completed"}`.
 
 use super::snapshot::{ColumnDecoder, column_decoders, snapshot_change};
 use super::stream_shape::StreamShape;
@@ -24,13 +28,19 @@ use google_cloud_spanner::read::ReadRequest;
 use google_cloud_spanner::transaction::TimestampBound;
 use google_cloud_spanner::value::ToValue as _;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the stream's definition is used before it is read again.
+const SHAPE_FRESH_FOR: Duration = Duration::from_secs(60);
 
 /// Completes partial inserts and updates to whole rows.
 #[derive(Clone)]
 pub struct RowCompleter {
     client: DatabaseClient,
     shape: Arc<arc_swap::ArcSwap<StreamShape>>,
+    /// When `shape` was read.
+    read_at: Arc<Mutex<Instant>>,
     metrics: Arc<Metrics>,
 }
 
@@ -44,29 +54,42 @@ impl RowCompleter {
         Self {
             client,
             shape: Arc::new(arc_swap::ArcSwap::new(shape)),
+            read_at: Arc::new(Mutex::new(Instant::now())),
             metrics,
         }
     }
 
-    /// Reads the stream's definition again when a change names a table it
-    /// does not know.
-    async fn know_tables(&self, changes: &[RowChange]) -> Result<(), String> {
-        let shape = self.shape.load();
-        let Some(unknown) = changes
-            .iter()
-            .find(|c| !shape.tables.contains_key(&c.table))
-        else {
-            return Ok(());
-        };
-        tracing::info!(table = %unknown.table, stream = %shape.stream, "a change of a table the stream's definition did not list; reading it again");
+    /// Reads the stream's definition again.
+    async fn read_shape_again(&self, why: &str) -> Result<(), String> {
+        let stream = self.shape.load().stream.clone();
+        tracing::debug!(stream, why, "reading the change stream's definition again");
         let capture =
-            super::connect::describe_stream(&self.client, "the followed database", &shape.stream)
+            super::connect::describe_stream(&self.client, "the followed database", &stream)
                 .await
                 .map_err(|e| e.to_string())?;
-        let fresh = StreamShape::read(&self.client, &shape.stream, &capture)
+        let fresh = StreamShape::read(&self.client, &stream, &capture)
             .await
             .map_err(|e| e.to_string())?;
         self.shape.store(Arc::new(fresh));
+        *self.read_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        Ok(())
+    }
+
+    /// Reads the stream's definition again when it is old, or a change
+    /// names a table it does not list.
+    async fn keep_shape_fresh(&self, changes: &[RowChange]) -> Result<(), String> {
+        let age = self
+            .read_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed();
+        let stale = age > SHAPE_FRESH_FOR;
+        let shape = self.shape.load();
+        let unknown = changes.iter().any(|c| !shape.tables.contains_key(&c.table));
+        if stale || unknown {
+            self.read_shape_again(if unknown { "unknown table" } else { "periodic" })
+                .await?;
+        }
         Ok(())
     }
 
@@ -74,7 +97,7 @@ impl RowCompleter {
     /// does not carry whole the whole row as of its commit. Fails (the
     /// partition reads again) when Spanner cannot be read.
     pub async fn complete(&self, changes: &mut [RowChange]) -> Result<(), String> {
-        self.know_tables(changes).await?;
+        self.keep_shape_fresh(changes).await?;
         let shape = self.shape.load_full();
         // By transaction, in order.
         let mut transactions: BTreeMap<(i64, String), Vec<usize>> = BTreeMap::new();
@@ -89,8 +112,16 @@ impl RowCompleter {
             }
         }
         for ((commit_micros, _), indexes) in transactions {
-            self.complete_transaction(&shape, changes, &indexes, commit_micros)
-                .await?;
+            let done = self
+                .complete_transaction(&shape, changes, &indexes, commit_micros)
+                .await;
+            if let Err(err) = done {
+                // The schema may have changed since the definition was read.
+                self.read_shape_again(&err).await?;
+                let shape = self.shape.load_full();
+                self.complete_transaction(&shape, changes, &indexes, commit_micros)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -102,6 +133,21 @@ impl RowCompleter {
         indexes: &[usize],
         commit_micros: i64,
     ) -> Result<(), String> {
+        // Tables gone from the database: handed on as the stream gave them.
+        let (indexes, gone): (Vec<usize>, Vec<usize>) = indexes
+            .iter()
+            .partition(|&&i| shape.tables.contains_key(&changes[i].table));
+        if let Some(&first) = gone.first() {
+            tracing::warn!(table = %changes[first].table, changes = gone.len(), "the table is no longer in the database; its changes are handed on as the stream gave them");
+            self.metrics
+                .rows_completed_total
+                .with_label_values(&["not_completed"])
+                .inc_by(gone.len() as u64);
+        }
+        if indexes.is_empty() {
+            return Ok(());
+        }
+        let indexes = indexes.as_slice();
         let (rows, how) = match self
             .read_rows(shape, changes, indexes, Some(commit_micros))
             .await
@@ -124,7 +170,7 @@ impl RowCompleter {
         for &index in indexes {
             let change = &mut changes[index];
             match rows.get(&(change.table.clone(), row_key(shape, change))) {
-                Some(columns) => change.new_values = columns.clone(),
+                Some(columns) => change.new_values = merged(columns, &change.new_values),
                 // Deleted later in its own transaction: the delete follows.
                 None => {
                     tracing::debug!(table = %change.table, keys = ?change.keys, "row gone at its commit timestamp; its delete follows")
@@ -230,6 +276,27 @@ fn row_key(shape: &StreamShape, change: &RowChange) -> RowKey {
     parts.join("\u{1f}")
 }
 
+/// The read row's columns, with the values the change itself carries in
+/// their place (and columns the read did not know, added since, after).
+fn merged(read: &[Column], carried: &[Column]) -> Vec<Column> {
+    let mut columns: Vec<Column> = read
+        .iter()
+        .map(|column| {
+            carried
+                .iter()
+                .find(|c| c.name == column.name)
+                .unwrap_or(column)
+                .clone()
+        })
+        .collect();
+    for column in carried {
+        if !read.iter().any(|c| c.name == column.name) {
+            columns.push(column.clone());
+        }
+    }
+    columns
+}
+
 /// A key value as the read API takes it.
 fn spanner_key_value(value: &Value) -> Result<google_cloud_spanner::value::Value, String> {
     Ok(match value {
@@ -295,4 +362,31 @@ pub fn completer_for(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(name: &str, value: i64) -> Column {
+        Column {
+            name: name.to_owned(),
+            value: Value::Int64(value),
+        }
+    }
+
+    #[test]
+    fn carried_columns_win_over_the_read_and_new_ones_are_kept() {
+        let read = [column("A", 1), column("B", 2), column("C", 3)];
+        let carried = [column("B", 20), column("New", 40)];
+        assert_eq!(
+            merged(&read, &carried),
+            vec![
+                column("A", 1),
+                column("B", 20),
+                column("C", 3),
+                column("New", 40)
+            ]
+        );
+    }
 }

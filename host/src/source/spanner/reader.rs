@@ -54,6 +54,8 @@ pub struct ChangeStreamReader {
     pub heartbeat_ms: i64,
     /// Most row changes per plugin call.
     pub batch_max: usize,
+    /// Most row changes of one transaction kept in one batch.
+    pub transaction_max: usize,
     /// Where batches go.
     pub intake: Intake,
     /// The host's own tables (checkpoints, audit anchors): their changes,
@@ -511,7 +513,7 @@ impl ChangeStreamReader {
                 .inc();
         }
         let mut receipts = Vec::new();
-        for chunk in transaction_chunks(&missed, self.batch_max) {
+        for chunk in transaction_chunks(&missed, self.batch_max, self.transaction_max) {
             receipts.push(self.intake.send(Work::Changes(chunk.to_vec())).await);
         }
         Ok(receipts)
@@ -539,6 +541,9 @@ impl ChangeStreamReader {
         let owned_query = query.clone();
         let mut reading =
             tokio::spawn(async move { read_partition(&client, &owned_query, sender).await });
+        // Whether a transaction's records were dropped because the query
+        // ended before its last one.
+        let mut cut_short = false;
         let result = loop {
             let first = tokio::select! {
                 record = receiver.recv() => record,
@@ -553,7 +558,9 @@ impl ChangeStreamReader {
                 }
             }
             // A batch never ends inside a transaction: wait for its last
-            // record in this partition.
+            // record in this partition. If the query ends first, the
+            // transaction's records so far are dropped, not applied in part,
+            // and the partition reads again from its watermark.
             while records.last().is_some_and(ends_inside_a_transaction) {
                 let next = tokio::select! {
                     record = receiver.recv() => record,
@@ -561,7 +568,11 @@ impl ChangeStreamReader {
                 };
                 match next {
                     Some(record) => records.push(record),
-                    None => break,
+                    None => {
+                        drop_unfinished_transaction(&mut records);
+                        cut_short = true;
+                        break;
+                    }
                 }
             }
             if let Err(message) = self
@@ -582,6 +593,9 @@ impl ChangeStreamReader {
         let read_result = (&mut reading).await;
         result?;
         match read_result {
+            Ok(Ok(())) if cut_short => {
+                Err("the query ended inside a transaction; reading it again".to_owned())
+            }
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(err.to_string()),
             Err(join) => Err(format!("query task ended: {join}")),
@@ -671,7 +685,7 @@ impl ChangeStreamReader {
             counter.with_label_values(&[change.table.as_str()]).inc();
             progress.sent_now = progress.sent_now.max(change.commit_micros);
         }
-        for chunk in transaction_chunks(&changes, self.batch_max) {
+        for chunk in transaction_chunks(&changes, self.batch_max, self.transaction_max) {
             let receipt = self
                 .intake
                 .send(Work::Changes(chunk.to_vec()))
@@ -716,6 +730,8 @@ impl ChangeStreamReader {
                 .map_err(|e| e.to_string())?;
             timer.observe_duration();
             self.record_watermark_lag(token, &progress.resume);
+            // Its trace is complete: let the batch span end.
+            progress.resumed_by = tracing::Span::none();
             progress.checkpointed_at = Instant::now();
             progress.dirty = false;
         }
@@ -768,9 +784,31 @@ fn ends_inside_a_transaction(record: &Record) -> bool {
     matches!(record, Record::Data(data) if data.is_last_record_in_transaction_in_partition == Some(false))
 }
 
+/// Drops the records of the transaction `records` ends inside of.
+fn drop_unfinished_transaction(records: &mut Vec<Record>) {
+    let Some(Record::Data(last)) = records.last() else {
+        return;
+    };
+    let unfinished = (
+        last.commit_timestamp.clone(),
+        last.server_transaction_id.clone(),
+    );
+    while let Some(Record::Data(data)) = records.last() {
+        if (&data.commit_timestamp, &data.server_transaction_id) != (&unfinished.0, &unfinished.1) {
+            break;
+        }
+        records.pop();
+    }
+}
+
 /// `changes` cut into batches of at most `max` changes, only between two
-/// transactions: a transaction bigger than `max` is a batch of its own.
-fn transaction_chunks(changes: &[RowChange], max: usize) -> Vec<&[RowChange]> {
+/// transactions: a transaction bigger than `max` is a batch of its own, one
+/// bigger than `transaction_max` is cut into batches of `max` (logged).
+fn transaction_chunks(
+    changes: &[RowChange],
+    max: usize,
+    transaction_max: usize,
+) -> Vec<&[RowChange]> {
     let same_transaction = |a: &RowChange, b: &RowChange| {
         a.commit_micros == b.commit_micros && a.transaction_id == b.transaction_id
     };
@@ -785,6 +823,16 @@ fn transaction_chunks(changes: &[RowChange], max: usize) -> Vec<&[RowChange]> {
         if end - start > max && last > start {
             chunks.push(&changes[start..last]);
             start = last;
+        }
+        if end - last > transaction_max {
+            tracing::warn!(
+                changes = end - last,
+                transaction_max,
+                transaction = %changes[last].transaction_id,
+                "a transaction larger than plugins.transaction_max is applied in batches; readers may see it in part"
+            );
+            chunks.extend(changes[start..end].chunks(max));
+            start = end;
         }
         last = end;
     }
@@ -819,7 +867,7 @@ pub(crate) fn short(token: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{fingerprint, transaction_chunks};
+    use super::{Record, drop_unfinished_transaction, fingerprint, transaction_chunks};
     use crate::change::{ChangeKind, Column, RowChange, Value};
 
     fn change(id: i64, sequence: &str) -> RowChange {
@@ -839,6 +887,29 @@ mod tests {
         }
     }
 
+    fn data(commit: &str, transaction: &str, last: bool) -> Record {
+        Record::Data(
+            serde_json::from_value(serde_json::json!({
+                "commit_timestamp": commit, "record_sequence": "0",
+                "server_transaction_id": transaction, "table_name": "Users",
+                "column_types": [], "mods": [], "mod_type": "INSERT",
+                "is_last_record_in_transaction_in_partition": last
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_unfinished_transaction_is_dropped_whole() {
+        let mut records = vec![
+            data("t1", "a", true),
+            data("t2", "b", false),
+            data("t2", "b", false),
+        ];
+        drop_unfinished_transaction(&mut records);
+        assert_eq!(records, vec![data("t1", "a", true)]);
+    }
+
     #[test]
     fn batches_are_cut_only_between_transactions() {
         let in_transaction = |commit: i64, n: usize| -> Vec<RowChange> {
@@ -853,14 +924,20 @@ mod tests {
             .into_iter()
             .flat_map(|(commit, n)| in_transaction(commit, n))
             .collect();
-        let sizes: Vec<usize> = transaction_chunks(&changes, 2)
+        let sizes: Vec<usize> = transaction_chunks(&changes, 2, 100)
             .iter()
             .map(|chunk| chunk.len())
             .collect();
         // The 5-change transaction gets a batch of its own; none is split.
         assert_eq!(sizes, vec![2, 1, 5, 2, 1]);
         assert_eq!(sizes.iter().sum::<usize>(), changes.len());
-        assert!(transaction_chunks(&[], 2).is_empty());
+        assert!(transaction_chunks(&[], 2, 100).is_empty());
+        // Beyond transaction_max, a transaction is cut into batches.
+        let sizes: Vec<usize> = transaction_chunks(&changes, 2, 4)
+            .iter()
+            .map(|chunk| chunk.len())
+            .collect();
+        assert_eq!(sizes, vec![2, 1, 2, 2, 1, 2, 1]);
     }
 
     #[test]
