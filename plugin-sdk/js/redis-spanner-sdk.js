@@ -51,7 +51,22 @@
 const KEY_ESCAPES = { ':': '\\:', '\\': '\\\\', '{': '\\(', '}': '\\)' };
 
 export function key(parts) {
-  return parts.map((part) => String(part).replace(/[:\\{}]/g, (c) => KEY_ESCAPES[c])).join(':');
+  return keyWithTag(parts, -1);
+}
+
+/**
+ * `key`, with part number `tag` (from 0) as the key's Redis Cluster hash
+ * tag: escaped like any part, then put in braces, exactly like the Rust
+ * SDK's `key_with_tag`. An empty tag part, or a `tag` past the last part,
+ * gives the plain key: `keyWithTag(['orders', 42, 7], 1)` is `orders:{42}:7`.
+ */
+export function keyWithTag(parts, tag) {
+  return parts
+    .map((part, i) => {
+      const escaped = String(part).replace(/[:\\{}]/g, (c) => KEY_ESCAPES[c]);
+      return i === tag && escaped !== '' ? `{${escaped}}` : escaped;
+    })
+    .join(':');
 }
 
 // ---------------------------------------------------------------------------

@@ -235,17 +235,28 @@ def key(parts) -> str:
     """Joins `parts` with `:`, escaping `\\` as `\\\\`, `:` as `\\:`, `{` as
     `\\(` and `}` as `\\)` in each part, exactly like the Rust SDK's `key`:
     different parts give different keys, and no part can put a Redis
-    Cluster hash tag in the key.
+    Cluster hash tag in the key (use `key_with_tag` for that).
 
     Parts are strings; ints are accepted and written in decimal.
     """
+    return key_with_tag(parts, -1)
+
+
+def key_with_tag(parts, tag: int) -> str:
+    """`key`, with part number `tag` (from 0) as the key's Redis Cluster hash
+    tag: escaped like any part, then put in braces, exactly like the Rust
+    SDK's `key_with_tag`. An empty tag part, or a `tag` past the last part,
+    gives the plain key: `key_with_tag(["orders", 42, 7], 1)` is
+    `orders:{42}:7`.
+    """
     out = []
-    for part in parts:
+    for i, part in enumerate(parts):
         if isinstance(part, int) and not isinstance(part, bool):
             part = str(part)
         elif not isinstance(part, str):
             raise TypeError(f"key part must be str or int, not {type(part).__name__}")
-        out.append(part.translate(_KEY_ESCAPES))
+        escaped = part.translate(_KEY_ESCAPES)
+        out.append("{" + escaped + "}" if i == tag and escaped else escaped)
     return ":".join(out)
 
 

@@ -64,6 +64,12 @@ def json_text(text):
 
 
 class KeyTest(unittest.TestCase):
+    def test_the_tag_part_alone_is_in_braces(self):
+        self.assertEqual(sdk.key_with_tag(["orders", "42", 7], 1), "orders:{42}:7")
+        self.assertEqual(sdk.key_with_tag(["{x}", "y"], 0), r"{\(x\)}:y")
+        self.assertEqual(sdk.key_with_tag(["a", "b"], 2), "a:b")
+        self.assertEqual(sdk.key_with_tag(["a", ""], 1), "a:")
+
     def test_joins_with_colons(self):
         self.assertEqual(key(["users", "42"]), "users:42")
         self.assertEqual(key(["a", "b", "c"]), "a:b:c")

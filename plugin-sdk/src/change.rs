@@ -12,8 +12,9 @@ impl RowChange {
     }
 
     /// The value of non-key column `name` after the change, or `None` if the
-    /// change does not carry it (deletes, and updates under capture types that
-    /// only record changed columns).
+    /// change does not carry it (deletes; and, for a plugin whose manifest
+    /// says `partial_rows = true`, updates under capture types that only
+    /// record changed columns).
     pub fn new_value(&self, name: &str) -> Option<&Value> {
         find(&self.new_values, name)
     }
@@ -27,10 +28,11 @@ impl RowChange {
     /// The row as a JSON object of the key columns and the new values; see
     /// [`row_json`].
     ///
-    /// For inserts and snapshots this is the whole row. For updates it is the
-    /// whole row only under the `NEW_ROW` and `NEW_ROW_AND_OLD_VALUES` value
-    /// capture types; the others carry only the changed columns. For deletes
-    /// it holds just the key.
+    /// For inserts, updates and snapshots this is the whole row: the host
+    /// completes rows the change stream does not carry whole, unless the
+    /// plugin's manifest says `partial_rows = true` (then an update under
+    /// `OLD_AND_NEW_VALUES` or `NEW_VALUES` holds only the changed columns).
+    /// For deletes it holds just the key.
     pub fn row_json(&self) -> Json {
         row_json(self.keys.iter().chain(&self.new_values))
     }

@@ -8,8 +8,7 @@
 /// `}` becomes `\)`. So the `:` between parts is the only unescaped one
 /// (`key(&["a:b"])` and `key(&["a", "b"])` differ), and a key made only of
 /// parts has no braces: Redis Cluster hashes it whole, whatever the row
-/// holds. To keep a plugin's keys in one slot on purpose, put a hash tag
-/// around the prefix yourself: `format!("{{users}}:{}", key(&[id]))`.
+/// holds. To choose the slot on purpose, use [`key_with_tag`].
 ///
 /// ```
 /// use redis_spanner_sdk::key;
@@ -19,10 +18,30 @@
 /// assert_eq!(key(&["users", "{eu}7"]), r"users:\(eu\)7");
 /// ```
 pub fn key<P: AsRef<str>>(parts: &[P]) -> String {
-    let mut key = String::with_capacity(parts.iter().map(|p| p.as_ref().len() + 1).sum());
+    key_with_tag(parts, usize::MAX)
+}
+
+/// [`key`], with part number `tag` (from 0) as the key's Redis Cluster hash
+/// tag: it is escaped like any part, then put in braces, so every key with
+/// the same tag part lands in the same slot, whatever the other parts hold.
+/// An empty tag part, or a `tag` past the last part, gives the plain key.
+///
+/// ```
+/// use redis_spanner_sdk::key_with_tag;
+///
+/// assert_eq!(key_with_tag(&["orders", "42", "7"], 1), "orders:{42}:7");
+/// assert_eq!(key_with_tag(&["orders", "a:{b}", "7"], 1), r"orders:{a\:\(b\)}:7");
+/// assert_eq!(key_with_tag(&["orders", "", "7"], 1), "orders::7");
+/// ```
+pub fn key_with_tag<P: AsRef<str>>(parts: &[P], tag: usize) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.as_ref().len() + 3).sum());
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
             key.push(':');
+        }
+        let tagged = i == tag && !part.as_ref().is_empty();
+        if tagged {
+            key.push('{');
         }
         for c in part.as_ref().chars() {
             match c {
@@ -35,13 +54,24 @@ pub fn key<P: AsRef<str>>(parts: &[P]) -> String {
                 _ => key.push(c),
             }
         }
+        if tagged {
+            key.push('}');
+        }
     }
     key
 }
 
 #[cfg(test)]
 mod tests {
-    use super::key;
+    use super::{key, key_with_tag};
+
+    #[test]
+    fn the_tag_part_alone_is_in_braces() {
+        assert_eq!(key_with_tag(&["orders", "42", "7"], 1), "orders:{42}:7");
+        assert_eq!(key_with_tag(&["{x}", "y"], 0), r"{\(x\)}:y");
+        assert_eq!(key_with_tag(&["a", "b"], 2), "a:b");
+        assert_eq!(key_with_tag(&["a", ""], 1), "a:");
+    }
 
     #[test]
     fn joins_with_colons() {

@@ -74,7 +74,7 @@ mod value;
 
 pub use change::row_json;
 pub use crypto::{keyed_hash, seal};
-pub use key::key;
+pub use key::{key, key_with_tag};
 
 /// The JSON library behind [`Value::to_json`] and [`row_json`], re-exported so
 /// plugins use the same version without depending on it themselves.

@@ -26,6 +26,7 @@ import {
   eachChange,
   expire,
   key,
+  keyWithTag,
   keyValue,
   newValue,
   oldValue,
@@ -73,6 +74,13 @@ function usersUpdate() {
     transactionTag: '',
   };
 }
+
+test('keyWithTag puts the tag part alone in braces', () => {
+  assert.equal(keyWithTag(['orders', '42', 7], 1), 'orders:{42}:7');
+  assert.equal(keyWithTag(['{x}', 'y'], 0), '{\\(x\\)}:y');
+  assert.equal(keyWithTag(['a', 'b'], 2), 'a:b');
+  assert.equal(keyWithTag(['a', ''], 1), 'a:');
+});
 
 test('key joins with colons', () => {
   assert.equal(key(['users', '42']), 'users:42');
