@@ -1,7 +1,9 @@
 //! `redis-spanner plugin …`: the plugin author's and operator's tools.
 
 use clap::Subcommand;
+use redis_spanner::config::Config;
 use redis_spanner::runtime::signing;
+use redis_spanner::tooling::key_columns::{self, KeyColumn};
 use redis_spanner::tooling::scaffold::{self, Language};
 use redis_spanner::tooling::{bench, builder, check, examples, fixture::Fixture, plan, run};
 use std::path::{Path, PathBuf};
@@ -60,10 +62,16 @@ pub enum PluginCommand {
         /// The table it caches.
         #[arg(long, default_value = "Users")]
         table: String,
-        /// The key column of the sample changes (the plugin keys on every
-        /// primary key column, of any type).
-        #[arg(long, default_value = "UserId")]
-        key_column: String,
+        /// A primary key column of the table, `NAME` (INT64) or `NAME:TYPE`
+        /// (INT64, STRING, BYTES, DATE, TIMESTAMP, NUMERIC, BOOL, FLOAT64),
+        /// repeated in key order: the sample changes hold a value of each
+        /// (the plugin keys on every primary key column). Default: UserId.
+        #[arg(long = "key-column", conflicts_with = "config")]
+        key_columns: Vec<String>,
+        /// Read the table's key columns and their types from the database
+        /// this configuration names (an emulator or Cloud Spanner).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// The Redis key prefix (default: the plugin's name).
         #[arg(long)]
         prefix: Option<String>,
@@ -114,17 +122,32 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             lang,
             dir,
             table,
-            key_column,
+            key_columns,
+            config,
             prefix,
             sdk,
         } => {
+            let key_columns = match config {
+                Some(config) => {
+                    let config = Config::load(&config)?;
+                    key_columns::from_database(&config, &table).await?
+                }
+                None if key_columns.is_empty() => {
+                    vec![KeyColumn::parse("UserId").map_err(anyhow::Error::msg)?]
+                }
+                None => key_columns
+                    .iter()
+                    .map(|text| KeyColumn::parse(text))
+                    .collect::<Result<_, _>>()
+                    .map_err(anyhow::Error::msg)?,
+            };
             let spec = scaffold::NewPlugin {
                 dir: dir.unwrap_or_else(|| PathBuf::from(&name)),
                 prefix: prefix.unwrap_or_else(|| name.clone()),
                 name,
                 language: lang,
                 table,
-                key_column,
+                key_columns,
                 rust_sdk: sdk.or_else(scaffold::default_rust_sdk),
             };
             let written = scaffold::new_plugin(&spec)?;

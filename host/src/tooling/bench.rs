@@ -96,7 +96,6 @@ pub async fn run(
     let mut results = Vec::new();
     let native = RowCache {
         table: "Users".into(),
-        key_column: "UserId".into(),
         prefix: "users".into(),
     };
     for &size in &options.batch_sizes {

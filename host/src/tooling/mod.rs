@@ -9,12 +9,14 @@
 //! - [`bench`](mod@bench): µs per record, native and as components, per batch size.
 //! - [`native`]: the example cache logic in native Rust (bench baseline).
 //! - [`scaffold`]: `plugin new`: a plugin skeleton in Rust, Python or JS.
+//! - [`key_columns`]: the key columns its sample changes are written for.
 
 pub mod bench;
 pub mod builder;
 pub mod check;
 pub mod examples;
 pub mod fixture;
+pub mod key_columns;
 pub mod native;
 pub mod plan;
 pub mod run;

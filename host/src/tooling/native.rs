@@ -5,7 +5,7 @@
 //! It mirrors the plugin SDK's `row_json` and `key` exactly, so its output
 //! is byte-identical to a plugin's (the conformance fixtures check this).
 
-use crate::change::{Action, ChangeKind, Column, Effect, RowChange, Value, Write, value_json};
+use crate::change::{Action, ChangeKind, Effect, RowChange, Value, Write, value_json};
 use serde_json::{Map, Value as Json};
 
 /// What the example plugins do: rows of `table` cached as JSON under
@@ -14,30 +14,27 @@ use serde_json::{Map, Value as Json};
 pub struct RowCache {
     /// The table whose rows are cached.
     pub table: String,
-    /// Its key column (INT64).
-    pub key_column: String,
     /// The Redis key prefix.
     pub prefix: String,
 }
 
 impl RowCache {
-    /// The plan for a batch, with the same errors a plugin reports.
+    /// The plan for a batch, with the same errors a plugin reports. A row's
+    /// key is the prefix and every key column as text, in key order.
     pub fn on_changes(&self, batch: &[RowChange]) -> Result<Vec<Action>, String> {
         let mut actions = Vec::with_capacity(batch.len());
         for (index, change) in batch.iter().enumerate() {
             if change.table != self.table {
                 continue;
             }
-            let id = match find(&change.keys, &self.key_column) {
-                Some(Value::Int64(id)) => id.to_string(),
-                _ => {
-                    return Err(format!(
-                        "{} row without an INT64 {}",
-                        self.table, self.key_column
-                    ));
-                }
-            };
-            let key = key(&[self.prefix.as_str(), &id]);
+            let mut parts = vec![self.prefix.clone()];
+            for column in &change.keys {
+                parts.push(value_text(&column.value).ok_or_else(|| {
+                    format!("{} row with a NULL key column {}", self.table, column.name)
+                })?);
+            }
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            let key = key(&parts);
             let effect = match change.kind {
                 ChangeKind::Delete => Effect::Delete(key),
                 ChangeKind::Insert | ChangeKind::Update | ChangeKind::Snapshot => {
@@ -57,6 +54,21 @@ impl RowCache {
     }
 }
 
+/// A value as the SDKs' `to_text` gives it: strings, timestamps, dates,
+/// numerics and JSON as their text, numbers and booleans in JSON notation,
+/// bytes as base64; `None` for `NULL`.
+pub fn value_text(value: &Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::String(s)
+        | Value::Timestamp(s)
+        | Value::Date(s)
+        | Value::Numeric(s)
+        | Value::Json(s) => Some(s.clone()),
+        other => Some(value_json(other).to_string().trim_matches('"').to_owned()),
+    }
+}
+
 /// The key columns and new values as one JSON object sorted by name.
 pub fn row_json(change: &RowChange) -> Json {
     let mut object = Map::new();
@@ -66,7 +78,8 @@ pub fn row_json(change: &RowChange) -> Json {
     Json::Object(object)
 }
 
-/// Joins key parts with `:`, escaping `:` and `\` inside parts with `\`.
+/// Joins key parts with `:` as the SDKs' `key` does: inside a part, `\`
+/// becomes `\\`, `:` becomes `\:`, `{` becomes `\(` and `}` becomes `\)`.
 pub fn key(parts: &[&str]) -> String {
     let mut key = String::new();
     for (i, part) in parts.iter().enumerate() {
@@ -74,15 +87,16 @@ pub fn key(parts: &[&str]) -> String {
             key.push(':');
         }
         for c in part.chars() {
-            if c == ':' || c == '\\' {
-                key.push('\\');
+            match c {
+                ':' | '\\' => {
+                    key.push('\\');
+                    key.push(c);
+                }
+                '{' => key.push_str("\\("),
+                '}' => key.push_str("\\)"),
+                _ => key.push(c),
             }
-            key.push(c);
         }
     }
     key
-}
-
-fn find<'a>(columns: &'a [Column], name: &str) -> Option<&'a Value> {
-    columns.iter().find(|c| c.name == name).map(|c| &c.value)
 }

@@ -7,6 +7,7 @@
 //! [`super::native::RowCache`], the same logic in native Rust.
 
 use super::fixture::Fixture;
+use super::key_columns::KeyColumn;
 use super::native::RowCache;
 use super::run::plan_json;
 use std::path::{Path, PathBuf};
@@ -44,9 +45,10 @@ pub struct NewPlugin {
     pub dir: PathBuf,
     /// The table it caches.
     pub table: String,
-    /// The key column of the sample changes (the plugin keys on every
-    /// primary key column, of any type).
-    pub key_column: String,
+    /// The table's primary key columns, in key order: the sample changes
+    /// hold a value of each (the plugin keys on every primary key column,
+    /// of any type).
+    pub key_columns: Vec<KeyColumn>,
     /// The Redis key prefix.
     pub prefix: String,
     /// The Rust SDK crate's folder (Rust plugins only).
@@ -130,13 +132,16 @@ pub fn check_name(name: &str) -> Result<(), String> {
 /// Writes the skeleton; returns the files written.
 pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
     check_name(&spec.name).map_err(anyhow::Error::msg)?;
-    for (flag, value) in [("--table", &spec.table), ("--key-column", &spec.key_column)] {
-        anyhow::ensure!(
-            crate::config::is_identifier(value),
-            "{flag} {value:?} is not a Spanner name (letters, digits and '_', starting with a \
-             letter); it goes into the generated code"
-        );
-    }
+    anyhow::ensure!(
+        crate::config::is_identifier(&spec.table),
+        "--table {:?} is not a Spanner name (letters, digits and '_', starting with a letter); \
+         it goes into the generated code",
+        spec.table
+    );
+    anyhow::ensure!(
+        !spec.key_columns.is_empty(),
+        "give at least one --key-column"
+    );
     if spec.dir.exists() && std::fs::read_dir(&spec.dir)?.next().is_some() {
         anyhow::bail!("{} exists and is not empty", spec.dir.display());
     }
@@ -151,7 +156,7 @@ pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
         text.replace("{{name}}", &spec.name)
             .replace("{{lang}}", spec.language.name())
             .replace("{{table}}", &spec.table)
-            .replace("{{key_column}}", &spec.key_column)
+            .replace("{{keys}}", &sample_keys(&spec.key_columns))
             .replace("{{prefix}}", &spec.prefix)
             .replace("{{sdk_path}}", &sdk_path)
     };
@@ -177,7 +182,6 @@ pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
     let fixture = Fixture::parse(&changes).map_err(anyhow::Error::msg)?;
     let cache = RowCache {
         table: spec.table.clone(),
-        key_column: spec.key_column.clone(),
         prefix: spec.prefix.clone(),
     };
     let outcomes: Vec<_> = fixture
@@ -188,6 +192,15 @@ pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
     let expected = serde_json::to_string_pretty(&plan_json(&outcomes))? + "\n";
     written.push(write(&spec.dir, "fixtures/expected.json", &expected)?);
     Ok(written)
+}
+
+/// The `keys` of a sample change: a sample value of each key column.
+fn sample_keys(columns: &[KeyColumn]) -> String {
+    let keys: Vec<serde_json::Value> = columns
+        .iter()
+        .map(|c| serde_json::json!({"name": c.name, "value": c.sample()}))
+        .collect();
+    serde_json::to_string(&keys).expect("JSON values serialize")
 }
 
 fn write(dir: &Path, relative: &str, text: &str) -> anyhow::Result<PathBuf> {

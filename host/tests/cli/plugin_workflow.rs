@@ -54,10 +54,25 @@ fn new_build_test_check(parent: &Path, lang: &str) -> PathBuf {
         "--table",
         "Orders",
         "--key-column",
+        "Region:STRING",
+        "--key-column",
+        "Day:DATE",
+        "--key-column",
         "OrderId",
         "--prefix",
         "orders",
     ]);
+    // The sample changes hold a value of each key column, in key order.
+    let changes = std::fs::read_to_string(dir.join("fixtures/changes.json")).unwrap();
+    let expected = std::fs::read_to_string(dir.join("fixtures/expected.json")).unwrap();
+    assert!(
+        changes.contains(r#"{"name":"Region","value":{"string":"eu:{1} ü"}},{"name":"Day","value":{"date":"2024-02-29"}}"#),
+        "{changes}"
+    );
+    assert!(
+        expected.contains(r#""orders:eu\\:\\(1\\) ü:2024-02-29:1""#),
+        "{expected}"
+    );
     if lang == "rust" {
         std::fs::copy(
             repo_root().join("plugins/Cargo.lock"),
@@ -158,7 +173,7 @@ fn rust_plugin_from_new_to_tested_and_a_change_is_caught() {
     let diff = test_against_expected(&dir, &dir.join("dist/orders-rust.wasm"))
         .expect_err("a changed plan must not match");
     assert!(
-        diff.contains("expected {\"change\":0,\"delete\":\"orders:1\"}"),
+        diff.contains(r#"expected {"change":0,"delete":"orders:eu\\:\\(1\\) ü:2024-02-29:1"}"#),
         "{diff}"
     );
     // The tools keep only the latest build's compiled code.
@@ -240,4 +255,53 @@ fn plugin_test_fails_when_the_plugin_traps() {
         stderr.contains("batch 1: the plugin failed") && stderr.contains("1 of 2 batch(es)"),
         "{stderr}"
     );
+}
+
+/// `plugin new --config` reads the table's key columns and their types from
+/// the database the configuration names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_new_reads_the_key_columns_from_the_database() {
+    let ddl = [
+        "CREATE TABLE Orders (Region STRING(16) NOT NULL, Day DATE NOT NULL, \
+                OrderId INT64 NOT NULL, Total NUMERIC) PRIMARY KEY (Region, Day, OrderId)"
+            .to_owned(),
+    ];
+    let bed = redis_spanner_tests::TestBed::start(&ddl).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let config = support::service_config(&bed, work.path(), work.path(), "");
+    let dir = work.path().join("orders");
+    succeed(&[
+        "plugin",
+        "new",
+        "orders",
+        "--lang",
+        "python",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--table",
+        "Orders",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let changes = std::fs::read_to_string(dir.join("fixtures/changes.json")).unwrap();
+    assert!(
+        changes.contains(r#"[{"name":"Region","value":{"string":"eu:{1} ü"}},{"name":"Day","value":{"date":"2024-02-29"}},{"name":"OrderId","value":{"int64":1}}]"#),
+        "{changes}"
+    );
+    let missing = redis_spanner(&[
+        "plugin",
+        "new",
+        "nope",
+        "--lang",
+        "python",
+        "--dir",
+        work.path().join("nope").to_str().unwrap(),
+        "--table",
+        "Nope",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success(), "{stderr}");
+    assert!(stderr.contains("table Nope is not in database"), "{stderr}");
 }
