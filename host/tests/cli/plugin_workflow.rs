@@ -159,10 +159,78 @@ fn test_against_expected(dir: &Path, wasm: &Path) -> Result<String, String> {
     }
 }
 
+/// Runs the host with the skeleton built in `dist` against a real Orders
+/// table with a (STRING, DATE, INT64) key: a row written to Spanner is
+/// cached under its escaped composite key.
+async fn caches_real_rows(dist: &Path, plugin: &str) {
+    let stream = redis_spanner::demo::schema::STREAM;
+    let ddl = [
+        "CREATE TABLE Orders (Region STRING(MAX) NOT NULL, Day DATE NOT NULL, \
+         OrderId INT64 NOT NULL, Name STRING(MAX), Email STRING(MAX)) \
+         PRIMARY KEY (Region, Day, OrderId)"
+            .to_owned(),
+        format!(
+            "CREATE CHANGE STREAM {stream} FOR Orders OPTIONS (value_capture_type = 'NEW_ROW')"
+        ),
+    ];
+    let bed = redis_spanner_tests::TestBed::start(&ddl).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let grant = format!("[grants.{plugin}]\nkey_prefixes = [\"orders:\"]\n");
+    let config = support::service_config(&bed, dist, work.path(), &grant);
+    let log = work.path().join("host.log");
+    let mut host = support::binary()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let spanner = bed.spanner_client().await.unwrap();
+    let redis = bed.redis_connection().await.unwrap();
+    let key = r"orders:eu\:\(1\) ü:2024-02-29:1";
+    // Written until the host, starting, follows the stream.
+    let mut cached = None;
+    for name in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+        let sql = format!(
+            "INSERT OR UPDATE INTO Orders (Region, Day, OrderId, Name) \
+             VALUES ('eu:{{1}} ü', DATE '2024-02-29', 1, '{name}')"
+        );
+        spanner
+            .read_write_transaction()
+            .build()
+            .run(async |tx| {
+                let statement = google_cloud_spanner::statement::Statement::builder(sql.clone());
+                tx.execute_update(statement.build()).await
+            })
+            .await
+            .unwrap();
+        cached =
+            redis_spanner_tests::eventually_get(&redis, key, std::time::Duration::from_secs(4))
+                .await;
+        if cached.is_some() {
+            break;
+        }
+    }
+    let _ = host.kill();
+    let _ = host.wait();
+    let cached = cached.unwrap_or_else(|| {
+        panic!(
+            "the row was not cached; host log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    assert!(
+        cached.contains(r#""Region":"eu:{1} ü""#) && cached.contains(r#""Day":"2024-02-29""#),
+        "{cached}"
+    );
+}
+
 #[test]
 fn rust_plugin_from_new_to_tested_and_a_change_is_caught() {
     let parent = tempfile::tempdir().unwrap();
     let dir = new_build_test_check(parent.path(), "rust");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(caches_real_rows(&dir.join("dist"), "orders-rust"));
     // Change what a delete does: the old expected plan must now fail.
     let source = dir.join("src/lib.rs");
     let code = std::fs::read_to_string(&source).unwrap();
