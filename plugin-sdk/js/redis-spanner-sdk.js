@@ -201,14 +201,22 @@ export function toJson(value) {
  * after its column; a later column with a repeated name wins. Like Rust
  * `RowChange::row_json`. `stringify` sorts the members.
  */
-export function rowJson(change) {
-  return columnsJson([...change.keys, ...change.newValues]);
+export function rowJson(change, options = {}) {
+  return columnsJson([...change.keys, ...change.newValues], options);
 }
 
-/** A JSON object with one member per column, valued by `toJson`. */
-export function columnsJson(columns) {
+/**
+ * A JSON object with one member per column, valued by `toJson`. With
+ * `{ int64AsString: true }`, INT64 columns are decimal strings, like the Rust
+ * SDK's `row_json_int64_as_string` (for readers using `JSON.parse`, which
+ * rounds integers beyond 2^53).
+ */
+export function columnsJson(columns, { int64AsString = false } = {}) {
   const object = Object.create(null);
-  for (const column of columns) object[column.name] = toJson(column.value);
+  for (const column of columns) {
+    object[column.name] =
+      int64AsString && column.value.tag === 'int64' ? String(column.value.val) : toJson(column.value);
+  }
   return object;
 }
 

@@ -479,19 +479,26 @@ def to_json(value):
     raise TypeError(f"not a WIT value: {value!r}")
 
 
-def row_json(columns) -> dict:
+def row_json(columns, int64_as_string: bool = False) -> dict:
     """A dict with one member per column, valued by `to_json`; a later column
-    with a repeated name wins. `dumps` sorts the members by name."""
+    with a repeated name wins. `dumps` sorts the members by name.
+
+    With `int64_as_string`, INT64 columns are decimal strings, like the Rust
+    SDK's `row_json_int64_as_string` (for readers using JavaScript's
+    `JSON.parse`, which rounds integers beyond 2**53)."""
     obj = {}
     for column in columns:
-        obj[column.name] = to_json(column.value)
+        if int64_as_string and isinstance(column.value, Value_Int64):
+            obj[column.name] = str(column.value.value)
+        else:
+            obj[column.name] = to_json(column.value)
     return obj
 
 
-def row_json_of(change) -> dict:
+def row_json_of(change, int64_as_string: bool = False) -> dict:
     """The change's key columns and new values as one JSON object, like the
-    Rust SDK's `RowChange::row_json`."""
-    return row_json(list(change.keys) + list(change.new_values))
+    Rust SDK's `RowChange::row_json` (or `row_json_int64_as_string`)."""
+    return row_json(list(change.keys) + list(change.new_values), int64_as_string)
 
 
 def format_float(f: float) -> str:

@@ -230,6 +230,11 @@ class RowJsonTest(unittest.TestCase):
         self.assertEqual(row, {"UserId": 42, "Name": "Ada", "Avatar": "/w==", "Email": None})
         self.assertEqual(dumps(row), '{"Avatar":"/w==","Email":null,"Name":"Ada","UserId":42}')
 
+    def test_int64_as_string_writes_decimal_strings(self):
+        c = change(keys=[Column("Id", Value_Int64(9007199254740993))], new_values=[])
+        self.assertEqual(dumps(row_json_of(c, int64_as_string=True)), '{"Id":"9007199254740993"}')
+        self.assertEqual(dumps(row_json_of(c)), '{"Id":9007199254740993}')
+
     def test_later_column_wins(self):
         row = row_json([Column("A", Value_Int64(1)), Column("A", Value_Int64(2))])
         self.assertEqual(dumps(row), '{"A":2}')

@@ -36,6 +36,12 @@ impl RowChange {
     pub fn row_json(&self) -> Json {
         row_json(self.keys.iter().chain(&self.new_values))
     }
+
+    /// [`RowChange::row_json`] with INT64 columns as decimal strings; see
+    /// [`row_json_int64_as_string`].
+    pub fn row_json_int64_as_string(&self) -> Json {
+        row_json_int64_as_string(self.keys.iter().chain(&self.new_values))
+    }
 }
 
 /// Builds a JSON object with one member per column, named after the column,
@@ -51,6 +57,26 @@ pub fn row_json<'a>(columns: impl IntoIterator<Item = &'a Column>) -> Json {
     Json::Object(object)
 }
 
+/// [`row_json`], but INT64 columns as decimal strings (`"9007199254740993"`)
+/// rather than JSON numbers.
+///
+/// `row_json` writes INT64 as numbers: exact in the cached text, and read
+/// back exactly by serde_json, Python and this SDK's JavaScript parser, but a
+/// reader using JavaScript's `JSON.parse` rounds those beyond 2^53. For such
+/// readers, cache this rendering. INT64 elements of ARRAY columns (which
+/// arrive as JSON text) stay numbers.
+pub fn row_json_int64_as_string<'a>(columns: impl IntoIterator<Item = &'a Column>) -> Json {
+    let mut object = Map::new();
+    for column in columns {
+        let value = match column.value {
+            Value::Int64(n) => Json::String(n.to_string()),
+            ref other => other.to_json(),
+        };
+        object.insert(column.name.clone(), value);
+    }
+    Json::Object(object)
+}
+
 fn find<'a>(columns: &'a [Column], name: &str) -> Option<&'a Value> {
     columns.iter().find(|c| c.name == name).map(|c| &c.value)
 }
@@ -59,7 +85,7 @@ fn find<'a>(columns: &'a [Column], name: &str) -> Option<&'a Value> {
 mod tests {
     use serde_json::json;
 
-    use crate::{ChangeKind, Column, RowChange, Value, row_json};
+    use crate::{ChangeKind, Column, RowChange, Value, row_json, row_json_int64_as_string};
 
     fn column(name: &str, value: Value) -> Column {
         Column {
@@ -110,6 +136,28 @@ mod tests {
         assert_eq!(
             row.to_string(),
             r#"{"Avatar":"/w==","Email":null,"Name":"Ada","UserId":42}"#
+        );
+    }
+
+    #[test]
+    fn int64_as_string_writes_decimal_strings() {
+        let columns = [
+            Column {
+                name: "Id".into(),
+                value: Value::Int64(9_007_199_254_740_993),
+            },
+            Column {
+                name: "Name".into(),
+                value: Value::String("a".into()),
+            },
+        ];
+        assert_eq!(
+            row_json_int64_as_string(&columns),
+            json!({"Id": "9007199254740993", "Name": "a"})
+        );
+        assert_eq!(
+            row_json(&columns),
+            json!({"Id": 9_007_199_254_740_993_i64, "Name": "a"})
         );
     }
 

@@ -72,7 +72,7 @@ mod effect;
 mod key;
 mod value;
 
-pub use change::row_json;
+pub use change::{row_json, row_json_int64_as_string};
 pub use crypto::{keyed_hash, seal};
 pub use key::{key, key_with_tag};
 

@@ -248,6 +248,12 @@ test('any value becomes text for keys', () => {
   assert.equal(toText({ tag: 'null' }), undefined);
 });
 
+test('rowJson with int64AsString writes INT64 as decimal strings', () => {
+  const change = { keys: [column('Id', { tag: 'int64', val: 9007199254740993n })], newValues: [] };
+  assert.equal(stringify(rowJson(change, { int64AsString: true })), '{"Id":"9007199254740993"}');
+  assert.equal(stringify(rowJson(change)), '{"Id":9007199254740993}');
+});
+
 test('rowJson has keys and new values sorted by name', () => {
   assert.equal(stringify(rowJson(usersUpdate())), '{"Avatar":"/w==","Email":null,"Name":"Ada","UserId":42}');
   const change = usersUpdate();
