@@ -354,7 +354,7 @@ fn default_max_component_mb() -> u64 {
 }
 
 fn default_max_key_bytes() -> usize {
-    1024
+    4096
 }
 
 fn default_max_value_mb() -> u64 {

@@ -2,7 +2,10 @@
 //! table with a column of each type go through the change stream and the
 //! example plugin, and each cached value equals a strong read of Spanner
 //! rendered here from Spanner's own wire values (not by the host's or the
-//! SDK's decoders), with zero tolerance.
+//! SDK's decoders), with zero tolerance. Rows of a table with a composite
+//! (STRING, BYTES, DATE, TIMESTAMP) key whose text holds `:`, braces,
+//! spaces, newlines, emoji and a kilobyte are cached under the keys the key
+//! grammar gives.
 //!
 //! Emulator limits (RECIPES.md) kept out of this test and covered by
 //! change-record fixtures in the host's unit tests
@@ -30,7 +33,12 @@ fn ddl() -> Vec<String> {
             AByt ARRAY<BYTES(MAX)>, ADat ARRAY<DATE>, AJs ARRAY<JSON>, ANum ARRAY<NUMERIC>,
         ) PRIMARY KEY (UserId)"
             .into(),
-        "CREATE CHANGE STREAM UsersStream FOR Users OPTIONS (value_capture_type = 'NEW_ROW')"
+        "CREATE TABLE Keys (Part STRING(MAX) NOT NULL, Bin BYTES(MAX) NOT NULL, \
+         Day DATE NOT NULL, Moment TIMESTAMP NOT NULL, V STRING(MAX)) \
+         PRIMARY KEY (Part, Bin, Day, Moment)"
+            .into(),
+        "CREATE CHANGE STREAM UsersStream FOR Users, Keys \
+         OPTIONS (value_capture_type = 'NEW_ROW')"
             .into(),
     ]
 }
@@ -103,11 +111,40 @@ fn expected(value: &google_cloud_spanner::value::Value, column: &str) -> Json {
     scalar(value, kind)
 }
 
+/// Key parts a key must escape or keep whole: separators, braces (which
+/// would pick a cluster slot), spaces, newlines, emoji and 1 KB of text.
+fn key_parts() -> Vec<String> {
+    [":", "{x}", "}{", "a b", "line\nbreak", "back\\slash", "🦀"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(["ü".repeat(512)])
+        .collect()
+}
+
+/// `parts` joined as the contract's key grammar says (README, "Key
+/// grammar"), written here rather than taken from an SDK.
+fn escaped_key(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .map(|part| {
+            part.replace('\\', "\\\\")
+                .replace(':', "\\:")
+                .replace('{', "\\(")
+                .replace('}', "\\)")
+        })
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_reaches_redis_exactly() -> anyhow::Result<()> {
     let bed = TestBed::start(&ddl()).await?;
-    let plugins = plugin_dir(&["users_cache"]);
-    let config = bed.config("UsersStream", plugins.path());
+    let plugins = plugin_dir(&["users_cache", "test_any_table"]);
+    let mut config = bed.config("UsersStream", plugins.path());
+    config.grants.insert(
+        "test_any_table".to_owned(),
+        redis_spanner::policy::Grant::prefixes(&["Keys:"]),
+    );
     let running = RunningService::spawn(Service::connect(&config).await?);
     let spanner = bed.spanner_client().await?;
     let bytes = {
@@ -133,6 +170,28 @@ async fn every_type_reaches_redis_exactly() -> anyhow::Result<()> {
             })
             .await?;
     }
+    let keyed: Vec<Mutation> = key_parts()
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            Mutation::new_insert_builder("Keys")
+                .set("Part")
+                .to(part)
+                .set("Bin")
+                .to(vec![0u8, 255, i as u8])
+                .set("Day")
+                .to(google_cloud_spanner::value::Date::new()
+                    .set_year(2024)
+                    .set_month(2)
+                    .set_day(29))
+                .set("Moment")
+                .to(google_cloud_spanner::value::Timestamp::new(1_709_208_000, 0).unwrap())
+                .set("V")
+                .to(format!("row {i}"))
+                .build()
+        })
+        .collect();
+    commit(&spanner, keyed).await?;
     let all_nulls = google_cloud_spanner::key::KeySet::builder()
         .add_key(google_cloud_spanner::key![3_i64])
         .build();
@@ -154,9 +213,33 @@ async fn every_type_reaches_redis_exactly() -> anyhow::Result<()> {
         want.insert(format!("users:{}", object["UserId"]), Json::Object(object));
     }
     assert_eq!(want.len(), 2);
+    let mut keys = spanner
+        .single_use()
+        .build()
+        .execute_query(Statement::builder("SELECT Part, Bin, Day, Moment, V FROM Keys").build())
+        .await?;
+    while let Some(row) = keys.next().await {
+        let row = row?;
+        let text: Vec<&str> = row
+            .raw_values()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let names = ["Part", "Bin", "Day", "Moment", "V"];
+        let object: serde_json::Map<String, Json> = names
+            .iter()
+            .zip(&text)
+            .map(|(name, value)| ((*name).to_owned(), json!(value)))
+            .collect();
+        let key = escaped_key(&[&["Keys"], &text[..4]].concat());
+        want.insert(key, Json::Object(object));
+    }
+    assert_eq!(want.len(), 2 + key_parts().len());
     let redis = bed.redis_connection().await?;
+    // users:2 shows the host has come this far; each key gets 10 s more.
+    redis_spanner_tests::eventually_get(&redis, "users:2", Duration::from_secs(60)).await;
     for (key, want) in &want {
-        let got = redis_spanner_tests::eventually_get(&redis, key, Duration::from_secs(60))
+        let got = redis_spanner_tests::eventually_get(&redis, key, Duration::from_secs(10))
             .await
             .unwrap_or_else(|| panic!("{key} never reached Redis"));
         let parsed: Json = serde_json::from_str(&got)?;

@@ -101,7 +101,7 @@ mod tests {
             ),
             (set("users:}1", None), "hash tag"),
             (set("", None), "empty key"),
-            (set(&"k".repeat(2000), None), "limit is 1024"),
+            (set(&"k".repeat(5000), None), "limit is 4096"),
             (set("users:{1}:rs-version", None), "companion key"),
             (
                 Effect::Delete("{users:1}:rs-version".into()),

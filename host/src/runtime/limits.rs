@@ -70,7 +70,7 @@ impl Default for Limits {
             max_component_bytes: 128 << 20,
             max_actions: 100_000,
             max_plan_bytes: 64 << 20,
-            max_key_bytes: 1024,
+            max_key_bytes: 4096,
             max_value_bytes: 16 << 20,
             attempts: 3,
             max_log_line_bytes: 4096,
