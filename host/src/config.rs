@@ -272,9 +272,10 @@ pub struct PluginsConfig {
     /// more (up to `transaction_max`) is one call of its own, never split.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
-    /// Most row changes of one transaction handed to a plugin and applied
-    /// as one step; a bigger transaction is cut into `batch_max` batches
-    /// (and readers may see it in part), with a warning.
+    /// Most row changes of one transaction handed to a plugin in one call;
+    /// a bigger transaction is cut into `batch_max` batches (and readers may
+    /// see it in part), with a warning. A call's effects are applied in one
+    /// atomic step of at most 10,000 effects.
     #[serde(default = "default_transaction_max")]
     pub transaction_max: usize,
     /// Folder for precompiled plugins (default: `.cache` inside `dir`).

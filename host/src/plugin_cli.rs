@@ -141,6 +141,13 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
                     .collect::<Result<_, _>>()
                     .map_err(anyhow::Error::msg)?,
             };
+            if let Some(twice) = key_columns
+                .iter()
+                .enumerate()
+                .find(|(i, c)| key_columns[..*i].iter().any(|d| d.name == c.name))
+            {
+                anyhow::bail!("--key-column {} is given twice", twice.1.name);
+            }
             let spec = scaffold::NewPlugin {
                 dir: dir.unwrap_or_else(|| PathBuf::from(&name)),
                 prefix: prefix.unwrap_or_else(|| name.clone()),

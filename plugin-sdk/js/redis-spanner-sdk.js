@@ -61,10 +61,16 @@ export function key(parts) {
  * gives the plain key: `keyWithTag(['orders', 42, 7], 1)` is `orders:{42}:7`.
  */
 export function keyWithTag(parts, tag) {
+  const index = typeof tag === 'bigint' ? Number(tag) : tag;
+  if (!Number.isInteger(index)) throw new TypeError(`key tag must be an integer index, not ${typeof tag}`);
   return parts
     .map((part, i) => {
+      // Strings and integers, as in the Python SDK.
+      if (typeof part !== 'string' && typeof part !== 'bigint' && !Number.isInteger(part)) {
+        throw new TypeError(`key part must be a string or an integer, not ${typeof part}`);
+      }
       const escaped = String(part).replace(/[:\\{}]/g, (c) => KEY_ESCAPES[c]);
-      return i === tag && escaped !== '' ? `{${escaped}}` : escaped;
+      return i === index && escaped !== '' ? `{${escaped}}` : escaped;
     })
     .join(':');
 }

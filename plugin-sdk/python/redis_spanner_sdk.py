@@ -249,6 +249,8 @@ def key_with_tag(parts, tag: int) -> str:
     gives the plain key: `key_with_tag(["orders", 42, 7], 1)` is
     `orders:{42}:7`.
     """
+    if isinstance(tag, bool) or not isinstance(tag, int):
+        raise TypeError(f"key tag must be an int index, not {type(tag).__name__}")
     out = []
     for i, part in enumerate(parts):
         if isinstance(part, int) and not isinstance(part, bool):

@@ -69,6 +69,10 @@ class KeyTest(unittest.TestCase):
         self.assertEqual(sdk.key_with_tag(["{x}", "y"], 0), r"{\(x\)}:y")
         self.assertEqual(sdk.key_with_tag(["a", "b"], 2), "a:b")
         self.assertEqual(sdk.key_with_tag(["a", ""], 1), "a:")
+        with self.assertRaises(TypeError):
+            sdk.key_with_tag(["a", "b"], False)
+        with self.assertRaises(TypeError):
+            key(["a", 1.5])
 
     def test_joins_with_colons(self):
         self.assertEqual(key(["users", "42"]), "users:42")

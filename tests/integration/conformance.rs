@@ -118,6 +118,7 @@ fn the_fixtures_exercise_every_value_type_and_change_kind() {
 fn native_logic_matches_the_recorded_plans() {
     let cache = RowCache {
         table: "Users".into(),
+        key_column: "UserId".into(),
         prefix: "users".into(),
     };
     for name in FIXTURES {

@@ -604,6 +604,13 @@ impl RedisSink {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         if indices.len() > 1 {
+            if indices.len() > MAX_EFFECTS_PER_STEP {
+                tracing::warn!(
+                    effects = indices.len(),
+                    steps = indices.len().div_ceil(MAX_EFFECTS_PER_STEP),
+                    "a batch is applied in several steps; readers may see it in part"
+                );
+            }
             for step in indices.chunks(MAX_EFFECTS_PER_STEP) {
                 pipe.add_command(self.apply_many(effects, companions, step));
             }

@@ -95,6 +95,7 @@ pub async fn run(
 ) -> anyhow::Result<Vec<Measurement>> {
     let mut results = Vec::new();
     let native = RowCache {
+        key_column: "UserId".into(),
         table: "Users".into(),
         prefix: "users".into(),
     };

@@ -105,7 +105,9 @@ pub async fn from_database(config: &Config, table: &str) -> anyhow::Result<Vec<K
             let known = key_type(&spanner_type).ok_or_else(|| {
                 anyhow::anyhow!(
                     "key column {table}.{name} is {spanner_type}, which a skeleton's sample \
-                     changes cannot hold; give --key-column NAME:TYPE instead"
+                     changes cannot hold (they hold {}); write the skeleton with \
+                     --key-column options of those types and edit its fixtures",
+                    KEY_TYPES.join(", ")
                 )
             })?;
             Ok(KeyColumn {

@@ -14,19 +14,41 @@ use serde_json::{Map, Value as Json};
 pub struct RowCache {
     /// The table whose rows are cached.
     pub table: String,
+    /// Its key column (INT64).
+    pub key_column: String,
     /// The Redis key prefix.
     pub prefix: String,
 }
 
 impl RowCache {
-    /// The plan for a batch, with the same errors a plugin reports. A row's
-    /// key is the prefix and every key column as text, in key order.
+    /// The plan for a batch, with the same errors a plugin reports.
     pub fn on_changes(&self, batch: &[RowChange]) -> Result<Vec<Action>, String> {
-        let mut actions = Vec::with_capacity(batch.len());
-        for (index, change) in batch.iter().enumerate() {
-            if change.table != self.table {
-                continue;
+        plan(&self.table, batch, |change| {
+            match find(&change.keys, &self.key_column) {
+                Some(Value::Int64(id)) => Ok(key(&[self.prefix.as_str(), &id.to_string()])),
+                _ => Err(format!(
+                    "{} row without an INT64 {}",
+                    self.table, self.key_column
+                )),
             }
+        })
+    }
+}
+
+/// What `plugin new`'s skeletons do: rows of `table` cached as JSON under
+/// `<prefix>:<key>:<key>…`, every key column as text in key order.
+#[derive(Debug, Clone)]
+pub struct SkeletonCache {
+    /// The table whose rows are cached.
+    pub table: String,
+    /// The Redis key prefix.
+    pub prefix: String,
+}
+
+impl SkeletonCache {
+    /// The plan for a batch, with the same errors a plugin reports.
+    pub fn on_changes(&self, batch: &[RowChange]) -> Result<Vec<Action>, String> {
+        plan(&self.table, batch, |change| {
             let mut parts = vec![self.prefix.clone()];
             for column in &change.keys {
                 parts.push(value_text(&column.value).ok_or_else(|| {
@@ -34,24 +56,42 @@ impl RowCache {
                 })?);
             }
             let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-            let key = key(&parts);
-            let effect = match change.kind {
-                ChangeKind::Delete => Effect::Delete(key),
-                ChangeKind::Insert | ChangeKind::Update | ChangeKind::Snapshot => {
-                    Effect::Set(Write {
-                        key,
-                        value: row_json(change).to_string().into_bytes(),
-                        ttl_ms: None,
-                    })
-                }
-            };
-            actions.push(Action {
-                change: index as u32,
-                effect,
-            });
-        }
-        Ok(actions)
+            Ok(key(&parts))
+        })
     }
+}
+
+/// The plan caching each change of `table` in `batch` under the key
+/// `key_of` gives it (or its error).
+fn plan(
+    table: &str,
+    batch: &[RowChange],
+    key_of: impl Fn(&RowChange) -> Result<String, String>,
+) -> Result<Vec<Action>, String> {
+    let mut actions = Vec::with_capacity(batch.len());
+    for (index, change) in batch.iter().enumerate() {
+        if change.table != table {
+            continue;
+        }
+        let key = key_of(change)?;
+        let effect = match change.kind {
+            ChangeKind::Delete => Effect::Delete(key),
+            ChangeKind::Insert | ChangeKind::Update | ChangeKind::Snapshot => Effect::Set(Write {
+                key,
+                value: row_json(change).to_string().into_bytes(),
+                ttl_ms: None,
+            }),
+        };
+        actions.push(Action {
+            change: index as u32,
+            effect,
+        });
+    }
+    Ok(actions)
+}
+
+fn find<'a>(columns: &'a [crate::change::Column], name: &str) -> Option<&'a Value> {
+    columns.iter().find(|c| c.name == name).map(|c| &c.value)
 }
 
 /// A value as the SDKs' `to_text` gives it: strings, timestamps, dates,

@@ -4,11 +4,11 @@
 //! The templates live in `host/templates/plugin/` and are compiled into the
 //! binary. Every skeleton does the same thing (rows of one table cached as
 //! JSON under `<prefix>:<key>`), so `fixtures/expected.json` is computed by
-//! [`super::native::RowCache`], the same logic in native Rust.
+//! [`super::native::SkeletonCache`], the same logic in native Rust.
 
 use super::fixture::Fixture;
 use super::key_columns::KeyColumn;
-use super::native::RowCache;
+use super::native::SkeletonCache;
 use super::run::plan_json;
 use std::path::{Path, PathBuf};
 
@@ -180,7 +180,7 @@ pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
     }
     let changes = substitute(CHANGES);
     let fixture = Fixture::parse(&changes).map_err(anyhow::Error::msg)?;
-    let cache = RowCache {
+    let cache = SkeletonCache {
         table: spec.table.clone(),
         prefix: spec.prefix.clone(),
     };

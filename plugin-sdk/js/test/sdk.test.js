@@ -80,6 +80,10 @@ test('keyWithTag puts the tag part alone in braces', () => {
   assert.equal(keyWithTag(['{x}', 'y'], 0), '{\\(x\\)}:y');
   assert.equal(keyWithTag(['a', 'b'], 2), 'a:b');
   assert.equal(keyWithTag(['a', ''], 1), 'a:');
+  assert.equal(keyWithTag(['a', 'b'], 1n), 'a:{b}');
+  assert.throws(() => keyWithTag(['a'], false), TypeError);
+  assert.throws(() => key(['a', 1.5]), TypeError);
+  assert.throws(() => key([null]), TypeError);
 });
 
 test('key joins with colons', () => {

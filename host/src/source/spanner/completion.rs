@@ -76,105 +76,135 @@ impl RowCompleter {
     }
 
     /// Reads the stream's definition again when it is old, or a change
-    /// names a table it does not list.
+    /// names a table it does not know.
     async fn keep_shape_fresh(&self, changes: &[RowChange]) -> Result<(), String> {
         let age = self
             .read_at
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .elapsed();
-        let stale = age > SHAPE_FRESH_FOR;
         let shape = self.shape.load();
         let unknown = changes.iter().any(|c| !shape.tables.contains_key(&c.table));
-        if stale || unknown {
+        if age > SHAPE_FRESH_FOR || unknown {
             self.read_shape_again(if unknown { "unknown table" } else { "periodic" })
                 .await?;
         }
         Ok(())
     }
 
-    /// Gives every insert and update of `changes` whose table the stream
-    /// does not carry whole the whole row as of its commit. Fails (the
-    /// partition reads again) when Spanner cannot be read.
-    pub async fn complete(&self, changes: &mut [RowChange]) -> Result<(), String> {
+    /// Whether `change`, from a record written under `capture` (empty: the
+    /// stream's), lacks columns of its row.
+    fn is_partial(shape: &StreamShape, change: &RowChange, capture: &str) -> bool {
+        let capture = if capture.is_empty() {
+            shape.capture.as_str()
+        } else {
+            capture
+        };
+        matches!(change.kind, ChangeKind::Insert | ChangeKind::Update)
+            && !shape.whole_rows_under(capture, &change.table)
+    }
+
+    /// Gives every insert and update of `changes` that lacks columns of its
+    /// row (by the capture type of its record, `captures[i]`, and the
+    /// columns the stream tracks) the whole row as of its commit. Fails
+    /// (the partition reads again) only when Spanner cannot be read at all.
+    pub async fn complete(
+        &self,
+        changes: &mut [RowChange],
+        captures: &[String],
+    ) -> Result<(), String> {
+        let partial = |shape: &StreamShape, changes: &[RowChange]| -> Vec<usize> {
+            (0..changes.len())
+                .filter(|&i| {
+                    let capture = captures.get(i).map_or("", String::as_str);
+                    Self::is_partial(shape, &changes[i], capture)
+                })
+                .collect()
+        };
+        if partial(&self.shape.load(), changes).is_empty() {
+            return Ok(());
+        }
         self.keep_shape_fresh(changes).await?;
         let shape = self.shape.load_full();
         // By transaction, in order.
         let mut transactions: BTreeMap<(i64, String), Vec<usize>> = BTreeMap::new();
-        for (index, change) in changes.iter().enumerate() {
-            if matches!(change.kind, ChangeKind::Insert | ChangeKind::Update)
-                && !shape.whole_rows(&change.table)
-            {
-                transactions
-                    .entry((change.commit_micros, change.transaction_id.clone()))
-                    .or_default()
-                    .push(index);
-            }
+        for index in partial(&shape, changes) {
+            let change = &changes[index];
+            transactions
+                .entry((change.commit_micros, change.transaction_id.clone()))
+                .or_default()
+                .push(index);
         }
         for ((commit_micros, _), indexes) in transactions {
-            let done = self
-                .complete_transaction(&shape, changes, &indexes, commit_micros)
-                .await;
-            if let Err(err) = done {
-                // The schema may have changed since the definition was read.
-                self.read_shape_again(&err).await?;
-                let shape = self.shape.load_full();
-                self.complete_transaction(&shape, changes, &indexes, commit_micros)
-                    .await?;
-            }
+            self.complete_transaction(changes, &indexes, commit_micros)
+                .await?;
         }
         Ok(())
     }
 
+    /// Completes the changes `indexes` of one transaction: read at its
+    /// commit; after a failure, with the definition read again; then, if
+    /// the commit cannot be read at (older than the version retention, or
+    /// a schema that changed since), with the current row.
     async fn complete_transaction(
         &self,
-        shape: &StreamShape,
         changes: &mut [RowChange],
         indexes: &[usize],
         commit_micros: i64,
     ) -> Result<(), String> {
-        // Tables gone from the database: handed on as the stream gave them.
-        let (indexes, gone): (Vec<usize>, Vec<usize>) = indexes
-            .iter()
-            .partition(|&&i| shape.tables.contains_key(&changes[i].table));
-        if let Some(&first) = gone.first() {
-            tracing::warn!(table = %changes[first].table, changes = gone.len(), "the table is no longer in the database; its changes are handed on as the stream gave them");
-            self.metrics
-                .rows_completed_total
-                .with_label_values(&["not_completed"])
-                .inc_by(gone.len() as u64);
-        }
-        if indexes.is_empty() {
-            return Ok(());
-        }
-        let indexes = indexes.as_slice();
-        let (rows, how) = match self
-            .read_rows(shape, changes, indexes, Some(commit_micros))
-            .await
+        let mut shape = self.shape.load_full();
+        let mut read = self
+            .read_rows(&shape, changes, indexes, Some(commit_micros))
+            .await;
+        if let Err(err) = &read
+            && !is_too_old(err)
         {
+            self.read_shape_again(err).await?;
+            shape = self.shape.load_full();
+            read = self
+                .read_rows(&shape, changes, indexes, Some(commit_micros))
+                .await;
+        }
+        let (rows, how) = match read {
             Ok(rows) => (rows, "at_commit"),
-            Err(err) if is_too_old(&err) => {
-                tracing::warn!(commit_micros, error = %err, "a change is older than the database's version retention; completing it with the current row");
+            Err(err) => {
+                tracing::warn!(commit_micros, error = %err, "cannot read rows at their commit timestamp; completing them with the current rows (versioned apply keeps anything newer)");
                 let rows = self
-                    .read_rows(shape, changes, indexes, None)
+                    .read_rows(&shape, changes, indexes, None)
                     .await
                     .map_err(|e| format!("completing rows with a current read: {e}"))?;
                 (rows, "current")
             }
-            Err(err) => return Err(format!("completing rows at their commit timestamp: {err}")),
         };
-        self.metrics
-            .rows_completed_total
-            .with_label_values(&[how])
-            .inc_by(indexes.len() as u64);
+        let mut counts = [(how, 0u64), ("not_completed", 0)];
         for &index in indexes {
             let change = &mut changes[index];
-            match rows.get(&(change.table.clone(), row_key(shape, change))) {
+            if !shape.tables.contains_key(&change.table) {
+                // Dropped since: handed on as the stream gave it.
+                counts[1].1 += 1;
+                continue;
+            }
+            counts[0].1 += 1;
+            match rows.get(&(change.table.clone(), row_key(&shape, change))) {
                 Some(columns) => change.new_values = merged(columns, &change.new_values),
                 // Deleted later in its own transaction: the delete follows.
                 None => {
                     tracing::debug!(table = %change.table, keys = ?change.keys, "row gone at its commit timestamp; its delete follows")
                 }
+            }
+        }
+        if counts[1].1 > 0 {
+            tracing::warn!(
+                changes = counts[1].1,
+                "changes of tables no longer in the database are handed on as the stream gave them"
+            );
+        }
+        for (how, count) in counts {
+            if count > 0 {
+                self.metrics
+                    .rows_completed_total
+                    .with_label_values(&[how])
+                    .inc_by(count);
             }
         }
         Ok(())
@@ -215,10 +245,9 @@ impl RowCompleter {
         }
         let mut rows = HashMap::new();
         for (table, table_changes) in by_table {
-            let table_shape = shape
-                .tables
-                .get(table)
-                .ok_or_else(|| format!("table {table} is not in the stream's definition"))?;
+            let Some(table_shape) = shape.tables.get(table) else {
+                continue;
+            };
             let mut keys = KeySet::builder();
             for change in &table_changes {
                 keys = keys.add_key(Key::new(
@@ -321,11 +350,11 @@ fn is_too_old(error: &str) -> bool {
         || lower.contains("retention period")
 }
 
-/// The completer the reader needs for `shape`: `None` when the stream
-/// carries whole rows of every table. With completion off (`complete`
-/// false), the plugins among `plugins` that need whole rows of a table the
-/// stream does not carry whole are refused, naming the stream, its capture
-/// type and columns.
+/// The completer the reader uses with completion on (`complete`): it reads
+/// nothing while records carry whole rows, so a stream altered later is
+/// completed too. With completion off, `None`, and the plugins among
+/// `plugins` that need whole rows of a table the stream does not carry
+/// whole are refused, naming the stream, its capture type and columns.
 pub fn completer_for(
     shape: Arc<StreamShape>,
     complete: bool,
@@ -334,11 +363,10 @@ pub fn completer_for(
     metrics: &Arc<Metrics>,
 ) -> Result<Option<RowCompleter>, String> {
     let partial = shape.partial_tables();
-    if partial.is_empty() {
-        return Ok(None);
-    }
     if complete {
-        tracing::info!(stream = %shape.stream, value_capture_type = %shape.capture, tables = ?partial, "the stream does not carry whole rows of these tables; each insert and update is completed with a read at its commit timestamp");
+        if !partial.is_empty() {
+            tracing::info!(stream = %shape.stream, value_capture_type = %shape.capture, tables = ?partial, "the stream does not carry whole rows of these tables; each insert and update is completed with a read at its commit timestamp");
+        }
         return Ok(Some(RowCompleter::new(
             client.clone(),
             shape.clone(),

@@ -477,6 +477,7 @@ impl ChangeStreamReader {
         let client = self.client.clone();
         let reading = tokio::spawn(async move { read_partition(&client, &query, sender).await });
         let mut missed = Vec::new();
+        let mut captures = Vec::new();
         let mut reread = 0usize;
         while let Some(record) = receiver.recv().await {
             if let Record::Data(data) = record {
@@ -487,6 +488,7 @@ impl ChangeStreamReader {
                     reread += 1;
                     if !seen.contains(&fingerprint(&change)) {
                         missed.push(change);
+                        captures.push(data.value_capture_type.clone());
                     }
                 }
             }
@@ -504,7 +506,7 @@ impl ChangeStreamReader {
             return Err("shutdown".to_owned());
         }
         if let Some(completer) = &self.completer {
-            completer.complete(&mut missed).await?;
+            completer.complete(&mut missed, &captures).await?;
         }
         for change in &missed {
             self.metrics
@@ -544,10 +546,11 @@ impl ChangeStreamReader {
         // Whether a transaction's records were dropped because the query
         // ended before its last one.
         let mut cut_short = false;
-        let result = loop {
+        let result = 'reading: loop {
             let first = tokio::select! {
-                record = receiver.recv() => record,
+                biased;
                 () = shutdown.cancelled() => break Err("shutdown".to_owned()),
+                record = receiver.recv() => record,
             };
             let Some(first) = first else { break Ok(()) };
             let mut records = vec![first];
@@ -560,11 +563,13 @@ impl ChangeStreamReader {
             // A batch never ends inside a transaction: wait for its last
             // record in this partition. If the query ends first, the
             // transaction's records so far are dropped, not applied in part,
-            // and the partition reads again from its watermark.
+            // and the partition reads again from its watermark; at shutdown
+            // nothing of the batch is applied.
             while records.last().is_some_and(ends_inside_a_transaction) {
                 let next = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => break 'reading Err("shutdown".to_owned()),
                     record = receiver.recv() => record,
-                    () = shutdown.cancelled() => None,
                 };
                 match next {
                     Some(record) => records.push(record),
@@ -580,6 +585,9 @@ impl ChangeStreamReader {
                 .await
             {
                 break Err(message);
+            }
+            if cut_short {
+                break Ok(());
             }
         };
         let result = match result {
@@ -613,6 +621,8 @@ impl ChangeStreamReader {
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let mut changes: Vec<RowChange> = Vec::new();
+        // The value capture type of each change's record.
+        let mut captures: Vec<String> = Vec::new();
         let mut newest = None;
         let mut announced = Vec::new();
         let (mut first_commit, mut last_commit): (Option<String>, Option<String>) = (None, None);
@@ -638,6 +648,9 @@ impl ChangeStreamReader {
                 Record::Data(data) => {
                     let mut decoded = data.row_changes().map_err(|e| e.to_string())?;
                     decoded.retain(|change| !self.host_tables.contains(&change.table));
+                    captures.extend(
+                        std::iter::repeat_n(&data.value_capture_type, decoded.len()).cloned(),
+                    );
                     for change in &decoded {
                         tracing::trace!(partition = %partition, table = %change.table, keys = ?change.keys, commit_micros = change.commit_micros, "row change");
                     }
@@ -663,7 +676,7 @@ impl ChangeStreamReader {
         if let Some(completer) = &self.completer {
             let completing = tracing::info_span!(parent: &batch, "rows.complete");
             completer
-                .complete(&mut changes)
+                .complete(&mut changes, &captures)
                 .instrument(completing)
                 .await?;
         }

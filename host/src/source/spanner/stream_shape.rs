@@ -21,11 +21,17 @@ pub struct TableShape {
     pub keys: Vec<String>,
     /// The non-key columns the stream tracks; `None`: all of them.
     pub tracked: Option<BTreeSet<String>>,
+    /// Whether the stream tracks the table at all (its older changes may
+    /// still arrive after it was taken out of the stream).
+    pub in_stream: bool,
 }
 
 impl TableShape {
     /// Whether the stream tracks every column.
     fn tracks_all(&self) -> bool {
+        if !self.in_stream {
+            return false;
+        }
         match &self.tracked {
             None => true,
             Some(tracked) => self
@@ -44,23 +50,38 @@ pub struct StreamShape {
     pub stream: String,
     /// Its `value_capture_type`.
     pub capture: String,
-    /// The tables it tracks, by name.
+    /// Whether it is a `FOR ALL` stream.
+    pub all: bool,
+    /// Every table of the database, by name (see [`TableShape::in_stream`]).
     pub tables: BTreeMap<String, TableShape>,
 }
 
 impl StreamShape {
-    /// Whether inserts and updates of `table` carry the whole row.
+    /// Whether inserts and updates of `table` carry the whole row under the
+    /// stream's capture type.
     pub fn whole_rows(&self, table: &str) -> bool {
-        self.capture.starts_with("NEW_ROW")
-            && self.tables.get(table).is_none_or(TableShape::tracks_all)
+        self.whole_rows_under(&self.capture, table)
     }
 
-    /// The tables whose rows the stream does not carry whole.
+    /// Whether a record of `table` written under `capture` (the record's own
+    /// value capture type) carries whole rows: a `NEW_ROW` type, and every
+    /// column of the table tracked. A table the definition does not know
+    /// (created since) counts as whole under `NEW_ROW` types of a stream on
+    /// all tables only.
+    pub fn whole_rows_under(&self, capture: &str, table: &str) -> bool {
+        capture.starts_with("NEW_ROW")
+            && self
+                .tables
+                .get(table)
+                .map_or(self.all, TableShape::tracks_all)
+    }
+
+    /// The tables of the stream whose rows it does not carry whole.
     pub fn partial_tables(&self) -> Vec<&str> {
         self.tables
-            .keys()
-            .filter(|t| !self.whole_rows(t))
-            .map(String::as_str)
+            .iter()
+            .filter(|(name, shape)| shape.in_stream && !self.whole_rows(name))
+            .map(|(name, _)| name.as_str())
             .collect()
     }
 
@@ -119,6 +140,7 @@ impl StreamShape {
                     columns: Vec::new(),
                     keys: Vec::new(),
                     tracked: None,
+                    in_stream: all,
                 })
                 .columns
                 .push(column);
@@ -170,16 +192,17 @@ impl StreamShape {
                     columns.insert(column);
                 }
             }
-            tables.retain(|table, _| tracked.contains_key(table));
             for (table, columns) in tracked {
                 if let Some(shape) = tables.get_mut(&table) {
                     shape.tracked = columns;
+                    shape.in_stream = true;
                 }
             }
         }
         Ok(Self {
             stream: stream.to_owned(),
             capture: capture.to_owned(),
+            all,
             tables,
         })
     }
@@ -206,12 +229,14 @@ mod tests {
         StreamShape {
             stream: "S".into(),
             capture: "NEW_ROW".into(),
+            all: false,
             tables: BTreeMap::from([(
                 "Users".to_owned(),
                 TableShape {
                     columns: vec!["UserId".into(), "Name".into(), "Balance".into()],
                     keys: vec!["UserId".into()],
                     tracked: tracked.map(|t| t.iter().map(|c| c.to_string()).collect()),
+                    in_stream: true,
                 },
             )]),
         }
@@ -230,6 +255,17 @@ mod tests {
             assert!(!shape.whole_rows("Users"), "{capture}");
             assert_eq!(shape.partial_tables(), vec!["Users"]);
         }
+        // A record's own capture type decides; an unknown table is whole
+        // only under a NEW_ROW stream on all tables.
+        assert!(!users(None).whole_rows_under("OLD_AND_NEW_VALUES", "Users"));
+        assert!(!users(None).whole_rows_under("NEW_ROW", "Orders"));
+        assert!(
+            StreamShape {
+                all: true,
+                ..users(None)
+            }
+            .whole_rows_under("NEW_ROW", "Orders")
+        );
         assert_eq!(
             users(Some(&["Name"])).describe("Users"),
             "change stream S (NEW_ROW) tracks Users(Name)"
