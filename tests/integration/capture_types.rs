@@ -146,6 +146,8 @@ async fn streams_without_whole_rows_still_cache_whole_rows() -> anyhow::Result<(
 
 /// With completion off, a plugin that needs whole rows is refused on a
 /// stream that does not carry them, by name; on one that does it starts.
+/// A stream altered to a partial capture type while a host runs is
+/// completed from then on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_row_streams_cache_whole_rows_and_completion_off_is_refused() -> anyhow::Result<()> {
     let bed = TestBed::start(&ddl(&[WHOLE[0], WHOLE[1], KEYS_ONLY])).await?;
@@ -170,5 +172,43 @@ async fn whole_row_streams_cache_whole_rows_and_completion_off_is_refused() -> a
     config.spanner.complete_rows = false;
     RunningService::spawn(Service::connect(&config).await?)
         .shutdown()
-        .await
+        .await?;
+
+    // Altered while a host runs: each record's own capture type tells that
+    // its updates are partial, so they are completed from then on.
+    let mut config = bed.config("NewRow", plugins.path());
+    config.redis.url = format!("{}/4", bed.redis.url());
+    config.redis.audit_stream = None;
+    // A checkpoint table of its own: this host starts now, on Redis 4.
+    config.spanner.checkpoint_table = "AlteredCheckpoints".to_owned();
+    let running = RunningService::spawn(Service::connect(&config).await?);
+    let spanner = bed.spanner_client().await?;
+    let client = redis::Client::open(config.redis.url.clone())?;
+    let redis = client.get_multiplexed_async_connection().await?;
+    commit(&spanner, vec![whole_row(20, 1)]).await?;
+    let arrived = redis_spanner_tests::eventually_get(&redis, "users:20", PATIENCE).await;
+    assert!(arrived.is_some(), "the host follows the stream");
+    bed.update_ddl(&[
+        "ALTER CHANGE STREAM NewRow SET OPTIONS (value_capture_type = 'NEW_VALUES')".to_owned(),
+    ])
+    .await?;
+    commit(&spanner, vec![some_columns(20, 2), some_columns(1, 30)]).await?;
+    let want = check::spanner_users(&spanner).await?;
+    for key in ["users:20", "users:1"] {
+        let whole = redis_spanner_tests::eventually(PATIENCE, || {
+            let redis = redis.clone();
+            let want = want[key].clone();
+            async move {
+                let got = redis_spanner_tests::eventually_get(&redis, key, Duration::from_secs(2))
+                    .await?;
+                (serde_json::from_str::<serde_json::Value>(&got).ok()? == want).then_some(())
+            }
+        })
+        .await;
+        assert!(
+            whole.is_some(),
+            "{key}: a partial update after the ALTER cut the row down"
+        );
+    }
+    running.shutdown().await
 }

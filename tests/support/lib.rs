@@ -83,6 +83,17 @@ impl TestBed {
         Ok(Self { redis, emulator })
     }
 
+    /// Applies `ddl` to the test database (a schema change while a host runs).
+    pub async fn update_ddl(&self, ddl: &[String]) -> anyhow::Result<()> {
+        let spanner = google_cloud_spanner::client::Spanner::builder()
+            .with_endpoint(format!("http://{}", self.emulator.grpc_endpoint()))
+            .build()
+            .await?;
+        let admin = Admin::new(&spanner, PROJECT, Some(&self.emulator.rest_endpoint())).await?;
+        admin.update_ddl(INSTANCE, DATABASE, ddl).await?;
+        Ok(())
+    }
+
     /// The database's resource path.
     pub fn database_path(&self) -> String {
         format!("projects/{PROJECT}/instances/{INSTANCE}/databases/{DATABASE}")

@@ -844,6 +844,44 @@ mod tests {
 
     /// A full Redis under `noeviction` answers an apply with `OOM`: a fault
     /// of Redis, retried, never a refusal of the plugin's change.
+    /// A batch of more effects than one step holds is applied whole, in
+    /// several `rs_apply_many` steps, each effect once.
+    #[tokio::test]
+    async fn a_batch_bigger_than_a_step_is_applied_in_steps() -> anyhow::Result<()> {
+        let server = crate::local::RedisServer::start().await?;
+        let sink = RedisSink::connect(&server.url(), 1000).await?;
+        let count = MAX_EFFECTS_PER_STEP + 3;
+        let effects: Vec<Effect> = (0..count)
+            .map(|i| {
+                Effect::Set(crate::change::Write {
+                    key: format!("steps:{i}"),
+                    value: i.to_string().into_bytes(),
+                    ttl_ms: None,
+                })
+            })
+            .collect();
+        let versions: Vec<String> = (0..count)
+            .map(|i| format!("{:019}:tx:{i:010}", 1_700_000_000_000_000_i64))
+            .collect();
+        let versioned: Vec<Versioned> = effects
+            .iter()
+            .zip(&versions)
+            .map(|(effect, version)| Versioned { version, effect })
+            .collect();
+        let applied = sink.apply(&versioned).await?;
+        assert_eq!(applied.applied, count as u64);
+        let again = sink.apply(&versioned).await?;
+        assert_eq!(
+            again.duplicates, count as u64,
+            "a replay finds its own versions"
+        );
+        let mut conn = sink.connection();
+        let last: String =
+            redis::AsyncCommands::get(&mut conn, format!("steps:{}", count - 1)).await?;
+        assert_eq!(last, (count - 1).to_string());
+        Ok(())
+    }
+
     #[tokio::test]
     async fn a_full_redis_is_a_fault_of_redis_not_of_the_change() -> anyhow::Result<()> {
         let server = crate::local::RedisServer::start().await?;
