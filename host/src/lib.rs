@@ -55,4 +55,5 @@ pub mod sink;
 pub mod source;
 pub mod telemetry;
 pub mod tooling;
+pub mod verify;
 pub mod waiting;

@@ -35,6 +35,24 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check that Redis holds what the plugins make of a strong read of
+    /// Spanner: prints keys checked, coherent, newer, stale, missing per
+    /// plugin and the first differences; exits 1 on any stale or missing
+    /// key. Reads only.
+    Verify {
+        /// The TOML configuration (see config.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this plugin (its name).
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Only this table (default: every table but the host's own).
+        #[arg(long)]
+        table: Option<String>,
+        /// Read at most this many rows of each table (default: all).
+        #[arg(long)]
+        sample: Option<usize>,
+    },
     /// Feed a consistent snapshot of a table to the plugins as `snapshot`
     /// changes (versioned at the snapshot's timestamp, so newer stream data
     /// is never overwritten). Run it while `run` follows the stream.
@@ -221,6 +239,26 @@ async fn dispatch(command: Command, logging: &logging::Logging) -> anyhow::Resul
                 },
         } => audit_cli::verify_command(&config, without_anchor).await,
         Command::DeadLetter { command } => dead_letter_cli::run(command).await,
+        Command::Verify {
+            config,
+            plugin,
+            table,
+            sample,
+        } => {
+            let config = Config::load(&config)?;
+            let options = redis_spanner::verify::VerifyOptions {
+                plugin,
+                table,
+                sample,
+            };
+            let report = redis_spanner::verify::verify(&config, &options).await?;
+            println!("{}", report.render());
+            Ok(if report.is_coherent() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Backfill {
             config,
             table,

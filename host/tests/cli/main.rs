@@ -6,6 +6,7 @@
 //! - [`crash_restart`]: kill -9 mid-stream and restart, then SIGTERM.
 //! - [`keyring`]: the keyring commands.
 //! - [`traces`]: batches exported as OpenTelemetry spans over OTLP.
+//! - [`verify`]: `verify` finds rewritten and deleted keys.
 //! - [`waits`]: start-up waits say what they wait for.
 //! - [`plugin_workflow`]: `plugin new` → `build` → `test` → `check`, per
 //!   language.
@@ -17,4 +18,5 @@ mod keyring;
 mod plugin_workflow;
 mod support;
 mod traces;
+mod verify;
 mod waits;

@@ -1,0 +1,364 @@
+//! `redis-spanner verify`: does Redis hold what the plugins make of what
+//! Spanner holds?
+//!
+//! Rows are read in one strong read-only transaction at timestamp T and
+//! handed to each plugin as `snapshot` changes, as a backfill would: the
+//! plugin's plan says what Redis should hold. Each planned key is then read
+//! from Redis with its version and compared:
+//!
+//! - a key whose stored version is newer than T was written by a later
+//!   change: **newer**, not a difference;
+//! - a `set` whose value equals the plan's: **coherent**; sealed values
+//!   (envelopes) are compared after opening both with the keyring (the
+//!   key, then nothing, as associated data), else counted **sealed** and
+//!   not compared;
+//! - a `set` whose key is absent: **missing**, or **expired** when the plan
+//!   gives it a TTL;
+//! - a `set` with another value, or a `delete` whose key is present:
+//!   **stale**.
+//!
+//! Each batch is planned twice: a plugin whose two plans differ (it reads
+//! the clock or randomness) is reported as **not a function of the row**
+//! and its keys are not compared. Keys Redis holds that no row explains
+//! (extra keys) are not looked for. Only reads: nothing is written to Redis
+//! or Spanner.
+
+use crate::change::{Action, Effect, RowChange, Version};
+use crate::config::Config;
+use crate::runtime::{Plugin, PluginEngine, load_directory};
+use crate::sink::version::{companion_key, encode};
+use crate::source::spanner::connect;
+use crate::source::spanner::snapshot::{SnapshotRows, StrongRead, primary_key, strong_read};
+use google_cloud_spanner::statement::Statement;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// How many differences a report names, per plugin.
+const DIFFERENCES_SHOWN: usize = 5;
+
+/// What to check.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Only this plugin.
+    pub plugin: Option<String>,
+    /// Only this table.
+    pub table: Option<String>,
+    /// Read at most this many rows per table; `None`: every row.
+    pub sample: Option<usize>,
+}
+
+/// One plugin's counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginVerdict {
+    /// Rows read for it.
+    pub rows: u64,
+    /// Keys compared.
+    pub checked: u64,
+    /// Keys that hold what the plan says.
+    pub coherent: u64,
+    /// Keys written by a change newer than the read.
+    pub newer: u64,
+    /// Keys with another value (or present where the plan deletes).
+    pub stale: u64,
+    /// Keys absent where the plan sets them (no TTL).
+    pub missing: u64,
+    /// Keys absent where the plan sets them with a TTL.
+    pub expired: u64,
+    /// Sealed values that could not be opened to compare.
+    pub sealed: u64,
+    /// Batches whose two plans differed (not compared).
+    pub not_deterministic: u64,
+    /// Batches the plugin failed on.
+    pub failed: u64,
+    /// The first differences, described.
+    pub differences: Vec<String>,
+}
+
+impl PluginVerdict {
+    /// Whether anything differs.
+    pub fn is_coherent(&self) -> bool {
+        self.stale == 0 && self.missing == 0 && self.failed == 0
+    }
+
+    fn differ(&mut self, description: String) {
+        if self.differences.len() < DIFFERENCES_SHOWN {
+            self.differences.push(description);
+        }
+    }
+}
+
+/// What `verify` found, by plugin label, and the read timestamp.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    /// The strong read's timestamp (RFC 3339).
+    pub read_timestamp: String,
+    /// Per plugin.
+    pub plugins: BTreeMap<String, PluginVerdict>,
+}
+
+impl VerifyReport {
+    /// Whether every plugin's keys are coherent.
+    pub fn is_coherent(&self) -> bool {
+        self.plugins.values().all(PluginVerdict::is_coherent)
+    }
+
+    /// The report as Markdown-ish text for a terminal.
+    pub fn render(&self) -> String {
+        let mut out = format!("read at {}\n\n", self.read_timestamp);
+        out.push_str("| plugin | rows | checked | coherent | newer | stale | missing | expired | sealed | not deterministic | failed |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for (plugin, v) in &self.plugins {
+            out.push_str(&format!(
+                "| {plugin} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                v.rows,
+                v.checked,
+                v.coherent,
+                v.newer,
+                v.stale,
+                v.missing,
+                v.expired,
+                v.sealed,
+                v.not_deterministic,
+                v.failed
+            ));
+        }
+        for (plugin, v) in &self.plugins {
+            for difference in &v.differences {
+                out.push_str(&format!("\n{plugin}: {difference}"));
+            }
+        }
+        out
+    }
+}
+
+/// Checks Redis against Spanner through the plugins of `config`.
+pub async fn verify(config: &Config, options: &VerifyOptions) -> anyhow::Result<VerifyReport> {
+    let (_, client) = connect(config.emulator_host().as_deref(), &config.database_path()).await?;
+    let engine = PluginEngine::new()?;
+    let load = crate::service::load_options(config)?;
+    let mut plugins = load_directory(
+        &engine,
+        &config.plugins.dir,
+        &load,
+        &config.plugins.required,
+    )
+    .await?;
+    if let Some(name) = &options.plugin {
+        plugins.retain(|plugin| plugin.name() == name);
+        anyhow::ensure!(
+            !plugins.is_empty(),
+            "no plugin named {name:?} in {}",
+            config.plugins.dir.display()
+        );
+    }
+    let mut conn = crate::sink::redis::open_configured(&config.redis).await?;
+    let keyring = load.keyring.clone();
+    let StrongRead {
+        tx,
+        read_timestamp,
+        version_micros,
+    } = strong_read(&client, "the verify read").await?;
+    let read_version = encode(&Version::read_at(version_micros));
+    let mut report = VerifyReport {
+        read_timestamp,
+        plugins: BTreeMap::new(),
+    };
+    for table in tables(&client, config, options).await? {
+        let wanting: Vec<&Arc<Plugin>> = plugins
+            .iter()
+            .filter(|p| p.manifest().wants(&table))
+            .collect();
+        if wanting.is_empty() {
+            continue;
+        }
+        let keys = primary_key(&client, &table).await?;
+        let limit = options
+            .sample
+            .map_or_else(String::new, |n| format!(" LIMIT {n}"));
+        let mut rows = tx
+            .execute_query(Statement::builder(format!("SELECT * FROM {table}{limit}")).build())
+            .await?;
+        let mut snapshot = SnapshotRows::new(&table, &keys, version_micros);
+        let mut batch = Vec::with_capacity(config.plugins.batch_max);
+        loop {
+            let row = rows.next().await.transpose()?;
+            if let Some(row) = &row {
+                batch.push(snapshot.change(rows.metadata(), row)?);
+            }
+            if batch.len() == config.plugins.batch_max || (row.is_none() && !batch.is_empty()) {
+                for plugin in &wanting {
+                    let verdict = report.plugins.entry(plugin.label()).or_default();
+                    verdict.rows += batch.len() as u64;
+                    let check = BatchCheck {
+                        plugin,
+                        batch: &batch,
+                        read_version: &read_version,
+                        keyring: keyring.as_deref(),
+                    };
+                    check.run(&mut conn, verdict).await?;
+                }
+                batch.clear();
+            }
+            if row.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The tables to read: `--table`, or every table of the database but the
+/// host's own.
+async fn tables(
+    client: &google_cloud_spanner::client::DatabaseClient,
+    config: &Config,
+    options: &VerifyOptions,
+) -> anyhow::Result<Vec<String>> {
+    if let Some(table) = &options.table {
+        anyhow::ensure!(
+            crate::config::is_identifier(table),
+            "--table {table:?} is not a valid table name"
+        );
+        return Ok(vec![table.clone()]);
+    }
+    let statement = Statement::builder(
+        "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = '' ORDER BY TABLE_NAME",
+    )
+    .build();
+    let host_tables = [
+        &config.spanner.checkpoint_table,
+        &config.spanner.audit_anchor_table,
+    ];
+    let mut names = Vec::new();
+    for row in crate::source::spanner::connect::query_rows(client, statement).await? {
+        let name: String = row.get(0)?;
+        if !host_tables.contains(&&name) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// One batch of rows checked for one plugin.
+struct BatchCheck<'a> {
+    plugin: &'a Plugin,
+    batch: &'a [RowChange],
+    read_version: &'a str,
+    keyring: Option<&'a crate::crypto::KeyringHandle>,
+}
+
+impl BatchCheck<'_> {
+    async fn run(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        verdict: &mut PluginVerdict,
+    ) -> anyhow::Result<()> {
+        let (first, second) = (self.plan().await, self.plan().await);
+        let actions = match (first, second) {
+            (Ok(first), Ok(second)) if first == second => first,
+            (Ok(_), Ok(_)) => {
+                verdict.not_deterministic += 1;
+                return Ok(());
+            }
+            (Err(err), _) | (_, Err(err)) => {
+                verdict.failed += 1;
+                verdict.differ(format!("the plugin failed on a batch: {err}"));
+                return Ok(());
+            }
+        };
+        for action in &actions {
+            self.check(conn, &action.effect, verdict).await?;
+        }
+        Ok(())
+    }
+
+    async fn plan(&self) -> Result<Vec<Action>, String> {
+        self.plugin
+            .on_changes(self.batch)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn check(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        effect: &Effect,
+        verdict: &mut PluginVerdict,
+    ) -> anyhow::Result<()> {
+        let (key, want) = match effect {
+            Effect::Set(write) => (&write.key, Some((&write.value, write.ttl_ms))),
+            Effect::Delete(key) => (key, None),
+            Effect::Expire(_) => return Ok(()),
+        };
+        let Ok(version_key) = companion_key(key) else {
+            return Ok(());
+        };
+        let (value, version): (Option<Vec<u8>>, Option<String>) = redis::pipe()
+            .get(key)
+            .get(&version_key)
+            .query_async(conn)
+            .await?;
+        verdict.checked += 1;
+        if version.as_deref().is_some_and(|v| v > self.read_version) {
+            verdict.newer += 1;
+            return Ok(());
+        }
+        match (want, value) {
+            (None, None) => verdict.coherent += 1,
+            (None, Some(_)) => {
+                verdict.stale += 1;
+                verdict.differ(format!("{key:?} is present; its row is gone"));
+            }
+            (Some((_, Some(_))), None) => verdict.expired += 1,
+            (Some(_), None) => {
+                verdict.missing += 1;
+                verdict.differ(format!("{key:?} is missing"));
+            }
+            (Some((want, _)), Some(got)) => match self.same(key, want, &got) {
+                Some(true) => verdict.coherent += 1,
+                Some(false) => {
+                    verdict.stale += 1;
+                    verdict.differ(format!(
+                        "{key:?} holds {:?}, the row gives {:?}",
+                        shorten(&got),
+                        shorten(want)
+                    ));
+                }
+                None => verdict.sealed += 1,
+            },
+        }
+        Ok(())
+    }
+
+    /// Whether two values are the same; sealed ones compared as plaintexts
+    /// (`None` when they cannot be opened).
+    fn same(&self, key: &str, want: &[u8], got: &[u8]) -> Option<bool> {
+        use redis_spanner_envelope::{is_envelope, open};
+        if !is_envelope(want) && !is_envelope(got) {
+            return Some(want == got);
+        }
+        let keyring = self.keyring?.current();
+        for aad in [key.as_bytes(), b""] {
+            let opened = |value: &[u8]| {
+                if is_envelope(value) {
+                    open(&keyring, value, aad).ok()
+                } else {
+                    Some(value.to_vec())
+                }
+            };
+            if let (Some(want), Some(got)) = (opened(want), opened(got)) {
+                return Some(want == got);
+            }
+        }
+        None
+    }
+}
+
+/// A value for a message: its first 80 characters.
+fn shorten(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.into_owned(),
+    }
+}
