@@ -50,8 +50,12 @@ enum Command {
         #[arg(long)]
         table: Option<String>,
         /// Read at most this many rows of each table (default: all).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all")]
         sample: Option<usize>,
+        /// Also scan each plugin's granted key prefixes for keys no row
+        /// explains (extra keys).
+        #[arg(long)]
+        all: bool,
     },
     /// Feed a consistent snapshot of a table to the plugins as `snapshot`
     /// changes (versioned at the snapshot's timestamp, so newer stream data
@@ -244,12 +248,14 @@ async fn dispatch(command: Command, logging: &logging::Logging) -> anyhow::Resul
             plugin,
             table,
             sample,
+            all,
         } => {
             let config = Config::load(&config)?;
             let options = redis_spanner::verify::VerifyOptions {
                 plugin,
                 table,
                 sample,
+                all,
             };
             let report = redis_spanner::verify::verify(&config, &options).await?;
             println!("{}", report.render());

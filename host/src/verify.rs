@@ -19,18 +19,19 @@
 //!
 //! Each batch is planned twice: a plugin whose two plans differ (it reads
 //! the clock or randomness) is reported as **not a function of the row**
-//! and its keys are not compared. Keys Redis holds that no row explains
-//! (extra keys) are not looked for. Only reads: nothing is written to Redis
-//! or Spanner.
+//! and its keys are not compared. With `all` (every row of every table the
+//! plugin wants read), the keys under the plugin's granted prefixes are
+//! scanned too: one that no row's plan names, and that no change after T
+//! wrote, is **extra**. Only reads: nothing is written to Redis or Spanner.
 
 use crate::change::{Action, Effect, RowChange, Version};
 use crate::config::Config;
 use crate::runtime::{Plugin, PluginEngine, load_directory};
-use crate::sink::version::{companion_key, encode};
+use crate::sink::version::{companion_key, encode, is_version_key};
 use crate::source::spanner::connect;
 use crate::source::spanner::snapshot::{SnapshotRows, StrongRead, primary_key, strong_read};
 use google_cloud_spanner::statement::Statement;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// How many differences a report names, per plugin.
@@ -45,6 +46,10 @@ pub struct VerifyOptions {
     pub table: Option<String>,
     /// Read at most this many rows per table; `None`: every row.
     pub sample: Option<usize>,
+    /// Also scan each plugin's granted prefixes for keys no row explains
+    /// (needs every row: no `sample`, and `table` only if the plugin wants
+    /// no other table).
+    pub all: bool,
 }
 
 /// One plugin's counts.
@@ -66,6 +71,8 @@ pub struct PluginVerdict {
     pub expired: u64,
     /// Sealed values that could not be opened to compare.
     pub sealed: u64,
+    /// Keys under the plugin's prefixes that no row explains.
+    pub extra: u64,
     /// Batches whose two plans differed (not compared).
     pub not_deterministic: u64,
     /// Batches the plugin failed on.
@@ -77,7 +84,7 @@ pub struct PluginVerdict {
 impl PluginVerdict {
     /// Whether anything differs.
     pub fn is_coherent(&self) -> bool {
-        self.stale == 0 && self.missing == 0 && self.failed == 0
+        self.stale == 0 && self.missing == 0 && self.extra == 0 && self.failed == 0
     }
 
     fn differ(&mut self, description: String) {
@@ -105,11 +112,11 @@ impl VerifyReport {
     /// The report as Markdown-ish text for a terminal.
     pub fn render(&self) -> String {
         let mut out = format!("read at {}\n\n", self.read_timestamp);
-        out.push_str("| plugin | rows | checked | coherent | newer | stale | missing | expired | sealed | not deterministic | failed |\n");
-        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| plugin | rows | checked | coherent | newer | stale | missing | expired | sealed | extra | not deterministic | failed |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (plugin, v) in &self.plugins {
             out.push_str(&format!(
-                "| {plugin} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {plugin} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 v.rows,
                 v.checked,
                 v.coherent,
@@ -118,6 +125,7 @@ impl VerifyReport {
                 v.missing,
                 v.expired,
                 v.sealed,
+                v.extra,
                 v.not_deterministic,
                 v.failed
             ));
@@ -163,6 +171,8 @@ pub async fn verify(config: &Config, options: &VerifyOptions) -> anyhow::Result<
         read_timestamp,
         plugins: BTreeMap::new(),
     };
+    // Every key each plugin's plans name, for the scan for extra keys.
+    let mut planned: BTreeMap<String, HashSet<String>> = BTreeMap::new();
     for table in tables(&client, config, options).await? {
         let wanting: Vec<&Arc<Plugin>> = plugins
             .iter()
@@ -195,7 +205,8 @@ pub async fn verify(config: &Config, options: &VerifyOptions) -> anyhow::Result<
                         read_version: &read_version,
                         keyring: keyring.as_deref(),
                     };
-                    check.run(&mut conn, verdict).await?;
+                    let planned = planned.entry(plugin.label()).or_default();
+                    check.run(&mut conn, verdict, planned).await?;
                 }
                 batch.clear();
             }
@@ -204,7 +215,74 @@ pub async fn verify(config: &Config, options: &VerifyOptions) -> anyhow::Result<
             }
         }
     }
+    if options.all {
+        anyhow::ensure!(
+            options.sample.is_none(),
+            "--all reads every row; it does not go with --sample"
+        );
+        for plugin in &plugins {
+            if options
+                .table
+                .as_ref()
+                .is_some_and(|table| plugin.manifest().tables != [table.clone()])
+            {
+                continue;
+            }
+            let Some(grant) = config.grants.get(plugin.name()) else {
+                continue;
+            };
+            let verdict = report.plugins.entry(plugin.label()).or_default();
+            let planned = planned.remove(&plugin.label()).unwrap_or_default();
+            for prefix in &grant.key_prefixes {
+                scan_for_extra(&mut conn, prefix, &planned, &read_version, verdict).await?;
+            }
+        }
+    }
     Ok(report)
+}
+
+/// Counts the keys under `prefix` that no plan named and no change after
+/// the read wrote as extra.
+async fn scan_for_extra(
+    conn: &mut redis::aio::ConnectionManager,
+    prefix: &str,
+    planned: &HashSet<String>,
+    read_version: &str,
+    verdict: &mut PluginVerdict,
+) -> anyhow::Result<()> {
+    let pattern = format!("{}*", crate::sink::acl::escape_glob(prefix));
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        for key in keys {
+            if is_version_key(&key) || planned.contains(&key) {
+                continue;
+            }
+            let Ok(version_key) = companion_key(&key) else {
+                continue;
+            };
+            let version: Option<String> = redis::cmd("GET")
+                .arg(&version_key)
+                .query_async(conn)
+                .await?;
+            if version.as_deref().is_some_and(|v| v > read_version) {
+                continue;
+            }
+            verdict.extra += 1;
+            verdict.differ(format!("{key:?} is in Redis; no row gives it"));
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
 }
 
 /// The tables to read: `--table`, or every table of the database but the
@@ -252,6 +330,7 @@ impl BatchCheck<'_> {
         &self,
         conn: &mut redis::aio::ConnectionManager,
         verdict: &mut PluginVerdict,
+        planned: &mut HashSet<String>,
     ) -> anyhow::Result<()> {
         let (first, second) = (self.plan().await, self.plan().await);
         let actions = match (first, second) {
@@ -267,6 +346,7 @@ impl BatchCheck<'_> {
             }
         };
         for action in &actions {
+            planned.insert(crate::policy::effect_key(&action.effect).to_owned());
             self.check(conn, &action.effect, verdict).await?;
         }
         Ok(())

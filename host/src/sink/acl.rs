@@ -84,7 +84,7 @@ pub fn acl_rules(grant: &Grant, password: &str, database: i64) -> Vec<String> {
 }
 
 /// Escapes Redis glob characters in a literal prefix.
-fn escape_glob(prefix: &str) -> String {
+pub fn escape_glob(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len());
     for c in prefix.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\' | '{' | '}') {

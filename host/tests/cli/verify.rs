@@ -1,6 +1,6 @@
 //! `redis-spanner verify` compares Redis with a strong read of Spanner
 //! through the plugins: coherent after the service applied the rows, and a
-//! rewritten or deleted key is named, with exit code 1.
+//! rewritten, a deleted and an extra key are named, with exit code 1.
 
 use crate::support::{binary, service_config};
 use redis::AsyncCommands as _;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 fn verify(config: &std::path::Path) -> (bool, String) {
     let output = binary()
-        .args(["verify", "--config"])
+        .args(["verify", "--all", "--config"])
         .arg(config)
         .output()
         .expect("run verify");
@@ -69,8 +69,13 @@ async fn verify_finds_rewritten_and_deleted_keys() {
 
     let () = redis.set("users:101", "{\"forged\":true}").await.unwrap();
     let () = redis.del("users:102").await.unwrap();
+    let () = redis.set("users:999", "{\"UserId\":999}").await.unwrap();
     let (ok, text) = verify(&config);
     assert!(!ok, "verify passed a forged and a deleted key: {text}");
     assert!(text.contains("\"users:101\" holds"), "{text}");
     assert!(text.contains("\"users:102\" is missing"), "{text}");
+    assert!(
+        text.contains("\"users:999\" is in Redis; no row gives it"),
+        "{text}"
+    );
 }
