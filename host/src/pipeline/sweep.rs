@@ -40,7 +40,7 @@ impl Pipeline {
         let mut admin = self.sinks.admin().connection();
         let mut leftovers = Vec::new();
         for prefix in &grant.key_prefixes {
-            let pattern = format!("{}*", glob_escape(prefix));
+            let pattern = format!("{}*", crate::sink::acl::escape_glob(prefix));
             let mut cursor = 0u64;
             loop {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -120,33 +120,10 @@ impl Pipeline {
     }
 }
 
-/// `text` with the characters `SCAN MATCH` treats as a pattern escaped.
-fn glob_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
 fn sink_error(command: &'static str, key: &str, err: redis::RedisError) -> PipelineError {
     PipelineError::Sink(crate::sink::SinkError::Rejected {
         command,
         key: key.to_owned(),
         message: err.to_string(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_escape;
-
-    #[test]
-    fn prefixes_match_themselves_only() {
-        assert_eq!(glob_escape("users:"), "users:");
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-    }
 }

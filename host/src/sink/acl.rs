@@ -272,6 +272,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn prefixes_match_themselves_only() {
+        assert_eq!(escape_glob("users:"), "users:");
+        assert_eq!(escape_glob("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
     fn rules_cover_keys_and_version_keys_only() {
         let rules = acl_rules(&Grant::prefixes(&["users:", "a*b"]), "pw", 0);
         assert_eq!(rules[0], "reset");
