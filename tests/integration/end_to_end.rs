@@ -153,6 +153,14 @@ async fn demo_check_is_coherent_across_partition_churn() -> anyhow::Result<()> {
         outcome.lag.is_some(),
         "changes reached Redis through the pipeline"
     );
+    let verified = &outcome.verify.plugins;
+    assert!(
+        verified
+            .values()
+            .any(|v| v.checked > 0 && v.coherent + v.newer == v.checked),
+        "verify checked the cached rows: {}",
+        outcome.summary()
+    );
     // The bare reader follows the partitions across churn. (It has no
     // re-read, so the emulator's rare live-query misses may cost it a few.)
     let floor = outcome.floor.expect("the bare reader saw the changes");

@@ -79,6 +79,8 @@ pub struct CheckOutcome {
     pub floor: Option<LagSummary>,
     /// The warm-on-miss round.
     pub refresh: refresh::RefreshReport,
+    /// `redis-spanner verify --all` after the rounds.
+    pub verify: crate::verify::VerifyReport,
 }
 
 impl CheckOutcome {
@@ -89,16 +91,18 @@ impl CheckOutcome {
             && self.mismatches == 0
             && self.accounting.unaccounted.is_empty()
             && self.refresh.all_answered()
+            && self.verify.is_coherent()
     }
 
     /// The check's last lines.
     pub fn summary(&self) -> String {
         format!(
-            "{}\n{}\n{}\ndemo check {}: {} changes, {} accounted for, {} mismatches, {} \
+            "{}\n{}\n{}\n{}\ndemo check {}: {} changes, {} accounted for, {} mismatches, {} \
              unanswered misses",
             floor::lag_line(self.lag, self.floor),
             self.refresh.summary(),
             self.accounting.summary(),
+            self.verify.render().trim_end(),
             if self.passed() { "passed" } else { "FAILED" },
             self.changes,
             self.accounting.accounted,
@@ -161,8 +165,8 @@ pub async fn run(
     outcome.map(Some)
 }
 
-/// The `--check` workload on `round`, then the accounting, the comparison
-/// and the refresh round.
+/// The `--check` workload on `round`, then the accounting, the comparison,
+/// the refresh round and `verify --all`.
 async fn check_round(round: &Round, changes: usize) -> anyhow::Result<CheckOutcome> {
     let (config, metrics, writer) = (&round.config, &round.metrics, &round.writer);
     let ledger = workload::run(writer, Some(changes), CancellationToken::new()).await?;
@@ -207,8 +211,18 @@ async fn check_round(round: &Round, changes: usize) -> anyhow::Result<CheckOutco
             .with_label_values(&["reread_found_missed_changes"])
             .get()
     );
+    // The same comparison as `redis-spanner verify --all`, through the plugins.
+    let verify = crate::verify::verify(
+        config,
+        &crate::verify::VerifyOptions {
+            all: true,
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok(CheckOutcome {
         refresh,
+        verify,
         changes: ledger.len(),
         accounting,
         mismatches,
