@@ -19,7 +19,7 @@
 //! warning and `rows_completed_total{how="not_completed"}`.
 
 use super::snapshot::{ColumnDecoder, column_decoders, snapshot_change};
-use super::stream_shape::StreamShape;
+use super::stream_shape::{StreamShape, new_row_capture};
 use crate::change::{ChangeKind, Column, RowChange, Value};
 use crate::metrics::Metrics;
 use google_cloud_spanner::client::DatabaseClient;
@@ -92,32 +92,30 @@ impl RowCompleter {
         Ok(())
     }
 
-    /// Whether `change`, from a record written under `capture` (empty: the
-    /// stream's), lacks columns of its row.
-    fn is_partial(shape: &StreamShape, change: &RowChange, capture: &str) -> bool {
-        let capture = if capture.is_empty() {
-            shape.capture.as_str()
-        } else {
-            capture
-        };
+    /// Whether `change` lacks columns of its row: its record was written
+    /// under a capture type that is `new_row` or not (`None`: the record
+    /// does not say; the stream's type decides).
+    fn is_partial(shape: &StreamShape, change: &RowChange, new_row: Option<bool>) -> bool {
+        let new_row = new_row.unwrap_or_else(|| new_row_capture(&shape.capture) == Some(true));
         matches!(change.kind, ChangeKind::Insert | ChangeKind::Update)
-            && !shape.whole_rows_under(capture, &change.table)
+            && !shape.whole_rows_under(new_row, &change.table)
     }
 
     /// Gives every insert and update of `changes` that lacks columns of its
-    /// row (by the capture type of its record, `captures[i]`, and the
-    /// columns the stream tracks) the whole row as of its commit. Fails
-    /// (the partition reads again) only when Spanner cannot be read at all.
+    /// row (by whether its record's capture type records new rows,
+    /// `new_rows[i]`, and the columns the stream tracks) the whole row as of
+    /// its commit. Fails (the partition reads again) only when Spanner
+    /// cannot be read at all.
     pub async fn complete(
         &self,
         changes: &mut [RowChange],
-        captures: &[String],
+        new_rows: &[Option<bool>],
     ) -> Result<(), String> {
         let partial = |shape: &StreamShape, changes: &[RowChange]| -> Vec<usize> {
             (0..changes.len())
                 .filter(|&i| {
-                    let capture = captures.get(i).map_or("", String::as_str);
-                    Self::is_partial(shape, &changes[i], capture)
+                    let new_row = new_rows.get(i).copied().flatten();
+                    Self::is_partial(shape, &changes[i], new_row)
                 })
                 .collect()
         };

@@ -19,6 +19,7 @@ use super::completion::RowCompleter;
 use super::partitions::{PartitionSet, Ready};
 use super::query::{PartitionQuery, read_partition};
 use super::record::{ChildPartitions, Record};
+use super::stream_shape::new_row_capture;
 use super::watermarks::Watermarks;
 use crate::change::{RowChange, Value};
 use crate::flow::{Intake, Receipt, Work};
@@ -477,7 +478,7 @@ impl ChangeStreamReader {
         let client = self.client.clone();
         let reading = tokio::spawn(async move { read_partition(&client, &query, sender).await });
         let mut missed = Vec::new();
-        let mut captures = Vec::new();
+        let mut new_rows = Vec::new();
         let mut reread = 0usize;
         while let Some(record) = receiver.recv().await {
             if let Record::Data(data) = record {
@@ -488,7 +489,7 @@ impl ChangeStreamReader {
                     reread += 1;
                     if !seen.contains(&fingerprint(&change)) {
                         missed.push(change);
-                        captures.push(data.value_capture_type.clone());
+                        new_rows.push(new_row_capture(&data.value_capture_type));
                     }
                 }
             }
@@ -506,7 +507,7 @@ impl ChangeStreamReader {
             return Err("shutdown".to_owned());
         }
         if let Some(completer) = &self.completer {
-            completer.complete(&mut missed, &captures).await?;
+            completer.complete(&mut missed, &new_rows).await?;
         }
         for change in &missed {
             self.metrics
@@ -621,8 +622,8 @@ impl ChangeStreamReader {
         shutdown: &CancellationToken,
     ) -> Result<(), String> {
         let mut changes: Vec<RowChange> = Vec::new();
-        // The value capture type of each change's record.
-        let mut captures: Vec<String> = Vec::new();
+        // Whether each change's record was written under a NEW_ROW type.
+        let mut new_rows: Vec<Option<bool>> = Vec::new();
         let mut newest = None;
         let mut announced = Vec::new();
         let (mut first_commit, mut last_commit): (Option<String>, Option<String>) = (None, None);
@@ -648,9 +649,8 @@ impl ChangeStreamReader {
                 Record::Data(data) => {
                     let mut decoded = data.row_changes().map_err(|e| e.to_string())?;
                     decoded.retain(|change| !self.host_tables.contains(&change.table));
-                    captures.extend(
-                        std::iter::repeat_n(&data.value_capture_type, decoded.len()).cloned(),
-                    );
+                    let new_row = new_row_capture(&data.value_capture_type);
+                    new_rows.extend(std::iter::repeat_n(new_row, decoded.len()));
                     for change in &decoded {
                         tracing::trace!(partition = %partition, table = %change.table, keys = ?change.keys, commit_micros = change.commit_micros, "row change");
                     }
@@ -676,7 +676,7 @@ impl ChangeStreamReader {
         if let Some(completer) = &self.completer {
             let completing = tracing::info_span!(parent: &batch, "rows.complete");
             completer
-                .complete(&mut changes, &captures)
+                .complete(&mut changes, &new_rows)
                 .instrument(completing)
                 .await?;
         }

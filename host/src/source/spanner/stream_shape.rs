@@ -60,16 +60,16 @@ impl StreamShape {
     /// Whether inserts and updates of `table` carry the whole row under the
     /// stream's capture type.
     pub fn whole_rows(&self, table: &str) -> bool {
-        self.whole_rows_under(&self.capture, table)
+        self.whole_rows_under(is_new_row(&self.capture), table)
     }
 
-    /// Whether a record of `table` written under `capture` (the record's own
-    /// value capture type) carries whole rows: a `NEW_ROW` type, and every
-    /// column of the table tracked. A table the definition does not know
-    /// (created since) counts as whole under `NEW_ROW` types of a stream on
-    /// all tables only.
-    pub fn whole_rows_under(&self, capture: &str, table: &str) -> bool {
-        capture.starts_with("NEW_ROW")
+    /// Whether a record of `table` written under a `NEW_ROW` capture type
+    /// (`new_row`, as the record's own capture type says) carries whole
+    /// rows: only when every column of the table is tracked. A table the
+    /// definition does not know (created since) counts as whole only on a
+    /// stream on all tables.
+    pub fn whole_rows_under(&self, new_row: bool, table: &str) -> bool {
+        new_row
             && self
                 .tables
                 .get(table)
@@ -208,6 +208,17 @@ impl StreamShape {
     }
 }
 
+/// Whether a value capture type records whole rows (`NEW_ROW`,
+/// `NEW_ROW_AND_OLD_VALUES`); `None` for an empty one (a record that does
+/// not say).
+pub fn new_row_capture(capture: &str) -> Option<bool> {
+    (!capture.is_empty()).then(|| is_new_row(capture))
+}
+
+fn is_new_row(capture: &str) -> bool {
+    capture.starts_with("NEW_ROW")
+}
+
 /// The first column of the first row of `sql` with parameter `s` = `param`.
 async fn single_value<T: google_cloud_spanner::value::FromValue>(
     client: &DatabaseClient,
@@ -257,15 +268,18 @@ mod tests {
         }
         // A record's own capture type decides; an unknown table is whole
         // only under a NEW_ROW stream on all tables.
-        assert!(!users(None).whole_rows_under("OLD_AND_NEW_VALUES", "Users"));
-        assert!(!users(None).whole_rows_under("NEW_ROW", "Orders"));
+        assert!(!users(None).whole_rows_under(false, "Users"));
+        assert!(!users(None).whole_rows_under(true, "Orders"));
         assert!(
             StreamShape {
                 all: true,
                 ..users(None)
             }
-            .whole_rows_under("NEW_ROW", "Orders")
+            .whole_rows_under(true, "Orders")
         );
+        assert_eq!(new_row_capture("NEW_ROW_AND_OLD_VALUES"), Some(true));
+        assert_eq!(new_row_capture("NEW_VALUES"), Some(false));
+        assert_eq!(new_row_capture(""), None);
         assert_eq!(
             users(Some(&["Name"])).describe("Users"),
             "change stream S (NEW_ROW) tracks Users(Name)"
