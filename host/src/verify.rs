@@ -27,6 +27,7 @@
 use crate::change::{Action, Effect, RowChange, Version};
 use crate::config::Config;
 use crate::runtime::{Plugin, PluginEngine, load_directory};
+use crate::sink::scan::keys_under;
 use crate::sink::version::{companion_key, encode, is_version_key};
 use crate::source::spanner::connect;
 use crate::source::spanner::snapshot::{SnapshotRows, StrongRead, primary_key, strong_read};
@@ -258,33 +259,28 @@ async fn scan_for_extra(
     read_version: &str,
     verdict: &mut PluginVerdict,
 ) -> anyhow::Result<()> {
-    let pattern = format!("{}*", crate::sink::acl::escape_glob(prefix));
     let mut cursor: u64 = 0;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        for key in keys {
-            if is_version_key(&key) || planned.contains(&key) {
-                continue;
+        let (next, keys) = keys_under(conn, prefix, cursor).await?;
+        let candidates: Vec<(String, String)> = keys
+            .into_iter()
+            .filter(|key| !is_version_key(key) && !planned.contains(key))
+            .filter_map(|key| companion_key(&key).ok().map(|version| (key, version)))
+            .collect();
+        if !candidates.is_empty() {
+            let mut reads = redis::pipe();
+            for (_, version_key) in &candidates {
+                reads.get(version_key);
             }
-            let Ok(version_key) = companion_key(&key) else {
-                continue;
-            };
-            let version: Option<String> = redis::cmd("GET")
-                .arg(&version_key)
-                .query_async(conn)
-                .await?;
-            if version.as_deref().is_some_and(|v| v > read_version) {
-                continue;
+            let versions: Vec<Option<String>> = reads.query_async(conn).await?;
+            for ((key, _), version) in candidates.iter().zip(versions) {
+                // Written after the read: a row newer than it gives it.
+                if version.as_deref().is_some_and(|v| v > read_version) {
+                    continue;
+                }
+                verdict.extra += 1;
+                verdict.differ(format!("{key:?} is in Redis; no row gives it"));
             }
-            verdict.extra += 1;
-            verdict.differ(format!("{key:?} is in Redis; no row gives it"));
         }
         if next == 0 {
             return Ok(());
@@ -325,6 +321,9 @@ async fn tables(
     Ok(names)
 }
 
+/// What a plan asks of a key: a value and its TTL, or `None` (deleted).
+type Planned<'a> = Option<(&'a Vec<u8>, Option<u64>)>;
+
 /// One batch of rows checked for one plugin.
 struct BatchCheck<'a> {
     plugin: &'a Plugin,
@@ -353,9 +352,37 @@ impl BatchCheck<'_> {
                 return Ok(());
             }
         };
-        for action in &actions {
-            planned.insert(crate::policy::effect_key(&action.effect).to_owned());
-            self.check(conn, &action.effect, verdict).await?;
+        // The compared keys and their versions, read in one round trip.
+        let compared: Vec<(&str, Planned, String)> = actions
+            .iter()
+            .filter_map(|action| {
+                planned.insert(crate::policy::effect_key(&action.effect).to_owned());
+                let (key, want) = match &action.effect {
+                    Effect::Set(write) => (&write.key, Some((&write.value, write.ttl_ms))),
+                    Effect::Delete(key) => (key, None),
+                    Effect::Expire(_) => return None,
+                };
+                let version_key = companion_key(key).ok()?;
+                Some((key.as_str(), want, version_key))
+            })
+            .collect();
+        if compared.is_empty() {
+            return Ok(());
+        }
+        let mut reads = redis::pipe();
+        for (key, _, version_key) in &compared {
+            reads.get(*key).get(version_key);
+        }
+        let replies: Vec<Option<Vec<u8>>> = reads.query_async(conn).await?;
+        for ((key, want, _), stored) in compared.iter().zip(replies.chunks(2)) {
+            let version = stored[1].as_deref().map(String::from_utf8_lossy);
+            self.check(
+                key,
+                *want,
+                stored[0].as_deref(),
+                version.as_deref(),
+                verdict,
+            );
         }
         Ok(())
     }
@@ -367,29 +394,20 @@ impl BatchCheck<'_> {
             .map_err(|e| e.to_string())
     }
 
-    async fn check(
+    /// Counts one key: the plan's value (`None`: deleted) against what
+    /// Redis holds and its stored version.
+    fn check(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
-        effect: &Effect,
+        key: &str,
+        want: Planned,
+        value: Option<&[u8]>,
+        version: Option<&str>,
         verdict: &mut PluginVerdict,
-    ) -> anyhow::Result<()> {
-        let (key, want) = match effect {
-            Effect::Set(write) => (&write.key, Some((&write.value, write.ttl_ms))),
-            Effect::Delete(key) => (key, None),
-            Effect::Expire(_) => return Ok(()),
-        };
-        let Ok(version_key) = companion_key(key) else {
-            return Ok(());
-        };
-        let (value, version): (Option<Vec<u8>>, Option<String>) = redis::pipe()
-            .get(key)
-            .get(&version_key)
-            .query_async(conn)
-            .await?;
+    ) {
         verdict.checked += 1;
-        if version.as_deref().is_some_and(|v| v > self.read_version) {
+        if version.is_some_and(|v| v > self.read_version) {
             verdict.newer += 1;
-            return Ok(());
+            return;
         }
         match (want, value) {
             (None, None) => verdict.coherent += 1,
@@ -402,20 +420,19 @@ impl BatchCheck<'_> {
                 verdict.missing += 1;
                 verdict.differ(format!("{key:?} is missing"));
             }
-            (Some((want, _)), Some(got)) => match self.same(key, want, &got) {
+            (Some((want, _)), Some(got)) => match self.same(key, want, got) {
                 Some(true) => verdict.coherent += 1,
                 Some(false) => {
                     verdict.stale += 1;
                     verdict.differ(format!(
                         "{key:?} holds {:?}, the row gives {:?}",
-                        shorten(&got),
+                        shorten(got),
                         shorten(want)
                     ));
                 }
                 None => verdict.sealed += 1,
             },
         }
-        Ok(())
     }
 
     /// Whether two values are the same; sealed ones compared as plaintexts

@@ -13,12 +13,10 @@ use super::{Pipeline, PipelineError};
 use crate::audit::{AuditRecord, Verdict};
 use crate::change::{Effect, Version};
 use crate::runtime::Plugin;
+use crate::sink::scan::keys_under;
 use crate::sink::version::{self, companion_key, is_version_key};
 use crate::sink::{Outcome, Versioned};
 use std::collections::HashSet;
-
-/// Keys read per `SCAN` call.
-const SCAN_COUNT: usize = 1000;
 
 impl Pipeline {
     /// Deletes, at version `read_micros`, every versioned key under
@@ -40,16 +38,9 @@ impl Pipeline {
         let mut admin = self.sinks.admin().connection();
         let mut leftovers = Vec::new();
         for prefix in &grant.key_prefixes {
-            let pattern = format!("{}*", crate::sink::acl::escape_glob(prefix));
             let mut cursor = 0u64;
             loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(SCAN_COUNT)
-                    .query_async(&mut admin)
+                let (next, keys) = keys_under(&mut admin, prefix, cursor)
                     .await
                     .map_err(|e| sink_error("SCAN", prefix, e))?;
                 let candidates: Vec<(String, String)> = keys

@@ -71,7 +71,7 @@ pub fn acl_rules(grant: &Grant, password: &str, database: i64) -> Vec<String> {
         }
     }
     for prefix in &grant.key_prefixes {
-        let escaped = escape_glob(prefix);
+        let escaped = super::scan::escape_glob(prefix);
         // The key itself, its version key when the key has a hash tag, and
         // `{key}:rs-version` when it has none.
         rules.push(format!("~{escaped}*"));
@@ -81,18 +81,6 @@ pub fn acl_rules(grant: &Grant, password: &str, database: i64) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
     rules.retain(|rule| seen.insert(rule.clone()));
     rules
-}
-
-/// Escapes Redis glob characters in a literal prefix.
-pub fn escape_glob(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len());
-    for c in prefix.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '{' | '}') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The sink each plugin applies through, created on first use.
@@ -270,12 +258,6 @@ impl PluginSinks {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefixes_match_themselves_only() {
-        assert_eq!(escape_glob("users:"), "users:");
-        assert_eq!(escape_glob("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-    }
 
     #[test]
     fn rules_cover_keys_and_version_keys_only() {
