@@ -227,14 +227,23 @@ async fn replaying_an_applied_range_changes_nothing() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Result<()> {
-    let mut bed = TestBed::start(&schema::ddl()).await?;
-    let plugins = plugin_dir(&["users_cache"]);
-    let mut config = bed.config(schema::STREAM, plugins.path());
-    config.plugins.shutdown_timeout_ms = 2_000;
+/// A service following the stream with its first changes applied.
+struct Following {
+    running: RunningService,
+    metrics: std::sync::Arc<redis_spanner::metrics::Metrics>,
+    admin: std::net::SocketAddr,
+    spanner: google_cloud_spanner::client::DatabaseClient,
+    redis: redis::aio::MultiplexedConnection,
+}
+
+/// Starts a service on `bed` with `config` (its checkpoints counted as
+/// stalled after 3 s) and waits until a few changes are applied.
+async fn follow(
+    bed: &TestBed,
+    config: &mut redis_spanner::config::Config,
+) -> anyhow::Result<Following> {
     config.spanner.stall_after_ms = 3_000;
-    let service = Service::connect(&config).await?;
+    let service = Service::connect(config).await?;
     let metrics = service.metrics();
     let admin = service.admin_addr().expect("the admin server is enabled");
     let running = RunningService::spawn(service);
@@ -242,6 +251,28 @@ async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Resu
     let mut redis = bed.redis_connection().await?;
     let before = workload::run(&spanner, Some(5), CancellationToken::new()).await?;
     check::wait_until_accounted(&mut redis, AUDIT, &before, PATIENCE).await?;
+    Ok(Following {
+        running,
+        metrics,
+        admin,
+        spanner,
+        redis,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_nothing_unapplied_is_checkpointed() -> anyhow::Result<()> {
+    let mut bed = TestBed::start(&schema::ddl()).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let mut config = bed.config(schema::STREAM, plugins.path());
+    config.plugins.shutdown_timeout_ms = 2_000;
+    let Following {
+        running,
+        metrics,
+        admin,
+        spanner,
+        mut redis,
+    } = follow(&bed, &mut config).await?;
     assert_eq!(
         http_get(admin, "/readyz").await?.0,
         200,
@@ -363,15 +394,13 @@ async fn a_full_redis_is_a_visible_stall_that_heals_once_it_has_room() -> anyhow
     let bed = TestBed::start(&schema::ddl()).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let mut config = bed.config(schema::STREAM, plugins.path());
-    config.spanner.stall_after_ms = 3_000;
-    let service = Service::connect(&config).await?;
-    let metrics = service.metrics();
-    let admin = service.admin_addr().expect("the admin server is enabled");
-    let running = RunningService::spawn(service);
-    let spanner = bed.spanner_client().await?;
-    let mut redis = bed.redis_connection().await?;
-    let before = workload::run(&spanner, Some(5), CancellationToken::new()).await?;
-    check::wait_until_accounted(&mut redis, AUDIT, &before, PATIENCE).await?;
+    let Following {
+        running,
+        metrics,
+        admin,
+        spanner,
+        mut redis,
+    } = follow(&bed, &mut config).await?;
 
     let configure = |name: &'static str, value: &'static str| {
         let mut redis = redis.clone();
