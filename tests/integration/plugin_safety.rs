@@ -125,7 +125,14 @@ async fn misbehaving_plugins_fail_only_their_batch() -> anyhow::Result<()> {
             .grants
             .insert(name.to_owned(), Grant::prefixes(&[prefix]));
     }
-    config.plugins.call_timeout_ms = 1000;
+    // A small memory cap of its own keeps test_oom's way to "out of
+    // memory" short: on a busy machine filling the default 128 MiB can
+    // outlast the time limit.
+    std::fs::write(
+        plugins.path().join("test_oom.toml"),
+        "[limits]\nmemory_mb = 16\n",
+    )?;
+    config.plugins.call_timeout_ms = 2000;
     config.plugins.attempts = 2;
     let dead_letters = config.redis.dead_letter_stream.clone();
     let running = RunningService::spawn(Service::connect(&config).await?);
