@@ -1,4 +1,6 @@
-//! The admin HTTP server: `/metrics` (Prometheus), `/healthz`, `/readyz`.
+//! The admin HTTP server: `/metrics` (Prometheus), `/healthz`, `/readyz`,
+//! `/status` (JSON: each plugin's measured coherence, which
+//! `redis-spanner status` shows).
 //!
 //! `/healthz` is liveness: 200 while the host's own loops keep beating
 //! (see [`Liveness`]), 503 naming each loop that stopped; never because
@@ -118,6 +120,7 @@ struct AdminState {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     liveness: Arc<Liveness>,
+    coherence: Arc<crate::verify::Coherence>,
 }
 
 /// The admin server, bound and ready to serve.
@@ -143,6 +146,7 @@ impl AdminServer {
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
         liveness: Arc<Liveness>,
+        coherence: Arc<crate::verify::Coherence>,
     ) -> Result<Self, AdminError> {
         let listener = TcpListener::bind(address)
             .await
@@ -156,6 +160,7 @@ impl AdminServer {
                 metrics,
                 readiness,
                 liveness,
+                coherence,
             },
         })
     }
@@ -171,6 +176,7 @@ impl AdminServer {
             .route("/metrics", get(metrics))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .route("/status", get(status))
             .with_state(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -219,6 +225,12 @@ async fn readyz(State(state): State<AdminState>) -> (StatusCode, Json<serde_json
         status,
         Json(json!({ "ready": reasons.is_empty(), "reasons": reasons })),
     )
+}
+
+/// What the service measured, as JSON: for now each plugin's coherence
+/// (see [`crate::verify::coherence`]).
+async fn status(State(state): State<AdminState>) -> Json<serde_json::Value> {
+    Json(json!({ "coherence": state.coherence.rows() }))
 }
 
 #[cfg(test)]

@@ -38,6 +38,9 @@ pub struct Config {
     /// Traces exported over OTLP (unset endpoint: none).
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// The running service's continuous check of Redis against Spanner.
+    #[serde(default)]
+    pub verify: crate::verify::VerifyConfig,
 }
 
 /// Where the keyring's keys come from.
@@ -591,6 +594,7 @@ impl Config {
         if self.plugins.batch_max == 0 {
             return Err(invalid("plugins.batch_max must be at least 1".into()));
         }
+        self.verify.validate().map_err(invalid)?;
         if self.spanner.heartbeat_ms < 100 {
             return Err(invalid(format!(
                 "spanner.heartbeat_ms = {} is too small; use at least 100",

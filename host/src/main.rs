@@ -5,6 +5,7 @@ mod dead_letter_cli;
 mod keyring_cli;
 mod logging;
 mod plugin_cli;
+mod status_cli;
 
 use clap::{Parser, Subcommand};
 use keyring_cli::{DecryptArgs, KeyringCommand};
@@ -56,6 +57,18 @@ enum Command {
         /// explains (extra keys).
         #[arg(long)]
         all: bool,
+    },
+    /// Show what a running service measured: each plugin's coherence (the
+    /// share of re-checked keys that matched Spanner, per delay after the
+    /// apply, in nines), read from its admin server's `/status`.
+    Status {
+        /// The service's TOML configuration (its `admin.listen` is asked).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The admin server's address instead (e.g. `http://10.0.0.5:9464`),
+        /// when `admin.listen` is a wildcard or the service runs elsewhere.
+        #[arg(long)]
+        url: Option<String>,
     },
     /// Feed a consistent snapshot of a table to the plugins as `snapshot`
     /// changes (versioned at the snapshot's timestamp, so newer stream data
@@ -243,6 +256,7 @@ async fn dispatch(command: Command, logging: &logging::Logging) -> anyhow::Resul
                 },
         } => audit_cli::verify_command(&config, without_anchor).await,
         Command::DeadLetter { command } => dead_letter_cli::run(command).await,
+        Command::Status { config, url } => status_cli::run(&config, url).await,
         Command::Verify {
             config,
             plugin,

@@ -7,8 +7,8 @@
 //! which the demo computes exact percentiles.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -134,6 +134,18 @@ pub struct Metrics {
     pub lane_in_sync: IntGaugeVec,
     /// Times a plugin's lane went out of sync.
     pub lanes_out_of_sync_total: IntCounterVec,
+    /// Keys re-checked against Spanner by the coherence check, per plugin,
+    /// delay after the apply (`after`: `10ms`, `1s`, `at_rest`) and outcome
+    /// (`coherent`, `newer`, `expired`, `stale`, `missing`, `sealed`, or per
+    /// check `not_deterministic`, `failed`).
+    pub coherence_checks_total: IntCounterVec,
+    /// Share of re-checked keys that matched Spanner since the start, per
+    /// plugin and delay.
+    pub coherence_ratio: GaugeVec,
+    /// Changes not sampled because `verify.max_pending` checks waited.
+    pub coherence_skipped_total: IntCounterVec,
+    /// What the coherence check read: `spanner_rows`, `redis_keys`.
+    pub coherence_reads_total: IntCounterVec,
     lags: LagWindow,
 }
 
@@ -284,6 +296,35 @@ impl Metrics {
                 "lanes_out_of_sync_total",
                 "Times a plugin's lane went out of sync",
                 &["plugin"],
+            ),
+            coherence_checks_total: counter(
+                "coherence_checks_total",
+                "Keys re-checked against Spanner, by plugin, delay after the apply and outcome",
+                &["plugin", "after", "outcome"],
+            ),
+            coherence_ratio: {
+                let metric = GaugeVec::new(
+                    Opts::new(
+                        "coherence_ratio",
+                        "Share of re-checked keys that matched Spanner since the start",
+                    ),
+                    &["plugin", "after"],
+                )
+                .expect("metric definitions are valid");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("metric names are unique");
+                metric
+            },
+            coherence_skipped_total: counter(
+                "coherence_skipped_total",
+                "Applied changes not sampled because verify.max_pending checks waited",
+                &["plugin"],
+            ),
+            coherence_reads_total: counter(
+                "coherence_reads_total",
+                "Reads of the coherence check: spanner_rows, redis_keys",
+                &["store"],
             ),
             watermark_lag_seconds,
             registry,

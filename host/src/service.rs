@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::flow::IntakeReceiver;
 use crate::metrics::Metrics;
 use crate::pipeline::{
-    DeadLetterPolicy, Pipeline, PluginSet, PluginSetReceiver, plugin_set_channel,
+    CoherenceCheck, DeadLetterPolicy, Pipeline, PluginSet, PluginSetReceiver, plugin_set_channel,
 };
 use crate::policy::Policy;
 use crate::provision::Admin;
@@ -28,6 +28,7 @@ use crate::source::spanner::refresh::Refresher;
 use crate::source::spanner::stream_shape::StreamShape;
 use crate::source::spanner::watermarks::Watermarks;
 use crate::source::spanner::{ChangeStreamReader, connect, describe_stream};
+use crate::verify::Coherence;
 use anyhow::Context as _;
 use std::future::Future;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct Service {
     anchorer: Option<Anchorer>,
     cache_events: CacheEventTasks,
     keyring: Option<Arc<crate::crypto::KeyringHandle>>,
+    /// What the continuous coherence check measured.
+    coherence: Arc<Coherence>,
     /// Redis password files, reloaded on change and on SIGHUP while running.
     password_files: Vec<FileCredentials>,
     /// How long a graceful shutdown may take.
@@ -130,6 +133,16 @@ impl Service {
             _ => None,
         };
         let pipeline = Arc::new(pipeline);
+        let coherence = Arc::new(Coherence::new(metrics.clone()));
+        if config.verify.enabled() {
+            pipeline.set_coherence_check(CoherenceCheck::new(
+                config.verify.clone(),
+                coherence.clone(),
+                Refresher::new(client.clone()),
+                options.keyring.clone(),
+                shape.tables.keys().cloned().collect(),
+            ));
+        }
         let completer = completer_for(
             shape,
             config.spanner.complete_rows,
@@ -179,6 +192,7 @@ impl Service {
                     metrics.clone(),
                     readiness.clone(),
                     liveness.clone(),
+                    coherence.clone(),
                 )
                 .await?,
             ),
@@ -222,6 +236,7 @@ impl Service {
             password_files,
             cache_events,
             keyring,
+            coherence,
             shutdown_timeout: config.plugins.shutdown_timeout(),
             stall_after: std::time::Duration::from_millis(config.spanner.stall_after_ms),
         })
@@ -235,6 +250,11 @@ impl Service {
     /// The service's metrics.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()
+    }
+
+    /// What the continuous coherence check measured so far.
+    pub fn coherence(&self) -> Arc<Coherence> {
+        self.coherence.clone()
     }
 
     /// The names of the loaded plugins that handle cache events (contract

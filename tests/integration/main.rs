@@ -6,6 +6,7 @@
 //! - [`bad_input`]: bad config and plugin files get clear errors.
 //! - [`capture_types`]: whole rows under every capture type.
 //! - [`cache_events`]: misses and evictions answered by refreshes.
+//! - [`coherence`]: the continuous check finds injected incoherence.
 //! - [`conformance`]: the Rust, Python and JavaScript examples plan alike.
 //! - [`encryption`]: sealed values and key rotation.
 //! - [`every_type`]: every Spanner type reaches Redis exactly.
@@ -23,6 +24,7 @@ mod audit_trail;
 mod bad_input;
 mod cache_events;
 mod capture_types;
+mod coherence;
 mod conformance;
 mod encryption;
 mod end_to_end;

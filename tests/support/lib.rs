@@ -117,6 +117,7 @@ impl TestBed {
             ]),
             cache_events: Default::default(),
             telemetry: Default::default(),
+            verify: Default::default(),
             keyring: None,
         }
     }

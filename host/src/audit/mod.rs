@@ -62,6 +62,10 @@ pub enum Verdict {
     /// The plugin's lane went out of sync: the batches it had not applied
     /// were skipped for it, and a resync follows.
     OutOfSync,
+    /// The coherence check found the key not holding what the plugin makes
+    /// of its row in Spanner (nothing was written; the reason says what
+    /// differed).
+    Incoherent,
 }
 
 impl Verdict {
@@ -75,6 +79,7 @@ impl Verdict {
             Verdict::Requested => "requested",
             Verdict::Refused => "refused",
             Verdict::OutOfSync => "out-of-sync",
+            Verdict::Incoherent => "incoherent",
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct CheckOutcome {
     pub refresh: refresh::RefreshReport,
     /// `redis-spanner verify --all` after the rounds.
     pub verify: crate::verify::VerifyReport,
+    /// What the service's continuous check measured during the round.
+    pub coherence: Vec<crate::verify::CoherenceRow>,
 }
 
 impl CheckOutcome {
@@ -97,12 +99,13 @@ impl CheckOutcome {
     /// The check's last lines.
     pub fn summary(&self) -> String {
         format!(
-            "{}\n{}\n{}\n{}\ndemo check {}: {} changes, {} accounted for, {} mismatches, {} \
-             unanswered misses",
+            "{}\n{}\n{}\n{}\n\ncontinuous coherence check during the round:\n{}\ndemo check {}: {} \
+             changes, {} accounted for, {} mismatches, {} unanswered misses",
             floor::lag_line(self.lag, self.floor),
             self.refresh.summary(),
             self.accounting.summary(),
             self.verify.render().trim_end(),
+            crate::verify::coherence::render(&self.coherence).trim_end(),
             if self.passed() { "passed" } else { "FAILED" },
             self.changes,
             self.accounting.accounted,
@@ -223,6 +226,7 @@ async fn check_round(round: &Round, changes: usize) -> anyhow::Result<CheckOutco
     Ok(CheckOutcome {
         refresh,
         verify,
+        coherence: round.coherence.rows(),
         changes: ledger.len(),
         accounting,
         mismatches,

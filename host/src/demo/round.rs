@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::policy::Grant;
 use crate::service::Service;
 use crate::source::spanner::connect;
+use crate::verify::VerifyConfig;
 use anyhow::Context as _;
 use google_cloud_spanner::client::DatabaseClient;
 use std::collections::BTreeMap;
@@ -23,6 +24,8 @@ pub struct Round {
     pub config: Config,
     /// The service's metrics.
     pub metrics: Arc<Metrics>,
+    /// What the service's continuous coherence check measured.
+    pub coherence: Arc<crate::verify::Coherence>,
     /// The bare reader of the same stream.
     pub floor: Arc<FloorReader>,
     /// A client of the round's database, for the workload and the check.
@@ -53,6 +56,7 @@ impl Round {
         );
         let service = Service::connect(&config).await?;
         let metrics = service.metrics();
+        let coherence = service.coherence();
         let cache_event_plugins = service.cache_event_plugins();
         let (_, writer) = connect(Some(&servers.grpc), &config.database_path()).await?;
         let floor = Arc::new(FloorReader::spawn(
@@ -67,6 +71,7 @@ impl Round {
         Ok(Self {
             config,
             metrics,
+            coherence,
             floor,
             writer,
             cache_event_plugins,
@@ -139,6 +144,12 @@ fn demo_config(
             .collect::<BTreeMap<_, _>>(),
         cache_events: Default::default(),
         telemetry: Default::default(),
+        // The demo's load is small: re-check a tenth of its changes.
+        verify: VerifyConfig {
+            sample: 0.1,
+            delays_ms: vec![10, 100, 1_000],
+            ..VerifyConfig::default()
+        },
         keyring: None,
     }
 }

@@ -416,7 +416,7 @@ impl Pipeline {
 
     /// Applies one job with the lane's plugin, retrying while Redis or the
     /// audit trail fails, until it succeeds or the job is released.
-    async fn apply_job(&self, name: &str, job: &Job) {
+    async fn apply_job(self: &Arc<Self>, name: &str, job: &Job) {
         let Some(plugin) = self.plugin_named(name) else {
             return;
         };
@@ -425,7 +425,10 @@ impl Pipeline {
             let span = tracing::info_span!(parent: &job.span, "plugin", plugin = %plugin.label(), changes = job.batch.len());
             let run = self.run_plugin(&plugin, &job.batch, &job.versions);
             match run.instrument(span).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.sample_applied(&plugin, &job.batch, &job.versions);
+                    return;
+                }
                 Err(err) if job.is_released() => {
                     tracing::warn!(plugin = %plugin.label(), error = %err, "batch failed after its lane went out of sync; the resync covers it");
                     return;
@@ -545,6 +548,25 @@ impl Pipeline {
         tasks.push(task.abort_handle());
     }
 
+    /// Resyncs plugin `name` for `reason` (marked durably and audited
+    /// first), unless its lane is being resynced already.
+    pub(super) async fn resync_plugin(self: &Arc<Self>, name: &str, reason: &str) {
+        let lane = self.lane(name);
+        if lane.lock().resyncing {
+            return;
+        }
+        tracing::warn!(plugin = name, %reason, "resyncing the plugin to repair it");
+        self.mark_resync_needed(name, reason).await;
+        self.audit_lane(
+            name,
+            "resync",
+            crate::audit::Verdict::Requested,
+            format!("{reason}; its tables are read again from Spanner"),
+        )
+        .await;
+        self.resync_lane(&lane);
+    }
+
     /// Every [`WATCH_EVERY`] until `stop`, checks that Redis still holds
     /// what the host wrote (see [`crate::sink::faults`]), and resyncs every
     /// plugin once Redis is found to have lost its data, here or by an
@@ -603,6 +625,8 @@ impl Pipeline {
     ) {
         tokio::spawn(self.clone().watch_redis_data(stop.clone()));
         tokio::spawn(self.clone().watch_permissions(stop.clone()));
+        tokio::spawn(self.clone().watch_rows_at_rest(stop.clone()));
+        tokio::spawn(self.clone().report_coherence(stop.clone()));
         let mut tick = tokio::time::interval(WATCH_EVERY);
         loop {
             tokio::select! {

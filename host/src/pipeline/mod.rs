@@ -21,6 +21,7 @@
 //! refreshes read from Spanner.
 
 pub mod cache_events;
+pub mod coherence;
 pub mod effect_check;
 pub mod intake;
 pub mod lanes;
@@ -30,6 +31,7 @@ pub mod resync_marks;
 mod sweep;
 
 pub use cache_events::CacheEventError;
+pub use coherence::CoherenceCheck;
 
 use crate::audit::{AuditLog, AuditRecord, Verdict};
 use crate::change::{Action, Effect, RowChange};
@@ -109,6 +111,7 @@ pub struct Pipeline {
     dead_letters: DeadLetterPolicy,
     refresher: std::sync::OnceLock<Refresher>,
     resyncer: std::sync::OnceLock<crate::resync::Resyncer>,
+    coherence_check: std::sync::OnceLock<CoherenceCheck>,
     lanes: Lanes,
     permissions: permissions::PermissionProblems,
 }
@@ -128,6 +131,7 @@ impl Pipeline {
         sinks.admin().faults().report_to(metrics.clone());
         Self {
             resyncer: std::sync::OnceLock::new(),
+            coherence_check: std::sync::OnceLock::new(),
             lanes: Lanes::new(lane_bounds),
             permissions: Default::default(),
             plugins,
@@ -150,6 +154,13 @@ impl Pipeline {
     /// once; later calls are ignored).
     pub fn set_resyncer(&self, resyncer: crate::resync::Resyncer) {
         let _ = self.resyncer.set(resyncer);
+    }
+
+    /// Whether the host would carry out `effect` for `plugin`: valid, and
+    /// allowed by its grant.
+    pub(crate) fn would_apply(&self, plugin: &Plugin, effect: &Effect) -> bool {
+        check_effect(effect, plugin.limits()).is_ok()
+            && self.policy.check(plugin.name(), effect).is_ok()
     }
 
     /// The shared metrics.

@@ -53,7 +53,7 @@ impl Pipeline {
     }
 
     /// Appends one record about `plugin`'s lane (no key, no version).
-    async fn audit_lane(
+    pub(super) async fn audit_lane(
         &self,
         plugin: &str,
         operation: &str,

@@ -1,5 +1,7 @@
 //! The real binary, killed with SIGKILL mid-stream and restarted, loses no
-//! change and never moves a key backwards; SIGTERM stops it cleanly.
+//! change, never moves a key backwards, and its continuous coherence check
+//! (read with `redis-spanner status`) finds every re-checked key coherent;
+//! SIGTERM stops it cleanly.
 //!
 //! Lives with the host package because it runs the `redis-spanner` binary
 //! (`CARGO_BIN_EXE_redis-spanner`); the harness comes from the
@@ -92,7 +94,18 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     let bed = TestBed::start_with(&schema::ddl(), options).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let work = tempfile::tempdir()?;
-    let config = service_config(&bed, plugins.path(), work.path(), "");
+    // Half the applied changes re-checked 100 ms and 1 s after their apply;
+    // the admin server on a known port, for `redis-spanner status`.
+    let config = service_config(
+        &bed,
+        plugins.path(),
+        work.path(),
+        "[verify]\nsample = 0.5\ndelays_ms = [100, 1000]\nat_rest_rows = 0\n",
+    );
+    let admin_port = redis_spanner::local::ports::free_port()?;
+    let text = std::fs::read_to_string(&config)?
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{admin_port}"));
+    std::fs::write(&config, text)?;
     let log = work.path().join("host.log");
     let spanner = bed.spanner_client().await?;
 
@@ -142,6 +155,27 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     .await?;
     watch_stop.cancel();
     watcher.await?;
+    // What the last incarnation measured (its checks 1 s after the apply
+    // are done by now).
+    let status = Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()?;
+    let status_text = String::from_utf8_lossy(&status.stdout).into_owned();
+    println!("{status_text}");
+    assert!(status.status.success(), "status failed: {status:?}");
+    let rows: Vec<Vec<&str>> = status_text
+        .lines()
+        .filter(|line| line.starts_with("| users_cache |"))
+        .map(|line| line.split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "one row per delay:\n{status_text}");
+    for row in &rows {
+        // | plugin | after | compared | coherent | incoherent | …
+        let compared: u64 = row[3].parse()?;
+        assert!(compared > 0, "nothing compared:\n{status_text}");
+        assert_eq!(row[5], "0", "incoherent keys:\n{status_text}");
+    }
 
     // SIGTERM: a graceful stop, exit code 0.
     let pid = host.0.id().to_string();

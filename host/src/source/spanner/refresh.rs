@@ -14,7 +14,9 @@ use crate::source::spanner::snapshot::{
 };
 use anyhow::Context as _;
 use google_cloud_spanner::client::DatabaseClient;
+use google_cloud_spanner::result::ResultSet;
 use google_cloud_spanner::statement::Statement;
+use google_cloud_spanner::transaction::{MultiUseReadOnlyTransaction, TimestampBound};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
@@ -82,23 +84,63 @@ impl Refresher {
         if let Err(reason) = check_request(refresh) {
             return Ok(Err(reason));
         }
-        let cached = self.primary_keys.lock().await.get(&refresh.table).cloned();
-        let primary_key = match cached {
-            Some(columns) => columns,
-            None => {
-                let columns = primary_key_columns(&self.client, &refresh.table)
-                    .await
-                    .with_context(|| {
-                        format!("reading the primary key of table {}", refresh.table)
-                    })?;
-                self.primary_keys
-                    .lock()
-                    .await
-                    .insert(refresh.table.clone(), columns.clone());
-                columns
-            }
-        };
+        let primary_key = self.primary_key(&refresh.table).await?;
         Ok(order_keys(refresh, &primary_key))
+    }
+
+    /// Reads up to `rows` rows of `table` chosen at random (`TABLESAMPLE
+    /// RESERVOIR`) in one strong read-only transaction, as `snapshot`
+    /// changes, and the read timestamp in microseconds. `table` must be a
+    /// table name ([`is_identifier`]).
+    pub async fn sample(&self, table: &str, rows: usize) -> anyhow::Result<(Vec<RowChange>, i64)> {
+        anyhow::ensure!(is_identifier(table), "{table:?} is not a table name");
+        let keys = self.primary_key(table).await?;
+        if keys.is_empty() {
+            // No such table (any more): nothing to sample.
+            return Ok((Vec::new(), 0));
+        }
+        let StrongRead {
+            tx, version_micros, ..
+        } = strong_read(&self.client, "the sample read").await?;
+        let mut result = tx
+            .execute_query(
+                Statement::builder(format!(
+                    "SELECT * FROM {table} TABLESAMPLE RESERVOIR ({rows} ROWS)"
+                ))
+                .build(),
+            )
+            .await
+            .with_context(|| format!("sample read of table {table}"))?;
+        let mut decoders: Option<Vec<ColumnDecoder>> = None;
+        let mut changes = Vec::new();
+        while let Some(row) = result.next().await {
+            let row = row.with_context(|| format!("sample read of table {table}"))?;
+            let decoders = decoders.get_or_insert_with(|| {
+                column_decoders(result.metadata(), |name| keys.iter().any(|k| k == name))
+            });
+            changes.push(snapshot_change(
+                table,
+                decoders,
+                row.raw_values(),
+                version_micros,
+            )?);
+        }
+        Ok((changes, version_micros))
+    }
+
+    /// The primary key columns of `table`, read once from the schema.
+    async fn primary_key(&self, table: &str) -> anyhow::Result<Vec<String>> {
+        if let Some(columns) = self.primary_keys.lock().await.get(table).cloned() {
+            return Ok(columns);
+        }
+        let columns = primary_key_columns(&self.client, table)
+            .await
+            .with_context(|| format!("reading the primary key of table {table}"))?;
+        self.primary_keys
+            .lock()
+            .await
+            .insert(table.to_owned(), columns.clone());
+        Ok(columns)
     }
 
     /// Reads every requested row in one strong read-only transaction; for
@@ -109,36 +151,88 @@ impl Refresher {
         let StrongRead {
             tx, version_micros, ..
         } = strong_read(&self.client, "the refresh read").await?;
+        Ok((
+            read_requests(&tx, requests, version_micros).await?,
+            version_micros,
+        ))
+    }
+
+    /// Reads every requested row as it was at `micros` (one single-use read
+    /// at that exact timestamp per request, so all see the same state; it
+    /// must lie within the database's version retention period); like
+    /// [`Refresher::read`], with every change versioned at `micros`.
+    pub async fn read_at(
+        &self,
+        requests: &[Refresh],
+        micros: i64,
+    ) -> anyhow::Result<Vec<Vec<RowChange>>> {
+        let at = google_cloud_wkt::Timestamp::new(
+            micros.div_euclid(1_000_000),
+            (micros.rem_euclid(1_000_000) * 1_000) as i32,
+        )
+        .map_err(|e| anyhow::anyhow!("read at {micros} µs: {e}"))?;
+        let bound = TimestampBound::read_timestamp(at);
         let mut out = Vec::with_capacity(requests.len());
         for request in requests {
-            let mut rows = tx
+            let rows = self
+                .client
+                .single_use()
+                .set_timestamp_bound(bound.clone())
+                .build()
                 .execute_query(statement(request))
                 .await
-                .with_context(|| format!("refresh read of table {}", request.table))?;
-            let mut decoders: Option<Vec<ColumnDecoder>> = None;
-            let mut changes = Vec::new();
-            while let Some(row) = rows.next().await {
-                let row =
-                    row.with_context(|| format!("refresh read of table {}", request.table))?;
-                let decoders = decoders.get_or_insert_with(|| {
-                    column_decoders(rows.metadata(), |name| {
-                        request.keys.iter().any(|k| &k.name == name)
-                    })
-                });
-                changes.push(snapshot_change(
-                    &request.table,
-                    decoders,
-                    row.raw_values(),
-                    version_micros,
-                )?);
-            }
-            if changes.is_empty() {
-                changes.push(absent_row(request, version_micros));
-            }
-            out.push(changes);
+                .with_context(|| format!("read of table {} at a commit", request.table))?;
+            out.push(changes_of(rows, request, micros).await?);
         }
-        Ok((out, version_micros))
+        Ok(out)
     }
+}
+
+/// For each request, in order, the changes reading it in `tx` produced,
+/// versioned at `version_micros`.
+async fn read_requests(
+    tx: &MultiUseReadOnlyTransaction,
+    requests: &[Refresh],
+    version_micros: i64,
+) -> anyhow::Result<Vec<Vec<RowChange>>> {
+    let mut out = Vec::with_capacity(requests.len());
+    for request in requests {
+        let rows = tx
+            .execute_query(statement(request))
+            .await
+            .with_context(|| format!("refresh read of table {}", request.table))?;
+        out.push(changes_of(rows, request, version_micros).await?);
+    }
+    Ok(out)
+}
+
+/// The changes one request's rows give (one per row, or one `delete` when
+/// there is none), versioned at `version_micros`.
+async fn changes_of(
+    mut rows: ResultSet,
+    request: &Refresh,
+    version_micros: i64,
+) -> anyhow::Result<Vec<RowChange>> {
+    let mut decoders: Option<Vec<ColumnDecoder>> = None;
+    let mut changes = Vec::new();
+    while let Some(row) = rows.next().await {
+        let row = row.with_context(|| format!("read of table {}", request.table))?;
+        let decoders = decoders.get_or_insert_with(|| {
+            column_decoders(rows.metadata(), |name| {
+                request.keys.iter().any(|k| &k.name == name)
+            })
+        });
+        changes.push(snapshot_change(
+            &request.table,
+            decoders,
+            row.raw_values(),
+            version_micros,
+        )?);
+    }
+    if changes.is_empty() {
+        changes.push(absent_row(request, version_micros));
+    }
+    Ok(changes)
 }
 
 /// The request with its keys in primary key order, or why its keys are not

@@ -1,31 +1,18 @@
 //! `redis-spanner verify`: does Redis hold what the plugins make of what
-//! Spanner holds?
+//! Spanner holds, right now?
 //!
 //! Rows are read in one strong read-only transaction at timestamp T and
-//! handed to each plugin as `snapshot` changes, as a backfill would: the
-//! plugin's plan says what Redis should hold. Each planned key is then read
-//! from Redis with its version and compared:
-//!
-//! - a key whose stored version is newer than T was written by a later
-//!   change: **newer**, not a difference;
-//! - a `set` whose value equals the plan's: **coherent**; sealed values
-//!   (envelopes) are compared after opening both with the keyring (the
-//!   key, then nothing, as associated data), else counted **sealed** and
-//!   not compared;
-//! - a `set` whose key is absent: **missing**, or **expired** when the plan
-//!   gives it a TTL;
-//! - a `set` with another value, or a `delete` whose key is present:
-//!   **stale**.
-//!
-//! Each batch is planned twice: a plugin whose two plans differ (it reads
-//! the clock or randomness) is reported as **not a function of the row**
-//! and its keys are not compared. With `all` (every row of every table the
-//! plugin wants read), the keys under the plugin's granted prefixes are
-//! scanned too: one that no row's plan names, and that no change after T
-//! wrote, is **extra**. Only reads: nothing is written to Redis or Spanner.
+//! handed to each plugin as `snapshot` changes, as a backfill would, and
+//! compared key by key (see [`super::compare`]). With `all` (every row of
+//! every table the plugin wants read), the keys under the plugin's granted
+//! prefixes are scanned too: one that no row's plan names, and that no
+//! change after T wrote, is **extra**. Only reads: nothing is written to
+//! Redis or Spanner.
 
-use crate::change::{Action, Effect, RowChange, Version};
+use super::compare::{Comparison, KeyOutcome, PlanCheck};
+use crate::change::Version;
 use crate::config::Config;
+use crate::pipeline::effect_check::check_effect;
 use crate::runtime::{Plugin, PluginEngine, load_directory};
 use crate::sink::scan::keys_under;
 use crate::sink::version::{companion_key, encode, is_version_key};
@@ -86,6 +73,36 @@ impl PluginVerdict {
     /// Whether anything differs.
     pub fn is_coherent(&self) -> bool {
         self.stale == 0 && self.missing == 0 && self.extra == 0 && self.failed == 0
+    }
+
+    /// Counts what one batch's comparison gave.
+    fn count(&mut self, check: PlanCheck) {
+        let results = match check {
+            PlanCheck::Compared(results) => results,
+            PlanCheck::NotDeterministic => {
+                self.not_deterministic += 1;
+                return;
+            }
+            PlanCheck::Failed(err) => {
+                self.failed += 1;
+                self.differ(format!("the plugin failed on a batch: {err}"));
+                return;
+            }
+        };
+        for result in results {
+            self.checked += 1;
+            *match result.outcome {
+                KeyOutcome::Coherent => &mut self.coherent,
+                KeyOutcome::Newer => &mut self.newer,
+                KeyOutcome::Expired => &mut self.expired,
+                KeyOutcome::Stale => &mut self.stale,
+                KeyOutcome::Missing => &mut self.missing,
+                KeyOutcome::Sealed => &mut self.sealed,
+            } += 1;
+            if let Some(difference) = result.difference {
+                self.differ(difference);
+            }
+        }
     }
 
     fn differ(&mut self, description: String) {
@@ -162,6 +179,7 @@ pub async fn verify(config: &Config, options: &VerifyOptions) -> anyhow::Result<
     }
     let mut conn = crate::sink::redis::open_configured(&config.redis).await?;
     let keyring = load.keyring.clone();
+    let policy = crate::policy::Policy::new(config.grants.clone());
     let StrongRead {
         tx,
         read_timestamp,
@@ -200,14 +218,29 @@ pub async fn verify(config: &Config, options: &VerifyOptions) -> anyhow::Result<
                 for plugin in &wanting {
                     let verdict = report.plugins.entry(plugin.label()).or_default();
                     verdict.rows += batch.len() as u64;
-                    let check = BatchCheck {
+                    let comparison = Comparison {
                         plugin,
                         batch: &batch,
-                        read_version: &read_version,
-                        keyring: keyring.as_deref(),
+                        allowed: &|effect| {
+                            policy.check(plugin.name(), effect).is_ok()
+                                && check_effect(effect, plugin.limits()).is_ok()
+                        },
                     };
-                    let planned = planned.entry(plugin.label()).or_default();
-                    check.run(&mut conn, verdict, planned).await?;
+                    let check = match comparison.expect().await {
+                        Ok(expectation) => {
+                            planned
+                                .entry(plugin.label())
+                                .or_default()
+                                .extend(expectation.named.iter().cloned());
+                            PlanCheck::Compared(
+                                expectation
+                                    .compare(&mut conn, &read_version, keyring.as_deref())
+                                    .await?,
+                            )
+                        }
+                        Err(not_compared) => not_compared,
+                    };
+                    verdict.count(check);
                 }
                 batch.clear();
             }
@@ -217,7 +250,6 @@ pub async fn verify(config: &Config, options: &VerifyOptions) -> anyhow::Result<
         }
     }
     if options.all {
-        let policy = crate::policy::Policy::new(config.grants.clone());
         anyhow::ensure!(
             options.sample.is_none(),
             "--all reads every row; it does not go with --sample"
@@ -325,151 +357,4 @@ async fn tables(
         }
     }
     Ok(names)
-}
-
-/// What a plan asks of a key: a value and its TTL, or `None` (deleted).
-type Planned<'a> = Option<(&'a Vec<u8>, Option<u64>)>;
-
-/// One batch of rows checked for one plugin.
-struct BatchCheck<'a> {
-    plugin: &'a Plugin,
-    batch: &'a [RowChange],
-    read_version: &'a str,
-    keyring: Option<&'a crate::crypto::KeyringHandle>,
-}
-
-impl BatchCheck<'_> {
-    async fn run(
-        &self,
-        conn: &mut redis::aio::ConnectionManager,
-        verdict: &mut PluginVerdict,
-        planned: &mut HashSet<String>,
-    ) -> anyhow::Result<()> {
-        let (first, second) = (self.plan().await, self.plan().await);
-        let actions = match (first, second) {
-            (Ok(first), Ok(second)) if first == second => first,
-            (Ok(_), Ok(_)) => {
-                verdict.not_deterministic += 1;
-                return Ok(());
-            }
-            (Err(err), _) | (_, Err(err)) => {
-                verdict.failed += 1;
-                verdict.differ(format!("the plugin failed on a batch: {err}"));
-                return Ok(());
-            }
-        };
-        // The compared keys and their versions, read in one round trip.
-        let compared: Vec<(&str, Planned, String)> = actions
-            .iter()
-            .filter_map(|action| {
-                planned.insert(crate::policy::effect_key(&action.effect).to_owned());
-                let (key, want) = match &action.effect {
-                    Effect::Set(write) => (&write.key, Some((&write.value, write.ttl_ms))),
-                    Effect::Delete(key) => (key, None),
-                    Effect::Expire(_) => return None,
-                };
-                let version_key = companion_key(key).ok()?;
-                Some((key.as_str(), want, version_key))
-            })
-            .collect();
-        if compared.is_empty() {
-            return Ok(());
-        }
-        let mut reads = redis::pipe();
-        for (key, _, version_key) in &compared {
-            reads.get(*key).get(version_key);
-        }
-        let replies: Vec<Option<Vec<u8>>> = reads.query_async(conn).await?;
-        for ((key, want, _), stored) in compared.iter().zip(replies.chunks(2)) {
-            let version = stored[1].as_deref().map(String::from_utf8_lossy);
-            self.check(
-                key,
-                *want,
-                stored[0].as_deref(),
-                version.as_deref(),
-                verdict,
-            );
-        }
-        Ok(())
-    }
-
-    async fn plan(&self) -> Result<Vec<Action>, String> {
-        self.plugin
-            .on_changes(self.batch)
-            .await
-            .map_err(|e| e.to_string())
-    }
-
-    /// Counts one key: the plan's value (`None`: deleted) against what
-    /// Redis holds and its stored version.
-    fn check(
-        &self,
-        key: &str,
-        want: Planned,
-        value: Option<&[u8]>,
-        version: Option<&str>,
-        verdict: &mut PluginVerdict,
-    ) {
-        verdict.checked += 1;
-        if version.is_some_and(|v| v > self.read_version) {
-            verdict.newer += 1;
-            return;
-        }
-        match (want, value) {
-            (None, None) => verdict.coherent += 1,
-            (None, Some(_)) => {
-                verdict.stale += 1;
-                verdict.differ(format!("{key:?} is present; its row is gone"));
-            }
-            (Some((_, Some(_))), None) => verdict.expired += 1,
-            (Some(_), None) => {
-                verdict.missing += 1;
-                verdict.differ(format!("{key:?} is missing"));
-            }
-            (Some((want, _)), Some(got)) => match self.same(key, want, got) {
-                Some(true) => verdict.coherent += 1,
-                Some(false) => {
-                    verdict.stale += 1;
-                    verdict.differ(format!(
-                        "{key:?} holds {:?}, the row gives {:?}",
-                        shorten(got),
-                        shorten(want)
-                    ));
-                }
-                None => verdict.sealed += 1,
-            },
-        }
-    }
-
-    /// Whether two values are the same; sealed ones compared as plaintexts
-    /// (`None` when they cannot be opened).
-    fn same(&self, key: &str, want: &[u8], got: &[u8]) -> Option<bool> {
-        use redis_spanner_envelope::{is_envelope, open};
-        if !is_envelope(want) && !is_envelope(got) {
-            return Some(want == got);
-        }
-        let keyring = self.keyring?.current();
-        for aad in [key.as_bytes(), b""] {
-            let opened = |value: &[u8]| {
-                if is_envelope(value) {
-                    open(&keyring, value, aad).ok()
-                } else {
-                    Some(value.to_vec())
-                }
-            };
-            if let (Some(want), Some(got)) = (opened(want), opened(got)) {
-                return Some(want == got);
-            }
-        }
-        None
-    }
-}
-
-/// A value for a message: its first 80 characters.
-fn shorten(value: &[u8]) -> String {
-    let text = String::from_utf8_lossy(value);
-    match text.char_indices().nth(80) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.into_owned(),
-    }
 }
