@@ -181,7 +181,7 @@ async fn incoherence_behind_the_hosts_back_is_found_named_and_repaired() -> anyh
 
     // With repair on, the check resyncs the plugin, which restores them.
     config.verify = checking_everything(true);
-    let (running, _, _) = start(&config).await?;
+    let (running, coherence, _) = start(&config).await?;
     let repaired = eventually(Duration::from_secs(30), || {
         let config = &config;
         async move {
@@ -199,6 +199,19 @@ async fn incoherence_behind_the_hosts_back_is_found_named_and_repaired() -> anyh
     })
     .await;
     assert!(repaired.is_some(), "the repair never made Redis coherent");
+    // The check then finds nothing more: after the period in progress,
+    // two periods of rows at rest all coherent.
+    let now = tally(&coherence, "at_rest").compared;
+    let settled = compared_beyond(&coherence, "at_rest", now, 5).await;
+    let later = compared_beyond(&coherence, "at_rest", settled.compared, 2 * 5).await;
+    assert!(
+        settled.incoherent >= 3,
+        "the keys were counted incoherent before the repair: {settled:?}"
+    );
+    assert_eq!(
+        later.incoherent, settled.incoherent,
+        "after the repair: {settled:?} → {later:?}"
+    );
     let resync = wait_for_entry(&redis, "redis-spanner:audit", |entry| {
         field(entry, "op") == "resync" && field(entry, "reason").contains("coherence check")
     })
@@ -272,4 +285,133 @@ async fn the_ratio_shows_one_percent_of_keys_corrupted() -> anyhow::Result<()> {
         "the exported ratio since the start: {ratio}"
     );
     running.shutdown().await
+}
+
+/// What one run of the cost benchmark measured.
+struct Cost {
+    changes: u64,
+    seconds: f64,
+    spanner_rows: u64,
+    redis_keys: u64,
+    cpu_seconds: f64,
+}
+
+/// CPU seconds (user and system) this process has used: the host, and the
+/// workload writing to Spanner (the same in every run).
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |at: usize| {
+        fields
+            .get(at)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 (1-based), 11 and 12 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs the users cache with `sample` for `seconds` of steady writes (20
+/// rows per commit, 10 commits a second, new rows and updates), on fresh
+/// servers.
+async fn cost_of(sample: f64, seconds: u64) -> anyhow::Result<Cost> {
+    let bed = TestBed::start(&schema::ddl()).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let mut config = bed.config(schema::STREAM, plugins.path());
+    config.verify = VerifyConfig {
+        sample,
+        delays_ms: vec![10, 100, 1_000],
+        at_rest_rows: 0,
+        ..VerifyConfig::default()
+    };
+    let (running, _, metrics) = start(&config).await?;
+    let spanner = bed.spanner_client().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cpu_before = process_cpu_seconds();
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut written = 0_i64;
+    for round in 0..seconds * 10 {
+        tick.tick().await;
+        let rows: Vec<Mutation> = (0..20_i64)
+            .map(|n| {
+                // Half new rows, half updates of rows written before.
+                let id = if n % 2 == 0 {
+                    written + n
+                } else {
+                    n * 7 % (written + 1)
+                };
+                Mutation::new_insert_or_update_builder("Users")
+                    .set("UserId")
+                    .to(id)
+                    .set("Name")
+                    .to(format!("round {round}"))
+                    .build()
+            })
+            .collect();
+        commit(&spanner, rows).await?;
+        written += 20;
+    }
+    // Until the last changes' checks 1 s after their apply are done.
+    let changes = written as u64;
+    eventually(Duration::from_secs(30), || {
+        let metrics = metrics.clone();
+        async move {
+            let applied = metrics.effects("applied") + metrics.effects("stale");
+            (applied >= changes).then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = process_cpu_seconds() - cpu_before;
+    let reads = |store: &str| {
+        metrics
+            .coherence_reads_total
+            .with_label_values(&[store])
+            .get()
+    };
+    let cost = Cost {
+        changes,
+        seconds,
+        spanner_rows: reads("spanner_rows"),
+        redis_keys: reads("redis_keys"),
+        cpu_seconds,
+    };
+    running.shutdown().await?;
+    Ok(cost)
+}
+
+/// Benchmark, not a check (run it on purpose; see docs/COHERENCE.md): what
+/// the continuous check costs at sampling rates 0, 1 %, 10 % and 100 %,
+/// with three delays, at 200 changes a second; each run on fresh servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: cargo test -p redis-spanner-tests --test integration -- --ignored --nocapture bench_coherence"]
+async fn bench_coherence_cost() -> anyhow::Result<()> {
+    const SECONDS: u64 = 15;
+    println!(
+        "| sample | changes/s | Spanner rows read/s | Redis keys compared/s | CPU ms per change | CPU vs. sample 0 |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut baseline = None;
+    for sample in [0.0, 0.01, 0.1, 1.0] {
+        let cost = cost_of(sample, SECONDS).await?;
+        let per_change = cost.cpu_seconds * 1000.0 / cost.changes as f64;
+        let base = *baseline.get_or_insert(per_change);
+        println!(
+            "| {:.0} % | {:.0} | {:.1} | {:.1} | {:.3} | {:.2} |",
+            sample * 100.0,
+            cost.changes as f64 / cost.seconds,
+            cost.spanner_rows as f64 / cost.seconds,
+            cost.redis_keys as f64 / cost.seconds,
+            per_change,
+            per_change / base
+        );
+    }
+    Ok(())
 }
