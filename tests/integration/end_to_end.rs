@@ -161,6 +161,17 @@ async fn demo_check_is_coherent_across_partition_churn() -> anyhow::Result<()> {
         "verify checked the cached rows: {}",
         outcome.summary()
     );
+    // The continuous check re-checked a tenth of the changes after each
+    // delay and found every key coherent.
+    assert!(
+        outcome.coherence.len() >= 3
+            && outcome
+                .coherence
+                .iter()
+                .all(|row| row.tally.compared > 0 && row.tally.incoherent == 0),
+        "continuous check: {}",
+        outcome.summary()
+    );
     // The bare reader follows the partitions across churn. (It has no
     // re-read, so the emulator's rare live-query misses may cost it a few.)
     let floor = outcome.floor.expect("the bare reader saw the changes");

@@ -157,11 +157,14 @@ impl Coherence {
         }
     }
 
-    /// Every plugin's tallies, by plugin and delay.
+    /// Every plugin's tallies, by plugin, shortest delay first, rows at
+    /// rest last.
     pub fn rows(&self) -> Vec<CoherenceRow> {
         let tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
-        tallies
-            .iter()
+        let mut sorted: Vec<_> = tallies.iter().collect();
+        sorted.sort_by_key(|((plugin, after), _)| (plugin.clone(), delay_order(after)));
+        sorted
+            .into_iter()
             .map(|((plugin, after), tally)| CoherenceRow {
                 plugin: plugin.clone(),
                 after: after.clone(),
@@ -176,6 +179,19 @@ impl Coherence {
     pub fn tally(&self, plugin: &str, after: &str) -> Option<Tally> {
         let tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
         tallies.get(&(plugin.to_owned(), after.to_owned())).cloned()
+    }
+}
+
+/// Where a delay label (`10ms`, `1s`, `at_rest`) sorts: by its length,
+/// rows at rest after every delay.
+fn delay_order(after: &str) -> u64 {
+    if let Some(ms) = after.strip_suffix("ms") {
+        ms.parse().unwrap_or(u64::MAX - 1)
+    } else if let Some(s) = after.strip_suffix('s') {
+        s.parse::<u64>()
+            .map_or(u64::MAX - 1, |s| s.saturating_mul(1000))
+    } else {
+        u64::MAX
     }
 }
 
@@ -251,7 +267,16 @@ mod tests {
         };
         assert!((nines - 3.0).abs() < 1e-9, "{nines}");
         assert_eq!(tally.last_difference.as_deref(), Some("\"k:999\" differs"));
+        coherence.record("q", "at_rest", &keys(&[KeyOutcome::Coherent; 100]));
         coherence.record("q", "1s", &keys(&[KeyOutcome::Coherent; 100]));
+        coherence.record("q", "100ms", &keys(&[KeyOutcome::Coherent; 100]));
+        let order: Vec<String> = coherence
+            .rows()
+            .into_iter()
+            .filter(|row| row.plugin == "q")
+            .map(|row| row.after)
+            .collect();
+        assert_eq!(order, ["100ms", "1s", "at_rest"]);
         let q = coherence.tally("q", "1s").expect("checked");
         assert_eq!(q.nines(), Some(Nines::AtLeast(2.0)));
         let table = render(&coherence.rows());
