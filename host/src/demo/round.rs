@@ -144,10 +144,13 @@ fn demo_config(
             .collect::<BTreeMap<_, _>>(),
         cache_events: Default::default(),
         telemetry: Default::default(),
-        // The demo's load is small: re-check a tenth of its changes.
+        // The demo's load is small: re-check a tenth of its changes, and
+        // ten rows at rest every 5 s (compared 5 s after their read).
         verify: VerifyConfig {
             sample: 0.1,
             delays_ms: vec![10, 100, 1_000],
+            at_rest_rows: 10,
+            at_rest_period_ms: 5_000,
             ..VerifyConfig::default()
         },
         keyring: None,

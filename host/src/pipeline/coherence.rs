@@ -1,60 +1,53 @@
 //! The continuous coherence check: the running service re-checks a sampled
 //! share of the changes it applied, at several delays after each apply, and
-//! a few rows at rest, against Spanner.
+//! a few rows at rest ([`super::coherence_at_rest`]), against Spanner.
 //!
 //! After a lane applied a batch, each change of it is sampled with
 //! probability `verify.sample`. At the first delay the sampled rows are read
-//! from Spanner **as of their commit** (a read at that exact timestamp),
-//! handed to the plugin as `snapshot` changes, and the plan is kept; at each
-//! delay Redis is compared with it (see [`crate::verify::compare`]). A key
-//! is coherent "after T" when, T after the host applied the change, it holds
-//! what the plugin makes of the row as of that change, or was written by a
-//! newer change (whose own check covers it): so the measure is not blurred
-//! by changes still on their way, and a key that went back, was lost or was
-//! overwritten behind the host's back shows at once. Every
-//! `verify.at_rest_period_ms`, up to `verify.at_rest_rows` rows of each
-//! followed table are read at random (a strong read), planned, and compared
-//! `verify.at_rest_after_ms` later (so changes committed before the read
-//! and still on their way through the host are not counted, unless they
-//! take longer than that), with `after` = `at_rest`: a key that went wrong
-//! without any change (written behind the host's back, evicted, restored
-//! from an old snapshot) shows too. Results are counted per plugin and delay
-//! ([`crate::verify::Coherence`]).
+//! from Spanner **as of their commit** (single-use reads at that exact
+//! timestamp), handed to the plugin as `snapshot` changes, and the folded
+//! plan kept (digests, not values); at each delay Redis is compared with it
+//! (see [`crate::verify::compare`]). A key is coherent "after T" when, T
+//! after the host applied the change, it holds what the plugin makes of the
+//! row as of that change, or was written by a newer change: so the measure
+//! is not blurred by changes still on their way, and a key that went back,
+//! was lost or was overwritten behind the host's back shows at once. A read
+//! that fails is counted `unread` and tried again at the next delay.
 //!
-//! Each incoherent key is logged and audited (verdict `incoherent`, at most
-//! [`AUDITED_PER_CHECK`] per check) and, with `verify.repair`, its plugin is
-//! resynced (the lanes' resync, at most once per [`REPAIR_PAUSE`]).
+//! Incoherent keys are audited (verdict `incoherent`, at most
+//! [`crate::verify::pacing::AUDITED_PER_MINUTE`] a minute per plugin, the
+//! rest summed up) and logged (once per plugin every
+//! [`crate::verify::pacing::WARN_EVERY`]); with `verify.repair` the plugin
+//! is resynced (the lanes' resync), with a pause between repairs that
+//! doubles while they do not make it coherent. Each plugin has its own
+//! `verify.max_pending` places for sampled batches, and a check is made with
+//! the plugin instance that applied the batch: one that is reloaded or
+//! removed meanwhile is not checked further.
 //!
 //! Cost, for `R` changes a second and `D` delays: `sample × R` Spanner row
-//! reads a second (one read-only transaction per sampled commit), two
-//! plugin calls per sampled commit (the plan is made twice to tell plugins
-//! that are not a function of the row), and `D` pipelined round trips of two
-//! Redis `GET`s per planned key; plus `at_rest_rows` rows per followed table
-//! per period, each planned twice by every plugin that wants the table. At
-//! most `verify.max_pending` sampled batches wait at once.
+//! reads a second, two plugin calls per sampled batch (the plan is made
+//! twice to tell plugins that are not a function of the row), and `D`
+//! pipelined round trips of two Redis `GET`s per planned key (at most
+//! [`crate::verify::compare::MAX_KEYS_PER_CHECK`] per check).
 
 use super::Pipeline;
 use crate::audit::{AuditRecord, Verdict};
-use crate::change::{RowChange, Version};
+use crate::change::RowChange;
 use crate::crypto::KeyringHandle;
 use crate::runtime::Plugin;
 use crate::runtime::bindings::Refresh;
-use crate::sink::version::encode;
 use crate::source::spanner::refresh::Refresher;
-use crate::verify::compare::{Comparison, Expectation, KeyResult, PlanCheck};
+use crate::verify::compare::{Comparison, Expectation, KeyResult, PlanCheck, WrittenAgo};
+use crate::verify::pacing::Pacing;
 use crate::verify::settings::{AT_REST, delay_label};
 use crate::verify::{Coherence, VerifyConfig};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-/// Incoherent keys audited one by one per check; the rest are counted.
-pub const AUDITED_PER_CHECK: usize = 10;
-
-/// Shortest time between two repairs (resyncs) of one plugin.
-pub const REPAIR_PAUSE: Duration = Duration::from_secs(10);
+/// Longest a check's read of Spanner or Redis may take.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The sampled rows of one commit, and the newest version among their
 /// sampled changes (a key stored at a newer one was written by a later
@@ -67,16 +60,16 @@ struct SampledCommit {
 
 /// What the continuous check needs besides the pipeline.
 pub struct CoherenceCheck {
-    settings: VerifyConfig,
+    pub(super) settings: VerifyConfig,
     delays: Vec<Duration>,
-    coherence: Arc<Coherence>,
-    refresher: Refresher,
+    pub(super) coherence: Arc<Coherence>,
+    pub(super) refresher: Refresher,
     keyring: Option<Arc<KeyringHandle>>,
     /// The followed tables, for the rows at rest.
-    tables: Vec<String>,
-    pending: Arc<Semaphore>,
-    /// When each plugin was last repaired.
-    repaired: Mutex<BTreeMap<String, Instant>>,
+    pub(super) tables: Vec<String>,
+    pacing: Pacing,
+    /// Cancelled when the service stops: waiting checks end.
+    pub(super) stop: CancellationToken,
 }
 
 impl CoherenceCheck {
@@ -92,15 +85,26 @@ impl CoherenceCheck {
     ) -> Self {
         Self {
             delays: settings.delays(),
-            pending: Arc::new(Semaphore::new(settings.max_pending.max(1))),
+            pacing: Pacing::new(settings.max_pending),
             settings,
             coherence,
             refresher,
             keyring,
             tables,
-            repaired: Mutex::default(),
+            stop: CancellationToken::new(),
         }
     }
+}
+
+/// A check's result, with how it came about.
+pub(super) struct Checked<'a> {
+    pub plugin: &'a Plugin,
+    /// `10ms`, `1s`, `at_rest`.
+    pub after: &'a str,
+    /// The version the rows were read at.
+    pub read_version: &'a str,
+    /// How long ago the host wrote the keys, when known.
+    pub written_ago: WrittenAgo,
 }
 
 impl Pipeline {
@@ -115,14 +119,14 @@ impl Pipeline {
     /// in the background.
     pub(super) fn sample_applied(
         self: &Arc<Self>,
-        plugin: &Plugin,
+        plugin: &Arc<Plugin>,
         batch: &[RowChange],
         versions: &[String],
     ) {
         let Some(check) = self.coherence_check.get() else {
             return;
         };
-        if check.settings.sample <= 0.0 || check.delays.is_empty() {
+        if check.settings.sample <= 0.0 || check.delays.is_empty() || check.stop.is_cancelled() {
             return;
         }
         // Sampled rows by commit timestamp: each group is read as of its
@@ -141,7 +145,12 @@ impl Pipeline {
             if group.version.as_str() < version.as_str() {
                 group.version = version.clone();
             }
-            if seen.insert((change.table.clone(), format!("{:?}", change.keys))) {
+            let row = (
+                change.commit_micros,
+                change.table.clone(),
+                format!("{:?}", change.keys),
+            );
+            if seen.insert(row) {
                 group.rows.push(Refresh {
                     table: change.table.clone(),
                     keys: change.keys.clone(),
@@ -151,7 +160,7 @@ impl Pipeline {
         if groups.is_empty() {
             return;
         }
-        let Ok(permit) = check.pending.clone().try_acquire_owned() else {
+        let Some(permit) = check.pacing.permit(plugin.name()) else {
             self.metrics
                 .coherence_skipped_total
                 .with_label_values(&[plugin.name()])
@@ -159,72 +168,122 @@ impl Pipeline {
             return;
         };
         let pipeline = self.clone();
-        let name = plugin.name().to_owned();
+        let plugin = plugin.clone();
         let applied = Instant::now();
+        let stop = check.stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            pipeline.check_after_delays(&name, groups, applied).await;
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = pipeline.check_after_delays(&plugin, groups, applied) => {}
+            }
         });
     }
 
-    /// Reads the sampled rows of plugin `name` as of their commits, plans
-    /// them once, and compares Redis with the plan at each delay after
-    /// `applied`.
+    /// Reads the sampled rows of `plugin` as of their commits, plans them
+    /// once, and compares Redis with the plan at each delay after
+    /// `applied`; a read that failed is tried again at the next delay.
     async fn check_after_delays(
         self: &Arc<Self>,
-        name: &str,
+        plugin: &Arc<Plugin>,
         groups: BTreeMap<i64, SampledCommit>,
         applied: Instant,
     ) {
         let Some(check) = self.coherence_check.get() else {
             return;
         };
-        let mut expected = Vec::with_capacity(groups.len());
-        for (delay_index, delay) in check.delays.iter().enumerate() {
+        let mut plans: Vec<Option<Result<Expectation, PlanCheck>>> = vec![None; groups.len()];
+        for delay in &check.delays {
             tokio::time::sleep_until((applied + *delay).into()).await;
-            // A plugin unloaded meanwhile has nothing more to check.
-            let Some(plugin) = self.plugin_named(name) else {
+            // Reloaded or removed meanwhile: what it applied is another
+            // plugin's business now.
+            if !self
+                .plugin_named(plugin.name())
+                .is_some_and(|current| Arc::ptr_eq(&current, plugin))
+            {
                 return;
-            };
-            if delay_index == 0 {
-                for (commit_micros, group) in &groups {
-                    let rows = match check.refresher.read_at(&group.rows, *commit_micros).await {
-                        Ok(rows) => rows.into_iter().flatten().collect::<Vec<_>>(),
-                        Err(err) => {
-                            tracing::debug!(plugin = name, error = %err, "coherence check: cannot read the sampled rows now");
-                            continue;
-                        }
-                    };
-                    self.metrics
-                        .coherence_reads_total
-                        .with_label_values(&["spanner_rows"])
-                        .inc_by(rows.len() as u64);
-                    let plan = Comparison {
-                        plugin: &plugin,
-                        batch: &rows,
-                        allowed: &|effect| self.would_apply(&plugin, effect),
-                    }
-                    .expect()
-                    .await;
-                    expected.push((plan, group.version.clone()));
-                }
             }
             let after = delay_label(*delay);
-            for (plan, version) in &expected {
-                self.compare_and_record(&plugin, &after, plan, version)
-                    .await;
+            for ((commit_micros, group), plan) in groups.iter().zip(plans.iter_mut()) {
+                if plan.is_none() {
+                    *plan = self.plan_at_commit(plugin, group, *commit_micros).await;
+                }
+                let checked = Checked {
+                    plugin,
+                    after: &after,
+                    read_version: &group.version,
+                    written_ago: Some(applied.elapsed()),
+                };
+                match plan {
+                    Some(plan) => self.compare_and_record(&checked, plan).await,
+                    None => {
+                        self.record(&checked, PlanCheck::Unread("Spanner".into()))
+                            .await
+                    }
+                }
             }
         }
     }
 
-    /// Compares Redis with `plan` (rows read at `read_version`) and counts
-    /// the result under `after`.
-    async fn compare_and_record(
-        self: &Arc<Self>,
+    /// `group`'s rows read as of `commit_micros` and planned by `plugin`;
+    /// `None` when Spanner could not be read.
+    async fn plan_at_commit(
+        &self,
         plugin: &Plugin,
-        after: &str,
+        group: &SampledCommit,
+        commit_micros: i64,
+    ) -> Option<Result<Expectation, PlanCheck>> {
+        let check = self.coherence_check.get()?;
+        let read = tokio::time::timeout(
+            READ_TIMEOUT,
+            check.refresher.read_at(&group.rows, commit_micros),
+        )
+        .await;
+        let rows: Vec<RowChange> = match read {
+            Ok(Ok(rows)) => rows.into_iter().flatten().collect(),
+            Ok(Err(err)) => {
+                tracing::debug!(plugin = %plugin.label(), error = %format!("{err:#}"), "coherence check: cannot read the sampled rows now");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(plugin = %plugin.label(), "coherence check: reading the sampled rows timed out");
+                return None;
+            }
+        };
+        self.metrics
+            .coherence_reads_total
+            .with_label_values(&["spanner_rows"])
+            .inc_by(rows.len() as u64);
+        Some(self.expect(plugin, &rows).await)
+    }
+
+    /// What `plugin` makes of `rows`, as the continuous check keeps it.
+    pub(super) async fn expect(
+        &self,
+        plugin: &Plugin,
+        rows: &[RowChange],
+    ) -> Result<Expectation, PlanCheck> {
+        let keyring = self
+            .coherence_check
+            .get()
+            .and_then(|check| check.keyring.as_deref());
+        Comparison {
+            plugin,
+            batch: rows,
+            allowed: &|effect| self.would_apply(plugin, effect),
+            keyring,
+            show_values: false,
+            keep_named: false,
+        }
+        .expect()
+        .await
+    }
+
+    /// Compares Redis with `plan` and counts the result.
+    pub(super) async fn compare_and_record(
+        self: &Arc<Self>,
+        checked: &Checked<'_>,
         plan: &Result<Expectation, PlanCheck>,
-        read_version: &str,
     ) {
         let Some(check) = self.coherence_check.get() else {
             return;
@@ -232,19 +291,30 @@ impl Pipeline {
         let result = match plan {
             Ok(expectation) => {
                 let mut conn = self.sinks.admin().connection();
-                match expectation
-                    .compare(&mut conn, read_version, check.keyring.as_deref())
-                    .await
-                {
-                    Ok(results) => PlanCheck::Compared(results),
-                    Err(err) => {
-                        tracing::debug!(plugin = %plugin.label(), error = %err, "coherence check: cannot read Redis now");
-                        return;
-                    }
+                let compared = expectation.compare(
+                    &mut conn,
+                    checked.read_version,
+                    check.keyring.as_deref(),
+                    checked.written_ago,
+                );
+                match tokio::time::timeout(READ_TIMEOUT, compared).await {
+                    Ok(Ok(results)) => PlanCheck::Compared(results),
+                    Ok(Err(err)) => PlanCheck::Unread(format!("Redis: {err}")),
+                    Err(_) => PlanCheck::Unread("Redis: timed out".into()),
                 }
             }
             Err(not_compared) => not_compared.clone(),
         };
+        self.record(checked, result).await;
+    }
+
+    /// Counts `result`, audits and logs what differed, and repairs when
+    /// asked.
+    async fn record(self: &Arc<Self>, checked: &Checked<'_>, result: PlanCheck) {
+        let Some(check) = self.coherence_check.get() else {
+            return;
+        };
+        let (plugin, after) = (checked.plugin, checked.after);
         if let PlanCheck::Compared(results) = &result {
             self.metrics
                 .coherence_reads_total
@@ -259,8 +329,9 @@ impl Pipeline {
                     .filter(|r| r.outcome.is_incoherent())
                     .collect();
                 if !incoherent.is_empty() {
-                    self.incoherent(plugin, after, read_version, &incoherent)
-                        .await;
+                    self.incoherent(checked, &incoherent).await;
+                } else if results.iter().any(|r| r.outcome.is_coherent()) {
+                    check.pacing.coherent(plugin.name());
                 }
             }
             PlanCheck::NotDeterministic => {
@@ -269,158 +340,69 @@ impl Pipeline {
             PlanCheck::Failed(err) => {
                 tracing::debug!(plugin = %plugin.label(), after, error = %err, "coherence check: the plugin failed on the rows");
             }
+            PlanCheck::Unread(what) => {
+                tracing::debug!(plugin = %plugin.label(), after, %what, "coherence check: could not read");
+            }
         }
     }
 
-    /// Logs and audits incoherent keys, and repairs the plugin when asked.
-    async fn incoherent(
-        self: &Arc<Self>,
-        plugin: &Plugin,
-        after: &str,
-        read_version: &str,
-        keys: &[&KeyResult],
-    ) {
+    /// Logs and audits incoherent keys (within the plugin's bounds), and
+    /// repairs the plugin when asked.
+    async fn incoherent(self: &Arc<Self>, checked: &Checked<'_>, keys: &[&KeyResult]) {
+        let Some(check) = self.coherence_check.get() else {
+            return;
+        };
+        let (plugin, after) = (checked.plugin, checked.after);
         let first = keys[0].difference.as_deref().unwrap_or_default();
-        tracing::warn!(plugin = %plugin.label(), after, incoherent = keys.len(), first, "coherence check: Redis does not hold what the plugin makes of Spanner's rows");
-        if let Some(audit) = &self.audit {
-            let records: Vec<AuditRecord> = keys
+        if let Some(unlogged) = check.pacing.warn(plugin.name()) {
+            tracing::warn!(plugin = %plugin.label(), when = %when(after), incoherent = keys.len(), first, earlier_checks_not_logged = unlogged, "coherence check: Redis does not hold what the plugin makes of Spanner's rows");
+        }
+        let (audited, earlier) = check.pacing.audit(plugin.name(), keys.len());
+        if let Some(audit) = &self.audit
+            && audited > 0
+        {
+            let record = |key: String, reason: String| AuditRecord {
+                plugin: plugin.label(),
+                plugin_digest: plugin.digest().to_owned(),
+                version: checked.read_version.to_owned(),
+                key,
+                operation: "verify".to_owned(),
+                verdict: Verdict::Incoherent,
+                reason,
+            };
+            let mut records: Vec<AuditRecord> = keys
                 .iter()
-                .take(AUDITED_PER_CHECK)
-                .map(|key| AuditRecord {
-                    plugin: plugin.label(),
-                    plugin_digest: plugin.digest().to_owned(),
-                    version: read_version.to_owned(),
-                    key: crate::pipeline::effect_check::shown(&key.key),
-                    operation: "verify".to_owned(),
-                    verdict: Verdict::Incoherent,
-                    reason: format!(
-                        "{}: {}",
-                        when(after),
-                        key.difference.as_deref().unwrap_or("differs")
-                    ),
+                .take(audited)
+                .map(|key| {
+                    let difference = key.difference.as_deref().unwrap_or("differs");
+                    record(
+                        crate::pipeline::effect_check::shown(&key.key),
+                        format!("{}: {difference}", when(after)),
+                    )
                 })
                 .collect();
+            let unaudited = earlier + (keys.len() - audited) as u64;
+            if unaudited > 0 {
+                records.push(record(
+                    String::new(),
+                    format!(
+                        "{unaudited} more incoherent keys not recorded one by one (at most {} a minute per plugin)",
+                        crate::verify::pacing::AUDITED_PER_MINUTE
+                    ),
+                ));
+            }
             if let Err(err) = audit.append(&records).await {
                 tracing::warn!(plugin = %plugin.label(), error = %err, "cannot audit incoherent keys");
             }
         }
-        let Some(check) = self.coherence_check.get() else {
-            return;
-        };
-        if !check.settings.repair {
-            return;
-        }
+        if check.settings.repair && !check.stop.is_cancelled() && check.pacing.repair(plugin.name())
         {
-            let mut repaired = check.repaired.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            if repaired
-                .get(plugin.name())
-                .is_some_and(|at| now.duration_since(*at) < REPAIR_PAUSE)
-            {
-                return;
-            }
-            repaired.insert(plugin.name().to_owned(), now);
-        }
-        let reason = format!(
-            "the coherence check found {} incoherent keys {after} after the apply (first: {first})",
-            keys.len()
-        );
-        self.resync_plugin(plugin.name(), &reason).await;
-    }
-
-    /// Every `verify.at_rest_period_ms` until `stop`, checks a few random
-    /// rows of each followed table with every plugin that wants it.
-    pub(super) async fn watch_rows_at_rest(self: Arc<Self>, stop: CancellationToken) {
-        let Some(check) = self.coherence_check.get() else {
-            return;
-        };
-        if check.settings.at_rest_rows == 0 {
-            return;
-        }
-        let mut tick =
-            tokio::time::interval(Duration::from_millis(check.settings.at_rest_period_ms));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            for table in &check.tables {
-                let plugins: Vec<Arc<Plugin>> = self
-                    .current_plugins()
-                    .iter()
-                    .filter(|plugin| plugin.manifest().wants(table))
-                    .cloned()
-                    .collect();
-                if plugins.is_empty() {
-                    continue;
-                }
-                match check
-                    .refresher
-                    .sample(table, check.settings.at_rest_rows)
-                    .await
-                {
-                    Ok((rows, micros)) => {
-                        if rows.is_empty() {
-                            continue;
-                        }
-                        self.metrics
-                            .coherence_reads_total
-                            .with_label_values(&["spanner_rows"])
-                            .inc_by(rows.len() as u64);
-                        let read_version = encode(&Version::read_at(micros));
-                        let mut plans = Vec::with_capacity(plugins.len());
-                        for plugin in &plugins {
-                            let plan = Comparison {
-                                plugin,
-                                batch: &rows,
-                                allowed: &|effect| self.would_apply(plugin, effect),
-                            }
-                            .expect()
-                            .await;
-                            plans.push(plan);
-                        }
-                        // Changes committed before the read and still on
-                        // their way are not counted against the cache.
-                        tokio::time::sleep(Duration::from_millis(check.settings.at_rest_after_ms))
-                            .await;
-                        for (plugin, plan) in plugins.iter().zip(&plans) {
-                            self.compare_and_record(plugin, AT_REST, plan, &read_version)
-                                .await;
-                        }
-                    }
-                    Err(err) => {
-                        tracing::debug!(table, error = %err, "coherence check: cannot sample rows at rest now");
-                    }
-                }
-            }
-        }
-    }
-
-    /// Every `verify.report_ms` until `stop`, logs each plugin's coherence.
-    pub(super) async fn report_coherence(self: Arc<Self>, stop: CancellationToken) {
-        let Some(check) = self.coherence_check.get() else {
-            return;
-        };
-        let mut tick = tokio::time::interval(Duration::from_millis(check.settings.report_ms));
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            for row in check.coherence.rows() {
-                let Some(nines) = &row.nines else { continue };
-                tracing::info!(
-                    plugin = %row.plugin,
-                    after = %row.after,
-                    compared = row.tally.compared,
-                    incoherent = row.tally.incoherent,
-                    ratio = row.ratio.unwrap_or_default(),
-                    "coherence: {nines}"
-                );
-            }
+            let reason = format!(
+                "the coherence check found {} incoherent keys {} (first: {first})",
+                keys.len(),
+                when(after)
+            );
+            self.resync_plugin(plugin.name(), &reason).await;
         }
     }
 }

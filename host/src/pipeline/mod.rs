@@ -22,6 +22,7 @@
 
 pub mod cache_events;
 pub mod coherence;
+mod coherence_at_rest;
 pub mod effect_check;
 pub mod intake;
 pub mod lanes;

@@ -2,11 +2,12 @@
 //! after the apply, how many re-checked keys matched Spanner, as a ratio
 //! and as "nines".
 //!
-//! A key counts as coherent when it holds what the plugin makes of the row,
-//! was written by a newer change, or is absent with a TTL that may have run
-//! out; as incoherent when it is stale or missing. Sealed values that could
-//! not be opened, plugins whose plans are not a function of the row, and
-//! plugin failures are counted apart: they say nothing about coherence.
+//! A key counts as coherent when it holds what the plugin makes of the row
+//! or was written by a newer change; as incoherent when it is stale or
+//! missing. Keys absent with a TTL that may have run out, sealed values that
+//! could not be opened, plugins whose plans are not a function of the row,
+//! plugin failures and failed reads are counted apart: they say nothing
+//! about coherence.
 
 use super::compare::{KeyOutcome, PlanCheck};
 use crate::metrics::Metrics;
@@ -23,12 +24,16 @@ pub struct Tally {
     pub coherent: u64,
     /// Keys that did not (stale or missing).
     pub incoherent: u64,
+    /// Keys absent with a TTL that may have run out (not compared).
+    pub expired: u64,
     /// Sealed values that could not be opened (not compared).
     pub sealed: u64,
     /// Checks whose two plans differed (not compared).
     pub not_deterministic: u64,
     /// Checks the plugin failed on (not compared).
     pub failed: u64,
+    /// Checks that could not read Spanner or Redis (not compared).
+    pub unread: u64,
     /// The last difference found, naming the key.
     pub last_difference: Option<String>,
 }
@@ -58,10 +63,12 @@ impl Tally {
         match check {
             PlanCheck::NotDeterministic => self.not_deterministic += 1,
             PlanCheck::Failed(_) => self.failed += 1,
+            PlanCheck::Unread(_) => self.unread += 1,
             PlanCheck::Compared(results) => {
                 for result in results {
                     match result.outcome {
                         KeyOutcome::Sealed => self.sealed += 1,
+                        KeyOutcome::Expired => self.expired += 1,
                         outcome if outcome.is_coherent() => {
                             self.compared += 1;
                             self.coherent += 1;
@@ -136,6 +143,7 @@ impl Coherence {
                 .with_label_values(&[plugin, after, "not_deterministic"])
                 .inc(),
             PlanCheck::Failed(_) => checks.with_label_values(&[plugin, after, "failed"]).inc(),
+            PlanCheck::Unread(_) => checks.with_label_values(&[plugin, after, "unread"]).inc(),
             PlanCheck::Compared(results) => {
                 for result in results {
                     checks
@@ -213,7 +221,7 @@ pub fn render(rows: &[CoherenceRow]) -> String {
             row.ratio
                 .map_or_else(|| "-".to_owned(), |r| format!("{:.4} %", r * 100.0)),
             row.nines.as_deref().unwrap_or("-"),
-            t.sealed + t.not_deterministic + t.failed,
+            t.expired + t.sealed + t.not_deterministic + t.failed + t.unread,
         ));
     }
     for row in rows {
@@ -252,7 +260,8 @@ mod tests {
     fn ratios_and_nines_count_only_compared_keys() {
         let coherence = Coherence::new(Arc::new(Metrics::new()));
         let mut outcomes = vec![KeyOutcome::Coherent; 997];
-        outcomes.extend([KeyOutcome::Newer, KeyOutcome::Expired, KeyOutcome::Stale]);
+        outcomes.extend([KeyOutcome::Newer, KeyOutcome::Coherent, KeyOutcome::Stale]);
+        outcomes.push(KeyOutcome::Expired);
         coherence.record("p", "1s", &keys(&outcomes));
         coherence.record("p", "1s", &keys(&[KeyOutcome::Sealed]));
         coherence.record("p", "1s", &PlanCheck::NotDeterministic);
@@ -281,7 +290,7 @@ mod tests {
         assert_eq!(q.nines(), Some(Nines::AtLeast(2.0)));
         let table = render(&coherence.rows());
         assert!(
-            table.contains("| p | 1s | 1000 | 999 | 1 | 99.9000 % | 3.0 nines | 2 |"),
+            table.contains("| p | 1s | 1000 | 999 | 1 | 99.9000 % | 3.0 nines | 3 |"),
             "{table}"
         );
     }

@@ -1,17 +1,23 @@
 //! One comparison: what a plugin's plan for rows read at timestamp T says
 //! Redis should hold, against what Redis holds.
 //!
-//! The batch is planned twice: a plugin whose two plans differ (it reads the
-//! clock or randomness) is **not a function of the row**, and its keys are
-//! not compared. Each planned key is then read with its stored version:
+//! The batch is planned twice: a plugin whose two expectations differ (it
+//! reads the clock or randomness) is **not a function of the row**, and its
+//! keys are not compared. The plan is folded into one expectation per key
+//! (the last `set` or `delete` of each key the grant allows, with a later
+//! `expire`'s TTL), kept as a SHA-256 digest of each value (of the plaintext
+//! for sealed values), and each key is then read with its stored version:
 //!
-//! - a stored version newer than T: written by a later change, **newer**
-//!   (not a difference);
+//! - a stored version newer than T that is a valid past version: written
+//!   by a later change, **newer** (not a difference); a malformed version,
+//!   or one from the future, is **stale** (it would hide any value);
 //! - a `set` whose value equals the plan's: **coherent**; sealed values
-//!   (envelopes) are compared after opening both with the keyring (the key,
-//!   then nothing, as associated data), else **sealed** and not compared;
-//! - a `set` whose key is absent: **missing**, or **expired** when the plan
-//!   gives it a TTL;
+//!   (envelopes) are compared as plaintexts, opened with the keyring (the
+//!   key, then nothing, as associated data); a stored envelope the keyring
+//!   cannot open is **stale** when the plan's value could be opened, else
+//!   **sealed** and not compared;
+//! - a `set` whose key is absent: **missing**, or **expired** (not
+//!   compared) when the plan gives it a TTL that may have run out;
 //! - a `set` with another value, or a `delete` whose key is present:
 //!   **stale**.
 //!
@@ -19,8 +25,10 @@
 
 use crate::change::{Action, Effect, RowChange};
 use crate::crypto::KeyringHandle;
+use crate::pipeline::effect_check::shown;
 use crate::runtime::Plugin;
 use crate::sink::version::companion_key;
+use std::collections::BTreeMap;
 
 /// What one key holds against what the plan asks of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,7 +37,8 @@ pub enum KeyOutcome {
     Coherent,
     /// A change newer than the read wrote it.
     Newer,
-    /// Absent, and the plan gives it a TTL: it may have expired.
+    /// Absent, and the plan gives it a TTL that may have run out (not
+    /// compared).
     Expired,
     /// It holds another value, or is present where the plan deletes it.
     Stale,
@@ -57,13 +66,10 @@ impl KeyOutcome {
         matches!(self, KeyOutcome::Stale | KeyOutcome::Missing)
     }
 
-    /// Whether the key counts as matching Spanner (coherent, newer, or
-    /// absent because its TTL may have run out).
+    /// Whether the key counts as matching Spanner (coherent, or written by
+    /// a newer change).
     pub fn is_coherent(self) -> bool {
-        matches!(
-            self,
-            KeyOutcome::Coherent | KeyOutcome::Newer | KeyOutcome::Expired
-        )
+        matches!(self, KeyOutcome::Coherent | KeyOutcome::Newer)
     }
 }
 
@@ -87,18 +93,44 @@ pub enum PlanCheck {
     NotDeterministic,
     /// The plugin failed on the batch.
     Failed(String),
+    /// Spanner or Redis could not be read (not compared).
+    Unread(String),
 }
 
-/// What a plan asks of a key: a value and its TTL, or `None` (deleted).
-type Want = Option<(Vec<u8>, Option<u64>)>;
+/// Most keys one check compares; a plan naming more is compared on its
+/// first ones (in key order), so one plugin's fan-out bounds the check's
+/// memory and Redis reads.
+pub const MAX_KEYS_PER_CHECK: usize = 1_000;
+
+/// How far in the future a stored version may lie (clock skew between the
+/// host and Spanner) before it is taken as forged.
+const FUTURE_SLACK_MICROS: i64 = 60_000_000;
+
+/// What a plan asks of one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Want {
+    /// Absent (deleted, or never written).
+    Absent,
+    /// A value.
+    Value {
+        /// SHA-256 of the value (of its plaintext when sealed); `None`: a
+        /// sealed value the keyring cannot open (not compared).
+        digest: Option<[u8; 32]>,
+        /// Its length in bytes, for messages.
+        len: usize,
+        /// Its first characters, for messages that may show values.
+        excerpt: Option<String>,
+        /// Its TTL, from the `set` or a later `expire`.
+        ttl_ms: Option<u64>,
+    },
+}
 
 /// What Redis should hold after a batch of rows, as its plugin planned it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expectation {
-    /// The compared keys (every allowed `set` and `delete`), with what each
-    /// should hold.
-    keys: Vec<(String, Want)>,
-    /// Every key the plan names, compared or not.
+    /// The compared keys, with what each should hold.
+    keys: BTreeMap<String, Want>,
+    /// Every key the plan names, compared or not (only when asked for).
     pub named: Vec<String>,
 }
 
@@ -111,32 +143,26 @@ pub struct Comparison<'a> {
     /// Whether the host would carry out an effect (its grant allows it and
     /// it is valid): only those are compared, the others are never written.
     pub allowed: &'a (dyn Fn(&Effect) -> bool + Sync),
+    /// Opens sealed values, when there is a keyring.
+    pub keyring: Option<&'a KeyringHandle>,
+    /// Whether messages may show values (a terminal report) or only their
+    /// lengths (logs, the audit trail and `/status`).
+    pub show_values: bool,
+    /// Whether to keep every key the plan names (for a scan for extra keys).
+    pub keep_named: bool,
 }
 
 impl Comparison<'_> {
     /// Plans the batch twice: what Redis should hold, or why that is not
     /// known ([`PlanCheck::NotDeterministic`], [`PlanCheck::Failed`]).
     pub async fn expect(&self) -> Result<Expectation, PlanCheck> {
-        let (first, second) = (self.plan().await, self.plan().await);
-        let actions = match (first, second) {
-            (Ok(first), Ok(second)) if first == second => first,
-            (Ok(_), Ok(_)) => return Err(PlanCheck::NotDeterministic),
-            (Err(err), _) | (_, Err(err)) => return Err(PlanCheck::Failed(err)),
-        };
-        let named = actions
-            .iter()
-            .map(|action| crate::policy::effect_key(&action.effect).to_owned())
-            .collect();
-        let keys = actions
-            .into_iter()
-            .filter(|action| (self.allowed)(&action.effect))
-            .filter_map(|action| match action.effect {
-                Effect::Set(write) => Some((write.key, Some((write.value, write.ttl_ms)))),
-                Effect::Delete(key) => Some((key, None)),
-                Effect::Expire(_) => None,
-            })
-            .collect();
-        Ok(Expectation { keys, named })
+        let first = self.plan().await.map_err(PlanCheck::Failed)?;
+        let second = self.plan().await.map_err(PlanCheck::Failed)?;
+        let (first, second) = (self.fold(&first), self.fold(&second));
+        if first.keys != second.keys {
+            return Err(PlanCheck::NotDeterministic);
+        }
+        Ok(first)
     }
 
     async fn plan(&self) -> Result<Vec<Action>, String> {
@@ -145,18 +171,78 @@ impl Comparison<'_> {
             .await
             .map_err(|e| e.to_string())
     }
+
+    /// The plan as one expectation per key: the last allowed `set` or
+    /// `delete` of each, with a later `expire`'s TTL.
+    fn fold(&self, actions: &[Action]) -> Expectation {
+        let keys = fold_keys(actions, self.allowed, |write| {
+            self.want(&write.key, &write.value, write.ttl_ms)
+        });
+        let named = if self.keep_named {
+            actions
+                .iter()
+                .map(|action| crate::policy::effect_key(&action.effect).to_owned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Expectation { keys, named }
+    }
+
+    fn want(&self, key: &str, value: &[u8], ttl_ms: Option<u64>) -> Want {
+        Want::Value {
+            digest: plaintext_digest(key, value, self.keyring),
+            len: value.len(),
+            excerpt: self.show_values.then(|| shorten(value)),
+            ttl_ms,
+        }
+    }
 }
+
+/// The last allowed `set` or `delete` of each key, with a later `expire`'s
+/// TTL, the first [`MAX_KEYS_PER_CHECK`] keys in key order.
+fn fold_keys(
+    actions: &[Action],
+    allowed: &(dyn Fn(&Effect) -> bool + Sync),
+    want: impl Fn(&crate::change::Write) -> Want,
+) -> BTreeMap<String, Want> {
+    let mut keys: BTreeMap<String, Want> = BTreeMap::new();
+    for action in actions.iter().filter(|a| allowed(&a.effect)) {
+        match &action.effect {
+            Effect::Set(write) => {
+                keys.insert(write.key.clone(), want(write));
+            }
+            Effect::Delete(key) => {
+                keys.insert(key.clone(), Want::Absent);
+            }
+            Effect::Expire(expiry) => {
+                if let Some(Want::Value { ttl_ms, .. }) = keys.get_mut(&expiry.key) {
+                    *ttl_ms = Some(expiry.ttl_ms);
+                }
+            }
+        }
+    }
+    while keys.len() > MAX_KEYS_PER_CHECK {
+        keys.pop_last();
+    }
+    keys
+}
+
+/// When the compared key was last written by the host, if known (a change
+/// re-checked after its apply): a missing key whose TTL is longer than this
+/// is missing, not expired.
+pub type WrittenAgo = Option<std::time::Duration>;
 
 impl Expectation {
     /// Compares every expected key with what Redis holds now, in one round
-    /// trip: a stored version above `read_version` (encoded, see
-    /// [`crate::sink::version::encode`]) is **newer**; sealed values are
-    /// opened with `keyring`.
+    /// trip: a valid stored version above `read_version` (encoded, see
+    /// [`crate::sink::version::encode`]) is **newer**.
     pub async fn compare(
         &self,
         conn: &mut redis::aio::ConnectionManager,
         read_version: &str,
         keyring: Option<&KeyringHandle>,
+        written_ago: WrittenAgo,
     ) -> redis::RedisResult<Vec<KeyResult>> {
         let compared: Vec<(&str, &Want, String)> = self
             .keys
@@ -171,16 +257,20 @@ impl Expectation {
             reads.get(*key).get(version_key);
         }
         let replies: Vec<Option<Vec<u8>>> = reads.query_async(conn).await?;
+        let now_micros = crate::source::spanner::reader::now_micros();
         Ok(compared
             .iter()
             .zip(replies.chunks(2))
             .map(|((key, want, _), stored)| {
                 let version = stored[1].as_deref().map(String::from_utf8_lossy);
-                let stored = Stored {
-                    value: stored[0].as_deref(),
-                    version: version.as_deref(),
+                let check = KeyCheck {
+                    key,
+                    read_version,
+                    keyring,
+                    written_ago,
+                    now_micros,
                 };
-                compare_key(key, want, stored, read_version, keyring)
+                check.compare(want, stored[0].as_deref(), version.as_deref())
             })
             .collect())
     }
@@ -196,72 +286,116 @@ impl Expectation {
     }
 }
 
-/// What Redis holds at a key.
-struct Stored<'a> {
-    value: Option<&'a [u8]>,
-    version: Option<&'a str>,
+/// One key's comparison and what it needs.
+struct KeyCheck<'a> {
+    key: &'a str,
+    read_version: &'a str,
+    keyring: Option<&'a KeyringHandle>,
+    written_ago: WrittenAgo,
+    now_micros: i64,
 }
 
-/// One key: the plan's value (`None`: deleted) against what Redis holds.
-fn compare_key(
-    key: &str,
-    want: &Want,
-    stored: Stored,
-    read_version: &str,
-    keyring: Option<&KeyringHandle>,
-) -> KeyResult {
-    let result = |outcome, difference: Option<String>| KeyResult {
-        key: key.to_owned(),
-        outcome,
-        difference,
-    };
-    if stored.version.is_some_and(|v| v > read_version) {
-        return result(KeyOutcome::Newer, None);
-    }
-    match (want, stored.value) {
-        (None, None) => result(KeyOutcome::Coherent, None),
-        (None, Some(_)) => result(
-            KeyOutcome::Stale,
-            Some(format!("{key:?} is present; its row is gone")),
-        ),
-        (Some((_, Some(_))), None) => result(KeyOutcome::Expired, None),
-        (Some(_), None) => result(KeyOutcome::Missing, Some(format!("{key:?} is missing"))),
-        (Some((want, _)), Some(got)) => match same(key, want, got, keyring) {
-            Some(true) => result(KeyOutcome::Coherent, None),
-            Some(false) => result(
+impl KeyCheck<'_> {
+    /// The plan's `want` against the stored value and version.
+    fn compare(&self, want: &Want, value: Option<&[u8]>, version: Option<&str>) -> KeyResult {
+        let key = shown(self.key);
+        let result = |outcome, difference: Option<String>| KeyResult {
+            key: self.key.to_owned(),
+            outcome,
+            difference,
+        };
+        if let Some(version) = version.filter(|v| *v > self.read_version) {
+            return match version_micros(version) {
+                Some(micros) if micros <= self.now_micros + FUTURE_SLACK_MICROS => {
+                    result(KeyOutcome::Newer, None)
+                }
+                _ => result(
+                    KeyOutcome::Stale,
+                    Some(format!(
+                        "{key:?} carries version {:?}, which is not a past version",
+                        shorten(version.as_bytes())
+                    )),
+                ),
+            };
+        }
+        let Some(got) = value else {
+            return match want {
+                Want::Absent => result(KeyOutcome::Coherent, None),
+                Want::Value {
+                    ttl_ms: Some(ttl), ..
+                } if self
+                    .written_ago
+                    .is_none_or(|ago| ago.as_millis() >= u128::from(*ttl)) =>
+                {
+                    result(KeyOutcome::Expired, None)
+                }
+                Want::Value { .. } => {
+                    result(KeyOutcome::Missing, Some(format!("{key:?} is missing")))
+                }
+            };
+        };
+        let Want::Value {
+            digest,
+            len,
+            excerpt,
+            ..
+        } = want
+        else {
+            return result(
+                KeyOutcome::Stale,
+                Some(format!("{key:?} is present; its row is gone")),
+            );
+        };
+        let Some(want_digest) = digest else {
+            return result(KeyOutcome::Sealed, None);
+        };
+        match plaintext_digest(self.key, got, self.keyring) {
+            Some(got_digest) if got_digest == *want_digest => result(KeyOutcome::Coherent, None),
+            Some(_) => result(
+                KeyOutcome::Stale,
+                Some(match excerpt {
+                    Some(want) => {
+                        format!("{key:?} holds {:?}, the row gives {want:?}", shorten(got))
+                    }
+                    None => format!(
+                        "{key:?} holds {} bytes that differ from the {len} bytes the row gives",
+                        got.len()
+                    ),
+                }),
+            ),
+            None => result(
                 KeyOutcome::Stale,
                 Some(format!(
-                    "{key:?} holds {:?}, the row gives {:?}",
-                    shorten(got),
-                    shorten(want)
+                    "{key:?} holds a sealed value the keyring cannot open ({} bytes)",
+                    got.len()
                 )),
             ),
-            None => result(KeyOutcome::Sealed, None),
-        },
+        }
     }
 }
 
-/// Whether two values are the same; sealed ones compared as plaintexts
-/// (`None` when they cannot be opened).
-fn same(key: &str, want: &[u8], got: &[u8], keyring: Option<&KeyringHandle>) -> Option<bool> {
+/// The commit timestamp of an encoded version, when it is one.
+fn version_micros(version: &str) -> Option<i64> {
+    let (micros, _) = version.split_once(':')?;
+    (micros.len() == 19 && micros.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| micros.parse().ok())
+        .flatten()
+}
+
+/// SHA-256 of `value`, of its plaintext when it is an envelope (opened
+/// with the key, then nothing, as associated data); `None` when it is an
+/// envelope that cannot be opened.
+fn plaintext_digest(key: &str, value: &[u8], keyring: Option<&KeyringHandle>) -> Option<[u8; 32]> {
     use redis_spanner_envelope::{is_envelope, open};
-    if !is_envelope(want) && !is_envelope(got) {
-        return Some(want == got);
+    use sha2::Digest as _;
+    if !is_envelope(value) {
+        return Some(sha2::Sha256::digest(value).into());
     }
     let keyring = keyring?.current();
-    for aad in [key.as_bytes(), b""] {
-        let opened = |value: &[u8]| {
-            if is_envelope(value) {
-                open(&keyring, value, aad).ok()
-            } else {
-                Some(value.to_vec())
-            }
-        };
-        if let (Some(want), Some(got)) = (opened(want), opened(got)) {
-            return Some(want == got);
-        }
-    }
-    None
+    [key.as_bytes(), b""]
+        .iter()
+        .find_map(|aad| open(&keyring, value, aad).ok())
+        .map(|plaintext| sha2::Sha256::digest(plaintext).into())
 }
 
 /// A value for a message: its first 80 characters.
@@ -270,5 +404,119 @@ fn shorten(value: &[u8]) -> String {
     match text.char_indices().nth(80) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{Expiry, Write};
+    use std::time::Duration;
+
+    fn value(text: &str, ttl_ms: Option<u64>) -> Want {
+        plain(text.as_bytes(), ttl_ms)
+    }
+
+    fn plain(bytes: &[u8], ttl_ms: Option<u64>) -> Want {
+        use sha2::Digest as _;
+        Want::Value {
+            digest: Some(sha2::Sha256::digest(bytes).into()),
+            len: bytes.len(),
+            excerpt: None,
+            ttl_ms,
+        }
+    }
+
+    fn action(effect: Effect) -> Action {
+        Action { change: 0, effect }
+    }
+
+    fn set(key: &str, text: &str, ttl_ms: Option<u64>) -> Effect {
+        Effect::Set(Write {
+            key: key.into(),
+            value: text.as_bytes().to_vec(),
+            ttl_ms,
+        })
+    }
+
+    const READ: &str = "0001000000000000000:tx:0000000001";
+
+    fn check(written_ago: WrittenAgo) -> KeyCheck<'static> {
+        KeyCheck {
+            key: "users:1",
+            read_version: READ,
+            keyring: None,
+            written_ago,
+            now_micros: 1_000_000_000_000_000 + 5_000_000,
+        }
+    }
+
+    #[test]
+    fn the_last_effect_on_a_key_is_what_it_should_hold() {
+        let actions = [
+            action(Effect::Delete("a".into())),
+            action(set("a", "1", None)),
+            action(set("b", "2", None)),
+            action(Effect::Expire(Expiry {
+                key: "b".into(),
+                ttl_ms: 60_000,
+            })),
+            action(set("c", "3", None)),
+            action(Effect::Delete("c".into())),
+            action(set("denied:d", "4", None)),
+        ];
+        let allowed = |effect: &Effect| !crate::policy::effect_key(effect).starts_with("denied:");
+        let keys = fold_keys(&actions, &allowed, |write| {
+            plain(&write.value, write.ttl_ms)
+        });
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_eq!(keys["a"], value("1", None));
+        assert_eq!(keys["b"], value("2", Some(60_000)), "the expire's TTL");
+        assert_eq!(keys["c"], Want::Absent);
+    }
+
+    #[test]
+    fn a_forged_or_future_version_hides_nothing() {
+        let want = value("row", None);
+        let newer = "0001000000000000001:tx:0000000001";
+        let outcome = |version: &str| {
+            check(None)
+                .compare(&want, Some(b"wrong"), Some(version))
+                .outcome
+        };
+        assert_eq!(outcome(newer), KeyOutcome::Newer);
+        assert_eq!(outcome("~"), KeyOutcome::Stale, "not a version");
+        assert_eq!(
+            outcome("9999999999999999999:tx:0000000001"),
+            KeyOutcome::Stale,
+            "from the future"
+        );
+        assert_eq!(outcome(READ), KeyOutcome::Stale, "not newer: compared");
+    }
+
+    #[test]
+    fn a_missing_key_with_a_ttl_is_expired_only_once_the_ttl_may_have_run_out() {
+        let want = value("row", Some(60_000));
+        let outcome = |ago: WrittenAgo| check(ago).compare(&want, None, Some(READ)).outcome;
+        assert_eq!(outcome(Some(Duration::from_secs(1))), KeyOutcome::Missing);
+        assert_eq!(outcome(Some(Duration::from_secs(61))), KeyOutcome::Expired);
+        assert_eq!(outcome(None), KeyOutcome::Expired, "at rest: unknown");
+        let no_ttl = value("row", None);
+        assert_eq!(
+            check(None).compare(&no_ttl, None, None).outcome,
+            KeyOutcome::Missing
+        );
+    }
+
+    #[test]
+    fn messages_without_values_give_lengths_only() {
+        let result = check(None).compare(&value("secret row", None), Some(b"secret!"), None);
+        assert_eq!(result.outcome, KeyOutcome::Stale);
+        let message = result.difference.expect("a difference");
+        assert!(!message.contains("secret"), "{message}");
+        assert!(
+            message.contains("7 bytes") && message.contains("10 bytes"),
+            "{message}"
+        );
     }
 }

@@ -14,6 +14,7 @@
 pub mod coherence;
 pub mod compare;
 pub mod one_shot;
+pub mod pacing;
 pub mod settings;
 
 pub use coherence::{Coherence, CoherenceRow, Tally};

@@ -88,6 +88,11 @@ impl PluginVerdict {
                 self.differ(format!("the plugin failed on a batch: {err}"));
                 return;
             }
+            PlanCheck::Unread(err) => {
+                self.failed += 1;
+                self.differ(format!("a batch could not be read: {err}"));
+                return;
+            }
         };
         for result in results {
             self.checked += 1;
@@ -225,6 +230,9 @@ pub async fn verify(config: &Config, options: &VerifyOptions) -> anyhow::Result<
                             policy.check(plugin.name(), effect).is_ok()
                                 && check_effect(effect, plugin.limits()).is_ok()
                         },
+                        keyring: keyring.as_deref(),
+                        show_values: true,
+                        keep_named: options.all,
                     };
                     let check = match comparison.expect().await {
                         Ok(expectation) => {
@@ -234,7 +242,7 @@ pub async fn verify(config: &Config, options: &VerifyOptions) -> anyhow::Result<
                                 .extend(expectation.named.iter().cloned());
                             PlanCheck::Compared(
                                 expectation
-                                    .compare(&mut conn, &read_version, keyring.as_deref())
+                                    .compare(&mut conn, &read_version, keyring.as_deref(), None)
                                     .await?,
                             )
                         }

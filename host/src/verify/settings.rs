@@ -15,7 +15,8 @@ pub struct VerifyConfig {
     #[serde(default = "default_delays_ms")]
     pub delays_ms: Vec<u64>,
     /// Rows read at random from each followed table every
-    /// `at_rest_period_ms` and checked whether or not they changed (0: none).
+    /// `at_rest_period_ms` and checked whether or not they changed (0, the
+    /// default: none; a uniform sample reads the whole table).
     #[serde(default = "default_at_rest_rows")]
     pub at_rest_rows: usize,
     /// How often rows at rest are sampled, in milliseconds.
@@ -26,8 +27,9 @@ pub struct VerifyConfig {
     /// within this time are not counted as incoherence.
     #[serde(default = "default_at_rest_after_ms")]
     pub at_rest_after_ms: u64,
-    /// Most sampled batches waiting for their checks; changes applied while
-    /// that many wait are not sampled (and counted as skipped).
+    /// Most sampled batches of one plugin waiting for their checks; changes
+    /// it applies while that many wait are not sampled (and counted as
+    /// skipped).
     #[serde(default = "default_max_pending")]
     pub max_pending: usize,
     /// Resync a plugin whose keys were found incoherent (through the same
@@ -60,6 +62,15 @@ impl Default for VerifyConfig {
 /// default).
 const LONGEST_DELAY: Duration = Duration::from_secs(1800);
 
+/// Most delays a sampled change is checked after.
+const MOST_DELAYS: usize = 8;
+
+/// Most rows at rest read from one table per period.
+const MOST_ROWS_AT_REST: usize = 10_000;
+
+/// Most sampled batches waiting per plugin.
+const MOST_PENDING: usize = 100_000;
+
 impl VerifyConfig {
     /// Why the settings cannot work, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
@@ -85,10 +96,29 @@ impl VerifyConfig {
                 LONGEST_DELAY.as_millis()
             ));
         }
-        if self.at_rest_rows > 0 && self.at_rest_period_ms == 0 {
+        if self.delays_ms.len() > MOST_DELAYS {
+            return Err(format!(
+                "verify.delays_ms holds {} delays; at most {MOST_DELAYS}",
+                self.delays_ms.len()
+            ));
+        }
+        if self.at_rest_rows > MOST_ROWS_AT_REST {
+            return Err(format!(
+                "verify.at_rest_rows = {} is more than {MOST_ROWS_AT_REST}",
+                self.at_rest_rows
+            ));
+        }
+        if self.at_rest_rows > 0 && self.at_rest_period_ms < 100 {
             return Err(
-                "verify.at_rest_period_ms must be above 0 when verify.at_rest_rows is".into(),
+                "verify.at_rest_period_ms must be at least 100 when verify.at_rest_rows is above 0"
+                    .into(),
             );
+        }
+        if self.max_pending > MOST_PENDING {
+            return Err(format!(
+                "verify.max_pending = {} is more than {MOST_PENDING}",
+                self.max_pending
+            ));
         }
         if self.at_rest_after_ms > LONGEST_DELAY.as_millis() as u64 {
             return Err(format!(
@@ -100,8 +130,8 @@ impl VerifyConfig {
         if self.max_pending == 0 && self.sample > 0.0 {
             return Err("verify.max_pending must be above 0 when verify.sample is".into());
         }
-        if self.report_ms == 0 {
-            return Err("verify.report_ms must be above 0".into());
+        if self.report_ms < 1000 {
+            return Err("verify.report_ms must be at least 1000".into());
         }
         Ok(())
     }
@@ -143,7 +173,8 @@ fn default_delays_ms() -> Vec<u64> {
 }
 
 fn default_at_rest_rows() -> usize {
-    10
+    // Off: a uniform sample reads the whole table on Cloud Spanner.
+    0
 }
 
 fn default_at_rest_period_ms() -> u64 {

@@ -266,13 +266,19 @@ fn order_keys(refresh: &Refresh, primary_key: &[String]) -> Result<Refresh, Stri
 }
 
 /// `SELECT * FROM table WHERE k0 = @k0 AND …`, with untyped parameters that
-/// Spanner types from the key columns.
+/// Spanner types from the key columns (`k IS NULL` for a NULL key value,
+/// which a change of a nullable key column can carry; a plugin's refresh
+/// request cannot, see [`check_request`]).
 fn statement(request: &Refresh) -> Statement {
     let condition = request
         .keys
         .iter()
         .enumerate()
-        .map(|(i, column)| format!("{} = @k{i}", column.name))
+        .map(|(i, column)| match column.value {
+            // A nullable key column's NULL matches nothing with `=`.
+            Value::Null => format!("{} IS NULL", column.name),
+            _ => format!("{} = @k{i}", column.name),
+        })
         .collect::<Vec<_>>()
         .join(" AND ");
     let mut builder =

@@ -1,0 +1,169 @@
+//! Rows at rest, for the continuous coherence check
+//! ([`super::coherence`]): every `verify.at_rest_period_ms`, up to
+//! `verify.at_rest_rows` rows of each followed table are read at random (a
+//! strong read, `TABLESAMPLE RESERVOIR`), planned by every plugin that wants
+//! the table, and compared `verify.at_rest_after_ms` later, so changes
+//! committed before the read and still on their way through the host are
+//! not counted (unless they take longer than that), with `after` =
+//! `at_rest`: a key that went wrong without any change (written behind the
+//! host's back, evicted, restored from an old snapshot) shows too.
+//!
+//! Also here: the periodic log line of each plugin's coherence.
+
+use super::Pipeline;
+use super::coherence::Checked;
+use crate::change::{RowChange, Version};
+use crate::runtime::Plugin;
+use crate::sink::version::encode;
+use crate::verify::compare::{Expectation, PlanCheck};
+use crate::verify::settings::AT_REST;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Rows of a table planned in one plugin call.
+const ROWS_PER_CALL: usize = 256;
+
+/// One table's sampled rows, planned by one plugin.
+struct Planned {
+    plugin: Arc<Plugin>,
+    read_version: String,
+    plans: Vec<Result<Expectation, PlanCheck>>,
+}
+
+impl Pipeline {
+    /// Every `verify.at_rest_period_ms` until `stop`, checks a few random
+    /// rows of each followed table with every plugin that wants it.
+    pub(super) async fn watch_rows_at_rest(self: Arc<Self>, stop: CancellationToken) {
+        let Some(check) = self.coherence_check.get() else {
+            return;
+        };
+        // Waiting checks end with the service.
+        let check_stop = check.stop.clone();
+        let stopping = stop.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            check_stop.cancel();
+        });
+        if check.settings.at_rest_rows == 0 {
+            return;
+        }
+        let mut tick =
+            tokio::time::interval(Duration::from_millis(check.settings.at_rest_period_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let planned = tokio::select! {
+                () = stop.cancelled() => return,
+                planned = self.plan_rows_at_rest() => planned,
+            };
+            if planned.is_empty() {
+                continue;
+            }
+            // Changes committed before the reads and still on their way
+            // are not counted against the cache.
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(check.settings.at_rest_after_ms)) => {}
+            }
+            for table in &planned {
+                let checked = Checked {
+                    plugin: &table.plugin,
+                    after: AT_REST,
+                    read_version: &table.read_version,
+                    written_ago: None,
+                };
+                for plan in &table.plans {
+                    self.compare_and_record(&checked, plan).await;
+                }
+            }
+        }
+    }
+
+    /// Each followed table's random rows, planned by each plugin that
+    /// wants the table.
+    async fn plan_rows_at_rest(self: &Arc<Self>) -> Vec<Planned> {
+        let Some(check) = self.coherence_check.get() else {
+            return Vec::new();
+        };
+        let mut planned = Vec::new();
+        for table in &check.tables {
+            let plugins: Vec<Arc<Plugin>> = self
+                .current_plugins()
+                .iter()
+                .filter(|plugin| plugin.manifest().wants(table))
+                .cloned()
+                .collect();
+            if plugins.is_empty() {
+                continue;
+            }
+            let sample = check.refresher.sample(table, check.settings.at_rest_rows);
+            let (rows, micros): (Vec<RowChange>, i64) = match tokio::time::timeout(
+                super::coherence::READ_TIMEOUT,
+                sample,
+            )
+            .await
+            {
+                Ok(Ok(read)) => read,
+                Ok(Err(err)) => {
+                    tracing::debug!(table, error = %format!("{err:#}"), "coherence check: cannot sample rows at rest now");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::debug!(table, "coherence check: sampling rows at rest timed out");
+                    continue;
+                }
+            };
+            if rows.is_empty() {
+                continue;
+            }
+            self.metrics
+                .coherence_reads_total
+                .with_label_values(&["spanner_rows"])
+                .inc_by(rows.len() as u64);
+            let read_version = encode(&Version::read_at(micros));
+            for plugin in plugins {
+                let mut plans = Vec::new();
+                for chunk in rows.chunks(ROWS_PER_CALL) {
+                    plans.push(self.expect(&plugin, chunk).await);
+                }
+                planned.push(Planned {
+                    plugin,
+                    read_version: read_version.clone(),
+                    plans,
+                });
+            }
+        }
+        planned
+    }
+
+    /// Every `verify.report_ms` until `stop`, logs each plugin's coherence.
+    pub(super) async fn report_coherence(self: Arc<Self>, stop: CancellationToken) {
+        let Some(check) = self.coherence_check.get() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(Duration::from_millis(check.settings.report_ms));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for row in check.coherence.rows() {
+                let Some(nines) = &row.nines else { continue };
+                tracing::info!(
+                    plugin = %row.plugin,
+                    after = %row.after,
+                    compared = row.tally.compared,
+                    incoherent = row.tally.incoherent,
+                    ratio = row.ratio.unwrap_or_default(),
+                    "coherence: {nines}"
+                );
+            }
+        }
+    }
+}
