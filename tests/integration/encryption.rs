@@ -8,6 +8,7 @@ use redis_spanner::config::KeyringConfig;
 use redis_spanner::demo::schema;
 use redis_spanner::policy::Grant;
 use redis_spanner::service::Service;
+use redis_spanner::verify::VerifyConfig;
 use redis_spanner_envelope::{Keyring, keyed_hash_version, open, parse_header};
 use redis_spanner_tests::{
     RunningService, TestBed, eventually, field, plugin, upsert_user, wait_for_entry,
@@ -45,7 +46,19 @@ async fn sealed_values_open_after_rotation_and_ungranted_keys_are_refused() -> a
         grant.crypto_keys = vec!["pii".to_owned(), "lookup".to_owned()];
         config.grants.insert(name.to_owned(), grant);
     }
-    let running = RunningService::spawn(Service::connect(&config).await?);
+    // Every change re-checked 300 ms after its apply, every row at rest
+    // every 300 ms: sealed values are compared as plaintexts.
+    config.verify = VerifyConfig {
+        sample: 1.0,
+        delays_ms: vec![300],
+        at_rest_rows: 100,
+        at_rest_period_ms: 300,
+        at_rest_after_ms: 100,
+        ..VerifyConfig::default()
+    };
+    let service = Service::connect(&config).await?;
+    let coherence = service.coherence();
+    let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
     let redis = bed.redis_connection().await?;
 
@@ -135,5 +148,27 @@ async fn sealed_values_open_after_rotation_and_ungranted_keys_are_refused() -> a
     let keyring = Keyring::from_dir(keys.path())?;
     let changes = String::from_utf8(open(&keyring, &sealed, b"redis-spanner:dead-letter")?)?;
     assert!(changes.contains("\"Users\""), "{changes}");
+
+    // The coherence check opened the sealed values (both key versions) to
+    // compare them, and found them coherent.
+    let checked = eventually(PATIENCE, || async {
+        let tally = coherence.tally("sealed", "300ms")?;
+        (tally.compared >= 2).then_some(tally)
+    })
+    .await
+    .expect("sealed keys compared 300 ms after their apply");
+    assert_eq!((checked.incoherent, checked.sealed), (0, 0), "{checked:?}");
+    // A sealed value moved to another key no longer opens there: stale.
+    let mut conn = redis.clone();
+    let () = conn.set("sealed:users:1", &rotated.1).await?;
+    let found = wait_for_entry(&redis, "redis-spanner:audit", |entry| {
+        field(entry, "verdict") == "incoherent" && field(entry, "key") == "sealed:users:1"
+    })
+    .await
+    .expect("the moved envelope is found");
+    assert!(
+        field(&found, "reason").contains("sealed value the keyring cannot open"),
+        "{found:?}"
+    );
     running.shutdown().await
 }
