@@ -2,6 +2,7 @@
 
 use redis_spanner::demo::{check, schema, workload};
 use redis_spanner::service::Service;
+use redis_spanner::verify::VerifyConfig;
 use redis_spanner_tests::{RunningService, TestBed, eventually, http_get, plugin_dir};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -89,8 +90,17 @@ async fn redis_flushed_is_refilled_from_spanner() -> anyhow::Result<()> {
 async fn lost_data_is_refilled_from_spanner(loss: Loss) -> anyhow::Result<()> {
     let mut bed = TestBed::start(&schema::ddl()).await?;
     let plugins = plugin_dir(&["users_cache"]);
-    let service = Service::connect(&bed.config(schema::STREAM, plugins.path())).await?;
+    let mut config = bed.config(schema::STREAM, plugins.path());
+    // Every row at rest compared every 200 ms.
+    config.verify = VerifyConfig {
+        at_rest_rows: 1_000,
+        at_rest_period_ms: 200,
+        at_rest_after_ms: 0,
+        ..VerifyConfig::default()
+    };
+    let service = Service::connect(&config).await?;
     let metrics = service.metrics();
+    let coherence = service.coherence();
     let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
     let before = workload::run(&spanner, Some(20), CancellationToken::new()).await?;
@@ -118,6 +128,32 @@ async fn lost_data_is_refilled_from_spanner(loss: Loss) -> anyhow::Result<()> {
     })
     .await;
     assert!(resync.is_some(), "{loss:?}: the resync was audited");
+    // Once refilled, the coherence check finds every row at rest coherent
+    // again (after the period in progress, two more).
+    let at_rest = |c: &redis_spanner::verify::Coherence| {
+        c.tally("users_cache", "at_rest").unwrap_or_default()
+    };
+    let refilled = at_rest(&coherence);
+    println!(
+        "{loss:?}: {} of {} keys at rest incoherent up to the refill",
+        refilled.incoherent, refilled.compared
+    );
+    let settled = redis_spanner_tests::eventually(PATIENCE, || async {
+        let now = at_rest(&coherence);
+        (now.compared >= refilled.compared + 20).then_some(now)
+    })
+    .await
+    .expect("rows at rest compared after the refill");
+    let later = redis_spanner_tests::eventually(PATIENCE, || async {
+        let now = at_rest(&coherence);
+        (now.compared >= settled.compared + 40).then_some(now)
+    })
+    .await
+    .expect("rows at rest compared after the refill");
+    assert_eq!(
+        later.incoherent, settled.incoherent,
+        "{loss:?}: incoherent keys at rest after the refill: {settled:?} → {later:?}"
+    );
 
     // And changes after the loss are applied as usual.
     let after = workload::run(&spanner, Some(20), CancellationToken::new()).await?;
