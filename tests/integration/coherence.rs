@@ -1,8 +1,9 @@
 //! Measured coherence: incoherence injected behind the host's back (a wrong
-//! value, a deleted key, a stale version restored, a key left behind after
-//! its row was deleted) is found by the running service's continuous check,
-//! named in the audit trail, and by `verify`; the ratio reflects the share
-//! of keys corrupted; `verify.repair` resyncs the plugin.
+//! value, a deleted key, a stale version restored, a key of another type, a
+//! key left behind after its row was deleted) is found by the running
+//! service's continuous check, named in the audit trail, and by `verify`;
+//! the ratio reflects the share of keys corrupted; `verify.repair` resyncs
+//! the plugin.
 
 use google_cloud_spanner::key::KeySet;
 use google_cloud_spanner::mutation::Mutation;
@@ -116,7 +117,7 @@ async fn incoherence_behind_the_hosts_back_is_found_named_and_repaired() -> anyh
 
     // Behind the host's back: a stale version restored, a key left behind
     // by a delete (within the 3 s the changes are re-checked), a wrong
-    // value, a deleted key.
+    // value, a deleted key, a key of another type.
     for (key, value, version) in &before {
         let () = redis::pipe()
             .set(*key, value)
@@ -126,12 +127,14 @@ async fn incoherence_behind_the_hosts_back_is_found_named_and_repaired() -> anyh
     }
     let () = redis.set("users:1", "{\"forged\":true}").await?;
     let () = redis.del("users:2").await?;
+    let () = redis.del("users:5").await?;
+    let _: i64 = redis.rpush("users:5", "a list now").await?;
     let injected = tally(&coherence, "at_rest");
     // The check in progress may have read Redis before; the next one sees
-    // the three rows that exist.
+    // the four rows that exist.
     let found = compared_beyond(&coherence, "at_rest", injected.compared, 2 * 5).await;
     assert!(
-        found.incoherent - injected.incoherent >= 3,
+        found.incoherent - injected.incoherent >= 4,
         "two periods after the injection: {found:?}"
     );
     for (key, what) in [
@@ -139,6 +142,7 @@ async fn incoherence_behind_the_hosts_back_is_found_named_and_repaired() -> anyh
         ("users:2", "is missing"),
         ("users:3", "holds"),
         ("users:4", "its row is gone"),
+        ("users:5", "cannot be read as a string: WRONGTYPE"),
     ] {
         let record = wait_for_entry(&redis, "redis-spanner:audit", |entry| {
             field(entry, "verdict") == "incoherent" && field(entry, "key") == key
@@ -154,7 +158,7 @@ async fn incoherence_behind_the_hosts_back_is_found_named_and_repaired() -> anyh
     }
     running.shutdown().await?;
 
-    // The one-shot verify finds the same four (the key left behind as an
+    // The one-shot verify finds the same five (the key left behind as an
     // extra key: no row gives it).
     let report = verify(
         &config,
@@ -167,12 +171,12 @@ async fn incoherence_behind_the_hosts_back_is_found_named_and_repaired() -> anyh
     let verdict = &report.plugins["users_cache@0.0.0"];
     assert_eq!(
         (verdict.stale, verdict.missing, verdict.extra),
-        (2, 1, 1),
+        (3, 1, 1),
         "{}",
         report.render()
     );
     let text = report.render();
-    for key in ["users:1", "users:2", "users:3", "users:4"] {
+    for key in ["users:1", "users:2", "users:3", "users:4", "users:5"] {
         assert!(
             text.contains(&format!("\"{key}\"")),
             "{key} not named: {text}"
@@ -205,7 +209,7 @@ async fn incoherence_behind_the_hosts_back_is_found_named_and_repaired() -> anyh
     let settled = compared_beyond(&coherence, "at_rest", now, 5).await;
     let later = compared_beyond(&coherence, "at_rest", settled.compared, 2 * 5).await;
     assert!(
-        settled.incoherent >= 3,
+        settled.incoherent >= 4,
         "the keys were counted incoherent before the repair: {settled:?}"
     );
     assert_eq!(
@@ -249,8 +253,15 @@ async fn the_ratio_shows_one_percent_of_keys_corrupted() -> anyhow::Result<()> {
             .await
             .is_some()
     );
-    let after_apply = compared_beyond(&coherence, "1s", 0, 200).await;
+    // One transaction of 200 rows: its first 100 sampled rows are checked,
+    // the rest counted as skipped.
+    let after_apply = compared_beyond(&coherence, "1s", 0, 100).await;
     assert_eq!(after_apply.incoherent, 0, "{after_apply:?}");
+    let skipped = metrics
+        .coherence_skipped_total
+        .with_label_values(&["users_cache"])
+        .get();
+    assert_eq!(skipped, 100, "rows over the bound of one check");
     let clean = compared_beyond(&coherence, "at_rest", 0, 200).await;
     assert_eq!(clean.incoherent, 0, "{clean:?}");
 

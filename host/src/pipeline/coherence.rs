@@ -3,8 +3,8 @@
 //! a few rows at rest ([`super::coherence_at_rest`]), against Spanner.
 //!
 //! After a lane applied a batch, each change of it is sampled with
-//! probability `verify.sample`. At the first delay the sampled rows are read
-//! from Spanner **as of their commit** (single-use reads at that exact
+//! probability `verify.sample`. At once the sampled rows are read from
+//! Spanner **as of their commit** (single-use reads at that exact
 //! timestamp), handed to the plugin as `snapshot` changes, and the folded
 //! plan kept (digests, not values); at each delay Redis is compared with it
 //! (see [`crate::verify::compare`]). A key is coherent "after T" when, T
@@ -48,6 +48,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest a check's read of Spanner or Redis may take.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How late past twice its delay a check may still count under it.
+const LATE_SLACK: Duration = Duration::from_millis(100);
+
+/// Most rows of one sampled batch that are checked; beyond, its changes are
+/// not sampled (and counted as skipped).
+pub const MAX_ROWS_PER_CHECK: usize = 100;
 
 /// The sampled rows of one commit, and the newest version among their
 /// sampled changes (a key stored at a newer one was written by a later
@@ -105,6 +112,9 @@ pub(super) struct Checked<'a> {
     pub read_version: &'a str,
     /// How long ago the host wrote the keys, when known.
     pub written_ago: WrittenAgo,
+    /// From when on what is compared was written or read (the apply's
+    /// start, or the read of rows at rest).
+    pub observed_from: Instant,
 }
 
 impl Pipeline {
@@ -115,13 +125,14 @@ impl Pipeline {
     }
 
     /// After `plugin` applied `batch` (whose changes have the encoded
-    /// `versions`): samples its changes and checks them after each delay,
-    /// in the background.
+    /// `versions`; the apply began at `started`): samples its changes and
+    /// checks them after each delay, in the background.
     pub(super) fn sample_applied(
         self: &Arc<Self>,
         plugin: &Arc<Plugin>,
         batch: &[RowChange],
         versions: &[String],
+        started: Instant,
     ) {
         let Some(check) = self.coherence_check.get() else {
             return;
@@ -141,6 +152,9 @@ impl Pipeline {
                 continue;
             }
             sampled += 1;
+            if seen.len() == MAX_ROWS_PER_CHECK {
+                continue;
+            }
             let group = groups.entry(change.commit_micros).or_default();
             if group.version.as_str() < version.as_str() {
                 group.version = version.clone();
@@ -160,16 +174,26 @@ impl Pipeline {
         if groups.is_empty() {
             return;
         }
-        let Some(permit) = check.pacing.permit(plugin.name()) else {
+        let skipped = sampled - seen.len() as u64;
+        if skipped > 0 {
             self.metrics
                 .coherence_skipped_total
                 .with_label_values(&[plugin.name()])
-                .inc_by(sampled);
+                .inc_by(skipped);
+        }
+        // Places per plugin instance: a reloaded plugin does not wait for
+        // the checks of the one it replaced.
+        let instance = format!("{}@{}", plugin.name(), plugin.digest());
+        let Some(permit) = check.pacing.permit(&instance) else {
+            self.metrics
+                .coherence_skipped_total
+                .with_label_values(&[plugin.name()])
+                .inc_by(seen.len() as u64);
             return;
         };
         let pipeline = self.clone();
         let plugin = plugin.clone();
-        let applied = Instant::now();
+        let applied = started;
         let stop = check.stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -180,9 +204,11 @@ impl Pipeline {
         });
     }
 
-    /// Reads the sampled rows of `plugin` as of their commits, plans them
-    /// once, and compares Redis with the plan at each delay after
-    /// `applied`; a read that failed is tried again at the next delay.
+    /// Reads the sampled rows of `plugin` as of their commits and plans them
+    /// at once, then compares Redis with the plan at each delay after
+    /// `applied` (a check that could only be made more than twice its delay
+    /// late is skipped rather than counted under it); a read that failed is
+    /// tried again at the next delay.
     async fn check_after_delays(
         self: &Arc<Self>,
         plugin: &Arc<Plugin>,
@@ -192,7 +218,12 @@ impl Pipeline {
         let Some(check) = self.coherence_check.get() else {
             return;
         };
-        let mut plans: Vec<Option<Result<Expectation, PlanCheck>>> = vec![None; groups.len()];
+        // Planned at once (the rows are read as of their commit, whenever
+        // that is), so that at each delay only Redis is read.
+        let mut plans: Vec<Option<Result<Expectation, PlanCheck>>> = Vec::new();
+        for (commit_micros, group) in &groups {
+            plans.push(self.plan_at_commit(plugin, group, *commit_micros).await);
+        }
         for delay in &check.delays {
             tokio::time::sleep_until((applied + *delay).into()).await;
             // Reloaded or removed meanwhile: what it applied is another
@@ -208,11 +239,18 @@ impl Pipeline {
                 if plan.is_none() {
                     *plan = self.plan_at_commit(plugin, group, *commit_micros).await;
                 }
+                // A check made much later than its delay (slow reads) would
+                // count under the wrong delay.
+                if applied.elapsed() > *delay * 2 + LATE_SLACK {
+                    tracing::debug!(plugin = %plugin.label(), after, "coherence check: too late for this delay; skipped");
+                    continue;
+                }
                 let checked = Checked {
                     plugin,
                     after: &after,
                     read_version: &group.version,
                     written_ago: Some(applied.elapsed()),
+                    observed_from: applied,
                 };
                 match plan {
                     Some(plan) => self.compare_and_record(&checked, plan).await,
@@ -331,7 +369,7 @@ impl Pipeline {
                 if !incoherent.is_empty() {
                     self.incoherent(checked, &incoherent).await;
                 } else if results.iter().any(|r| r.outcome.is_coherent()) {
-                    check.pacing.coherent(plugin.name());
+                    check.pacing.coherent(plugin.name(), checked.observed_from);
                 }
             }
             PlanCheck::NotDeterministic => {
@@ -395,7 +433,15 @@ impl Pipeline {
                 tracing::warn!(plugin = %plugin.label(), error = %err, "cannot audit incoherent keys");
             }
         }
-        if check.settings.repair && !check.stop.is_cancelled() && check.pacing.repair(plugin.name())
+        // Repaired for what lasts: found at the longest delay or at rest,
+        // not while a resync of it runs.
+        let lasting = after == AT_REST
+            || check.delays.last().map(|d| delay_label(*d)).as_deref() == Some(after);
+        if check.settings.repair
+            && lasting
+            && !check.stop.is_cancelled()
+            && !self.is_resyncing(plugin.name())
+            && check.pacing.repair(plugin.name())
         {
             let reason = format!(
                 "the coherence check found {} incoherent keys {} (first: {first})",

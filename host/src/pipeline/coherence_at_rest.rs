@@ -18,16 +18,21 @@ use crate::sink::version::encode;
 use crate::verify::compare::{Expectation, PlanCheck};
 use crate::verify::settings::AT_REST;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Rows of a table planned in one plugin call.
 const ROWS_PER_CALL: usize = 256;
 
+/// Longest a sample of rows at rest may take (it reads the whole table).
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// One table's sampled rows, planned by one plugin.
 struct Planned {
     plugin: Arc<Plugin>,
     read_version: String,
+    /// When the rows were read.
+    read_at: Instant,
     plans: Vec<Result<Expectation, PlanCheck>>,
 }
 
@@ -71,11 +76,20 @@ impl Pipeline {
                 () = tokio::time::sleep(Duration::from_millis(check.settings.at_rest_after_ms)) => {}
             }
             for table in &planned {
+                // Reloaded or removed meanwhile: its plan no longer says
+                // what Redis should hold.
+                if !self
+                    .plugin_named(table.plugin.name())
+                    .is_some_and(|current| Arc::ptr_eq(&current, &table.plugin))
+                {
+                    continue;
+                }
                 let checked = Checked {
                     plugin: &table.plugin,
                     after: AT_REST,
                     read_version: &table.read_version,
                     written_ago: None,
+                    observed_from: table.read_at,
                 };
                 for plan in &table.plans {
                     self.compare_and_record(&checked, plan).await;
@@ -101,20 +115,28 @@ impl Pipeline {
             if plugins.is_empty() {
                 continue;
             }
+            let read_at = Instant::now();
             let sample = check.refresher.sample(table, check.settings.at_rest_rows);
             let (rows, micros): (Vec<RowChange>, i64) = match tokio::time::timeout(
-                super::coherence::READ_TIMEOUT,
+                SAMPLE_TIMEOUT,
                 sample,
             )
             .await
             {
                 Ok(Ok(read)) => read,
-                Ok(Err(err)) => {
-                    tracing::debug!(table, error = %format!("{err:#}"), "coherence check: cannot sample rows at rest now");
-                    continue;
-                }
-                Err(_) => {
-                    tracing::debug!(table, "coherence check: sampling rows at rest timed out");
+                failed => {
+                    let why = match failed {
+                        Ok(Err(err)) => format!("{err:#}"),
+                        _ => format!("no answer within {} s", SAMPLE_TIMEOUT.as_secs()),
+                    };
+                    tracing::warn!(table, error = %why, "coherence check: cannot sample rows at rest");
+                    for plugin in &plugins {
+                        check.coherence.record(
+                            plugin.name(),
+                            AT_REST,
+                            &PlanCheck::Unread(format!("Spanner: {why}")),
+                        );
+                    }
                     continue;
                 }
             };
@@ -134,6 +156,7 @@ impl Pipeline {
                 planned.push(Planned {
                     plugin,
                     read_version: read_version.clone(),
+                    read_at,
                     plans,
                 });
             }

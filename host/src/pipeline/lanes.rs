@@ -422,11 +422,12 @@ impl Pipeline {
         };
         let mut backoff = Duration::from_millis(100);
         loop {
+            let started = Instant::now();
             let span = tracing::info_span!(parent: &job.span, "plugin", plugin = %plugin.label(), changes = job.batch.len());
             let run = self.run_plugin(&plugin, &job.batch, &job.versions);
             match run.instrument(span).await {
                 Ok(()) => {
-                    self.sample_applied(&plugin, &job.batch, &job.versions);
+                    self.sample_applied(&plugin, &job.batch, &job.versions, started);
                     return;
                 }
                 Err(err) if job.is_released() => {
@@ -546,6 +547,14 @@ impl Pipeline {
         let mut tasks = self.lanes.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|task| !task.is_finished());
         tasks.push(task.abort_handle());
+    }
+
+    /// Whether a resync of plugin `name` runs.
+    pub(super) fn is_resyncing(&self, name: &str) -> bool {
+        self.lanes
+            .map()
+            .get(name)
+            .is_some_and(|lane| lane.lock().resyncing)
     }
 
     /// Resyncs plugin `name` for `reason` (marked durably and audited

@@ -8,9 +8,10 @@
 //! `expire`'s TTL), kept as a SHA-256 digest of each value (of the plaintext
 //! for sealed values), and each key is then read with its stored version:
 //!
-//! - a stored version newer than T that is a valid past version: written
-//!   by a later change, **newer** (not a difference); a malformed version,
-//!   or one from the future, is **stale** (it would hide any value);
+//! - a stored version newer than T: written by a later change, **newer**
+//!   (not a difference), unless it is malformed or more than a minute in
+//!   the future: **stale** (it would hide any value);
+//! - a key of another Redis type than a string: **stale**;
 //! - a `set` whose value equals the plan's: **coherent**; sealed values
 //!   (envelopes) are compared as plaintexts, opened with the keyring (the
 //!   key, then nothing, as associated data); a stored envelope the keyring
@@ -253,16 +254,18 @@ impl Expectation {
             return Ok(Vec::new());
         }
         let mut reads = redis::pipe();
+        // A key of another type answers its GET with an error: that key is
+        // stale, the others are still compared.
+        reads.ignore_errors();
         for (key, _, version_key) in &compared {
             reads.get(*key).get(version_key);
         }
-        let replies: Vec<Option<Vec<u8>>> = reads.query_async(conn).await?;
+        let replies: Vec<redis::RedisResult<Option<Vec<u8>>>> = reads.query_async(conn).await?;
         let now_micros = crate::source::spanner::reader::now_micros();
         Ok(compared
             .iter()
             .zip(replies.chunks(2))
             .map(|((key, want, _), stored)| {
-                let version = stored[1].as_deref().map(String::from_utf8_lossy);
                 let check = KeyCheck {
                     key,
                     read_version,
@@ -270,7 +273,21 @@ impl Expectation {
                     written_ago,
                     now_micros,
                 };
-                check.compare(want, stored[0].as_deref(), version.as_deref())
+                match (&stored[0], &stored[1]) {
+                    (Ok(value), Ok(version)) => {
+                        let version = version.as_deref().map(String::from_utf8_lossy);
+                        check.compare(want, value.as_deref(), version.as_deref())
+                    }
+                    (Err(err), _) | (_, Err(err)) => KeyResult {
+                        key: key.to_string(),
+                        outcome: KeyOutcome::Stale,
+                        difference: Some(format!(
+                            "{:?} cannot be read as a string: {}",
+                            shown(key),
+                            err.code().unwrap_or("error")
+                        )),
+                    },
+                }
             })
             .collect())
     }

@@ -76,7 +76,8 @@ impl Pacing {
     }
 
     /// Of `found` incoherent keys of `plugin`, how many are audited one by
-    /// one now, and how many earlier ones were not (to sum up in a record).
+    /// one now (the caller sums up the rest in one record), and how many of
+    /// earlier checks were not audited at all (to add to that record).
     pub fn audit(&self, plugin: &str, found: usize) -> (usize, u64) {
         self.with(plugin, |pace| {
             if pace.audit_window_start.elapsed() >= AUDIT_WINDOW {
@@ -85,12 +86,13 @@ impl Pacing {
             }
             let allowed = found.min(AUDITED_PER_MINUTE - pace.audited);
             pace.audited += allowed;
-            let mut earlier = 0;
-            if allowed > 0 {
-                earlier = std::mem::take(&mut pace.unaudited);
+            if allowed == 0 {
+                // Summed up in the next record allowed.
+                pace.unaudited += found as u64;
+                return (0, 0);
             }
-            pace.unaudited += (found - allowed) as u64;
-            (allowed, earlier)
+            // The caller sums up `found - allowed` in its own record.
+            (allowed, std::mem::take(&mut pace.unaudited))
         })
     }
 
@@ -128,10 +130,15 @@ impl Pacing {
         })
     }
 
-    /// A check found every compared key of `plugin` coherent: its next
-    /// repair may come after the first pause again.
-    pub fn coherent(&self, plugin: &str) {
-        self.with(plugin, |pace| pace.repair_pause = REPAIR_PAUSE_FIRST);
+    /// A check of what `plugin` wrote (or held) from `observed_from` on
+    /// found every compared key coherent: if that is after its last repair,
+    /// the repair worked and the next may come after the first pause again.
+    pub fn coherent(&self, plugin: &str, observed_from: Instant) {
+        self.with(plugin, |pace| {
+            if pace.last_repair.is_none_or(|at| observed_from > at) {
+                pace.repair_pause = REPAIR_PAUSE_FIRST;
+            }
+        });
     }
 }
 
@@ -155,8 +162,12 @@ mod tests {
         let pacing = Pacing::new(1);
         assert_eq!(pacing.audit("p", 60), (60, 0));
         assert_eq!(pacing.audit("p", 60), (40, 0), "100 a minute");
-        assert_eq!(pacing.audit("p", 5), (0, 0));
+        assert_eq!(pacing.audit("p", 5), (0, 0), "summed up later");
         assert_eq!(pacing.audit("q", 5), (5, 0), "per plugin");
+        pacing.with("p", |pace| {
+            pace.audit_window_start = Instant::now() - AUDIT_WINDOW;
+        });
+        assert_eq!(pacing.audit("p", 1), (1, 5), "a new minute");
     }
 
     #[test]
@@ -179,7 +190,14 @@ mod tests {
         assert!(pacing.repair("p"));
         let pause = pacing.with("p", |pace| pace.repair_pause);
         assert_eq!(pause, REPAIR_PAUSE_FIRST * 2);
-        pacing.coherent("p");
+        pacing.coherent("p", Instant::now() - Duration::from_secs(60));
+        let pause = pacing.with("p", |pace| pace.repair_pause);
+        assert_eq!(
+            pause,
+            REPAIR_PAUSE_FIRST * 2,
+            "a check from before the repair"
+        );
+        pacing.coherent("p", Instant::now());
         let pause = pacing.with("p", |pace| pace.repair_pause);
         assert_eq!(pause, REPAIR_PAUSE_FIRST);
     }
