@@ -14,7 +14,7 @@
 //! was lost or was overwritten behind the host's back shows at once. A read
 //! that fails is counted `unread` and tried again at the next delay.
 //!
-//! Incoherent keys are audited (verdict `incoherent`, at most
+//! Incoherent keys ([`super::coherence_findings`]) are audited (verdict `incoherent`, at most
 //! [`crate::verify::pacing::AUDITED_PER_MINUTE`] a minute per plugin, the
 //! rest summed up) and logged (once per plugin every
 //! [`crate::verify::pacing::WARN_EVERY`]); with `verify.repair` the plugin
@@ -31,7 +31,6 @@
 //! [`crate::verify::compare::MAX_KEYS_PER_CHECK`] per check).
 
 use super::Pipeline;
-use crate::audit::{AuditRecord, Verdict};
 use crate::change::RowChange;
 use crate::crypto::KeyringHandle;
 use crate::runtime::Plugin;
@@ -39,7 +38,7 @@ use crate::runtime::bindings::Refresh;
 use crate::source::spanner::refresh::Refresher;
 use crate::verify::compare::{Comparison, Expectation, KeyResult, PlanCheck, WrittenAgo};
 use crate::verify::pacing::Pacing;
-use crate::verify::settings::{AT_REST, delay_label};
+use crate::verify::settings::delay_label;
 use crate::verify::{Coherence, VerifyConfig};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -68,13 +67,13 @@ struct SampledCommit {
 /// What the continuous check needs besides the pipeline.
 pub struct CoherenceCheck {
     pub(super) settings: VerifyConfig,
-    delays: Vec<Duration>,
+    pub(super) delays: Vec<Duration>,
     pub(super) coherence: Arc<Coherence>,
     pub(super) refresher: Refresher,
     keyring: Option<Arc<KeyringHandle>>,
     /// The followed tables, for the rows at rest.
     pub(super) tables: Vec<String>,
-    pacing: Pacing,
+    pub(super) pacing: Pacing,
     /// Cancelled when the service stops: waiting checks end.
     pub(super) stop: CancellationToken,
 }
@@ -382,82 +381,5 @@ impl Pipeline {
                 tracing::debug!(plugin = %plugin.label(), after, %what, "coherence check: could not read");
             }
         }
-    }
-
-    /// Logs and audits incoherent keys (within the plugin's bounds), and
-    /// repairs the plugin when asked.
-    async fn incoherent(self: &Arc<Self>, checked: &Checked<'_>, keys: &[&KeyResult]) {
-        let Some(check) = self.coherence_check.get() else {
-            return;
-        };
-        let (plugin, after) = (checked.plugin, checked.after);
-        let first = keys[0].difference.as_deref().unwrap_or_default();
-        if let Some(unlogged) = check.pacing.warn(plugin.name()) {
-            tracing::warn!(plugin = %plugin.label(), when = %when(after), incoherent = keys.len(), first, earlier_checks_not_logged = unlogged, "coherence check: Redis does not hold what the plugin makes of Spanner's rows");
-        }
-        let (audited, earlier) = check.pacing.audit(plugin.name(), keys.len());
-        if let Some(audit) = &self.audit
-            && audited > 0
-        {
-            let record = |key: String, reason: String| AuditRecord {
-                plugin: plugin.label(),
-                plugin_digest: plugin.digest().to_owned(),
-                version: checked.read_version.to_owned(),
-                key,
-                operation: "verify".to_owned(),
-                verdict: Verdict::Incoherent,
-                reason,
-            };
-            let mut records: Vec<AuditRecord> = keys
-                .iter()
-                .take(audited)
-                .map(|key| {
-                    let difference = key.difference.as_deref().unwrap_or("differs");
-                    record(
-                        crate::pipeline::effect_check::shown(&key.key),
-                        format!("{}: {difference}", when(after)),
-                    )
-                })
-                .collect();
-            let unaudited = earlier + (keys.len() - audited) as u64;
-            if unaudited > 0 {
-                records.push(record(
-                    String::new(),
-                    format!(
-                        "{unaudited} more incoherent keys not recorded one by one (at most {} a minute per plugin)",
-                        crate::verify::pacing::AUDITED_PER_MINUTE
-                    ),
-                ));
-            }
-            if let Err(err) = audit.append(&records).await {
-                tracing::warn!(plugin = %plugin.label(), error = %err, "cannot audit incoherent keys");
-            }
-        }
-        // Repaired for what lasts: found at the longest delay or at rest,
-        // not while a resync of it runs.
-        let lasting = after == AT_REST
-            || check.delays.last().map(|d| delay_label(*d)).as_deref() == Some(after);
-        if check.settings.repair
-            && lasting
-            && !check.stop.is_cancelled()
-            && !self.is_resyncing(plugin.name())
-            && check.pacing.repair(plugin.name())
-        {
-            let reason = format!(
-                "the coherence check found {} incoherent keys {} (first: {first})",
-                keys.len(),
-                when(after)
-            );
-            self.resync_plugin(plugin.name(), &reason).await;
-        }
-    }
-}
-
-/// When a check was made, for messages: `1s after the apply`, `at rest`.
-fn when(after: &str) -> String {
-    if after == AT_REST {
-        "at rest".to_owned()
-    } else {
-        format!("{after} after the apply")
     }
 }

@@ -23,6 +23,7 @@
 pub mod cache_events;
 pub mod coherence;
 mod coherence_at_rest;
+mod coherence_findings;
 pub mod effect_check;
 pub mod intake;
 pub mod lanes;

@@ -3,7 +3,8 @@
 //!
 //! The plugin defines the mapping from rows to keys, so the host can check
 //! it: rows read from Spanner at a timestamp are handed to the plugin as
-//! `snapshot` changes and its plan is compared with Redis ([`compare`]).
+//! `snapshot` changes and its plan is compared with Redis ([`compare`], key
+//! by key in `key_check`).
 //! `redis-spanner verify` does that once over a sample or every row
 //! ([`one_shot`]); the running service does it continuously for a share of
 //! the changes it applies, at several delays after each apply, and for a
@@ -13,6 +14,7 @@
 
 pub mod coherence;
 pub mod compare;
+mod key_check;
 pub mod one_shot;
 pub mod pacing;
 pub mod settings;
