@@ -169,11 +169,14 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
         .filter(|line| line.starts_with("| users_cache |"))
         .map(|line| line.split('|').map(str::trim).collect())
         .collect();
-    assert_eq!(rows.len(), 2, "one row per delay:\n{status_text}");
+    // | plugin | after | compared | coherent | incoherent | … (a 100 ms
+    // check a busy machine cannot make within twice its delay is skipped,
+    // so only the 1 s row must be there).
+    assert!(
+        rows.iter().any(|row| row[2] == "1s" && row[3] != "0"),
+        "the 1 s checks compared keys:\n{status_text}"
+    );
     for row in &rows {
-        // | plugin | after | compared | coherent | incoherent | …
-        let compared: u64 = row[3].parse()?;
-        assert!(compared > 0, "nothing compared:\n{status_text}");
         assert_eq!(row[5], "0", "incoherent keys:\n{status_text}");
     }
 
