@@ -7,7 +7,7 @@
 //! (`CARGO_BIN_EXE_redis-spanner`); the harness comes from the
 //! `redis-spanner-tests` support library.
 
-use crate::support::service_config;
+use crate::support::{fix_admin_port, service_config, wait_until_ready};
 use rand::Rng as _;
 use redis::AsyncCommands as _;
 use redis_spanner::demo::{check, schema, workload};
@@ -102,15 +102,14 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
         work.path(),
         "[verify]\nsample = 0.5\ndelays_ms = [100, 1000]\nat_rest_rows = 0\n",
     );
-    let admin_port = redis_spanner::local::ports::free_port()?;
-    let text = std::fs::read_to_string(&config)?
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{admin_port}"));
-    std::fs::write(&config, text)?;
+    let admin_port = fix_admin_port(&config);
     let log = work.path().join("host.log");
     let spanner = bed.spanner_client().await?;
 
     let mut host = spawn_host(&config, &log);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Writes begin once the host follows the stream (earlier ones would
+    // come before its start and never reach it).
+    wait_until_ready(admin_port).await;
 
     let writes_stop = CancellationToken::new();
     let writer = {

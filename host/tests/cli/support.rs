@@ -85,3 +85,32 @@ key_prefixes = ["users:"]
     std::fs::write(&path, text).expect("write config");
     path
 }
+
+/// Gives the service of the configuration at `config` a free admin port
+/// of its own (instead of one the system picks) and returns it.
+pub fn fix_admin_port(config: &Path) -> u16 {
+    let port = redis_spanner::local::ports::free_port().expect("a free port");
+    let text = std::fs::read_to_string(config)
+        .expect("read the configuration")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(config, text).expect("write the configuration");
+    port
+}
+
+/// Waits until the service whose admin server listens on `port` answers
+/// `/readyz` with 200: it follows its stream, so every change committed
+/// from then on reaches it. Fails the test after 60 s.
+pub async fn wait_until_ready(port: u16) {
+    let address: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let ready = redis_spanner_tests::eventually(std::time::Duration::from_secs(60), || async {
+        let (status, _) = redis_spanner_tests::http_get(address, "/readyz")
+            .await
+            .ok()?;
+        (status == 200).then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "the service on port {port} never became ready"
+    );
+}

@@ -2,7 +2,7 @@
 //! through the plugins: coherent after the service applied the rows, and a
 //! rewritten, a deleted and an extra key are named, with exit code 1.
 
-use crate::support::{binary, service_config};
+use crate::support::{binary, fix_admin_port, service_config, wait_until_ready};
 use redis::AsyncCommands as _;
 use redis_spanner_tests::{TestBed, eventually_get, plugin_dir, upsert_user};
 use std::process::Stdio;
@@ -30,6 +30,7 @@ async fn verify_finds_rewritten_and_deleted_keys() {
     let plugins = plugin_dir(&["users_cache"]);
     let work = tempfile::tempdir().unwrap();
     let config = service_config(&bed, plugins.path(), work.path(), "");
+    let admin_port = fix_admin_port(&config);
     let mut host = binary()
         .args(["run", "--config"])
         .arg(&config)
@@ -38,16 +39,8 @@ async fn verify_finds_rewritten_and_deleted_keys() {
         .unwrap();
     let spanner = bed.spanner_client().await.unwrap();
     let mut redis = bed.redis_connection().await.unwrap();
-    // Written until the host, starting, follows the stream.
-    let mut id = 0;
-    while eventually_get(&redis, &format!("users:{id}"), Duration::from_secs(2))
-        .await
-        .is_none()
-    {
-        id += 1;
-        assert!(id < 30, "the host never cached a row");
-        upsert_user(&spanner, id, "verified", None).await.unwrap();
-    }
+    // Written once the host follows the stream.
+    wait_until_ready(admin_port).await;
     for more in [101, 102, 103] {
         upsert_user(&spanner, more, "verified", None).await.unwrap();
     }
