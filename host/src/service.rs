@@ -139,6 +139,7 @@ impl Service {
                 config.verify.clone(),
                 coherence.clone(),
                 Refresher::new(client.clone()),
+                crate::sink::redis::open_configured(&config.redis).await?,
                 options.keyring.clone(),
                 shape.tables.keys().cloned().collect(),
             ));

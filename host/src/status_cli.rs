@@ -24,6 +24,13 @@ pub async fn run(config: &Path, url: Option<String>) -> anyhow::Result<ExitCode>
                     config.display()
                 )
             })?;
+            anyhow::ensure!(
+                !listen.ends_with(":0"),
+                "admin.listen = {listen:?} in {} lets the service pick a free port, which this \
+                 command cannot know: give --url http://HOST:PORT (the port is in the service's \
+                 start-up log)",
+                config.display()
+            );
             format!("http://{listen}")
         }
     };

@@ -76,16 +76,21 @@ pub struct CoherenceCheck {
     pub(super) pacing: Pacing,
     /// Cancelled when the service stops: waiting checks end.
     pub(super) stop: CancellationToken,
+    /// The check's own Redis connection: its reads (up to every planned
+    /// key's value) never queue ahead of the host's own commands.
+    redis: redis::aio::ConnectionManager,
 }
 
 impl CoherenceCheck {
     /// A check with `settings`, counting into `coherence`, reading Spanner
-    /// through `refresher`, opening sealed values with `keyring`, sampling
-    /// rows at rest from `tables`.
+    /// through `refresher` and Redis through `redis` (a connection of its
+    /// own), opening sealed values with `keyring`, sampling rows at rest
+    /// from `tables`.
     pub fn new(
         settings: VerifyConfig,
         coherence: Arc<Coherence>,
         refresher: Refresher,
+        redis: redis::aio::ConnectionManager,
         keyring: Option<Arc<KeyringHandle>>,
         tables: Vec<String>,
     ) -> Self {
@@ -98,6 +103,7 @@ impl CoherenceCheck {
             keyring,
             tables,
             stop: CancellationToken::new(),
+            redis,
         }
     }
 }
@@ -327,7 +333,7 @@ impl Pipeline {
         };
         let result = match plan {
             Ok(expectation) => {
-                let mut conn = self.sinks.admin().connection();
+                let mut conn = check.redis.clone();
                 let compared = expectation.compare(
                     &mut conn,
                     checked.read_version,

@@ -355,4 +355,19 @@ pub(super) mod tests {
         assert_eq!(keys["b"], value("2", Some(60_000)), "the expire's TTL");
         assert_eq!(keys["c"], Want::Absent);
     }
+
+    #[test]
+    fn a_check_compares_at_most_its_bound_of_keys() {
+        let actions: Vec<Action> = (0..MAX_KEYS_PER_CHECK + 5)
+            .map(|n| action(set(&format!("k:{n:05}"), "v", None)))
+            .collect();
+        let keys = fold_keys(&actions, &|_| true, |write| {
+            plain(&write.value, write.ttl_ms)
+        });
+        assert_eq!(keys.len(), MAX_KEYS_PER_CHECK);
+        assert!(
+            keys.contains_key("k:00000")
+                && !keys.contains_key(&format!("k:{:05}", MAX_KEYS_PER_CHECK))
+        );
+    }
 }
