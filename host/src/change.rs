@@ -1,12 +1,11 @@
 //! The host's model of a row change and of a plugin's plan.
 //!
-//! These are the WIT contract's types, re-exported so that sources build them
-//! once and the runtime passes them to plugins as they are; [`Version`]
-//! orders changes, and [`value_json`] shows a value as the SDKs render it.
+//! These are the newest contract's types ([`crate::contract`]), re-exported
+//! so that sources build them once and the runtime hands them to plugins of
+//! any contract version; [`Version`] orders changes, and [`value_json`]
+//! shows a value as the SDKs render it.
 
-pub use crate::runtime::bindings::{
-    Action, ChangeKind, Column, Effect, Expiry, RowChange, Value, Write,
-};
+pub use crate::contract::{Action, ChangeKind, Column, Effect, Expiry, RowChange, Value, Write};
 
 /// The total order of changes: commit timestamp, then transaction, then the
 /// record's sequence within its transaction.
@@ -41,6 +40,30 @@ impl Version {
     }
 }
 
+/// A FLOAT32 as the double with the same shortest decimal form, so 0.1f32
+/// shows as `0.1`, not `0.10000000149011612` (how every SDK renders it).
+pub fn float32_as_f64(f: f32) -> f64 {
+    if !f.is_finite() {
+        return f64::from(f);
+    }
+    // `f32`'s `Display` gives the shortest decimal that reads back as `f`;
+    // that decimal has at most 9 significant digits, so the nearest double
+    // prints as the same decimal.
+    f.to_string()
+        .parse()
+        .expect("a finite f32 prints as a decimal")
+}
+
+/// A double as serde_json shows it; NaN and the infinities as strings.
+fn float_json(f: f64) -> serde_json::Value {
+    match serde_json::Number::from_f64(f) {
+        Some(number) => serde_json::Value::Number(number),
+        None if f.is_nan() => serde_json::Value::from("NaN"),
+        None if f > 0.0 => serde_json::Value::from("Infinity"),
+        None => serde_json::Value::from("-Infinity"),
+    }
+}
+
 /// A value as JSON, as the SDKs convert it (also for logs and audit
 /// reasons that show a key).
 pub fn value_json(value: &Value) -> serde_json::Value {
@@ -49,12 +72,8 @@ pub fn value_json(value: &Value) -> serde_json::Value {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
         Value::Int64(i) => Json::from(*i),
-        Value::Float64(f) => match serde_json::Number::from_f64(*f) {
-            Some(number) => Json::Number(number),
-            None if f.is_nan() => Json::from("NaN"),
-            None if *f > 0.0 => Json::from("Infinity"),
-            None => Json::from("-Infinity"),
-        },
+        Value::Float32(f) => float_json(float32_as_f64(*f)),
+        Value::Float64(f) => float_json(*f),
         Value::String(s) | Value::Timestamp(s) | Value::Date(s) | Value::Numeric(s) => {
             Json::String(s.clone())
         }

@@ -19,8 +19,8 @@
 
 use crate::change::{Column, RowChange};
 use crate::config::Config;
+use crate::contract::Refresh;
 use crate::metrics::Metrics;
-use crate::runtime::bindings::Refresh;
 use crate::service::build_pipeline;
 use crate::source::spanner::connect;
 use crate::source::spanner::refresh::Refresher;

@@ -37,6 +37,7 @@ pub mod backfill;
 pub mod cache_events;
 pub mod change;
 pub mod config;
+pub mod contract;
 pub mod crypto;
 pub mod dead_letters;
 pub mod demo;

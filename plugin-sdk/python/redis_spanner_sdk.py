@@ -1,81 +1,125 @@
 """Write Redis Spanner cache plugins in Python.
 
 A plugin is a WebAssembly component (world `cache-plugin` of
-`wit/plugin@0.1.0`) built with componentize-py. The host hands it batches of
-Spanner row changes; it answers with a plan of Redis actions.
+`wit/plugin@0.3.0`) built with componentize-py. The host hands it batches of
+Spanner row changes and cache events; it answers with a plan of Redis
+actions and with refresh requests.
 
 This module is the Python counterpart of the Rust `redis-spanner-sdk`:
 
 - `Plugin`: subclass it and override `init` and `on_change` (or
-  `on_changes` for a whole batch); `register_plugin(cls)` turns the class
-  into the `WitWorld` export that componentize-py looks for.
+  `on_changes` for a whole batch), and `on_cache_event` (or
+  `on_cache_events`); `register_plugin(cls)` turns the class into the
+  `WitWorld` export that componentize-py looks for.
+- `RowChange`: one change as plugins see it, with table and column names
+  (`table`, `kind`, `keys`, `new_values`, `old_values`, `commit_micros`,
+  `transaction_id`, `record_sequence`, `transaction_tag`). Contract 0.3.0
+  sends a batch in a compact shape (`Batch`: each table and transaction
+  once, values by position); `decode_batch` turns it into `RowChange`s, and
+  `on_changes` receives that list, so plugin code reads names as before.
+  The wire types keep their generated names (`Batch`, `Table`,
+  `Transaction`, `Cell`), but for the wire row change, `WireRowChange`.
 - `key(parts)`: Redis keys with `:`, `\\`, `{` and `}` escaped, like the Rust `key`.
 - `to_json(value)`, `row_json(columns)`, `row_json_of(change)` and `dumps(obj)`:
   row JSON that is byte for byte what the Rust SDK's `row_json().to_string()`
-  gives (serde_json: members sorted by name, compact, floats like serde_json).
+  gives (serde_json: members sorted by name, compact, floats like serde_json;
+  a FLOAT32 as the shortest decimal that reads back as it, like Rust's `f32`
+  Display).
 - `effect_set` / `effect_delete` / `effect_expire` build effects (what
   `on_change` returns); `set` / `delete` / `expire` build actions tagged with
   a change index (what `on_changes` returns).
+- `refresh(table, keys)` builds the cache effect that re-reads a row (what
+  `on_cache_event` returns); `field(event, name)` reads a stream entry field.
+- `seal` and `keyed_hash`: encryption and opaque names with the host's
+  keyring, for the key names the plugin's grant lists.
 - `log`, `trace` ... `error`, and `config(name)`: the host's functions.
 
 Outside WebAssembly (plain CPython, e.g. unit tests) the generated bindings
 are missing; the module then uses look-alike data classes, `log` writes to
-standard error and `config` returns None, as the Rust SDK does natively.
+standard error, `config` returns None, and `seal` and `keyed_hash` raise
+`Err`, as the Rust SDK does natively.
 
-Errors: raise `Err("message")` from `init`, `on_change` or `on_changes` to
-return the WIT `result`'s error; the default `on_changes` prefixes it with
-`change N (table T): `, like the Rust SDK. Any other exception is turned into
-an error too (componentize-py would otherwise trap, and the traceback would
-be lost).
+Errors: raise `Err("message")` from `init`, `on_change`, `on_changes`,
+`on_cache_event` or `on_cache_events` to return the WIT `result`'s error;
+the default `on_changes` prefixes it with `change N (table T): ` and the
+default `on_cache_events` with `event N (key K): `, like the Rust SDK. Any
+other exception is turned into an error too (componentize-py would
+otherwise trap, and the traceback would be lost).
 """
 
 import base64
 import json
 import math
 import re
+import struct
 import sys
 import traceback
 from dataclasses import dataclass
 from enum import Enum
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 #: Version of the WIT package (`redis-spanner:plugin`) this SDK implements.
-API_VERSION = "0.1.0"
+API_VERSION = "0.3.0"
 
 _U32_MAX = (1 << 32) - 1
 _U64_MAX = (1 << 64) - 1
 _I64_MIN = -(1 << 63)
 
-try:  # Inside the component: the bindings componentize-py generated.
-    from componentize_py_types import Err
-    from wit_world.imports import host as _host
-    from wit_world.imports.types import (
-        Action,
-        ChangeKind,
-        Column,
-        Effect_Delete,
-        Effect_Expire,
-        Effect_Set,
-        Expiry,
-        RowChange,
-        Value_Bool,
-        Value_Bytes,
-        Value_Date,
-        Value_Float64,
-        Value_Int64,
-        Value_Json,
-        Value_Null,
-        Value_Numeric,
-        Value_String,
-        Value_Timestamp,
-        Write,
-    )
+try:  # The bindings componentize-py generates exist only inside the component.
+    import wit_world  # noqa: F401
+except ImportError:
+    IN_WASM = False
+else:
+    IN_WASM = True
+
+if IN_WASM:
+    try:
+        from componentize_py_types import Err
+        from wit_world.imports import crypto as _crypto
+        from wit_world.imports import host as _host
+        from wit_world.imports.cache import (
+            CacheAction,
+            CacheEffect_Refresh,
+            CacheEvent,
+            EventSource,
+            Refresh,
+        )
+        from wit_world.imports.types import (
+            Action,
+            Batch,
+            Cell,
+            ChangeKind,
+            Column,
+            Effect_Delete,
+            Effect_Expire,
+            Effect_Set,
+            Expiry,
+            Table,
+            Transaction,
+            Value_Bool,
+            Value_Bytes,
+            Value_Date,
+            Value_Float32,
+            Value_Float64,
+            Value_Int64,
+            Value_Json,
+            Value_Null,
+            Value_Numeric,
+            Value_String,
+            Value_Timestamp,
+            Write,
+        )
+        from wit_world.imports.types import RowChange as WireRowChange
+    except ImportError as missing:
+        raise ImportError(
+            f"redis_spanner_sdk implements redis-spanner:plugin@{API_VERSION}: build the "
+            f"plugin with wit/plugin@{API_VERSION}, world cache-plugin ({missing})"
+        ) from missing
 
     LogLevel = _host.LogLevel
-    IN_WASM = True
-except ImportError:  # Plain CPython: look-alikes with the same shapes.
+else:  # Plain CPython: look-alikes with the generated names and shapes.
+    _crypto = None
     _host = None
-    IN_WASM = False
 
     @dataclass(frozen=True)
     class Err(Exception):
@@ -94,6 +138,10 @@ except ImportError:  # Plain CPython: look-alikes with the same shapes.
     @dataclass
     class Value_Int64:
         value: int
+
+    @dataclass
+    class Value_Float32:
+        value: float
 
     @dataclass
     class Value_Float64:
@@ -135,16 +183,41 @@ except ImportError:  # Plain CPython: look-alikes with the same shapes.
         SNAPSHOT = 3
 
     @dataclass
-    class RowChange:
-        table: str
-        kind: ChangeKind
-        keys: List[Column]
-        new_values: List[Column]
-        old_values: List[Column]
+    class Table:
+        name: str
+        key_columns: List[str]
+        columns: List[str]
+
+    @dataclass
+    class Cell:
+        column: int
+        value: object
+
+    @dataclass
+    class Transaction:
+        id: str
+        tag: str
         commit_micros: int
-        transaction_id: str
-        record_sequence: str
-        transaction_tag: str
+
+    @dataclass
+    class WireRowChange:
+        table: int
+        kind: ChangeKind
+        keys: List[object]
+        new_values: List[Cell]
+        old_values: List[Cell]
+        transaction: int
+        record_sequence: int
+
+    # The generated class is `types.RowChange`; the SDK's `RowChange` is the
+    # decoded change plugins see.
+    WireRowChange.__name__ = WireRowChange.__qualname__ = "RowChange"
+
+    @dataclass
+    class Batch:
+        tables: List[Table]
+        transactions: List[Transaction]
+        changes: List[WireRowChange]
 
     @dataclass
     class Write:
@@ -174,12 +247,135 @@ except ImportError:  # Plain CPython: look-alikes with the same shapes.
         change: int
         effect: object
 
+    class EventSource(Enum):
+        APPLICATION = 0
+        KEYSPACE = 1
+
+    @dataclass
+    class CacheEvent:
+        source: EventSource
+        kind: str
+        key: str
+        fields: List[Tuple[str, str]]
+        id: str
+
+    @dataclass
+    class Refresh:
+        table: str
+        keys: List[Column]
+
+    @dataclass
+    class CacheEffect_Refresh:
+        value: Refresh
+
+    @dataclass
+    class CacheAction:
+        event: int
+        effect: object
+
     class LogLevel(Enum):
         TRACE = 0
         DEBUG = 1
         INFO = 2
         WARN = 3
         ERROR = 4
+
+
+_VALUE_TYPES = (
+    Value_Null,
+    Value_Bool,
+    Value_Int64,
+    Value_Float32,
+    Value_Float64,
+    Value_String,
+    Value_Bytes,
+    Value_Timestamp,
+    Value_Date,
+    Value_Numeric,
+    Value_Json,
+)
+
+
+# --------------------------------------------------------------------------
+# Row changes
+
+
+@dataclass
+class RowChange:
+    """One row's change as plugins see it: the wire change of contract
+    0.3.0 with its table and transaction looked up and each value named.
+
+    `keys`, `new_values` and `old_values` are lists of `Column(name, value)`;
+    `record_sequence` is the record's order within its transaction (an int).
+    Build one directly to test a plugin's `on_change` or `on_changes`.
+    """
+
+    table: str
+    kind: ChangeKind
+    keys: List[Column]
+    new_values: List[Column]
+    old_values: List[Column]
+    commit_micros: int
+    transaction_id: str
+    record_sequence: int
+    transaction_tag: str
+
+
+def decode_batch(batch) -> List[RowChange]:
+    """The changes of a wire `Batch` as `RowChange`s, in batch order, so
+    that change N of the list is the change actions name with index N.
+
+    Each table's and transaction's fields are shared by its changes, not
+    copied. Raises `Err` when a change refers to a table, transaction or
+    column the batch does not describe.
+    """
+    tables = batch.tables
+    transactions = batch.transactions
+    changes = []
+    for index, wire in enumerate(batch.changes):
+        try:
+            changes.append(_decode_change(wire, tables, transactions))
+        except (IndexError, ValueError) as exc:
+            raise Err(f"change {index}: {exc}") from None
+    return changes
+
+
+def _decode_change(wire, tables, transactions) -> RowChange:
+    """One wire change with its table's and transaction's fields."""
+    if wire.table >= len(tables):
+        raise IndexError(f"table {wire.table} is not in the batch's {len(tables)} tables")
+    if wire.transaction >= len(transactions):
+        raise IndexError(
+            f"transaction {wire.transaction} is not in the batch's {len(transactions)} transactions"
+        )
+    table = tables[wire.table]
+    transaction = transactions[wire.transaction]
+    key_names = table.key_columns
+    if len(wire.keys) != len(key_names):
+        raise ValueError(
+            f"{len(wire.keys)} key values for the {len(key_names)} key columns of table {table.name}"
+        )
+    return RowChange(
+        table=table.name,
+        kind=wire.kind,
+        keys=[Column(name, value) for name, value in zip(key_names, wire.keys)],
+        new_values=_named(wire.new_values, table),
+        old_values=_named(wire.old_values, table),
+        commit_micros=transaction.commit_micros,
+        transaction_id=transaction.id,
+        record_sequence=wire.record_sequence,
+        transaction_tag=transaction.tag,
+    )
+
+
+def _named(cells, table) -> List[Column]:
+    """Cells as columns named after the table's `columns`."""
+    names = table.columns
+    try:
+        return [Column(names[cell.column], cell.value) for cell in cells]
+    except IndexError:
+        bad = next(cell.column for cell in cells if cell.column >= len(names))
+        raise IndexError(f"column {bad} is not in table {table.name}'s {len(names)} columns") from None
 
 
 # --------------------------------------------------------------------------
@@ -195,22 +391,27 @@ def log(level, message: str) -> None:
 
 
 def trace(message: str) -> None:
+    """Writes `message` to the host's log at `LogLevel.TRACE`."""
     log(LogLevel.TRACE, message)
 
 
 def debug(message: str) -> None:
+    """Writes `message` to the host's log at `LogLevel.DEBUG`."""
     log(LogLevel.DEBUG, message)
 
 
 def info(message: str) -> None:
+    """Writes `message` to the host's log at `LogLevel.INFO`."""
     log(LogLevel.INFO, message)
 
 
 def warn(message: str) -> None:
+    """Writes `message` to the host's log at `LogLevel.WARN`."""
     log(LogLevel.WARN, message)
 
 
 def error(message: str) -> None:
+    """Writes `message` to the host's log at `LogLevel.ERROR`."""
     log(LogLevel.ERROR, message)
 
 
@@ -293,9 +494,16 @@ def as_i64(value) -> Optional[int]:
     return value.value if isinstance(value, Value_Int64) else None
 
 
+def as_f32(value) -> Optional[float]:
+    """The float of a FLOAT32 value (a float32 widened exactly to a Python
+    float); None for any other type, NULL or None."""
+    return value.value if isinstance(value, Value_Float32) else None
+
+
 def as_f64(value) -> Optional[float]:
-    """The float of a FLOAT64 value; None otherwise."""
-    return value.value if isinstance(value, Value_Float64) else None
+    """The float of a FLOAT64 value, or of a FLOAT32 value widened exactly;
+    None otherwise."""
+    return value.value if isinstance(value, (Value_Float64, Value_Float32)) else None
 
 
 def as_bool(value) -> Optional[bool]:
@@ -452,14 +660,112 @@ def _float_to_json(f: float):
     return "Infinity" if f > 0 else "-Infinity"
 
 
+def _to_f32(f: float) -> float:
+    """`f` rounded to the nearest float32 (infinite beyond its range)."""
+    try:
+        return struct.unpack("<f", struct.pack("<f", f))[0]
+    except OverflowError:
+        return math.copysign(math.inf, f)
+
+
+def _float32_to_json(f: float):
+    """A float32 as the Rust SDK writes it: the shortest decimal that reads
+    back as it (Rust's `f32` Display: 0.1, not 0.10000000149011612), as a
+    float that `dumps` prints like serde_json prints an f64; NaN and the
+    infinities as strings, like FLOAT64."""
+    f = _to_f32(f)
+    if not math.isfinite(f):
+        return _float_to_json(f)
+    if f == 0.0:
+        return f
+    digits, exponent = _f32_shortest(abs(f))
+    return math.copysign(float(f"{digits}e{exponent}"), f)
+
+
+_POW10 = tuple(10**i for i in range(64))
+
+
+def _f32_shortest(a: float) -> Tuple[int, int]:
+    """(digits, exponent): the decimal digits * 10**exponent with the fewest
+    digits that reads back as the float32 `a` (finite, > 0); of the two such
+    decimals next to `a`, the closer, and the upper on a tie. These are the
+    digits Rust's `f32` Display prints (core::num::flt2dec, shortest mode),
+    found with exact integer arithmetic.
+    """
+    bits = struct.unpack("<I", struct.pack("<f", a))[0]
+    field, fraction = bits >> 23, bits & 0x7FFFFF
+    mantissa = fraction | 0x800000 if field else fraction
+    shift = (field or 1) - 152
+    # In units of 2**shift (a quarter of the float's spacing), `a` is
+    # `value`, and the reals that read back as `a` lie between `low` and
+    # `high`, both included when the mantissa is even (a tie reads as the
+    # even neighbour). Like Rust, a normal power of two has its lower
+    # neighbour at half the distance of the upper one.
+    value = mantissa << 2
+    low = value - (1 if field and not fraction else 2)
+    high = value + 2
+    inclusive = not mantissa & 1
+    # 10**exponent is at most a tenth of the interval's width, so the
+    # interval holds a multiple of it; then go up while it holds a multiple
+    # of the next power.
+    exponent = math.floor(math.log10(math.ldexp(high - low, shift))) - 1
+    while _holds_multiple(low, high, inclusive, shift, exponent + 1):
+        exponent += 1
+    ten, two = _scales(shift, exponent)
+    scaled = value * two
+    down = scaled // ten
+    below = down * ten
+    if below == scaled:
+        return down, exponent
+    above = below + ten
+    if not _within(below, low * two, high * two, inclusive):
+        return down + 1, exponent
+    if _within(above, low * two, high * two, inclusive) and 2 * scaled >= below + above:
+        return down + 1, exponent
+    return down, exponent
+
+
+def _scales(shift: int, exponent: int) -> Tuple[int, int]:
+    """Integers (ten, two) such that comparing n * 10**exponent with
+    x * 2**shift is comparing n * ten with x * two."""
+    ten = _POW10[exponent] if exponent > 0 else 1
+    two = _POW10[-exponent] if exponent < 0 else 1
+    if shift < 0:
+        ten <<= -shift
+    else:
+        two <<= shift
+    return ten, two
+
+
+def _within(x: int, low: int, high: int, inclusive: bool) -> bool:
+    """True when `x` lies between `low` and `high` (ends included or not)."""
+    if inclusive:
+        return low <= x <= high
+    return low < x < high
+
+
+def _holds_multiple(low: int, high: int, inclusive: bool, shift: int, exponent: int) -> bool:
+    """True when a multiple of 10**exponent lies between low * 2**shift and
+    high * 2**shift (ends included or not)."""
+    ten, two = _scales(shift, exponent)
+    low, high = low * two, high * two
+    first = -(-low // ten) * ten  # the first multiple at or above low
+    if first == low and not inclusive:
+        first += ten
+    return _within(first, low, high, inclusive)
+
+
 def to_json(value):
     """Converts a WIT `value` to a JSON-able Python object, like the Rust
     SDK's `Value::to_json`.
 
     NULL -> None, BOOL -> bool, INT64 -> int, FLOAT64 -> float ("NaN",
-    "Infinity", "-Infinity" as strings), STRING/TIMESTAMP/DATE/NUMERIC -> str,
-    BYTES -> standard base64 str with padding, JSON -> the parsed document
-    (the text itself when it does not parse).
+    "Infinity", "-Infinity" as strings), FLOAT32 -> the float of the
+    shortest decimal that reads back as it (so `dumps` writes 0.1, not
+    0.10000000149011612; non-finite ones as strings too),
+    STRING/TIMESTAMP/DATE/NUMERIC -> str, BYTES -> standard base64 str with
+    padding, JSON -> the parsed document (the text itself when it does not
+    parse).
     """
     if isinstance(value, Value_Null):
         return None
@@ -469,6 +775,8 @@ def to_json(value):
         return int(value.value)
     if isinstance(value, Value_Float64):
         return _float_to_json(float(value.value))
+    if isinstance(value, Value_Float32):
+        return _float32_to_json(float(value.value))
     if isinstance(value, (Value_String, Value_Timestamp, Value_Date, Value_Numeric)):
         return value.value
     if isinstance(value, Value_Bytes):
@@ -601,12 +909,12 @@ def dumps(obj) -> str:
 # Effects and actions
 
 
-def _bytes(value) -> bytes:
+def _bytes(value, what: str = "value") -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    raise TypeError(f"value must be str or bytes, not {type(value).__name__}")
+    raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
 
 
 def _u64(ms, what: str) -> int:
@@ -634,10 +942,10 @@ def effect_expire(key: str, ttl_ms: int):
     return Effect_Expire(Expiry(key=key, ttl_ms=_u64(ttl_ms, "ttl_ms")))
 
 
-def _index(change: int) -> int:
-    if isinstance(change, bool) or not isinstance(change, int) or not 0 <= change <= _U32_MAX:
-        raise ValueError(f"change index must be an int in 0..=4294967295, got {change!r}")
-    return change
+def _index(index: int, what: str = "change") -> int:
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= _U32_MAX:
+        raise ValueError(f"{what} index must be an int in 0..=4294967295, got {index!r}")
+    return index
 
 
 def set(change: int, key: str, value, ttl_ms: Optional[int] = None):  # noqa: A001
@@ -656,6 +964,94 @@ def expire(change: int, key: str, ttl_ms: int):
 
 
 # --------------------------------------------------------------------------
+# Cache events
+
+
+def refresh(table: str, keys):
+    """A cache effect asking the host to re-read the row of `table` with
+    primary key `keys` (every key column, in key order) from Spanner; the
+    host hands it back to `on_changes` as a SNAPSHOT change versioned at the
+    read timestamp, or as a DELETE when the row does not exist.
+
+    `keys` holds (name, value) pairs, or is a dict from name to value:
+
+        refresh("Users", [("UserId", Value_Int64(42))])
+    """
+    if not isinstance(table, str):
+        raise TypeError(f"refresh table must be str, not {type(table).__name__}")
+    pairs = keys.items() if hasattr(keys, "items") else keys
+    return CacheEffect_Refresh(Refresh(table=table, keys=[_key_column(name, value) for name, value in pairs]))
+
+
+def _key_column(name, value):
+    """A refresh key column, checked: a str name and a WIT value."""
+    if not isinstance(name, str):
+        raise TypeError(f"refresh key column name must be str, not {type(name).__name__}")
+    if not isinstance(value, _VALUE_TYPES):
+        raise TypeError(f"refresh key {name} must be a Value_* value, not {type(value).__name__}")
+    return Column(name=name, value=value)
+
+
+def field(event, name: str) -> Optional[str]:
+    """The value of the cache event's stream entry field `name`, or None
+    (keyspace events have no fields)."""
+    for field_name, value in event.fields:
+        if field_name == name:
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------
+# Crypto
+
+
+def seal(key_name: str, plaintext, aad) -> bytes:
+    """Encrypts `plaintext` with the current version of key `key_name` and
+    returns an envelope naming the key and version (docs/ENVELOPE.md).
+    `aad` is authenticated but not stored; a reader must pass the same bytes
+    (the Redis key is a good choice). `plaintext` and `aad` are bytes, or
+    str encoded as UTF-8.
+
+    Raises `Err` with the host's message when the key is not granted to the
+    plugin, the host has no keyring, or the keyring has no key of that name
+    (the host audits refused calls); outside WebAssembly, always.
+    """
+    plaintext, aad = _bytes(plaintext, "plaintext"), _bytes(aad, "aad")
+    if _crypto is None:
+        raise Err(f"seal with key {_quoted(key_name)}: no keyring outside the host")
+    return bytes(_crypto.seal(key_name, plaintext, aad))
+
+
+def keyed_hash(key_name: str, data) -> str:
+    """HMAC-SHA256 of `data` (bytes, or str encoded as UTF-8) under the
+    current version of key `key_name`, as lower-case hex: a stable, opaque
+    name for data that must not appear in a Redis key (an e-mail address,
+    say).
+
+    Raises `Err` as `seal` does.
+    """
+    data = _bytes(data, "data")
+    if _crypto is None:
+        raise Err(f"keyed-hash with key {_quoted(key_name)}: no keyring outside the host")
+    return _crypto.keyed_hash(key_name, data)
+
+
+_RUST_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\t"): "\\t", ord("\r"): "\\r", ord("\n"): "\\n", 0: "\\0"}
+
+
+def _quoted(text: str) -> str:
+    """`text` in double quotes, escaped as Rust's `{:?}` escapes a string
+    (printable characters other than `"` and `\\` as they are)."""
+    out = []
+    for char in text:
+        escape = _RUST_ESCAPES.get(ord(char))
+        if escape is None and not char.isprintable():
+            escape = "\\u{%x}" % ord(char)
+        out.append(escape or char)
+    return '"' + "".join(out) + '"'
+
+
+# --------------------------------------------------------------------------
 # Plugins
 
 
@@ -669,24 +1065,30 @@ def _message(exc: BaseException) -> str:
 
 
 class Plugin:
-    """A cache plugin: turns Spanner row changes into Redis effects.
+    """A cache plugin: turns Spanner row changes into Redis effects, and
+    answers cache events with refresh requests.
 
     The host creates it once (`__init__`, then `init`) and then calls
-    `on_changes` for each batch; attributes set in `init` live as long as
-    the plugin instance. Raise `Err("...")` to fail.
+    `on_changes` for each batch of changes and `on_cache_events` for each
+    batch of cache events; attributes set in `init` live as long as the
+    plugin instance. Raise `Err("...")` to fail.
     """
 
     def init(self) -> None:
         """Called once after loading, before any batch. Read `config` here."""
 
     def on_change(self, change) -> list:
-        """Effects for one row change; the default ignores every change."""
+        """Effects for one `RowChange`; the default ignores every change."""
         return []
 
     def on_changes(self, batch) -> list:
-        """Actions for a batch: calls `on_change` for each change and tags
-        its effects with the change's index, like the Rust SDK. An error is
-        reported as `change N (table T): message`."""
+        """Actions for a batch: a list of `RowChange`s (the wire batch
+        decoded by `decode_batch`), in commit order per partition. Each
+        action names the index in this list of the change it answers.
+
+        The default calls `on_change` for each change and tags its effects
+        with the change's index, like the Rust SDK. An error is reported as
+        `change N (table T): message`."""
         actions = []
         for index, change in enumerate(batch):
             if index > _U32_MAX:
@@ -699,6 +1101,31 @@ class Plugin:
                 actions.append(Action(change=index, effect=effect))
         return actions
 
+    def on_cache_event(self, event) -> list:
+        """Cache effects (e.g. `refresh(...)` of the row behind a missing
+        key) answering one `CacheEvent`; the default ignores every event.
+
+        The host hands the plugin only events on keys under its granted
+        prefixes."""
+        return []
+
+    def on_cache_events(self, batch) -> list:
+        """`CacheAction`s for a list of `CacheEvent`s. The default calls
+        `on_cache_event` for each event and tags its effects with the
+        event's index, like the Rust SDK. An error is reported as
+        `event N (key K): message`."""
+        actions = []
+        for index, event in enumerate(batch):
+            if index > _U32_MAX:
+                raise Err(f"batch has more than {_U32_MAX} events")
+            try:
+                effects = self.on_cache_event(event)
+            except Exception as exc:  # noqa: BLE001 - reported as the result's error
+                raise Err(f"event {index} (key {event.key}): {_message(exc)}") from None
+            for effect in effects or ():
+                actions.append(CacheAction(event=index, effect=effect))
+        return actions
+
 
 def register_plugin(plugin_class):
     """Returns the class componentize-py exports for world `cache-plugin`.
@@ -706,6 +1133,10 @@ def register_plugin(plugin_class):
     In the plugin's module:
 
         WitWorld = register_plugin(MyPlugin)
+
+    Its `on_changes` decodes the wire batch with `decode_batch` and hands
+    the `RowChange`s to the plugin's `on_changes`; its `on_cache_events`
+    hands the events to the plugin's `on_cache_events`.
     """
 
     class WitWorld:
@@ -724,7 +1155,16 @@ def register_plugin(plugin_class):
             if plugin is None:
                 raise Err("on-changes was called before init succeeded")
             try:
-                return list(plugin.on_changes(batch))
+                return list(plugin.on_changes(decode_batch(batch)))
+            except Exception as exc:  # noqa: BLE001
+                raise Err(_message(exc)) from None
+
+        def on_cache_events(self, batch):
+            plugin = WitWorld._plugin
+            if plugin is None:
+                raise Err("on-cache-events was called before init succeeded")
+            try:
+                return list(plugin.on_cache_events(batch))
             except Exception as exc:  # noqa: BLE001
                 raise Err(_message(exc)) from None
 

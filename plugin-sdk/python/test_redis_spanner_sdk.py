@@ -7,14 +7,21 @@ The expected strings are what the Rust SDK (serde_json 1.0.154) produces.
 
 import math
 import os
+import struct
 import sys
 import unittest
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import redis_spanner_sdk as sdk  # noqa: E402
 from redis_spanner_sdk import (  # noqa: E402
     Action,
+    Batch,
+    CacheAction,
+    CacheEffect_Refresh,
+    CacheEvent,
+    Cell,
     ChangeKind,
     Column,
     Effect_Delete,
@@ -22,11 +29,16 @@ from redis_spanner_sdk import (  # noqa: E402
     Effect_Set,
     Err,
     Expiry,
+    EventSource,
     Plugin,
+    Refresh,
     RowChange,
+    Table,
+    Transaction,
     Value_Bool,
     Value_Bytes,
     Value_Date,
+    Value_Float32,
     Value_Float64,
     Value_Int64,
     Value_Json,
@@ -34,7 +46,9 @@ from redis_spanner_sdk import (  # noqa: E402
     Value_Numeric,
     Value_String,
     Value_Timestamp,
+    WireRowChange,
     Write,
+    decode_batch,
     dumps,
     key,
     register_plugin,
@@ -53,9 +67,55 @@ def change(table="Users", kind=ChangeKind.UPDATE, keys=(), new_values=(), tx="tx
         old_values=[],
         commit_micros=1_700_000_000_000_000,
         transaction_id=tx,
-        record_sequence="00000000",
+        record_sequence=0,
         transaction_tag="",
     )
+
+
+def encode_batch(changes):
+    """The wire `Batch` of `changes`, as the host sends it: each table (its
+    columns in first-seen order) and each transaction once, values by
+    position."""
+    tables, table_index, transactions, transaction_index = [], {}, [], {}
+    for c in changes:
+        if c.table not in table_index:
+            table_index[c.table] = len(tables)
+            tables.append(Table(c.table, [k.name for k in c.keys], []))
+        columns = tables[table_index[c.table]].columns
+        for column in list(c.new_values) + list(c.old_values):
+            if column.name not in columns:
+                columns.append(column.name)
+        tx = (c.transaction_id, c.transaction_tag, c.commit_micros)
+        if tx not in transaction_index:
+            transaction_index[tx] = len(transactions)
+            transactions.append(Transaction(*tx))
+    wire = []
+    for c in changes:
+        columns = tables[table_index[c.table]].columns
+        wire.append(WireRowChange(
+            table=table_index[c.table],
+            kind=c.kind,
+            keys=[k.value for k in c.keys],
+            new_values=[Cell(columns.index(v.name), v.value) for v in c.new_values],
+            old_values=[Cell(columns.index(v.name), v.value) for v in c.old_values],
+            transaction=transaction_index[(c.transaction_id, c.transaction_tag, c.commit_micros)],
+            record_sequence=c.record_sequence,
+        ))
+    return Batch(tables, transactions, wire)
+
+
+def event(key="users:42", kind="miss", source=EventSource.APPLICATION, fields=()):
+    return CacheEvent(source=source, kind=kind, key=key, fields=list(fields), id="1-0")
+
+
+def f32(x):
+    """`x` rounded to float32."""
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def f32_bits(bits):
+    """The float32 with bit pattern `bits`."""
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
 
 
 def json_text(text):
@@ -333,10 +393,18 @@ class PluginTest(unittest.TestCase):
         self.assertEqual(world.__name__, "WitWorld")
         instance = world()
         with self.assertRaises(Err) as caught:
-            instance.on_changes([change("T", tx="a")])
+            instance.on_changes(encode_batch([change("T", tx="a")]))
         self.assertEqual(caught.exception.value, "on-changes was called before init succeeded")
+        with self.assertRaises(Err) as caught:
+            instance.on_cache_events([event()])
+        self.assertEqual(caught.exception.value, "on-cache-events was called before init succeeded")
         instance.init()
-        self.assertEqual(instance.on_changes([change("T", tx="a")]), [Action(0, Effect_Delete("a"))])
+        batch = encode_batch([change("T", tx="a"), change("Other", tx="b"), change("T", tx="c")])
+        self.assertEqual(instance.on_changes(batch), [Action(0, Effect_Delete("a")), Action(2, Effect_Delete("c"))])
+        with self.assertRaises(Err) as caught:
+            instance.on_changes(encode_batch([change("T", tx="a"), change("Bad", tx="b")]))
+        self.assertEqual(caught.exception.value, "change 1 (table Bad): no good")
+        self.assertEqual(instance.on_cache_events([event()]), [])
 
     def test_init_errors(self):
         class Failing(Plugin):
@@ -349,8 +417,286 @@ class PluginTest(unittest.TestCase):
 
     def test_config_and_log_outside_wasm(self):
         self.assertFalse(sdk.IN_WASM)
+        self.assertEqual(sdk.API_VERSION, "0.3.0")
         self.assertIsNone(sdk.config("prefix"))
         sdk.log(sdk.LogLevel.DEBUG, "hello from the tests")
+
+
+class DecodeBatchTest(unittest.TestCase):
+    def compact_batch(self):
+        """Two tables; changes 0 and 1 share a transaction; change 1 carries
+        some columns only, with old values; change 2 is a read."""
+        return Batch(
+            tables=[
+                Table("Users", ["UserId"], ["Name", "Email", "Score"]),
+                Table("Orders", ["UserId", "OrderId"], ["Total"]),
+            ],
+            transactions=[
+                Transaction("tx-1", "checkout", 1_700_000_000_000_001),
+                Transaction("", "", 1_700_000_000_000_002),
+            ],
+            changes=[
+                WireRowChange(
+                    table=1, kind=ChangeKind.INSERT,
+                    keys=[Value_Int64(7), Value_Int64(1001)],
+                    new_values=[Cell(0, Value_Numeric("12.50"))], old_values=[],
+                    transaction=0, record_sequence=0,
+                ),
+                WireRowChange(
+                    table=0, kind=ChangeKind.UPDATE,
+                    keys=[Value_Int64(7)],
+                    new_values=[Cell(2, Value_Float32(f32(0.1))), Cell(0, Value_String("Ada"))],
+                    old_values=[Cell(0, Value_String("Ad"))],
+                    transaction=0, record_sequence=1,
+                ),
+                WireRowChange(
+                    table=0, kind=ChangeKind.SNAPSHOT,
+                    keys=[Value_Int64(8)],
+                    new_values=[Cell(0, Value_String("Bo")), Cell(1, Value_Null()), Cell(2, Value_Float32(1.5))],
+                    old_values=[], transaction=1, record_sequence=0,
+                ),
+            ],
+        )
+
+    def test_decodes_names_and_transactions(self):
+        self.assertEqual(decode_batch(self.compact_batch()), [
+            RowChange(
+                table="Orders", kind=ChangeKind.INSERT,
+                keys=[Column("UserId", Value_Int64(7)), Column("OrderId", Value_Int64(1001))],
+                new_values=[Column("Total", Value_Numeric("12.50"))], old_values=[],
+                commit_micros=1_700_000_000_000_001, transaction_id="tx-1", record_sequence=0,
+                transaction_tag="checkout",
+            ),
+            RowChange(
+                table="Users", kind=ChangeKind.UPDATE,
+                keys=[Column("UserId", Value_Int64(7))],
+                new_values=[Column("Score", Value_Float32(f32(0.1))), Column("Name", Value_String("Ada"))],
+                old_values=[Column("Name", Value_String("Ad"))],
+                commit_micros=1_700_000_000_000_001, transaction_id="tx-1", record_sequence=1,
+                transaction_tag="checkout",
+            ),
+            RowChange(
+                table="Users", kind=ChangeKind.SNAPSHOT,
+                keys=[Column("UserId", Value_Int64(8))],
+                new_values=[Column("Name", Value_String("Bo")), Column("Email", Value_Null()),
+                            Column("Score", Value_Float32(1.5))],
+                old_values=[],
+                commit_micros=1_700_000_000_000_002, transaction_id="", record_sequence=0,
+                transaction_tag="",
+            ),
+        ])
+
+    def test_names_are_shared_not_copied(self):
+        batch = self.compact_batch()
+        changes = decode_batch(batch)
+        self.assertIs(changes[1].table, batch.tables[0].name)
+        self.assertIs(changes[2].new_values[0].name, batch.tables[0].columns[0])
+        self.assertIs(changes[1].new_values[1].value, batch.changes[1].new_values[1].value)
+
+    def test_helpers_work_on_decoded_changes(self):
+        c = decode_batch(self.compact_batch())[1]
+        self.assertEqual(sdk.as_i64(sdk.key_value(c, "UserId")), 7)
+        self.assertEqual(sdk.as_str(sdk.old_value(c, "Name")), "Ad")
+        self.assertIsNone(sdk.new_value(c, "Email"))
+        self.assertEqual(dumps(row_json_of(c)), '{"Name":"Ada","Score":0.1,"UserId":7}')
+
+    def test_empty_batch(self):
+        self.assertEqual(decode_batch(Batch([], [], [])), [])
+
+    def test_dangling_references_are_errors(self):
+        cases = [
+            (dict(table=2), "change 1: table 2 is not in the batch's 2 tables"),
+            (dict(transaction=5), "change 1: transaction 5 is not in the batch's 2 transactions"),
+            (dict(keys=[]), "change 1: 0 key values for the 1 key columns of table Users"),
+            (dict(new_values=[Cell(0, Value_Null()), Cell(3, Value_Null())]),
+             "change 1: column 3 is not in table Users's 3 columns"),
+            (dict(old_values=[Cell(9, Value_Null())]), "change 1: column 9 is not in table Users's 3 columns"),
+        ]
+        for fields, message in cases:
+            batch = self.compact_batch()
+            for name, value in fields.items():
+                setattr(batch.changes[1], name, value)
+            with self.assertRaises(Err) as caught:
+                decode_batch(batch)
+            self.assertEqual(caught.exception.value, message)
+
+    def test_plugin_sees_the_decoded_list(self):
+        class Recorder(Plugin):
+            seen = None
+
+            def on_changes(self, batch):
+                Recorder.seen = batch
+                return [sdk.delete(len(batch) - 1, "k")]
+
+        world = register_plugin(Recorder)()
+        world.init()
+        self.assertEqual(world.on_changes(self.compact_batch()), [Action(2, Effect_Delete("k"))])
+        self.assertEqual(Recorder.seen, decode_batch(self.compact_batch()))
+        with self.assertRaises(Err) as caught:
+            world.on_changes(Batch([], [], [WireRowChange(0, ChangeKind.DELETE, [], [], [], 0, 0)]))
+        self.assertEqual(caught.exception.value, "change 0: table 0 is not in the batch's 0 tables")
+
+
+class Float32Test(unittest.TestCase):
+    """Expected text: Rust's `f32` Display, read as f64, written by serde_json."""
+
+    def text(self, value):
+        return dumps(to_json(Value_Float32(value)))
+
+    def test_shortest_decimal_that_reads_back(self):
+        cases = [
+            (f32(0.1), "0.1"),
+            (f32(1 / 3), "0.33333334"),
+            (16777216.0, "16777216.0"),
+            (f32_bits(0x7F7FFFFF), "3.4028235e+38"),  # largest float32
+            (f32_bits(1), "1e-45"),  # smallest subnormal, 1.401298464324817e-45
+            (f32_bits(0x007FFFFF), "1.1754942e-38"),  # largest subnormal
+            (f32_bits(0x00800000), "1.1754944e-38"),  # smallest normal
+            (-0.0, "-0.0"),
+            (0.0, "0.0"),
+            (1e10, "10000000000.0"),
+            (f32(123456.79), "123456.79"),
+            (f32(-2.5), "-2.5"),
+            (f32(0.3), "0.3"),
+            (f32(1e-7), "1e-7"),
+            (f32(1e16), "1e+16"),
+            (f32(1.5e-7), "1.5e-7"),
+        ]
+        for value, text in cases:
+            self.assertEqual(self.text(value), text, repr(value))
+
+    def test_ties_round_up_like_rust(self):
+        # Exactly halfway between two equally short decimals that both read
+        # back: Rust prints the upper one ('%.8g' would round to even).
+        self.assertEqual(self.text(1048576.25), "1048576.3")
+        self.assertEqual(self.text(-1048576.25), "-1048576.3")
+        self.assertEqual(self.text(2.0**-12), "0.00024414063")
+        self.assertEqual(self.text(189795.625), "189795.63")
+
+    def test_powers_of_two_have_a_closer_lower_neighbour(self):
+        # The shortest decimal lies above: the interval below is half as wide.
+        self.assertEqual(self.text(2.0**-96), "1.2621775e-29")
+        self.assertEqual(self.text(f32_bits(0x6B000000)), "1.5474251e+26")
+        self.assertEqual(self.text(f32_bits(0x6C800000)), "1.2379401e+27")
+
+    def test_values_are_rounded_to_float32_first(self):
+        self.assertEqual(self.text(0.1), "0.1")
+        self.assertEqual(self.text(1e300), '"Infinity"')
+
+    def test_non_finite_become_strings(self):
+        self.assertEqual(to_json(Value_Float32(math.nan)), "NaN")
+        self.assertEqual(to_json(Value_Float32(math.inf)), "Infinity")
+        self.assertEqual(to_json(Value_Float32(-math.inf)), "-Infinity")
+
+    def test_text_and_rows(self):
+        self.assertEqual(sdk.to_text(Value_Float32(f32(0.1))), "0.1")
+        self.assertEqual(sdk.to_text(Value_Float32(math.nan)), "NaN")
+        row = row_json([Column("A", Value_Float32(f32(1 / 3))), Column("B", Value_Float64(f32(1 / 3)))])
+        self.assertEqual(dumps(row), '{"A":0.33333334,"B":0.3333333432674408}')
+
+    def test_accessors(self):
+        self.assertEqual(sdk.as_f32(Value_Float32(1.5)), 1.5)
+        self.assertIsNone(sdk.as_f32(Value_Float64(1.5)))
+        self.assertIsNone(sdk.as_f32(None))
+        self.assertEqual(sdk.as_f64(Value_Float32(f32(0.1))), 0.10000000149011612)
+        self.assertEqual(sdk.as_f64(Value_Float64(0.1)), 0.1)
+        self.assertIsNone(sdk.as_f64(Value_Int64(1)))
+
+    def test_every_exponent_reads_back(self):
+        # The printed decimal reads back as the same float32, and one digit
+        # fewer never would.
+        for bits in [e << 23 | m for e in range(0, 255) for m in (0, 1, 0x7FFFFF, 0x2AAAAA)]:
+            value = f32_bits(bits)
+            if value == 0.0:
+                continue
+            digits, exponent = sdk._f32_shortest(value)
+            self.assertEqual(f32(float(f"{digits}e{exponent}")), value, hex(bits))
+            self.assertNotEqual(digits % 10, 0, hex(bits))
+
+
+class CacheEventTest(unittest.TestCase):
+    class Refresher(Plugin):
+        """Refreshes users:N; fails on key bad, breaks on key bug."""
+
+        def on_cache_event(self, e):
+            if e.key == "bad":
+                raise Err("no good")
+            if e.key == "bug":
+                raise KeyError("oops")
+            if e.key.startswith("users:"):
+                return [sdk.refresh("Users", [("UserId", Value_Int64(int(e.key[6:])))])]
+            return []
+
+    def test_default_on_cache_events_tags_effects_with_event_index(self):
+        actions = self.Refresher().on_cache_events([event("users:1"), event("other"), event("users:2")])
+        self.assertEqual(actions, [
+            CacheAction(0, CacheEffect_Refresh(Refresh("Users", [Column("UserId", Value_Int64(1))]))),
+            CacheAction(2, CacheEffect_Refresh(Refresh("Users", [Column("UserId", Value_Int64(2))]))),
+        ])
+
+    def test_default_on_cache_events_names_the_failing_event(self):
+        with self.assertRaises(Err) as caught:
+            self.Refresher().on_cache_events([event("users:1"), event("bad")])
+        self.assertEqual(caught.exception.value, "event 1 (key bad): no good")
+        with self.assertRaises(Err) as caught:
+            self.Refresher().on_cache_events([event("bug")])
+        self.assertRegex(caught.exception.value, r"^event 0 \(key bug\): KeyError: 'oops' at .*:\d+$")
+
+    def test_default_on_cache_event_ignores_everything(self):
+        self.assertEqual(Plugin().on_cache_events([event(), event(source=EventSource.KEYSPACE)]), [])
+
+    def test_registered_plugin_answers_events(self):
+        world = register_plugin(self.Refresher)()
+        world.init()
+        self.assertEqual(world.on_cache_events([event("users:9")]), [
+            CacheAction(0, CacheEffect_Refresh(Refresh("Users", [Column("UserId", Value_Int64(9))]))),
+        ])
+        with self.assertRaises(Err) as caught:
+            world.on_cache_events([event("bad")])
+        self.assertEqual(caught.exception.value, "event 0 (key bad): no good")
+
+    def test_refresh(self):
+        keys = [("UserId", Value_Int64(7)), ("OrderId", Value_String("a"))]
+        expected = CacheEffect_Refresh(Refresh("Orders", [Column("UserId", Value_Int64(7)),
+                                                          Column("OrderId", Value_String("a"))]))
+        self.assertEqual(sdk.refresh("Orders", keys), expected)
+        self.assertEqual(sdk.refresh("Orders", dict(keys)), expected)
+        self.assertEqual(sdk.refresh("Orders", iter(keys)), expected)
+        self.assertEqual(sdk.refresh("T", []), CacheEffect_Refresh(Refresh("T", [])))
+        with self.assertRaises(TypeError):
+            sdk.refresh("Users", [("UserId", 42)])
+        with self.assertRaises(TypeError):
+            sdk.refresh("Users", [(1, Value_Int64(42))])
+        with self.assertRaises(TypeError):
+            sdk.refresh(None, [])
+
+    def test_field(self):
+        e = event(fields=[("reason", "ttl"), ("by", "api"), ("reason", "second")])
+        self.assertEqual(sdk.field(e, "reason"), "ttl")
+        self.assertEqual(sdk.field(e, "by"), "api")
+        self.assertIsNone(sdk.field(e, "missing"))
+        self.assertIsNone(sdk.field(event(source=EventSource.KEYSPACE), "reason"))
+
+
+class CryptoTest(unittest.TestCase):
+    def test_no_keyring_outside_the_host(self):
+        with self.assertRaises(Err) as caught:
+            sdk.seal("pii", b"secret", b"users:1")
+        self.assertEqual(caught.exception.value, 'seal with key "pii": no keyring outside the host')
+        with self.assertRaises(Err) as caught:
+            sdk.keyed_hash("pii", "ada@example.com")
+        self.assertEqual(caught.exception.value, 'keyed-hash with key "pii": no keyring outside the host')
+        with self.assertRaises(Err) as caught:
+            sdk.seal('a"b\\c\n', b"", b"")
+        self.assertEqual(caught.exception.value, 'seal with key "a\\"b\\\\c\\n": no keyring outside the host')
+
+    def test_arguments_are_bytes_or_text(self):
+        with self.assertRaises(TypeError):
+            sdk.seal("pii", 42, b"")
+        with self.assertRaises(TypeError):
+            sdk.seal("pii", b"", None)
+        with self.assertRaises(TypeError):
+            sdk.keyed_hash("pii", 1.5)
 
 
 class UsersCacheTest(unittest.TestCase):
@@ -362,26 +708,60 @@ class UsersCacheTest(unittest.TestCase):
         sys.path.insert(0, os.path.join(here, "..", "..", "plugins", "users-cache-py"))
         import app
 
+        cls.app = app
         cls.world = app.WitWorld()
         cls.world.init()
 
     def test_plan(self):
         uid = [Column("UserId", Value_Int64(42))]
-        batch = [
+        batch = encode_batch([
             change(kind=ChangeKind.INSERT, keys=uid, new_values=[Column("Name", Value_String("Ada")),
-                                                                 Column("Score", Value_Float64(1e16))]),
+                                                                 Column("Score", Value_Float64(1e16)),
+                                                                 Column("Ratio", Value_Float32(f32(0.1)))]),
             change(table="Orders", keys=uid),
             change(kind=ChangeKind.DELETE, keys=uid),
-        ]
+        ])
         self.assertEqual(self.world.on_changes(batch), [
-            Action(0, Effect_Set(Write("users:42", b'{"Name":"Ada","Score":1e+16,"UserId":42}', None))),
+            Action(0, Effect_Set(Write("users:42", b'{"Name":"Ada","Ratio":0.1,"Score":1e+16,"UserId":42}', None))),
             Action(2, Effect_Delete("users:42")),
         ])
 
     def test_missing_user_id(self):
         with self.assertRaises(Err) as caught:
-            self.world.on_changes([change(keys=[Column("UserId", Value_String("42"))])])
+            self.world.on_changes(encode_batch([change(keys=[Column("UserId", Value_String("42"))])]))
         self.assertEqual(caught.exception.value, "change 0 (table Users): Users row without an INT64 UserId")
+
+    def refreshes(self, *user_ids):
+        return [CacheEffect_Refresh(Refresh("Users", [Column("UserId", Value_Int64(i))])) for i in user_ids]
+
+    def test_misses_refresh_the_user(self):
+        events = [event("users:42"), event("users:42", kind="evicted"), event("orders:1"), event("users:-7")]
+        self.assertEqual(self.world.on_cache_events(events), [
+            CacheAction(0, self.refreshes(42)[0]),
+            CacheAction(3, self.refreshes(-7)[0]),
+        ])
+
+    def test_only_keys_with_a_decimal_int64(self):
+        plugin = self.app.UsersCache()
+        plugin.init()
+        accepted = {"users:+5": 5, "users:007": 7, "users:9223372036854775807": 2**63 - 1,
+                    "users:-9223372036854775808": -(2**63)}
+        for k, user_id in accepted.items():
+            self.assertEqual(plugin.on_cache_event(event(k)), self.refreshes(user_id), k)
+        for k in ["users:", "users:abc", "users:1.5", "users: 1", "users:1 ", "users:42\n", "users:1_000",
+                  "users:\u0661", "users:9223372036854775808", "users:-9223372036854775809", "users:+",
+                  "users:--1", "Users:1", "users:1:2"]:
+            self.assertEqual(plugin.on_cache_event(event(k)), [], repr(k))
+
+    def test_refresh_on_setting(self):
+        cases = {None: ["miss"], "": [], " miss , evicted,,": ["miss", "evicted"], "expired": ["expired"]}
+        for setting, kinds in cases.items():
+            with mock.patch.object(self.app, "config", return_value=setting):
+                plugin = self.app.UsersCache()
+                plugin.init()
+            self.assertEqual(plugin.refresh_on, kinds, repr(setting))
+        self.assertEqual(plugin.on_cache_event(event("users:1")), [])
+        self.assertEqual(plugin.on_cache_event(event("users:1", kind="expired")), self.refreshes(1))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,36 @@
-//! Column lookup and JSON rendering for [`RowChange`].
+//! One row's change as a plugin sees it, with column lookup and JSON
+//! rendering.
 
 use serde_json::{Map, Value as Json};
 
-use crate::{Column, RowChange, Value};
+use crate::{ChangeKind, Column, Value};
+
+/// One row's change, as committed in Spanner, with its table and column
+/// names (the SDK rebuilds them from the contract's compact batch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowChange {
+    /// Table name.
+    pub table: String,
+    /// Kind of change.
+    pub kind: ChangeKind,
+    /// Primary key columns, in key order.
+    pub keys: Vec<Column>,
+    /// Non-key column values after the change (empty for a delete). For an
+    /// update, the whole row unless the manifest sets `partial_rows = true`.
+    pub new_values: Vec<Column>,
+    /// Non-key column values before the change, when the capture type
+    /// records them (empty otherwise).
+    pub old_values: Vec<Column>,
+    /// Commit timestamp (read timestamp for a snapshot), microseconds since
+    /// the Unix epoch.
+    pub commit_micros: i64,
+    /// Spanner's server transaction id; empty for a snapshot.
+    pub transaction_id: String,
+    /// Order of this record within its transaction.
+    pub record_sequence: u32,
+    /// The transaction tag the writer set, or empty.
+    pub transaction_tag: String,
+}
 
 impl RowChange {
     /// The value of primary key column `name`, or `None` if the table has no
@@ -107,7 +135,7 @@ mod tests {
             old_values: vec![column("Name", Value::String("Ad".into()))],
             commit_micros: 1_700_000_000_000_000,
             transaction_id: "tx".into(),
-            record_sequence: "00000000".into(),
+            record_sequence: 0,
             transaction_tag: String::new(),
         }
     }

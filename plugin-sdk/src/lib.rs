@@ -15,8 +15,8 @@
 //!   [`CacheEffect::refresh`].
 //! - [`register_plugin!`]: exports a [`Plugin`] type as the component's
 //!   implementation of the `cache-plugin` world. Call it once per crate.
-//! - Data types from the WIT contract (`wit/plugin@0.2.0`): [`Value`],
-//!   [`Column`], [`ChangeKind`], [`RowChange`], [`Action`], [`Effect`],
+//! - Data types from the WIT contract (`wit/plugin@0.3.0`): [`Value`],
+//!   [`Column`], [`ChangeKind`], [`Action`], [`Effect`],
 //!   [`Write`], [`Expiry`], [`LogLevel`], [`CacheEvent`], [`EventSource`],
 //!   [`CacheAction`], [`CacheEffect`], [`Refresh`].
 //! - Helpers: column lookup on [`RowChange`], typed accessors and JSON
@@ -65,6 +65,7 @@
 
 #![warn(missing_docs)]
 
+mod batch;
 mod cache;
 mod change;
 mod crypto;
@@ -72,7 +73,7 @@ mod effect;
 mod key;
 mod value;
 
-pub use change::{row_json, row_json_int64_as_string};
+pub use change::{RowChange, row_json, row_json_int64_as_string};
 pub use crypto::{keyed_hash, seal};
 pub use key::{key, key_with_tag};
 
@@ -85,7 +86,7 @@ pub use __private::bindings::redis_spanner::plugin::cache::{
 };
 pub use __private::bindings::redis_spanner::plugin::host::LogLevel;
 pub use __private::bindings::redis_spanner::plugin::types::{
-    Action, ChangeKind, Column, Effect, Expiry, RowChange, Value, Write,
+    Action, ChangeKind, Column, Effect, Expiry, Value, Write,
 };
 
 /// Version of the WIT package (`redis-spanner:plugin`) this SDK implements.
@@ -93,7 +94,7 @@ pub use __private::bindings::redis_spanner::plugin::types::{
 /// [`register_plugin!`] stores it in the `redis-spanner:api-version` custom
 /// section of the plugin, so the host can reject an incompatible plugin with
 /// a clear error before compiling it.
-pub const API_VERSION: &str = "0.2.0";
+pub const API_VERSION: &str = "0.3.0";
 
 /// A cache plugin: turns Spanner row changes into Redis effects.
 ///
@@ -304,7 +305,7 @@ macro_rules! register_plugin {
                 }
 
                 fn on_changes(
-                    batch: ::std::vec::Vec<$crate::RowChange>,
+                    batch: $crate::__private::bindings::redis_spanner::plugin::types::Batch,
                 ) -> ::core::result::Result<::std::vec::Vec<$crate::Action>, ::std::string::String>
                 {
                     $crate::__private::on_changes(batch)
@@ -344,7 +345,7 @@ pub mod __private {
     #[allow(missing_docs)]
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "../wit/plugin@0.2.0",
+            path: "../wit/plugin@0.3.0",
             world: "cache-plugin",
             additional_derives: [PartialEq],
             pub_export_macro: true,
@@ -379,8 +380,16 @@ pub mod __private {
         Ok(())
     }
 
-    /// Hands a batch to the plugin created by [`init`].
-    pub fn on_changes(batch: Vec<RowChange>) -> Result<Vec<Action>, String> {
+    /// Hands a batch, with names again, to the plugin created by [`init`].
+    pub fn on_changes(
+        batch: bindings::redis_spanner::plugin::types::Batch,
+    ) -> Result<Vec<Action>, String> {
+        let batch: Vec<RowChange> = crate::batch::decode(batch)?;
+        on_decoded_changes(batch)
+    }
+
+    /// Hands decoded changes to the plugin created by [`init`].
+    pub fn on_decoded_changes(batch: Vec<RowChange>) -> Result<Vec<Action>, String> {
         PLUGIN.with(|slot| match &*slot.borrow() {
             Some(plugin) => plugin.on_changes(&batch),
             None => Err("on-changes was called before init succeeded".to_string()),
@@ -426,7 +435,7 @@ mod tests {
             old_values: Vec::new(),
             commit_micros: 0,
             transaction_id: id.into(),
-            record_sequence: String::new(),
+            record_sequence: 0,
             transaction_tag: String::new(),
         }
     }
@@ -474,12 +483,12 @@ mod tests {
     fn batches_go_to_the_plugin_made_by_init() {
         // Each test runs on its own thread, so the thread-local slot starts empty.
         assert_eq!(
-            __private::on_changes(vec![change("T", "a")]),
+            __private::on_decoded_changes(vec![change("T", "a")]),
             Err("on-changes was called before init succeeded".to_string())
         );
         assert_eq!(__private::init::<Deleter>(), Ok(()));
         assert_eq!(
-            __private::on_changes(vec![change("T", "a")]),
+            __private::on_decoded_changes(vec![change("T", "a")]),
             Ok(vec![Action {
                 change: 0,
                 effect: Effect::delete("a")

@@ -27,11 +27,21 @@ impl Value {
         }
     }
 
-    /// The value of a `FLOAT64` column, or `None` for any other type or
-    /// `NULL`.
+    /// The value of a `FLOAT64` or `FLOAT32` column (a FLOAT32 widened,
+    /// exactly), or `None` for any other type or `NULL`.
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Value::Float64(f) => Some(*f),
+            Value::Float32(f) => Some(f64::from(*f)),
+            _ => None,
+        }
+    }
+
+    /// The value of a `FLOAT32` column, or `None` for any other type or
+    /// `NULL`.
+    pub fn as_f32(&self) -> Option<f32> {
+        match self {
+            Value::Float32(f) => Some(*f),
             _ => None,
         }
     }
@@ -116,6 +126,7 @@ impl Value {
     /// | `BOOL` | `true` / `false` |
     /// | `INT64` | number |
     /// | `FLOAT64` | number; `"NaN"`, `"Infinity"`, `"-Infinity"` as strings |
+    /// | `FLOAT32` | number, its shortest decimal (`0.1`, not `0.10000000149011612`); the same strings |
     /// | `STRING` | string |
     /// | `BYTES` | standard base64 string (with `=` padding) |
     /// | `TIMESTAMP`, `DATE`, `NUMERIC` | string, as Spanner formats them |
@@ -132,6 +143,7 @@ impl Value {
             Value::Bool(b) => Json::Bool(*b),
             Value::Int64(i) => Json::from(*i),
             Value::Float64(f) => float_to_json(*f),
+            Value::Float32(f) => float_to_json(float32_as_f64(*f)),
             Value::String(s) | Value::Timestamp(s) | Value::Date(s) | Value::Numeric(s) => {
                 Json::String(s.clone())
             }
@@ -141,6 +153,16 @@ impl Value {
             }
         }
     }
+}
+
+/// A FLOAT32 as the double with the same shortest decimal form: `f32`'s
+/// `Display` gives the shortest decimal that reads back as `f`, at most 9
+/// significant digits, so the nearest double prints as that decimal.
+fn float32_as_f64(f: f32) -> f64 {
+    if !f.is_finite() {
+        return f64::from(f);
+    }
+    f.to_string().parse().unwrap_or(f64::from(f))
 }
 
 /// A finite float as a JSON number; the others as Spanner spells them in JSON.
@@ -261,5 +283,31 @@ mod tests {
         assert!(Value::Null.is_null());
         assert!(!Value::Int64(0).is_null());
         assert_eq!(Value::Null.as_str(), None);
+    }
+
+    #[test]
+    fn float32_renders_as_its_shortest_decimal() {
+        let cases: [(f32, &str); 9] = [
+            (0.1, "0.1"),
+            (1.0 / 3.0, "0.33333334"),
+            (16_777_216.0, "16777216.0"),
+            (f32::MAX, "3.4028235e+38"),
+            (f32::from_bits(1), "1e-45"),
+            (-0.0, "-0.0"),
+            (1e10, "10000000000.0"),
+            (123_456.79, "123456.79"),
+            (1.5e-7, "1.5e-7"),
+        ];
+        for (f, text) in cases {
+            assert_eq!(Value::Float32(f).to_json().to_string(), text, "{f:?}");
+        }
+        assert_eq!(Value::Float32(f32::NAN).to_json(), json!("NaN"));
+        assert_eq!(
+            Value::Float32(f32::NEG_INFINITY).to_json(),
+            json!("-Infinity")
+        );
+        assert_eq!(Value::Float32(0.1).as_f64(), Some(f64::from(0.1f32)));
+        assert_eq!(Value::Float32(0.1).as_f32(), Some(0.1));
+        assert_eq!(Value::Float64(0.1).as_f32(), None);
     }
 }

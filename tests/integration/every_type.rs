@@ -92,6 +92,12 @@ fn expected(value: &google_cloud_spanner::value::Value, column: &str) -> Json {
                 Some(f) => json!(f),
                 None => json!(value.as_str().unwrap()),
             },
+            // A FLOAT32 shows as its own shortest decimal (0.1, not the
+            // double 0.10000000149011612 the read carries).
+            '4' => match value.as_f64() {
+                Some(f) => json!((f as f32).to_string().parse::<f64>().unwrap()),
+                None => json!(value.as_str().unwrap()),
+            },
             'b' => json!(value.as_bool().unwrap()),
             'j' => serde_json::from_str(value.as_str().unwrap()).unwrap(),
             _ => json!(value.as_str().unwrap()),
@@ -99,7 +105,8 @@ fn expected(value: &google_cloud_spanner::value::Value, column: &str) -> Json {
     };
     let kind = match column {
         "UserId" | "I64" | "AI64" => 'i',
-        "F64" | "F32" | "AF64" => 'f',
+        "F64" | "AF64" => 'f',
+        "F32" => '4',
         "Bo" => 'b',
         "Js" | "AJs" => 'j',
         _ => 's',

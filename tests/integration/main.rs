@@ -8,6 +8,7 @@
 //! - [`cache_events`]: misses and evictions answered by refreshes.
 //! - [`coherence`]: the continuous check finds injected incoherence.
 //! - [`conformance`]: the Rust, Python and JavaScript examples plan alike.
+//! - [`contracts`]: plugins of older contract versions still load and convert.
 //! - [`encryption`]: sealed values and key rotation.
 //! - [`every_type`]: every Spanner type reaches Redis exactly.
 //! - [`end_to_end`]: change stream → plugin → Redis, and `demo --check`.
@@ -26,6 +27,7 @@ mod cache_events;
 mod capture_types;
 mod coherence;
 mod conformance;
+mod contracts;
 mod encryption;
 mod end_to_end;
 mod every_type;

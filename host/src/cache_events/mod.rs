@@ -24,7 +24,7 @@ pub mod tasks;
 
 pub use tasks::CacheEventTasks;
 
-pub use crate::runtime::bindings::{CacheAction, CacheEffect, CacheEvent, EventSource, Refresh};
+pub use crate::contract::{CacheAction, CacheEffect, CacheEvent, EventSource, Refresh};
 use serde::Deserialize;
 
 /// The `[cache_events]` table of the config.

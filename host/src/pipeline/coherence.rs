@@ -32,9 +32,9 @@
 
 use super::Pipeline;
 use crate::change::RowChange;
+use crate::contract::Refresh;
 use crate::crypto::KeyringHandle;
 use crate::runtime::Plugin;
-use crate::runtime::bindings::Refresh;
 use crate::source::spanner::refresh::Refresher;
 use crate::verify::compare::{Comparison, Expectation, KeyResult, PlanCheck, WrittenAgo};
 use crate::verify::pacing::Pacing;

@@ -1,4 +1,4 @@
-//! The `crypto` host imports (contract 0.2.0): `seal` and `keyed-hash` with
+//! The `crypto` host imports (contracts 0.2.0 and 0.3.0): `seal` and `keyed-hash` with
 //! the host's keyring, restricted to the key names of the plugin's grant.
 //!
 //! Key bytes never enter the plugin. A call naming a key the grant does not
@@ -6,8 +6,9 @@
 //! plugin and is remembered as a [`CryptoRefusal`] so the pipeline can audit
 //! it after the call.
 
-use super::bindings::v0_2::redis_spanner::plugin::crypto::Host as CryptoHost;
 use super::state::PluginState;
+use crate::contract::latest::redis_spanner::plugin::crypto::Host as CryptoHost;
+use crate::contract::since_v0_1::v0_2::redis_spanner::plugin::crypto::Host as CryptoHostV0_2;
 use crate::crypto::KeyringHandle;
 use std::sync::Arc;
 
@@ -86,5 +87,21 @@ impl CryptoHost for PluginState {
         let keyring = self.keyring_for("keyed-hash", &key_name)?;
         redis_spanner_envelope::keyed_hash(&keyring, &key_name, &data)
             .map_err(|e| format!("keyed-hash: {e}"))
+    }
+}
+
+/// Contract 0.2.0's `crypto` interface is 0.3.0's under an older name.
+impl CryptoHostV0_2 for PluginState {
+    fn seal(
+        &mut self,
+        key_name: String,
+        plaintext: Vec<u8>,
+        aad: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        CryptoHost::seal(self, key_name, plaintext, aad)
+    }
+
+    fn keyed_hash(&mut self, key_name: String, data: Vec<u8>) -> Result<String, String> {
+        CryptoHost::keyed_hash(self, key_name, data)
     }
 }

@@ -7,9 +7,10 @@
 //! [`EPOCH_TICK`] for as long as the engine lives, so calls can have
 //! wall-clock deadlines.
 
-use super::bindings::{v0_1, v0_2};
 use super::limits::EPOCH_TICK;
 use super::state::PluginState;
+use crate::contract::latest;
+use crate::contract::since_v0_1::{v0_1, v0_2};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
@@ -33,6 +34,7 @@ impl PluginEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         v0_1::CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         v0_2::CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        latest::CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasm-epoch".into())

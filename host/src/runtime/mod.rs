@@ -1,8 +1,5 @@
 //! The WebAssembly plugin runtime.
 //!
-//! - [`api_version`]: the SDK API version a plugin was built against, read
-//!   from its custom section before compiling, and the compatibility check.
-//! - [`bindings`]: types and glue generated from the WIT contract.
 //! - [`engine`]: the shared wasmtime engine and the linker with deny-all WASI.
 //! - [`state`]: what each plugin instance's store holds, and the host imports.
 //! - [`crypto_imports`]: `seal` and `keyed-hash`, limited to granted key names.
@@ -17,8 +14,6 @@
 //! - [`reload`]: watches the directory and swaps plugins between batches.
 //! - [`signing`]: optional Ed25519 plugin signatures and the plugin digest.
 
-pub mod api_version;
-pub mod bindings;
 pub mod cache;
 pub mod crypto_imports;
 pub mod directory;

@@ -2,15 +2,13 @@
 //!
 //! Loading reads the manifest, checks the SDK API version the plugin was
 //! built against, compiles (through the cache), links it against the newest
-//! contract version it implements (0.2.0, else 0.1.0) and runs `init`. Calls are
+//! contract version it implements ([`LinkedPlugin::link`]) and runs `init`. Calls are
 //! serialised on the instance (one store per plugin) and bounded by the
 //! plugin's [`Limits`]: a guest yields to the executor at every epoch tick,
 //! so a wall-clock timer around each call (which also covers time blocked in
 //! host calls) can stop it, and traps when its ticks run out. When a call traps or hits a limit, the instance is
 //! dead; the next call instantiates a fresh one and runs `init` again.
 
-use super::api_version::{SUPPORTED_API_VERSIONS, check_compatible, read_api_version};
-use super::bindings::{Action, CacheAction, CacheEvent, Effect, RowChange, v0_1, v0_2};
 use super::crypto_imports::{CryptoAccess, CryptoRefusal};
 use super::engine::PluginEngine;
 use super::limits::Limits;
@@ -18,6 +16,10 @@ use super::log_budget::LogBudget;
 use super::manifest::{Manifest, ManifestError};
 use super::signing::{VerifyingKey, digest_hex, verify_plugin};
 use super::state::PluginState;
+use crate::contract::version::{SUPPORTED_API_VERSIONS, check_compatible, read_api_version};
+use crate::contract::{
+    Action, CacheAction, CacheEvent, Effect, LinkedPlugin, PluginExports, RowChange,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,8 +74,8 @@ pub enum PluginError {
     },
     /// The component does not implement the `cache-plugin` world.
     #[error(
-        "plugin {path}: does not implement world redis-spanner:plugin/cache-plugin@0.2.0 \
-         or @0.1.0 (build it against wit/plugin@0.2.0): {message}"
+        "plugin {path}: does not implement world redis-spanner:plugin/cache-plugin@0.3.0, \
+         @0.2.0 or @0.1.0 (build it against wit/plugin@0.3.0): {message}"
     )]
     WrongWorld {
         /// The file.
@@ -139,21 +141,9 @@ pub struct LoadOptions {
     pub crypto_grants: Arc<BTreeMap<String, Vec<String>>>,
 }
 
-/// The linked component, by the contract version it implements.
-enum Pre {
-    V1(v0_1::CachePluginPre<PluginState>),
-    V2(v0_2::CachePluginPre<PluginState>),
-}
-
-/// A live instance's exports, by contract version.
-enum Bindings {
-    V1(v0_1::CachePlugin),
-    V2(v0_2::CachePlugin),
-}
-
 struct Live {
     store: Store<PluginState>,
-    bindings: Bindings,
+    exports: PluginExports,
 }
 
 /// A plugin ready to be called.
@@ -166,7 +156,7 @@ pub struct Plugin {
     limits: Limits,
     config: Arc<BTreeMap<String, String>>,
     crypto: CryptoAccess,
-    pre: Pre,
+    pre: LinkedPlugin<PluginState>,
     engine: PluginEngine,
     live: Mutex<Option<Live>>,
     /// What the plugin may still log, across its instances.
@@ -223,17 +213,14 @@ impl Plugin {
             })?;
         }
         // Checked before compiling: an SDK-built plugin names its API version.
-        match read_api_version(&bytes) {
-            Ok(Some(found)) => {
-                check_compatible(&found, SUPPORTED_API_VERSIONS).map_err(|message| {
-                    PluginError::ApiVersion {
-                        path: path.to_owned(),
-                        message,
-                    }
-                })?
-            }
-            Ok(None) => {}
-            Err(message) => return Err(load_error(message)),
+        let stamped = read_api_version(&bytes).map_err(load_error)?;
+        if let Some(found) = &stamped {
+            check_compatible(found, SUPPORTED_API_VERSIONS).map_err(|message| {
+                PluginError::ApiVersion {
+                    path: path.to_owned(),
+                    message,
+                }
+            })?;
         }
         let digest = digest_hex(&bytes);
         let compiled = super::cache::compile(
@@ -253,17 +240,8 @@ impl Plugin {
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let pre = match v0_2::CachePluginPre::new(instance_pre.clone()) {
-            Ok(pre) => Pre::V2(pre),
-            Err(as_v2) => match v0_1::CachePluginPre::new(instance_pre) {
-                Ok(pre) => Pre::V1(pre),
-                Err(as_v1) => {
-                    return Err(wrong_world(wasmtime::Error::msg(format!(
-                        "as 0.2.0: {as_v2:#}; as 0.1.0: {as_v1:#}"
-                    ))));
-                }
-            },
-        };
+        let pre = LinkedPlugin::link(instance_pre, stamped.as_deref())
+            .map_err(|message| wrong_world(wasmtime::Error::msg(message)))?;
         let plugin = Self {
             version: manifest.version.clone().unwrap_or_else(|| "0.0.0".into()),
             log_budget: Arc::new(LogBudget::new(
@@ -339,17 +317,14 @@ impl Plugin {
         &self.limits
     }
 
-    /// The contract version it implements: `0.2.0` or `0.1.0`.
+    /// The contract version it implements.
     pub fn api_version(&self) -> &'static str {
-        match self.pre {
-            Pre::V1(_) => "0.1.0",
-            Pre::V2(_) => "0.2.0",
-        }
+        self.pre.api_version()
     }
 
     /// Whether it exports `on-cache-events` (contract 0.2.0 and later).
     pub fn handles_cache_events(&self) -> bool {
-        matches!(self.pre, Pre::V2(_))
+        self.pre.handles_cache_events()
     }
 
     /// Log lines dropped over the plugin's log budget since the last time
@@ -393,27 +368,14 @@ impl Plugin {
         });
         store.set_epoch_deadline(1);
         self.log_budget.start_call();
-        let started = async {
-            match &self.pre {
-                Pre::V1(pre) => {
-                    let bindings = pre.instantiate_async(&mut store).await?;
-                    let init = bindings.call_init(&mut store).await;
-                    Ok((Bindings::V1(bindings), init))
-                }
-                Pre::V2(pre) => {
-                    let bindings = pre.instantiate_async(&mut store).await?;
-                    let init = bindings.call_init(&mut store).await;
-                    Ok((Bindings::V2(bindings), init))
-                }
-            }
-        };
+        let started = self.pre.instantiate_and_init(&mut store);
         // Instantiation and `init` share one wall-clock deadline.
         let started: wasmtime::Result<_> =
             match tokio::time::timeout(self.limits.call_timeout, started).await {
                 Ok(started) => started,
                 Err(_) => return Err(init_error(self.timed_out())),
             };
-        let (bindings, init) = started.map_err(|e| {
+        let (exports, init) = started.map_err(|e| {
             init_error(describe_trap(
                 &e,
                 &self.limits,
@@ -428,7 +390,7 @@ impl Plugin {
             ))
         })?
         .map_err(|message| init_error(bounded(message)))?;
-        Ok(Live { store, bindings })
+        Ok(Live { store, exports })
     }
 
     /// Why a call was stopped at its wall-clock deadline.
@@ -460,14 +422,7 @@ impl Plugin {
     ) -> Result<Vec<CacheAction>, PluginError> {
         let mut guard = self.ready().await?;
         let live = guard.as_mut().expect("ready() leaves a live instance");
-        let call = async {
-            match &live.bindings {
-                Bindings::V2(bindings) => {
-                    bindings.call_on_cache_events(&mut live.store, batch).await
-                }
-                Bindings::V1(_) => Ok(Ok(Vec::new())),
-            }
-        };
+        let call = live.exports.on_cache_events(&mut live.store, batch);
         let outcome = tokio::time::timeout(self.limits.call_timeout, call).await;
         let actions = self.settle(&mut guard, outcome)?;
         if actions.len() > self.limits.max_actions {
@@ -487,12 +442,7 @@ impl Plugin {
     pub async fn on_changes(&self, batch: &[RowChange]) -> Result<Vec<Action>, PluginError> {
         let mut guard = self.ready().await?;
         let live = guard.as_mut().expect("ready() leaves a live instance");
-        let call = async {
-            match &live.bindings {
-                Bindings::V1(bindings) => bindings.call_on_changes(&mut live.store, batch).await,
-                Bindings::V2(bindings) => bindings.call_on_changes(&mut live.store, batch).await,
-            }
-        };
+        let call = live.exports.on_changes(&mut live.store, batch);
         let outcome = tokio::time::timeout(self.limits.call_timeout, call).await;
         let actions = self.settle(&mut guard, outcome)?;
         self.check_size(&actions)?;

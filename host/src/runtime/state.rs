@@ -1,9 +1,11 @@
 //! The state each plugin instance's store holds, and the host imports.
 
-use super::bindings::{HostImports, LogLevel, v0_2};
 use super::crypto_imports::{CryptoAccess, CryptoRefusal};
 use super::limits::Limits;
 use super::log_budget::LogBudget;
+use crate::contract::latest::redis_spanner::plugin::host::Host as HostImports;
+use crate::contract::latest::{self, LogLevel};
+use crate::contract::since_v0_1::{self, v0_1, v0_2};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -160,11 +162,26 @@ impl WasiView for PluginState {
     }
 }
 
-impl super::bindings::v0_1::redis_spanner::plugin::types::Host for PluginState {}
+impl latest::redis_spanner::plugin::types::Host for PluginState {}
+
+impl latest::redis_spanner::plugin::cache::Host for PluginState {}
+
+impl v0_1::redis_spanner::plugin::types::Host for PluginState {}
 
 impl v0_2::redis_spanner::plugin::cache::Host for PluginState {}
 
-/// Version 0.2.0's `host` interface is 0.1.0's under a new name.
+/// Version 0.1.0's `host` interface is 0.3.0's under an older name.
+impl v0_1::redis_spanner::plugin::host::Host for PluginState {
+    fn log(&mut self, level: v0_1::redis_spanner::plugin::host::LogLevel, message: String) {
+        HostImports::log(self, since_v0_1::log_level_up(level), message);
+    }
+
+    fn config(&mut self, name: String) -> Option<String> {
+        HostImports::config(self, name)
+    }
+}
+
+/// Version 0.2.0's `host` interface is 0.3.0's under an older name.
 impl v0_2::redis_spanner::plugin::host::Host for PluginState {
     fn log(&mut self, level: v0_2::redis_spanner::plugin::host::LogLevel, message: String) {
         use v0_2::redis_spanner::plugin::host::LogLevel as Level;

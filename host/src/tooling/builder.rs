@@ -8,26 +8,26 @@
 //! | `package.json` | JavaScript | `componentize-js` (npm), without `wasi:http` |
 //!
 //! Nothing is installed here: a missing tool is an error that says how to
-//! install it. The contract (`wit/plugin@0.1.0`) and the Python SDK module
+//! install it. The newest contract (`wit/plugin@0.3.0`) and the Python SDK module
 //! are compiled into this binary and written to a scratch folder for
 //! componentize-py; a JavaScript build gets the contract only (its SDK module
 //! is copied into the plugin folder by `plugin new`). A plugin folder needs
 //! no copy of the contract.
 
 use super::scaffold::Language;
-use crate::runtime::api_version::stamp_api_version;
+use crate::contract::version::stamp_api_version;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 /// The contract, as compiled into this binary.
-pub const WIT: &str = include_str!("../../../wit/plugin@0.1.0/plugin.wit");
+pub const WIT: &str = include_str!("../../../wit/plugin@0.3.0/plugin.wit");
 /// The Python SDK module.
 pub const PYTHON_SDK: &str = include_str!("../../../plugin-sdk/python/redis_spanner_sdk.py");
 /// The JavaScript SDK module.
 pub const JS_SDK: &str = include_str!("../../../plugin-sdk/js/redis-spanner-sdk.js");
 /// The contract's version, recorded in each component built here.
-const WIT_VERSION: &str = "0.1.0";
+const WIT_VERSION: &str = crate::contract::latest::VERSION;
 /// The world every plugin implements.
 const WORLD: &str = "cache-plugin";
 /// The componentize-py version the examples and skeletons are tested with.

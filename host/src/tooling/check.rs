@@ -2,7 +2,7 @@
 //! would load it: world, SDK API version, imports, size, compile and init time.
 
 use super::run::compile_cache_dir;
-use crate::runtime::api_version::{SUPPORTED_API_VERSIONS, check_compatible, read_api_version};
+use crate::contract::version::{SUPPORTED_API_VERSIONS, check_compatible, read_api_version};
 use crate::runtime::cache::{compile, prune_except};
 use crate::runtime::signing::digest_hex;
 use crate::runtime::{LoadOptions, Plugin, PluginEngine};

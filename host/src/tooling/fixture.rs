@@ -12,7 +12,7 @@
 //! ```
 //!
 //! A value is `null` or an object with one member naming its type: `bool`,
-//! `int64`, `float64` (a number, or `"NaN"`, `"Infinity"`, `"-Infinity"`),
+//! `int64`, `float32` or `float64` (a number, or `"NaN"`, `"Infinity"`, `"-Infinity"`),
 //! `string`, `bytes` (standard base64), `timestamp`, `date`, `numeric` or
 //! `json` (the JSON text). `old_values`, `commit_micros`, `transaction_id`,
 //! `record_sequence` and `transaction_tag` may be left out.
@@ -70,7 +70,7 @@ struct ChangeJson {
     commit_micros: i64,
     #[serde(default)]
     transaction_id: String,
-    #[serde(default)]
+    #[serde(default = "first_record")]
     record_sequence: String,
     #[serde(default)]
     transaction_tag: String,
@@ -97,6 +97,7 @@ struct ColumnJson {
 enum ValueJson {
     Bool(bool),
     Int64(i64),
+    Float32(serde_json::Value),
     Float64(serde_json::Value),
     String(String),
     Bytes(String),
@@ -159,10 +160,23 @@ impl ChangeJson {
             old_values: columns(self.old_values)?,
             commit_micros: self.commit_micros,
             transaction_id: self.transaction_id,
-            record_sequence: self.record_sequence,
+            record_sequence: match crate::contract::wire::record_sequence(&self.record_sequence) {
+                Some(_) => self.record_sequence,
+                None => {
+                    return Err(format!(
+                        "record_sequence {:?} is not a decimal number below 2^32",
+                        self.record_sequence
+                    ));
+                }
+            },
             transaction_tag: self.transaction_tag,
         })
     }
+}
+
+/// A change's record sequence when the fixture leaves it out.
+fn first_record() -> String {
+    "0".to_owned()
 }
 
 fn columns(columns: Vec<ColumnJson>) -> Result<Vec<Column>, String> {
@@ -186,6 +200,7 @@ fn value_of(value: ValueJson) -> Result<Value, String> {
     Ok(match value {
         ValueJson::Bool(b) => Value::Bool(b),
         ValueJson::Int64(i) => Value::Int64(i),
+        ValueJson::Float32(f) => Value::Float32(float32_of(&f)?),
         ValueJson::Float64(f) => Value::Float64(float_of(&f)?),
         ValueJson::String(s) => Value::String(s),
         ValueJson::Bytes(b) => Value::Bytes(
@@ -198,6 +213,26 @@ fn value_of(value: ValueJson) -> Result<Value, String> {
         ValueJson::Numeric(s) => Value::Numeric(s),
         ValueJson::Json(s) => Value::Json(s),
     })
+}
+
+/// A FLOAT32 read from its decimal text (not through a double), so the
+/// fixture's digits pick the nearest f32.
+fn float32_of(value: &serde_json::Value) -> Result<f32, String> {
+    match value {
+        serde_json::Value::Number(n) => {
+            let f: f32 = n
+                .to_string()
+                .parse()
+                .map_err(|_| format!("float32 {n} is not a number"))?;
+            if f.is_infinite() {
+                return Err(format!("float32 {n} is out of range"));
+            }
+            Ok(f)
+        }
+        other => float_of(other)
+            .map(|f| f as f32)
+            .map_err(|message| message.replace("float64", "float32")),
+    }
 }
 
 fn float_of(value: &serde_json::Value) -> Result<f64, String> {

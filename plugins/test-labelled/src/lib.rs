@@ -41,7 +41,7 @@ impl Plugin for TestLabelled {
             "labelled",
             &id.to_string(),
             &change.transaction_id,
-            &change.record_sequence,
+            &change.record_sequence.to_string(),
         ]);
         Ok(vec![Effect::set(key, self.label.clone())])
     }

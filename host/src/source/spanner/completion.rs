@@ -330,6 +330,7 @@ fn spanner_key_value(value: &Value) -> Result<google_cloud_spanner::value::Value
         Value::Null => Option::<String>::None.to_value(),
         Value::Bool(b) => b.to_value(),
         Value::Int64(n) => n.to_value(),
+        Value::Float32(f) => f.to_value(),
         Value::Float64(f) => f.to_value(),
         Value::Bytes(bytes) => bytes.to_value(),
         Value::String(text) | Value::Timestamp(text) | Value::Date(text) | Value::Numeric(text) => {

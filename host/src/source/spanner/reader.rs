@@ -127,6 +127,7 @@ fn fingerprint(change: &RowChange) -> u64 {
             Value::Null => {}
             Value::Bool(b) => b.hash(&mut hasher),
             Value::Int64(i) => i.hash(&mut hasher),
+            Value::Float32(f) => f.to_bits().hash(&mut hasher),
             Value::Float64(f) => f.to_bits().hash(&mut hasher),
             Value::Bytes(b) => b.hash(&mut hasher),
             Value::String(text)

@@ -212,6 +212,12 @@ impl DataChange {
     /// table order.
     pub fn row_changes(&self) -> Result<Vec<RowChange>, RecordError> {
         let kind = self.kind()?;
+        if crate::contract::wire::record_sequence(&self.record_sequence).is_none() {
+            return Err(RecordError::new(
+                self.context(),
+                "record_sequence is not a decimal number below 2^32".to_owned(),
+            ));
+        }
         let commit_micros = timestamp_micros(&self.commit_timestamp)
             .map_err(|e| RecordError::new(self.context(), e.message))?;
         let mut columns = self
@@ -354,7 +360,9 @@ pub fn scalar_value(code: &str, element_code: Option<&str>, json: &Json) -> Resu
                 .ok_or_else(|| format!("expected a bool, got {json}"))?,
         ),
         "INT64" => Value::Int64(int64(json)?),
-        "FLOAT64" | "FLOAT32" => Value::Float64(float64(json)?),
+        "FLOAT64" => Value::Float64(float64(json)?),
+        // Spanner sends a FLOAT32 as the double of the same value: exact.
+        "FLOAT32" => Value::Float32(float64(json)? as f32),
         "STRING" | "UUID" | "INTERVAL" | "ENUM" | "PROTO" => Value::String(text()?),
         "BYTES" => Value::Bytes(
             base64::engine::general_purpose::STANDARD

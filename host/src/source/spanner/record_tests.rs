@@ -164,7 +164,7 @@ fn every_type_decodes_with_composite_key_in_order() {
         values["Counts"],
         Value::Json("[1,-9007199254740993]".into())
     );
-    assert!(matches!(values["Score"], Value::Float64(f) if f.is_nan()));
+    assert!(matches!(values["Score"], Value::Float32(f) if f.is_nan()));
     let order: Vec<_> = change.new_values.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         order,
@@ -338,4 +338,20 @@ fn malformed_records_name_what_and_where() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("ChangeRecord"), "{err}");
+}
+
+#[test]
+fn a_record_sequence_that_is_not_a_number_is_refused_with_its_place() {
+    let mods = json!([{"keys": "{\"Region\":\"eu\",\"OrderId\":\"1\"}", "new_values": "{}", "old_values": "{}"}]);
+    let mut column = data_record("DELETE", "OLD_AND_NEW_VALUES", mods);
+    column[0]["data_change_record"][0]["record_sequence"] = json!("seq-1");
+    let records = decode_row(column).expect("decodes");
+    let Record::Data(data) = &records[0] else {
+        panic!("expected a data change record, got {records:?}");
+    };
+    let error = data.row_changes().expect_err("refused").to_string();
+    assert!(
+        error.contains("record seq-1") && error.contains("record_sequence"),
+        "{error}"
+    );
 }

@@ -8,7 +8,7 @@
 
 use crate::change::{ChangeKind, Column, RowChange, Value};
 use crate::config::is_identifier;
-use crate::runtime::bindings::Refresh;
+use crate::contract::Refresh;
 use crate::source::spanner::snapshot::{
     ColumnDecoder, StrongRead, column_decoders, primary_key_columns, snapshot_change, strong_read,
 };
@@ -288,6 +288,7 @@ fn statement(request: &Refresh) -> Statement {
         builder = match &column.value {
             Value::Bool(b) => builder.add_param(name, *b),
             Value::Int64(n) => builder.add_param(name, *n),
+            Value::Float32(f) => builder.add_param(name, *f),
             Value::Float64(f) => builder.add_param(name, *f),
             Value::Bytes(bytes) => builder.add_param(name, bytes.clone()),
             Value::String(text)

@@ -1,7 +1,7 @@
 //! The SDK API version a plugin was built against, read before compiling it.
 //!
 //! `register_plugin!` in `redis-spanner-sdk` stores the version of the WIT
-//! package it implements (`"0.1.0"`) in a custom section named [`SECTION`] of
+//! package it implements (e.g. `"0.3.0"`) in a custom section named [`SECTION`] of
 //! the plugin's core module, and that module ends up nested inside the
 //! component. [`read_api_version`] walks the component's sections with
 //! `wasmparser`, without compiling or validating anything, and returns the
@@ -20,7 +20,7 @@ pub const SECTION: &str = "redis-spanner:api-version";
 
 /// API versions (versions of the `redis-spanner:plugin` WIT package) this host
 /// loads; any patch release of each is accepted.
-pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
+pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
 
 /// Returns the text of the first [`SECTION`] custom section of a WebAssembly
 /// binary, or `None` when it has none.
@@ -99,7 +99,7 @@ pub fn check_compatible(found: &str, supported: &[&str]) -> Result<(), String> {
 
 /// The major and minor numbers of a `MAJOR.MINOR.PATCH[-pre][+build]`
 /// version, or `None` if `version` is not one.
-fn major_minor(version: &str) -> Option<(u64, u64)> {
+pub fn major_minor(version: &str) -> Option<(u64, u64)> {
     let mut parts = version.splitn(3, '.');
     let major = number(parts.next()?)?;
     let minor = number(parts.next()?)?;

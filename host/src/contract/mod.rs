@@ -1,0 +1,85 @@
+//! The plugin contract: the WIT bindings of every supported version, with
+//! the newest as the host's model.
+//!
+//! - [`latest`]: contract 0.3.0 (`wit/plugin@0.3.0`). Its value, change
+//!   kind, action, effect and cache types are the types the whole host works
+//!   with (re-exported here and by [`crate::change`]).
+//! - [`wire`]: a batch of host [`RowChange`]s in 0.3.0's compact shape
+//!   (tables and transactions once, values by position).
+//! - [`since_v0_1`]: contracts 0.1.0 and 0.2.0 and their conversions to and
+//!   from the host's model: a FLOAT32 becomes the FLOAT64 of its shortest
+//!   decimal on the way down,
+//!   actions and cache requests convert up.
+//! - [`version`]: the API version an SDK stamps into a component, and which
+//!   versions this host loads.
+//! - [`linked`]: the one place that decides which contract a component
+//!   implements, and calls its exports whatever the version.
+//!
+//! A new contract version becomes `latest`; the one before moves beside
+//! 0.1.0 with a conversion, and nothing outside this module changes.
+
+pub mod latest;
+pub mod linked;
+pub mod since_v0_1;
+pub mod version;
+pub mod wire;
+
+pub use latest::{
+    Action, CacheAction, CacheEffect, CacheEvent, ChangeKind, Column, Effect, EventSource, Expiry,
+    LogLevel, Refresh, Value, Write,
+};
+pub use linked::{LinkedPlugin, PluginExports};
+
+/// A row change as the host carries it: table and column names with each
+/// value. Plugins of contract 0.3.0 receive it in [`wire`]'s compact shape,
+/// older plugins as their contract's `row-change`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RowChange {
+    /// Table name.
+    pub table: String,
+    /// Kind of change.
+    pub kind: ChangeKind,
+    /// Primary key columns, in key order.
+    pub keys: Vec<Column>,
+    /// Non-key column values after the change (empty for a delete).
+    pub new_values: Vec<Column>,
+    /// Non-key column values before the change, when the capture type
+    /// records them.
+    pub old_values: Vec<Column>,
+    /// Commit timestamp, microseconds since the Unix epoch.
+    pub commit_micros: i64,
+    /// Spanner's server transaction id (empty for a read).
+    pub transaction_id: String,
+    /// Order of this record within its transaction: decimal digits.
+    pub record_sequence: String,
+    /// The transaction tag the writer set, or empty.
+    pub transaction_tag: String,
+}
+
+#[cfg(test)]
+mod tests {
+    /// The text of `interface <name> { … }` in a WIT file.
+    fn interface<'a>(wit: &'a str, name: &str) -> &'a str {
+        let start = wit
+            .find(&format!("\ninterface {name} {{"))
+            .unwrap_or_else(|| panic!("no interface {name}"));
+        // Interfaces end at the first line that is a lone closing brace.
+        let end = wit[start..].find("\n}\n").expect("interface ends") + start;
+        &wit[start..end]
+    }
+
+    #[test]
+    fn unchanged_interfaces_stay_word_for_word_the_same() {
+        let v0_2 = include_str!("../../../wit/plugin@0.2.0/plugin.wit");
+        let v0_3 = include_str!("../../../wit/plugin@0.3.0/plugin.wit");
+        for name in ["host", "cache", "crypto"] {
+            assert_eq!(
+                interface(v0_2, name),
+                interface(v0_3, name),
+                "interface {name} of 0.3.0 differs from 0.2.0's: the host converts them as identical"
+            );
+        }
+        let v0_1 = include_str!("../../../wit/plugin@0.1.0/plugin.wit");
+        assert_eq!(interface(v0_1, "host"), interface(v0_3, "host"));
+    }
+}

@@ -1,0 +1,283 @@
+//! A batch of host [`RowChange`]s in contract 0.3.0's compact shape: each
+//! table's column names and each transaction once, each change's values by
+//! position. Plugins of 0.3.0 receive this; the SDKs turn it back into
+//! named columns.
+
+use super::RowChange;
+use super::latest::{Batch, Cell, Column, Table, Transaction, Value};
+use std::collections::HashMap;
+
+/// Why a batch cannot be put in the compact shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// A record sequence is not a decimal number that fits 32 bits.
+    #[error(
+        "change {index} (table {table}): record sequence {sequence:?} is not a decimal number below 2^32"
+    )]
+    RecordSequence {
+        /// Index of the change in the batch.
+        index: usize,
+        /// Its table.
+        table: String,
+        /// The sequence as the change carries it.
+        sequence: String,
+    },
+}
+
+/// Parses a record sequence as the compact shape carries it.
+pub fn record_sequence(text: &str) -> Option<u32> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Builds the batch as 0.3.0 plugins receive it. Tables and transactions
+/// appear in the order their first change does; a table's columns in the
+/// order they are first met.
+pub fn encode(changes: &[RowChange]) -> Result<Batch, WireError> {
+    let mut tables = Tables::default();
+    let mut transactions: Vec<Transaction> = Vec::new();
+    let mut transaction_index: HashMap<(&str, i64, &str), u32> = HashMap::new();
+    let mut encoded = Vec::with_capacity(changes.len());
+    for (index, change) in changes.iter().enumerate() {
+        let sequence =
+            record_sequence(&change.record_sequence).ok_or_else(|| WireError::RecordSequence {
+                index,
+                table: change.table.clone(),
+                sequence: change.record_sequence.clone(),
+            })?;
+        let transaction = *transaction_index
+            .entry((
+                change.transaction_id.as_str(),
+                change.commit_micros,
+                change.transaction_tag.as_str(),
+            ))
+            .or_insert_with(|| {
+                transactions.push(Transaction {
+                    id: change.transaction_id.clone(),
+                    tag: change.transaction_tag.clone(),
+                    commit_micros: change.commit_micros,
+                });
+                (transactions.len() - 1) as u32
+            });
+        let table = tables.index_of(change);
+        encoded.push(super::latest::WireChange {
+            table,
+            kind: change.kind,
+            keys: change.keys.iter().map(|key| key.value.clone()).collect(),
+            new_values: tables.cells(table, &change.new_values),
+            old_values: tables.cells(table, &change.old_values),
+            transaction,
+            record_sequence: sequence,
+        });
+    }
+    Ok(Batch {
+        tables: tables.list,
+        transactions,
+        changes: encoded,
+    })
+}
+
+/// The batch's tables, and each table's column positions.
+#[derive(Default)]
+struct Tables {
+    list: Vec<Table>,
+    by_identity: HashMap<(String, Vec<String>), u32>,
+    columns: Vec<HashMap<String, u32>>,
+}
+
+impl Tables {
+    /// The index of `change`'s table, added on first sight. A table is its
+    /// name and key columns: changes of one name with other key columns
+    /// (which Spanner never sends, but a fixture may) get an entry of their
+    /// own, so every change keeps its key names.
+    fn index_of(&mut self, change: &RowChange) -> u32 {
+        let key_columns: Vec<String> = change.keys.iter().map(|k| k.name.clone()).collect();
+        let identity = (change.table.clone(), key_columns);
+        if let Some(&table) = self.by_identity.get(&identity) {
+            return table;
+        }
+        let table = self.list.len() as u32;
+        self.list.push(Table {
+            name: change.table.clone(),
+            key_columns: identity.1.clone(),
+            columns: Vec::new(),
+        });
+        self.by_identity.insert(identity, table);
+        self.columns.push(HashMap::new());
+        table
+    }
+
+    /// `columns` as cells of `table`, adding names not met before.
+    fn cells(&mut self, table: u32, columns: &[Column]) -> Vec<Cell> {
+        let positions = &mut self.columns[table as usize];
+        let names = &mut self.list[table as usize].columns;
+        columns
+            .iter()
+            .map(|column| {
+                let position = *positions.entry(column.name.clone()).or_insert_with(|| {
+                    names.push(column.name.clone());
+                    (names.len() - 1) as u32
+                });
+                Cell {
+                    column: position,
+                    value: column.value.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The inverse of [`encode`], for tests and tools: named changes again.
+pub fn decode(batch: &Batch) -> Vec<RowChange> {
+    let named = |table: &Table, cells: &[Cell]| -> Vec<Column> {
+        cells
+            .iter()
+            .map(|cell| Column {
+                name: table.columns[cell.column as usize].clone(),
+                value: cell.value.clone(),
+            })
+            .collect()
+    };
+    batch
+        .changes
+        .iter()
+        .map(|change| {
+            let table = &batch.tables[change.table as usize];
+            let transaction = &batch.transactions[change.transaction as usize];
+            RowChange {
+                table: table.name.clone(),
+                kind: change.kind,
+                keys: table
+                    .key_columns
+                    .iter()
+                    .zip(&change.keys)
+                    .map(|(name, value): (&String, &Value)| Column {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+                new_values: named(table, &change.new_values),
+                old_values: named(table, &change.old_values),
+                commit_micros: transaction.commit_micros,
+                transaction_id: transaction.id.clone(),
+                record_sequence: change.record_sequence.to_string(),
+                transaction_tag: transaction.tag.clone(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{WireError, decode, encode};
+    use crate::contract::{ChangeKind, Column, RowChange, Value};
+
+    fn column(name: &str, value: Value) -> Column {
+        Column {
+            name: name.into(),
+            value,
+        }
+    }
+
+    fn change(
+        table: &str,
+        keys: Vec<Column>,
+        new_values: Vec<Column>,
+        txn: &str,
+        seq: &str,
+    ) -> RowChange {
+        RowChange {
+            table: table.into(),
+            kind: ChangeKind::Update,
+            keys,
+            new_values,
+            old_values: vec![column("Name", Value::String("old".into()))],
+            commit_micros: 7,
+            transaction_id: txn.into(),
+            record_sequence: seq.into(),
+            transaction_tag: "tag".into(),
+        }
+    }
+
+    #[test]
+    fn names_and_transactions_are_sent_once_and_come_back() {
+        let batch = vec![
+            change(
+                "Users",
+                vec![column("Id", Value::Int64(1))],
+                vec![
+                    column("Name", Value::String("a".into())),
+                    column("Score", Value::Float32(0.1)),
+                ],
+                "t1",
+                "1",
+            ),
+            change(
+                "Orders",
+                vec![column("A", Value::Int64(2)), column("B", Value::Null)],
+                vec![],
+                "t1",
+                "2",
+            ),
+            change(
+                "Users",
+                vec![column("Id", Value::Int64(3))],
+                vec![column("Score", Value::Float32(2.5))],
+                "t2",
+                "0",
+            ),
+        ];
+        let wire = encode(&batch).expect("encodes");
+        assert_eq!(wire.tables.len(), 2);
+        assert_eq!(wire.tables[0].columns, ["Name", "Score"]);
+        assert_eq!(wire.transactions.len(), 2);
+        assert_eq!(wire.changes[2].new_values[0].column, 1);
+        assert_eq!(decode(&wire), batch);
+    }
+
+    #[test]
+    fn a_record_sequence_that_is_not_a_number_is_named() {
+        let batch = vec![change(
+            "T",
+            vec![column("K", Value::Int64(1))],
+            vec![],
+            "t",
+            "x1",
+        )];
+        assert_eq!(
+            encode(&batch).map(|_| ()),
+            Err(WireError::RecordSequence {
+                index: 0,
+                table: "T".into(),
+                sequence: "x1".into()
+            })
+        );
+        let too_big = vec![change(
+            "T",
+            vec![column("K", Value::Int64(1))],
+            vec![],
+            "t",
+            "4294967296",
+        )];
+        assert!(encode(&too_big).is_err());
+    }
+
+    #[test]
+    fn one_table_name_with_other_key_columns_keeps_its_names() {
+        let batch = vec![
+            change("T", vec![column("K", Value::Int64(1))], vec![], "t", "1"),
+            change(
+                "T",
+                vec![column("K", Value::Int64(1)), column("J", Value::Int64(2))],
+                vec![],
+                "t",
+                "2",
+            ),
+        ];
+        let wire = encode(&batch).expect("encodes");
+        assert_eq!(wire.tables.len(), 2);
+        assert_eq!(decode(&wire), batch);
+    }
+}

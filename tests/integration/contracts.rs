@@ -1,0 +1,99 @@
+//! Older contracts: plugins built against 0.1.0 and 0.2.0 (with
+//! `wit-bindgen` directly, no SDK and no API version section) still load,
+//! receive changes with names (a FLOAT32 as the FLOAT64 of its shortest
+//! decimal), and
+//! their plans and cache requests reach the host's model. No servers.
+
+use redis_spanner::contract::{CacheEffect, CacheEvent, Effect, EventSource, Value};
+use redis_spanner::tooling::fixture::Fixture;
+use redis_spanner::tooling::run;
+use redis_spanner_tests::plugin;
+
+/// One batch: a Users row with a FLOAT32 (0.1f32, which a plain widening
+/// would show as 0.10000000149011612) and a FLOAT64, from a tagged
+/// transaction.
+const BATCH: &str = r#"{"batches": [[
+  {"table": "Users", "kind": "insert",
+   "keys": [{"name": "UserId", "value": {"int64": 7}}],
+   "new_values": [{"name": "Score", "value": {"float32": 0.1}},
+                  {"name": "Ratio", "value": {"float64": 0.1}},
+                  {"name": "Name", "value": {"string": "Ada"}}],
+   "commit_micros": 1700000000000000, "transaction_id": "t1",
+   "record_sequence": "00000003", "transaction_tag": "billing"}
+]]}"#;
+
+fn set_of(effect: &Effect) -> (String, String) {
+    match effect {
+        Effect::Set(write) => (
+            write.key.clone(),
+            String::from_utf8(write.value.clone()).expect("text"),
+        ),
+        other => panic!("expected a set, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_contract_0_1_plugin_gets_named_columns_and_a_float32_as_spanner_shows_it() {
+    let loaded = run::load_plugin(&plugin("test_contract_v0_1"))
+        .await
+        .expect("loads");
+    assert_eq!(loaded.api_version(), "0.1.0");
+    assert!(!loaded.handles_cache_events());
+    let fixture = Fixture::parse(BATCH).expect("fixture");
+    let actions = loaded.on_changes(&fixture.batches[0]).await.expect("plans");
+    assert_eq!(actions.len(), 1);
+    assert_eq!(
+        set_of(&actions[0].effect),
+        (
+            "v0.1:Users:int64:7".to_owned(),
+            "Score=float64:0.1,Ratio=float64:0.1,Name=string:Ada".to_owned()
+        )
+    );
+    let event = CacheEvent {
+        source: EventSource::Application,
+        kind: "miss".into(),
+        key: "users:7".into(),
+        fields: Vec::new(),
+        id: "1-0".into(),
+    };
+    assert_eq!(loaded.on_cache_events(&[event]).await.expect("answers"), []);
+}
+
+#[tokio::test]
+async fn a_contract_0_2_plugin_gets_its_shape_and_its_requests_convert_up() {
+    let loaded = run::load_plugin(&plugin("test_contract_v0_2"))
+        .await
+        .expect("loads");
+    assert_eq!(loaded.api_version(), "0.2.0");
+    let fixture = Fixture::parse(BATCH).expect("fixture");
+    let actions = loaded.on_changes(&fixture.batches[0]).await.expect("plans");
+    let (key, value) = set_of(&actions[0].effect);
+    assert_eq!(key, "v0.2:Users:int64:7");
+    assert_eq!(
+        value,
+        "Score=float64:0.1,Ratio=float64:0.1,Name=string:Ada,seq=00000003,tag=billing"
+    );
+    let events = ["users:41", "orders:1", "users:42"].map(|key| CacheEvent {
+        source: EventSource::Keyspace,
+        kind: "evicted".into(),
+        key: key.into(),
+        fields: Vec::new(),
+        id: String::new(),
+    });
+    let requests = loaded.on_cache_events(&events).await.expect("answers");
+    let answered: Vec<(u32, String, Value)> = requests
+        .into_iter()
+        .map(|request| match request.effect {
+            CacheEffect::Refresh(refresh) => {
+                (request.event, refresh.table, refresh.keys[0].value.clone())
+            }
+        })
+        .collect();
+    assert_eq!(
+        answered,
+        [
+            (0, "Users".to_owned(), Value::Int64(41)),
+            (2, "Users".to_owned(), Value::Int64(42))
+        ]
+    );
+}
