@@ -3,6 +3,15 @@ and refreshes a user's row when a cache event of one of the kinds in the
 manifest's `refresh_on` setting (default `miss`; e.g. `miss,evicted`)
 reports its key.
 
+Two optional settings use the host's keyring (the plugin's grant must list
+the key names):
+
+- `seal_with = "<key name>"`: each row is sealed with that key, the Redis key
+  as associated data, instead of stored as plain JSON.
+- `email_index_with = "<key name>"`: a row whose `Email` is a string also sets
+  `users:by-email:<keyed hash of the e-mail>` to its `UserId`, so the address
+  never appears in a key.
+
 The Python twin of plugins/users-cache (Rust): same keys, same bytes, same
 refresh requests.
 """
@@ -15,15 +24,19 @@ from redis_spanner_sdk import (
     Plugin,
     Value_Int64,
     as_i64,
+    as_str,
     config,
     dumps,
     effect_delete,
     effect_set,
     key,
     key_value,
+    keyed_hash,
+    new_value,
     refresh,
     register_plugin,
     row_json_of,
+    seal,
 )
 
 # What Rust's `str::parse::<i64>` accepts: an optional sign and ASCII digits.
@@ -42,14 +55,22 @@ def user_id_of(cache_key):
     return user_id if -(1 << 63) <= user_id < (1 << 63) else None
 
 
+def setting(name):
+    """A `[config]` setting, None when absent or empty."""
+    return config(name) or None
+
+
 class UsersCache(Plugin):
-    """The plugin: the cache event kinds it answers with a refresh."""
+    """The plugin: the cache event kinds it answers with a refresh, and the
+    keyring keys it seals rows and hashes e-mail addresses with."""
 
     def init(self):
-        setting = config("refresh_on")
-        if setting is None:
-            setting = "miss"
-        self.refresh_on = [kind.strip() for kind in setting.split(",") if kind.strip()]
+        kinds = config("refresh_on")
+        if kinds is None:
+            kinds = "miss"
+        self.refresh_on = [kind.strip() for kind in kinds.split(",") if kind.strip()]
+        self.seal_with = setting("seal_with")
+        self.email_index_with = setting("email_index_with")
 
     def on_change(self, change):
         if change.table != "Users":
@@ -57,10 +78,18 @@ class UsersCache(Plugin):
         user_id = as_i64(key_value(change, "UserId"))
         if user_id is None:
             raise Err("Users row without an INT64 UserId")
-        k = key(["users", str(user_id)])
+        row_key = key(["users", str(user_id)])
         if change.kind == ChangeKind.DELETE:
-            return [effect_delete(k)]
-        return [effect_set(k, dumps(row_json_of(change)))]
+            return [effect_delete(row_key)]
+        row = dumps(row_json_of(change)).encode()
+        if self.seal_with is not None:
+            row = seal(self.seal_with, row, row_key.encode())
+        effects = [effect_set(row_key, row)]
+        email = as_str(new_value(change, "Email"))
+        if self.email_index_with is not None and email is not None:
+            digest = keyed_hash(self.email_index_with, email.encode())
+            effects.append(effect_set(key(["users", "by-email", digest]), str(user_id)))
+        return effects
 
     def on_cache_event(self, event):
         if event.kind not in self.refresh_on:

@@ -5,8 +5,16 @@
 //! `fixtures/conformance/users.changes.json` covers every Spanner type,
 //! NULLs, composite keys, every change kind, other tables, unicode, large
 //! values and a batch the plugin must refuse; `users.plan.json` is the plan
-//! every version must give.
+//! every version must give. `users.events.json` holds cache events (misses
+//! on keys the plugin must and must not answer) and `users.cache-plan.json`
+//! the refreshes; `crypto.changes.json` runs with rows sealed and e-mail
+//! addresses hashed under a fixed keyring, and `crypto.plan.json` (made by
+//! a Python script with its own HMAC) is the plan once each sealed value is
+//! opened.
 
+use redis_spanner::crypto::KeyringHandle;
+use redis_spanner::runtime::{LoadOptions, Plugin, PluginEngine};
+use redis_spanner::tooling::cache_fixture::{CacheFixture, cache_plan_json};
 use redis_spanner::tooling::examples::Example;
 use redis_spanner::tooling::fixture::Fixture;
 use redis_spanner::tooling::native::RowCache;
@@ -16,7 +24,7 @@ use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 
 /// The fixture sets: `<name>.changes.json` with `<name>.plan.json`.
-const FIXTURES: [&str; 3] = ["users", "edge-cases", "errors"];
+const FIXTURES: [&str; 4] = ["users", "edge-cases", "errors", "float32"];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -31,7 +39,11 @@ fn fixture(name: &str) -> Fixture {
 }
 
 fn expected_plan(name: &str) -> Json {
-    let path = fixture_dir().join(format!("{name}.plan.json"));
+    let file = match name.strip_suffix(".cache") {
+        Some(base) => format!("{base}.cache-plan.json"),
+        None => format!("{name}.plan.json"),
+    };
+    let path = fixture_dir().join(file);
     let text = std::fs::read_to_string(&path).expect("plan");
     serde_json::from_str(&text).expect("plan is JSON")
 }
@@ -55,6 +67,91 @@ async fn assert_plugin_conforms(who: &str, plugin: &Path) {
         let outcomes = run::run_fixture(&loaded, &fixture(name)).await;
         assert_same_plan(who, name, &run::plan_json(&outcomes));
     }
+    let events = CacheFixture::load(&fixture_dir().join("users.events.json")).expect("events");
+    let outcomes = run::run_cache_fixture(&loaded, &events).await;
+    assert_same_plan(who, "users.cache", &cache_plan_json(&outcomes));
+    assert_crypto_conforms(who, plugin).await;
+}
+
+/// Key bytes of the fixed test keyring: `pii` seals, `lookup` hashes.
+const PII_KEY: [u8; 32] = {
+    let mut key = [0; 32];
+    let mut i = 0;
+    while i < 32 {
+        key[i] = i as u8;
+        i += 1;
+    }
+    key
+};
+
+/// Runs `crypto.changes.json` with `seal_with = "pii"` and
+/// `email_index_with = "lookup"`: sealed values must open (with the Redis
+/// key as associated data) to the plan's text, index keys must match.
+async fn assert_crypto_conforms(who: &str, component: &Path) {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("scratch folder");
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let lookup_key: Vec<u8> = (32..64).collect();
+    for (name, bytes) in [("pii", &PII_KEY[..]), ("lookup", &lookup_key[..])] {
+        let text = base64::engine::general_purpose::STANDARD.encode(bytes);
+        std::fs::write(keys.join(format!("{name}.v1.key")), text).unwrap();
+    }
+    let plugin = dir.path().join("example.wasm");
+    std::fs::copy(component, &plugin).expect("copy component");
+    std::fs::write(
+        dir.path().join("example.toml"),
+        "name = \"example\"\ntables = [\"Users\"]\n[config]\nseal_with = \"pii\"\nemail_index_with = \"lookup\"\n",
+    )
+    .unwrap();
+    let keyring = std::sync::Arc::new(KeyringHandle::load(Some(keys)).expect("keyring"));
+    let options = LoadOptions {
+        keyring: Some(keyring.clone()),
+        crypto_grants: std::sync::Arc::new(
+            [(
+                "example".to_owned(),
+                vec!["pii".to_owned(), "lookup".to_owned()],
+            )]
+            .into(),
+        ),
+        ..LoadOptions::default()
+    };
+    let engine = PluginEngine::new().expect("engine");
+    let loaded = Plugin::load(&engine, &plugin, &options)
+        .await
+        .expect("plugin loads with the keyring");
+    let outcomes = run::run_fixture(&loaded, &fixture("crypto")).await;
+    let mut plan = run::plan_json(&outcomes);
+    let current = keyring.current();
+    for batch in plan["batches"].as_array_mut().unwrap() {
+        for action in batch["actions"].as_array_mut().into_iter().flatten() {
+            let Some(set) = action.get_mut("set") else {
+                continue;
+            };
+            let key = set["key"].as_str().unwrap().to_owned();
+            if key.starts_with("users:by-email:") {
+                continue;
+            }
+            let sealed = base64::engine::general_purpose::STANDARD
+                .decode(
+                    set["value_base64"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{who}: {key} is not sealed: {set}")),
+                )
+                .unwrap();
+            let header = redis_spanner_envelope::parse_header(&sealed).expect("an envelope");
+            assert_eq!(header.name, "pii", "{who}: {key} sealed with another key");
+            let plain = redis_spanner_envelope::open(&current, &sealed, key.as_bytes())
+                .unwrap_or_else(|e| panic!("{who}: {key} does not open with its key as aad: {e}"));
+            let set = set.as_object_mut().unwrap();
+            set.remove("value_base64");
+            set.insert(
+                "value".into(),
+                Json::from(String::from_utf8(plain).unwrap()),
+            );
+        }
+    }
+    assert_same_plan(who, "crypto", &plan);
 }
 
 /// Builds the example in `language` from its source (so the test checks the

@@ -1,6 +1,7 @@
 //! Tools for plugin authors: run a plugin without Spanner or Redis.
 //!
 //! - [`fixture`]: batches of row changes as JSON.
+//! - [`cache_fixture`]: batches of cache events as JSON, and their plans.
 //! - [`plan`]: a plugin's answers as JSON, and comparing two plans.
 //! - [`run`]: load a plugin into the real sandbox and run a fixture.
 //! - [`builder`]: `plugin build`: any supported language into a component.
@@ -13,6 +14,7 @@
 
 pub mod bench;
 pub mod builder;
+pub mod cache_fixture;
 pub mod check;
 pub mod examples;
 pub mod fixture;

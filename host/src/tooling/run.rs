@@ -1,9 +1,11 @@
 //! Runs a plugin on a fixture in the real sandbox (same engine, linker and
 //! limits as the service), with no Spanner and no Redis.
 
+use super::cache_fixture::CacheFixture;
 use super::fixture::Fixture;
 use super::plan::batch_outcome;
 use crate::change::Action;
+use crate::contract::CacheAction;
 use crate::runtime::{LoadOptions, Plugin, PluginEngine};
 use serde_json::{Value as Json, json};
 use std::path::{Path, PathBuf};
@@ -47,4 +49,22 @@ pub async fn run_fixture(plugin: &Plugin, fixture: &Fixture) -> Vec<Result<Vec<A
 /// The plan of all outcomes, as JSON (see [`super::plan`]).
 pub fn plan_json(outcomes: &[Result<Vec<Action>, String>]) -> Json {
     json!({ "batches": outcomes.iter().map(batch_outcome).collect::<Vec<_>>() })
+}
+
+/// Hands each batch of `fixture` to `plugin`'s `on-cache-events`; one
+/// outcome per batch.
+pub async fn run_cache_fixture(
+    plugin: &Plugin,
+    fixture: &CacheFixture,
+) -> Vec<Result<Vec<CacheAction>, String>> {
+    let mut outcomes = Vec::with_capacity(fixture.batches.len());
+    for batch in &fixture.batches {
+        outcomes.push(
+            plugin
+                .on_cache_events(batch)
+                .await
+                .map_err(|e| e.to_string()),
+        );
+    }
+    outcomes
 }
