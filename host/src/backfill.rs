@@ -37,7 +37,7 @@ pub async fn backfill(
     plugin: Option<&str>,
 ) -> anyhow::Result<BackfillReport> {
     anyhow::ensure!(
-        crate::config::is_identifier(table),
+        crate::text::is_identifier(table),
         "--table {table:?} is not a valid table name"
     );
     let (_, client) = connect(config.emulator_host().as_deref(), &config.database_path()).await?;

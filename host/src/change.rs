@@ -5,7 +5,9 @@
 //! any contract version; [`Version`] orders changes, and [`value_json`]
 //! shows a value as the SDKs render it.
 
-pub use crate::contract::{Action, ChangeKind, Column, Effect, Expiry, RowChange, Value, Write};
+pub use crate::contract::{
+    Action, ChangeKind, Column, Effect, Expiry, RowChange, Value, Write, float32_as_f64,
+};
 
 /// The total order of changes: commit timestamp, then transaction, then the
 /// record's sequence within its transaction.
@@ -38,20 +40,6 @@ impl Version {
             record_sequence: change.record_sequence.clone(),
         }
     }
-}
-
-/// A FLOAT32 as the double with the same shortest decimal form, so 0.1f32
-/// shows as `0.1`, not `0.10000000149011612` (how every SDK renders it).
-pub fn float32_as_f64(f: f32) -> f64 {
-    if !f.is_finite() {
-        return f64::from(f);
-    }
-    // `f32`'s `Display` gives the shortest decimal that reads back as `f`;
-    // that decimal has at most 9 significant digits, so the nearest double
-    // prints as the same decimal.
-    f.to_string()
-        .parse()
-        .expect("a finite f32 prints as a decimal")
 }
 
 /// A double as serde_json shows it; NaN and the infinities as strings.

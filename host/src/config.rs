@@ -142,7 +142,7 @@ pub struct RedisConfig {
     pub url: String,
     /// Certificates for a `rediss://` URL (default: trust the system roots).
     #[serde(default)]
-    pub tls: Option<crate::sink::tls::RedisTls>,
+    pub tls: Option<crate::redis_connection::tls::RedisTls>,
     /// The Redis user that `password_file` authenticates (default: the
     /// URL's user, else `default`).
     #[serde(default)]
@@ -240,6 +240,16 @@ impl RedisConfig {
     }
 
     /// Settings for `url` with every default.
+    pub fn endpoint(&self) -> crate::redis_connection::RedisEndpoint {
+        crate::redis_connection::RedisEndpoint {
+            url: self.url.clone(),
+            tls: self.tls.clone(),
+            username: self.username.clone(),
+            password_file: self.password_file.clone(),
+        }
+    }
+
+    /// Settings for the server at `url`, everything else at its default.
     pub fn with_url(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -732,26 +742,7 @@ impl Config {
     }
 }
 
-/// Whether `name` can be spliced into SQL as a change stream name.
-pub fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Renders a TOML error as `line L, column C: message`.
-pub fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
-    let message = err.message();
-    match err.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {message}")
-        }
-        None => message.to_owned(),
-    }
-}
+use crate::text::{describe_toml_error, is_identifier};
 
 #[cfg(test)]
 mod tests {

@@ -3,7 +3,8 @@
 
 use clap::Subcommand;
 use redis_spanner::config::Config;
-use redis_spanner::dead_letters::{list, replay};
+use redis_spanner::dead_letter_replay::replay;
+use redis_spanner::dead_letters::list;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,7 +38,8 @@ pub async fn run(command: DeadLetterCommand) -> anyhow::Result<ExitCode> {
         DeadLetterCommand::List { config } => {
             let config = Config::load(&config)?;
             let stream = &config.redis.dead_letter_stream;
-            let mut conn = redis_spanner::sink::redis::open_configured(&config.redis).await?;
+            let mut conn =
+                redis_spanner::redis_connection::open_endpoint(&config.redis.endpoint()).await?;
             let entries = list(&mut conn, stream).await?;
             if entries.is_empty() {
                 println!("{stream}: no dead letters");

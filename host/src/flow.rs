@@ -7,10 +7,14 @@
 //! position (a partition's checkpoint, a stream entry's `XACK`) only past
 //! work whose receipt says it was applied. Work the pipeline drops without
 //! resolving (it stopped) reads as failed, so nothing is committed past it.
+//!
+//! The plugin reloader talks to the pipeline the same way: it sends a
+//! [`crate::runtime::reload::PluginSetUpdate`], which the pipeline puts in
+//! place between two pieces of work.
 
 use crate::audit::AuditRecord;
-use crate::cache_events::CacheEvent;
 use crate::change::RowChange;
+use crate::contract::CacheEvent;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{Notify, mpsc};
 

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use redis_spanner::sink::redis::{connection_info, mask_url, open_configured, open_connection};
+use redis_spanner::redis_connection::{connection_info, mask_url, open_connection, open_endpoint};
 use redis_spanner_envelope::{Keyring, open, parse_header};
 use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -105,7 +105,7 @@ pub async fn decrypt(args: DecryptArgs) -> anyhow::Result<ExitCode> {
             (read_redis(conn, key).await?, format!("redis key {key}"))
         }
         (Some(key), None, Some(config), _) => {
-            let conn = open_configured(&config.redis).await?;
+            let conn = open_endpoint(&config.redis.endpoint()).await?;
             (read_redis(conn, key).await?, format!("redis key {key}"))
         }
         (Some(_), None, None, _) => anyhow::bail!("--key needs --redis-url or --config"),

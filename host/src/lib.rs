@@ -21,8 +21,8 @@
 //! - [`metrics`]: Prometheus metrics and commit-to-Redis lag.
 //! - [`dead_letters`]: what plugins could not apply, as references; list and replay.
 //! - [`backfill`]: `redis-spanner backfill`: a table snapshot through the plugins.
-//! - [`resync`]: one plugin brought up to date from a snapshot of its tables.
-//! - [`admin`]: the HTTP server for `/metrics`, `/healthz` and `/readyz`.
+//! - [`admin`]: the HTTP server for `/metrics`, `/healthz`, `/readyz` and `/status`.
+//! - [`health`]: liveness and readiness, as the loops report them.
 //! - [`service`]: `redis-spanner run`: wires everything from a config.
 //! - [`provision`]: creates Spanner instances, databases and schema (demo, tests).
 //! - [`local`]: starts a local Spanner emulator and redis-server.
@@ -39,22 +39,28 @@ pub mod change;
 pub mod config;
 pub mod contract;
 pub mod crypto;
+pub mod dead_letter_replay;
 pub mod dead_letters;
 pub mod demo;
 pub mod flow;
+pub mod health;
 pub mod identity;
 pub mod local;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod provision;
+pub mod redis_connection;
 pub mod reload_trigger;
-pub mod resync;
 pub mod runtime;
 pub mod service;
 pub mod sink;
 pub mod source;
+pub mod spanner_connection;
 pub mod telemetry;
+pub mod text;
 pub mod tooling;
 pub mod verify;
+pub mod verify_command;
+pub mod version_keys;
 pub mod waiting;

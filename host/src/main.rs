@@ -265,13 +265,13 @@ async fn dispatch(command: Command, logging: &logging::Logging) -> anyhow::Resul
             all,
         } => {
             let config = Config::load(&config)?;
-            let options = redis_spanner::verify::VerifyOptions {
+            let options = redis_spanner::verify_command::VerifyOptions {
                 plugin,
                 table,
                 sample,
                 all,
             };
-            let report = redis_spanner::verify::verify(&config, &options).await?;
+            let report = redis_spanner::verify_command::verify(&config, &options).await?;
             println!("{}", report.render());
             Ok(if report.is_coherent() {
                 ExitCode::SUCCESS

@@ -1,7 +1,7 @@
 //! When to read a file again: on a change in its directory, or on `SIGHUP`.
 //!
 //! The keyring ([`crate::crypto`]) and Redis password files
-//! ([`crate::sink::credentials`]) are both reloaded while the service runs.
+//! ([`crate::redis_connection::credentials`]) are both reloaded while the service runs.
 //! A [`ReloadTrigger`] watches a directory (any event counts: a Kubernetes
 //! secret volume swaps a linked folder rather than touching the files
 //! themselves), lets a burst of events settle so a file being written is

@@ -4,23 +4,24 @@
 //! plugin directory, then follows the stream until the shutdown future
 //! resolves.
 
-use crate::admin::{AdminServer, Liveness, Readiness};
+use crate::admin::AdminServer;
 use crate::audit::{AnchorStore, Anchorer, AuditLog, ChainKey, ChainPosition};
 use crate::cache_events::CacheEventTasks;
 use crate::config::Config;
 use crate::flow::IntakeReceiver;
+use crate::health::{Liveness, Readiness};
 use crate::metrics::Metrics;
+use crate::pipeline::resync::Resyncer;
 use crate::pipeline::{
     CoherenceCheck, DeadLetterPolicy, Pipeline, PluginSet, PluginSetReceiver, plugin_set_channel,
 };
 use crate::policy::Policy;
 use crate::provision::Admin;
-use crate::resync::Resyncer;
+use crate::redis_connection::credentials::FileCredentials;
 use crate::runtime::reload::Reloader;
 use crate::runtime::{LoadOptions, PluginEngine, load_directory};
 use crate::sink::RedisSink;
 use crate::sink::acl::PluginSinks;
-use crate::sink::credentials::FileCredentials;
 use crate::source::spanner::checkpoint::CheckpointStore;
 use crate::source::spanner::completion::completer_for;
 use crate::source::spanner::reader::now_micros;
@@ -122,7 +123,7 @@ impl Service {
                 Anchorer::start(
                     log.clone(),
                     anchors,
-                    crate::sink::redis::open_configured(&config.redis).await?,
+                    crate::redis_connection::open_endpoint(&config.redis.endpoint()).await?,
                     config.redis.audit_max_len,
                     std::time::Duration::from_millis(config.redis.audit_anchor_ms),
                     metrics.clone(),
@@ -139,7 +140,7 @@ impl Service {
                 config.verify.clone(),
                 coherence.clone(),
                 Refresher::new(client.clone()),
-                crate::sink::redis::open_configured(&config.redis).await?,
+                crate::redis_connection::open_endpoint(&config.redis.endpoint()).await?,
                 options.keyring.clone(),
                 shape.tables.keys().cloned().collect(),
             ));
@@ -171,8 +172,16 @@ impl Service {
             .flatten();
         let (intake, intake_receiver) = crate::flow::intake();
         let (plugin_sets, plugin_set_receiver) = plugin_set_channel();
-        let cache_events =
-            CacheEventTasks::connect(config, &intake, &metrics, consumer, host_credentials).await?;
+        let cache_events = CacheEventTasks::connect(
+            &config.cache_events,
+            &config.redis.endpoint(),
+            config.redis.audit_stream.is_some(),
+            &intake,
+            &metrics,
+            consumer,
+            host_credentials,
+        )
+        .await?;
         let keyring = options.keyring.clone();
         let reloader = config.plugins.hot_reload.then(|| {
             Reloader::new(
@@ -412,7 +421,7 @@ async fn build_pipeline_parts(
     only: Option<&str>,
     anchored: Option<&ChainPosition>,
 ) -> anyhow::Result<PipelineParts> {
-    let host_password = FileCredentials::for_redis(&config.redis)?;
+    let host_password = FileCredentials::for_endpoint(&config.redis.endpoint())?;
     let user_passwords = FileCredentials::for_grants(&config.grants)?;
     let sink = RedisSink::connect_with(
         &config.redis.url,

@@ -5,19 +5,47 @@
 // the same Redis keys, the same JSON for a row, byte for byte.
 //
 // How componentize-js hands WIT types to JavaScript (world `cache-plugin`,
-// package `redis-spanner:plugin@0.1.0`):
+// package `redis-spanner:plugin@0.3.0`):
 //
-// - variant `value`: `{tag: 'int64', val: 42n}`; `{tag: 'null'}` has no val.
-// - enum `change-kind`: the case name as a string, e.g. `'delete'`.
+// - variant `value`: `{tag: 'int64', val: 42n}`, `{tag: 'float32', val:
+//   0.10000000149011612}`; `{tag: 'null'}` has no val.
+// - enums (`change-kind`, `event-source`): the case name as a string, e.g.
+//   `'delete'`.
 // - record fields in lowerCamelCase: `newValues`, `commitMicros`, `ttlMs`, ...
-// - s64/u64: BigInt; u32: number; list<u8>: Uint8Array; option<T>: T or
-//   undefined.
+// - s64/u64: BigInt; u32, f32, f64: number; list<u8>: Uint8Array;
+//   tuple<string, string>: a two-element array; option<T>: T or undefined.
+// - Exports are named in lowerCamelCase: `init`, `onChanges`,
+//   `onCacheEvents`.
 // - An export returning `result<T, string>` returns T for ok; to return err,
 //   throw a string (or an object whose `payload` is the string). Throwing an
 //   Error or anything else out of an export traps the instance instead;
 //   `definePlugin` turns every thrown value into a string.
+// - An import returning `result<T, string>` returns T for ok and throws an
+//   Error whose `payload` is the string for err.
 // - console.log and console.error go nowhere (the host gives plugins no
 //   stdio): use the host's `log`.
+//
+// The host's functions are imported by the plugin, not by this module:
+//
+//   import { config, log } from 'redis-spanner:plugin/host@0.3.0';
+//   import * as crypto from 'redis-spanner:plugin/crypto@0.3.0';
+//   useCrypto(crypto); // for `seal` and `keyedHash`
+//
+// A batch arrives compact (record `batch`): each table's column names and
+// each transaction once, each change's values by position. `definePlugin`
+// decodes it with `decodeBatch` into change objects that name things:
+//
+//   {
+//     table: 'Users',                       // the table's name
+//     kind: 'update',                       // insert, update, delete, snapshot
+//     keys: [{name: 'UserId', value: {tag: 'int64', val: 42n}}],
+//     newValues: [{name: 'Name', value: {tag: 'string', val: 'Ada'}}],
+//     oldValues: [],
+//     commitMicros: 1700000000000000n,
+//     transactionId: '...',
+//     recordSequence: 0,                    // a number (a string in 0.1.0)
+//     transactionTag: '',
+//   }
 //
 // JSON model used by `toJson`, `rowJson`, `parseJson` and `stringify`, the
 // counterpart of serde_json's `Value`:
@@ -34,6 +62,9 @@
 //
 // So integers are BigInts (`1n` prints `1`) and JavaScript numbers are
 // floats (`1` prints `1.0`), exactly as a Rust plugin would see them.
+
+/** Version of the WIT package (`redis-spanner:plugin`) this SDK implements. */
+export const API_VERSION = '0.3.0';
 
 // ---------------------------------------------------------------------------
 // Keys
@@ -76,6 +107,70 @@ export function keyWithTag(parts, tag) {
 }
 
 // ---------------------------------------------------------------------------
+// Batches
+
+/**
+ * Decodes a wire batch (WIT record `batch`: `tables`, `transactions` and
+ * `changes` that refer to them by index) into an array of change objects
+ * (see the top of this module), one per change, in batch order. Column
+ * names are the strings of the batch's table descriptions, shared, not
+ * copied. A change that points outside the batch (a table, transaction or
+ * column index out of range, or a key count that is not the table's) is an
+ * error naming the change.
+ */
+export function decodeBatch(batch) {
+  const { tables, transactions } = batch;
+  return batch.changes.map((change, index) => decodeChange(change, index, tables, transactions));
+}
+
+function decodeChange(change, index, tables, transactions) {
+  const table = tables[change.table];
+  if (table === undefined) {
+    throw new RangeError(`change ${index}: table index ${change.table} is outside the batch's ${tables.length} tables`);
+  }
+  const transaction = transactions[change.transaction];
+  if (transaction === undefined) {
+    throw new RangeError(
+      `change ${index} (table ${table.name}): transaction index ${change.transaction} is outside the batch's ${transactions.length} transactions`,
+    );
+  }
+  return {
+    table: table.name,
+    kind: change.kind,
+    keys: namedKeys(change.keys, table, index),
+    newValues: namedCells(change.newValues, table, index),
+    oldValues: namedCells(change.oldValues, table, index),
+    commitMicros: transaction.commitMicros,
+    transactionId: transaction.id,
+    recordSequence: change.recordSequence,
+    transactionTag: transaction.tag,
+  };
+}
+
+function namedKeys(values, table, index) {
+  const names = table.keyColumns;
+  if (values.length !== names.length) {
+    throw new RangeError(
+      `change ${index} (table ${table.name}): ${values.length} key values for ${names.length} key columns`,
+    );
+  }
+  return values.map((value, i) => ({ name: names[i], value }));
+}
+
+function namedCells(cells, table, index) {
+  const names = table.columns;
+  return cells.map((cell) => {
+    const name = names[cell.column];
+    if (name === undefined) {
+      throw new RangeError(
+        `change ${index} (table ${table.name}): column index ${cell.column} is outside the table's ${names.length} columns`,
+      );
+    }
+    return { name, value: cell.value };
+  });
+}
+
+// ---------------------------------------------------------------------------
 // Columns and values
 
 function find(columns, name) {
@@ -106,8 +201,11 @@ const accessor = (tag) => (value) => (value !== undefined && value.tag === tag ?
 export const asI64 = (value) => (value !== undefined && value.tag === 'int64' ? BigInt(value.val) : undefined);
 /** The boolean of a BOOL value. */
 export const asBool = accessor('bool');
-/** The number of a FLOAT64 value. */
-export const asF64 = accessor('float64');
+/** The number of a FLOAT64 value, or of a FLOAT32 value (its exact value). */
+export const asF64 = (value) =>
+  value !== undefined && (value.tag === 'float64' || value.tag === 'float32') ? value.val : undefined;
+/** The number of a FLOAT32 value (not of FLOAT64). */
+export const asF32 = accessor('float32');
 /** The text of a STRING value (not of TIMESTAMP, DATE, NUMERIC or JSON). */
 export const asString = accessor('string');
 /** The Uint8Array of a BYTES value. */
@@ -166,9 +264,11 @@ export function base64(bytes) {
 
 /**
  * Converts a WIT `value` to the JSON model, like Rust `Value::to_json`:
- * INT64 → bigint, FLOAT64 → number ("NaN", "Infinity", "-Infinity" as
- * strings), BYTES → base64, TIMESTAMP/DATE/NUMERIC/STRING → string, JSON →
- * the parsed document (kept as its text if it does not parse).
+ * INT64 → bigint, FLOAT64 → number, FLOAT32 → the number its shortest
+ * decimal denotes (`shortestF32`: 0.1, not 0.10000000149011612), non-finite
+ * floats → "NaN", "Infinity", "-Infinity" as strings, BYTES → base64,
+ * TIMESTAMP/DATE/NUMERIC/STRING → string, JSON → the parsed document (kept as
+ * its text if it does not parse).
  */
 export function toJson(value) {
   switch (value.tag) {
@@ -178,12 +278,10 @@ export function toJson(value) {
       return value.val;
     case 'int64':
       return BigInt(value.val);
-    case 'float64': {
-      const f = value.val;
-      if (Number.isFinite(f)) return f;
-      if (Number.isNaN(f)) return 'NaN';
-      return f > 0 ? 'Infinity' : '-Infinity';
-    }
+    case 'float32':
+      return floatJson(shortestF32(value.val));
+    case 'float64':
+      return floatJson(value.val);
     case 'string':
     case 'timestamp':
     case 'date':
@@ -200,6 +298,13 @@ export function toJson(value) {
     default:
       throw new TypeError(`unknown value tag ${JSON.stringify(value.tag)}`);
   }
+}
+
+/** A finite float as itself; the others as Spanner spells them in JSON. */
+function floatJson(f) {
+  if (Number.isFinite(f)) return f;
+  if (Number.isNaN(f)) return 'NaN';
+  return f > 0 ? 'Infinity' : '-Infinity';
 }
 
 /**
@@ -224,6 +329,141 @@ export function columnsJson(columns, { int64AsString = false } = {}) {
       int64AsString && column.value.tag === 'int64' ? String(column.value.val) : toJson(column.value);
   }
   return object;
+}
+
+// ---------------------------------------------------------------------------
+// FLOAT32 as its shortest decimal
+
+const F32 = new Float32Array(1);
+const F32_BITS = new Uint32Array(F32.buffer);
+const F64 = new Float64Array(1);
+const F64_BITS = new BigUint64Array(F64.buffer);
+
+/**
+ * The number that the shortest decimal reading back as float32 `value`
+ * denotes, like Rust's `f32` Display then parsed as f64: 0.1 for the float32
+ * nearest 0.1 (whose exact value is 0.10000000149011612), 16777216 for
+ * 2^24, 1e-45 for the smallest subnormal. Of the shortest decimals, the one
+ * closest to the exact value wins. NaN, infinities and zeros come back as
+ * they are; `value` is rounded to float32 first.
+ */
+export function shortestF32(value) {
+  const x = Math.fround(value);
+  if (x === 0 || !Number.isFinite(x)) return x;
+  const shortest = shortestPositiveF32(Math.abs(x));
+  return x < 0 ? -shortest : shortest;
+}
+
+function shortestPositiveF32(x) {
+  const bounds = f32Bounds(x);
+  // Whether some decimal of n digits reads back as x only grows with n (one
+  // of n digits is one of n + 1), so bisect for the fewest. Nine digits
+  // always read back.
+  let fewest = 1;
+  let most = 9;
+  let found;
+  while (fewest < most) {
+    const digits = (fewest + most) >> 1;
+    const decimal = decimalWithDigits(x, digits, bounds);
+    if (decimal === undefined) {
+      fewest = digits + 1;
+    } else {
+      most = digits;
+      found = decimal;
+    }
+  }
+  return found ?? Number(x.toPrecision(9));
+}
+
+/**
+ * The decimals reading back as positive float32 `x`: those strictly
+ * between `low` and `high`, or on them when `inclusive` (x's last bit is 0,
+ * so a tie rounds to x). Like Rust's float decoding, the interval below a
+ * power of two is half as wide as above it, the smallest normal included.
+ */
+function f32Bounds(x) {
+  F32[0] = x;
+  const bits = F32_BITS[0];
+  const gap = bits === 0x7f7fffff ? x - f32FromBits(bits - 1) : f32FromBits(bits + 1) - x;
+  const powerOfTwo = (bits & 0x7fffff) === 0;
+  return {
+    low: x - (powerOfTwo ? gap / 4 : gap / 2),
+    high: x + gap / 2,
+    inclusive: (bits & 1) === 0,
+    powerOfTwo,
+  };
+}
+
+function f32FromBits(bits) {
+  F32_BITS[0] = bits;
+  return F32[0];
+}
+
+/**
+ * Of the `digits`-digit decimals reading back as `x`, the closest to it (the
+ * higher on a tie), or undefined.
+ */
+function decimalWithDigits(x, digits, bounds) {
+  // toPrecision rounds the exact value, ties upwards.
+  const nearest = Number(x.toPrecision(digits));
+  if (!bounds.powerOfTwo && nearest !== bounds.low && nearest !== bounds.high) {
+    // Strictly inside or outside: rounding to float32 tells which. The
+    // interval is symmetric, so the other neighbour, farther from x, cannot
+    // read back when the nearest does not.
+    return Math.fround(nearest) === x ? nearest : undefined;
+  }
+  return exactDecimalWithDigits(x, digits, bounds);
+}
+
+/**
+ * `decimalWithDigits` in exact arithmetic, for a power of two (whose
+ * interval is lopsided, so the farther neighbour may read back when the
+ * nearest does not) and for a decimal that reads as a bound of the interval.
+ */
+function exactDecimalWithDigits(x, digits, bounds) {
+  const [mantissa, e] = x.toExponential(digits - 1).split('e');
+  let significand = Number(mantissa.replace('.', ''));
+  let scale = Number(e) - digits + 1;
+  if (significand === 10 ** (digits - 1) && Number(e) > Number(x.toExponential().split('e')[1])) {
+    // Rounded up to a power of ten above x: keep the scale of x's digits.
+    significand *= 10;
+    scale -= 1;
+  }
+  const nearest = Number(`${significand}e${scale}`);
+  if (readsBack(significand, scale, nearest, bounds)) return nearest;
+  const other = significand + (nearest < x ? 1 : -1);
+  const next = Number(`${other}e${scale}`);
+  return readsBack(other, scale, next, bounds) ? next : undefined;
+}
+
+/** Whether decimal `significand`e`scale`, which reads as double `f`, is within `bounds`. */
+function readsBack(significand, scale, f, { low, high, inclusive }) {
+  const fromLow = sideOf(significand, scale, f, low);
+  const fromHigh = sideOf(significand, scale, f, high);
+  return (fromLow > 0 || (inclusive && fromLow === 0)) && (fromHigh < 0 || (inclusive && fromHigh === 0));
+}
+
+/**
+ * The sign of decimal `significand`e`scale` minus double `bound`, given the
+ * double `f` the decimal reads as. Only when `f` is `bound` itself does the
+ * decimal need comparing exactly.
+ */
+function sideOf(significand, scale, f, bound) {
+  if (f !== bound) return f < bound ? -1 : 1;
+  F64[0] = bound;
+  const bits = F64_BITS[0];
+  const exponentField = Number(bits >> 52n);
+  const fraction = bits & 0xfffffffffffffn;
+  // bound = m * 2^e exactly.
+  const m = exponentField === 0 ? fraction : fraction | 0x10000000000000n;
+  const e = (exponentField === 0 ? 1 : exponentField) - 1075;
+  let left = BigInt(significand);
+  let right = m;
+  if (scale >= 0) left *= 10n ** BigInt(scale);
+  else right *= 10n ** BigInt(-scale);
+  if (e >= 0) right *= 2n ** BigInt(e);
+  else left *= 2n ** BigInt(-e);
+  return left < right ? -1 : left > right ? 1 : 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -562,10 +802,19 @@ export function utf8(s) {
   return new TextEncoder().encode(s);
 }
 
-function bytesOf(value) {
+/**
+ * Whether `value` is a Uint8Array, also one made in another realm: inside
+ * the component, the Uint8Arrays the host hands over (BYTES values, `seal`'s
+ * envelope) are not `instanceof Uint8Array`.
+ */
+export function isBytes(value) {
+  return value instanceof Uint8Array || Object.prototype.toString.call(value) === '[object Uint8Array]';
+}
+
+function bytesOf(value, what = 'a value to set') {
   if (typeof value === 'string') return utf8(value);
-  if (value instanceof Uint8Array) return value;
-  throw new TypeError('a value to set must be a string or a Uint8Array');
+  if (isBytes(value)) return value;
+  throw new TypeError(`${what} must be a string or a Uint8Array`);
 }
 
 function ttlOf(ttlMs) {
@@ -615,32 +864,158 @@ export function expire(change, key, ttlMs) {
 }
 
 // ---------------------------------------------------------------------------
+// Cache events
+
+/**
+ * The cache effect asking the host to re-read the row of `table` whose
+ * primary key is `keys`, `[name, value]` pairs for every key column in key
+ * order (an array of pairs, a Map, any iterable of pairs). The host hands the
+ * row back to `onChanges` as a `snapshot` change versioned at the read
+ * timestamp, or as a `delete` when the row does not exist. Like Rust
+ * `CacheEffect::refresh`.
+ *
+ * refresh('Users', [['UserId', {tag: 'int64', val: 42n}]])
+ */
+export function refresh(table, keys) {
+  if (typeof table !== 'string') throw new TypeError('a refresh table must be a string');
+  const columns = [];
+  for (const [name, value] of keys) {
+    if (typeof name !== 'string') throw new TypeError('a refresh key column name must be a string');
+    columns.push({ name, value });
+  }
+  return { tag: 'refresh', val: { table, keys: columns } };
+}
+
+/** Cache effects (what to ask the host about a cache event), for `onCacheEvent`. Like Rust `CacheEffect`. */
+export const CacheEffect = {
+  /** Re-reads a row; see `refresh`. */
+  refresh,
+};
+
+/** A cache action: `effect` answering event number `event` of the batch. */
+export function cacheAction(event, effect) {
+  return { event, effect };
+}
+
+/** The value of the cache event's stream entry field `name`, or undefined. Like Rust `CacheEvent::field`. */
+export function field(event, name) {
+  const entry = event.fields.find(([fieldName]) => fieldName === name);
+  return entry === undefined ? undefined : entry[1];
+}
+
+/**
+ * Calls `onCacheEvent(event, index)` for each event of the batch and tags
+ * the cache effects it returns (an array, one effect, or nothing) with the
+ * event's index. An error names the event: `event 3 (key users:42): ...`.
+ * Like the Rust SDK's default `on_cache_events`.
+ */
+export function eachCacheEvent(events, onCacheEvent) {
+  const actions = [];
+  events.forEach((event, index) => {
+    let effects;
+    try {
+      effects = onCacheEvent(event, index);
+    } catch (error) {
+      throw `event ${index} (key ${event.key}): ${errorText(error)}`;
+    }
+    for (const effect of effectList(effects)) actions.push(cacheAction(index, effect));
+  });
+  return actions;
+}
+
+// ---------------------------------------------------------------------------
+// Crypto
+
+let hostCrypto;
+
+/**
+ * Gives this module the host's `crypto` interface, which `seal` and
+ * `keyedHash` call. The plugin imports it and passes it in once, at the top
+ * of its module:
+ *
+ *   import * as crypto from 'redis-spanner:plugin/crypto@0.3.0';
+ *   useCrypto(crypto);
+ *
+ * Without it (say under plain Node), both throw "no keyring outside the
+ * host". `useCrypto(undefined)` forgets it.
+ */
+export function useCrypto(crypto) {
+  if (crypto !== undefined && (typeof crypto?.seal !== 'function' || typeof crypto?.keyedHash !== 'function')) {
+    throw new TypeError('useCrypto needs the crypto interface: an object with seal and keyedHash');
+  }
+  hostCrypto = crypto;
+}
+
+/**
+ * Encrypts `plaintext` with the current version of key `keyName` and returns
+ * the envelope (a Uint8Array) naming the key and its version. `aad` is
+ * authenticated but not stored: a reader must pass the same (the Redis key is
+ * a good choice). Strings are taken as UTF-8. Throws the host's refusal as a
+ * string: a key not granted to the plugin, no keyring, an unknown key name.
+ * Like Rust `seal`.
+ */
+export function seal(keyName, plaintext, aad) {
+  const plain = bytesOf(plaintext, 'plaintext');
+  const authenticated = bytesOf(aad, 'aad');
+  return callKeyring('seal', keyName, (crypto) => crypto.seal(keyName, plain, authenticated));
+}
+
+/**
+ * HMAC-SHA256 of `data` (a Uint8Array, or a string taken as UTF-8) under the
+ * current version of key `keyName`, as lower-case hex: a stable, opaque name
+ * for data that must not appear in a Redis key (an e-mail address, say).
+ * Throws like `seal`. Like Rust `keyed_hash`.
+ */
+export function keyedHash(keyName, data) {
+  const bytes = bytesOf(data, 'data');
+  return callKeyring('keyed-hash', keyName, (crypto) => crypto.keyedHash(keyName, bytes));
+}
+
+function callKeyring(operation, keyName, call) {
+  if (hostCrypto === undefined) throw `${operation} with key ${JSON.stringify(keyName)}: no keyring outside the host`;
+  try {
+    return call(hostCrypto);
+  } catch (error) {
+    throw errorText(error);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Plugins
 
-/** The text of a thrown value, for a WIT `result` error. */
+/**
+ * The text of a thrown value, for a WIT `result` error: a string as it is,
+ * the `payload` string of an error an import threw, an Error's message.
+ */
 export function errorText(error) {
   if (typeof error === 'string') return error;
+  if (typeof error?.payload === 'string') return error.payload;
   if (error instanceof Error) return error.message;
   return String(error);
 }
 
+/** What an `onChange` or `onCacheEvent` returned, as an array of effects. */
+function effectList(effects) {
+  if (effects === undefined || effects === null) return [];
+  return Array.isArray(effects) ? effects : [effects];
+}
+
 /**
- * Calls `onChange(change, index)` for each change of the batch and tags the
- * effects it returns (an array, one effect, or nothing) with the change's
- * index. An error names the change: `change 3 (table Users): ...`. Like the
- * Rust SDK's default `on_changes`.
+ * Calls `onChange(change, index)` for each decoded change (see
+ * `decodeBatch`) and tags the effects it returns (an array, one effect, or
+ * nothing) with the change's index. An error names the change: `change 3
+ * (table Users): ...`. Like the Rust SDK's default `on_changes`.
  */
-export function eachChange(batch, onChange) {
+export function eachChange(changes, onChange) {
   const actions = [];
-  batch.forEach((change, index) => {
+  changes.forEach((change, index) => {
     let effects;
     try {
       effects = onChange(change, index);
     } catch (error) {
       throw `change ${index} (table ${change.table}): ${errorText(error)}`;
     }
-    if (effects === undefined || effects === null) return;
-    for (const effect of Array.isArray(effects) ? effects : [effects]) actions.push(action(index, effect));
+    for (const effect of effectList(effects)) actions.push(action(index, effect));
   });
   return actions;
 }
@@ -650,17 +1025,23 @@ export function eachChange(batch, onChange) {
  * `register_plugin!`:
  *
  *   const plugin = definePlugin({
- *     init() { return state; },                 // optional; throw to fail
- *     onChange(change, state, index) { ... },   // returns effects
- *     onChanges(batch, state) { ... },          // or: returns actions
+ *     init() { return state; },                       // optional; throw to fail
+ *     onChange(change, state, index) { ... },         // returns effects
+ *     onChanges(changes, state) { ... },              // or: returns actions
+ *     onCacheEvent(event, state, index) { ... },      // returns cache effects
+ *     onCacheEvents(events, state) { ... },           // or: returns cache actions
  *   });
  *   export const init = plugin.init;
  *   export const onChanges = plugin.onChanges;
+ *   export const onCacheEvents = plugin.onCacheEvents;
  *
  * `init` runs the definition's `init` and keeps what it returns as the state
- * passed to every later call. Without `onChanges`, batches go through
- * `eachChange` with `onChange` (no `onChange` ignores every change). Any
- * thrown value becomes the WIT error string.
+ * passed to every later call. `onChanges` decodes the batch (`decodeBatch`)
+ * and hands the changes to the definition's `onChanges`, or else through
+ * `eachChange` to its `onChange` (no `onChange` ignores every change).
+ * `onCacheEvents` hands the events to the definition's `onCacheEvents`, or
+ * else through `eachCacheEvent` to its `onCacheEvent` (no `onCacheEvent`
+ * ignores every event). Any thrown value becomes the WIT error string.
  */
 export function definePlugin(definition) {
   let ready = false;
@@ -677,9 +1058,19 @@ export function definePlugin(definition) {
     onChanges(batch) {
       if (!ready) throw 'on-changes was called before init succeeded';
       try {
-        if (definition.onChanges) return definition.onChanges(batch, state);
+        if (definition.onChanges) return definition.onChanges(decodeBatch(batch), state);
         if (!definition.onChange) return [];
-        return eachChange(batch, (change, index) => definition.onChange(change, state, index));
+        return eachChange(decodeBatch(batch), (change, index) => definition.onChange(change, state, index));
+      } catch (error) {
+        throw errorText(error);
+      }
+    },
+    onCacheEvents(events) {
+      if (!ready) throw 'on-cache-events was called before init succeeded';
+      try {
+        if (definition.onCacheEvents) return definition.onCacheEvents(events, state);
+        if (!definition.onCacheEvent) return [];
+        return eachCacheEvent(events, (event, index) => definition.onCacheEvent(event, state, index));
       } catch (error) {
         throw errorText(error);
       }

@@ -21,7 +21,7 @@ async fn verify_with(
     anchor: Option<&Anchor>,
 ) -> anyhow::Result<VerifyReport> {
     let keyring = Keyring::from_dir(keys)?;
-    let mut conn = redis_spanner::sink::redis::open_configured(&config.redis).await?;
+    let mut conn = redis_spanner::redis_connection::open_endpoint(&config.redis.endpoint()).await?;
     let against = VerifyAgainst {
         keyring: Some(&keyring),
         key_name: config.redis.audit_key.as_deref(),

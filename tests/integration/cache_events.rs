@@ -21,7 +21,7 @@ const GROUP: &str = "redis-spanner";
 
 /// The commit micros of the version stored for `key`, once there is one.
 async fn stored_version(redis: &mut MultiplexedConnection, key: &str) -> Option<i64> {
-    let version_key = redis_spanner::sink::version::companion_key(key).ok()?;
+    let version_key = redis_spanner::version_keys::companion_key(key).ok()?;
     let version: Option<String> = redis.get(&version_key).await.ok()?;
     version?.get(..19)?.parse().ok()
 }
@@ -166,7 +166,7 @@ async fn misses_are_refreshed_and_pending_events_reclaimed() -> anyhow::Result<(
         .arg("rs_fill")
         .arg(3)
         .arg("users:1")
-        .arg(redis_spanner::sink::version::companion_key("users:1")?)
+        .arg(redis_spanner::version_keys::companion_key("users:1")?)
         .arg("redis-spanner:fill-refusals")
         .arg(committed_1 - 1)
         .arg("stale value")

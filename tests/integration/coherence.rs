@@ -12,8 +12,9 @@ use redis_spanner::config::Config;
 use redis_spanner::demo::schema;
 use redis_spanner::metrics::Metrics;
 use redis_spanner::service::Service;
-use redis_spanner::sink::version::companion_key;
-use redis_spanner::verify::{Coherence, Tally, VerifyConfig, VerifyOptions, verify};
+use redis_spanner::verify::{Coherence, Tally, VerifyConfig};
+use redis_spanner::verify_command::{VerifyOptions, verify};
+use redis_spanner::version_keys::companion_key;
 use redis_spanner_tests::{
     RunningService, TestBed, commit, eventually, eventually_get, field, plugin_dir, upsert_user,
     wait_for_entry,

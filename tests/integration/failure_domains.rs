@@ -206,7 +206,7 @@ async fn a_hostile_plugin_costs_only_itself() -> anyhow::Result<()> {
     )
     .await?;
     let parked_before = entries(&mut redis, &dead_letters).await?.len();
-    let report = redis_spanner::dead_letters::replay(&config, Some("test_hostile")).await?;
+    let report = redis_spanner::dead_letter_replay::replay(&config, Some("test_hostile")).await?;
     assert_eq!(report.replayed.len(), parked_before, "{report:?}");
     assert_eq!(report.rows, 4, "{report:?}");
     assert!(

@@ -4,8 +4,8 @@
 
 use redis::AsyncCommands as _;
 use redis_spanner::demo::schema;
+use redis_spanner::redis_connection::tls::RedisTls;
 use redis_spanner::service::Service;
-use redis_spanner::sink::tls::RedisTls;
 use redis_spanner_tests::{RunningService, TestBed, eventually, plugin_dir, upsert_user};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

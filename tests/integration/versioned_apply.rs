@@ -5,8 +5,8 @@
 use redis::AsyncCommands as _;
 use redis_spanner::change::{Effect, Expiry, Version, Write};
 use redis_spanner::local::RedisServer;
-use redis_spanner::sink::version::encode;
 use redis_spanner::sink::{Applied, Outcome, RedisSink, Versioned};
+use redis_spanner::version_keys::encode;
 
 fn version(micros: i64, seq: &str) -> String {
     encode(&Version {

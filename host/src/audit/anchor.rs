@@ -17,7 +17,7 @@ use super::AuditLog;
 use super::log::{ChainPosition, read_head_and_tail, retry};
 use crate::metrics::Metrics;
 use crate::provision::Admin;
-use crate::source::spanner::connect::{create_table_if_missing, query_rows};
+use crate::spanner_connection::{create_table_if_missing, query_rows};
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::mutation::Mutation;
 use google_cloud_spanner::statement::Statement;

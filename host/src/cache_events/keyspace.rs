@@ -9,8 +9,8 @@
 
 use super::parse::keyspace_notification;
 use crate::flow::{Intake, Work};
-use crate::sink::credentials::FileCredentials;
-use crate::sink::tls::RedisTls;
+use crate::redis_connection::credentials::FileCredentials;
+use crate::redis_connection::tls::RedisTls;
 use futures::StreamExt as _;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
@@ -167,7 +167,7 @@ impl KeyspaceListener {
         };
         let db = info.redis_settings().db();
         let shown_url = info.addr().to_string();
-        let client = crate::sink::redis::client(info, &shown_url, self.tls.as_ref())?;
+        let client = crate::redis_connection::client(info, &shown_url, self.tls.as_ref())?;
         let mut pubsub = client.get_async_pubsub().await?;
         for event in ["expired", "evicted"] {
             pubsub

@@ -10,7 +10,7 @@
 
 use super::{CacheEvent, EventSource};
 use crate::audit::{AuditRecord, Verdict};
-use crate::sink::version::is_version_key;
+use crate::version_keys::is_version_key;
 use redis::Value;
 
 /// Who refused fills are audited as.
@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(event.kind, "expired");
         assert_eq!(event.key, "users:7");
         assert_eq!(event.source, EventSource::Keyspace);
-        let version_key = crate::sink::version::companion_key("users:7").unwrap();
+        let version_key = crate::version_keys::companion_key("users:7").unwrap();
         assert!(keyspace_notification("__keyevent@0__:evicted", version_key.as_bytes()).is_none());
         assert!(keyspace_notification("other", b"users:7").is_none());
     }

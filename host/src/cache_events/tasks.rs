@@ -1,12 +1,12 @@
 //! Starting the cache event sources a config asks for.
 
+use super::CacheEventsConfig;
 use super::keyspace::KeyspaceListener;
 use super::stream::{StreamConsumer, StreamKind};
-use crate::config::Config;
 use crate::flow::Intake;
 use crate::metrics::Metrics;
-use crate::sink::credentials::FileCredentials;
-use crate::sink::redis::{connection_info, mask_url, open_connection_as};
+use crate::redis_connection::credentials::FileCredentials;
+use crate::redis_connection::{RedisEndpoint, connection_info, mask_url, open_connection_as};
 use anyhow::Context as _;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -19,20 +19,21 @@ pub struct CacheEventTasks {
 }
 
 impl CacheEventTasks {
-    /// Connects the sources `config` enables (each on its own Redis
-    /// connection, since they block) for consumer `consumer`, as the host's
+    /// Connects the sources `events` enables (each on its own connection to
+    /// `redis`, since they block) for consumer `consumer`, as the host's
     /// user: `credentials` when it reads its password from a file (the
-    /// service's own, which it watches). They hand their events to
-    /// `intake` and count retries in `metrics`.
+    /// service's own, which it watches). The stream of refused fills is read
+    /// only when `audited` (an audit stream is configured). They hand their
+    /// events to `intake` and count retries in `metrics`.
     pub async fn connect(
-        config: &Config,
+        events: &CacheEventsConfig,
+        redis: &RedisEndpoint,
+        audited: bool,
         intake: &Intake,
         metrics: &Arc<Metrics>,
         consumer: String,
         credentials: Option<FileCredentials>,
     ) -> anyhow::Result<Self> {
-        let events = &config.cache_events;
-        let redis = &config.redis;
         let open = || async {
             open_connection_as(
                 connection_info(&redis.url)?,
@@ -43,7 +44,6 @@ impl CacheEventTasks {
             .await
         };
         let mut streams = Vec::new();
-        let audited = redis.audit_stream.is_some();
         for (kind, name, wanted) in [
             (StreamKind::CacheEvents, &events.stream, true),
             (

@@ -56,6 +56,20 @@ pub struct RowChange {
     pub transaction_tag: String,
 }
 
+/// A FLOAT32 as the double with the same shortest decimal form, so 0.1f32
+/// shows as `0.1`, not `0.10000000149011612` (how every SDK renders it).
+pub fn float32_as_f64(f: f32) -> f64 {
+    if !f.is_finite() {
+        return f64::from(f);
+    }
+    // `f32`'s `Display` gives the shortest decimal that reads back as `f`;
+    // that decimal has at most 9 significant digits, so the nearest double
+    // prints as the same decimal.
+    f.to_string()
+        .parse()
+        .expect("a finite f32 prints as a decimal")
+}
+
 #[cfg(test)]
 mod tests {
     /// The text of `interface <name> { … }` in a WIT file.

@@ -41,7 +41,7 @@ pub fn value_down(value: &latest::Value) -> old::Value {
         New::Null => old::Value::Null,
         New::Bool(b) => old::Value::Bool(*b),
         New::Int64(i) => old::Value::Int64(*i),
-        New::Float32(f) => old::Value::Float64(crate::change::float32_as_f64(*f)),
+        New::Float32(f) => old::Value::Float64(super::float32_as_f64(*f)),
         New::Float64(f) => old::Value::Float64(*f),
         New::String(s) => old::Value::String(s.clone()),
         New::Bytes(b) => old::Value::Bytes(b.clone()),

@@ -80,7 +80,7 @@ pub struct CheckOutcome {
     /// The warm-on-miss round.
     pub refresh: refresh::RefreshReport,
     /// `redis-spanner verify --all` after the rounds.
-    pub verify: crate::verify::VerifyReport,
+    pub verify: crate::verify_command::VerifyReport,
     /// What the service's continuous check measured during the round.
     pub coherence: Vec<crate::verify::CoherenceRow>,
 }
@@ -215,9 +215,9 @@ async fn check_round(round: &Round, changes: usize) -> anyhow::Result<CheckOutco
             .get()
     );
     // The same comparison as `redis-spanner verify --all`, through the plugins.
-    let verify = crate::verify::verify(
+    let verify = crate::verify_command::verify(
         config,
-        &crate::verify::VerifyOptions {
+        &crate::verify_command::VerifyOptions {
             all: true,
             ..Default::default()
         },

@@ -14,7 +14,7 @@ use crate::audit::{AuditRecord, Verdict};
 use crate::cache_events::{CacheAction, CacheEffect, CacheEvent, Refresh, source_name};
 use crate::change::{RowChange, Version};
 use crate::runtime::{Plugin, PluginError};
-use crate::sink::version;
+use crate::version_keys;
 
 /// A batch of cache events that could not be carried out; nothing of it
 /// should be acknowledged.
@@ -129,9 +129,9 @@ impl Pipeline {
             let (rows, read_micros) = reader.read(&unique).await.map_err(read_failed)?;
             let changes: Vec<RowChange> = rows.into_iter().flatten().collect();
             self.metrics.refreshes_total.inc_by(changes.len() as u64);
-            let versions = version::encode_batch(&changes);
+            let versions = version_keys::encode_batch(&changes);
             self.run_plugin(plugin, &changes, &versions).await?;
-            let read_version = version::encode(&Version::read_at(read_micros));
+            let read_version = version_keys::encode(&Version::read_at(read_micros));
             for (index, refresh) in &requests {
                 let event = &events[*index];
                 records.push(event_record(

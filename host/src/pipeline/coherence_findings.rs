@@ -42,7 +42,7 @@ impl Pipeline {
                 .map(|key| {
                     let difference = key.difference.as_deref().unwrap_or("differs");
                     record(
-                        crate::pipeline::effect_check::shown(&key.key),
+                        crate::policy::effect_check::shown(&key.key),
                         format!("{}: {difference}", when(after)),
                     )
                 })

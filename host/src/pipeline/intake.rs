@@ -12,32 +12,9 @@
 
 use super::Pipeline;
 use crate::flow::{IntakeReceiver, Submission, Work, commit_pair};
-use crate::runtime::Plugin;
+use crate::runtime::reload::{PluginSetReceiver, PluginSetUpdate};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// A new plugin set from the reloader.
-pub struct PluginSetUpdate {
-    /// Every plugin of the new set.
-    pub plugins: Vec<Arc<Plugin>>,
-    /// Plugins loaded from a new file version (added or reloaded): their
-    /// Redis connections are opened again.
-    pub loaded: Vec<String>,
-    /// Plugins added (or added again): resynced once the set is in place.
-    pub added: Vec<Arc<Plugin>>,
-}
-
-/// Where the reloader sends new plugin sets.
-pub type PluginSetSender = mpsc::Sender<PluginSetUpdate>;
-
-/// The pipeline's end of the reloader's messages.
-pub type PluginSetReceiver = mpsc::Receiver<PluginSetUpdate>;
-
-/// A channel for plugin set updates.
-pub fn plugin_set_channel() -> (PluginSetSender, PluginSetReceiver) {
-    mpsc::channel(4)
-}
 
 impl Pipeline {
     /// Takes work from `intake` and plugin sets from `updates` until `stop`

@@ -257,7 +257,7 @@ impl Pipeline {
         commit: Commit,
         span: tracing::Span,
     ) {
-        let versions: Arc<[String]> = crate::sink::version::encode_batch(&batch).into();
+        let versions: Arc<[String]> = crate::version_keys::encode_batch(&batch).into();
         let batch: Arc<[RowChange]> = batch.into();
         let plugins = self.plugins.load_full();
         let lanes: Vec<Arc<Lane>> = plugins
@@ -629,7 +629,7 @@ impl Pipeline {
     /// Beats `liveness` at every round.
     pub async fn watch_lanes(
         self: Arc<Self>,
-        liveness: Arc<crate::admin::Liveness>,
+        liveness: Arc<crate::health::Liveness>,
         stop: CancellationToken,
     ) {
         tokio::spawn(self.clone().watch_redis_data(stop.clone()));

@@ -11,7 +11,7 @@
 //! commits progress only past batches the pipeline resolved as applied. A plugin
 //! that fails is retried on a fresh instance and
 //! then its batch is parked in a dead-letter stream; an effect that is
-//! invalid ([`effect_check`]) or that Redis answers with an error refuses
+//! invalid ([`crate::policy::effect_check`]) or that Redis answers with an error refuses
 //! only its change, for that plugin. Redis outages are retried inside the
 //! sink until Redis is back. Every applied, stale, denied and refused effect
 //! can be audited (beyond a bound per batch, as one summing record), and so
@@ -24,11 +24,11 @@ pub mod cache_events;
 pub mod coherence;
 mod coherence_at_rest;
 mod coherence_findings;
-pub mod effect_check;
 pub mod intake;
 pub mod lanes;
 pub mod permissions;
 mod records;
+pub mod resync;
 pub mod resync_marks;
 mod sweep;
 
@@ -39,13 +39,15 @@ use crate::audit::{AuditLog, AuditRecord, Verdict};
 use crate::change::{Action, Effect, RowChange};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::policy::effect_check::check_effect;
+pub use crate::runtime::reload::{
+    PluginSetReceiver, PluginSetSender, PluginSetUpdate, plugin_set_channel,
+};
 use crate::runtime::{Plugin, PluginError};
 use crate::sink::acl::PluginSinks;
 use crate::sink::{DeadLetter, Outcome, SinkError, Versioned};
 use crate::source::spanner::refresh::Refresher;
 use arc_swap::ArcSwap;
-use effect_check::check_effect;
-pub use intake::{PluginSetReceiver, PluginSetSender, PluginSetUpdate, plugin_set_channel};
 pub use lanes::{LaneBounds, Lanes};
 use records::RecordSampler;
 use std::collections::BTreeMap;
@@ -112,7 +114,7 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     dead_letters: DeadLetterPolicy,
     refresher: std::sync::OnceLock<Refresher>,
-    resyncer: std::sync::OnceLock<crate::resync::Resyncer>,
+    resyncer: std::sync::OnceLock<crate::pipeline::resync::Resyncer>,
     coherence_check: std::sync::OnceLock<CoherenceCheck>,
     lanes: Lanes,
     permissions: permissions::PermissionProblems,
@@ -154,7 +156,7 @@ impl Pipeline {
 
     /// Resyncs plugins whose lanes come back in sync with `resyncer` (set
     /// once; later calls are ignored).
-    pub fn set_resyncer(&self, resyncer: crate::resync::Resyncer) {
+    pub fn set_resyncer(&self, resyncer: crate::pipeline::resync::Resyncer) {
         let _ = self.resyncer.set(resyncer);
     }
 

@@ -7,7 +7,7 @@
 
 use crate::audit::{AuditRecord, Verdict};
 use crate::change::Effect;
-use crate::pipeline::effect_check::shown;
+use crate::policy::effect_check::shown;
 use crate::policy::{Operation, effect_key};
 use std::collections::BTreeMap;
 

@@ -14,8 +14,8 @@ use crate::audit::{AuditRecord, Verdict};
 use crate::change::{Effect, Version};
 use crate::runtime::Plugin;
 use crate::sink::scan::keys_under;
-use crate::sink::version::{self, companion_key, is_version_key};
 use crate::sink::{Outcome, Versioned};
+use crate::version_keys::{self, companion_key, is_version_key};
 use std::collections::HashSet;
 
 impl Pipeline {
@@ -73,7 +73,7 @@ impl Pipeline {
         if leftovers.is_empty() {
             return Ok(0);
         }
-        let version = version::encode(&Version::read_at(read_micros));
+        let version = version_keys::encode(&Version::read_at(read_micros));
         let effects: Vec<Versioned> = leftovers
             .iter()
             .map(|effect| Versioned {

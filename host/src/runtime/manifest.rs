@@ -96,7 +96,7 @@ impl Manifest {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ManifestError> {
         let manifest: Manifest = toml::from_str(text).map_err(|err| ManifestError {
             path: path.to_owned(),
-            message: crate::config::describe_toml_error(text, &err),
+            message: crate::text::describe_toml_error(text, &err),
         })?;
         if let Some(name) = &manifest.name
             && (name.is_empty()

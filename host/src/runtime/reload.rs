@@ -16,7 +16,6 @@ use super::engine::PluginEngine;
 use super::manifest::manifest_path;
 use super::plugin::{LoadOptions, Plugin};
 use super::signing::{digest_hex, signature_path};
-use crate::pipeline::{PluginSetSender, PluginSetUpdate};
 use notify::Watcher as _;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -237,4 +236,26 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
         None => std::future::pending().await,
     }
+}
+
+/// A new plugin set from the reloader.
+pub struct PluginSetUpdate {
+    /// Every plugin of the new set.
+    pub plugins: Vec<Arc<Plugin>>,
+    /// Plugins loaded from a new file version (added or reloaded): their
+    /// Redis connections are opened again.
+    pub loaded: Vec<String>,
+    /// Plugins added (or added again): resynced once the set is in place.
+    pub added: Vec<Arc<Plugin>>,
+}
+
+/// Where the reloader sends new plugin sets.
+pub type PluginSetSender = mpsc::Sender<PluginSetUpdate>;
+
+/// The pipeline's end of the reloader's messages.
+pub type PluginSetReceiver = mpsc::Receiver<PluginSetUpdate>;
+
+/// A channel for plugin set updates.
+pub fn plugin_set_channel() -> (PluginSetSender, PluginSetReceiver) {
+    mpsc::channel(4)
 }

@@ -16,11 +16,10 @@
 //!   the plugin's grant (used in both modes). The password file is followed
 //!   like the host's own (see [`super::credentials`]).
 
-use super::credentials::FileCredentials;
-use super::redis::{
-    RedisSink, SinkError, connection_info, mask_url, open_connection, open_connection_as,
-};
+use super::redis::{RedisSink, SinkError};
 use crate::policy::{Grant, Operation};
+use crate::redis_connection::credentials::FileCredentials;
+use crate::redis_connection::{connection_info, mask_url, open_connection, open_connection_as};
 use rand::Rng as _;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -121,7 +120,7 @@ impl PluginSinks {
         &self,
         user: &str,
         file: &std::path::Path,
-    ) -> Result<FileCredentials, super::credentials::CredentialsError> {
+    ) -> Result<FileCredentials, crate::redis_connection::credentials::CredentialsError> {
         let mut files = self
             .password_files
             .lock()

@@ -4,8 +4,8 @@
 //! `FCALL` alone does not look at), on a probe key under each granted
 //! prefix and its version key, plus `SELECT` of the URL's database.
 
-use super::version::companion_key;
 use crate::policy::{Grant, Operation};
+use crate::version_keys::companion_key;
 use redis::aio::ConnectionLike;
 
 /// The commands a user acting for `grant` must be allowed, as argument

@@ -18,11 +18,14 @@
 //! has, so a rotation done in either order (Redis first or file first) only
 //! holds batches back until both agree.
 
-use super::credentials::FileCredentials;
 use super::faults::{MARKER_TTL_MS, RedisFaults, marker_key};
-use super::tls::RedisTls;
-use super::version::companion_key;
 use crate::change::Effect;
+use crate::redis_connection::credentials::FileCredentials;
+use crate::redis_connection::tls::RedisTls;
+use crate::redis_connection::{
+    ConnectError, connection_info, is_auth_failure, mask_url, open_connection_as,
+};
+use crate::version_keys::companion_key;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,14 +36,10 @@ pub const FUNCTION_LIBRARY: &str = include_str!("apply.lua");
 /// How long a batch waits for Redis before a warning says it is stuck.
 const STALL_WARNING: Duration = Duration::from_secs(30);
 
-/// Longest pause between two reconnect attempts of a connection whose
-/// password comes from a file.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
-
 /// An effect and the encoded version of the change it derives from.
 #[derive(Debug, Clone, Copy)]
 pub struct Versioned<'a> {
-    /// Encoded version (see [`super::version::encode`]).
+    /// Encoded version (see [`crate::version_keys::encode`]).
     pub version: &'a str,
     /// What to do.
     pub effect: &'a Effect,
@@ -136,6 +135,15 @@ pub enum SinkError {
     },
 }
 
+impl From<ConnectError> for SinkError {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::Connect { url, message } => SinkError::Connect { url, message },
+            ConnectError::Auth { message } => SinkError::Auth { message },
+        }
+    }
+}
+
 /// A Redis connection that applies effects.
 #[derive(Clone)]
 pub struct RedisSink {
@@ -148,152 +156,6 @@ pub struct RedisSink {
     tombstone_ms: u64,
     /// Retries and data losses, shared by every sink acting for this one.
     faults: Arc<RedisFaults>,
-}
-
-/// Opens a managed connection and checks the server answers.
-pub async fn open_connection(
-    info: redis::ConnectionInfo,
-    shown_url: &str,
-    tls: Option<&RedisTls>,
-) -> Result<ConnectionManager, SinkError> {
-    open_connection_as(info, shown_url, tls, None).await
-}
-
-/// A client for the server of `info`, over TLS with `tls` when given; the
-/// error names `shown_url` (or the certificate file that cannot be read).
-pub fn client(
-    info: redis::ConnectionInfo,
-    shown_url: &str,
-    tls: Option<&RedisTls>,
-) -> Result<redis::Client, SinkError> {
-    let connect_error = |message: String| SinkError::Connect {
-        url: shown_url.to_owned(),
-        message,
-    };
-    match tls {
-        Some(tls) => {
-            redis::Client::build_with_tls(info, tls.certificates().map_err(connect_error)?)
-        }
-        None => redis::Client::open(info),
-    }
-    .map_err(|e| connect_error(e.to_string()))
-}
-
-/// Like [`open_connection`], authenticating with `credentials` (instead of
-/// any user and password in `info`) at every connect. Such a connection
-/// re-authenticates when the credentials change, and keeps retrying a
-/// reconnect that Redis refuses, since a reload of the file may fix it.
-pub async fn open_connection_as(
-    info: redis::ConnectionInfo,
-    shown_url: &str,
-    tls: Option<&RedisTls>,
-    credentials: Option<&FileCredentials>,
-) -> Result<ConnectionManager, SinkError> {
-    let connect_error = |message: String| SinkError::Connect {
-        url: shown_url.to_owned(),
-        message,
-    };
-    let client = client(info, shown_url, tls)?;
-    let mut config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_number_of_retries(2);
-    if let Some(credentials) = credentials {
-        check_credentials(&client, shown_url, credentials).await?;
-        config = config
-            .set_number_of_retries(usize::MAX)
-            .set_max_delay(MAX_RECONNECT_DELAY)
-            .set_credentials_provider(credentials.clone());
-    }
-    let conn = tokio::time::timeout(
-        Duration::from_secs(15),
-        ConnectionManager::new_with_config(client, config),
-    )
-    .await
-    .map_err(|_| connect_error("timed out after 15 s".into()))?
-    .map_err(|e| connect_error(e.to_string()))?;
-    let mut ping = conn.clone();
-    let _: String = redis::cmd("PING")
-        .query_async(&mut ping)
-        .await
-        .map_err(|e| connect_error(e.to_string()))?;
-    Ok(conn)
-}
-
-/// Connects once with `credentials`, so that a wrong password or an
-/// unreachable server is reported at once (a managed connection with these
-/// credentials would keep retrying).
-async fn check_credentials(
-    client: &redis::Client,
-    shown_url: &str,
-    credentials: &FileCredentials,
-) -> Result<(), SinkError> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_credentials_provider(credentials.clone());
-    let checked = async {
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
-    match tokio::time::timeout(Duration::from_secs(15), checked).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(err)) if is_auth_failure(&err) => Err(SinkError::Auth {
-            message: format!(
-                "{err} (connecting to {shown_url} as user {} with the password in {})",
-                credentials.username(),
-                credentials.path().display()
-            ),
-        }),
-        Ok(Err(err)) => Err(SinkError::Connect {
-            url: shown_url.to_owned(),
-            message: err.to_string(),
-        }),
-        Err(_) => Err(SinkError::Connect {
-            url: shown_url.to_owned(),
-            message: "timed out after 15 s".into(),
-        }),
-    }
-}
-
-/// Opens a connection as the config's `redis` table says: its URL, TLS
-/// settings and password file (read once, not watched). For short-lived
-/// commands; the service watches the file and uses [`RedisSink`].
-pub async fn open_configured(
-    config: &crate::config::RedisConfig,
-) -> Result<ConnectionManager, SinkError> {
-    let shown_url = mask_url(&config.url);
-    let credentials = FileCredentials::for_redis(config).map_err(|e| SinkError::Connect {
-        url: shown_url.clone(),
-        message: e.to_string(),
-    })?;
-    open_connection_as(
-        connection_info(&config.url)?,
-        &shown_url,
-        config.tls.as_ref(),
-        credentials.as_ref(),
-    )
-    .await
-}
-
-/// Parses a Redis URL, naming it (password masked) when it is invalid.
-pub fn connection_info(url: &str) -> Result<redis::ConnectionInfo, SinkError> {
-    redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| SinkError::Connect {
-        url: mask_url(url),
-        message: format!("invalid URL: {e}"),
-    })
-}
-
-/// Hides the password of a Redis URL for messages.
-pub fn mask_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 impl RedisSink {
@@ -802,14 +664,6 @@ impl RedisSink {
             }
         }
     }
-}
-
-/// Whether Redis refused the connection's credentials.
-pub fn is_auth_failure(err: &redis::RedisError) -> bool {
-    let text = err.to_string();
-    err.kind() == redis::ErrorKind::AuthenticationFailed
-        || text.contains("WRONGPASS")
-        || text.contains("NOAUTH")
 }
 
 /// Whether an error is worth retrying (connection lost, server busy).

@@ -1,7 +1,8 @@
 //! The primary key columns `plugin new` writes its sample changes for:
 //! given as `--key-column NAME[:TYPE]`, or read from a database's schema.
 
-use crate::config::{Config, is_identifier};
+use crate::config::Config;
+use crate::text::is_identifier;
 use google_cloud_spanner::statement::Statement;
 
 /// The key column types a skeleton's sample changes can hold.
@@ -92,7 +93,7 @@ pub async fn from_database(config: &Config, table: &str) -> anyhow::Result<Vec<K
     )
     .add_param("table", table)
     .build();
-    let rows = crate::source::spanner::connect::query_rows(&client, statement).await?;
+    let rows = crate::spanner_connection::query_rows(&client, statement).await?;
     anyhow::ensure!(
         !rows.is_empty(),
         "table {table} is not in database {} (or has no primary key)",

@@ -133,7 +133,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
     check_name(&spec.name).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
-        crate::config::is_identifier(&spec.table),
+        crate::text::is_identifier(&spec.table),
         "--table {:?} is not a Spanner name (letters, digits and '_', starting with a letter); \
          it goes into the generated code",
         spec.table

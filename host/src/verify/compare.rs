@@ -27,9 +27,9 @@
 use super::key_check::{KeyCheck, plaintext_digest, shorten};
 use crate::change::{Action, Effect, RowChange};
 use crate::crypto::KeyringHandle;
-use crate::pipeline::effect_check::shown;
+use crate::policy::effect_check::shown;
 use crate::runtime::Plugin;
-use crate::sink::version::companion_key;
+use crate::version_keys::companion_key;
 use std::collections::BTreeMap;
 
 /// What one key holds against what the plan asks of it.
@@ -234,7 +234,7 @@ pub type WrittenAgo = Option<std::time::Duration>;
 impl Expectation {
     /// Compares every expected key with what Redis holds now, in one round
     /// trip: a valid stored version above `read_version` (encoded, see
-    /// [`crate::sink::version::encode`]) is **newer**.
+    /// [`crate::version_keys::encode`]) is **newer**.
     pub async fn compare(
         &self,
         conn: &mut redis::aio::ConnectionManager,

@@ -3,7 +3,7 @@
 
 use super::compare::{KeyOutcome, KeyResult, Want, WrittenAgo};
 use crate::crypto::KeyringHandle;
-use crate::pipeline::effect_check::shown;
+use crate::policy::effect_check::shown;
 
 /// How far in the future a stored version may lie (clock skew between the
 /// host and Spanner) before it is taken as forged.

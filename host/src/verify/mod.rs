@@ -6,7 +6,7 @@
 //! `snapshot` changes and its plan is compared with Redis ([`compare`], key
 //! by key in `key_check`).
 //! `redis-spanner verify` does that once over a sample or every row
-//! ([`one_shot`]); the running service does it continuously for a share of
+//! ([`crate::verify_command`]); the running service does it continuously for a share of
 //! the changes it applies, at several delays after each apply, and for a
 //! few rows at rest, and keeps the ratios ([`coherence`], settings in
 //! [`settings`]; the checks themselves run in the pipeline, which owns the
@@ -15,10 +15,8 @@
 pub mod coherence;
 pub mod compare;
 mod key_check;
-pub mod one_shot;
 pub mod pacing;
 pub mod settings;
 
 pub use coherence::{Coherence, CoherenceRow, Tally};
-pub use one_shot::{PluginVerdict, VerifyOptions, VerifyReport, verify};
 pub use settings::VerifyConfig;

@@ -95,8 +95,8 @@ fn new_build_test_check(parent: &Path, lang: &str) -> PathBuf {
         check.contains("compile   already compiled: from the compile cache"),
         "{check}"
     );
-    // The Rust SDK implements contract 0.2.0; the Python and JS ones 0.1.0.
-    let api = if lang == "rust" { "0.2.0" } else { "0.1.0" };
+    // Every SDK implements the newest contract.
+    let api = "0.3.0";
     assert!(
         check.contains(&format!("api       {api} (supported)")),
         "{check}"

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
 import {
+  API_VERSION,
   Effect,
   asBool,
   asBytes,
@@ -24,7 +25,9 @@ import {
   definePlugin,
   del,
   eachChange,
+  errorText,
   expire,
+  isBytes,
   key,
   keyWithTag,
   keyValue,
@@ -70,7 +73,7 @@ function usersUpdate() {
     oldValues: [column('Name', { tag: 'string', val: 'Ad' })],
     commitMicros: 1700000000000000n,
     transactionId: 'tx',
-    recordSequence: '00000000',
+    recordSequence: 0,
     transactionTag: '',
   };
 }
@@ -279,8 +282,54 @@ test('effects and actions are WIT records', () => {
   assert.throws(() => Effect.set('k', 42), TypeError);
 });
 
+
+test('the SDK implements contract 0.3.0', () => {
+  assert.equal(API_VERSION, '0.3.0');
+});
+
+test('isBytes accepts Uint8Arrays of any realm, and set takes them', async () => {
+  const { runInNewContext } = await import('node:vm');
+  const foreign = runInNewContext('new Uint8Array([1, 2])');
+  assert.equal(foreign instanceof Uint8Array, false);
+  assert.equal(isBytes(foreign), true);
+  assert.equal(isBytes(new Uint8Array(0)), true);
+  assert.equal(isBytes([1, 2]), false);
+  assert.equal(isBytes(new Uint16Array(1)), false);
+  assert.equal(Effect.set('k', foreign).val.value, foreign);
+});
+
+test('errorText reads strings, import error payloads and Error messages', () => {
+  assert.equal(errorText('why'), 'why');
+  const fromImport = Object.assign(new Error('key x is not granted'), { payload: 'key x is not granted' });
+  assert.equal(errorText(fromImport), 'key x is not granted');
+  assert.equal(errorText({ payload: 'p' }), 'p');
+  assert.equal(errorText(new TypeError('bad')), 'bad');
+  assert.equal(errorText(42), '42');
+  assert.equal(errorText(undefined), 'undefined');
+});
+
+// A wire batch (WIT record `batch`): one delete per [table name,
+// transaction id] pair, each table and transaction described once.
+function wireBatch(pairs) {
+  const tables = [...new Set(pairs.map(([table]) => table))];
+  const ids = [...new Set(pairs.map(([, id]) => id))];
+  return {
+    tables: tables.map((name) => ({ name, keyColumns: [], columns: [] })),
+    transactions: ids.map((id) => ({ id, tag: '', commitMicros: 0n })),
+    changes: pairs.map(([table, id], i) => ({
+      table: tables.indexOf(table),
+      kind: 'delete',
+      keys: [],
+      newValues: [],
+      oldValues: [],
+      transaction: ids.indexOf(id),
+      recordSequence: i,
+    })),
+  };
+}
+
 function change(table, id) {
-  return { table, kind: 'delete', keys: [], newValues: [], oldValues: [], commitMicros: 0n, transactionId: id, recordSequence: '', transactionTag: '' };
+  return { table, kind: 'delete', keys: [], newValues: [], oldValues: [], commitMicros: 0n, transactionId: id, recordSequence: 0, transactionTag: '' };
 }
 
 const deleter = {
@@ -294,10 +343,10 @@ const deleter = {
   },
 };
 
-test('default onChanges tags effects with the change index', () => {
+test('default onChanges decodes the batch and tags effects with the change index', () => {
   const plugin = definePlugin(deleter);
   plugin.init();
-  assert.deepEqual(plugin.onChanges([change('T', 'a'), change('Other', 'b'), change('T', 'c')]), [
+  assert.deepEqual(plugin.onChanges(wireBatch([['T', 'a'], ['Other', 'b'], ['T', 'c']])), [
     { change: 0, effect: { tag: 'delete', val: 'pa' } },
     { change: 2, effect: { tag: 'delete', val: 'pc' } },
   ]);
@@ -306,22 +355,59 @@ test('default onChanges tags effects with the change index', () => {
   ]);
 });
 
+test('onChange gets the state and the change index; one effect needs no array', () => {
+  const seen = [];
+  const plugin = definePlugin({
+    init: () => 'state',
+    onChange(c, state, index) {
+      seen.push([c.table, c.transactionId, c.recordSequence, state, index]);
+      return Effect.delete(c.transactionId);
+    },
+  });
+  plugin.init();
+  assert.deepEqual(plugin.onChanges(wireBatch([['T', 'a'], ['U', 'b']])), [
+    { change: 0, effect: { tag: 'delete', val: 'a' } },
+    { change: 1, effect: { tag: 'delete', val: 'b' } },
+  ]);
+  assert.deepEqual(seen, [
+    ['T', 'a', 0, 'state', 0],
+    ['U', 'b', 1, 'state', 1],
+  ]);
+});
+
+test('a definition onChanges gets the decoded changes and the state', () => {
+  const plugin = definePlugin({
+    init: () => 'k',
+    onChanges(changes, state) {
+      return [del(changes.length - 1, `${state}:${changes.map((c) => c.table + c.transactionId).join(',')}`)];
+    },
+  });
+  plugin.init();
+  assert.deepEqual(plugin.onChanges(wireBatch([['T', 'a'], ['U', 'a']])), [{ change: 1, effect: { tag: 'delete', val: 'k:Ta,Ua' } }]);
+});
+
 test('errors become strings naming the change', () => {
   const plugin = definePlugin(deleter);
-  assert.throws(() => plugin.onChanges([change('T', 'a')]), (e) => e === 'on-changes was called before init succeeded');
+  assert.throws(() => plugin.onChanges(wireBatch([['T', 'a']])), (e) => e === 'on-changes was called before init succeeded');
   plugin.init();
-  assert.throws(() => plugin.onChanges([change('T', 'a'), change('Bad', 'b')]), (e) => e === 'change 1 (table Bad): no good');
+  assert.throws(() => plugin.onChanges(wireBatch([['T', 'a'], ['Bad', 'b']])), (e) => e === 'change 1 (table Bad): no good');
+  const broken = wireBatch([['T', 'a']]);
+  broken.changes[0].transaction = 3;
+  assert.throws(
+    () => plugin.onChanges(broken),
+    (e) => e === "change 0 (table T): transaction index 3 is outside the batch's 1 transactions",
+  );
   const failing = definePlugin({
     init() {
       throw new Error('set prefix in the manifest');
     },
   });
   assert.throws(() => failing.init(), (e) => e === 'set prefix in the manifest');
-  assert.throws(() => failing.onChanges([]), (e) => e === 'on-changes was called before init succeeded');
+  assert.throws(() => failing.onChanges(wireBatch([])), (e) => e === 'on-changes was called before init succeeded');
 });
 
 test('a plugin without onChange ignores every change', () => {
   const plugin = definePlugin({});
   plugin.init();
-  assert.deepEqual(plugin.onChanges([change('T', 'a')]), []);
+  assert.deepEqual(plugin.onChanges(wireBatch([['T', 'a']])), []);
 });

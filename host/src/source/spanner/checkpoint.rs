@@ -143,7 +143,7 @@ impl CheckpointStore {
         instance: &str,
         database: &str,
     ) -> Result<(), CheckpointError> {
-        super::connect::create_table_if_missing(
+        crate::spanner_connection::create_table_if_missing(
             &self.client,
             admin,
             instance,
@@ -363,7 +363,7 @@ impl CheckpointStore {
         action: &str,
         statement: Statement,
     ) -> Result<Vec<google_cloud_spanner::result::Row>, CheckpointError> {
-        super::connect::query_rows(&self.client, statement)
+        crate::spanner_connection::query_rows(&self.client, statement)
             .await
             .map_err(|e| self.error(action, e))
     }

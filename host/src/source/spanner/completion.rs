@@ -63,10 +63,13 @@ impl RowCompleter {
     async fn read_shape_again(&self, why: &str) -> Result<(), String> {
         let stream = self.shape.load().stream.clone();
         tracing::debug!(stream, why, "reading the change stream's definition again");
-        let capture =
-            super::connect::describe_stream(&self.client, "the followed database", &stream)
-                .await
-                .map_err(|e| e.to_string())?;
+        let capture = crate::spanner_connection::describe_stream(
+            &self.client,
+            "the followed database",
+            &stream,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         let fresh = StreamShape::read(&self.client, &stream, &capture)
             .await
             .map_err(|e| e.to_string())?;

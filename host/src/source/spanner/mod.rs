@@ -1,8 +1,7 @@
 //! Tailing a Spanner change stream.
 //!
 //! - [`checkpoint`]: partition checkpoints in a Spanner table.
-//! - [`connect`](mod@connect): the Spanner client (emulator or Cloud Spanner) and checks
-//!   that the change stream exists.
+//! - the Spanner client itself is [`crate::spanner_connection`]'s.
 //! - [`tree`]: result values to JSON, decoding STRUCTs by field name.
 //! - [`record`]: change records and their row changes.
 //! - [`partitions`]: which partitions may start (children after parents).
@@ -18,7 +17,6 @@
 
 pub mod checkpoint;
 pub mod completion;
-pub mod connect;
 pub mod partitions;
 pub mod query;
 pub mod reader;
@@ -29,5 +27,5 @@ pub mod stream_shape;
 pub mod tree;
 pub mod watermarks;
 
-pub use connect::{SpannerError, connect, describe_stream};
+pub use crate::spanner_connection::{SpannerError, connect, describe_stream};
 pub use reader::ChangeStreamReader;

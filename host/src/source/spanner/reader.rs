@@ -216,7 +216,7 @@ impl ChangeStreamReader {
         metrics: Arc<Metrics>,
         watermarks: Arc<Watermarks>,
         stall_after: Duration,
-        liveness: Arc<crate::admin::Liveness>,
+        liveness: Arc<crate::health::Liveness>,
         stop: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -7,11 +7,11 @@
 //! Spanner held then and versioned apply keeps anything newer.
 
 use crate::change::{ChangeKind, Column, RowChange, Value};
-use crate::config::is_identifier;
 use crate::contract::Refresh;
 use crate::source::spanner::snapshot::{
     ColumnDecoder, StrongRead, column_decoders, primary_key_columns, snapshot_change, strong_read,
 };
+use crate::text::is_identifier;
 use anyhow::Context as _;
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::result::ResultSet;

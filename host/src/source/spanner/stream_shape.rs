@@ -7,7 +7,7 @@
 //! changed ones, or the tracked ones), and the host completes it (see
 //! [`super::completion`]) or refuses the plugins that need whole rows.
 
-use super::connect::{SpannerError, query_rows};
+use crate::spanner_connection::{SpannerError, query_rows};
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::statement::Statement;
 use std::collections::{BTreeMap, BTreeSet};

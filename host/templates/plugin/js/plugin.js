@@ -3,7 +3,7 @@
 // (any key type, composite keys too), escaped by `key`. The prefix comes
 // from the manifest's `[config] prefix`.
 
-import { config } from 'redis-spanner:plugin/host@0.1.0';
+import { config } from 'redis-spanner:plugin/host@0.3.0';
 import { Effect, definePlugin, key, rowJson, stringify, toText } from './redis-spanner-sdk.js';
 
 const plugin = definePlugin({

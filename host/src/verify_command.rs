@@ -3,21 +3,21 @@
 //!
 //! Rows are read in one strong read-only transaction at timestamp T and
 //! handed to each plugin as `snapshot` changes, as a backfill would, and
-//! compared key by key (see [`super::compare`]). With `all` (every row of
+//! compared key by key (see [`crate::verify::compare`]). With `all` (every row of
 //! every table the plugin wants read), the keys under the plugin's granted
 //! prefixes are scanned too: one that no row's plan names, and that no
 //! change after T wrote, is **extra**. Only reads: nothing is written to
 //! Redis or Spanner.
 
-use super::compare::{Comparison, KeyOutcome, PlanCheck};
 use crate::change::Version;
 use crate::config::Config;
-use crate::pipeline::effect_check::check_effect;
+use crate::policy::effect_check::check_effect;
 use crate::runtime::{Plugin, PluginEngine, load_directory};
 use crate::sink::scan::keys_under;
-use crate::sink::version::{companion_key, encode, is_version_key};
 use crate::source::spanner::connect;
 use crate::source::spanner::snapshot::{SnapshotRows, StrongRead, primary_key, strong_read};
+use crate::verify::compare::{Comparison, KeyOutcome, PlanCheck};
+use crate::version_keys::{companion_key, encode, is_version_key};
 use google_cloud_spanner::statement::Statement;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -182,7 +182,7 @@ pub async fn verify(config: &Config, options: &VerifyOptions) -> anyhow::Result<
             config.plugins.dir.display()
         );
     }
-    let mut conn = crate::sink::redis::open_configured(&config.redis).await?;
+    let mut conn = crate::redis_connection::open_endpoint(&config.redis.endpoint()).await?;
     let keyring = load.keyring.clone();
     let policy = crate::policy::Policy::new(config.grants.clone());
     let StrongRead {
@@ -344,7 +344,7 @@ async fn tables(
 ) -> anyhow::Result<Vec<String>> {
     if let Some(table) = &options.table {
         anyhow::ensure!(
-            crate::config::is_identifier(table),
+            crate::text::is_identifier(table),
             "--table {table:?} is not a valid table name"
         );
         return Ok(vec![table.clone()]);
@@ -358,7 +358,7 @@ async fn tables(
         &config.spanner.audit_anchor_table,
     ];
     let mut names = Vec::new();
-    for row in crate::source::spanner::connect::query_rows(client, statement).await? {
+    for row in crate::spanner_connection::query_rows(client, statement).await? {
         let name: String = row.get(0)?;
         if !host_tables.contains(&&name) {
             names.push(name);

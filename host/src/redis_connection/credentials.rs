@@ -16,7 +16,7 @@
 //!   directory (secrets are usually replaced by a rename, not written in
 //!   place) and on `SIGHUP`.
 
-use crate::config::RedisConfig;
+use super::RedisEndpoint;
 use crate::policy::Grant;
 use crate::reload_trigger::ReloadTrigger;
 use futures::Stream;
@@ -124,7 +124,7 @@ impl FileCredentials {
 
     /// The host's own credentials, when `redis.password_file` is set: its
     /// `redis.username`, else the URL's user, else [`DEFAULT_USER`].
-    pub fn for_redis(config: &RedisConfig) -> Result<Option<Self>, CredentialsError> {
+    pub fn for_endpoint(config: &RedisEndpoint) -> Result<Option<Self>, CredentialsError> {
         let Some(path) = &config.password_file else {
             return Ok(None);
         };
@@ -341,11 +341,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("password");
         write(&path, "pw\n");
-        let mut config = RedisConfig::with_url("redis://127.0.0.1:6379");
-        assert!(FileCredentials::for_redis(&config).unwrap().is_none());
+        let mut config = RedisEndpoint {
+            url: "redis://127.0.0.1:6379".into(),
+            ..RedisEndpoint::default()
+        };
+        assert!(
+            FileCredentials::for_endpoint(&config)
+                .unwrap()
+                .is_none()
+        );
         config.password_file = Some(path.clone());
-        let user = |config: &RedisConfig| {
-            let credentials = FileCredentials::for_redis(config).unwrap().unwrap();
+        let user = |config: &RedisEndpoint| {
+            let credentials = FileCredentials::for_endpoint(config)
+                .unwrap()
+                .unwrap();
             credentials.username().to_owned()
         };
         assert_eq!(user(&config), "default");

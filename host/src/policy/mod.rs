@@ -12,6 +12,8 @@
 //! may do nothing. A denied action is never applied; it is audited and
 //! counted.
 
+pub mod effect_check;
+
 use crate::change::Effect;
 use serde::Deserialize;
 use std::collections::BTreeMap;

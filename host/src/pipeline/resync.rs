@@ -12,10 +12,10 @@
 //! the service runs, or whose lane comes back in sync, is resynced, so its
 //! keys are warm and nothing it missed stays missing.
 
-use crate::pipeline::Pipeline;
+use super::Pipeline;
 use crate::runtime::Plugin;
-use crate::sink::version;
 use crate::source::spanner::snapshot::{SnapshotRows, StrongRead, primary_key, strong_read};
+use crate::version_keys;
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::statement::Statement;
 use std::collections::HashSet;
@@ -109,7 +109,7 @@ impl Resyncer {
                     batch.push(snapshot.change(result.metadata(), row)?);
                 }
                 if batch.len() == self.batch_max || (row.is_none() && !batch.is_empty()) {
-                    let versions = version::encode_batch(&batch);
+                    let versions = version_keys::encode_batch(&batch);
                     complete &= pipeline
                         .run_plugin_noting_keys(plugin, &batch, &versions, Some(&mut produced))
                         .await?;
@@ -146,7 +146,7 @@ impl Resyncer {
         if !wanted.is_empty() {
             for table in wanted {
                 anyhow::ensure!(
-                    crate::config::is_identifier(table),
+                    crate::text::is_identifier(table),
                     "the manifest of {} lists {table:?}, which is not a table name",
                     plugin.label()
                 );
@@ -167,7 +167,7 @@ impl Resyncer {
         let mut tables = Vec::new();
         while let Some(row) = rows.next().await {
             let name: String = row?.get(0)?;
-            if !self.host_tables.contains(&name) && crate::config::is_identifier(&name) {
+            if !self.host_tables.contains(&name) && crate::text::is_identifier(&name) {
                 tables.push(name);
             }
         }

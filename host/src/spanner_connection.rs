@@ -1,4 +1,6 @@
-//! Connecting to Spanner and checking the change stream.
+//! Connecting to Spanner (the emulator or Cloud Spanner), checking the
+//! change stream, and the few statements every part runs: a query's rows,
+//! whether a table exists, creating the host's own tables.
 
 use google_cloud_spanner::client::{DatabaseClient, Spanner};
 use google_cloud_spanner::statement::Statement;

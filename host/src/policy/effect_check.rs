@@ -8,7 +8,7 @@
 use crate::change::Effect;
 use crate::runtime::Limits;
 use crate::runtime::limits::MAX_TTL_MS;
-use crate::sink::version::{companion_key, is_version_key};
+use crate::version_keys::{companion_key, is_version_key};
 
 /// Why an effect cannot be applied, or `Ok` when it can.
 pub fn check_effect(effect: &Effect, limits: &Limits) -> Result<(), String> {
