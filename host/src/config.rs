@@ -748,6 +748,24 @@ use crate::text::{describe_toml_error, is_identifier};
 mod tests {
     use super::*;
 
+    /// The README's minimal configuration is a valid one.
+    #[test]
+    fn the_readme_minimal_configuration_is_valid() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## A minimal configuration")
+            .nth(1)
+            .expect("the README has a minimal configuration");
+        let toml = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block");
+        let config = Config::parse(toml, Path::new("README.md")).expect("valid");
+        assert_eq!(config.redis.url, "redis://127.0.0.1:6379");
+        assert!(config.grants.contains_key("users_cache"));
+    }
+
     const MINIMAL: &str = r#"
 [spanner]
 project = "p"

@@ -32,6 +32,8 @@
 //! - [`tooling`]: `redis-spanner plugin test|check|new|build`: plugin authors' tools.
 
 pub mod admin;
+#[cfg(test)]
+mod architecture;
 pub mod audit;
 pub mod backfill;
 pub mod cache_events;
@@ -42,6 +44,8 @@ pub mod crypto;
 pub mod dead_letter_replay;
 pub mod dead_letters;
 pub mod demo;
+#[cfg(test)]
+mod docs_links;
 pub mod flow;
 pub mod health;
 pub mod identity;

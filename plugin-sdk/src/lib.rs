@@ -77,6 +77,11 @@ pub use change::{RowChange, row_json, row_json_int64_as_string};
 pub use crypto::{keyed_hash, seal};
 pub use key::{key, key_with_tag};
 
+/// The README's Rust code, compiled and run as documentation tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;
+
 /// The JSON library behind [`Value::to_json`] and [`row_json`], re-exported so
 /// plugins use the same version without depending on it themselves.
 pub use serde_json;
