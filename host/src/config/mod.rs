@@ -1,0 +1,452 @@
+//! The service's TOML configuration.
+//!
+//! Every table rejects unknown keys, so a typo is an error with its line and
+//! column rather than a silently ignored setting. Optional settings have
+//! defaults; `config.example.toml` at the repository root documents them all
+//! and a unit test keeps it parseable.
+
+use crate::policy::Grant;
+use crate::text::{describe_toml_error, is_identifier};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+mod plugin_settings;
+mod redis_settings;
+mod spanner_settings;
+
+pub use plugin_settings::PluginsConfig;
+pub use redis_settings::RedisConfig;
+pub use spanner_settings::SpannerConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the change stream lives.
+    pub spanner: SpannerConfig,
+    /// Where the cache lives.
+    pub redis: RedisConfig,
+    /// Where plugins come from and how they are fed.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// The admin HTTP server (metrics, health).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// What each plugin may do, by plugin name.
+    #[serde(default)]
+    pub grants: BTreeMap<String, Grant>,
+    /// Cache events fed to plugins (application stream, keyspace
+    /// notifications).
+    #[serde(default)]
+    pub cache_events: crate::cache_events::CacheEventsConfig,
+    /// The AEAD keys plugins may use through `seal` and `keyed-hash`; unset:
+    /// no keyring, every such call is refused.
+    #[serde(default)]
+    pub keyring: Option<KeyringConfig>,
+    /// Traces exported over OTLP (unset endpoint: none).
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
+    /// The running service's continuous check of Redis against Spanner.
+    #[serde(default)]
+    pub verify: crate::verify::VerifyConfig,
+}
+
+/// Where the keyring's keys come from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyringConfig {
+    /// Folder of `<name>.v<version>.key` files (`redis-spanner keyring new`
+    /// makes them); reloaded when a file changes or on SIGHUP. Keys may also
+    /// come from `REDIS_SPANNER_KEY_<NAME>_V<version>` environment variables.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+/// The admin HTTP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address for `/metrics`, `/healthz` and `/readyz`; unset disables the
+    /// server, port 0 picks a free port.
+    #[serde(default = "default_admin_listen")]
+    pub listen: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+fn default_admin_listen() -> Option<String> {
+    Some("127.0.0.1:9464".to_owned())
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A configuration that could not be read or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A value is well-formed but unusable.
+    #[error("invalid config file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: describe_toml_error(text, &err),
+        })?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: origin.to_owned(),
+            message,
+        };
+        if self.plugins.batch_max == 0 {
+            return Err(invalid("plugins.batch_max must be at least 1".into()));
+        }
+        self.verify.validate().map_err(invalid)?;
+        if self.spanner.heartbeat_ms < 100 {
+            return Err(invalid(format!(
+                "spanner.heartbeat_ms = {} is too small; use at least 100",
+                self.spanner.heartbeat_ms
+            )));
+        }
+        if !is_identifier(&self.spanner.change_stream) {
+            return Err(invalid(format!(
+                "spanner.change_stream = {:?} is not a valid change stream name (letters, digits, underscores)",
+                self.spanner.change_stream
+            )));
+        }
+        if !is_identifier(&self.spanner.checkpoint_table) {
+            return Err(invalid(format!(
+                "spanner.checkpoint_table = {:?} is not a valid table name (letters, digits, underscores)",
+                self.spanner.checkpoint_table
+            )));
+        }
+        if !is_identifier(&self.spanner.audit_anchor_table)
+            || self.spanner.audit_anchor_table == self.spanner.checkpoint_table
+        {
+            return Err(invalid(format!(
+                "spanner.audit_anchor_table = {:?} is not a valid table name (letters, digits, underscores) other than the checkpoint table",
+                self.spanner.audit_anchor_table
+            )));
+        }
+        if let Some(key) = &self.redis.dead_letter_seal_key
+            && self.keyring.is_none()
+        {
+            return Err(invalid(format!(
+                "redis.dead_letter_seal_key = {key:?} needs a [keyring] to hold the key"
+            )));
+        }
+        if let Some(key) = &self.redis.audit_key {
+            if self.keyring.is_none() {
+                return Err(invalid(format!(
+                    "redis.audit_key = {key:?} needs a [keyring] to hold the key"
+                )));
+            }
+            if !self.redis.audit_chain {
+                return Err(invalid(
+                    "redis.audit_key is set but redis.audit_chain is false: a key only keys a chain".into(),
+                ));
+            }
+        }
+        if self.redis.audit_anchor_ms == 0 {
+            return Err(invalid("redis.audit_anchor_ms must be at least 1".into()));
+        }
+        if self.spanner.start != "now"
+            && google_cloud_wkt::Timestamp::try_from(self.spanner.start.as_str()).is_err()
+        {
+            return Err(invalid(format!(
+                "spanner.start = {:?} is neither \"now\" nor an RFC 3339 timestamp such as 2026-01-31T12:00:00Z",
+                self.spanner.start
+            )));
+        }
+        if !self.redis.url.starts_with("redis://")
+            && !self.redis.url.starts_with("rediss://")
+            && !self.redis.url.starts_with("unix://")
+        {
+            return Err(invalid(format!(
+                "redis.url = {:?} must start with redis://, rediss:// or unix://",
+                self.redis.url
+            )));
+        }
+        self.redis.check_credentials().map_err(invalid)?;
+        if let Some(tls) = &self.redis.tls
+            && tls.cert_file.is_some() != tls.key_file.is_some()
+        {
+            return Err(invalid(
+                "redis.tls: cert_file and key_file go together (a client certificate needs its \
+                 key); set both or neither"
+                    .into(),
+            ));
+        }
+        if self.redis.tombstone_ms > crate::runtime::limits::MAX_TTL_MS {
+            return Err(invalid(format!(
+                "redis.tombstone_ms = {} is too large; use at most {} (about 317 years)",
+                self.redis.tombstone_ms,
+                crate::runtime::limits::MAX_TTL_MS
+            )));
+        }
+        if self.plugins.max_key_bytes == 0 || self.plugins.max_value_mb == 0 {
+            return Err(invalid(
+                "plugins.max_key_bytes and plugins.max_value_mb must be at least 1".into(),
+            ));
+        }
+        let call_ms = self.plugins.call_timeout_ms * u64::from(self.plugins.attempts.max(1));
+        if self.plugins.lane_stall_ms <= call_ms {
+            return Err(invalid(format!(
+                "plugins.lane_stall_ms = {} is too small: a batch may take \
+                 plugins.call_timeout_ms × plugins.attempts = {call_ms} ms; use more",
+                self.plugins.lane_stall_ms
+            )));
+        }
+        let busy_ms = self.plugins.call_timeout_ms * u64::from(self.plugins.attempts.max(1));
+        if self.cache_events.claim_idle_ms < busy_ms.max(1000) {
+            return Err(invalid(format!(
+                "cache_events.claim_idle_ms = {} is too small: a live host may still be working \
+                 on an entry that long; use at least {} (1 s, and plugins.call_timeout_ms × \
+                 plugins.attempts)",
+                self.cache_events.claim_idle_ms,
+                busy_ms.max(1000)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The emulator's gRPC address: the config's, else `SPANNER_EMULATOR_HOST`.
+    pub fn emulator_host(&self) -> Option<String> {
+        self.spanner
+            .emulator_host
+            .clone()
+            .or_else(|| std::env::var("SPANNER_EMULATOR_HOST").ok())
+            .filter(|host| !host.is_empty())
+    }
+
+    /// The emulator's admin (REST) endpoint, when an emulator is used.
+    pub fn emulator_rest(&self) -> Option<String> {
+        let host = self.emulator_host()?;
+        if let Some(rest) = &self.spanner.emulator_rest {
+            return Some(rest.clone());
+        }
+        let (name, port) = host.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        Some(format!("http://{name}:{}", port.checked_add(10)?))
+    }
+
+    /// The database's full resource name.
+    pub fn database_path(&self) -> String {
+        format!(
+            "projects/{}/instances/{}/databases/{}",
+            self.spanner.project, self.spanner.instance, self.spanner.database
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's minimal configuration is a valid one.
+    #[test]
+    fn the_readme_minimal_configuration_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("## A minimal configuration")
+            .nth(1)
+            .expect("the README has a minimal configuration");
+        let toml = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block");
+        let config = Config::parse(toml, Path::new("README.md")).expect("valid");
+        assert_eq!(config.redis.url, "redis://127.0.0.1:6379");
+        assert!(config.grants.contains_key("users_cache"));
+    }
+
+    const MINIMAL: &str = r#"
+[spanner]
+project = "p"
+instance = "i"
+database = "d"
+change_stream = "S"
+
+[redis]
+url = "redis://127.0.0.1:6379"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = parse(MINIMAL).expect("minimal config parses");
+        assert_eq!(config.spanner.heartbeat_ms, 1000);
+        assert_eq!(config.spanner.start, "now");
+        assert_eq!(config.plugins.dir, PathBuf::from("plugins"));
+        assert_eq!(config.database_path(), "projects/p/instances/i/databases/d");
+        assert_eq!(config.spanner.checkpoint_table, "RedisSpannerCheckpoints");
+        let mut emulated = config.clone();
+        emulated.spanner.emulator_host = Some("localhost:9010".into());
+        assert_eq!(
+            emulated.emulator_rest().as_deref(),
+            Some("http://localhost:9020")
+        );
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.example.toml");
+        Config::load(&path).expect("config.example.toml parses");
+    }
+
+    #[test]
+    fn redis_tls_files_parse() {
+        let text = MINIMAL.replace(
+            "url = \"redis://127.0.0.1:6379\"\n",
+            "url = \"rediss://127.0.0.1:6380\"\n[redis.tls]\nca_file = \"/etc/ca.pem\"\n",
+        );
+        let config = parse(&text).expect("TLS config parses");
+        let tls = config.redis.tls.expect("tls set");
+        assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(tls.cert_file, None);
+    }
+
+    #[test]
+    fn redis_password_lives_in_one_place() {
+        let with_file = |url: &str, extra: &str| {
+            MINIMAL.replace(
+                "url = \"redis://127.0.0.1:6379\"\n",
+                &format!("url = \"{url}\"\n{extra}"),
+            )
+        };
+        let config = parse(&with_file(
+            "redis://127.0.0.1:6379",
+            "username = \"cache\"\npassword_file = \"/run/secrets/redis\"\n",
+        ))
+        .expect("password file parses");
+        assert_eq!(config.redis.username.as_deref(), Some("cache"));
+        assert_eq!(
+            config.redis.password_file.as_deref(),
+            Some(Path::new("/run/secrets/redis"))
+        );
+        let err = parse(&with_file(
+            "redis://cache:hunter2@127.0.0.1:6379",
+            "password_file = \"/run/secrets/redis\"\n",
+        ))
+        .expect_err("two passwords")
+        .to_string();
+        assert!(
+            err.contains("redis.url") && err.contains("redis.password_file"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = parse(&with_file(
+            "redis://127.0.0.1:6379",
+            "username = \"cache\"\n",
+        ))
+        .expect_err("a user without a password file")
+        .to_string();
+        assert!(err.contains("redis.username"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let text = MINIMAL.replace("database = \"d\"", "database = \"d\"\ndatabse = \"x\"");
+        let err = parse(&text)
+            .expect_err("unknown key is rejected")
+            .to_string();
+        assert!(err.contains("test.toml"), "{err}");
+        assert!(err.contains("line 6, column 1"), "{err}");
+        assert!(err.contains("databse"), "{err}");
+    }
+
+    #[test]
+    fn missing_section_is_named() {
+        let text = MINIMAL.replace("[redis]\nurl = \"redis://127.0.0.1:6379\"\n", "");
+        let err = parse(&text).expect_err("missing redis").to_string();
+        assert!(err.contains("redis"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let text = format!("{MINIMAL}\n[plugins]\nbatch_max = \"many\"\n");
+        let err = parse(&text).expect_err("bad type").to_string();
+        assert!(err.contains("line 12, column 13"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_explain_the_fix() {
+        let err = parse(&MINIMAL.replace("\"S\"", "\"S; DROP\""))
+            .expect_err("bad stream name")
+            .to_string();
+        assert!(err.contains("change_stream"), "{err}");
+        let err = parse(&MINIMAL.replace("redis://", "http://"))
+            .expect_err("bad url")
+            .to_string();
+        assert!(err.contains("redis.url"), "{err}");
+        let text = MINIMAL.replace(
+            "change_stream = \"S\"",
+            "change_stream = \"S\"\nstart = \"yesterday\"",
+        );
+        let err = parse(&text).expect_err("bad start").to_string();
+        assert!(err.contains("RFC 3339"), "{err}");
+        let text = format!("{MINIMAL}\n[cache_events]\nclaim_idle_ms = 500\n");
+        let err = parse(&text).expect_err("claim too eager").to_string();
+        assert!(
+            err.contains("claim_idle_ms = 500") && err.contains("15000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unreadable_file_is_named() {
+        let err = Config::load(Path::new("/nonexistent/redis-spanner.toml"))
+            .expect_err("missing file")
+            .to_string();
+        assert!(err.contains("/nonexistent/redis-spanner.toml"), "{err}");
+    }
+}
