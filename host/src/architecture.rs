@@ -197,8 +197,7 @@ fn only_commands_take_the_whole_config() {
         let Some(module) = top_module(&root, &file) else {
             continue;
         };
-        if COMMANDS.contains(&module.as_str()) || module.ends_with("_cli") || module == "config"
-        {
+        if COMMANDS.contains(&module.as_str()) || module.ends_with("_cli") || module == "config" {
             continue;
         }
         let code = code_of(&std::fs::read_to_string(&file).expect("readable source"));
@@ -245,8 +244,17 @@ fn the_check_reads_grouped_and_nested_paths() {
         .collect();
     assert_eq!(names, ["a", "c", "d"]);
     let mut graph = Graph::new();
-    graph.entry("x".into()).or_default().insert("y".into(), "p".into());
+    graph
+        .entry("x".into())
+        .or_default()
+        .insert("y".into(), "p".into());
     assert_eq!(find_loop(&graph), None);
-    graph.entry("y".into()).or_default().insert("x".into(), "q".into());
-    assert_eq!(find_loop(&graph), Some(vec!["x".into(), "y".into(), "x".into()]));
+    graph
+        .entry("y".into())
+        .or_default()
+        .insert("x".into(), "q".into());
+    assert_eq!(
+        find_loop(&graph),
+        Some(vec!["x".into(), "y".into(), "x".into()])
+    );
 }

@@ -345,16 +345,10 @@ mod tests {
             url: "redis://127.0.0.1:6379".into(),
             ..RedisEndpoint::default()
         };
-        assert!(
-            FileCredentials::for_endpoint(&config)
-                .unwrap()
-                .is_none()
-        );
+        assert!(FileCredentials::for_endpoint(&config).unwrap().is_none());
         config.password_file = Some(path.clone());
         let user = |config: &RedisEndpoint| {
-            let credentials = FileCredentials::for_endpoint(config)
-                .unwrap()
-                .unwrap();
+            let credentials = FileCredentials::for_endpoint(config).unwrap().unwrap();
             credentials.username().to_owned()
         };
         assert_eq!(user(&config), "default");
