@@ -1,0 +1,121 @@
+//! The running service: its tasks started, shutdown in order (sources
+//! first, then the pipeline's lanes), and the first failure reported.
+
+use super::*;
+
+impl Service {
+    /// Follows the stream until `shutdown` resolves, then finishes in-flight
+    /// batches, checkpoints and returns. Fails when the checkpoints cannot be
+    /// read at start.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let token = CancellationToken::new();
+        let admin_stop = CancellationToken::new();
+        let admin = self
+            .admin
+            .map(|server| tokio::spawn(server.serve(admin_stop.clone())));
+        let reloader = self
+            .reloader
+            .map(|reloader| tokio::spawn(reloader.run(admin_stop.clone())));
+        let password_watches: Vec<_> = self
+            .password_files
+            .iter()
+            .map(|file| tokio::spawn(file.watch(admin_stop.clone())))
+            .collect();
+        let anchoring = self
+            .anchorer
+            .map(|anchorer| tokio::spawn(anchorer.run(admin_stop.clone())));
+        let keyring_watch = self
+            .keyring
+            .map(|keyring| tokio::spawn(keyring.watch(admin_stop.clone())));
+        let pipeline = self.pipeline.clone();
+        let (intake, plugin_sets) = self.inputs;
+        // The pipeline takes work until every source is gone (or at the
+        // end of shutdown), so in-flight batches can still finish.
+        let serving = tokio::spawn(
+            pipeline
+                .clone()
+                .serve(intake, plugin_sets, admin_stop.clone()),
+        );
+        let cache_event_tasks = self.cache_events.spawn(&admin_stop);
+        let lane_watch = tokio::spawn(
+            pipeline
+                .clone()
+                .watch_lanes(self.liveness.clone(), admin_stop.clone()),
+        );
+        let watermarks = self.reader.watermarks.clone();
+        let lag_refresh = tokio::spawn(ChangeStreamReader::refresh_watermark_lag(
+            self.metrics.clone(),
+            watermarks.clone(),
+            self.stall_after,
+            self.liveness.clone(),
+            admin_stop.clone(),
+        ));
+        pipeline.resync_marked().await;
+        let lanes = pipeline.clone();
+        let stall_after = self.stall_after;
+        self.readiness.set_problems(Box::new(move || {
+            let mut problems = lanes.lane_problems();
+            problems.extend(watermarks.stalls(now_micros(), stall_after));
+            problems
+        }));
+        let mut reader = tokio::spawn(self.reader.run(self.start, token.clone()));
+        self.readiness.set(true);
+        let ended = tokio::select! {
+            () = shutdown => None,
+            ended = &mut reader => Some(ended),
+        };
+        // From the signal on, everything left has one deadline: whatever a
+        // plugin or Redis does, the service stops within it.
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let ended = match ended {
+            Some(ended) => Some(ended),
+            None => {
+                self.readiness.set(false);
+                tracing::info!(
+                    timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                    "shutting down: finishing in-flight batches"
+                );
+                token.cancel();
+                match tokio::time::timeout_at(deadline, &mut reader).await {
+                    Ok(ended) => Some(ended),
+                    Err(_) => {
+                        reader.abort();
+                        tracing::warn!(
+                            timeout_ms = self.shutdown_timeout.as_millis() as u64,
+                            "in-flight batches did not finish within the shutdown timeout \
+                             (plugins.shutdown_timeout_ms); they were not checkpointed and are \
+                             read again at the next start"
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        self.readiness.set(false);
+        admin_stop.cancel();
+        pipeline.stop_lanes();
+        let tasks = admin
+            .into_iter()
+            .chain(Some(serving))
+            .chain(anchoring)
+            .chain(Some(lane_watch))
+            .chain(Some(lag_refresh))
+            .chain(reloader)
+            .chain(password_watches)
+            .chain(cache_event_tasks)
+            .chain(keyring_watch);
+        for task in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                abort.abort();
+            }
+        }
+        match ended {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(err))) => Err(err.into()),
+            Some(Err(join)) => Err(anyhow::anyhow!(
+                "the change stream reader ended abnormally: {join}"
+            )),
+        }
+    }
+}
