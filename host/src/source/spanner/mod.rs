@@ -4,6 +4,7 @@
 //! - the Spanner client itself is [`crate::spanner_connection`]'s.
 //! - [`tree`]: result values to JSON, decoding STRUCTs by field name.
 //! - [`record`]: change records and their row changes.
+//! - [`values`]: Spanner values in JSON, typed by their column's type.
 //! - [`partitions`]: which partitions may start (children after parents).
 //! - [`query`]: one partition's change stream query.
 //! - [`stream_shape`]: the stream's capture type and tracked columns.
@@ -25,6 +26,7 @@ pub mod refresh;
 pub mod snapshot;
 pub mod stream_shape;
 pub mod tree;
+pub mod values;
 pub mod watermarks;
 
 pub use crate::spanner_connection::{SpannerError, connect, describe_stream};
