@@ -35,14 +35,15 @@ fn described(step: &str, e: impl std::fmt::Display) -> ProvisionError {
     }
 }
 
-/// Admin clients for one project.
-pub struct Admin {
+/// Spanner's admin clients for one project: instances, databases and
+/// schema changes.
+pub struct SchemaAdmin {
     project: String,
     instances: InstanceAdmin,
     databases: DatabaseAdmin,
 }
 
-impl Admin {
+impl SchemaAdmin {
     /// Admin clients sharing `spanner`'s credentials; `rest_endpoint`
     /// overrides the admin endpoint (the emulator's REST port).
     pub async fn new(

@@ -158,7 +158,7 @@ pub async fn table_exists(
 /// the error says which step failed.
 pub async fn create_table_if_missing(
     client: &DatabaseClient,
-    admin: &crate::provision::Admin,
+    admin: &crate::provision::SchemaAdmin,
     instance: &str,
     database: &str,
     table: &str,

@@ -9,7 +9,7 @@
 use redis_spanner::config::{AdminConfig, Config, PluginsConfig, RedisConfig, SpannerConfig};
 use redis_spanner::local::{EmulatorOptions, RedisServer, SpannerEmulator};
 use redis_spanner::policy::Grant;
-use redis_spanner::provision::Admin;
+use redis_spanner::provision::SchemaAdmin;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -77,7 +77,7 @@ impl TestBed {
             .with_endpoint(format!("http://{}", emulator.grpc_endpoint()))
             .build()
             .await?;
-        let admin = Admin::new(&spanner, PROJECT, Some(&emulator.rest_endpoint())).await?;
+        let admin = SchemaAdmin::new(&spanner, PROJECT, Some(&emulator.rest_endpoint())).await?;
         admin.create_emulator_instance(INSTANCE).await?;
         admin.create_database(INSTANCE, DATABASE, ddl).await?;
         Ok(Self { redis, emulator })
@@ -89,7 +89,7 @@ impl TestBed {
             .with_endpoint(format!("http://{}", self.emulator.grpc_endpoint()))
             .build()
             .await?;
-        let admin = Admin::new(&spanner, PROJECT, Some(&self.emulator.rest_endpoint())).await?;
+        let admin = SchemaAdmin::new(&spanner, PROJECT, Some(&self.emulator.rest_endpoint())).await?;
         admin.update_ddl(INSTANCE, DATABASE, ddl).await?;
         Ok(())
     }

@@ -16,7 +16,7 @@
 use super::AuditLog;
 use super::log::{ChainPosition, read_head_and_tail, retry};
 use crate::metrics::Metrics;
-use crate::provision::Admin;
+use crate::provision::SchemaAdmin;
 use crate::spanner_connection::{create_table_if_missing, query_rows};
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::mutation::Mutation;
@@ -94,7 +94,7 @@ impl AnchorStore {
     /// Creates the table when it is missing.
     pub async fn ensure_table(
         &self,
-        admin: &Admin,
+        admin: &SchemaAdmin,
         instance: &str,
         database: &str,
     ) -> Result<(), AnchorError> {

@@ -4,7 +4,7 @@
 
 use super::{INSTANCE, PROJECT};
 use crate::local::{EmulatorOptions, RedisServer, SpannerEmulator};
-use crate::provision::Admin;
+use crate::provision::SchemaAdmin;
 use anyhow::Context as _;
 
 /// Where Redis and Spanner are, and the processes the demo started.
@@ -74,12 +74,12 @@ impl Servers {
     }
 
     /// An admin client for the demo's project on the emulator.
-    pub async fn admin(&self) -> anyhow::Result<Admin> {
+    pub async fn admin(&self) -> anyhow::Result<SchemaAdmin> {
         let spanner = google_cloud_spanner::client::Spanner::builder()
             .with_endpoint(format!("http://{}", self.grpc))
             .build()
             .await?;
-        Ok(Admin::new(&spanner, PROJECT, Some(&self.rest)).await?)
+        Ok(SchemaAdmin::new(&spanner, PROJECT, Some(&self.rest)).await?)
     }
 
     async fn start_emulator(&mut self) -> anyhow::Result<()> {

@@ -16,7 +16,7 @@ use crate::pipeline::{
     CoherenceCheck, DeadLetterPolicy, Pipeline, PluginSet, PluginSetReceiver, plugin_set_channel,
 };
 use crate::policy::Policy;
-use crate::provision::Admin;
+use crate::provision::SchemaAdmin;
 use crate::redis_connection::credentials::FileCredentials;
 use crate::runtime::reload::Reloader;
 use crate::runtime::{LoadOptions, PluginEngine, load_directory};
@@ -79,7 +79,7 @@ impl Service {
         let capture = describe_stream(&client, &database, stream).await?;
         let shape = Arc::new(StreamShape::read(&client, stream, &capture).await?);
         tracing::info!(stream, value_capture_type = %capture, tables = ?shape.tables.keys().collect::<Vec<_>>(), "change stream found");
-        let admin = Admin::new(
+        let admin = SchemaAdmin::new(
             &spanner,
             &config.spanner.project,
             config.emulator_rest().as_deref(),

@@ -44,7 +44,7 @@ pub(super) async fn build_pipeline_parts(
         host_password.clone(),
     )
     .await?;
-    crate::sink::setup::warn_about_eviction(&mut sink.admin_connection()).await;
+    crate::sink::setup::warn_about_eviction(&mut sink.loader_connection()).await;
     let engine = PluginEngine::new().context("cannot start the WebAssembly engine")?;
     let options = load_options(config)?;
     let mut plugins = load_directory(
@@ -81,7 +81,7 @@ pub(super) async fn build_pipeline_parts(
             }
             Some(Arc::new(
                 AuditLog::open(
-                    sink.admin_connection(),
+                    sink.loader_connection(),
                     stream.clone(),
                     config.redis.audit_chain,
                     key,

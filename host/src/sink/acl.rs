@@ -161,7 +161,7 @@ impl PluginSinks {
             return Ok(());
         };
         let database = connection_info(&self.url)?.redis_settings().db();
-        let mut admin = self.admin.admin_connection();
+        let mut admin = self.admin.loader_connection();
         super::acl_check::check_user(&mut admin, &user, grant, database)
             .await
             .map_err(|message| SinkError::Permission {
@@ -223,7 +223,7 @@ impl PluginSinks {
                 for rule in acl_rules(grant, &password, database) {
                     cmd.arg(rule);
                 }
-                let mut admin = self.admin.admin_connection();
+                let mut admin = self.admin.loader_connection();
                 let _: () = cmd
                     .query_async(&mut admin)
                     .await

@@ -286,8 +286,9 @@ impl RedisSink {
         self.tls.as_deref()
     }
 
-    /// The administrative connection.
-    pub fn admin_connection(&self) -> ConnectionManager {
+    /// The connection that may load the function library and set up ACL
+    /// users (the host's own, also when this sink acts for a plugin).
+    pub fn loader_connection(&self) -> ConnectionManager {
         self.loader.clone()
     }
 

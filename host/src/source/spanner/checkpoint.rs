@@ -11,7 +11,7 @@
 //! watches all tables does not see (and loop on) its own bookkeeping.
 
 use super::record::ChildPartitions;
-use crate::provision::Admin;
+use crate::provision::SchemaAdmin;
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::mutation::Mutation;
 use google_cloud_spanner::statement::Statement;
@@ -139,7 +139,7 @@ impl CheckpointStore {
     /// Creates the checkpoint table if the database does not have it.
     pub async fn ensure_table(
         &self,
-        admin: &Admin,
+        admin: &SchemaAdmin,
         instance: &str,
         database: &str,
     ) -> Result<(), CheckpointError> {
