@@ -56,6 +56,7 @@ pub mod policy;
 pub mod provision;
 pub mod redis_connection;
 pub mod reload_trigger;
+pub mod retry;
 pub mod runtime;
 pub mod service;
 pub mod sink;

@@ -11,6 +11,7 @@ use super::parse::keyspace_notification;
 use crate::flow::{Intake, Work};
 use crate::redis_connection::credentials::FileCredentials;
 use crate::redis_connection::tls::RedisTls;
+use crate::retry::Backoff;
 use futures::StreamExt as _;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
@@ -103,7 +104,7 @@ impl KeyspaceListener {
 
     /// Listens until `stop` is cancelled, reconnecting after a disconnect.
     pub async fn run(self, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let mut deaf_since: Option<std::time::Instant> = None;
         while !stop.is_cancelled() {
             let mut pubsub = match self.subscribe().await {
@@ -113,9 +114,8 @@ impl KeyspaceListener {
                     tracing::warn!(error = %err, "cannot subscribe to keyspace notifications; retrying");
                     tokio::select! {
                         () = stop.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
                 }
             };
@@ -125,7 +125,7 @@ impl KeyspaceListener {
                     "keyspace notifications resubscribed; those sent meanwhile were lost (they are hints)"
                 );
             }
-            backoff = Duration::from_millis(200);
+            backoff.reset();
             let mut messages = pubsub.on_message();
             loop {
                 let first = tokio::select! {

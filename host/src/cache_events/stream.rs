@@ -16,6 +16,7 @@ use super::CacheEventsConfig;
 use super::parse::{refused_fill, stream_entry};
 use crate::flow::{Intake, Work};
 use crate::metrics::Metrics;
+use crate::retry::Backoff;
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions};
@@ -111,7 +112,7 @@ impl StreamConsumer {
     /// Consumes until `stop` is cancelled.
     pub async fn run(mut self, stop: CancellationToken) {
         let stream = self.stream.clone();
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         let mut failures = 0;
         let mut next = Next::Claim;
         let mut last_claim = Instant::now();
@@ -148,7 +149,7 @@ impl StreamConsumer {
             }
             match self.process(&entries).await {
                 Ok(()) => {
-                    backoff = FIRST_BACKOFF;
+                    backoff.reset();
                     failures = 0;
                     // Keep draining the same source while it has entries.
                 }
@@ -337,11 +338,10 @@ fn field_text(value: &redis::Value) -> String {
     }
 }
 
-/// Waits `backoff` (or until stopped) and doubles it up to the cap.
-async fn pause(stop: &CancellationToken, backoff: &mut Duration) {
+/// Waits for `backoff`'s next pause, or until stopped.
+async fn pause(stop: &CancellationToken, backoff: &mut Backoff) {
     tokio::select! {
         () = stop.cancelled() => {}
-        () = tokio::time::sleep(*backoff) => {}
+        () = tokio::time::sleep(backoff.next_delay()) => {}
     }
-    *backoff = (*backoff * 2).min(MAX_BACKOFF);
 }

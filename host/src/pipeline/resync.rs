@@ -13,6 +13,7 @@
 //! keys are warm and nothing it missed stays missing.
 
 use super::Pipeline;
+use crate::retry::Backoff;
 use crate::runtime::Plugin;
 use crate::source::spanner::snapshot::{SnapshotRows, StrongRead, primary_key, strong_read};
 use crate::version_keys;
@@ -59,7 +60,7 @@ impl Resyncer {
     /// Resyncs `plugin`, trying again after a failure (with a growing pause,
     /// up to a minute) until it succeeds; logs the outcome.
     pub async fn resync_logged(&self, pipeline: &Pipeline, plugin: &Plugin) {
-        let mut pause = Duration::from_secs(1);
+        let mut pause = Backoff::new(Duration::from_secs(1), MAX_PAUSE);
         for attempt in 1.. {
             match self.resync(pipeline, plugin).await {
                 Ok(report) => {
@@ -67,9 +68,8 @@ impl Resyncer {
                     return;
                 }
                 Err(err) => {
-                    tracing::warn!(plugin = %plugin.label(), attempt, retry_in_s = pause.as_secs(), error = %format!("{err:#}"), "resync failed; trying again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(MAX_PAUSE);
+                    tracing::warn!(plugin = %plugin.label(), attempt, retry_in_s = pause.upcoming().as_secs(), error = %format!("{err:#}"), "resync failed; trying again");
+                    pause.wait().await;
                 }
             }
         }

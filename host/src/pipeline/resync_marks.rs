@@ -18,7 +18,8 @@ impl Pipeline {
     /// answer.
     pub(super) async fn mark_resync_needed(&self, plugin: &str, reason: &str) {
         let mut conn = self.sinks.admin().connection();
-        let mut pause = Duration::from_millis(50);
+        let mut pause =
+            crate::retry::Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             let written: redis::RedisResult<()> = redis::cmd("HSET")
                 .arg(RESYNC_NEEDED)
@@ -30,8 +31,7 @@ impl Pipeline {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(plugin, error = %err, "cannot record that the plugin needs a resync; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
+                    pause.wait().await;
                 }
             }
         }

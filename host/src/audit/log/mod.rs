@@ -18,6 +18,7 @@
 
 use super::chain::{ChainKey, GENESIS, HASHED_FIELDS, is_hash, record_hash};
 use super::{AuditError, AuditRecord};
+use crate::retry::Backoff;
 use crate::sink::redis::is_transient;
 use redis::aio::ConnectionManager;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -259,7 +260,7 @@ impl AuditLog {
         call: &redis::Cmd,
         new_head: &str,
     ) -> Result<bool, AuditError> {
-        let mut backoff = INITIAL_BACKOFF;
+        let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
         loop {
             match call.query_async::<i64>(conn).await {
                 Ok(_) => return Ok(true),
@@ -286,7 +287,7 @@ impl AuditLog {
         conn: &mut ConnectionManager,
         pipe: &redis::Pipeline,
     ) -> Result<(), AuditError> {
-        let mut backoff = INITIAL_BACKOFF;
+        let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
         loop {
             match pipe.query_async::<()>(conn).await {
                 Ok(()) => return Ok(()),

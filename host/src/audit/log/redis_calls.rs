@@ -56,7 +56,7 @@ pub(in crate::audit) async fn retry<T: redis::FromRedisValue>(
     command: &'static str,
     cmd: &redis::Cmd,
 ) -> Result<T, AuditError> {
-    let mut backoff = INITIAL_BACKOFF;
+    let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
     loop {
         match cmd.query_async(conn).await {
             Ok(value) => return Ok(value),
@@ -66,9 +66,8 @@ pub(in crate::audit) async fn retry<T: redis::FromRedisValue>(
     }
 }
 
-/// Logs a transient failure, sleeps, and doubles the backoff up to its cap.
-pub(super) async fn pause(stream: &str, err: &redis::RedisError, backoff: &mut Duration) {
-    tracing::warn!(stream, error = %err, retry_in_ms = backoff.as_millis() as u64, "Redis unavailable for the audit trail; retrying");
-    tokio::time::sleep(*backoff).await;
-    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+/// Logs a transient failure and waits for `backoff`'s next pause.
+pub(super) async fn pause(stream: &str, err: &redis::RedisError, backoff: &mut Backoff) {
+    tracing::warn!(stream, error = %err, retry_in_ms = backoff.upcoming().as_millis() as u64, "Redis unavailable for the audit trail; retrying");
+    backoff.wait().await;
 }

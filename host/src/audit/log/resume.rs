@@ -61,7 +61,12 @@ pub(super) async fn resume_position(
             Err(err) if err.code() == Some(CHAIN_MOVED) => {}
             Err(err) if is_missing_function(&err) => load_functions(conn, stream).await?,
             Err(err) if is_transient(&err) => {
-                pause(stream, &err, &mut INITIAL_BACKOFF.clone()).await;
+                pause(
+                    stream,
+                    &err,
+                    &mut Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
+                )
+                .await;
             }
             Err(err) => return Err(rejected(stream, "FCALL rs_audit_append", &err)),
         }
@@ -76,7 +81,7 @@ pub(in crate::audit) async fn read_head_and_tail(
     head_key: &str,
 ) -> Result<(Option<String>, Option<ChainPosition>), AuditError> {
     type Newest = Vec<(String, std::collections::HashMap<String, String>)>;
-    let mut backoff = INITIAL_BACKOFF;
+    let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
     let (stored, newest): (Option<String>, Newest) = loop {
         let read = redis::pipe()
             .atomic()

@@ -27,6 +27,7 @@ use super::Pipeline;
 use crate::change::RowChange;
 use crate::flow::{Commit, commit_pair};
 use crate::metrics::Metrics;
+use crate::retry::Backoff;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -353,7 +354,7 @@ impl Pipeline {
         let Some(plugin) = self.plugin_named(name) else {
             return;
         };
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let started = Instant::now();
             let span = tracing::info_span!(parent: &job.span, "plugin", plugin = %plugin.label(), changes = job.batch.len());
@@ -369,9 +370,8 @@ impl Pipeline {
                 }
                 Err(err) => {
                     self.metrics.retry("lane");
-                    tracing::warn!(plugin = %plugin.label(), error = %err, retry_in_ms = backoff.as_millis() as u64, "batch not applied; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tracing::warn!(plugin = %plugin.label(), error = %err, retry_in_ms = backoff.upcoming().as_millis() as u64, "batch not applied; retrying");
+                    backoff.wait().await;
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! retried while Redis is unreachable or at fault.
 
 use super::*;
+use crate::retry::Backoff;
 
 impl RedisSink {
     /// Applies `effects` in order, in one pipeline, each only if its version
@@ -27,7 +28,7 @@ impl RedisSink {
                 }
             }
         }
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         while !pending.is_empty() {
             let pipe = self.pipeline_of(effects, &companions, &pending);
             let mut conn = self.conn.clone();
@@ -62,7 +63,7 @@ impl RedisSink {
                     });
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "Redis unavailable; retrying");
+                    tracing::warn!(error = %err, retry_in_ms = backoff.upcoming().as_millis() as u64, "Redis unavailable; retrying");
                     self.faults.retry("redis_unavailable");
                     self.pause(&mut backoff).await;
                     continue;
@@ -81,7 +82,7 @@ impl RedisSink {
                     }
                     Reply::RedisFault(message) => {
                         if retry.is_empty() {
-                            tracing::warn!(error = %message, retry_in_ms = backoff.as_millis() as u64, "Redis refused to apply for now; retrying");
+                            tracing::warn!(error = %message, retry_in_ms = backoff.upcoming().as_millis() as u64, "Redis refused to apply for now; retrying");
                             self.faults.retry("redis_refused_for_now");
                         }
                         retry.push(index);
@@ -115,10 +116,9 @@ impl RedisSink {
         Ok(applied)
     }
 
-    /// Waits `backoff`, then doubles it (up to 5 s).
-    pub(super) async fn pause(&self, backoff: &mut Duration) {
-        tokio::time::sleep(*backoff).await;
-        *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    /// Waits for `backoff`'s next pause.
+    pub(super) async fn pause(&self, backoff: &mut Backoff) {
+        backoff.wait().await;
     }
 
     /// One `FCALL rs_apply` per effect of `effects` named by `indices` (with

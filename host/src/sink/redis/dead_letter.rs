@@ -2,6 +2,7 @@
 //! operator, with references to its rows (and the rows sealed, when asked).
 
 use super::*;
+use crate::retry::Backoff;
 
 /// A batch a plugin could not handle, parked for an operator.
 #[derive(Debug, Clone)]
@@ -49,14 +50,13 @@ impl RedisSink {
         if let Some(sealed) = &letter.sealed {
             cmd.arg("sealed").arg(sealed);
         }
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         loop {
             let mut conn = self.conn.clone();
             match cmd.query_async::<String>(&mut conn).await {
                 Ok(_) => return Ok(()),
                 Err(err) if is_transient(&err) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff.wait().await;
                 }
                 Err(err) => {
                     return Err(SinkError::Rejected {

@@ -24,6 +24,7 @@ use super::watermarks::Watermarks;
 use crate::change::{RowChange, Value};
 use crate::flow::{Intake, Receipt, Work};
 use crate::metrics::Metrics;
+use crate::retry::Backoff;
 use google_cloud_spanner::client::DatabaseClient;
 use std::collections::{HashSet, VecDeque};
 use std::hash::{Hash as _, Hasher as _};
@@ -227,7 +228,7 @@ impl ChangeStreamReader {
         // The re-read covers the whole partition: a change its live query
         // missed before a restart lies before the resumed watermark.
         let first_start = origin;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
             let query = PartitionQuery {
                 stream: self.stream.clone(),
@@ -289,12 +290,11 @@ impl ChangeStreamReader {
                 }
                 Err(message) => {
                     self.metrics.retry("partition");
-                    tracing::warn!(partition = %label, resume = %progress.resume, retry_in_ms = backoff.as_millis() as u64, %message, "partition failed; retrying from last applied timestamp");
+                    tracing::warn!(partition = %label, resume = %progress.resume, retry_in_ms = backoff.upcoming().as_millis() as u64, %message, "partition failed; retrying from last applied timestamp");
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
                         () = shutdown.cancelled() => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }
@@ -364,14 +364,13 @@ impl ChangeStreamReader {
                 tracing::info!(partition = %short(&token), %reason, "partition not recorded as finished; it is read again from its last checkpoint at the next start");
                 return;
             }
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
             while let Err(err) = checkpoints.finish(&token, &watermark).await {
                 if shutdown.is_cancelled() {
                     return;
                 }
                 tracing::warn!(partition = %short(&token), error = %err, "recording a finished partition failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                backoff.wait().await;
             }
         });
     }
