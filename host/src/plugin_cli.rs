@@ -5,7 +5,7 @@ use redis_spanner::config::Config;
 use redis_spanner::runtime::signing;
 use redis_spanner::tooling::key_columns::{self, KeyColumn};
 use redis_spanner::tooling::scaffold::{self, Language};
-use redis_spanner::tooling::{bench, builder, check, examples, fixture::Fixture, plan, run};
+use redis_spanner::tooling::{bench, builder, check, examples, plugin_test};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -27,19 +27,28 @@ pub enum PluginCommand {
         /// The plugin component.
         plugin: PathBuf,
     },
-    /// Run a plugin in the real sandbox on recorded changes and print its
-    /// plan as JSON; exit non-zero if the plugin fails (errs or traps) on a
-    /// batch, or, with --expect, if the plan differs. Needs no
-    /// Spanner and no Redis.
+    /// Run a plugin in the real sandbox on recorded changes and cache events
+    /// and print its plans as JSON (the changes' first); exit non-zero if the
+    /// plugin fails (errs or traps) on a batch, or, with an expected plan, if
+    /// the plan differs. With --expect and no --events, `events.json` beside
+    /// the changes and `expected-events.json` beside the expected plan are
+    /// used when they exist. Needs no Spanner and no Redis.
     Test {
         /// The plugin component (its manifest `<name>.toml` is read if present).
         plugin: PathBuf,
         /// The changes: a fixture file `{"batches": [[change, …], …]}`.
-        #[arg(long)]
-        changes: PathBuf,
+        #[arg(long, required_unless_present = "events")]
+        changes: Option<PathBuf>,
         /// The expected plan; differences are printed and make the exit code 1.
-        #[arg(long)]
+        #[arg(long, requires = "changes")]
         expect: Option<PathBuf>,
+        /// Cache events: a fixture file `{"batches": [[event, …], …]}`, an
+        /// event being `{"source": "application", "kind": "miss", "key": …}`.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// The expected plan of the cache events (refreshes).
+        #[arg(long, requires = "events")]
+        expect_events: Option<PathBuf>,
     },
     /// Show what a component is and whether this host loads it: world, API
     /// version, imports, exports, size, compile and init time.
@@ -116,7 +125,20 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
             plugin,
             changes,
             expect,
-        } => return test(&plugin, &changes, expect.as_deref()).await,
+            events,
+            expect_events,
+        } => {
+            let spec = plugin_test::TestSpec {
+                plugin,
+                changes,
+                expect,
+                events,
+                expect_events,
+            };
+            if !plugin_test::test(&spec.with_fixtures_beside()).await? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         PluginCommand::New {
             name,
             lang,
@@ -191,61 +213,6 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn test(plugin: &Path, changes: &Path, expect: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let fixture = Fixture::load(changes)?;
-    let expected = match expect {
-        Some(path) => Some((path, read_plan(path)?)),
-        None => None,
-    };
-    let loaded = run::load_plugin(plugin).await?;
-    let outcomes = run::run_fixture(&loaded, &fixture).await;
-    let actual = run::plan_json(&outcomes);
-    println!("{}", serde_json::to_string_pretty(&actual)?);
-    let Some((expect, expected)) = expected else {
-        // Without an expected plan, a plugin that fails fails the test.
-        let failed: Vec<(usize, &String)> = outcomes
-            .iter()
-            .enumerate()
-            .filter_map(|(batch, outcome)| outcome.as_ref().err().map(|e| (batch, e)))
-            .collect();
-        for (batch, error) in &failed {
-            eprintln!("batch {batch}: the plugin failed: {error}");
-        }
-        if failed.is_empty() {
-            return Ok(ExitCode::SUCCESS);
-        }
-        eprintln!(
-            "the plugin failed on {} of {} batch(es)",
-            failed.len(),
-            outcomes.len()
-        );
-        return Ok(ExitCode::FAILURE);
-    };
-    let differences = plan::compare(&expected, &actual).map_err(|message| {
-        anyhow::anyhow!(
-            "{}: {message}; an expected plan looks like the output of `plugin test` without --expect",
-            expect.display()
-        )
-    })?;
-    if differences.is_empty() {
-        eprintln!(
-            "plan matches {} ({} batches)",
-            expect.display(),
-            fixture.batches.len()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    for difference in &differences {
-        eprintln!("batch {}: {}", difference.batch, difference.description);
-    }
-    eprintln!(
-        "plan differs from {} in {} batch(es)",
-        expect.display(),
-        differences.len()
-    );
-    Ok(ExitCode::FAILURE)
-}
-
 /// `redis-spanner bench plugins`.
 pub async fn bench(
     contenders: Vec<bench::Contender>,
@@ -289,13 +256,6 @@ pub async fn bench(
     let results = bench::run(&options, |line| eprintln!("bench: {line}")).await?;
     println!("{}", bench::markdown_table(&results, &options.batch_sizes));
     Ok(ExitCode::SUCCESS)
-}
-
-fn read_plan(path: &Path) -> anyhow::Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read expected plan {}: {e}", path.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("expected plan {}: {e}", path.display()))
 }
 
 /// Writes a file only its owner can read.

@@ -106,6 +106,37 @@ export function keyWithTag(parts, tag) {
     .join(':');
 }
 
+const KEY_UNESCAPES = { '\\': '\\', ':': ':', '(': '{', ')': '}' };
+
+/**
+ * The parts of a key `key` made, unescaped, exactly like the Rust SDK's
+ * `split_key`: `splitKey(key(parts))` is `parts` (one empty part for the
+ * empty key), e.g. to read the row's key back out of a missed key.
+ * undefined for a key `key` does not make: a `\` at its end or before a
+ * character other than `\`, `:`, `(` and `)`, or an unescaped `{` or `}` (a
+ * hash tag of `keyWithTag`: take it apart yourself).
+ *
+ * splitKey('orders:eu\\:\\(1\\):7') → ['orders', 'eu:{1}', '7']
+ */
+export function splitKey(key) {
+  const parts = [''];
+  for (let i = 0; i < key.length; i++) {
+    let c = key[i];
+    if (c === ':') {
+      parts.push('');
+      continue;
+    }
+    if (c === '{' || c === '}') return undefined;
+    if (c === '\\') {
+      c = Object.hasOwn(KEY_UNESCAPES, key[i + 1]) ? KEY_UNESCAPES[key[i + 1]] : undefined;
+      if (c === undefined) return undefined;
+      i++;
+    }
+    parts[parts.length - 1] += c;
+  }
+  return parts;
+}
+
 // ---------------------------------------------------------------------------
 // Batches
 
@@ -240,6 +271,70 @@ export function toText(value) {
       return typeof json === 'string' ? json : stringify(json);
     }
   }
+}
+
+const JSON_NUMBER = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
+const FLOAT_WORDS = { NaN: NaN, Infinity: Infinity, '-Infinity': -Infinity };
+const TEXT_TYPES = { STRING: 'string', DATE: 'date', TIMESTAMP: 'timestamp', NUMERIC: 'numeric' };
+
+/**
+ * The value of a key column of type `spannerType` ('INT64', 'STRING',
+ * 'BYTES', 'DATE', 'TIMESTAMP', 'NUMERIC', 'BOOL' or 'FLOAT64') whose
+ * `toText` is `text`, exactly like Rust `Value::from_text`: the inverse of
+ * `toText` for key columns, e.g. to turn the parts of a missed key
+ * (`splitKey`) back into the row's key.
+ *
+ * undefined when `text` is not such a value: an INT64 must be written as
+ * `toText` writes it (decimal, no `+`, no leading zero, within 64 bits), a
+ * BOOL as `true` or `false`, a FLOAT64 as a finite JSON number or `NaN`,
+ * `Infinity`, `-Infinity`, BYTES as standard base64 with padding. STRING,
+ * DATE, TIMESTAMP and NUMERIC take any text, in their own tags. Any other
+ * type gives undefined.
+ *
+ * valueFromText('INT64', '-42') → {tag: 'int64', val: -42n}
+ */
+export function valueFromText(spannerType, text) {
+  if (Object.hasOwn(TEXT_TYPES, spannerType)) return { tag: TEXT_TYPES[spannerType], val: text };
+  switch (spannerType) {
+    case 'INT64': {
+      if (!/^-?[0-9]+$/.test(text)) return undefined;
+      const int = BigInt(text);
+      const fits = int >= I64_MIN && int <= -I64_MIN - 1n;
+      return fits && String(int) === text ? { tag: 'int64', val: int } : undefined;
+    }
+    case 'BOOL':
+      return text === 'true' || text === 'false' ? { tag: 'bool', val: text === 'true' } : undefined;
+    case 'FLOAT64': {
+      if (Object.hasOwn(FLOAT_WORDS, text)) return { tag: 'float64', val: FLOAT_WORDS[text] };
+      const float = JSON_NUMBER.test(text) ? Number(text) : Infinity;
+      return Number.isFinite(float) ? { tag: 'float64', val: float } : undefined;
+    }
+    case 'BYTES': {
+      const bytes = fromBase64(text);
+      return bytes !== undefined && base64(bytes) === text ? { tag: 'bytes', val: bytes } : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** The bytes of standard base64 with `=` padding, or undefined. */
+function fromBase64(text) {
+  if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text)) return undefined;
+  const digits = text.replace(/=+$/, '');
+  const bytes = new Uint8Array((digits.length * 3) >> 2);
+  let bits = 0;
+  let count = 0;
+  let at = 0;
+  for (const c of digits) {
+    bits = ((bits << 6) | BASE64.indexOf(c)) & 0xffffff;
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      bytes[at++] = (bits >> count) & 0xff;
+    }
+  }
+  return bytes;
 }
 
 const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';

@@ -19,7 +19,9 @@ This module is the Python counterpart of the Rust `redis-spanner-sdk`:
   `on_changes` receives that list, so plugin code reads names as before.
   The wire types keep their generated names (`Batch`, `Table`,
   `Transaction`, `Cell`), but for the wire row change, `WireRowChange`.
-- `key(parts)`: Redis keys with `:`, `\\`, `{` and `}` escaped, like the Rust `key`.
+- `key(parts)`: Redis keys with `:`, `\\`, `{` and `}` escaped, like the Rust `key`;
+  `split_key(key)` takes one apart again, and `value_from_text(type, text)`
+  turns a part back into a key column's value (the inverse of `to_text`).
 - `to_json(value)`, `row_json(columns)`, `row_json_of(change)` and `dumps(obj)`:
   row JSON that is byte for byte what the Rust SDK's `row_json().to_string()`
   gives (serde_json: members sorted by name, compact, floats like serde_json;
@@ -463,6 +465,34 @@ def key_with_tag(parts, tag: int) -> str:
     return ":".join(out)
 
 
+_KEY_UNESCAPES = {"\\": "\\", ":": ":", "(": "{", ")": "}"}
+
+
+def split_key(key: str) -> Optional[List[str]]:
+    """The parts of a key `key` made, unescaped, exactly like the Rust SDK's
+    `split_key`: `split_key(key(parts)) == parts` (one empty part for the
+    empty key), e.g. to read the row's key back out of a missed key.
+
+    None for a key `key` does not make: a `\\` at its end or before a
+    character other than `\\`, `:`, `(` and `)`, or an unescaped `{` or `}`
+    (a hash tag of `key_with_tag`: take it apart yourself).
+    """
+    parts = [[]]
+    chars = iter(key)
+    for c in chars:
+        if c == ":":
+            parts.append([])
+            continue
+        if c in "{}":
+            return None
+        if c == "\\":
+            c = _KEY_UNESCAPES.get(next(chars, ""))
+            if c is None:
+                return None
+        parts[-1].append(c)
+    return ["".join(part) for part in parts]
+
+
 # --------------------------------------------------------------------------
 # Column lookup
 
@@ -550,6 +580,52 @@ def to_text(value) -> Optional[str]:
     if isinstance(value, (Value_String, Value_Timestamp, Value_Date, Value_Numeric, Value_Json)):
         return value.value
     return dumps(to_json(value)).strip('"')
+
+
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_TEXT_TYPES = {"STRING": Value_String, "DATE": Value_Date, "TIMESTAMP": Value_Timestamp, "NUMERIC": Value_Numeric}
+
+
+def value_from_text(spanner_type: str, text: str):
+    """The value of a key column of type `spanner_type` ("INT64", "STRING",
+    "BYTES", "DATE", "TIMESTAMP", "NUMERIC", "BOOL" or "FLOAT64") whose
+    `to_text` is `text`, exactly like the Rust SDK's `Value::from_text`: the
+    inverse of `to_text` for key columns, e.g. to turn the parts of a missed
+    key (`split_key`) back into the row's key.
+
+    None when `text` is not such a value: an INT64 must be written as
+    `to_text` writes it (decimal, no `+`, no leading zero, within 64 bits),
+    a BOOL as `true` or `false`, a FLOAT64 as a finite JSON number or `NaN`,
+    `Infinity`, `-Infinity`, BYTES as standard base64 with padding. STRING,
+    DATE, TIMESTAMP and NUMERIC take any text, in their own types. Any other
+    type gives None.
+
+        value_from_text("INT64", "-42") == Value_Int64(-42)
+    """
+    if spanner_type in _TEXT_TYPES:
+        return _TEXT_TYPES[spanner_type](text)
+    if spanner_type == "INT64":
+        try:
+            number = int(text)
+        except ValueError:
+            return None
+        fits = _I64_MIN <= number < -_I64_MIN
+        return Value_Int64(number) if fits and str(number) == text else None
+    if spanner_type == "BOOL":
+        return Value_Bool(text == "true") if text in ("true", "false") else None
+    if spanner_type == "FLOAT64":
+        if text in _FLOAT_WORDS:
+            return Value_Float64(_FLOAT_WORDS[text])
+        number = float(text) if _JSON_NUMBER.fullmatch(text) else math.inf
+        return Value_Float64(number) if math.isfinite(number) else None
+    if spanner_type == "BYTES":
+        try:
+            data = base64.b64decode(text, validate=True)
+        except ValueError:
+            return None
+        return Value_Bytes(data) if base64.b64encode(data).decode("ascii") == text else None
+    return None
 
 
 def is_null(value) -> bool:

@@ -165,6 +165,75 @@ class KeyTest(unittest.TestCase):
         self.assertEqual(len({key(c) for c in cases}), len(cases))
 
 
+class SplitKeyTest(unittest.TestCase):
+    def test_undoes_key(self):
+        cases = [["users", "42"], ["a:b", "c\\d", "{e}", "}{", ""], [r"\(x\)", ":", "\\"], ["", ""],
+                 ["ü", "日本:語"]]
+        for parts in cases:
+            self.assertEqual(sdk.split_key(key(parts)), parts)
+        self.assertEqual(sdk.split_key(r"orders:eu\:\(1\):7"), ["orders", "eu:{1}", "7"])
+        self.assertEqual(sdk.split_key(""), [""])
+
+    def test_refuses_what_key_never_makes(self):
+        for bad in ["a\\", r"a:\x", r"\{", "a:{b}", "a}", r"a\ b", "\\"]:
+            self.assertIsNone(sdk.split_key(bad), bad)
+        self.assertIsNone(sdk.split_key(sdk.key_with_tag(["o", "42"], 1)))
+
+
+class ValueFromTextTest(unittest.TestCase):
+    ROUND_TRIPS = [
+        ("INT64", Value_Int64(0)),
+        ("INT64", Value_Int64(-42)),
+        ("INT64", Value_Int64(2**63 - 1)),
+        ("INT64", Value_Int64(-(2**63))),
+        ("STRING", Value_String("eu:{1} ü")),
+        ("STRING", Value_String("")),
+        ("BYTES", Value_Bytes(b"\x00\x01\xff")),
+        ("BYTES", Value_Bytes(b"\xfb")),
+        ("BYTES", Value_Bytes(b"")),
+        ("DATE", Value_Date("2024-02-29")),
+        ("TIMESTAMP", Value_Timestamp("2024-02-29T12:34:56.789Z")),
+        ("NUMERIC", Value_Numeric("-12.50")),
+        ("BOOL", Value_Bool(True)),
+        ("BOOL", Value_Bool(False)),
+        ("FLOAT64", Value_Float64(1.5)),
+        ("FLOAT64", Value_Float64(1.0)),
+        ("FLOAT64", Value_Float64(-0.0)),
+        ("FLOAT64", Value_Float64(1e16)),
+        ("FLOAT64", Value_Float64(1.5e-7)),
+        ("FLOAT64", Value_Float64(sys.float_info.max)),
+        ("FLOAT64", Value_Float64(0.1 + 0.2)),
+        ("FLOAT64", Value_Float64(math.inf)),
+        ("FLOAT64", Value_Float64(-math.inf)),
+    ]
+
+    def test_key_values_come_back_from_their_text(self):
+        for spanner_type, value in self.ROUND_TRIPS:
+            text = sdk.to_text(value)
+            back = sdk.value_from_text(spanner_type, text)
+            self.assertEqual(back, value, (spanner_type, text))
+            self.assertIs(type(back.value), type(value.value))
+            if isinstance(value, Value_Float64):
+                self.assertEqual(math.copysign(1, back.value), math.copysign(1, value.value), text)
+        self.assertTrue(math.isnan(sdk.value_from_text("FLOAT64", "NaN").value))
+        self.assertEqual(sdk.value_from_text("FLOAT64", "2E+3"), Value_Float64(2000.0))
+        self.assertEqual(sdk.value_from_text("FLOAT64", "7"), Value_Float64(7.0))
+
+    def test_text_that_is_no_key_value_gives_none(self):
+        bad = [
+            ("INT64", ""), ("INT64", "+1"), ("INT64", "01"), ("INT64", "-0"), ("INT64", " 1"),
+            ("INT64", "1.0"), ("INT64", "9223372036854775808"), ("INT64", "0x10"), ("INT64", "1_0"),
+            ("INT64", "\u0663"), ("BOOL", "TRUE"), ("BOOL", "1"), ("FLOAT64", ""), ("FLOAT64", "nan"),
+            ("FLOAT64", "inf"), ("FLOAT64", "+1.5"), ("FLOAT64", ".5"), ("FLOAT64", "1."),
+            ("FLOAT64", "01.5"), ("FLOAT64", "1e"), ("FLOAT64", "1e400"), ("FLOAT64", " 1.5"),
+            ("FLOAT64", "1_0.5"), ("BYTES", "AAH"), ("BYTES", "AAH/="), ("BYTES", "AB=="),
+            ("BYTES", "AA-_"), ("BYTES", "AAH/\n"), ("BYTES", "ü"), ("FLOAT32", "1.5"),
+            ("JSON", "{}"), ("int64", "1"),
+        ]
+        for spanner_type, text in bad:
+            self.assertIsNone(sdk.value_from_text(spanner_type, text), (spanner_type, text))
+
+
 class ToJsonTest(unittest.TestCase):
     def test_scalars(self):
         self.assertIsNone(to_json(Value_Null()))

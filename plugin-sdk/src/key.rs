@@ -61,9 +61,71 @@ pub fn key_with_tag<P: AsRef<str>>(parts: &[P], tag: usize) -> String {
     key
 }
 
+/// The parts of a key [`key`] made, unescaped: `split_key(&key(&parts))` is
+/// `parts` (one empty part for the empty key), e.g. to read the row's key
+/// back out of a missed key.
+///
+/// `None` for a key [`key`] does not make: a `\` at its end or before a
+/// character other than `\`, `:`, `(` and `)`, or an unescaped `{` or `}`
+/// (a hash tag of [`key_with_tag`]: take it apart yourself).
+///
+/// ```
+/// use redis_spanner_sdk::split_key;
+///
+/// assert_eq!(split_key(r"orders:eu\:\(1\):7").unwrap(), ["orders", "eu:{1}", "7"]);
+/// assert_eq!(split_key(r"orders:\x"), None);
+/// ```
+pub fn split_key(key: &str) -> Option<Vec<String>> {
+    let mut parts = vec![String::new()];
+    let mut chars = key.chars();
+    while let Some(c) = chars.next() {
+        let unescaped = match c {
+            ':' => {
+                parts.push(String::new());
+                continue;
+            }
+            '{' | '}' => return None,
+            '\\' => match chars.next()? {
+                '\\' => '\\',
+                ':' => ':',
+                '(' => '{',
+                ')' => '}',
+                _ => return None,
+            },
+            other => other,
+        };
+        parts.last_mut()?.push(unescaped);
+    }
+    Some(parts)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{key, key_with_tag};
+    use super::{key, key_with_tag, split_key};
+
+    #[test]
+    fn split_key_undoes_key() {
+        let cases: &[&[&str]] = &[
+            &["users", "42"],
+            &["a:b", r"c\d", "{e}", "}{", ""],
+            &[r"\(x\)", ":", r"\"],
+            &["", ""],
+            &["ü", "日本:語"],
+        ];
+        for parts in cases {
+            let split = split_key(&key(parts)).expect("a key `key` made splits");
+            assert_eq!(split, *parts);
+        }
+        assert_eq!(split_key("").unwrap(), [""]);
+    }
+
+    #[test]
+    fn split_key_refuses_what_key_never_makes() {
+        for bad in [r"a\", r"a:\x", r"\{", "a:{b}", "a}", r"a\ b", r"\"] {
+            assert_eq!(split_key(bad), None, "{bad:?}");
+        }
+        assert_eq!(split_key(&key_with_tag(&["o", "42"], 1)), None);
+    }
 
     #[test]
     fn the_tag_part_alone_is_in_braces() {

@@ -20,7 +20,9 @@
 //!   [`Write`], [`Expiry`], [`LogLevel`], [`CacheEvent`], [`EventSource`],
 //!   [`CacheAction`], [`CacheEffect`], [`Refresh`].
 //! - Helpers: column lookup on [`RowChange`], typed accessors and JSON
-//!   conversion on [`Value`], [`row_json`], the Redis [`key`] builder,
+//!   conversion on [`Value`] (and [`Value::from_text`], the inverse of
+//!   [`Value::to_text`] for key columns), [`row_json`], the Redis [`key`]
+//!   builder and its inverse [`split_key`],
 //!   [`Effect`] constructors, and [`log`] with the [`info!`]-style macros.
 //! - [`config`]: the plugin's settings from the `[config]` table of its
 //!   manifest.
@@ -75,7 +77,7 @@ mod value;
 
 pub use change::{RowChange, row_json, row_json_int64_as_string};
 pub use crypto::{keyed_hash, seal};
-pub use key::{key, key_with_tag};
+pub use key::{key, key_with_tag, split_key};
 
 /// The README's Rust code, compiled and run as documentation tests.
 #[cfg(doctest)]

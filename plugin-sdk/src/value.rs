@@ -118,6 +118,63 @@ impl Value {
         }
     }
 
+    /// The value of a key column of type `spanner_type` (`INT64`, `STRING`,
+    /// `BYTES`, `DATE`, `TIMESTAMP`, `NUMERIC`, `BOOL` or `FLOAT64`) whose
+    /// [`Value::to_text`] is `text`: the inverse of `to_text` for key
+    /// columns, e.g. to turn the parts of a missed key ([`crate::split_key`])
+    /// back into the row's key.
+    ///
+    /// `None` when `text` is not such a value: an `INT64` must be written as
+    /// `to_text` writes it (decimal, no `+`, no leading zero, within `i64`),
+    /// a `BOOL` as `true` or `false`, a `FLOAT64` as a finite JSON number or
+    /// `NaN`, `Infinity`, `-Infinity`, `BYTES` as standard base64 with
+    /// padding. `STRING`, `DATE`, `TIMESTAMP` and `NUMERIC` take any text,
+    /// in their own variants. Any other type gives `None`.
+    ///
+    /// ```
+    /// use redis_spanner_sdk::Value;
+    ///
+    /// assert_eq!(Value::from_text("INT64", "-42"), Some(Value::Int64(-42)));
+    /// assert_eq!(Value::from_text("DATE", "2024-02-29"), Some(Value::Date("2024-02-29".into())));
+    /// assert_eq!(Value::from_text("INT64", "042"), None);
+    /// ```
+    pub fn from_text(spanner_type: &str, text: &str) -> Option<Value> {
+        let owned = || text.to_owned();
+        match spanner_type {
+            "INT64" => text
+                .parse()
+                .ok()
+                .filter(|i: &i64| i.to_string() == text)
+                .map(Value::Int64),
+            "BOOL" => match text {
+                "true" => Some(Value::Bool(true)),
+                "false" => Some(Value::Bool(false)),
+                _ => None,
+            },
+            "FLOAT64" => match text {
+                "NaN" => Some(Value::Float64(f64::NAN)),
+                "Infinity" => Some(Value::Float64(f64::INFINITY)),
+                "-Infinity" => Some(Value::Float64(f64::NEG_INFINITY)),
+                _ if is_json_number(text) => text
+                    .parse()
+                    .ok()
+                    .filter(|f: &f64| f.is_finite())
+                    .map(Value::Float64),
+                _ => None,
+            },
+            "BYTES" => {
+                let base64 = base64::engine::general_purpose::STANDARD;
+                let bytes = base64.decode(text).ok()?;
+                (base64.encode(&bytes) == text).then_some(Value::Bytes(bytes))
+            }
+            "STRING" => Some(Value::String(owned())),
+            "DATE" => Some(Value::Date(owned())),
+            "TIMESTAMP" => Some(Value::Timestamp(owned())),
+            "NUMERIC" => Some(Value::Numeric(owned())),
+            _ => None,
+        }
+    }
+
     /// Converts the value to JSON, the way cached rows are usually stored.
     ///
     /// | Spanner type | JSON |
@@ -153,6 +210,41 @@ impl Value {
             }
         }
     }
+}
+
+/// Whether `text` is a JSON number: `-`, an integer without leading zeros,
+/// then maybe a fraction and an exponent.
+fn is_json_number(text: &str) -> bool {
+    let bytes = text.strip_prefix('-').unwrap_or(text).as_bytes();
+    let digits = |from: usize| {
+        bytes.get(from..).map_or(0, |rest| {
+            rest.iter().take_while(|b| b.is_ascii_digit()).count()
+        })
+    };
+    let integer = digits(0);
+    if integer == 0 || (integer > 1 && bytes[0] == b'0') {
+        return false;
+    }
+    let mut end = integer;
+    if bytes.get(end) == Some(&b'.') {
+        let fraction = digits(end + 1);
+        if fraction == 0 {
+            return false;
+        }
+        end += 1 + fraction;
+    }
+    if matches!(bytes.get(end), Some(b'e' | b'E')) {
+        end += 1;
+        if matches!(bytes.get(end), Some(b'+' | b'-')) {
+            end += 1;
+        }
+        let exponent = digits(end);
+        if exponent == 0 {
+            return false;
+        }
+        end += exponent;
+    }
+    end == bytes.len()
 }
 
 /// A FLOAT32 as the double with the same shortest decimal form: `f32`'s
@@ -207,6 +299,94 @@ mod tests {
         );
         assert_eq!(Value::Bytes(vec![0xff]).to_text().as_deref(), Some("/w=="));
         assert_eq!(Value::Null.to_text(), None);
+    }
+
+    #[test]
+    fn key_values_come_back_from_their_text() {
+        let values = [
+            ("INT64", Value::Int64(0)),
+            ("INT64", Value::Int64(-42)),
+            ("INT64", Value::Int64(i64::MAX)),
+            ("INT64", Value::Int64(i64::MIN)),
+            ("STRING", Value::String("eu:{1} ü".into())),
+            ("STRING", Value::String(String::new())),
+            ("BYTES", Value::Bytes(vec![0, 1, 0xff])),
+            ("BYTES", Value::Bytes(vec![0xfb])),
+            ("BYTES", Value::Bytes(Vec::new())),
+            ("DATE", Value::Date("2024-02-29".into())),
+            (
+                "TIMESTAMP",
+                Value::Timestamp("2024-02-29T12:34:56.789Z".into()),
+            ),
+            ("NUMERIC", Value::Numeric("-12.50".into())),
+            ("BOOL", Value::Bool(true)),
+            ("BOOL", Value::Bool(false)),
+            ("FLOAT64", Value::Float64(1.5)),
+            ("FLOAT64", Value::Float64(1.0)),
+            ("FLOAT64", Value::Float64(-0.0)),
+            ("FLOAT64", Value::Float64(1e16)),
+            ("FLOAT64", Value::Float64(1.5e-7)),
+            ("FLOAT64", Value::Float64(f64::MAX)),
+            ("FLOAT64", Value::Float64(0.1 + 0.2)),
+            ("FLOAT64", Value::Float64(f64::INFINITY)),
+            ("FLOAT64", Value::Float64(f64::NEG_INFINITY)),
+        ];
+        for (spanner_type, value) in values {
+            let text = value.to_text().expect("not NULL");
+            let back = Value::from_text(spanner_type, &text);
+            assert_eq!(back, Some(value.clone()), "{spanner_type} {text:?}");
+            if let (Some(Value::Float64(back)), Value::Float64(f)) = (back, value) {
+                assert_eq!(back.to_bits(), f.to_bits(), "{text}");
+            }
+        }
+        let nan = Value::from_text("FLOAT64", "NaN").and_then(|v| v.as_f64());
+        assert!(nan.is_some_and(f64::is_nan));
+        assert_eq!(
+            Value::from_text("FLOAT64", "2E+3"),
+            Some(Value::Float64(2000.0))
+        );
+        assert_eq!(Value::from_text("FLOAT64", "7"), Some(Value::Float64(7.0)));
+    }
+
+    #[test]
+    fn text_that_is_no_key_value_gives_none() {
+        let bad = [
+            ("INT64", ""),
+            ("INT64", "+1"),
+            ("INT64", "01"),
+            ("INT64", "-0"),
+            ("INT64", " 1"),
+            ("INT64", "1.0"),
+            ("INT64", "9223372036854775808"),
+            ("INT64", "0x10"),
+            ("BOOL", "TRUE"),
+            ("BOOL", "1"),
+            ("FLOAT64", ""),
+            ("FLOAT64", "nan"),
+            ("FLOAT64", "inf"),
+            ("FLOAT64", "+1.5"),
+            ("FLOAT64", ".5"),
+            ("FLOAT64", "1."),
+            ("FLOAT64", "01.5"),
+            ("FLOAT64", "1e"),
+            ("FLOAT64", "1e400"),
+            ("FLOAT64", " 1.5"),
+            ("BYTES", "AAH"),
+            ("BYTES", "AAH/="),
+            ("BYTES", "AB=="),
+            ("BYTES", "AA-_"),
+            ("BYTES", "AAH/\n"),
+            ("FLOAT32", "1.5"),
+            ("JSON", "{}"),
+            ("int64", "1"),
+        ];
+        for (spanner_type, text) in bad {
+            assert_eq!(
+                Value::from_text(spanner_type, text),
+                None,
+                "{spanner_type} {text:?}"
+            );
+        }
     }
 
     #[test]

@@ -89,7 +89,8 @@ impl TestBed {
             .with_endpoint(format!("http://{}", self.emulator.grpc_endpoint()))
             .build()
             .await?;
-        let admin = SchemaAdmin::new(&spanner, PROJECT, Some(&self.emulator.rest_endpoint())).await?;
+        let admin =
+            SchemaAdmin::new(&spanner, PROJECT, Some(&self.emulator.rest_endpoint())).await?;
         admin.update_ddl(INSTANCE, DATABASE, ddl).await?;
         Ok(())
     }

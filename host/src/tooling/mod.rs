@@ -11,6 +11,9 @@
 //! - [`native`]: the example cache logic in native Rust (bench baseline).
 //! - [`scaffold`]: `plugin new`: a plugin skeleton in Rust, Python or JS.
 //! - [`key_columns`]: the key columns its sample changes are written for.
+//! - [`key_text`]: key parts back into key values, as the SDKs read them.
+//! - [`plugin_test`]: `plugin test`: a plugin on its fixtures, compared with
+//!   the expected plans.
 
 pub mod bench;
 pub mod builder;
@@ -19,7 +22,9 @@ pub mod check;
 pub mod examples;
 pub mod fixture;
 pub mod key_columns;
+pub mod key_text;
 pub mod native;
 pub mod plan;
+pub mod plugin_test;
 pub mod run;
 pub mod scaffold;

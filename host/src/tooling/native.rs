@@ -1,11 +1,16 @@
 //! The example cache logic in native Rust, on the host's own types: the
-//! baseline of the plugin benchmark, and the source of the expected plan a
+//! baseline of the plugin benchmark, and the source of the expected plans a
 //! new plugin skeleton ships with.
 //!
-//! It mirrors the plugin SDK's `row_json` and `key` exactly, so its output
-//! is byte-identical to a plugin's (the conformance fixtures check this).
+//! It mirrors the plugin SDK's `row_json`, `key` and (in
+//! [`super::key_text`]) `split_key` and `Value::from_text` exactly, so its
+//! output is byte-identical to a plugin's (the conformance fixtures check
+//! this).
 
-use crate::change::{Action, ChangeKind, Effect, RowChange, Value, Write, value_json};
+use super::key_columns::KeyColumn;
+use super::key_text::{split_key, value_from_text};
+use crate::change::{Action, ChangeKind, Column, Effect, RowChange, Value, Write, value_json};
+use crate::contract::{CacheAction, CacheEffect, CacheEvent, Refresh};
 use serde_json::{Map, Value as Json};
 
 /// What the example plugins do: rows of `table` cached as JSON under
@@ -36,11 +41,14 @@ impl RowCache {
 }
 
 /// What `plugin new`'s skeletons do: rows of `table` cached as JSON under
-/// `<prefix>:<key>:<key>…`, every key column as text in key order.
+/// `<prefix>:<key>:<key>…`, every key column as text in key order; a `miss`
+/// on such a key refreshes its row.
 #[derive(Debug, Clone)]
 pub struct SkeletonCache {
     /// The table whose rows are cached.
     pub table: String,
+    /// Its primary key columns, in key order.
+    pub key_columns: Vec<KeyColumn>,
     /// The Redis key prefix.
     pub prefix: String,
 }
@@ -58,6 +66,41 @@ impl SkeletonCache {
             let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
             Ok(key(&parts))
         })
+    }
+
+    /// The requests for a batch of cache events: a refresh of the row
+    /// behind each `miss` on `<prefix>:<key>:<key>…` (one part per key
+    /// column, each the text of a value of its type); other events ignored.
+    pub fn on_cache_events(&self, batch: &[CacheEvent]) -> Vec<CacheAction> {
+        let refresh = |(index, event)| {
+            Some(CacheAction {
+                event: u32::try_from(index).ok()?,
+                effect: CacheEffect::Refresh(Refresh {
+                    table: self.table.clone(),
+                    keys: self.missed_row(event)?,
+                }),
+            })
+        };
+        batch.iter().enumerate().filter_map(refresh).collect()
+    }
+
+    /// The key of the row behind a missed key of this cache.
+    fn missed_row(&self, event: &CacheEvent) -> Option<Vec<Column>> {
+        if event.kind != "miss" {
+            return None;
+        }
+        let parts = split_key(&event.key)?;
+        let (prefix, texts) = parts.split_first()?;
+        if *prefix != self.prefix || texts.len() != self.key_columns.len() {
+            return None;
+        }
+        let column = |(column, text): (&KeyColumn, &String)| {
+            Some(Column {
+                name: column.name.clone(),
+                value: value_from_text(column.spanner_type, text)?,
+            })
+        };
+        self.key_columns.iter().zip(texts).map(column).collect()
     }
 }
 
@@ -139,4 +182,73 @@ pub fn key(parts: &[&str]) -> String {
         }
     }
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::EventSource;
+
+    fn event(kind: &str, key: &str) -> CacheEvent {
+        CacheEvent {
+            source: EventSource::Application,
+            kind: kind.into(),
+            key: key.into(),
+            fields: Vec::new(),
+            id: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_miss_on_a_cached_key_refreshes_its_row() {
+        let columns = [
+            "Region:STRING",
+            "Day:DATE",
+            "OrderId",
+            "Rate:FLOAT64",
+            "Tag:BYTES",
+        ];
+        let cache = SkeletonCache {
+            table: "Orders".into(),
+            key_columns: columns.map(|c| KeyColumn::parse(c).unwrap()).to_vec(),
+            prefix: "orders".into(),
+        };
+        let hit = key(&["orders", "eu:{1}", "2024-02-29", "-7", "1e+16", "AAH/"]);
+        let batch = [
+            event("evicted", &hit),
+            event("miss", &hit),
+            event("miss", &key(&["other", "eu", "2024-02-29", "7", "1.5", ""])),
+            event("miss", &key(&["orders", "eu", "2024-02-29", "7", "1.5"])),
+            event(
+                "miss",
+                &key(&["orders", "eu", "2024-02-29", "07", "1.5", ""]),
+            ),
+            event("miss", r"orders:eu:2024-02-29:7:1.5:\x"),
+        ];
+        let values = [
+            Value::String("eu:{1}".into()),
+            Value::Date("2024-02-29".into()),
+            Value::Int64(-7),
+            Value::Float64(1e16),
+            Value::Bytes(vec![0, 1, 0xff]),
+        ];
+        let keys = cache
+            .key_columns
+            .iter()
+            .zip(values)
+            .map(|(c, value)| Column {
+                name: c.name.clone(),
+                value,
+            });
+        assert_eq!(
+            cache.on_cache_events(&batch),
+            [CacheAction {
+                event: 1,
+                effect: CacheEffect::Refresh(Refresh {
+                    table: "Orders".into(),
+                    keys: keys.collect(),
+                }),
+            }]
+        );
+    }
 }

@@ -3,13 +3,19 @@
 //!
 //! The templates live in `host/templates/plugin/` and are compiled into the
 //! binary. Every skeleton does the same thing (rows of one table cached as
-//! JSON under `<prefix>:<key>`), so `fixtures/expected.json` is computed by
+//! JSON under `<prefix>:<key>`, a `miss` on such a key answered with a
+//! refresh of its row), so `fixtures/expected.json` and
+//! `fixtures/expected-events.json` are computed by
 //! [`super::native::SkeletonCache`], the same logic in native Rust.
 
+use super::cache_fixture::{CacheFixture, cache_plan_json};
 use super::fixture::Fixture;
 use super::key_columns::KeyColumn;
 use super::native::SkeletonCache;
+use super::plugin_test::{EVENTS, EXPECTED_EVENTS};
 use super::run::plan_json;
+use crate::change::Effect;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// A plugin language `plugin new` and `plugin build` know.
@@ -142,6 +148,16 @@ pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
         !spec.key_columns.is_empty(),
         "give at least one --key-column"
     );
+    let columns = &spec.key_columns;
+    if let Some(column) = columns
+        .iter()
+        .find(|c| !crate::text::is_identifier(&c.name))
+    {
+        anyhow::bail!(
+            "key column {:?} is not a Spanner name; it goes into the generated code",
+            column.name
+        );
+    }
     if spec.dir.exists() && std::fs::read_dir(&spec.dir)?.next().is_some() {
         anyhow::bail!("{} exists and is not empty", spec.dir.display());
     }
@@ -157,6 +173,10 @@ pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
             .replace("{{lang}}", spec.language.name())
             .replace("{{table}}", &spec.table)
             .replace("{{keys}}", &sample_keys(&spec.key_columns))
+            .replace(
+                "{{key_columns}}",
+                &key_columns_literal(spec.language, &spec.key_columns),
+            )
             .replace("{{prefix}}", &spec.prefix)
             .replace("{{sdk_path}}", &sdk_path)
     };
@@ -182,6 +202,7 @@ pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
     let fixture = Fixture::parse(&changes).map_err(anyhow::Error::msg)?;
     let cache = SkeletonCache {
         table: spec.table.clone(),
+        key_columns: spec.key_columns.clone(),
         prefix: spec.prefix.clone(),
     };
     let outcomes: Vec<_> = fixture
@@ -191,7 +212,67 @@ pub fn new_plugin(spec: &NewPlugin) -> anyhow::Result<Vec<PathBuf>> {
         .collect();
     let expected = serde_json::to_string_pretty(&plan_json(&outcomes))? + "\n";
     written.push(write(&spec.dir, "fixtures/expected.json", &expected)?);
+    // A miss on each key the sample changes set, and events to ignore.
+    let mut cached: Vec<&str> = Vec::new();
+    for action in outcomes.iter().flatten().flatten() {
+        if let Effect::Set(write) = &action.effect
+            && !cached.contains(&write.key.as_str())
+        {
+            cached.push(&write.key);
+        }
+    }
+    let events_json = events_fixture(&cached);
+    let events = CacheFixture::parse(&events_json.to_string()).map_err(anyhow::Error::msg)?;
+    let answers: Vec<_> = events
+        .batches
+        .iter()
+        .map(|b| Ok(cache.on_cache_events(b)))
+        .collect();
+    let expected_events = serde_json::to_string_pretty(&cache_plan_json(&answers))? + "\n";
+    let events_text = serde_json::to_string_pretty(&events_json)? + "\n";
+    written.push(write(
+        &spec.dir,
+        &format!("fixtures/{EVENTS}"),
+        &events_text,
+    )?);
+    written.push(write(
+        &spec.dir,
+        &format!("fixtures/{EXPECTED_EVENTS}"),
+        &expected_events,
+    )?);
     Ok(written)
+}
+
+/// The sample cache events: a `miss` on each of the `cached` keys (the
+/// skeleton refreshes its row), then two it ignores: the first key
+/// evicted, and a miss on that key under the prefix `not-<prefix>`.
+fn events_fixture(cached: &[&str]) -> serde_json::Value {
+    let event =
+        |source: &str, kind: &str, key: &str| json!({"source": source, "kind": kind, "key": key});
+    let mut batch: Vec<_> = cached
+        .iter()
+        .map(|key| event("application", "miss", key))
+        .collect();
+    if let Some(first) = cached.first() {
+        batch.push(event("keyspace", "evicted", first));
+        // `key` escapes nothing in `not-`: this is the key under `not-<prefix>`.
+        batch.push(event("application", "miss", &format!("not-{first}")));
+    }
+    json!({ "batches": [batch] })
+}
+
+/// The key columns as a list literal of (name, Spanner type) pairs in the
+/// template's language (names are identifiers, types words).
+fn key_columns_literal(language: Language, columns: &[KeyColumn]) -> String {
+    let pairs = columns.iter().map(|c| match language {
+        Language::Rust | Language::Python => format!("(\"{}\", \"{}\")", c.name, c.spanner_type),
+        Language::Js => format!("['{}', '{}']", c.name, c.spanner_type),
+    });
+    let list = pairs.collect::<Vec<_>>().join(", ");
+    match language {
+        Language::Rust => format!("&[{list}]"),
+        Language::Python | Language::Js => format!("[{list}]"),
+    }
 }
 
 /// The `keys` of a sample change: a sample value of each key column.
@@ -216,7 +297,49 @@ fn write(dir: &Path, relative: &str, text: &str) -> anyhow::Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_name;
+    use super::*;
+
+    #[test]
+    fn a_skeleton_knows_its_key_columns_and_answers_its_sample_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = NewPlugin {
+            name: "orders".into(),
+            language: Language::Python,
+            dir: dir.path().join("orders"),
+            table: "Orders".into(),
+            key_columns: ["Day:DATE", "OrderId"]
+                .map(|c| KeyColumn::parse(c).unwrap())
+                .to_vec(),
+            prefix: "o:rders".into(),
+            rust_sdk: None,
+        };
+        new_plugin(&spec).unwrap();
+        let read = |path: &str| std::fs::read_to_string(spec.dir.join(path)).unwrap();
+        assert!(
+            read("app.py").contains(r#"KEY_COLUMNS = [("Day", "DATE"), ("OrderId", "INT64")]"#)
+        );
+        let key = r"o\:rders:2024-02-29:1";
+        let events: serde_json::Value =
+            serde_json::from_str(&read("fixtures/events.json")).unwrap();
+        assert_eq!(events["batches"][0][0]["key"], key);
+        assert_eq!(events["batches"][0][2]["key"], format!("not-{key}"));
+        let expected: serde_json::Value =
+            serde_json::from_str(&read("fixtures/expected-events.json")).unwrap();
+        assert_eq!(
+            expected,
+            json!({"batches": [{"actions": [{"event": 0, "refresh": {"table": "Orders", "keys": [
+                {"name": "Day", "value": {"date": "2024-02-29"}},
+                {"name": "OrderId", "value": {"int64": 1}}]}}]}]})
+        );
+        assert_eq!(
+            key_columns_literal(Language::Rust, &spec.key_columns),
+            r#"&[("Day", "DATE"), ("OrderId", "INT64")]"#
+        );
+        assert_eq!(
+            key_columns_literal(Language::Js, &spec.key_columns),
+            "[['Day', 'DATE'], ['OrderId', 'INT64']]"
+        );
+    }
 
     #[test]
     fn names_are_lowercase_words_with_dashes() {

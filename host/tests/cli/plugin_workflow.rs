@@ -1,6 +1,7 @@
 //! A plugin author's workflow, for each language, with the real binary:
-//! `plugin new` → `plugin build` → `plugin test --expect` → `plugin check`,
-//! and a changed plugin failing `plugin test` against the old plan.
+//! `plugin new` → `plugin build` → `plugin test --expect` (the sample
+//! changes and the sample cache events) → `plugin check`, and a changed
+//! plugin failing `plugin test` against the old plans.
 //!
 //! The build tools are the ones `scripts/setup` installs (componentize-py
 //! under `target/tools/python`, componentize-js in the JavaScript example's
@@ -73,6 +74,7 @@ fn new_build_test_check(parent: &Path, lang: &str) -> PathBuf {
         expected.contains(r#""orders:eu\\:\\(1\\) ü:2024-02-29:1""#),
         "{expected}"
     );
+    assert_sample_events_refresh_the_sample_row(&dir);
     if lang == "rust" {
         std::fs::copy(
             repo_root().join("plugins/Cargo.lock"),
@@ -87,8 +89,16 @@ fn new_build_test_check(parent: &Path, lang: &str) -> PathBuf {
         "manifest copied"
     );
     let wasm = dir.join(format!("dist/{name}.wasm"));
-    test_against_expected(&dir, &wasm).expect("the skeleton's plan matches its expected plan");
+    let passed =
+        test_against_expected(&dir, &wasm).expect("the skeleton's plans match the expected plans");
+    for plan in ["plan matches", "cache event plan matches"] {
+        assert!(
+            passed.lines().any(|line| line.starts_with(plan)),
+            "both fixtures are run: {passed}"
+        );
+    }
     assert_keys_on_every_key_column(&dir, &wasm);
+    assert_answers_misses_on_its_keys_alone(&dir, &wasm);
     let check = succeed(&["plugin", "check", wasm.to_str().unwrap()]);
     // `plugin test` compiled this build; `check` loads it from the cache.
     assert!(
@@ -137,6 +147,71 @@ fn assert_keys_on_every_key_column(dir: &Path, wasm: &Path) {
     ]);
     assert!(plan.contains(r#""key": "orders:\\(eu\\):7""#), "{plan}");
     assert!(plan.contains("90.33333333333333"), "{plan}");
+}
+
+/// The sample cache events `plugin new` writes: a miss on the sample row's
+/// key, then an eviction of it and a miss under another prefix, which the
+/// skeleton ignores; the expected plan refreshes the row with typed keys.
+fn assert_sample_events_refresh_the_sample_row(dir: &Path) {
+    let read = |name: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join("fixtures").join(name)).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let key = r"orders:eu\:\(1\) ü:2024-02-29:1";
+    assert_eq!(
+        read("events.json"),
+        serde_json::json!({"batches": [[
+            {"source": "application", "kind": "miss", "key": key},
+            {"source": "keyspace", "kind": "evicted", "key": key},
+            {"source": "application", "kind": "miss", "key": format!("not-{key}")}
+        ]]})
+    );
+    assert_eq!(
+        read("expected-events.json"),
+        serde_json::json!({"batches": [{"actions": [{"event": 0, "refresh": {
+            "table": "Orders",
+            "keys": [
+                {"name": "Region", "value": {"string": "eu:{1} ü"}},
+                {"name": "Day", "value": {"date": "2024-02-29"}},
+                {"name": "OrderId", "value": {"int64": 1}}
+            ]
+        }}]}]})
+    );
+}
+
+/// Misses on keys the skeleton does not write are ignored: one part too
+/// few or too many, a key value not as `to_text` writes it, a malformed
+/// escape. (`plugin test` with cache events alone prints their plan alone.)
+fn assert_answers_misses_on_its_keys_alone(dir: &Path, wasm: &Path) {
+    let events = dir.join("fixtures/misses.json");
+    let miss = |key: &str| serde_json::json!({"source": "application", "kind": "miss", "key": key});
+    let fixture = serde_json::json!({"batches": [[
+        miss("orders:eu:2024-03-01"),
+        miss(r"orders:\(eu\):2024-03-01:-7"),
+        miss("orders:eu:2024-03-01:07"),
+        miss("orders:eu:2024-03-01:7:x"),
+        miss(r"orders:eu\x:2024-03-01:7"),
+    ]]});
+    std::fs::write(&events, fixture.to_string()).expect("write the misses");
+    let plan = succeed(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    let plan: serde_json::Value = serde_json::from_str(&plan).expect("one plan, as JSON");
+    assert_eq!(
+        plan,
+        serde_json::json!({"batches": [{"actions": [{"event": 1, "refresh": {
+            "table": "Orders",
+            "keys": [
+                {"name": "Region", "value": {"string": "{eu}"}},
+                {"name": "Day", "value": {"date": "2024-03-01"}},
+                {"name": "OrderId", "value": {"int64": -7}}
+            ]
+        }}]}]})
+    );
 }
 
 fn test_against_expected(dir: &Path, wasm: &Path) -> Result<String, String> {
@@ -231,17 +306,27 @@ fn rust_plugin_from_new_to_tested_and_a_change_is_caught() {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(caches_real_rows(&dir.join("dist"), "orders-rust"));
-    // Change what a delete does: the old expected plan must now fail.
+    // Change what a delete does and which cache events are answered: the
+    // old expected plans must now fail.
     let source = dir.join("src/lib.rs");
     let code = std::fs::read_to_string(&source).unwrap();
     let changed = code.replace("Effect::delete(key)", "Effect::set(key, \"deleted\")");
     assert_ne!(code, changed, "the skeleton deletes on delete");
-    std::fs::write(&source, changed).unwrap();
+    let answers = changed.replace(r#"event.kind != "miss""#, r#"event.kind != "evicted""#);
+    assert_ne!(changed, answers, "the skeleton answers misses");
+    std::fs::write(&source, answers).unwrap();
     succeed(&["plugin", "build", dir.to_str().unwrap()]);
     let diff = test_against_expected(&dir, &dir.join("dist/orders-rust.wasm"))
         .expect_err("a changed plan must not match");
     assert!(
         diff.contains(r#"expected {"change":0,"delete":"orders:eu\\:\\(1\\) ü:2024-02-29:1"}"#),
+        "{diff}"
+    );
+    // The eviction (event 1) is refreshed instead of the miss (event 0).
+    assert!(
+        diff.contains("cache event batch 0: action 0:\n    expected {\"event\":0,")
+            && diff.contains("got      {\"event\":1,")
+            && diff.contains("cache event plan differs"),
         "{diff}"
     );
     // The tools keep only the latest build's compiled code.
