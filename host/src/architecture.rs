@@ -9,10 +9,14 @@
 //! - The runtime (plugins) reaches no Redis connection and no sink.
 //! - Only the commands (the service and the one-shot tools) import the
 //!   whole `Config`; the parts take their own settings.
-//! - Only the contract module names an older contract's bindings.
+//! - Only the contract module converts between contract versions; besides
+//!   it, only the runtime (whose host functions every version imports)
+//!   names an older contract's bindings.
 //! - No import loop between top-level modules.
 //!
-//! A module's code ends at its first `#[cfg(test)]`: test modules come last.
+//! A file's code ends at its first `#[cfg(test)] mod`: test modules come
+//! last. Comment lines are left out. Paths through `super::` stay inside a
+//! top-level module and are not edges.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -29,8 +33,8 @@ const COMMANDS: [&str; 8] = [
     "logging",
 ];
 
-/// Edges between top-level modules, each with one place that makes it.
-type Graph = BTreeMap<String, BTreeMap<String, String>>;
+/// Edges between top-level modules, each with every place that makes it.
+type Graph = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
 fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("readable source folder") {
@@ -54,11 +58,11 @@ fn top_module(root: &Path, file: &Path) -> Option<String> {
     (name != "lib" && name != "main").then_some(name)
 }
 
-/// The code of a file without its test module and line comments.
+/// The code of a file without its test module and comment lines.
 fn code_of(text: &str) -> String {
-    let text = text.split("#[cfg(test)]").next().unwrap_or("");
+    let text = text.split("#[cfg(test)]\nmod ").next().unwrap_or("");
     text.lines()
-        .map(|line| line.split("//").next().unwrap_or(""))
+        .filter(|line| !line.trim_start().starts_with("//"))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -70,8 +74,7 @@ fn crate_paths(code: &str) -> Vec<(String, String)> {
     while let Some(at) = rest.find("crate::") {
         rest = &rest[at + "crate::".len()..];
         if let Some(group) = rest.strip_prefix('{') {
-            let end = group.find('}').unwrap_or(group.len());
-            for item in group[..end].split(',') {
+            for item in top_level_items(group) {
                 let name = identifier(item.trim_start());
                 if !name.is_empty() {
                     found.push((name.to_owned(), item.trim().to_owned()));
@@ -79,13 +82,52 @@ fn crate_paths(code: &str) -> Vec<(String, String)> {
             }
         } else {
             let name = identifier(rest);
-            let path_end = rest
+            let mut path_end = rest
                 .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
                 .unwrap_or(rest.len());
+            // `crate::a::{B, C}`: the group belongs to the path.
+            if let Some(group) = rest[path_end..].strip_prefix('{') {
+                let inside: usize = top_level_items(group).iter().map(|i| i.len() + 1).sum();
+                path_end = (path_end + 1 + inside).min(rest.len());
+            }
             found.push((name.to_owned(), rest[..path_end].to_owned()));
         }
     }
     found
+}
+
+/// The comma-separated items of a `{…}` group (its text after the `{`), up
+/// to the matching `}`; nested groups stay inside their item.
+fn top_level_items(group: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (at, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                items.push(&group[start..at]);
+                return items;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&group[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&group[start..]);
+    items
+}
+
+/// Whether `text` holds `word` with no identifier character either side.
+fn names_word(text: &str, word: &str) -> bool {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(word).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
 }
 
 fn identifier(text: &str) -> &str {
@@ -116,7 +158,8 @@ fn graph() -> Graph {
                     .entry(from.clone())
                     .or_default()
                     .entry(to)
-                    .or_insert(place);
+                    .or_default()
+                    .push(place);
             }
         }
     }
@@ -132,7 +175,7 @@ fn edges(graph: &Graph, from: &[&str], to: &[&str]) -> Vec<String> {
             targets
                 .iter()
                 .filter(|(target, _)| to.contains(&target.as_str()))
-                .map(move |(target, place)| format!("{module} -> {target} ({place})"))
+                .map(move |(target, places)| format!("{module} -> {target} ({})", places[0]))
         })
         .collect()
 }
@@ -197,13 +240,18 @@ fn only_commands_take_the_whole_config() {
         let Some(module) = top_module(&root, &file) else {
             continue;
         };
-        if COMMANDS.contains(&module.as_str()) || module.ends_with("_cli") || module == "config" {
+        if COMMANDS.contains(&module.as_str())
+            || module.ends_with("_cli")
+            || module == "config"
+            || module == "architecture"
+        {
             continue;
         }
         let code = code_of(&std::fs::read_to_string(&file).expect("readable source"));
-        let whole = crate_paths(&code).into_iter().any(|(to, path)| {
-            to == "config" && (path == "config::Config" || path.starts_with("config::Config::"))
-        }) || code.contains("config::{Config");
+        let whole = crate_paths(&code)
+            .into_iter()
+            .any(|(to, path)| to == "config" && names_word(&path, "Config"))
+            || names_word(&code, "config::Config");
         if whole {
             found.push(file.display().to_string());
         }
@@ -212,15 +260,28 @@ fn only_commands_take_the_whole_config() {
 }
 
 #[test]
-fn only_the_contract_module_names_older_contracts() {
+fn only_the_contract_module_converts_older_contracts() {
     let graph = graph();
-    let found: Vec<&String> = graph
-        .iter()
-        .filter(|(module, _)| module.as_str() != "contract")
-        .flat_map(|(_, targets)| targets.values())
-        .filter(|place| place.contains("since_v0_1") || place.contains("v0_2::"))
+    let places = |module: &str| -> Vec<String> {
+        graph
+            .get(module)
+            .into_iter()
+            .flat_map(|targets| targets.values().flatten().cloned())
+            .collect()
+    };
+    let older = |place: &String| place.contains("since_v0_1") || place.contains("v0_2::");
+    let outside: Vec<String> = graph
+        .keys()
+        .filter(|module| !["contract", "runtime"].contains(&module.as_str()))
+        .flat_map(|module| places(module))
+        .filter(older)
         .collect();
-    assert!(found.is_empty(), "{found:?}");
+    assert!(outside.is_empty(), "{outside:?}");
+    let converting: Vec<String> = places("runtime")
+        .into_iter()
+        .filter(|place| older(place) && (place.contains("_up") || place.contains("_down")))
+        .collect();
+    assert!(converting.is_empty(), "{converting:?}");
 }
 
 #[test]
@@ -229,7 +290,12 @@ fn no_module_imports_itself_through_others() {
         let graph = graph();
         let steps: Vec<String> = cycle
             .windows(2)
-            .map(|pair| format!("{} -> {} ({})", pair[0], pair[1], graph[&pair[0]][&pair[1]]))
+            .map(|pair| {
+                format!(
+                    "{} -> {} ({})",
+                    pair[0], pair[1], graph[&pair[0]][&pair[1]][0]
+                )
+            })
             .collect();
         panic!("import loop:\n{}", steps.join("\n"));
     }
@@ -237,22 +303,28 @@ fn no_module_imports_itself_through_others() {
 
 #[test]
 fn the_check_reads_grouped_and_nested_paths() {
-    let code = "use crate::{a::B, c};\nfn f() { crate::d::e(); } // crate::ignored\n";
+    let code = "use crate::{a::{B, C}, c};\nfn f() { crate::d::e(\"redis://x\"); }\n\
+                // crate::ignored\n#[cfg(test)]\nfn g() { crate::f::h(); }\n\
+                #[cfg(test)]\nmod tests { crate::z::y(); }\n";
     let names: Vec<String> = crate_paths(&code_of(code))
         .into_iter()
         .map(|(name, _)| name)
         .collect();
-    assert_eq!(names, ["a", "c", "d"]);
+    assert_eq!(names, ["a", "c", "d", "f"]);
+    assert!(names_word("config::{RedisConfig, Config}", "Config"));
+    let grouped = crate_paths("use crate::config::{RedisConfig, Config as C};");
+    assert!(names_word(&grouped[0].1, "Config"), "{grouped:?}");
+    assert!(!names_word("config::RedisConfig", "Config"));
     let mut graph = Graph::new();
     graph
         .entry("x".into())
         .or_default()
-        .insert("y".into(), "p".into());
+        .insert("y".into(), vec!["p".into()]);
     assert_eq!(find_loop(&graph), None);
     graph
         .entry("y".into())
         .or_default()
-        .insert("x".into(), "q".into());
+        .insert("x".into(), vec!["q".into()]);
     assert_eq!(
         find_loop(&graph),
         Some(vec!["x".into(), "y".into(), "x".into()])

@@ -1,7 +1,7 @@
 //! Older contracts: plugins built against 0.1.0 and 0.2.0 (with
 //! `wit-bindgen` directly, no SDK and no API version section) still load,
-//! receive changes with names (a FLOAT32 as the FLOAT64 of its shortest
-//! decimal), and
+//! receive changes with names (a FLOAT32 widened exactly to a FLOAT64, as
+//! these plugins always received it), and
 //! their plans and cache requests reach the host's model. No servers.
 
 use redis_spanner::contract::{CacheEffect, CacheEvent, Effect, EventSource, Value};
@@ -33,7 +33,7 @@ fn set_of(effect: &Effect) -> (String, String) {
 }
 
 #[tokio::test]
-async fn a_contract_0_1_plugin_gets_named_columns_and_a_float32_as_spanner_shows_it() {
+async fn a_contract_0_1_plugin_gets_named_columns_and_a_float32_widened_exactly() {
     let loaded = run::load_plugin(&plugin("test_contract_v0_1"))
         .await
         .expect("loads");
@@ -46,7 +46,7 @@ async fn a_contract_0_1_plugin_gets_named_columns_and_a_float32_as_spanner_shows
         set_of(&actions[0].effect),
         (
             "v0.1:Users:int64:7".to_owned(),
-            "Score=float64:0.1,Ratio=float64:0.1,Name=string:Ada".to_owned()
+            "Score=float64:0.10000000149011612,Ratio=float64:0.1,Name=string:Ada".to_owned()
         )
     );
     let event = CacheEvent {
@@ -71,7 +71,7 @@ async fn a_contract_0_2_plugin_gets_its_shape_and_its_requests_convert_up() {
     assert_eq!(key, "v0.2:Users:int64:7");
     assert_eq!(
         value,
-        "Score=float64:0.1,Ratio=float64:0.1,Name=string:Ada,seq=00000003,tag=billing"
+        "Score=float64:0.10000000149011612,Ratio=float64:0.1,Name=string:Ada,seq=00000003,tag=billing"
     );
     let events = ["users:41", "orders:1", "users:42"].map(|key| CacheEvent {
         source: EventSource::Keyspace,

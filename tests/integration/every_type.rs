@@ -21,7 +21,7 @@ use redis_spanner_tests::{RunningService, TestBed, commit, plugin_dir};
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 
-const COLUMNS: &str = "UserId, Bo, I64, F64, F32, Str, Byt, Dat, Ts, Num, Js, AI64, AF64, AStr, AByt, ADat, AJs, ANum";
+const COLUMNS: &str = "UserId, Bo, I64, F64, F32, Str, Byt, Dat, Ts, Num, Js, AI64, AF64, AStr, AByt, ADat, AJs, ANum, AF32";
 
 fn ddl() -> Vec<String> {
     vec![
@@ -31,6 +31,7 @@ fn ddl() -> Vec<String> {
             Dat DATE, Ts TIMESTAMP, Num NUMERIC, Js JSON,
             AI64 ARRAY<INT64>, AF64 ARRAY<FLOAT64>, AStr ARRAY<STRING(MAX)>,
             AByt ARRAY<BYTES(MAX)>, ADat ARRAY<DATE>, AJs ARRAY<JSON>, ANum ARRAY<NUMERIC>,
+            AF32 ARRAY<FLOAT32>,
         ) PRIMARY KEY (UserId)"
             .into(),
         "CREATE TABLE Keys (Part STRING(MAX) NOT NULL, Bin BYTES(MAX) NOT NULL, \
@@ -59,7 +60,8 @@ fn row_sql(id: i64, variant: usize) -> String {
              JSON '{{\"big\": {BIG}, \"nested\": {{\"ü\": [\"🦀\", null, 1.5]}}}}', \
              [{min}, {max}], [1.7976931348623157e308, -0.0, 2.2250738585072014e-308], \
              [@long, ''], [FROM_BASE64('AAEC/w==')], [DATE '9999-12-31'], \
-             [JSON '{{\"a\": {BIG}}}', JSON '[9007199254740993]'], [NUMERIC '-0.000000001']",
+             [JSON '{{\"a\": {BIG}}}', JSON '[9007199254740993]'], [NUMERIC '-0.000000001'], \
+             [CAST(0.1 AS FLOAT32), CAST(16777216 AS FLOAT32), CAST(1e-45 AS FLOAT32)]",
             min = i64::MIN,
             max = i64::MAX
         ),
@@ -67,13 +69,13 @@ fn row_sql(id: i64, variant: usize) -> String {
         format!(
             "{id}, FALSE, {max}, 90.33333333333333, CAST(0.1 AS FLOAT32), 'x', b'', \
              DATE '9999-12-31', TIMESTAMP '9999-12-31T23:59:59Z', NUMERIC '-1.5', \
-             JSON '\"just a string\"', [], [0.30000000000000004, 1e-310], [], [], [], [], []",
+             JSON '\"just a string\"', [], [0.30000000000000004, 1e-310], [], [], [], [], [], []",
             max = i64::MAX
         ),
         // NULLs everywhere.
         format!(
             "{id}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-             NULL, NULL, NULL, NULL"
+             NULL, NULL, NULL, NULL, NULL"
         ),
     ];
     format!("INSERT INTO Users ({COLUMNS}) VALUES ({})", values[variant])
@@ -106,7 +108,7 @@ fn expected(value: &google_cloud_spanner::value::Value, column: &str) -> Json {
     let kind = match column {
         "UserId" | "I64" | "AI64" => 'i',
         "F64" | "AF64" => 'f',
-        "F32" => '4',
+        "F32" | "AF32" => '4',
         "Bo" => 'b',
         "Js" | "AJs" => 'j',
         _ => 's',

@@ -7,8 +7,8 @@
 //! - [`wire`]: a batch of host [`RowChange`]s in 0.3.0's compact shape
 //!   (tables and transactions once, values by position).
 //! - [`since_v0_1`]: contracts 0.1.0 and 0.2.0 and their conversions to and
-//!   from the host's model: a FLOAT32 becomes the FLOAT64 of its shortest
-//!   decimal on the way down,
+//!   from the host's model: a FLOAT32 widens exactly to a FLOAT64 on the way
+//!   down,
 //!   actions and cache requests convert up.
 //! - [`version`]: the API version an SDK stamps into a component, and which
 //!   versions this host loads.

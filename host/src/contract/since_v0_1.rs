@@ -2,9 +2,10 @@
 //! model ([`super::latest`]).
 //!
 //! 0.2.0's `types` interface is 0.1.0's, so both worlds share 0.1.0's data
-//! types. Going down, a change keeps its names and a FLOAT32 becomes the
-//! FLOAT64 with the same shortest decimal (0.1f32 as 0.1, so a row renders
-//! as Spanner shows it, and as today's SDKs render a FLOAT32). Going up, actions and cache
+//! types. Going down, a change keeps its names and a FLOAT32 widens to the
+//! FLOAT64 of the very same value (0.1f32 as 0.10000000149011612), as these
+//! plugins always received it: their keys, values and refreshes of FLOAT32
+//! key columns stay what they were. Going up, actions and cache
 //! requests map case by case.
 
 use super::RowChange;
@@ -41,7 +42,7 @@ pub fn value_down(value: &latest::Value) -> old::Value {
         New::Null => old::Value::Null,
         New::Bool(b) => old::Value::Bool(*b),
         New::Int64(i) => old::Value::Int64(*i),
-        New::Float32(f) => old::Value::Float64(super::float32_as_f64(*f)),
+        New::Float32(f) => old::Value::Float64(f64::from(*f)),
         New::Float64(f) => old::Value::Float64(*f),
         New::String(s) => old::Value::String(s.clone()),
         New::Bytes(b) => old::Value::Bytes(b.clone()),

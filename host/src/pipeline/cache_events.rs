@@ -207,31 +207,47 @@ impl Pipeline {
     }
 }
 
-/// Checks that every request names an event of the batch.
+/// Most refresh requests one cache event may ask for: each is a read of
+/// the shared database, so a plugin cannot turn one miss into a scan.
+pub const MAX_REFRESHES_PER_EVENT: usize = 16;
+
+/// Checks that every request names an event of the batch, and that no
+/// event asks for more than [`MAX_REFRESHES_PER_EVENT`] reads.
 pub fn check_event_plan(
     plugin: &str,
     batch_len: usize,
     actions: &[CacheAction],
 ) -> Result<(), PluginError> {
+    let rejected = |message: String| PluginError::Rejected {
+        plugin: plugin.to_owned(),
+        message,
+    };
+    let mut per_event = vec![0usize; batch_len];
     for action in actions {
-        if action.event as usize >= batch_len {
-            return Err(PluginError::Rejected {
-                plugin: plugin.to_owned(),
-                message: format!(
-                    "returned a request for event {} but the batch has {batch_len} events",
-                    action.event
-                ),
-            });
+        let Some(count) = per_event.get_mut(action.event as usize) else {
+            return Err(rejected(format!(
+                "returned a request for event {} but the batch has {batch_len} events",
+                action.event
+            )));
+        };
+        *count += 1;
+        if *count > MAX_REFRESHES_PER_EVENT {
+            return Err(rejected(format!(
+                "asked for more than {MAX_REFRESHES_PER_EVENT} refreshes for event {}; \
+                 each is a Spanner read, so one event may ask for at most {MAX_REFRESHES_PER_EVENT}",
+                action.event
+            )));
         }
     }
     Ok(())
 }
 
-/// The requests without repeats, in first-seen order.
+/// The requests without repeats, in first-seen order (told apart by their
+/// debug form, which keeps NaN, the infinities and -0.0 distinct).
 fn dedupe<'a>(requests: impl Iterator<Item = &'a Refresh>) -> Vec<Refresh> {
     let mut seen = std::collections::HashSet::new();
     requests
-        .filter(|request| seen.insert(serde_json::to_string(request).unwrap_or_default()))
+        .filter(|request| seen.insert(format!("{request:?}")))
         .cloned()
         .collect()
 }
@@ -304,6 +320,13 @@ mod tests {
             err.to_string().contains("event 2 but the batch has 2"),
             "{err}"
         );
+        let many: Vec<CacheAction> = (0..=MAX_REFRESHES_PER_EVENT).map(|_| action(1)).collect();
+        let err = check_event_plan("p@1", 2, &many).unwrap_err().to_string();
+        assert!(
+            err.contains("for event 1") && err.contains("at most 16"),
+            "{err}"
+        );
+        assert!(check_event_plan("p@1", 2, &many[1..]).is_ok());
     }
 
     #[test]

@@ -31,6 +31,7 @@
 //! [`crate::verify::compare::MAX_KEYS_PER_CHECK`] per check).
 
 use super::Pipeline;
+use super::coherence_at_rest::{MISSING_RECHECK, has_missing};
 use crate::change::RowChange;
 use crate::contract::Refresh;
 use crate::crypto::KeyringHandle;
@@ -38,7 +39,7 @@ use crate::runtime::Plugin;
 use crate::source::spanner::refresh::Refresher;
 use crate::verify::compare::{Comparison, Expectation, KeyResult, PlanCheck, WrittenAgo};
 use crate::verify::pacing::Pacing;
-use crate::verify::settings::delay_label;
+use crate::verify::settings::{AT_REST, delay_label};
 use crate::verify::{Coherence, VerifyConfig};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -70,7 +71,7 @@ pub struct CoherenceCheck {
     pub(super) delays: Vec<Duration>,
     pub(super) coherence: Arc<Coherence>,
     pub(super) refresher: Refresher,
-    keyring: Option<Arc<KeyringHandle>>,
+    pub(super) keyring: Option<Arc<KeyringHandle>>,
     /// The followed tables, for the rows at rest.
     pub(super) tables: Vec<String>,
     pub(super) pacing: Pacing,
@@ -78,7 +79,7 @@ pub struct CoherenceCheck {
     pub(super) stop: CancellationToken,
     /// The check's own Redis connection: its reads (up to every planned
     /// key's value) never queue ahead of the host's own commands.
-    redis: redis::aio::ConnectionManager,
+    pub(super) redis: redis::aio::ConnectionManager,
 }
 
 impl CoherenceCheck {
@@ -328,23 +329,20 @@ impl Pipeline {
         checked: &Checked<'_>,
         plan: &Result<Expectation, PlanCheck>,
     ) {
-        let Some(check) = self.coherence_check.get() else {
+        if self.coherence_check.get().is_none() {
             return;
-        };
+        }
         let result = match plan {
             Ok(expectation) => {
-                let mut conn = check.redis.clone();
-                let compared = expectation.compare(
-                    &mut conn,
-                    checked.read_version,
-                    check.keyring.as_deref(),
-                    checked.written_ago,
-                );
-                match tokio::time::timeout(READ_TIMEOUT, compared).await {
-                    Ok(Ok(results)) => PlanCheck::Compared(results),
-                    Ok(Err(err)) => PlanCheck::Unread(format!("Redis: {err}")),
-                    Err(_) => PlanCheck::Unread("Redis: timed out".into()),
+                let mut result = self.compare_once(checked, expectation).await;
+                // A key missing at rest may be a miss being refilled (an
+                // eviction, a dropped key and its refresh): look once more
+                // before calling it incoherent. A lost key stays missing.
+                if checked.after == AT_REST && has_missing(&result) {
+                    tokio::time::sleep(MISSING_RECHECK).await;
+                    result = self.compare_once(checked, expectation).await;
                 }
+                result
             }
             Err(not_compared) => not_compared.clone(),
         };

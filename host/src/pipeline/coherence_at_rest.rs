@@ -11,7 +11,7 @@
 //! Also here: the periodic log line of each plugin's coherence.
 
 use super::Pipeline;
-use super::coherence::Checked;
+use super::coherence::{Checked, READ_TIMEOUT};
 use crate::change::{RowChange, Version};
 use crate::runtime::Plugin;
 use crate::verify::compare::{Expectation, PlanCheck};
@@ -95,6 +95,29 @@ impl Pipeline {
                     self.compare_and_record(&checked, plan).await;
                 }
             }
+        }
+    }
+
+    /// Compares Redis with `expectation` once.
+    pub(super) async fn compare_once(
+        self: &Arc<Self>,
+        checked: &Checked<'_>,
+        expectation: &Expectation,
+    ) -> PlanCheck {
+        let Some(check) = self.coherence_check.get() else {
+            return PlanCheck::Unread("no coherence check".into());
+        };
+        let mut conn = check.redis.clone();
+        let compared = expectation.compare(
+            &mut conn,
+            checked.read_version,
+            check.keyring.as_deref(),
+            checked.written_ago,
+        );
+        match tokio::time::timeout(READ_TIMEOUT, compared).await {
+            Ok(Ok(results)) => PlanCheck::Compared(results),
+            Ok(Err(err)) => PlanCheck::Unread(format!("Redis: {err}")),
+            Err(_) => PlanCheck::Unread("Redis: timed out".into()),
         }
     }
 
@@ -189,4 +212,14 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// How long a key missing at rest is given to come back (a refresh after a
+/// miss or an eviction) before it counts as incoherent.
+pub(super) const MISSING_RECHECK: Duration = Duration::from_secs(1);
+
+/// Whether a comparison found a key missing.
+pub(super) fn has_missing(result: &PlanCheck) -> bool {
+    matches!(result, PlanCheck::Compared(results)
+        if results.iter().any(|key| key.outcome == crate::verify::compare::KeyOutcome::Missing))
 }

@@ -168,7 +168,7 @@ async fn check_credentials(
 
 /// Opens a connection to `endpoint`: its URL, TLS settings and password
 /// file (read once, not watched). For short-lived
-/// commands; the service watches the file and uses [`RedisSink`].
+/// commands; the service watches the file and uses [`crate::sink::RedisSink`].
 pub async fn open_endpoint(endpoint: &RedisEndpoint) -> Result<ConnectionManager, ConnectError> {
     let config = endpoint;
     let shown_url = mask_url(&config.url);

@@ -215,8 +215,9 @@ fn value_of(value: ValueJson) -> Result<Value, String> {
     })
 }
 
-/// A FLOAT32 read from its decimal text (not through a double), so the
-/// fixture's digits pick the nearest f32.
+/// A FLOAT32 read from the shortest decimal text of the number as parsed
+/// (a double): for up to 15 significant digits that is the fixture's own
+/// text, so its digits pick the nearest f32.
 fn float32_of(value: &serde_json::Value) -> Result<f32, String> {
     match value {
         serde_json::Value::Number(n) => {

@@ -1,8 +1,9 @@
 //! A loaded plugin: one compiled component, one live instance.
 //!
 //! Loading reads the manifest, checks the SDK API version the plugin was
-//! built against, compiles (through the cache), links it against the newest
-//! contract version it implements ([`LinkedPlugin::link`]) and runs `init`. Calls are
+//! built against, compiles (through the cache), links it against the contract
+//! version it names, or without a name the newest it implements
+//! ([`LinkedPlugin::link`]), and runs `init`. Calls are
 //! serialised on the instance (one store per plugin) and bounded by the
 //! plugin's [`Limits`]: a guest yields to the executor at every epoch tick,
 //! so a wall-clock timer around each call (which also covers time blocked in

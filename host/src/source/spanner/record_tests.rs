@@ -355,3 +355,14 @@ fn a_record_sequence_that_is_not_a_number_is_refused_with_its_place() {
         "{error}"
     );
 }
+
+#[test]
+fn float32_array_elements_show_as_their_shortest_decimal() {
+    let value = scalar_value(
+        "ARRAY",
+        Some("FLOAT32"),
+        &json!([0.10000000149011612, null, "NaN", 16777216.0]),
+    )
+    .expect("an array");
+    assert_eq!(value, Value::Json("[0.1,null,\"NaN\",16777216.0]".into()));
+}

@@ -44,7 +44,8 @@ pub fn scalar_value(code: &str, element_code: Option<&str>, json: &Json) -> Resu
 }
 
 /// Normalises an ARRAY column to natural JSON: INT64 elements as numbers,
-/// JSON elements embedded, BYTES as base64 text.
+/// FLOAT32 elements as their shortest decimal, JSON elements embedded,
+/// BYTES as base64 text.
 fn array_json(element_code: Option<&str>, json: &Json) -> Result<Json, String> {
     let items = json
         .as_array()
@@ -54,6 +55,14 @@ fn array_json(element_code: Option<&str>, json: &Json) -> Result<Json, String> {
         .map(|item| match (element_code, item) {
             (_, Json::Null) => Ok(Json::Null),
             (Some("INT64"), item) => int64(item).map(Json::from),
+            // A FLOAT32 element shows as its own shortest decimal, as a
+            // FLOAT32 column does (0.1, not the double 0.10000000149011612).
+            (Some("FLOAT32"), Json::Number(n)) => Ok(n
+                .as_f64()
+                .and_then(|f| {
+                    serde_json::Number::from_f64(crate::contract::float32_as_f64(f as f32))
+                })
+                .map_or_else(|| item.clone(), Json::Number)),
             (Some("JSON"), Json::String(text)) => serde_json::from_str(text)
                 .map_err(|e| format!("invalid JSON element {text:?}: {e}")),
             (_, item) => Ok(item.clone()),
