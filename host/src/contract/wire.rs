@@ -79,44 +79,53 @@ pub fn encode(changes: &[RowChange]) -> Result<Batch, WireError> {
     })
 }
 
-/// The batch's tables, and each table's column positions.
+/// The batch's tables, and each table's column positions; names are
+/// borrowed from the changes and copied once per batch.
 #[derive(Default)]
-struct Tables {
+struct Tables<'a> {
     list: Vec<Table>,
-    by_identity: HashMap<(String, Vec<String>), u32>,
-    columns: Vec<HashMap<String, u32>>,
+    /// Each table's name and key columns, as its first change has them.
+    identities: Vec<(&'a str, &'a [Column])>,
+    columns: Vec<HashMap<&'a str, u32>>,
 }
 
-impl Tables {
+impl<'a> Tables<'a> {
     /// The index of `change`'s table, added on first sight. A table is its
     /// name and key columns: changes of one name with other key columns
     /// (which Spanner never sends, but a fixture may) get an entry of their
-    /// own, so every change keeps its key names.
-    fn index_of(&mut self, change: &RowChange) -> u32 {
-        let key_columns: Vec<String> = change.keys.iter().map(|k| k.name.clone()).collect();
-        let identity = (change.table.clone(), key_columns);
-        if let Some(&table) = self.by_identity.get(&identity) {
-            return table;
+    /// own, so every change keeps its key names. A batch holds few tables,
+    /// so a scan beats hashing names.
+    fn index_of(&mut self, change: &'a RowChange) -> u32 {
+        let same_keys = |keys: &[Column]| {
+            keys.len() == change.keys.len()
+                && keys.iter().zip(&change.keys).all(|(a, b)| a.name == b.name)
+        };
+        if let Some(found) = self
+            .identities
+            .iter()
+            .position(|(name, keys)| *name == change.table && same_keys(keys))
+        {
+            return found as u32;
         }
         let table = self.list.len() as u32;
         self.list.push(Table {
             name: change.table.clone(),
-            key_columns: identity.1.clone(),
+            key_columns: change.keys.iter().map(|k| k.name.clone()).collect(),
             columns: Vec::new(),
         });
-        self.by_identity.insert(identity, table);
+        self.identities.push((&change.table, &change.keys));
         self.columns.push(HashMap::new());
         table
     }
 
     /// `columns` as cells of `table`, adding names not met before.
-    fn cells(&mut self, table: u32, columns: &[Column]) -> Vec<Cell> {
+    fn cells(&mut self, table: u32, columns: &'a [Column]) -> Vec<Cell> {
         let positions = &mut self.columns[table as usize];
         let names = &mut self.list[table as usize].columns;
         columns
             .iter()
             .map(|column| {
-                let position = *positions.entry(column.name.clone()).or_insert_with(|| {
+                let position = *positions.entry(column.name.as_str()).or_insert_with(|| {
                     names.push(column.name.clone());
                     (names.len() - 1) as u32
                 });
