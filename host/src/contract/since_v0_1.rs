@@ -178,3 +178,15 @@ pub fn log_level_up(level: v0_1::redis_spanner::plugin::host::LogLevel) -> lates
         Old::Error => latest::LogLevel::Error,
     }
 }
+
+/// A 0.2.0 log level in the host's model.
+pub fn log_level_up_v0_2(level: v0_2::redis_spanner::plugin::host::LogLevel) -> latest::LogLevel {
+    use v0_2::redis_spanner::plugin::host::LogLevel as Old;
+    match level {
+        Old::Trace => latest::LogLevel::Trace,
+        Old::Debug => latest::LogLevel::Debug,
+        Old::Info => latest::LogLevel::Info,
+        Old::Warn => latest::LogLevel::Warn,
+        Old::Error => latest::LogLevel::Error,
+    }
+}

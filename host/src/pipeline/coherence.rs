@@ -31,7 +31,6 @@
 //! [`crate::verify::compare::MAX_KEYS_PER_CHECK`] per check).
 
 use super::Pipeline;
-use super::coherence_at_rest::{MISSING_RECHECK, has_missing};
 use crate::change::RowChange;
 use crate::contract::Refresh;
 use crate::crypto::KeyringHandle;
@@ -39,7 +38,7 @@ use crate::runtime::Plugin;
 use crate::source::spanner::refresh::Refresher;
 use crate::verify::compare::{Comparison, Expectation, KeyResult, PlanCheck, WrittenAgo};
 use crate::verify::pacing::Pacing;
-use crate::verify::settings::{AT_REST, delay_label};
+use crate::verify::settings::delay_label;
 use crate::verify::{Coherence, VerifyConfig};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -110,6 +109,7 @@ impl CoherenceCheck {
 }
 
 /// A check's result, with how it came about.
+#[derive(Clone)]
 pub(super) struct Checked<'a> {
     pub plugin: &'a Plugin,
     /// `10ms`, `1s`, `at_rest`.
@@ -333,17 +333,7 @@ impl Pipeline {
             return;
         }
         let result = match plan {
-            Ok(expectation) => {
-                let mut result = self.compare_once(checked, expectation).await;
-                // A key missing at rest may be a miss being refilled (an
-                // eviction, a dropped key and its refresh): look once more
-                // before calling it incoherent. A lost key stays missing.
-                if checked.after == AT_REST && has_missing(&result) {
-                    tokio::time::sleep(MISSING_RECHECK).await;
-                    result = self.compare_once(checked, expectation).await;
-                }
-                result
-            }
+            Ok(expectation) => self.compare_once(checked, expectation).await,
             Err(not_compared) => not_compared.clone(),
         };
         self.record(checked, result).await;
@@ -351,7 +341,7 @@ impl Pipeline {
 
     /// Counts `result`, audits and logs what differed, and repairs when
     /// asked.
-    async fn record(self: &Arc<Self>, checked: &Checked<'_>, result: PlanCheck) {
+    pub(super) async fn record(self: &Arc<Self>, checked: &Checked<'_>, result: PlanCheck) {
         let Some(check) = self.coherence_check.get() else {
             return;
         };

@@ -184,15 +184,7 @@ impl v0_1::redis_spanner::plugin::host::Host for PluginState {
 /// Version 0.2.0's `host` interface is 0.3.0's under an older name.
 impl v0_2::redis_spanner::plugin::host::Host for PluginState {
     fn log(&mut self, level: v0_2::redis_spanner::plugin::host::LogLevel, message: String) {
-        use v0_2::redis_spanner::plugin::host::LogLevel as Level;
-        let level = match level {
-            Level::Trace => LogLevel::Trace,
-            Level::Debug => LogLevel::Debug,
-            Level::Info => LogLevel::Info,
-            Level::Warn => LogLevel::Warn,
-            Level::Error => LogLevel::Error,
-        };
-        HostImports::log(self, level, message);
+        HostImports::log(self, since_v0_1::log_level_up_v0_2(level), message);
     }
 
     fn config(&mut self, name: String) -> Option<String> {
