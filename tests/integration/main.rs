@@ -15,6 +15,7 @@
 //! - [`failure_domains`]: what one plugin does costs only that plugin.
 //! - [`faults`]: Redis going away, and replays.
 //! - [`fills`]: versioned fills racing deletes.
+//! - [`plan_bounds`]: a hostile plan costs the host a bounded copy.
 //! - [`plugin_safety`]: limits, grants, signing and the compile cache.
 //! - [`rotation`]: the Redis password rotated under load.
 //! - [`tls`]: TLS and mutual TLS to redis-server.
@@ -34,6 +35,7 @@ mod every_type;
 mod failure_domains;
 mod faults;
 mod fills;
+mod plan_bounds;
 mod plugin_safety;
 mod rotation;
 mod tls;

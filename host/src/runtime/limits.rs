@@ -23,6 +23,12 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// most [`MAX_TTL_MS`] (checked in the config), stays clear of it.
 pub const MAX_TTL_MS: u64 = 10_000_000_000_000;
 
+/// Room per action, besides its keys and values, in the bound on what one
+/// call may pass to the host ([`Limits::copy_out_bytes`]): the host-side
+/// size of an action and its effect, or of a cache request and its key
+/// columns, with margin.
+pub const COPY_OUT_BYTES_PER_ACTION: usize = 256;
+
 /// Limits of one plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -95,6 +101,18 @@ impl Limits {
                 .map_or(self.attempts, |n| self.attempts.min(n.max(1))),
             ..self
         }
+    }
+
+    /// Most bytes the host copies out of the plugin in one call: a plan's
+    /// keys and values ([`Self::max_plan_bytes`]) and
+    /// [`COPY_OUT_BYTES_PER_ACTION`] for each of [`Self::max_actions`]
+    /// actions. The runtime stops copying there, so a plan whose entries
+    /// all point at one large buffer in guest memory cannot make the host
+    /// allocate more than this, however it is built; the same bound holds
+    /// for the arguments of each host call (`log`, `seal`, …).
+    pub fn copy_out_bytes(&self) -> usize {
+        self.max_plan_bytes
+            .saturating_add(self.max_actions.saturating_mul(COPY_OUT_BYTES_PER_ACTION))
     }
 
     /// The call deadline in epoch ticks (at least one).

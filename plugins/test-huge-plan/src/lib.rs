@@ -9,6 +9,11 @@
 //!   the host's default cap on bytes of keys and values per call (64 MiB).
 //!   The values are built in guest memory, so the plugin needs a memory limit
 //!   of 72 MiB or more (the host's default is 128 MiB).
+//! - A change to the `HugeAliased` table is answered with [`ALIASED_ACTIONS`]
+//!   actions whose values all point at one 1 MiB buffer in guest memory:
+//!   a few MiB for the plugin, but 100 GB for a host that copied every
+//!   value out before checking the plan's size. (The aliasing is undefined
+//!   behaviour inside the plugin, on purpose: a hostile plugin does this.)
 //! - A change to `Users` is cached like the `users-cache` example, under
 //!   `huge:{UserId}`, so a test can check that later batches still apply.
 
@@ -22,6 +27,26 @@ const HUGE_VALUES: u32 = 65;
 
 /// Size of each value returned for `HugeBytes`.
 const VALUE_BYTES: usize = 1 << 20;
+
+/// Actions returned for one change to `HugeAliased`, each with the same
+/// [`VALUE_BYTES`] value.
+const ALIASED_ACTIONS: u32 = 100_000;
+
+/// [`ALIASED_ACTIONS`] writes whose values share one buffer.
+fn aliased_values(action: impl Fn(Effect) -> Action) -> Vec<Action> {
+    let shared = std::mem::ManuallyDrop::new(vec![b'x'; VALUE_BYTES]);
+    (0..ALIASED_ACTIONS)
+        .map(|n| {
+            // SAFETY: none; every Vec aliases `shared` and the guest's
+            // allocator is free to misbehave when they are dropped. That
+            // is the point of this hostile test plugin.
+            let value = unsafe {
+                Vec::from_raw_parts(shared.as_ptr().cast_mut(), VALUE_BYTES, VALUE_BYTES)
+            };
+            action(Effect::set(key(&["huge", "aliased", &n.to_string()]), value))
+        })
+        .collect()
+}
 
 /// The plugin; it keeps no state.
 struct TestHugePlan;
@@ -56,6 +81,7 @@ impl Plugin for TestHugePlan {
                         ))
                     }));
                 }
+                "HugeAliased" => actions.extend(aliased_values(action)),
                 "Users" => {
                     let id = change
                         .key("UserId")

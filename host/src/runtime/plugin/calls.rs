@@ -19,6 +19,7 @@ impl Plugin {
         );
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|state| &mut state.limits);
+        store.set_hostcall_fuel(self.limits.copy_out_bytes());
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
             if state.ticks_left == 0 {
@@ -151,7 +152,20 @@ impl Plugin {
             }),
             Err(trap) => {
                 let refused = live.store.data_mut().limits.refused.take();
+                let copy_bound = live.store.hostcall_fuel();
                 **guard = None;
+                if copied_too_much(&trap) {
+                    return Err(PluginError::PlanTooLarge {
+                        plugin: self.label(),
+                        message: format!(
+                            "it passed more than {} bytes to the host in one call (its plan's \
+                             keys and values, {} bytes per action, or a host call's arguments; \
+                             the bound follows max_plan_mb and max_actions); the call was \
+                             stopped and its instance discarded",
+                            copy_bound, COPY_OUT_BYTES_PER_ACTION
+                        ),
+                    });
+                }
                 if matches!(
                     trap.downcast_ref::<wasmtime::Trap>(),
                     Some(wasmtime::Trap::Interrupt)
@@ -197,6 +211,15 @@ impl Plugin {
         }
         Ok(())
     }
+}
+
+/// Whether the runtime stopped copying data out of the plugin at
+/// [`Limits::copy_out_bytes`]. The runtime's error type for it is private,
+/// so its message is what tells (a test plugin whose plan aliases one
+/// buffer a hundred thousand times keeps this honest).
+fn copied_too_much(trap: &wasmtime::Error) -> bool {
+    trap.chain()
+        .any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
 }
 
 /// Names the limit behind a trap when there is one (`refused`: the growth

@@ -12,7 +12,7 @@
 
 use super::crypto_imports::{CryptoAccess, CryptoRefusal};
 use super::engine::PluginEngine;
-use super::limits::Limits;
+use super::limits::{COPY_OUT_BYTES_PER_ACTION, Limits};
 use super::log_budget::LogBudget;
 use super::manifest::{Manifest, ManifestError};
 use super::signing::{VerifyingKey, digest_hex, verify_plugin};
