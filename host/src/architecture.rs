@@ -12,6 +12,9 @@
 //! - Only the contract module and the runtime (whose host functions every
 //!   version imports) name an older contract's bindings.
 //! - No import loop between top-level modules.
+//! - Nothing outside `devtools` (local servers, the demo, plugin authors'
+//!   tools) imports it, test code included: the service builds without it,
+//!   and tests that need local servers live in `tests/`.
 //!
 //! A file's code ends at its first `#[cfg(test)] mod`: test modules come
 //! last. Comment lines are left out. Paths through `super::` stay inside a
@@ -21,28 +24,31 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Top-level modules that start things: they may import the whole config.
-const COMMANDS: [&str; 8] = [
+const COMMANDS: [&str; 6] = [
     "service",
     "backfill",
     "dead_letter_replay",
     "verify_command",
-    "demo",
-    "tooling",
-    "local",
+    "devtools",
     "logging",
 ];
 
 /// Edges between top-level modules, each with every place that makes it.
 type Graph = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
+/// The library's source files, without `tests.rs` files.
 fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    rust_files(dir, out);
+    out.retain(|path| !path.to_string_lossy().ends_with("tests.rs"));
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("readable source folder") {
         let path = entry.expect("a folder entry").path();
         if path.is_dir() {
-            source_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs")
-            && !path.to_string_lossy().ends_with("tests.rs")
-        {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
             out.push(path);
         }
     }
@@ -276,6 +282,30 @@ fn only_the_contract_and_the_runtime_name_older_contracts() {
         .filter(older)
         .collect();
     assert!(outside.is_empty(), "{outside:?}");
+}
+
+#[test]
+fn the_service_never_imports_the_developer_tools() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let found: Vec<String> = files
+        .iter()
+        .filter(|file| {
+            top_module(&root, file)
+                .is_none_or(|module| module != "devtools" && module != "architecture")
+                && !file.ends_with("devtools_cli.rs")
+                && !file.ends_with("plugin_cli.rs")
+        })
+        .filter(|file| {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            text.lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .any(|line| line.contains("devtools::"))
+        })
+        .map(|file| file.display().to_string())
+        .collect();
+    assert!(found.is_empty(), "import the developer tools: {found:?}");
 }
 
 #[test]

@@ -25,11 +25,10 @@
 //! - [`health`]: liveness and readiness, as the loops report them.
 //! - [`service`]: `redis-spanner run`: wires everything from a config.
 //! - [`provision`]: creates Spanner instances, databases and schema (demo, tests).
-//! - [`local`]: starts a local Spanner emulator and redis-server.
-//! - [`demo`]: `redis-spanner demo`: the whole loop on a laptop.
 //! - [`identity`]: this host process's name.
 //! - [`waiting`]: start-up waits that log what they wait for.
-//! - [`tooling`]: `redis-spanner plugin test|check|new|build`: plugin authors' tools.
+//! - [`devtools`] (feature `devtools`, on by default): local servers, the
+//!   demo and plugin authors' tools, apart from the service.
 
 pub mod admin;
 #[cfg(test)]
@@ -43,13 +42,13 @@ pub mod contract;
 pub mod crypto;
 pub mod dead_letter_replay;
 pub mod dead_letters;
-pub mod demo;
+#[cfg(feature = "devtools")]
+pub mod devtools;
 #[cfg(test)]
 mod docs_links;
 pub mod flow;
 pub mod health;
 pub mod identity;
-pub mod local;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
@@ -64,7 +63,6 @@ pub mod source;
 pub mod spanner_connection;
 pub mod telemetry;
 pub mod text;
-pub mod tooling;
 pub mod verify;
 pub mod verify_command;
 pub mod version_keys;

@@ -2,19 +2,19 @@
 
 mod audit_cli;
 mod dead_letter_cli;
+#[cfg(feature = "devtools")]
+mod devtools_cli;
 mod keyring_cli;
 mod logging;
+#[cfg(feature = "devtools")]
 mod plugin_cli;
 mod status_cli;
 
 use clap::{Parser, Subcommand};
 use keyring_cli::{DecryptArgs, KeyringCommand};
-use plugin_cli::PluginCommand;
 use redis_spanner::config::Config;
-use redis_spanner::demo::{self, DemoOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// Keeps Redis coherent with Cloud Spanner through sandboxed WebAssembly plugins.
 #[derive(Parser)]
@@ -89,11 +89,6 @@ enum Command {
         #[command(subcommand)]
         command: dead_letter_cli::DeadLetterCommand,
     },
-    /// Plugin tools.
-    Plugin {
-        #[command(subcommand)]
-        command: PluginCommand,
-    },
     /// Encryption keys: make and list them.
     Keyring {
         #[command(subcommand)]
@@ -107,86 +102,10 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Measurements; results go to stdout as a Markdown table.
-    Bench {
-        #[command(subcommand)]
-        command: BenchCommand,
-    },
-    /// Start a local Spanner emulator and redis-server, write a live workload
-    /// and show it reaching Redis through the example plugin.
-    Demo {
-        /// Write a finite workload, then compare Redis with Spanner and exit
-        /// non-zero on any mismatch.
-        #[arg(long)]
-        check: bool,
-        /// How many changes `--check` writes.
-        #[arg(long, default_value_t = 600)]
-        changes: usize,
-        /// Which example users-cache plugin to load: the Rust, Python or
-        /// JavaScript one (all three cache the same bytes). The Python and
-        /// JavaScript ones are built on first use (./scripts/setup installs
-        /// their tools).
-        #[arg(long, value_enum, default_value = "rust")]
-        example: redis_spanner::tooling::scaffold::Language,
-        /// Load these plugin components instead of the example (repeatable).
-        #[arg(long = "plugin")]
-        plugins: Vec<PathBuf>,
-        /// Use this Redis instead of starting redis-server.
-        #[arg(long)]
-        redis_url: Option<String>,
-        /// Use this emulator's gRPC address (host:port) instead of starting one.
-        #[arg(long, requires = "emulator_rest")]
-        emulator_host: Option<String>,
-        /// The REST address (http://host:port) of the emulator given by --emulator-host.
-        #[arg(long, requires = "emulator_host")]
-        emulator_rest: Option<String>,
-        /// How often the started emulator splits and merges partitions, in seconds.
-        #[arg(long, default_value_t = 5)]
-        churn_seconds: u64,
-        /// How often the started emulator scans open change-stream queries
-        /// for new records, in milliseconds: the floor under the lag. Each
-        /// scan costs the emulator CPU, more as history grows; at 10 ms the
-        /// floor climbs to seconds within a minute (docs/BENCHMARKS.md).
-        #[arg(long, default_value_t = 100)]
-        scan_ms: u64,
-        /// Live demo: start over on a fresh database (and a fresh emulator of
-        /// its own) every this many seconds, before the emulator's growing
-        /// change-stream cost shows; 0 never does.
-        #[arg(long, default_value_t = 60)]
-        round_seconds: u64,
-        /// Live demo: stop after this many rounds (default: at Ctrl-C).
-        #[arg(long)]
-        rounds: Option<usize>,
-    },
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// µs per record of the example cache logic: native Rust, and the Rust,
-    /// Python and JavaScript example components (those that are built), at
-    /// each batch size.
-    Plugins {
-        /// A component to measure as LABEL=PATH (repeatable); default: the
-        /// built example plugins.
-        #[arg(long = "plugin", value_parser = parse_contender)]
-        plugins: Vec<redis_spanner::tooling::bench::Contender>,
-        /// Batch sizes, in records.
-        #[arg(long, value_delimiter = ',', default_value = "1,64,1024")]
-        batch_sizes: Vec<usize>,
-        /// Minimum measuring time per cell, in seconds.
-        #[arg(long, default_value_t = 2.0)]
-        seconds: f64,
-    },
-}
-
-fn parse_contender(text: &str) -> Result<redis_spanner::tooling::bench::Contender, String> {
-    let (label, path) = text
-        .split_once('=')
-        .ok_or_else(|| format!("{text:?}: expected LABEL=PATH"))?;
-    Ok(redis_spanner::tooling::bench::Contender {
-        label: label.into(),
-        path: path.into(),
-    })
+    /// Developer tools: plugin authoring, benchmarks and the demo.
+    #[cfg(feature = "devtools")]
+    #[command(flatten)]
+    Dev(devtools_cli::DevCommand),
 }
 
 #[derive(Subcommand)]
@@ -237,17 +156,10 @@ async fn dispatch(command: Command, logging: &logging::Logging) -> anyhow::Resul
             outcome?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin { command } => plugin_cli::run(command).await,
+        #[cfg(feature = "devtools")]
+        Command::Dev(command) => devtools_cli::run(command, ctrl_c()).await,
         Command::Keyring { command } => keyring_cli::run(command),
         Command::Decrypt(args) => keyring_cli::decrypt(args).await,
-        Command::Bench {
-            command:
-                BenchCommand::Plugins {
-                    plugins,
-                    batch_sizes,
-                    seconds,
-                },
-        } => plugin_cli::bench(plugins, batch_sizes, seconds).await,
         Command::Audit {
             command:
                 AuditCommand::Verify {
@@ -292,50 +204,6 @@ async fn dispatch(command: Command, logging: &logging::Logging) -> anyhow::Resul
                 report.rows, report.read_timestamp
             );
             Ok(ExitCode::SUCCESS)
-        }
-        Command::Demo {
-            check,
-            changes,
-            example,
-            plugins,
-            redis_url,
-            emulator_host,
-            emulator_rest,
-            churn_seconds,
-            scan_ms,
-            round_seconds,
-            rounds,
-        } => {
-            let plugins = if plugins.is_empty() {
-                let example = redis_spanner::tooling::examples::Example::of(example);
-                vec![example.ensure_built(&std::env::current_dir()?)?]
-            } else {
-                plugins
-            };
-            let options = DemoOptions {
-                check,
-                changes,
-                plugins,
-                redis_url,
-                emulator: emulator_host.zip(emulator_rest),
-                churn_interval: Some(Duration::from_secs(churn_seconds)),
-                scan_interval: Some(Duration::from_millis(scan_ms)),
-                rounds: demo::live::Rounds {
-                    length: (round_seconds > 0).then(|| Duration::from_secs(round_seconds)),
-                    limit: rounds,
-                },
-            };
-            match demo::run(options, ctrl_c()).await? {
-                Some(outcome) => {
-                    println!("{}", outcome.summary());
-                    Ok(if outcome.passed() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    })
-                }
-                None => Ok(ExitCode::SUCCESS),
-            }
         }
     }
 }

@@ -2,10 +2,10 @@
 
 use clap::Subcommand;
 use redis_spanner::config::Config;
+use redis_spanner::devtools::authoring::key_columns::{self, KeyColumn};
+use redis_spanner::devtools::authoring::scaffold::{self, Language};
+use redis_spanner::devtools::authoring::{bench, builder, check, examples, plugin_test};
 use redis_spanner::runtime::signing;
-use redis_spanner::tooling::key_columns::{self, KeyColumn};
-use redis_spanner::tooling::scaffold::{self, Language};
-use redis_spanner::tooling::{bench, builder, check, examples, plugin_test};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 

@@ -4,7 +4,7 @@
 
 use redis_spanner::audit::{Anchor, AnchorStore, VerifyAgainst, VerifyReport, verify};
 use redis_spanner::config::{Config, KeyringConfig};
-use redis_spanner::demo::schema;
+use redis_spanner::devtools::demo::schema;
 use redis_spanner::service::Service;
 use redis_spanner_envelope::Keyring;
 use redis_spanner_tests::{RunningService, TestBed, eventually, plugin, upsert_user};

@@ -6,7 +6,7 @@
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::mutation::Mutation;
 use google_cloud_spanner::statement::Statement;
-use redis_spanner::demo::{check, schema, workload};
+use redis_spanner::devtools::demo::{check, schema, workload};
 use redis_spanner::service::Service;
 use redis_spanner_tests::{RunningService, TestBed, commit, plugin_dir};
 use std::time::Duration;

@@ -9,7 +9,7 @@ use google_cloud_spanner::key::KeySet;
 use google_cloud_spanner::mutation::Mutation;
 use redis::AsyncCommands as _;
 use redis_spanner::config::Config;
-use redis_spanner::demo::schema;
+use redis_spanner::devtools::demo::schema;
 use redis_spanner::metrics::Metrics;
 use redis_spanner::service::Service;
 use redis_spanner::verify::{Coherence, Tally, VerifyConfig};

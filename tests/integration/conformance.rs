@@ -13,13 +13,13 @@
 //! opened.
 
 use redis_spanner::crypto::KeyringHandle;
+use redis_spanner::devtools::authoring::cache_fixture::{CacheFixture, cache_plan_json};
+use redis_spanner::devtools::authoring::examples::Example;
+use redis_spanner::devtools::authoring::fixture::Fixture;
+use redis_spanner::devtools::authoring::native::RowCache;
+use redis_spanner::devtools::authoring::scaffold::Language;
+use redis_spanner::devtools::authoring::{plan, run};
 use redis_spanner::runtime::{LoadOptions, Plugin, PluginEngine};
-use redis_spanner::tooling::cache_fixture::{CacheFixture, cache_plan_json};
-use redis_spanner::tooling::examples::Example;
-use redis_spanner::tooling::fixture::Fixture;
-use redis_spanner::tooling::native::RowCache;
-use redis_spanner::tooling::scaffold::Language;
-use redis_spanner::tooling::{plan, run};
 use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 

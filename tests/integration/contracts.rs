@@ -5,8 +5,8 @@
 //! their plans and cache requests reach the host's model. No servers.
 
 use redis_spanner::contract::{CacheEffect, CacheEvent, Effect, EventSource, Value};
-use redis_spanner::tooling::fixture::Fixture;
-use redis_spanner::tooling::run;
+use redis_spanner::devtools::authoring::fixture::Fixture;
+use redis_spanner::devtools::authoring::run;
 use redis_spanner_tests::plugin;
 
 /// One batch: a Users row with a FLOAT32 (0.1f32, which a plain widening

@@ -5,7 +5,7 @@
 
 use redis::AsyncCommands as _;
 use redis_spanner::config::KeyringConfig;
-use redis_spanner::demo::schema;
+use redis_spanner::devtools::demo::schema;
 use redis_spanner::policy::Grant;
 use redis_spanner::service::Service;
 use redis_spanner::verify::VerifyConfig;

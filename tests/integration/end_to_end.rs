@@ -3,7 +3,7 @@
 use google_cloud_spanner::key::KeySet;
 use google_cloud_spanner::mutation::Mutation;
 use redis::AsyncCommands as _;
-use redis_spanner::demo::{self, DemoOptions};
+use redis_spanner::devtools::demo::{self, DemoOptions};
 use redis_spanner::service::Service;
 use redis_spanner_tests::{RunningService, TestBed, eventually, http_get, plugin, plugin_dir};
 use serde_json::{Value as Json, json};
@@ -182,7 +182,7 @@ async fn demo_check_is_coherent_across_partition_churn() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_again_on_an_emulator_it_used_before() -> anyhow::Result<()> {
-    use redis_spanner::local::{EmulatorOptions, SpannerEmulator};
+    use redis_spanner::devtools::local::{EmulatorOptions, SpannerEmulator};
     let emulator = SpannerEmulator::start(EmulatorOptions::default()).await?;
     for run in 1..=2 {
         let outcome = demo::run(
@@ -209,10 +209,10 @@ async fn the_demo_runs_again_on_an_emulator_it_used_before() -> anyhow::Result<(
 /// and every round's service carries the round's changes to Redis.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_demo_starts_over_in_rounds_that_each_carry_changes() -> anyhow::Result<()> {
-    use redis_spanner::demo::live::{self, Rounds};
-    use redis_spanner::demo::servers::Servers;
-    let options = redis_spanner::local::EmulatorOptions {
-        churning: redis_spanner::local::Churning::Every(Duration::from_secs(3)),
+    use redis_spanner::devtools::demo::live::{self, Rounds};
+    use redis_spanner::devtools::demo::servers::Servers;
+    let options = redis_spanner::devtools::local::EmulatorOptions {
+        churning: redis_spanner::devtools::local::Churning::Every(Duration::from_secs(3)),
         chop_interval: redis_spanner_tests::TEST_CHOP_INTERVAL,
         ..Default::default()
     };
@@ -408,7 +408,7 @@ async fn a_restart_resumes_from_checkpoints_without_losing_changes() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_then_stream_caches_rows_from_before_the_first_run() -> anyhow::Result<()> {
-    use redis_spanner::demo::{check, schema, workload};
+    use redis_spanner::devtools::demo::{check, schema, workload};
     let bed = TestBed::start(&schema::ddl()).await?;
     let spanner = bed.spanner_client().await?;
     // Rows that exist before any host ever ran.

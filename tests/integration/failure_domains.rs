@@ -8,7 +8,7 @@
 //! and audited, or its call interrupted.
 
 use google_cloud_spanner::mutation::Mutation;
-use redis_spanner::demo::{check, schema};
+use redis_spanner::devtools::demo::{check, schema};
 use redis_spanner::metrics::Metrics;
 use redis_spanner::pipeline::resync_marks::RESYNC_NEEDED;
 use redis_spanner::policy::Grant;

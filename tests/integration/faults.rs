@@ -1,6 +1,6 @@
 //! Faults around the service: Redis going away mid-stream, and replays.
 
-use redis_spanner::demo::{check, schema, workload};
+use redis_spanner::devtools::demo::{check, schema, workload};
 use redis_spanner::service::Service;
 use redis_spanner::verify::VerifyConfig;
 use redis_spanner_tests::{RunningService, TestBed, eventually, http_get, plugin_dir};

@@ -8,7 +8,7 @@ use google_cloud_spanner::mutation::Mutation;
 use google_cloud_spanner::statement::Statement;
 use google_cloud_spanner::transaction::BeginTransactionOption;
 use redis::AsyncCommands as _;
-use redis_spanner::demo::schema;
+use redis_spanner::devtools::demo::schema;
 use redis_spanner::service::Service;
 use redis_spanner::source::spanner::record::timestamp_micros;
 use redis_spanner_tests::{RunningService, TestBed, eventually, plugin_dir};
@@ -152,7 +152,7 @@ async fn a_fill_racing_a_delete_never_resurrects_the_row() -> anyhow::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fills_follow_versions_and_tombstones() -> anyhow::Result<()> {
-    let redis_server = redis_spanner::local::RedisServer::start().await?;
+    let redis_server = redis_spanner::devtools::local::RedisServer::start().await?;
     let client = redis::Client::open(redis_server.url())?;
     let mut redis = client.get_multiplexed_async_connection().await?;
     let _: () = redis::cmd("FUNCTION")

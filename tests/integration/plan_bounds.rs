@@ -4,8 +4,8 @@
 //! servers.
 
 use redis_spanner::contract::Effect;
+use redis_spanner::devtools::authoring::fixture::Fixture;
 use redis_spanner::runtime::{Limits, LoadOptions, Plugin, PluginEngine, PluginError};
-use redis_spanner::tooling::fixture::Fixture;
 use redis_spanner_tests::plugin;
 
 /// One change to `table`, keyed `UserId = 1`.

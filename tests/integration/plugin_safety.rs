@@ -6,7 +6,7 @@
 
 use google_cloud_spanner::mutation::Mutation;
 use redis::aio::MultiplexedConnection;
-use redis_spanner::demo::{schema, workload};
+use redis_spanner::devtools::demo::{schema, workload};
 use redis_spanner::metrics::Metrics;
 use redis_spanner::policy::Grant;
 use redis_spanner::runtime::signing::{generate_keypair, parse_public_keys, sign_file};

@@ -15,8 +15,8 @@
 
 use google_cloud_spanner::mutation::Mutation;
 use redis::AsyncCommands as _;
-use redis_spanner::demo::schema;
-use redis_spanner::local::RedisServer;
+use redis_spanner::devtools::demo::schema;
+use redis_spanner::devtools::local::RedisServer;
 use redis_spanner::redis_connection::credentials::FileCredentials;
 use redis_spanner::service::Service;
 use redis_spanner::sink::RedisSink;

@@ -3,7 +3,7 @@
 //! caching a Spanner change through it with its client certificate.
 
 use redis::AsyncCommands as _;
-use redis_spanner::demo::schema;
+use redis_spanner::devtools::demo::schema;
 use redis_spanner::redis_connection::tls::RedisTls;
 use redis_spanner::service::Service;
 use redis_spanner_tests::{RunningService, TestBed, eventually, plugin_dir, upsert_user};
@@ -146,7 +146,7 @@ impl Drop for TlsRedis {
 }
 
 fn start_tls_redis(dir: &Path) -> TlsRedis {
-    let port = redis_spanner::local::ports::free_port().unwrap();
+    let port = redis_spanner::devtools::local::ports::free_port().unwrap();
     let file = |name: &str| dir.join(name).display().to_string();
     let child = Command::new("redis-server")
         .args([

@@ -2,7 +2,7 @@
 //! and one atomic step in Redis, so a reader polling during its apply sees
 //! none of it or all of it.
 
-use redis_spanner::demo::{schema, workload};
+use redis_spanner::devtools::demo::{schema, workload};
 use redis_spanner::service::Service;
 use redis_spanner_tests::{RunningService, TestBed, commit, plugin_dir};
 use std::time::{Duration, Instant};

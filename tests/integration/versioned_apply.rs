@@ -4,7 +4,7 @@
 
 use redis::AsyncCommands as _;
 use redis_spanner::change::{Effect, Expiry, Version, Write};
-use redis_spanner::local::RedisServer;
+use redis_spanner::devtools::local::RedisServer;
 use redis_spanner::sink::{Applied, Outcome, RedisSink, Versioned};
 use redis_spanner::version_keys::encode;
 

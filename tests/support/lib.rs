@@ -7,7 +7,7 @@
 //! [`upsert_user`] writes a row of the demo schema's `Users` table.
 
 use redis_spanner::config::{AdminConfig, Config, PluginsConfig, RedisConfig, SpannerConfig};
-use redis_spanner::local::{EmulatorOptions, RedisServer, SpannerEmulator};
+use redis_spanner::devtools::local::{EmulatorOptions, RedisServer, SpannerEmulator};
 use redis_spanner::policy::Grant;
 use redis_spanner::provision::SchemaAdmin;
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 use super::chain::{LEGACY_FIELDS, chain_hash, is_hash};
 use super::*;
 use crate::crypto::KeyringHandle;
-use crate::local::RedisServer;
+use crate::devtools::local::RedisServer;
 use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::time::Duration;

@@ -45,7 +45,7 @@ pub async fn warn_about_eviction<C: ConnectionLike + Send>(conn: &mut C) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::local::RedisServer;
+    use crate::devtools::local::RedisServer;
 
     #[test]
     fn only_noeviction_keeps_every_version_key() {

@@ -5,7 +5,7 @@
 use crate::support;
 use redis_spanner::audit::{AuditLog, AuditRecord, ChainKey, Verdict};
 use redis_spanner::crypto::KeyringHandle;
-use redis_spanner::local::RedisServer;
+use redis_spanner::devtools::local::RedisServer;
 use redis_spanner_envelope::Keyring;
 use std::path::Path;
 use std::process::Output;

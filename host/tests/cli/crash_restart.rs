@@ -10,8 +10,8 @@
 use crate::support::{fix_admin_port, service_config, wait_until_ready};
 use rand::Rng as _;
 use redis::AsyncCommands as _;
-use redis_spanner::demo::{check, schema, workload};
-use redis_spanner::local::{Churning, EmulatorOptions};
+use redis_spanner::devtools::demo::{check, schema, workload};
+use redis_spanner::devtools::local::{Churning, EmulatorOptions};
 use redis_spanner_tests::{TestBed, plugin_dir};
 use std::collections::HashMap;
 use std::path::Path;

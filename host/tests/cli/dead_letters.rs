@@ -1,7 +1,7 @@
 //! `dead-letter list` with the real binary: references, never values.
 
 use crate::support;
-use redis_spanner::local::RedisServer;
+use redis_spanner::devtools::local::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letter_list_shows_references() -> anyhow::Result<()> {

@@ -19,7 +19,7 @@ fn repo_root() -> PathBuf {
 
 fn redis_spanner(args: &[&str]) -> Output {
     let root = repo_root();
-    let tools = redis_spanner::tooling::examples::repo_tools(&root);
+    let tools = redis_spanner::devtools::authoring::examples::repo_tools(&root);
     let mut command = support::binary();
     command
         .args(args)
@@ -238,7 +238,7 @@ fn test_against_expected(dir: &Path, wasm: &Path) -> Result<String, String> {
 /// table with a (STRING, DATE, INT64) key: a row written to Spanner is
 /// cached under its escaped composite key.
 async fn caches_real_rows(dist: &Path, plugin: &str) {
-    let stream = redis_spanner::demo::schema::STREAM;
+    let stream = redis_spanner::devtools::demo::schema::STREAM;
     let ddl = [
         "CREATE TABLE Orders (Region STRING(MAX) NOT NULL, Day DATE NOT NULL, \
          OrderId INT64 NOT NULL, Name STRING(MAX), Email STRING(MAX)) \

@@ -76,7 +76,7 @@ key_prefixes = ["users:"]
         project = redis_spanner_tests::PROJECT,
         instance = redis_spanner_tests::INSTANCE,
         database = redis_spanner_tests::DATABASE,
-        stream = redis_spanner::demo::schema::STREAM,
+        stream = redis_spanner::devtools::demo::schema::STREAM,
         grpc = bed.emulator.grpc_endpoint(),
         rest = bed.emulator.rest_endpoint(),
         redis = bed.redis.url(),
@@ -89,7 +89,7 @@ key_prefixes = ["users:"]
 /// Gives the service of the configuration at `config` a free admin port
 /// of its own (instead of one the system picks) and returns it.
 pub fn fix_admin_port(config: &Path) -> u16 {
-    let port = redis_spanner::local::ports::free_port().expect("a free port");
+    let port = redis_spanner::devtools::local::ports::free_port().expect("a free port");
     let text = std::fs::read_to_string(config)
         .expect("read the configuration")
         .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));

@@ -64,7 +64,7 @@ impl Drop for Host {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_batch_path_is_exported_as_spans_under_one_trace() -> anyhow::Result<()> {
-    let bed = TestBed::start(&redis_spanner::demo::schema::ddl()).await?;
+    let bed = TestBed::start(&redis_spanner::devtools::demo::schema::ddl()).await?;
     let (receiver, received) = start_receiver().await?;
     let plugins = plugin_dir(&["users_cache"]);
     let work = tempfile::tempdir()?;

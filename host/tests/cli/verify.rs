@@ -24,7 +24,7 @@ fn verify(config: &std::path::Path) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_finds_rewritten_and_deleted_keys() {
-    let bed = TestBed::start(&redis_spanner::demo::schema::ddl())
+    let bed = TestBed::start(&redis_spanner::devtools::demo::schema::ddl())
         .await
         .unwrap();
     let plugins = plugin_dir(&["users_cache"]);

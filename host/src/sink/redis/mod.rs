@@ -337,7 +337,7 @@ mod tests {
     /// several `rs_apply_many` steps, each effect once.
     #[tokio::test]
     async fn a_batch_bigger_than_a_step_is_applied_in_steps() -> anyhow::Result<()> {
-        let server = crate::local::RedisServer::start().await?;
+        let server = crate::devtools::local::RedisServer::start().await?;
         let sink = RedisSink::connect(&server.url(), 1000).await?;
         let count = MAX_EFFECTS_PER_STEP + 3;
         let effects: Vec<Effect> = (0..count)
@@ -373,7 +373,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_redis_is_a_fault_of_redis_not_of_the_change() -> anyhow::Result<()> {
-        let server = crate::local::RedisServer::start().await?;
+        let server = crate::devtools::local::RedisServer::start().await?;
         let sink = RedisSink::connect(&server.url(), 1000).await?;
         let mut conn = sink.connection();
         for (name, value) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1")] {

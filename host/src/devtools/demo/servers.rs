@@ -3,7 +3,7 @@
 //! stopped when dropped), with the demo's instance on the emulator.
 
 use super::{INSTANCE, PROJECT};
-use crate::local::{EmulatorOptions, RedisServer, SpannerEmulator};
+use crate::devtools::local::{EmulatorOptions, RedisServer, SpannerEmulator};
 use crate::provision::SchemaAdmin;
 use anyhow::Context as _;
 

@@ -29,7 +29,7 @@ pub mod schema;
 pub mod servers;
 pub mod workload;
 
-use crate::local::{Churning, EmulatorOptions};
+use crate::devtools::local::{Churning, EmulatorOptions};
 use crate::metrics::LagSummary;
 use round::Round;
 use servers::Servers;

@@ -2,7 +2,7 @@
 //! strong read of `Users`, and every committed change of the workload
 //! against the audit trail's record of what was applied.
 
-use crate::demo::workload::{Committed, Ledger};
+use crate::devtools::demo::workload::{Committed, Ledger};
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::statement::Statement;
 use redis::AsyncCommands as _;

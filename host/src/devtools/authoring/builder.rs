@@ -21,11 +21,11 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The contract, as compiled into this binary.
-pub const WIT: &str = include_str!("../../../wit/plugin@0.3.0/plugin.wit");
+pub const WIT: &str = include_str!("../../../../wit/plugin@0.3.0/plugin.wit");
 /// The Python SDK module.
-pub const PYTHON_SDK: &str = include_str!("../../../plugin-sdk/python/redis_spanner_sdk.py");
+pub const PYTHON_SDK: &str = include_str!("../../../../plugin-sdk/python/redis_spanner_sdk.py");
 /// The JavaScript SDK module.
-pub const JS_SDK: &str = include_str!("../../../plugin-sdk/js/redis-spanner-sdk.js");
+pub const JS_SDK: &str = include_str!("../../../../plugin-sdk/js/redis-spanner-sdk.js");
 /// The contract's version, recorded in each component built here.
 const WIT_VERSION: &str = crate::contract::latest::VERSION;
 /// The world every plugin implements.
@@ -370,7 +370,7 @@ fn run_tool(mut command: Command, name: &str, dir: &Path) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::{detect_language, plugin_name};
-    use crate::tooling::scaffold::Language;
+    use crate::devtools::authoring::scaffold::Language;
 
     #[test]
     fn detects_the_language_from_the_folder() {

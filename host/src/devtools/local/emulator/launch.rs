@@ -32,8 +32,8 @@ impl Launch<'_> {
 
     /// Starts the gateway and waits until both ports answer.
     pub(super) async fn run(&self) -> Result<Processes, LocalError> {
-        let (stdout, log_start) = crate::local::open_log(self.log_path)?;
-        let stderr = crate::local::clone_log(&stdout, self.log_path)?;
+        let (stdout, log_start) = crate::devtools::local::open_log(self.log_path)?;
+        let stderr = crate::devtools::local::clone_log(&stdout, self.log_path)?;
         let gateway = Command::new(self.gateway)
             .args(["--hostname", "127.0.0.1"])
             .arg(format!("--grpc_port={}", self.grpc_port))
@@ -69,7 +69,7 @@ impl Launch<'_> {
                         server: self.describe(),
                         status: status.to_string(),
                         log: self.log_path.to_owned(),
-                        tail: crate::local::log_tail(self.log_path, log_start),
+                        tail: crate::devtools::local::log_tail(self.log_path, log_start),
                     });
                 }
                 Ok(None) => {}
@@ -91,7 +91,7 @@ impl Launch<'_> {
                             server: self.describe(),
                             port: self.grpc_port,
                             log: self.log_path.to_owned(),
-                            tail: crate::local::log_tail(self.log_path, log_start),
+                            tail: crate::devtools::local::log_tail(self.log_path, log_start),
                         });
                     }
                     return Ok(processes);
@@ -103,7 +103,7 @@ impl Launch<'_> {
                     server: self.describe(),
                     waited: self.options.start_timeout,
                     log: self.log_path.to_owned(),
-                    tail: crate::local::log_tail(self.log_path, log_start),
+                    tail: crate::devtools::local::log_tail(self.log_path, log_start),
                 });
             }
             tokio::time::sleep(POLL_INTERVAL).await;

@@ -66,16 +66,16 @@ type TemplateFile = (&'static str, &'static str);
 
 /// The sample changes every skeleton gets (its expected plan is computed
 /// from them).
-const CHANGES: &str = include_str!("../../templates/plugin/common/changes.json");
+const CHANGES: &str = include_str!("../../../templates/plugin/common/changes.json");
 
 const COMMON: &[TemplateFile] = &[
     (
         "manifest.toml",
-        include_str!("../../templates/plugin/common/manifest.toml"),
+        include_str!("../../../templates/plugin/common/manifest.toml"),
     ),
     (
         "README.md",
-        include_str!("../../templates/plugin/common/README.md"),
+        include_str!("../../../templates/plugin/common/README.md"),
     ),
     ("fixtures/changes.json", CHANGES),
     (
@@ -87,27 +87,27 @@ const COMMON: &[TemplateFile] = &[
 const RUST: &[TemplateFile] = &[
     (
         "Cargo.toml",
-        include_str!("../../templates/plugin/rust/Cargo.toml"),
+        include_str!("../../../templates/plugin/rust/Cargo.toml"),
     ),
     (
         "src/lib.rs",
-        include_str!("../../templates/plugin/rust/src/lib.rs"),
+        include_str!("../../../templates/plugin/rust/src/lib.rs"),
     ),
 ];
 
 const PYTHON: &[TemplateFile] = &[(
     "app.py",
-    include_str!("../../templates/plugin/python/app.py"),
+    include_str!("../../../templates/plugin/python/app.py"),
 )];
 
 const JS: &[TemplateFile] = &[
     (
         "plugin.js",
-        include_str!("../../templates/plugin/js/plugin.js"),
+        include_str!("../../../templates/plugin/js/plugin.js"),
     ),
     (
         "package.json",
-        include_str!("../../templates/plugin/js/package.json"),
+        include_str!("../../../templates/plugin/js/package.json"),
     ),
 ];
 

@@ -28,7 +28,7 @@ pub(super) async fn locate_with(
             None => Ok(None),
             Some(path) => {
                 let path = PathBuf::from(path);
-                if crate::local::is_executable(&path) {
+                if crate::devtools::local::is_executable(&path) {
                     Ok(Some(path))
                 } else {
                     Err(LocalError::EmulatorNotFound {
@@ -55,11 +55,12 @@ pub(super) async fn locate_with(
         let emulator_main = emulator_named
             .clone()
             .unwrap_or_else(|| dir.join("emulator_main"));
-        (crate::local::is_executable(&gateway_main) && crate::local::is_executable(&emulator_main))
-            .then_some(Binaries {
-                gateway_main,
-                emulator_main,
-            })
+        (crate::devtools::local::is_executable(&gateway_main)
+            && crate::devtools::local::is_executable(&emulator_main))
+        .then_some(Binaries {
+            gateway_main,
+            emulator_main,
+        })
     };
 
     if let Some(dir) = env(EMULATOR_DIR_ENV) {
@@ -81,7 +82,7 @@ pub(super) async fn locate_with(
     }
 
     let path_var = env("PATH");
-    match crate::local::search_path("gcloud", path_var.as_deref()) {
+    match crate::devtools::local::search_path("gcloud", path_var.as_deref()) {
         (Some(gcloud), _) => match sdk_root(&gcloud).await {
             Ok(root) => {
                 let dir = root.join(SDK_SUBDIR);

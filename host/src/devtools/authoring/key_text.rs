@@ -108,7 +108,7 @@ fn is_json_number(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tooling::native::{key, value_text};
+    use crate::devtools::authoring::native::{key, value_text};
 
     #[test]
     fn key_text_reads_back_as_the_sdks_read_it() {

@@ -1,0 +1,14 @@
+//! Developer tools, apart from the service: local servers, the demo, and
+//! plugin authors' tools. The service never imports this tree (a test in
+//! `architecture.rs` checks it), and the `devtools` feature (on by default)
+//! builds it: `cargo build --release -p redis-spanner --no-default-features`
+//! makes a binary with the service's commands only.
+//!
+//! - [`local`]: starts a local Spanner emulator and redis-server (demo, tests).
+//! - [`demo`]: `redis-spanner demo`: the whole loop on a laptop.
+//! - [`authoring`]: `redis-spanner plugin test|check|new|build` and
+//!   `bench plugins`: plugin authors' tools.
+
+pub mod authoring;
+pub mod demo;
+pub mod local;
