@@ -2,6 +2,7 @@
 //! redis-server started per test on free ports), in one test binary so the
 //! host is linked into tests once.
 //!
+//! - [`audit_chain`]: tampering with the audit chain is told for what it is.
 //! - [`audit_trail`]: the audit chain keyed, anchored in Spanner and trimmed.
 //! - [`bad_input`]: bad config and plugin files get clear errors.
 //! - [`capture_types`]: whole rows under every capture type.
@@ -17,11 +18,13 @@
 //! - [`fills`]: versioned fills racing deletes.
 //! - [`plan_bounds`]: a hostile plan costs the host a bounded copy.
 //! - [`plugin_safety`]: limits, grants, signing and the compile cache.
+//! - [`redis_sink`]: batches in steps, a full Redis, the eviction policy.
 //! - [`rotation`]: the Redis password rotated under load.
 //! - [`tls`]: TLS and mutual TLS to redis-server.
 //! - [`transactions`]: a transaction is applied whole or not at all.
 //! - [`versioned_apply`]: the Redis function never moves a key backwards.
 
+mod audit_chain;
 mod audit_trail;
 mod bad_input;
 mod cache_events;
@@ -37,6 +40,7 @@ mod faults;
 mod fills;
 mod plan_bounds;
 mod plugin_safety;
+mod redis_sink;
 mod rotation;
 mod tls;
 mod transactions;

@@ -166,4 +166,17 @@ mod tests {
         assert_eq!(parse_kid("my.key.v12"), Some(("my.key", 12)));
         assert_eq!(parse_kid("audit"), None);
     }
+
+    #[test]
+    fn a_missing_chain_key_is_named() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        Keyring::generate(dir.path(), "audit")?;
+        let keyring = Arc::new(KeyringHandle::load(Some(dir.path().to_owned()))?);
+        let error = ChainKey::new("absent", keyring).unwrap_err().to_string();
+        assert!(
+            error.contains("absent") && error.contains("keyring new"),
+            "{error}"
+        );
+        Ok(())
+    }
 }

@@ -170,4 +170,13 @@ pub enum AuditError {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_render_lowercase() {
+        assert_eq!(Verdict::Applied.to_string(), "applied");
+        assert_eq!(Verdict::Stale.to_string(), "stale");
+        assert_eq!(Verdict::Denied.as_str(), "denied");
+    }
+}

@@ -45,7 +45,6 @@ pub async fn warn_about_eviction<C: ConnectionLike + Send>(conn: &mut C) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devtools::local::RedisServer;
 
     #[test]
     fn only_noeviction_keeps_every_version_key() {
@@ -60,29 +59,5 @@ mod tests {
                 .unwrap()
                 .contains("tombstones")
         );
-    }
-
-    #[tokio::test]
-    async fn the_policy_is_read_from_redis() -> anyhow::Result<()> {
-        let server = RedisServer::start().await?;
-        let mut conn = redis::Client::open(server.url())?
-            .get_multiplexed_async_connection()
-            .await?;
-        let () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory-policy")
-            .arg("noeviction")
-            .query_async(&mut conn)
-            .await?;
-        assert_eq!(warn_about_eviction(&mut conn).await, None);
-        let () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory-policy")
-            .arg("allkeys-lru")
-            .query_async(&mut conn)
-            .await?;
-        let warning = warn_about_eviction(&mut conn).await.unwrap_or_default();
-        assert!(warning.contains("allkeys-lru"), "{warning}");
-        Ok(())
     }
 }
