@@ -88,6 +88,11 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+    /// Changes per second through the host's whole path (plugin lanes,
+    /// grants, audit, versioned apply into redis-server) against Redis
+    /// alone doing the same work, in the same run; host CPU per change and
+    /// p50/p99 time in the host.
+    Pipeline(crate::bench_cli::PipelineArgs),
 }
 
 fn parse_contender(text: &str) -> Result<Contender, String> {
@@ -115,6 +120,9 @@ pub async fn run(
                     seconds,
                 },
         } => plugin_cli::bench(plugins, batch_sizes, seconds).await,
+        DevCommand::Bench {
+            command: BenchCommand::Pipeline(args),
+        } => crate::bench_cli::run(args).await,
         DevCommand::Demo {
             check,
             changes,

@@ -1,6 +1,8 @@
 //! The `redis-spanner` command line.
 
 mod audit_cli;
+#[cfg(feature = "devtools")]
+mod bench_cli;
 mod dead_letter_cli;
 #[cfg(feature = "devtools")]
 mod devtools_cli;

@@ -6,9 +6,12 @@
 //!
 //! - [`local`]: starts a local Spanner emulator and redis-server (demo, tests).
 //! - [`demo`]: `redis-spanner demo`: the whole loop on a laptop.
+//! - [`pipeline_bench`]: `redis-spanner bench pipeline`: the host against
+//!   Redis alone, in the same run.
 //! - [`authoring`]: `redis-spanner plugin test|check|new|build` and
 //!   `bench plugins`: plugin authors' tools.
 
 pub mod authoring;
 pub mod demo;
 pub mod local;
+pub mod pipeline_bench;

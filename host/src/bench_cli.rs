@@ -1,0 +1,82 @@
+//! `redis-spanner bench pipeline`: the host against Redis alone, in the
+//! same run (see `redis_spanner::devtools::pipeline_bench`).
+
+use clap::Args;
+use redis_spanner::devtools::authoring::examples::Example;
+use redis_spanner::devtools::authoring::scaffold::Language;
+use redis_spanner::devtools::pipeline_bench::{self, PipelineBenchOptions, workload::Workload};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// What `bench pipeline` measures.
+#[derive(Args)]
+pub struct PipelineArgs {
+    /// Synthetic changes to replay (new `Users` rows).
+    #[arg(long, default_value_t = 20_000, conflicts_with = "replay")]
+    changes: usize,
+    /// Changes per batch of the synthetic workload.
+    #[arg(long, default_value_t = 64, conflicts_with = "replay")]
+    batch_size: usize,
+    /// Replay these recorded batches instead (the fixture format of
+    /// `plugin test`: {"batches": [[change, …], …]}).
+    #[arg(long)]
+    replay: Option<PathBuf>,
+    /// The plugin component to run (default: the Rust example, built if
+    /// needed).
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    /// The key prefix the plugin writes (its grant).
+    #[arg(long, default_value = "users:")]
+    prefix: String,
+    /// Copies of the plugin, one result row per number.
+    #[arg(long, value_delimiter = ',', default_value = "1,10")]
+    plugins: Vec<usize>,
+    /// Audit off, on, or both (one result row each).
+    #[arg(long, value_delimiter = ',', default_value = "off,on")]
+    audit: Vec<Switch>,
+    /// Replay tasks, each sending one batch at a time like a partition.
+    #[arg(long, default_value_t = 8)]
+    partitions: usize,
+    /// Use this Redis instead of starting redis-server. It is FLUSHED.
+    #[arg(long)]
+    redis_url: Option<String>,
+}
+
+/// `on` or `off`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Switch {
+    /// Off.
+    Off,
+    /// On.
+    On,
+}
+
+/// Runs the pipeline bench and prints its table.
+pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
+    let plugin = match args.plugin {
+        Some(path) => path,
+        None => Example::of(Language::Rust).ensure_built(&std::env::current_dir()?)?,
+    };
+    let workload = match &args.replay {
+        Some(path) => Workload::from_file(path)?,
+        None => {
+            anyhow::ensure!(
+                args.changes > 0 && args.batch_size > 0,
+                "--changes and --batch-size must be positive"
+            );
+            Workload::synthetic(args.changes, args.batch_size)
+        }
+    };
+    let options = PipelineBenchOptions {
+        plugin,
+        prefix: args.prefix,
+        plugin_counts: args.plugins,
+        audit: args.audit.iter().map(|s| matches!(s, Switch::On)).collect(),
+        workload,
+        partitions: args.partitions,
+        redis_url: args.redis_url,
+    };
+    let results = pipeline_bench::run(&options, |line| eprintln!("bench: {line}")).await?;
+    println!("{}", pipeline_bench::markdown_table(&results));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,177 @@
+//! The ceiling: the Redis work the host will do for a workload, sent by a
+//! tight client. The plugins run once beforehand (not timed) to learn
+//! every effect with its version; then each batch's effects go to Redis as
+//! the sink sends them (`FCALL rs_apply_many`, one pipeline per plugin and
+//! batch), followed by the batch's audit records when audit is on, with
+//! several batches in flight.
+
+use super::workload::Workload;
+use super::{flush, load_plugins};
+use crate::audit::{AuditLog, AuditRecord, Verdict};
+use crate::change::Effect;
+use crate::config::Config;
+use crate::policy::{Operation, effect_key};
+use crate::sink::{RedisSink, Versioned};
+use crate::version_keys::encode_batch;
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Batches in flight the ceiling tries; it keeps the fastest.
+pub const DEPTHS: [usize; 4] = [1, 4, 16, 64];
+
+/// One plugin's part of one batch: what it asked for, versioned.
+#[derive(Debug, Clone)]
+pub struct PlannedApply {
+    /// The encoded version of each effect.
+    pub versions: Vec<String>,
+    /// The effects, in the plugin's order.
+    pub effects: Vec<Effect>,
+    /// The audit record of each effect (used when audit is on).
+    pub records: Vec<AuditRecord>,
+}
+
+/// The Redis work of a whole workload, in replay order.
+#[derive(Debug, Clone, Default)]
+pub struct PlannedWork {
+    /// Per batch and plugin.
+    pub applies: Vec<PlannedApply>,
+}
+
+/// The ceiling's result.
+#[derive(Debug, Clone, Copy)]
+pub struct Ceiling {
+    /// Changes of the workload per second, at the best depth.
+    pub changes_per_second: f64,
+    /// The batches in flight that gave it.
+    pub depth: usize,
+}
+
+/// Runs every batch of `workload` through every plugin of `config` once,
+/// keeping what they ask for with its version.
+///
+/// # Errors
+///
+/// A plugin does not load or fails on a batch.
+pub async fn plan(
+    config: &Config,
+    names: &[String],
+    workload: &Workload,
+) -> anyhow::Result<PlannedWork> {
+    let plugins = load_plugins(config).await?;
+    anyhow::ensure!(
+        plugins.len() == names.len(),
+        "loaded {} plugins, expected {}",
+        plugins.len(),
+        names.len()
+    );
+    let mut work = PlannedWork::default();
+    for batch in &workload.batches {
+        let versions = encode_batch(batch);
+        for plugin in &plugins {
+            let actions = plugin
+                .on_changes(batch)
+                .await
+                .with_context(|| format!("planning the ceiling with {}", plugin.label()))?;
+            let mut apply = PlannedApply {
+                versions: Vec::with_capacity(actions.len()),
+                effects: Vec::with_capacity(actions.len()),
+                records: Vec::with_capacity(actions.len()),
+            };
+            for action in actions {
+                let version = versions
+                    .get(action.change as usize)
+                    .context("an action names a change outside its batch")?
+                    .clone();
+                apply.records.push(AuditRecord {
+                    plugin: plugin.label(),
+                    plugin_digest: plugin.digest().to_owned(),
+                    version: version.clone(),
+                    key: effect_key(&action.effect).to_owned(),
+                    operation: Operation::of(&action.effect).as_str().to_owned(),
+                    verdict: Verdict::Applied,
+                    reason: String::new(),
+                });
+                apply.versions.push(version);
+                apply.effects.push(action.effect);
+            }
+            work.applies.push(apply);
+        }
+    }
+    Ok(work)
+}
+
+/// Sends `work` at each of [`DEPTHS`] (Redis flushed before each) and
+/// returns the fastest, in changes of the workload per second.
+///
+/// # Errors
+///
+/// Redis cannot be reached or refuses an apply or an append.
+pub async fn measure(
+    config: &Config,
+    work: &PlannedWork,
+    changes: usize,
+) -> anyhow::Result<Ceiling> {
+    let sink = Arc::new(RedisSink::connect(&config.redis.url, config.redis.tombstone_ms).await?);
+    let mut best: Option<(Duration, usize)> = None;
+    for depth in DEPTHS {
+        flush(&config.redis.url).await?;
+        let audit = match &config.redis.audit_stream {
+            Some(stream) => Some(Arc::new(
+                AuditLog::open(
+                    sink.loader_connection(),
+                    stream.clone(),
+                    config.redis.audit_chain,
+                    None,
+                    None,
+                )
+                .await?,
+            )),
+            None => None,
+        };
+        let started = Instant::now();
+        let failures = futures::stream::iter(&work.applies)
+            .map(|apply| send(&sink, audit.as_deref(), apply))
+            .buffer_unordered(depth)
+            .filter_map(|outcome| async move { outcome.err() })
+            .collect::<Vec<_>>()
+            .await;
+        let took = started.elapsed();
+        if let Some(failure) = failures.into_iter().next() {
+            return Err(failure);
+        }
+        if best.is_none_or(|(fastest, _)| took < fastest) {
+            best = Some((took, depth));
+        }
+    }
+    let (took, depth) = best.expect("DEPTHS is not empty");
+    Ok(Ceiling {
+        changes_per_second: changes as f64 / took.as_secs_f64().max(1e-9),
+        depth,
+    })
+}
+
+/// One plugin's batch: its effects in one pipeline, then its audit records.
+async fn send(
+    sink: &RedisSink,
+    audit: Option<&AuditLog>,
+    apply: &PlannedApply,
+) -> anyhow::Result<()> {
+    let versioned: Vec<Versioned<'_>> = apply
+        .versions
+        .iter()
+        .zip(&apply.effects)
+        .map(|(version, effect)| Versioned { version, effect })
+        .collect();
+    let applied = sink.apply(&versioned).await?;
+    anyhow::ensure!(
+        applied.failed == 0,
+        "Redis refused {} effects",
+        applied.failed
+    );
+    if let Some(audit) = audit {
+        audit.append(&apply.records).await?;
+    }
+    Ok(())
+}

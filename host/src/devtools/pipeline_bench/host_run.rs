@@ -1,0 +1,129 @@
+//! The host's run: the workload through the real pipeline, built from the
+//! bench's config as `redis-spanner run` builds it, fed by replay tasks
+//! that behave like partitions of a change stream (one batch at a time,
+//! the next once the last one's receipt says applied).
+
+use super::ceiling::PlannedWork;
+use super::stats::{percentile, process_cpu_time};
+use super::workload::Workload;
+use crate::change::Effect;
+use crate::config::Config;
+use crate::flow::{Work, intake};
+use crate::metrics::Metrics;
+use crate::pipeline::plugin_set_channel;
+use crate::policy::effect_key;
+use crate::service::build_pipeline;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// What the host did with the workload.
+#[derive(Debug, Clone, Copy)]
+pub struct HostRun {
+    /// Changes per second, from the first hand-over to the last receipt.
+    pub changes_per_second: f64,
+    /// This process's CPU time per change, in microseconds.
+    pub cpu_micros_per_change: f64,
+    /// Median time a change spent in the host (hand-over to applied).
+    pub p50: Duration,
+    /// 99th percentile of the same.
+    pub p99: Duration,
+}
+
+/// Replays `workload` through a pipeline built from `config`, with
+/// `partitions` replay tasks.
+///
+/// # Errors
+///
+/// The pipeline cannot be built, or a batch's receipt says it failed.
+pub async fn measure(
+    config: &Config,
+    workload: &Workload,
+    partitions: usize,
+) -> anyhow::Result<HostRun> {
+    let pipeline = Arc::new(build_pipeline(config, Arc::new(Metrics::new()), None).await?);
+    let (sender, receiver) = intake();
+    let (_updates, update_receiver) = plugin_set_channel();
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(pipeline.serve(receiver, update_receiver, stop.clone()));
+
+    let cpu_before = process_cpu_time();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for partition in 0..partitions {
+        let batches: Vec<_> = workload
+            .batches
+            .iter()
+            .skip(partition)
+            .step_by(partitions)
+            .cloned()
+            .collect();
+        let sender = sender.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(batches.len());
+            for batch in batches {
+                let size = batch.len();
+                let handed_over = Instant::now();
+                sender
+                    .send(Work::Changes(batch))
+                    .await
+                    .wait()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("a batch was not applied: {e}"))?;
+                let took = handed_over.elapsed();
+                latencies.extend(std::iter::repeat_n(took, size));
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(workload.changes());
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let wall = started.elapsed();
+    let cpu = process_cpu_time().saturating_sub(cpu_before);
+    stop.cancel();
+    let _ = serving.await;
+    latencies.sort_unstable();
+    let changes = workload.changes().max(1) as f64;
+    Ok(HostRun {
+        changes_per_second: changes / wall.as_secs_f64().max(1e-9),
+        cpu_micros_per_change: cpu.as_secs_f64() * 1e6 / changes,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+    })
+}
+
+/// Checks that Redis holds every key the plugins last set (and asked for
+/// no later delete of): the host did the work it was timed for.
+///
+/// # Errors
+///
+/// A key is missing; the message names it.
+pub async fn check_applied(url: &str, work: &PlannedWork) -> anyhow::Result<()> {
+    let mut last: HashMap<&str, bool> = HashMap::new();
+    for apply in &work.applies {
+        for effect in &apply.effects {
+            last.insert(effect_key(effect), matches!(effect, Effect::Set(_)));
+        }
+    }
+    let expected: Vec<&str> = last
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    for keys in expected.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.exists(*key);
+        }
+        let found: Vec<bool> = pipe.query_async(&mut conn).await?;
+        if let Some((key, _)) = keys.iter().zip(&found).find(|(_, found)| !**found) {
+            anyhow::bail!("the host did not write {key:?}, which the plugins asked for");
+        }
+    }
+    Ok(())
+}
