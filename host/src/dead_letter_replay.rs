@@ -16,8 +16,8 @@ use crate::contract::Refresh;
 use crate::dead_letters::{ChangeRef, Entry, list};
 use crate::metrics::Metrics;
 use crate::service::build_pipeline;
-use crate::source::spanner::connect;
 use crate::source::spanner::refresh::Refresher;
+use crate::source::spanner::{RefreshRefusal, connect};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -108,7 +108,7 @@ pub async fn replay(config: &Config, plugin: Option<&str>) -> anyhow::Result<Rep
                     report.rows += changes.len() as u64;
                     report.replayed.push(entry.id);
                 }
-                Ok(Err(reason)) => report.kept.push((entry.id, reason)),
+                Ok(Err(reason)) => report.kept.push((entry.id, reason.to_string())),
                 Err(err) => report.kept.push((entry.id, format!("{err:#}"))),
             }
         }
@@ -123,7 +123,7 @@ pub async fn replay(config: &Config, plugin: Option<&str>) -> anyhow::Result<Rep
 async fn read_again(
     refresher: &Refresher,
     refs: &[ChangeRef],
-) -> anyhow::Result<Result<Vec<RowChange>, String>> {
+) -> anyhow::Result<Result<Vec<RowChange>, RefreshRefusal>> {
     let mut requests: Vec<Refresh> = Vec::new();
     for reference in refs {
         let request = Refresh {

@@ -146,7 +146,7 @@ impl Config {
         if self.plugins.batch_max == 0 {
             return Err(invalid("plugins.batch_max must be at least 1".into()));
         }
-        self.verify.validate().map_err(invalid)?;
+        self.verify.validate().map_err(|e| invalid(e.to_string()))?;
         if self.spanner.heartbeat_ms < 100 {
             return Err(invalid(format!(
                 "spanner.heartbeat_ms = {} is too small; use at least 100",

@@ -7,7 +7,7 @@
 //! implements.
 
 use super::since_v0_1::{self, v0_1, v0_2};
-use super::version::{SUPPORTED_API_VERSIONS, check_compatible, major_minor};
+use super::version::{SUPPORTED_API_VERSIONS, VersionError, check_compatible, major_minor};
 use super::wire::{self, WireError};
 use super::{Action, CacheAction, CacheEvent, RowChange, latest};
 use wasmtime::component::InstancePre;
@@ -33,6 +33,33 @@ pub enum PluginExports {
     V0_3(latest::CachePlugin),
 }
 
+/// A component that links as no contract version this host loads.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The component is stamped with a version this host does not load.
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    /// The component is stamped with a version whose world it does not
+    /// implement.
+    #[error("the component says it implements contract {found}, but: {error:#}")]
+    NotAsStamped {
+        /// The version it is stamped with.
+        found: String,
+        /// What the linker said.
+        error: wasmtime::Error,
+    },
+    /// An unstamped component implements none of the supported worlds.
+    #[error("as 0.3.0: {as_v0_3:#}; as 0.2.0: {as_v0_2:#}; as 0.1.0: {as_v0_1:#}")]
+    NoWorld {
+        /// What the linker said of it as contract 0.3.0.
+        as_v0_3: wasmtime::Error,
+        /// As contract 0.2.0.
+        as_v0_2: wasmtime::Error,
+        /// As contract 0.1.0.
+        as_v0_1: wasmtime::Error,
+    },
+}
+
 /// What a call returned: a trap or wasmtime error outside, the plugin's own
 /// error inside.
 pub type CallResult<R> = wasmtime::Result<Result<R, String>>;
@@ -47,7 +74,7 @@ impl<T: Send + 'static> LinkedPlugin<T> {
     /// A stamped version this host does not load, or a component whose
     /// exports match no supported world; the message names the versions
     /// tried and what was missing.
-    pub fn link(pre: InstancePre<T>, stamped: Option<&str>) -> Result<Self, String> {
+    pub fn link(pre: InstancePre<T>, stamped: Option<&str>) -> Result<Self, LinkError> {
         if let Some(found) = stamped {
             check_compatible(found, SUPPORTED_API_VERSIONS)?;
             let link = match major_minor(found) {
@@ -55,22 +82,25 @@ impl<T: Send + 'static> LinkedPlugin<T> {
                 Some((0, 2)) => v0_2::CachePluginPre::new(pre).map(Self::V0_2),
                 _ => latest::CachePluginPre::new(pre).map(Self::V0_3),
             };
-            return link.map_err(|e| {
-                format!("the component says it implements contract {found}, but: {e:#}")
+            return link.map_err(|error| LinkError::NotAsStamped {
+                found: found.to_owned(),
+                error,
             });
         }
-        let as_latest = match latest::CachePluginPre::new(pre.clone()) {
+        let as_v0_3 = match latest::CachePluginPre::new(pre.clone()) {
             Ok(linked) => return Ok(Self::V0_3(linked)),
             Err(e) => e,
         };
-        let as_v2 = match v0_2::CachePluginPre::new(pre.clone()) {
+        let as_v0_2 = match v0_2::CachePluginPre::new(pre.clone()) {
             Ok(linked) => return Ok(Self::V0_2(linked)),
             Err(e) => e,
         };
         v0_1::CachePluginPre::new(pre)
             .map(Self::V0_1)
-            .map_err(|as_v1| {
-                format!("as 0.3.0: {as_latest:#}; as 0.2.0: {as_v2:#}; as 0.1.0: {as_v1:#}")
+            .map_err(|as_v0_1| LinkError::NoWorld {
+                as_v0_3,
+                as_v0_2,
+                as_v0_1,
             })
     }
 

@@ -28,7 +28,8 @@ pub use latest::{
     Action, CacheAction, CacheEffect, CacheEvent, ChangeKind, Column, Effect, EventSource, Expiry,
     LogLevel, Refresh, Value, Write,
 };
-pub use linked::{LinkedPlugin, PluginExports};
+pub use linked::{LinkError, LinkedPlugin, PluginExports};
+pub use version::VersionError;
 
 /// A row change as the host carries it: table and column names with each
 /// value. Plugins of contract 0.3.0 receive it in [`wire`]'s compact shape,

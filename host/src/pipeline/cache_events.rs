@@ -14,6 +14,7 @@ use crate::audit::{AuditRecord, Verdict};
 use crate::cache_events::{CacheAction, CacheEffect, CacheEvent, Refresh, source_name};
 use crate::change::{RowChange, Version};
 use crate::runtime::{Plugin, PluginError};
+use crate::source::spanner::RefreshRefusal;
 use crate::version_keys;
 
 /// A batch of cache events that could not be carried out; nothing of it
@@ -107,10 +108,9 @@ impl Pipeline {
             let resolved = if plugin.manifest().wants(&refresh.table) {
                 reader.resolve(&refresh).await.map_err(read_failed)?
             } else {
-                Err(format!(
-                    "refresh of table {}: the plugin's manifest does not list that table",
-                    refresh.table
-                ))
+                Err(RefreshRefusal::NotInManifest {
+                    table: refresh.table.clone(),
+                })
             };
             match resolved {
                 Err(reason) => {
@@ -119,7 +119,13 @@ impl Pipeline {
                         .effects_total
                         .with_label_values(&[plugin.name(), "denied"])
                         .inc();
-                    records.push(event_record(plugin, event, "", Verdict::Denied, reason));
+                    records.push(event_record(
+                        plugin,
+                        event,
+                        "",
+                        Verdict::Denied,
+                        reason.to_string(),
+                    ));
                 }
                 Ok(refresh) => requests.push((action.event as usize, refresh)),
             }

@@ -252,7 +252,9 @@ impl Pipeline {
         let mut refused: BTreeMap<usize, String> = BTreeMap::new();
         for action in &actions {
             if let Err(reason) = check_effect(&action.effect, plugin.limits()) {
-                refused.entry(action.change as usize).or_insert(reason);
+                refused
+                    .entry(action.change as usize)
+                    .or_insert_with(|| reason.to_string());
             }
         }
         let mut records = RecordSampler::new(plugin.label(), plugin.digest(), RECORDS_PER_VERDICT);

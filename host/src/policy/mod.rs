@@ -14,6 +14,8 @@
 
 pub mod effect_check;
 
+pub use effect_check::EffectRefusal;
+
 use crate::change::Effect;
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -16,7 +16,7 @@ use credentials::FileCredentials;
 use redis::aio::ConnectionManager;
 use std::path::PathBuf;
 use std::time::Duration;
-use tls::RedisTls;
+use tls::{RedisTls, TlsError};
 
 /// How long a connection whose password comes from a file waits between
 /// reconnects while Redis refuses it.
@@ -50,6 +50,14 @@ pub enum ConnectError {
         /// Why.
         message: String,
     },
+    /// The TLS material for the server cannot be used.
+    #[error("cannot connect to Redis at {url}: {error} (is redis-server running? check redis.url)")]
+    Tls {
+        /// The URL from the config, password masked.
+        url: String,
+        /// Which file, and why.
+        error: TlsError,
+    },
     /// Redis refused the credentials.
     #[error("Redis refused the credentials of this connection: {message}")]
     Auth {
@@ -80,7 +88,11 @@ pub fn client(
     };
     match tls {
         Some(tls) => {
-            redis::Client::build_with_tls(info, tls.certificates().map_err(connect_error)?)
+            let certificates = tls.certificates().map_err(|error| ConnectError::Tls {
+                url: shown_url.to_owned(),
+                error,
+            })?;
+            redis::Client::build_with_tls(info, certificates)
         }
         None => redis::Client::open(info),
     }

@@ -22,12 +22,34 @@ pub struct RedisTls {
     pub key_file: Option<PathBuf>,
 }
 
+/// TLS material for Redis that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file cannot be read.
+    #[error("cannot read the {what} {}: {error}", path.display())]
+    Read {
+        /// Which file: `TLS CA certificate`, `TLS client certificate` or
+        /// `TLS client key`.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// Only one of `cert_file` and `key_file` is set.
+    #[error("redis.tls: cert_file and key_file go together")]
+    HalfPair,
+}
+
 impl RedisTls {
     /// Reads the files into what redis-rs needs; the error names the file.
-    pub fn certificates(&self) -> Result<redis::TlsCertificates, String> {
-        let read = |path: &Path, what: &str| {
-            std::fs::read(path)
-                .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+    pub fn certificates(&self) -> Result<redis::TlsCertificates, TlsError> {
+        let read = |path: &Path, what: &'static str| {
+            std::fs::read(path).map_err(|error| TlsError::Read {
+                what,
+                path: path.to_owned(),
+                error,
+            })
         };
         let client_tls = match (&self.cert_file, &self.key_file) {
             (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
@@ -35,7 +57,7 @@ impl RedisTls {
                 client_key: read(key, "TLS client key")?,
             }),
             (None, None) => None,
-            _ => return Err("redis.tls: cert_file and key_file go together".into()),
+            _ => return Err(TlsError::HalfPair),
         };
         let root_cert = match &self.ca_file {
             Some(ca) => Some(read(ca, "TLS CA certificate")?),
@@ -50,7 +72,7 @@ impl RedisTls {
 
 #[cfg(test)]
 mod tests {
-    use super::RedisTls;
+    use super::{RedisTls, TlsError};
 
     #[test]
     fn errors_name_the_missing_file_and_half_pairs() {
@@ -60,13 +82,26 @@ mod tests {
         };
         let err = tls.certificates().unwrap_err();
         assert!(
-            err.contains("TLS CA certificate /nonexistent/ca.pem"),
+            matches!(
+                err,
+                TlsError::Read {
+                    what: "TLS CA certificate",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("cannot read the TLS CA certificate /nonexistent/ca.pem: "),
             "{err}"
         );
         let half = RedisTls {
             cert_file: Some("/x".into()),
             ..RedisTls::default()
         };
-        assert!(half.certificates().unwrap_err().contains("go together"));
+        let err = half.certificates().unwrap_err();
+        assert!(matches!(err, TlsError::HalfPair), "{err:?}");
+        assert!(err.to_string().contains("go together"), "{err}");
     }
 }

@@ -19,4 +19,4 @@ pub mod pacing;
 pub mod settings;
 
 pub use coherence::{Coherence, CoherenceRow, Tally};
-pub use settings::VerifyConfig;
+pub use settings::{SettingsError, VerifyConfig};

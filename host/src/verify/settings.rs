@@ -71,67 +71,80 @@ const MOST_ROWS_AT_REST: usize = 10_000;
 /// Most sampled batches waiting per plugin.
 const MOST_PENDING: usize = 100_000;
 
+/// `[verify]` settings that cannot work; each names the setting.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingsError {
+    /// `sample` is not a share.
+    #[error("verify.sample = {0} must be between 0 (no checks) and 1 (every change)")]
+    Sample(f64),
+    /// Changes are sampled, but checked after no delay.
+    #[error("verify.delays_ms is empty: give at least one delay, or set verify.sample = 0")]
+    NoDelays,
+    /// A delay is longer than a check may wait.
+    #[error(
+        "verify.delays_ms holds {0}; a check waits at most {longest} ms",
+        longest = LONGEST_DELAY.as_millis()
+    )]
+    DelayTooLong(u64),
+    /// More delays than `MOST_DELAYS`.
+    #[error("verify.delays_ms holds {0} delays; at most {MOST_DELAYS}")]
+    TooManyDelays(usize),
+    /// More rows at rest than `MOST_ROWS_AT_REST`.
+    #[error("verify.at_rest_rows = {0} is more than {MOST_ROWS_AT_REST}")]
+    TooManyRowsAtRest(usize),
+    /// Rows at rest are read more often than every 100 ms.
+    #[error("verify.at_rest_period_ms must be at least 100 when verify.at_rest_rows is above 0")]
+    AtRestPeriodTooShort,
+    /// More pending batches than `MOST_PENDING`.
+    #[error("verify.max_pending = {0} is more than {MOST_PENDING}")]
+    TooManyPending(usize),
+    /// Rows at rest are compared later than a check may wait.
+    #[error(
+        "verify.at_rest_after_ms = {0} is longer than the longest wait, {longest} ms",
+        longest = LONGEST_DELAY.as_millis()
+    )]
+    AtRestAfterTooLong(u64),
+    /// Changes are sampled, but none may wait for its checks.
+    #[error("verify.max_pending must be above 0 when verify.sample is")]
+    NoPending,
+    /// Coherence would be logged more often than every second.
+    #[error("verify.report_ms must be at least 1000")]
+    ReportTooOften,
+}
+
 impl VerifyConfig {
     /// Why the settings cannot work, naming the setting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let longest_ms = LONGEST_DELAY.as_millis() as u64;
         if !(0.0..=1.0).contains(&self.sample) {
-            return Err(format!(
-                "verify.sample = {} must be between 0 (no checks) and 1 (every change)",
-                self.sample
-            ));
+            return Err(SettingsError::Sample(self.sample));
         }
         if self.sample > 0.0 && self.delays_ms.is_empty() {
-            return Err(
-                "verify.delays_ms is empty: give at least one delay, or set verify.sample = 0"
-                    .into(),
-            );
+            return Err(SettingsError::NoDelays);
         }
-        if let Some(long) = self
-            .delays_ms
-            .iter()
-            .find(|ms| **ms > LONGEST_DELAY.as_millis() as u64)
-        {
-            return Err(format!(
-                "verify.delays_ms holds {long}; a check waits at most {} ms",
-                LONGEST_DELAY.as_millis()
-            ));
+        if let Some(long) = self.delays_ms.iter().find(|ms| **ms > longest_ms) {
+            return Err(SettingsError::DelayTooLong(*long));
         }
         if self.delays_ms.len() > MOST_DELAYS {
-            return Err(format!(
-                "verify.delays_ms holds {} delays; at most {MOST_DELAYS}",
-                self.delays_ms.len()
-            ));
+            return Err(SettingsError::TooManyDelays(self.delays_ms.len()));
         }
         if self.at_rest_rows > MOST_ROWS_AT_REST {
-            return Err(format!(
-                "verify.at_rest_rows = {} is more than {MOST_ROWS_AT_REST}",
-                self.at_rest_rows
-            ));
+            return Err(SettingsError::TooManyRowsAtRest(self.at_rest_rows));
         }
         if self.at_rest_rows > 0 && self.at_rest_period_ms < 100 {
-            return Err(
-                "verify.at_rest_period_ms must be at least 100 when verify.at_rest_rows is above 0"
-                    .into(),
-            );
+            return Err(SettingsError::AtRestPeriodTooShort);
         }
         if self.max_pending > MOST_PENDING {
-            return Err(format!(
-                "verify.max_pending = {} is more than {MOST_PENDING}",
-                self.max_pending
-            ));
+            return Err(SettingsError::TooManyPending(self.max_pending));
         }
-        if self.at_rest_after_ms > LONGEST_DELAY.as_millis() as u64 {
-            return Err(format!(
-                "verify.at_rest_after_ms = {} is longer than the longest wait, {} ms",
-                self.at_rest_after_ms,
-                LONGEST_DELAY.as_millis()
-            ));
+        if self.at_rest_after_ms > longest_ms {
+            return Err(SettingsError::AtRestAfterTooLong(self.at_rest_after_ms));
         }
         if self.max_pending == 0 && self.sample > 0.0 {
-            return Err("verify.max_pending must be above 0 when verify.sample is".into());
+            return Err(SettingsError::NoPending);
         }
         if self.report_ms < 1000 {
-            return Err("verify.report_ms must be at least 1000".into());
+            return Err(SettingsError::ReportTooOften);
         }
         Ok(())
     }
@@ -201,7 +214,7 @@ mod tests {
     fn bad_settings_are_named() {
         let bad = |settings: VerifyConfig, named: &str| {
             let err = settings.validate().expect_err("refused");
-            assert!(err.contains(named), "{err}");
+            assert!(err.to_string().contains(named), "{err}");
         };
         bad(
             VerifyConfig {
@@ -223,6 +236,25 @@ mod tests {
                 ..Default::default()
             },
             "3600000",
+        );
+        let err = VerifyConfig {
+            delays_ms: vec![10, 3_600_000],
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(err, SettingsError::DelayTooLong(3_600_000));
+        assert_eq!(
+            err.to_string(),
+            "verify.delays_ms holds 3600000; a check waits at most 1800000 ms"
+        );
+        assert_eq!(
+            VerifyConfig {
+                report_ms: 10,
+                ..Default::default()
+            }
+            .validate(),
+            Err(SettingsError::ReportTooOften)
         );
         assert!(VerifyConfig::default().validate().is_ok());
     }

@@ -23,12 +23,12 @@ pub enum PluginError {
         source: crate::runtime::signing::SigningError,
     },
     /// The plugin was built against an API version this host does not speak.
-    #[error("plugin {path}: {message}")]
+    #[error("plugin {path}: {error}")]
     ApiVersion {
         /// The file.
         path: PathBuf,
         /// Found and supported versions.
-        message: String,
+        error: crate::contract::VersionError,
     },
     /// The manifest next to the plugin is invalid.
     #[error(transparent)]

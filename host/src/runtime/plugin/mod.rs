@@ -118,12 +118,12 @@ impl Plugin {
             })?;
         }
         // Checked before compiling: an SDK-built plugin names its API version.
-        let stamped = read_api_version(&bytes).map_err(load_error)?;
+        let stamped = read_api_version(&bytes).map_err(|e| load_error(e.to_string()))?;
         if let Some(found) = &stamped {
-            check_compatible(found, SUPPORTED_API_VERSIONS).map_err(|message| {
+            check_compatible(found, SUPPORTED_API_VERSIONS).map_err(|error| {
                 PluginError::ApiVersion {
                     path: path.to_owned(),
-                    message,
+                    error,
                 }
             })?;
         }

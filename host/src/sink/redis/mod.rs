@@ -146,6 +146,10 @@ impl From<ConnectError> for SinkError {
     fn from(error: ConnectError) -> Self {
         match error {
             ConnectError::Connect { url, message } => SinkError::Connect { url, message },
+            ConnectError::Tls { url, error } => SinkError::Connect {
+                url,
+                message: error.to_string(),
+            },
             ConnectError::Auth { message } => SinkError::Auth { message },
         }
     }

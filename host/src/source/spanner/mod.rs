@@ -11,6 +11,8 @@
 //! - [`completion`]: whole rows for partial inserts and updates.
 //! - [`snapshot`]: result rows as `snapshot` changes (backfill, refresh).
 //! - [`refresh`]: strong reads of single rows at a plugin's request.
+//! - [`refresh_check`]: what a refresh request must be, and why one is
+//!   refused ([`RefreshRefusal`]).
 //! - [`reader`]: runs the root query and every partition, batches records in
 //!   commit order per partition and feeds them to the pipeline.
 //! - [`watermarks`]: each partition's last checkpoint, for lag and stalls
@@ -23,6 +25,7 @@ pub mod query;
 pub mod reader;
 pub mod record;
 pub mod refresh;
+pub mod refresh_check;
 pub mod snapshot;
 pub mod stream_shape;
 pub mod tree;
@@ -31,3 +34,6 @@ pub mod watermarks;
 
 pub use crate::spanner_connection::{SpannerError, connect, describe_stream};
 pub use reader::ChangeStreamReader;
+pub use refresh_check::RefreshRefusal;
+pub use tree::ShapeError;
+pub use values::ValueError;

@@ -136,7 +136,9 @@ pub async fn read_partition(
             .raw_values()
             .first()
             .ok_or_else(|| record_error("row has no columns".into()))?;
-        let json = shape.to_json(value).map_err(record_error)?;
+        let json = shape
+            .to_json(value)
+            .map_err(|e| record_error(e.to_string()))?;
         let decoded = decode_row(json).map_err(|source| QueryError::Record {
             partition: partition.clone(),
             source,

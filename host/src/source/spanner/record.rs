@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use std::collections::HashMap;
 
+use super::values::ValueError;
 pub use super::values::scalar_value;
 
 /// A change record that does not decode.
@@ -340,7 +341,7 @@ fn object(
     }
 }
 
-fn typed_value(column: &TypedColumn, json: &Json) -> Result<Value, String> {
+fn typed_value(column: &TypedColumn, json: &Json) -> Result<Value, ValueError> {
     scalar_value(&column.type_code, column.element_code.as_deref(), json)
 }
 

@@ -8,6 +8,8 @@
 
 use crate::change::{ChangeKind, Column, RowChange, Value};
 use crate::contract::Refresh;
+use crate::source::spanner::refresh_check::order_keys;
+pub use crate::source::spanner::refresh_check::{RefreshRefusal, check_request};
 use crate::source::spanner::snapshot::{
     ColumnDecoder, StrongRead, column_decoders, primary_key_columns, snapshot_change, strong_read,
 };
@@ -20,44 +22,6 @@ use google_cloud_spanner::transaction::{MultiUseReadOnlyTransaction, TimestampBo
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
-
-/// Why a refresh request cannot be read (the plugin asked for something
-/// malformed).
-pub fn check_request(refresh: &Refresh) -> Result<(), String> {
-    if !is_identifier(&refresh.table) {
-        return Err(format!(
-            "refresh names table {:?}, which is not a table name",
-            refresh.table
-        ));
-    }
-    if refresh.keys.is_empty() {
-        return Err(format!(
-            "refresh of table {} gives no key columns",
-            refresh.table
-        ));
-    }
-    for column in &refresh.keys {
-        if !is_identifier(&column.name) {
-            return Err(format!(
-                "refresh of table {} names key column {:?}, which is not a column name",
-                refresh.table, column.name
-            ));
-        }
-        if matches!(column.value, Value::Null | Value::Json(_)) {
-            return Err(format!(
-                "refresh of table {}: key column {} is {}; a key value must be a scalar",
-                refresh.table,
-                column.name,
-                if column.value == Value::Null {
-                    "NULL"
-                } else {
-                    "JSON"
-                }
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// Reads rows from Spanner for refresh requests.
 #[derive(Clone)]
@@ -78,9 +42,12 @@ impl Refresher {
 
     /// Checks a plugin's request against the schema: the table must exist
     /// and the request must give exactly its primary key columns, which come
-    /// back in key order. `Ok(Err(reason))` denies the request; `Err` is a
+    /// back in key order. `Ok(Err(refusal))` denies the request; `Err` is a
     /// failure to read the schema (retry later).
-    pub async fn resolve(&self, refresh: &Refresh) -> anyhow::Result<Result<Refresh, String>> {
+    pub async fn resolve(
+        &self,
+        refresh: &Refresh,
+    ) -> anyhow::Result<Result<Refresh, RefreshRefusal>> {
         if let Err(reason) = check_request(refresh) {
             return Ok(Err(reason));
         }
@@ -235,36 +202,6 @@ async fn changes_of(
     Ok(changes)
 }
 
-/// The request with its keys in primary key order, or why its keys are not
-/// exactly the primary key of its table (`primary_key` empty: no table).
-fn order_keys(refresh: &Refresh, primary_key: &[String]) -> Result<Refresh, String> {
-    if primary_key.is_empty() {
-        return Err(format!(
-            "refresh of table {}: there is no such table",
-            refresh.table
-        ));
-    }
-    let given: Vec<&str> = refresh.keys.iter().map(|c| c.name.as_str()).collect();
-    let mut keys = Vec::with_capacity(primary_key.len());
-    for name in primary_key {
-        match refresh.keys.iter().find(|c| &c.name == name) {
-            Some(column) => keys.push(column.clone()),
-            None => break,
-        }
-    }
-    if keys.len() != primary_key.len() || given.len() != primary_key.len() {
-        return Err(format!(
-            "refresh of table {} must give exactly its primary key columns {primary_key:?}, \
-             got {given:?}",
-            refresh.table
-        ));
-    }
-    Ok(Refresh {
-        table: refresh.table.clone(),
-        keys,
-    })
-}
-
 /// `SELECT * FROM table WHERE k0 = @k0 AND …`, with untyped parameters that
 /// Spanner types from the key columns (`k IS NULL` for a NULL key value,
 /// which a change of a nullable key column can carry; a plugin's refresh
@@ -333,48 +270,6 @@ mod tests {
             name: name.into(),
             value,
         }
-    }
-
-    #[test]
-    fn requests_are_checked() {
-        assert!(check_request(&refresh("Users", vec![column("UserId", Value::Int64(1))])).is_ok());
-        let bad = [
-            refresh("Users; DROP", vec![column("UserId", Value::Int64(1))]),
-            refresh("Users", vec![]),
-            refresh("Users", vec![column("a b", Value::Int64(1))]),
-            refresh("Users", vec![column("UserId", Value::Null)]),
-            refresh("Users", vec![column("UserId", Value::Json("{}".into()))]),
-        ];
-        for request in &bad {
-            let err = check_request(request).unwrap_err();
-            assert!(err.contains("refresh"), "{err}");
-        }
-    }
-
-    #[test]
-    fn keys_must_be_exactly_the_primary_key() {
-        let primary_key = ["CustomerId".to_owned(), "OrderId".to_owned()];
-        let request = refresh(
-            "Orders",
-            vec![
-                column("OrderId", Value::Int64(7)),
-                column("CustomerId", Value::String("c1".into())),
-            ],
-        );
-        let ordered = order_keys(&request, &primary_key).unwrap();
-        assert_eq!(ordered.keys[0].name, "CustomerId");
-        assert_eq!(ordered.keys[1].name, "OrderId");
-        let partial = refresh("Orders", vec![column("OrderId", Value::Int64(7))]);
-        let err = order_keys(&partial, &primary_key).unwrap_err();
-        assert!(err.contains("exactly its primary key"), "{err}");
-        let mut extra = request.clone();
-        extra.keys.push(column("Email", Value::String("a".into())));
-        assert!(order_keys(&extra, &primary_key).is_err());
-        let mut repeated = request.clone();
-        repeated.keys[0] = column("CustomerId", Value::String("c2".into()));
-        assert!(order_keys(&repeated, &primary_key).is_err());
-        let err = order_keys(&request, &[]).unwrap_err();
-        assert!(err.contains("no such table"), "{err}");
     }
 
     #[test]

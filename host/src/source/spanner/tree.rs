@@ -10,6 +10,36 @@ use google_cloud_spanner::types::{Type, TypeCode};
 use google_cloud_spanner::value::{Kind, Value};
 use serde_json::Value as Json;
 
+/// A result value that does not have the shape its metadata announced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    /// An array column's value is not a list.
+    #[error("expected an array, got {0:?}")]
+    ExpectedArray(Kind),
+    /// A struct's value is not a list.
+    #[error("expected a struct, got {0:?}")]
+    ExpectedStruct(Kind),
+    /// A struct's value has another number of values than it has fields.
+    #[error("struct has {values} values for {fields} fields")]
+    FieldCount {
+        /// How many values came.
+        values: usize,
+        /// How many fields the struct has.
+        fields: usize,
+    },
+    /// A struct field's value does not have its shape.
+    #[error("{name}: {error}")]
+    Field {
+        /// The field.
+        name: String,
+        /// What is wrong with its value.
+        error: Box<ShapeError>,
+    },
+    /// A scalar's value is a list or of an unknown kind.
+    #[error("unexpected scalar of kind {0:?}")]
+    UnexpectedScalar(Kind),
+}
+
 /// The structure of a result column, as far as decoding needs it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Shape {
@@ -58,7 +88,7 @@ impl Shape {
     /// Decodes `value` into JSON, naming struct fields.
     ///
     /// Fails when the value does not have the shape the metadata announced.
-    pub fn to_json(&self, value: &Value) -> Result<Json, String> {
+    pub fn to_json(&self, value: &Value) -> Result<Json, ShapeError> {
         if value.is_null() {
             return Ok(Json::Null);
         }
@@ -67,23 +97,25 @@ impl Shape {
             Shape::Array(element) => {
                 let list = value
                     .as_list()
-                    .ok_or_else(|| format!("expected an array, got {:?}", value.kind()))?;
+                    .ok_or_else(|| ShapeError::ExpectedArray(value.kind()))?;
                 list.iter().map(|item| element.to_json(item)).collect()
             }
             Shape::Struct(fields) => {
                 let list = value
                     .as_list()
-                    .ok_or_else(|| format!("expected a struct, got {:?}", value.kind()))?;
+                    .ok_or_else(|| ShapeError::ExpectedStruct(value.kind()))?;
                 if list.len() != fields.len() {
-                    return Err(format!(
-                        "struct has {} values for {} fields",
-                        list.len(),
-                        fields.len()
-                    ));
+                    return Err(ShapeError::FieldCount {
+                        values: list.len(),
+                        fields: fields.len(),
+                    });
                 }
                 let mut object = serde_json::Map::with_capacity(fields.len());
                 for ((name, shape), item) in fields.iter().zip(list.iter()) {
-                    let decoded = shape.to_json(item).map_err(|e| format!("{name}: {e}"))?;
+                    let decoded = shape.to_json(item).map_err(|error| ShapeError::Field {
+                        name: name.clone(),
+                        error: Box::new(error),
+                    })?;
                     object.insert(name.clone(), decoded);
                 }
                 Ok(Json::Object(object))
@@ -92,7 +124,7 @@ impl Shape {
     }
 }
 
-fn scalar_to_json(value: &Value) -> Result<Json, String> {
+fn scalar_to_json(value: &Value) -> Result<Json, ShapeError> {
     match value.kind() {
         Kind::Null => Ok(Json::Null),
         Kind::Bool => Ok(Json::Bool(value.as_bool().unwrap_or_default())),
@@ -101,7 +133,7 @@ fn scalar_to_json(value: &Value) -> Result<Json, String> {
             let number = value.as_f64().unwrap_or_default();
             Ok(serde_json::Number::from_f64(number).map_or(Json::Null, Json::Number))
         }
-        other => Err(format!("unexpected scalar of kind {other:?}")),
+        other => Err(ShapeError::UnexpectedScalar(other)),
     }
 }
 
@@ -146,7 +178,17 @@ mod tests {
         ]);
         let value = Value::from(vec!["only one".to_string()]);
         let err = shape.to_json(&value).unwrap_err();
-        assert!(err.contains("1 values for 2 fields"), "{err}");
+        assert_eq!(
+            err,
+            ShapeError::FieldCount {
+                values: 1,
+                fields: 2
+            }
+        );
+        assert!(err.to_string().contains("1 values for 2 fields"), "{err}");
+        let nested = Shape::Struct(vec![("outer".into(), shape)]);
+        let err = nested.to_json(&Value::from(vec![value])).unwrap_err();
+        assert_eq!(err.to_string(), "outer: struct has 1 values for 2 fields");
     }
 
     #[test]
