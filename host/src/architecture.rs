@@ -34,7 +34,12 @@ const COMMANDS: [&str; 6] = [
 ];
 
 /// The binary's command-line files built only with the `devtools` feature.
-const DEVTOOLS_COMMANDS: [&str; 3] = ["devtools_cli.rs", "plugin_cli.rs", "bench_cli.rs"];
+const DEVTOOLS_COMMANDS: [&str; 4] = [
+    "devtools_cli.rs",
+    "plugin_cli.rs",
+    "bench_cli.rs",
+    "bench_startup_cli.rs",
+];
 
 /// Edges between top-level modules, each with every place that makes it.
 type Graph = BTreeMap<String, BTreeMap<String, Vec<String>>>;

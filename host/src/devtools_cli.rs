@@ -93,6 +93,19 @@ pub enum BenchCommand {
     /// alone doing the same work, in the same run; host CPU per change and
     /// p50/p99 time in the host.
     Pipeline(crate::bench_cli::PipelineArgs),
+    /// Time from process start to ready (`/readyz` 200) of `run` and its
+    /// resident memory once ready: N plugins with an empty compile cache,
+    /// N plugins cached, and 1 plugin cached, so the per-plugin cost shows.
+    ///
+    /// Starts its own emulator and redis-server unless given ones. What
+    /// bounds the service's memory beyond what is measured here is in its
+    /// configuration: `plugins.memory_mb` caps each plugin instance's
+    /// linear memories (default 128 MiB; a manifest may only lower it), and
+    /// each plugin's lane holds at most `plugins.lane_backlog_max` waiting
+    /// row changes (default 100,000) for at most `plugins.lane_stall_ms`
+    /// (default 30 s) before it is marked out of sync and its batches are
+    /// released.
+    Startup(crate::bench_startup_cli::StartupArgs),
 }
 
 fn parse_contender(text: &str) -> Result<Contender, String> {
@@ -123,6 +136,9 @@ pub async fn run(
         DevCommand::Bench {
             command: BenchCommand::Pipeline(args),
         } => crate::bench_cli::run(args).await,
+        DevCommand::Bench {
+            command: BenchCommand::Startup(args),
+        } => crate::bench_startup_cli::run(args).await,
         DevCommand::Demo {
             check,
             changes,

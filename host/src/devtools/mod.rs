@@ -8,6 +8,8 @@
 //! - [`demo`]: `redis-spanner demo`: the whole loop on a laptop.
 //! - [`pipeline_bench`]: `redis-spanner bench pipeline`: the host against
 //!   Redis alone, in the same run.
+//! - [`startup_bench`]: `redis-spanner bench startup`: time from process
+//!   start to ready and resident memory, with one plugin and with N.
 //! - [`authoring`]: `redis-spanner plugin test|check|new|build` and
 //!   `bench plugins`: plugin authors' tools.
 
@@ -15,3 +17,4 @@ pub mod authoring;
 pub mod demo;
 pub mod local;
 pub mod pipeline_bench;
+pub mod startup_bench;

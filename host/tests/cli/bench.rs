@@ -1,5 +1,6 @@
-//! `bench pipeline` on a tiny workload: its table is well formed, one row
-//! per setting, every figure a number (no timing is asserted).
+//! `bench pipeline` on a tiny workload and `bench startup` with two
+//! plugins: their tables are well formed, every figure a number (no timing
+//! is asserted).
 
 use crate::support::{binary, expect_success};
 use redis_spanner_tests::plugin;
@@ -65,4 +66,50 @@ fn bench_pipeline_prints_one_well_formed_row_per_setting() {
         }
         assert!(number(row[7]) >= number(row[6]), "p99 ≥ p50: {stdout}");
     }
+}
+
+/// `bench startup` with two plugins: three rows (uncached 2, cached 2,
+/// cached 1), every time and RSS a positive number, and the per-plugin RSS
+/// line (no timing is asserted).
+#[test]
+fn bench_startup_prints_a_well_formed_table() {
+    let plugin = plugin("users_cache");
+    let plugin = plugin.to_str().expect("a UTF-8 path");
+    let args = ["bench", "startup", "--plugins", "2", "--plugin", plugin];
+    let output = binary().args(args).output().expect("runs");
+    let stdout = String::from_utf8(expect_success(&args, output)).expect("UTF-8");
+    let mut lines = stdout.lines().filter(|line| line.starts_with('|'));
+    assert_eq!(
+        lines.next(),
+        Some("| start | plugins | start→ready ms | RSS MiB |"),
+        "{stdout}"
+    );
+    assert_eq!(lines.next(), Some("|---|---:|---:|---:|"), "{stdout}");
+    let rows: Vec<Vec<&str>> = lines
+        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let starts: Vec<(&str, &str)> = rows.iter().map(|row| (row[0], row[1])).collect();
+    assert_eq!(
+        starts,
+        [("uncached", "2"), ("cached", "2"), ("cached", "1")],
+        "{stdout}"
+    );
+    for row in &rows {
+        assert_eq!(row.len(), 4, "{stdout}");
+        for cell in &row[2..] {
+            let figure: f64 = cell
+                .parse()
+                .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"));
+            assert!(figure > 0.0, "{cell:?} is not positive: {stdout}");
+        }
+    }
+    let per_plugin = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("RSS per plugin: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no RSS per plugin line: {stdout}"));
+    assert!(
+        per_plugin.parse::<f64>().is_ok(),
+        "{per_plugin:?} is not a figure: {stdout}"
+    );
 }

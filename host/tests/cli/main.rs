@@ -1,7 +1,8 @@
 //! Tests of the real `redis-spanner` binary (`CARGO_BIN_EXE_redis-spanner`),
 //! in one test binary so the host is linked into tests once.
 //!
-//! - [`bench`]: `bench pipeline`'s table on a tiny workload.
+//! - [`bench`]: `bench pipeline`'s table on a tiny workload, `bench
+//!   startup`'s with two plugins.
 //! - [`audit`]: `audit verify` exit codes and messages, and log formats.
 //! - [`dead_letters`]: `dead-letter list`.
 //! - [`crash_restart`]: kill -9 mid-stream and restart, then SIGTERM.

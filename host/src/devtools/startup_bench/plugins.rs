@@ -1,0 +1,113 @@
+//! A startup bench's plugins and service configuration.
+//!
+//! The plugins are copies of one component named `bench_0`, `bench_1`, …,
+//! each granted the same key prefix. Each copy ends with a custom section
+//! naming it, so each is a component of its own to the compile cache (which
+//! keys compiled code by the file's digest): an empty cache compiles every
+//! copy, as it would N different plugins.
+
+use super::setup::{INSTANCE, PROJECT, Servers};
+use crate::devtools::demo::schema;
+use anyhow::Context as _;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The key prefix every copy is granted.
+pub const PREFIX: &str = "users:";
+
+/// The custom section that tells the copies apart.
+const COPY_SECTION: &str = "redis-spanner-bench-copy";
+
+/// Writes `count` tagged copies of `plugin` into `dir` (created) and
+/// returns their names.
+pub fn tagged_copies(plugin: &Path, count: usize, dir: &Path) -> anyhow::Result<Vec<String>> {
+    let bytes =
+        std::fs::read(plugin).with_context(|| format!("cannot read {}", plugin.display()))?;
+    std::fs::create_dir_all(dir)?;
+    (0..count)
+        .map(|n| {
+            let name = format!("bench_{n}");
+            let mut copy = bytes.clone();
+            append_custom_section(&mut copy, COPY_SECTION, name.as_bytes());
+            std::fs::write(dir.join(format!("{name}.wasm")), copy)?;
+            Ok(name)
+        })
+        .collect()
+}
+
+/// Appends a custom section (id 0: name, then payload) to a component.
+fn append_custom_section(component: &mut Vec<u8>, name: &str, payload: &[u8]) {
+    let mut body = leb128(name.len());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    component.push(0);
+    component.extend(leb128(body.len()));
+    component.extend(body);
+}
+
+fn leb128(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// What one start's configuration names.
+pub struct ServiceSetup<'a> {
+    /// Where Redis and the emulator are.
+    pub servers: &'a Servers,
+    /// The database, on the bench's instance.
+    pub database: &'a str,
+    /// The plugin folder.
+    pub plugin_dir: &'a Path,
+    /// The plugins in it, each granted [`PREFIX`].
+    pub names: &'a [String],
+    /// The compile cache, shared by every start.
+    pub cache_dir: &'a Path,
+}
+
+impl ServiceSetup<'_> {
+    /// Writes the configuration of a service with its admin server on
+    /// `admin_port` to `path`. Every plugin is required, so a start in which one does not load
+    /// fails instead of being measured without it.
+    pub fn write(&self, path: &Path, admin_port: u16) -> anyhow::Result<PathBuf> {
+        let required: Vec<String> = self.names.iter().map(|name| quoted(name)).collect();
+        let mut text = format!(
+            "[spanner]\nproject = {}\ninstance = {}\ndatabase = {}\nchange_stream = {}\n\
+             emulator_host = {}\nemulator_rest = {}\n\n\
+             [redis]\nurl = {}\n\n\
+             [plugins]\ndir = {}\ncache_dir = {}\nrequired = [{}]\n\n\
+             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n",
+            quoted(PROJECT),
+            quoted(INSTANCE),
+            quoted(self.database),
+            quoted(schema::STREAM),
+            quoted(&self.servers.grpc),
+            quoted(&self.servers.rest),
+            quoted(&self.servers.redis_url),
+            quoted(&self.plugin_dir.to_string_lossy()),
+            quoted(&self.cache_dir.to_string_lossy()),
+            required.join(", "),
+        );
+        for name in self.names {
+            let _ = write!(
+                text,
+                "\n[grants.{name}]\nkey_prefixes = [{}]\n",
+                quoted(PREFIX)
+            );
+        }
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path.to_owned())
+    }
+}
+
+/// `text` as a TOML string.
+fn quoted(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
