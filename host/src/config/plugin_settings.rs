@@ -81,6 +81,16 @@ pub struct PluginsConfig {
     /// A plugin's lane with more row changes waiting is marked out of sync.
     #[serde(default = "default_lane_backlog_max")]
     pub lane_backlog_max: usize,
+    /// Batches one plugin's lane works on at once: while one is being
+    /// applied in Redis, the plugin plans the next. Versioned writes make
+    /// the order in which they land safe (an older write is refused as
+    /// stale); 1 applies strictly one batch after the other.
+    #[serde(default = "default_lane_batches_in_flight")]
+    pub lane_batches_in_flight: usize,
+}
+
+pub(super) fn default_lane_batches_in_flight() -> usize {
+    4
 }
 
 pub(super) fn default_lane_stall_ms() -> u64 {
@@ -159,6 +169,7 @@ impl PluginsConfig {
         crate::pipeline::LaneBounds {
             stall: std::time::Duration::from_millis(self.lane_stall_ms),
             backlog_changes: self.lane_backlog_max,
+            batches_in_flight: self.lane_batches_in_flight.max(1),
         }
     }
 
@@ -206,6 +217,7 @@ impl Default for PluginsConfig {
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
             lane_stall_ms: default_lane_stall_ms(),
             lane_backlog_max: default_lane_backlog_max(),
+            lane_batches_in_flight: default_lane_batches_in_flight(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! What lanes carry: a batch's job in one lane, and the completion that
-//! resolves the batch's commit once every lane is done with it.
+//! What lanes carry: a batch's job in one lane, the completion that
+//! resolves the batch's commit once every lane is done with it, and a
+//! lane's work on one job.
 
 use super::*;
 
@@ -55,5 +56,41 @@ impl Job {
 
     pub(super) fn is_released(&self) -> bool {
         self.released.load(Ordering::Acquire)
+    }
+}
+
+impl Pipeline {
+    /// Applies `job` with the plugin `name` (unless it was released) and
+    /// releases it.
+    pub(super) async fn run_job(self: Arc<Self>, name: String, job: Arc<Job>) -> Arc<Job> {
+        if !job.is_released() {
+            self.apply_job(&name, &job).await;
+        }
+        job.release();
+        job
+    }
+
+    /// A lane's bookkeeping once `job` is done; `idle`: nothing else is
+    /// running or waiting in it.
+    pub(super) fn job_done(self: &Arc<Self>, lane: &Arc<Lane>, job: &Arc<Job>, idle: bool) {
+        let recovered = {
+            let mut state = lane.lock();
+            if let Some(at) = state.pending.iter().position(|j| Arc::ptr_eq(j, job)) {
+                state.pending.remove(at);
+                state.backlog = state.backlog.saturating_sub(job.batch.len());
+            }
+            self.metrics
+                .lane_backlog
+                .with_label_values(&[&lane.name])
+                .set(state.backlog as i64);
+            let recovered = !state.in_sync && idle;
+            if recovered {
+                state.in_sync = true;
+            }
+            recovered
+        };
+        if recovered {
+            self.back_in_sync(lane);
+        }
     }
 }

@@ -315,35 +315,29 @@ impl Pipeline {
         lane
     }
 
-    /// A lane's task: applies its batches in order, one at a time.
+    /// A lane's task: takes its batches in order and works on up to
+    /// `batches_in_flight` of them at once (the plugin's calls still come
+    /// one at a time: it has one instance; a batch's apply in Redis
+    /// overlaps the next one's call).
     async fn run_lane(
         self: Arc<Self>,
         lane: Arc<Lane>,
         mut jobs: mpsc::UnboundedReceiver<Arc<Job>>,
     ) {
-        while let Some(job) = jobs.recv().await {
-            if !job.is_released() {
-                self.apply_job(&lane.name, &job).await;
-            }
-            job.release();
-            let recovered = {
-                let mut state = lane.lock();
-                if let Some(at) = state.pending.iter().position(|j| Arc::ptr_eq(j, &job)) {
-                    state.pending.remove(at);
-                    state.backlog = state.backlog.saturating_sub(job.batch.len());
+        let limit = self.lanes.bounds.batches_in_flight.max(1);
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                job = jobs.recv(), if open && running.len() < limit => match job {
+                    Some(job) => running.push(self.clone().run_job(lane.name.clone(), job)),
+                    None => open = false,
+                },
+                Some(job) = futures::StreamExt::next(&mut running), if !running.is_empty() => {
+                    let idle = running.is_empty() && jobs.is_empty();
+                    self.job_done(&lane, &job, idle);
                 }
-                self.metrics
-                    .lane_backlog
-                    .with_label_values(&[&lane.name])
-                    .set(state.backlog as i64);
-                let recovered = !state.in_sync && jobs.is_empty();
-                if recovered {
-                    state.in_sync = true;
-                }
-                recovered
-            };
-            if recovered {
-                self.back_in_sync(&lane);
+                else => break,
             }
         }
     }

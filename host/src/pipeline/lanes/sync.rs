@@ -11,6 +11,8 @@ pub struct LaneBounds {
     pub stall: Duration,
     /// Most row changes waiting in one lane before it is out of sync.
     pub backlog_changes: usize,
+    /// Batches a lane works on at once (at least 1).
+    pub batches_in_flight: usize,
 }
 
 impl Default for LaneBounds {
@@ -18,6 +20,7 @@ impl Default for LaneBounds {
         Self {
             stall: Duration::from_secs(30),
             backlog_changes: 100_000,
+            batches_in_flight: 4,
         }
     }
 }
