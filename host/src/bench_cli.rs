@@ -37,6 +37,10 @@ pub struct PipelineArgs {
     /// Replay tasks, each sending one batch at a time like a partition.
     #[arg(long, default_value_t = 8)]
     partitions: usize,
+    /// Batches each plugin's lane works on at once
+    /// (`plugins.lane_batches_in_flight`).
+    #[arg(long, default_value_t = 4)]
+    lane_batches_in_flight: usize,
     /// Use this Redis instead of starting redis-server. It is FLUSHED.
     #[arg(long)]
     redis_url: Option<String>,
@@ -74,6 +78,7 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         audit: args.audit.iter().map(|s| matches!(s, Switch::On)).collect(),
         workload,
         partitions: args.partitions,
+        lane_batches_in_flight: args.lane_batches_in_flight,
         redis_url: args.redis_url,
     };
     let results = pipeline_bench::run(&options, |line| eprintln!("bench: {line}")).await?;

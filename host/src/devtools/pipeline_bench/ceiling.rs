@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 /// Batches in flight the ceiling tries; it keeps the fastest.
 pub const DEPTHS: [usize; 4] = [1, 4, 16, 64];
 
+/// Runs at each depth; the fastest counts (a short run on a shared machine
+/// is easily disturbed once).
+pub const RUNS_PER_DEPTH: usize = 2;
+
 /// One plugin's part of one batch: what it asked for, versioned.
 #[derive(Debug, Clone)]
 pub struct PlannedApply {
@@ -102,8 +106,9 @@ pub async fn plan(
     Ok(work)
 }
 
-/// Sends `work` at each of [`DEPTHS`] (Redis flushed before each) and
-/// returns the fastest, in changes of the workload per second.
+/// Sends `work` [`RUNS_PER_DEPTH`] times at each of [`DEPTHS`] (Redis
+/// flushed before each) and returns the fastest, in changes of the
+/// workload per second.
 ///
 /// # Errors
 ///
@@ -115,7 +120,10 @@ pub async fn measure(
 ) -> anyhow::Result<Ceiling> {
     let sink = Arc::new(RedisSink::connect(&config.redis.url, config.redis.tombstone_ms).await?);
     let mut best: Option<(Duration, usize)> = None;
-    for depth in DEPTHS {
+    let tries = DEPTHS
+        .iter()
+        .flat_map(|&depth| std::iter::repeat_n(depth, RUNS_PER_DEPTH));
+    for depth in tries {
         flush(&config.redis.url).await?;
         let audit = match &config.redis.audit_stream {
             Some(stream) => Some(Arc::new(

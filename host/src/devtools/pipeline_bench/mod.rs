@@ -53,6 +53,8 @@ pub struct PipelineBenchOptions {
     pub workload: Workload,
     /// Replay tasks, each a partition sending one batch at a time.
     pub partitions: usize,
+    /// `plugins.lane_batches_in_flight` for the host's run.
+    pub lane_batches_in_flight: usize,
     /// Use this Redis (it is flushed!) instead of starting redis-server.
     pub redis_url: Option<String>,
 }
@@ -88,7 +90,9 @@ pub async fn run(
         let dir = scratch.path().join(format!("plugins-{plugins}"));
         let names = plugin_copies(&options.plugin, plugins, &dir)?;
         for &audit in &options.audit {
-            let config = bench_config(&url, &dir, &names, &options.prefix, audit, scratch.path());
+            let mut config =
+                bench_config(&url, &dir, &names, &options.prefix, audit, scratch.path());
+            config.plugins.lane_batches_in_flight = options.lane_batches_in_flight;
             let label = format!(
                 "{plugins} plugin{}, audit {}",
                 if plugins == 1 { "" } else { "s" },
