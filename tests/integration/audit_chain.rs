@@ -250,6 +250,63 @@ async fn concurrent_appends_form_one_intact_chain() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many times Redis ran `FCALL` since its statistics were reset.
+async fn fcall_count(conn: &mut ConnectionManager) -> anyhow::Result<u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await?;
+    Ok(info
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_fcall:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(Ok(0), str::parse)?)
+}
+
+#[tokio::test]
+async fn appends_made_at_once_go_together_in_one_chain() -> anyhow::Result<()> {
+    // 64 callers append at once (as many lanes do): their records go in
+    // groups, each caller's records together and in order, far fewer
+    // round trips than callers, and the chain is intact.
+    let server = RedisServer::start().await?;
+    let mut conn = connect(&server).await?;
+    let log = Arc::new(AuditLog::open(conn.clone(), "audit".to_owned(), true, None, None).await?);
+    command(&mut conn, &["CONFIG", "RESETSTAT"]).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..64 {
+        let log = Arc::clone(&log);
+        tasks.spawn(async move { log.append(&records(task * 100, 5)).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let calls = fcall_count(&mut conn).await?;
+    assert!(calls < 32, "64 appends at once took {calls} FCALLs");
+    let report = verify(&mut conn, "audit", VerifyAgainst::default()).await?;
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!((report.records, report.chained), (320, 320));
+    let stream = entries(&mut conn, "audit").await?;
+    let keys: Vec<&[u8]> = stream
+        .iter()
+        .filter_map(|entry| field(entry, "key"))
+        .collect();
+    for caller in keys.chunks(5) {
+        let first: usize = std::str::from_utf8(&caller[0])?
+            .trim_start_matches("user:")
+            .parse()?;
+        let expected: Vec<String> = (first..first + 5).map(|n| format!("user:{n}")).collect();
+        let found: Vec<&str> = caller
+            .iter()
+            .map(|k| std::str::from_utf8(k))
+            .collect::<Result<_, _>>()?;
+        assert_eq!(
+            found, expected,
+            "one caller's records stay together, in order"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn two_writers_share_one_intact_chain() -> anyhow::Result<()> {
     // The service and a backfill or replay run at once: two logs, one

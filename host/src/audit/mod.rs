@@ -127,7 +127,7 @@ impl AuditRecord {
 }
 
 /// A Redis failure of the audit trail that retrying will not fix.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
     /// Redis rejected a command.
     #[error("Redis rejected {command} on the audit stream {stream}: {message}")]

@@ -10,7 +10,10 @@
 //! entry of the stream, or from the anchor in Spanner when that is further
 //! on (the stream lost its newest entries: the new records then link to the
 //! anchored head, and `audit verify` reports the gap). Appends from one
-//! log's tasks are serialised under one lock.
+//! log's tasks are serialised under one lock, and grouped: records that
+//! arrive while an append is under way go together in the next one
+//! ([`grouped`]), so many lanes appending at once cost one round trip per
+//! group rather than one each.
 //!
 //! Connection problems are retried with capped exponential backoff until
 //! Redis answers again. A batch whose reply was lost is not appended twice
@@ -23,8 +26,10 @@ use crate::sink::redis::is_transient;
 use redis::aio::ConnectionManager;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+mod grouped;
 mod redis_calls;
 mod resume;
+use grouped::Waiting;
 pub(super) use redis_calls::retry;
 use redis_calls::{CHAIN_MOVED, is_missing_function, load_functions, pause, rejected, unix_millis};
 pub(super) use resume::read_head_and_tail;
@@ -68,6 +73,9 @@ pub struct AuditLog {
     /// The connection and the chain's position, locked for a whole append
     /// so that concurrent appends form one chain.
     state: tokio::sync::Mutex<ChainState>,
+    /// Appends waiting for the lock, oldest first; the next holder sends
+    /// them together.
+    waiting: std::sync::Mutex<std::collections::VecDeque<Waiting>>,
 }
 
 /// What an append needs exclusively.
@@ -109,6 +117,7 @@ impl AuditLog {
             chained,
             key,
             state: tokio::sync::Mutex::new(ChainState { conn, position }),
+            waiting: std::sync::Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -138,19 +147,19 @@ impl AuditLog {
         self.state.lock().await.position.head.clone()
     }
 
-    /// Appends `records`, in order, at once. A chained log appends only if
+    /// Appends `records` (of one or more callers), in order, at once, with
+    /// the lock held. A chained log appends only if
     /// the chain's head in Redis is still the one it hashed from (the Redis
     /// function `rs_audit_append`); when another writer (a backfill, a
     /// replay) moved it meanwhile, the records are hashed again after the
     /// new head. Retries while Redis is unreachable; returns an error only
     /// when Redis rejects a command or the chain key is missing from the
     /// keyring.
-    #[tracing::instrument(name = "audit.append", skip_all, fields(stream = %self.stream, records = records.len()))]
-    pub async fn append(&self, records: &[AuditRecord]) -> Result<(), AuditError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let mut state = self.state.lock().await;
+    async fn append_locked(
+        &self,
+        state: &mut ChainState,
+        records: &[AuditRecord],
+    ) -> Result<(), AuditError> {
         let at = unix_millis().to_string();
         if !self.chained {
             let mut pipe = redis::pipe();
