@@ -291,7 +291,7 @@ async fn appends_made_at_once_go_together_in_one_chain() -> anyhow::Result<()> {
         .filter_map(|entry| field(entry, "key"))
         .collect();
     for caller in keys.chunks(5) {
-        let first: usize = std::str::from_utf8(&caller[0])?
+        let first: usize = std::str::from_utf8(caller[0])?
             .trim_start_matches("user:")
             .parse()?;
         let expected: Vec<String> = (first..first + 5).map(|n| format!("user:{n}")).collect();
