@@ -34,11 +34,12 @@ const COMMANDS: [&str; 6] = [
 ];
 
 /// The binary's command-line files built only with the `devtools` feature.
-const DEVTOOLS_COMMANDS: [&str; 4] = [
+const DEVTOOLS_COMMANDS: [&str; 5] = [
     "devtools_cli.rs",
     "plugin_cli.rs",
     "bench_cli.rs",
     "bench_startup_cli.rs",
+    "bench_lag_cli.rs",
 ];
 
 /// Edges between top-level modules, each with every place that makes it.

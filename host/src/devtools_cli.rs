@@ -106,6 +106,15 @@ pub enum BenchCommand {
     /// (default 30 s) before it is marked out of sync and its batches are
     /// released.
     Startup(crate::bench_startup_cli::StartupArgs),
+    /// Commit → value in Redis through `run` with the example plugin,
+    /// beside the floor (a bare change-stream reader: commit → record
+    /// received) in the same run, at a fixed write rate; the added latency
+    /// (host − floor) at p50 and p99 against ≤ 2 ms and ≤ 5 ms.
+    ///
+    /// Starts a redis-server and a fresh emulator unless given ones: the
+    /// emulator's change-stream cost grows with its history, so keep runs
+    /// short.
+    Lag(crate::bench_lag_cli::LagArgs),
 }
 
 fn parse_contender(text: &str) -> Result<Contender, String> {
@@ -139,6 +148,9 @@ pub async fn run(
         DevCommand::Bench {
             command: BenchCommand::Startup(args),
         } => crate::bench_startup_cli::run(args).await,
+        DevCommand::Bench {
+            command: BenchCommand::Lag(args),
+        } => crate::bench_lag_cli::run(args).await,
         DevCommand::Demo {
             check,
             changes,

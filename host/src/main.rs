@@ -4,6 +4,8 @@ mod audit_cli;
 #[cfg(feature = "devtools")]
 mod bench_cli;
 #[cfg(feature = "devtools")]
+mod bench_lag_cli;
+#[cfg(feature = "devtools")]
 mod bench_startup_cli;
 mod dead_letter_cli;
 #[cfg(feature = "devtools")]

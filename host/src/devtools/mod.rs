@@ -10,11 +10,14 @@
 //!   Redis alone, in the same run.
 //! - [`startup_bench`]: `redis-spanner bench startup`: time from process
 //!   start to ready and resident memory, with one plugin and with N.
+//! - [`lag_bench`]: `redis-spanner bench lag`: commit → value in Redis
+//!   beside the emulator's own delivery (the floor), in the same run.
 //! - [`authoring`]: `redis-spanner plugin test|check|new|build` and
 //!   `bench plugins`: plugin authors' tools.
 
 pub mod authoring;
 pub mod demo;
+pub mod lag_bench;
 pub mod local;
 pub mod pipeline_bench;
 pub mod startup_bench;

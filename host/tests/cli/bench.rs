@@ -1,6 +1,6 @@
-//! `bench pipeline` on a tiny workload and `bench startup` with two
-//! plugins: their tables are well formed, every figure a number (no timing
-//! is asserted).
+//! `bench pipeline` on a tiny workload, `bench startup` with two plugins
+//! and `bench lag` for two seconds: their tables are well formed, every
+//! figure a number (no timing is asserted).
 
 use crate::support::{binary, expect_success};
 use redis_spanner_tests::plugin;
@@ -111,5 +111,74 @@ fn bench_startup_prints_a_well_formed_table() {
     assert!(
         per_plugin.parse::<f64>().is_ok(),
         "{per_plugin:?} is not a figure: {stdout}"
+    );
+}
+
+/// `bench lag` writing for two seconds: a floor row and a host row, each
+/// with a positive sample count and numeric p50 ≤ p99, and the added
+/// latency line with a figure and a verdict for each target (no timing is
+/// asserted).
+#[test]
+fn bench_lag_prints_a_well_formed_table() {
+    let plugin = plugin("users_cache");
+    let plugin = plugin.to_str().expect("a UTF-8 path");
+    let args = [
+        "bench",
+        "lag",
+        "--rate",
+        "10",
+        "--seconds",
+        "2",
+        "--plugin",
+        plugin,
+    ];
+    let output = binary().args(args).output().expect("runs");
+    let stdout = String::from_utf8(expect_success(&args, output)).expect("UTF-8");
+    let mut lines = stdout.lines().filter(|line| line.starts_with('|'));
+    assert_eq!(
+        lines.next(),
+        Some("| path | samples | p50 ms | p99 ms |"),
+        "{stdout}"
+    );
+    assert_eq!(lines.next(), Some("|---|---:|---:|---:|"), "{stdout}");
+    let rows: Vec<Vec<&str>> = lines
+        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let paths: Vec<&str> = rows.iter().map(|row| row[0]).collect();
+    assert_eq!(paths, ["floor", "host"], "{stdout}");
+    let number = |cell: &str| -> f64 {
+        cell.parse()
+            .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"))
+    };
+    for row in &rows {
+        assert_eq!(row.len(), 4, "{stdout}");
+        let samples: usize = row[1]
+            .parse()
+            .unwrap_or_else(|_| panic!("{:?} is not a count: {stdout}", row[1]));
+        assert!(samples > 0 && samples <= 20, "{stdout}");
+        assert!(number(row[2]) >= 0.0, "{stdout}");
+        assert!(number(row[3]) >= number(row[2]), "p99 ≥ p50: {stdout}");
+    }
+    let added = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("added by the host (host − floor): "))
+        .unwrap_or_else(|| panic!("no added-latency line: {stdout}"));
+    let figures: Vec<&str> = ["p50 ", "p99 "]
+        .iter()
+        .map(|label| {
+            added
+                .split(label)
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or_else(|| panic!("no {label}figure: {stdout}"))
+        })
+        .collect();
+    for figure in figures {
+        number(figure);
+    }
+    assert_eq!(
+        added.matches(": met)").count() + added.matches(": NOT met)").count(),
+        2,
+        "a verdict per target: {stdout}"
     );
 }

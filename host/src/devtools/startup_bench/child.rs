@@ -108,7 +108,7 @@ pub async fn time_start(
 }
 
 /// Whether `/readyz` answers 200 now.
-async fn is_ready(http: &reqwest::Client, readyz: &str) -> bool {
+pub async fn is_ready(http: &reqwest::Client, readyz: &str) -> bool {
     http.get(readyz)
         .send()
         .await
@@ -129,7 +129,7 @@ fn resident_bytes(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// Sends SIGTERM to `pid` with the shell's built-in `kill`.
-fn terminate(pid: u32) -> anyhow::Result<()> {
+pub fn terminate(pid: u32) -> anyhow::Result<()> {
     let status = std::process::Command::new("/bin/sh")
         .args(["-c", "kill -s TERM -- \"$1\"", "sh", &pid.to_string()])
         .status()?;
@@ -138,7 +138,7 @@ fn terminate(pid: u32) -> anyhow::Result<()> {
 }
 
 /// The last few KiB of the service's log.
-fn log_tail(log: &Path) -> String {
+pub fn log_tail(log: &Path) -> String {
     const TAIL: u64 = 4096;
     let mut text = String::new();
     if let Ok(mut file) = std::fs::File::open(log) {

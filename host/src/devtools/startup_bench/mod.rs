@@ -93,6 +93,7 @@ pub async fn run(
     let servers = setup::Servers::start(
         options.redis_url.clone(),
         options.emulator.clone(),
+        crate::devtools::local::EmulatorOptions::default(),
         &mut progress,
     )
     .await?;

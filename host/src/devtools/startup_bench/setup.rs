@@ -27,8 +27,9 @@ pub struct Servers {
 
 impl Servers {
     /// Uses the given Redis and emulator (`host:port` gRPC,
-    /// `http://host:port` REST), starting whichever is not given, and makes
-    /// sure the bench's instance exists.
+    /// `http://host:port` REST), starting whichever is not given (an
+    /// emulator with `emulator_options`), and makes sure the bench's
+    /// instance exists.
     ///
     /// # Errors
     ///
@@ -36,6 +37,7 @@ impl Servers {
     pub async fn start(
         redis_url: Option<String>,
         emulator: Option<(String, String)>,
+        emulator_options: EmulatorOptions,
         progress: &mut impl FnMut(&str),
     ) -> anyhow::Result<Self> {
         let (redis, redis_url) = match redis_url {
@@ -52,7 +54,7 @@ impl Servers {
         let (emulator, grpc, rest) = match emulator {
             Some((grpc, rest)) => (None, grpc, rest),
             None => {
-                let emulator = SpannerEmulator::start(EmulatorOptions::default())
+                let emulator = SpannerEmulator::start(emulator_options)
                     .await
                     .context("cannot start the Cloud Spanner emulator")?;
                 let (grpc, rest) = (emulator.grpc_endpoint(), emulator.rest_endpoint());

@@ -1,0 +1,115 @@
+//! The host under measurement: `redis-spanner run` as a child process, as
+//! in production, kept running until the bench stops it with SIGTERM.
+
+use crate::devtools::startup_bench::child::{is_ready, log_tail, terminate};
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// How often `/readyz` is asked during the start.
+const POLL: Duration = Duration::from_millis(20);
+/// How long the start may take (the plugin is compiled first).
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the service may take to exit after SIGTERM.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running service; killed if dropped without [`HostProcess::stop`].
+pub struct HostProcess {
+    child: tokio::process::Child,
+    pid: u32,
+    log: PathBuf,
+}
+
+impl HostProcess {
+    /// Runs `program run --config config` (its output into `log`) and
+    /// waits until `/readyz` on `admin_port` answers 200; returns it with
+    /// the time that took.
+    ///
+    /// # Errors
+    ///
+    /// The service cannot be spawned, exits, or is not ready in time (the
+    /// error ends with its log).
+    pub async fn start(
+        program: &Path,
+        config: &Path,
+        admin_port: u16,
+        log: &Path,
+    ) -> anyhow::Result<(Self, Duration)> {
+        let output = std::fs::File::create(log)?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
+        let started = Instant::now();
+        let child = tokio::process::Command::new(program)
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        let pid = child.id().context("the service exited at once")?;
+        let mut host = Self {
+            child,
+            pid,
+            log: log.to_owned(),
+        };
+        loop {
+            host.ensure_running()?;
+            if is_ready(&http, &readyz).await {
+                return Ok((host, started.elapsed()));
+            }
+            anyhow::ensure!(
+                started.elapsed() < READY_TIMEOUT,
+                "the service was not ready within {READY_TIMEOUT:?}; its log ends:\n{}",
+                log_tail(&host.log)
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Fails, with the end of its log, when the service has exited.
+    ///
+    /// # Errors
+    ///
+    /// The service is no longer running.
+    pub fn ensure_running(&mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            anyhow::bail!(
+                "the service exited ({status}); its log ends:\n{}",
+                log_tail(&self.log)
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops the service with SIGTERM and waits for it to exit.
+    ///
+    /// # Errors
+    ///
+    /// It had exited already, does not exit in time, or exits with an
+    /// error.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.ensure_running()?;
+        terminate(self.pid)?;
+        match tokio::time::timeout(EXIT_TIMEOUT, self.child.wait()).await {
+            Ok(status) => {
+                let status = status?;
+                anyhow::ensure!(
+                    status.success(),
+                    "the service exited with {status} on SIGTERM; its log ends:\n{}",
+                    log_tail(&self.log)
+                );
+                Ok(())
+            }
+            Err(_) => {
+                self.child.kill().await?;
+                anyhow::bail!("the service did not exit within {EXIT_TIMEOUT:?} of SIGTERM")
+            }
+        }
+    }
+}
