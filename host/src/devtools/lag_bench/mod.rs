@@ -24,11 +24,13 @@
 //! should be short and the emulator fresh: a given emulator is used as it
 //! is, and the report says so.
 //!
+//! - [`cpu`]: how busy the machine was meanwhile.
 //! - [`host_process`]: the service as a child process.
 //! - [`observer`]: when each key was first set in Redis.
 //! - [`writer`]: the rows, at a fixed rate.
 //! - [`report`]: the Markdown table and the added-latency line.
 
+pub mod cpu;
 pub mod host_process;
 pub mod observer;
 pub mod report;
@@ -215,7 +217,11 @@ async fn measure(
         options.rate, options.seconds
     ));
     let last = WARMUP + planned as i64;
+    let cpu_before = cpu::CpuTimes::now();
     let writes = writer::write_at_rate(&client, WARMUP + 1..=last, options.rate).await?;
+    let cpu_busy = cpu_before
+        .zip(cpu::CpuTimes::now())
+        .and_then(|(before, after)| before.busy_percent_until(&after));
     let keys: Vec<String> = writes.written.iter().map(writer::Written::key).collect();
     let floor_samples = || {
         floor
@@ -248,6 +254,8 @@ async fn measure(
         writing: writes.elapsed,
         warmup: WARMUP as usize,
         scan: None,
+        cpu_busy,
+        cpus: std::thread::available_parallelism().map_or(1, usize::from),
         floor: floor_lag,
         host: host_lags.summary(),
     })

@@ -23,6 +23,11 @@ pub struct LagReport {
     pub warmup: usize,
     /// The started emulator's scan interval; `None` for a given emulator.
     pub scan: Option<Duration>,
+    /// How busy the machine's CPUs were while the rows were written, in %
+    /// (everything on the machine counts, this bench's servers too).
+    pub cpu_busy: Option<f64>,
+    /// The machine's CPUs.
+    pub cpus: usize,
     /// Commit → record received by a bare change-stream reader.
     pub floor: Option<LagSummary>,
     /// Commit → the row's value set in Redis by the host.
@@ -77,7 +82,8 @@ pub fn markdown(report: &LagReport) -> String {
     let _ = write!(
         text,
         "{} of {} writes committed in {seconds:.1} s ({:.1}/s; each a new Users row, after {} \
-         warm-up rows not counted), on {scan}\n\
+         warm-up rows not counted), on {scan}; CPUs busy meanwhile: {busy} of {cpus} (everything \
+         on the machine, this bench's servers included)\n\
          floor: commit → record received by a bare change-stream reader of the same stream; \
          host: commit → Redis's `set` keyevent notification for the row's key received (pushed \
          when the host's write runs, no polling: resolution well under 1 ms); both in \
@@ -86,6 +92,10 @@ pub fn markdown(report: &LagReport) -> String {
         report.planned,
         report.written as f64 / seconds.max(1e-9),
         report.warmup,
+        busy = report
+            .cpu_busy
+            .map_or_else(|| "n/a".to_owned(), |busy| format!("{busy:.0} %")),
+        cpus = report.cpus,
     );
     text
 }
@@ -109,6 +119,8 @@ mod tests {
             writing: Duration::from_secs(20),
             warmup: 5,
             scan: Some(Duration::from_millis(10)),
+            cpu_busy: Some(40.0),
+            cpus: 2,
             floor,
             host,
         }
@@ -132,6 +144,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("400 of 400 writes committed in 20.0 s (20.0/s"));
+        assert!(text.contains("CPUs busy meanwhile: 40 % of 2"), "{text}");
     }
 
     #[test]
