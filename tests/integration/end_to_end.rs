@@ -102,19 +102,29 @@ async fn rows_appear_change_and_disappear_in_redis() -> anyhow::Result<()> {
 
     assert_eq!(http_get(admin, "/healthz").await?.0, 200);
     assert_eq!(http_get(admin, "/readyz").await?.0, 200);
-    let (status, metrics) = http_get(admin, "/metrics").await?;
-    assert_eq!(status, 200);
-    for line in [
+    let expected = [
         "redis_spanner_changes_total{table=\"Users\"} 3",
         "redis_spanner_effects_total{outcome=\"applied\",plugin=\"users_cache\"} 3",
         "redis_spanner_tombstones_total 1",
         "redis_spanner_lag_seconds_count{table=\"Users\"} 3",
-    ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "{line} missing from:\n{metrics}"
-        );
-    }
+    ];
+    // The counters move just after Redis has the write a reader sees.
+    let counted = eventually(Duration::from_secs(5), || async {
+        let (status, metrics) = http_get(admin, "/metrics").await.ok()?;
+        (status == 200
+            && expected
+                .iter()
+                .all(|line| metrics.lines().any(|l| l == *line)))
+        .then_some(metrics)
+    })
+    .await;
+    let metrics = match counted {
+        Some(metrics) => metrics,
+        None => {
+            let (_, metrics) = http_get(admin, "/metrics").await?;
+            panic!("{expected:?} not all in:\n{metrics}")
+        }
+    };
     assert!(metrics.contains("redis_spanner_plugin_call_seconds_bucket{plugin=\"users_cache\""));
 
     running.shutdown().await?;

@@ -146,6 +146,13 @@ impl Config {
         if self.plugins.batch_max == 0 {
             return Err(invalid("plugins.batch_max must be at least 1".into()));
         }
+        if !(1..=64).contains(&self.plugins.lane_batches_in_flight) {
+            // Each batch in flight may hold a plan of up to max_plan_mb.
+            return Err(invalid(format!(
+                "plugins.lane_batches_in_flight must be 1 to 64, not {}",
+                self.plugins.lane_batches_in_flight
+            )));
+        }
         self.verify.validate().map_err(|e| invalid(e.to_string()))?;
         if self.spanner.heartbeat_ms < 100 {
             return Err(invalid(format!(
@@ -335,6 +342,25 @@ url = "redis://127.0.0.1:6379"
             emulated.emulator_rest().as_deref(),
             Some("http://localhost:9020")
         );
+    }
+
+    #[test]
+    fn batches_in_flight_per_lane_are_bounded() {
+        assert_eq!(
+            parse(MINIMAL)
+                .expect("valid")
+                .plugins
+                .lane_batches_in_flight,
+            4
+        );
+        for n in [0, 65] {
+            let text = format!("{MINIMAL}\n[plugins]\nlane_batches_in_flight = {n}\n");
+            let err = parse(&text).expect_err("refused").to_string();
+            assert!(
+                err.contains("lane_batches_in_flight must be 1 to 64"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -81,10 +81,9 @@ pub struct PluginsConfig {
     /// A plugin's lane with more row changes waiting is marked out of sync.
     #[serde(default = "default_lane_backlog_max")]
     pub lane_backlog_max: usize,
-    /// Batches one plugin's lane works on at once: while one is being
-    /// applied in Redis, the plugin plans the next. Versioned writes make
-    /// the order in which they land safe (an older write is refused as
-    /// stale); 1 applies strictly one batch after the other.
+    /// Batches one plugin's lane works on at once (1 to 64): while one is
+    /// being written to Redis, the plugin plans the next; each batch still
+    /// writes only after the one before it has.
     #[serde(default = "default_lane_batches_in_flight")]
     pub lane_batches_in_flight: usize,
 }

@@ -204,21 +204,23 @@ impl Pipeline {
         batch: &[RowChange],
         versions: &[String],
     ) -> Result<(), PipelineError> {
-        self.run_plugin_noting_keys(plugin, batch, versions, None)
+        self.run_plugin_noting_keys(plugin, batch, versions, None, None)
             .await
             .map(|_| ())
     }
 
     /// [`Pipeline::run_plugin`], adding the key of every effect the plugin
     /// was allowed to `keys` when given (a resync learns which keys its
-    /// snapshot produced). `Ok(false)` when a change was parked or refused:
-    /// then the keys are not all known.
+    /// snapshot produced), and applying only in `turn` when given (a lane's
+    /// batches plan ahead but write in order). `Ok(false)` when a change
+    /// was parked or refused: then the keys are not all known.
     pub(crate) async fn run_plugin_noting_keys(
         &self,
         plugin: &Plugin,
         batch: &[RowChange],
         versions: &[String],
         mut keys: Option<&mut std::collections::HashSet<String>>,
+        mut turn: Option<&mut lanes::ApplyTurn>,
     ) -> Result<bool, PipelineError> {
         // Only the tables the plugin wants; `index` maps back to the batch.
         let index: Vec<usize> = (0..batch.len())
@@ -301,6 +303,9 @@ impl Pipeline {
                 .iter()
                 .map(|(_, version, effect)| Versioned { version, effect })
                 .collect();
+            if let Some(turn) = turn.as_deref_mut() {
+                turn.wait().await;
+            }
             let timer = self.metrics.redis_apply_seconds.start_timer();
             let applying = tracing::info_span!("redis.apply", effects = effects.len());
             let applied = match sink.apply(&effects).instrument(applying).await {
@@ -318,6 +323,9 @@ impl Pipeline {
             };
             self.permission_works(plugin.name());
             timer.observe_duration();
+            if let Some(turn) = turn.as_deref() {
+                turn.finish();
+            }
             wrote = true;
             let count = |outcome| {
                 self.metrics

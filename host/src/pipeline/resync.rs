@@ -111,7 +111,13 @@ impl Resyncer {
                 if batch.len() == self.batch_max || (row.is_none() && !batch.is_empty()) {
                     let versions = version_keys::encode_batch(&batch);
                     complete &= pipeline
-                        .run_plugin_noting_keys(plugin, &batch, &versions, Some(&mut produced))
+                        .run_plugin_noting_keys(
+                            plugin,
+                            &batch,
+                            &versions,
+                            Some(&mut produced),
+                            None,
+                        )
                         .await?;
                     rows += batch.len() as u64;
                     progress.inc_by(batch.len() as u64);

@@ -60,12 +60,41 @@ impl Job {
 }
 
 impl Pipeline {
-    /// Applies `job` with the plugin `name` (unless it was released) and
-    /// releases it.
-    pub(super) async fn run_job(self: Arc<Self>, name: String, job: Arc<Job>) -> Arc<Job> {
-        if !job.is_released() {
-            self.apply_job(&name, &job).await;
+    /// Runs `job` on a task of its own (so one batch's checks never hold up
+    /// another's plugin call and its deadline); the task stops with the
+    /// lane. A job whose task panicked is released.
+    pub(super) async fn spawn_job(
+        self: Arc<Self>,
+        name: String,
+        job: Arc<Job>,
+        turn: ApplyTurn,
+    ) -> Arc<Job> {
+        let task = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(self.run_job(
+            name,
+            job.clone(),
+            turn,
+        )));
+        match task.await {
+            Ok(job) => job,
+            Err(_) => {
+                job.release();
+                job
+            }
         }
+    }
+
+    /// Applies `job` with the plugin `name` in its `turn` (unless it was
+    /// released), then releases it and lets the next job write.
+    async fn run_job(
+        self: Arc<Self>,
+        name: String,
+        job: Arc<Job>,
+        mut turn: ApplyTurn,
+    ) -> Arc<Job> {
+        if !job.is_released() {
+            self.apply_job(&name, &job, &mut turn).await;
+        }
+        turn.finish();
         job.release();
         job
     }
@@ -92,5 +121,70 @@ impl Pipeline {
         if recovered {
             self.back_in_sync(lane);
         }
+    }
+}
+
+/// A lane's order of writes: a batch writes its effects to Redis only after
+/// the batch before it in the lane has written its own (or is done), so
+/// writes land in the order the batches came even while several are being
+/// planned. (Versioned writes make most effects safe in any order, but not
+/// all: an `expire` applies to whatever the key holds when it lands.)
+pub struct ApplyTurn {
+    /// Done when the batch before has written.
+    before: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Tells the batch after that this one has written.
+    done: tokio::sync::watch::Sender<bool>,
+}
+
+impl ApplyTurn {
+    /// The turn after `before` (`None`: the first), and what the next turn
+    /// waits on.
+    pub(super) fn after(
+        before: Option<tokio::sync::watch::Receiver<bool>>,
+    ) -> (Self, tokio::sync::watch::Receiver<bool>) {
+        let (done, next) = tokio::sync::watch::channel(false);
+        (Self { before, done }, next)
+    }
+
+    /// Waits until the batch before has written (or is gone).
+    pub async fn wait(&mut self) {
+        if let Some(before) = &mut self.before {
+            // An error: the batch before is gone, which is done too.
+            let _ = before.wait_for(|written| *written).await;
+        }
+        self.before = None;
+    }
+
+    /// Lets the batch after write.
+    pub fn finish(&self) {
+        self.done.send_replace(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt as _;
+
+    #[tokio::test]
+    async fn a_batch_writes_only_after_the_one_before() {
+        let (first, after_first) = ApplyTurn::after(None);
+        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
+        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        assert!(
+            second.wait().now_or_never().is_none(),
+            "the first has not written"
+        );
+        first.finish();
+        assert!(second.wait().now_or_never().is_some(), "now it may");
+        assert!(
+            third.wait().now_or_never().is_none(),
+            "the second has not written"
+        );
+        drop(second);
+        assert!(
+            third.wait().now_or_never().is_some(),
+            "a batch gone is done"
+        );
     }
 }

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 mod jobs;
+pub use jobs::ApplyTurn;
 use jobs::{Completion, Job};
 
 mod sync;
@@ -316,9 +317,10 @@ impl Pipeline {
     }
 
     /// A lane's task: takes its batches in order and works on up to
-    /// `batches_in_flight` of them at once (the plugin's calls still come
-    /// one at a time: it has one instance; a batch's apply in Redis
-    /// overlaps the next one's call).
+    /// `batches_in_flight` of them at once, each on a task of its own. The
+    /// plugin's calls still come one at a time (it has one instance), and
+    /// each batch writes to Redis only after the one before it has (its
+    /// [`ApplyTurn`]): plans run ahead, writes land in order.
     async fn run_lane(
         self: Arc<Self>,
         lane: Arc<Lane>,
@@ -326,11 +328,16 @@ impl Pipeline {
     ) {
         let limit = self.lanes.bounds.batches_in_flight.max(1);
         let mut running = futures::stream::FuturesUnordered::new();
+        let mut previous: Option<tokio::sync::watch::Receiver<bool>> = None;
         let mut open = true;
         loop {
             tokio::select! {
                 job = jobs.recv(), if open && running.len() < limit => match job {
-                    Some(job) => running.push(self.clone().run_job(lane.name.clone(), job)),
+                    Some(job) => {
+                        let (turn, done) = ApplyTurn::after(previous.take());
+                        previous = Some(done);
+                        running.push(self.clone().spawn_job(lane.name.clone(), job, turn));
+                    }
                     None => open = false,
                 },
                 Some(job) = futures::StreamExt::next(&mut running), if !running.is_empty() => {
@@ -342,9 +349,10 @@ impl Pipeline {
         }
     }
 
-    /// Applies one job with the lane's plugin, retrying while Redis or the
-    /// audit trail fails, until it succeeds or the job is released.
-    async fn apply_job(self: &Arc<Self>, name: &str, job: &Job) {
+    /// Applies one job with the lane's plugin, in its `turn`, retrying while
+    /// Redis or the audit trail fails, until it succeeds or the job is
+    /// released.
+    async fn apply_job(self: &Arc<Self>, name: &str, job: &Job, turn: &mut ApplyTurn) {
         let Some(plugin) = self.plugin_named(name) else {
             return;
         };
@@ -352,8 +360,9 @@ impl Pipeline {
         loop {
             let started = Instant::now();
             let span = tracing::info_span!(parent: &job.span, "plugin", plugin = %plugin.label(), changes = job.batch.len());
-            let run = self.run_plugin(&plugin, &job.batch, &job.versions);
-            match run.instrument(span).await {
+            let run =
+                self.run_plugin_noting_keys(&plugin, &job.batch, &job.versions, None, Some(turn));
+            match run.instrument(span).await.map(|_| ()) {
                 Ok(()) => {
                     self.sample_applied(&plugin, &job.batch, &job.versions, started);
                     return;
