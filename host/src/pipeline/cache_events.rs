@@ -14,7 +14,7 @@ use crate::audit::{AuditRecord, Verdict};
 use crate::cache_events::{CacheAction, CacheEffect, CacheEvent, Refresh, source_name};
 use crate::change::{RowChange, Version};
 use crate::runtime::{Plugin, PluginError};
-use crate::source::spanner::RefreshRefusal;
+use crate::source::spanner::{RefreshRefusal, check_size};
 use crate::version_keys;
 
 /// A batch of cache events that could not be carried out; nothing of it
@@ -105,7 +105,9 @@ impl Pipeline {
         for action in actions {
             let event = &events[action.event as usize];
             let CacheEffect::Refresh(refresh) = action.effect;
-            let resolved = if plugin.manifest().wants(&refresh.table) {
+            let resolved = if let Err(refusal) = check_size(&refresh) {
+                Err(refusal)
+            } else if plugin.manifest().wants(&refresh.table) {
                 reader.resolve(&refresh).await.map_err(read_failed)?
             } else {
                 Err(RefreshRefusal::NotInManifest {
@@ -294,7 +296,7 @@ fn event_record(
         key: event.key.clone(),
         operation: "refresh".to_owned(),
         verdict,
-        reason: format!("{origin}: {reason}"),
+        reason: crate::runtime::plugin::bounded(format!("{origin}: {reason}")),
     }
 }
 

@@ -218,8 +218,9 @@ impl Plugin {
 /// so its message is what tells (a test plugin whose plan aliases one
 /// buffer a hundred thousand times keeps this honest).
 fn copied_too_much(trap: &wasmtime::Error) -> bool {
-    trap.chain()
-        .any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
+    trap.root_cause()
+        .to_string()
+        .contains("fuel allocated for hostcalls")
 }
 
 /// Names the limit behind a trap when there is one (`refused`: the growth
@@ -234,6 +235,65 @@ fn describe_trap(trap: &wasmtime::Error, limits: &Limits, refused: Option<&str>)
             "ran out of memory: a growth past its limits was refused ({refused}), then it failed: {}",
             trap.root_cause()
         ),
-        _ => format!("{trap:#}"),
+        _ => trap_text(trap),
+    }
+}
+
+/// Longest function name a trap's backtrace shows.
+const MAX_FRAME_NAME: usize = 200;
+
+/// A trap as text, bounded: its root cause, then its backtrace. The plugin
+/// chooses its function names (a component's name section may hold
+/// megabytes for one), so the backtrace is rendered here frame by frame,
+/// each name cut, never through its own `Display`.
+fn trap_text(trap: &wasmtime::Error) -> String {
+    let cause = bounded(trap.root_cause().to_string());
+    let Some(backtrace) = trap.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return cause;
+    };
+    let frames: Vec<String> = backtrace
+        .frames()
+        .iter()
+        .enumerate()
+        .map(|(at, frame)| {
+            let name = frame.func_name().unwrap_or("<unnamed>");
+            format!(
+                "{at}: {}",
+                super::super::log_budget::cut(name, MAX_FRAME_NAME)
+            )
+        })
+        .collect();
+    bounded(format!("{cause}; wasm backtrace: {}", frames.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trap_in_a_function_with_a_huge_name_stays_short() {
+        // A plugin names its functions as it likes: here a megabyte.
+        let name = "n".repeat(1 << 20);
+        let wat = format!(
+            "(module (func ${name} (export \"go\") unreachable) \
+             (func $calls (export \"outer\") call ${name}))"
+        );
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(&engine, wat::parse_str(wat).expect("valid text"))
+            .expect("compiles");
+        let mut store = wasmtime::Store::new(&engine, ());
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).expect("instantiates");
+        let outer = instance
+            .get_typed_func::<(), ()>(&mut store, "outer")
+            .expect("exported");
+        let trap = outer.call(&mut store, ()).expect_err("traps");
+        assert!(
+            format!("{trap:#}").len() > 1 << 20,
+            "the runtime's own text carries the whole name"
+        );
+        let text = trap_text(&trap);
+        assert!(text.len() <= MAX_PLUGIN_TEXT, "{} bytes", text.len());
+        assert!(text.contains("unreachable"), "{text}");
+        assert!(text.contains("wasm backtrace: 0: nnn"), "{text}");
     }
 }

@@ -34,6 +34,6 @@ pub mod watermarks;
 
 pub use crate::spanner_connection::{SpannerError, connect, describe_stream};
 pub use reader::ChangeStreamReader;
-pub use refresh_check::RefreshRefusal;
+pub use refresh_check::{RefreshRefusal, check_size};
 pub use tree::ShapeError;
 pub use values::ValueError;

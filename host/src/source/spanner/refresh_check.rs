@@ -10,6 +10,17 @@ use crate::text::is_identifier;
 /// cannot be read); audited as a denied request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RefreshRefusal {
+    /// The request's names and values are larger than any primary key.
+    #[error(
+        "refresh request of {bytes} bytes (table, key column names and values); a primary key \
+         fits in {limit}"
+    )]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// [`MAX_REFRESH_BYTES`].
+        limit: usize,
+    },
     /// The table is not a name (letters, digits, underscores).
     #[error("refresh names table {table:?}, which is not a table name")]
     NotATableName {
@@ -70,9 +81,41 @@ pub enum RefreshRefusal {
     },
 }
 
+/// Largest refresh request (table name, key column names and values) read:
+/// Spanner keys hold at most 8 KiB, names at most 128 characters each.
+pub const MAX_REFRESH_BYTES: usize = 16 << 10;
+
+/// Refuses a request larger than [`MAX_REFRESH_BYTES`], before anything
+/// else looks at (or quotes) its names and values.
+pub fn check_size(refresh: &Refresh) -> Result<(), RefreshRefusal> {
+    let value_bytes = |value: &Value| match value {
+        Value::String(text)
+        | Value::Timestamp(text)
+        | Value::Date(text)
+        | Value::Numeric(text)
+        | Value::Json(text) => text.len(),
+        Value::Bytes(bytes) => bytes.len(),
+        _ => 8,
+    };
+    let bytes = refresh.table.len()
+        + refresh
+            .keys
+            .iter()
+            .map(|column| column.name.len() + value_bytes(&column.value))
+            .sum::<usize>();
+    if bytes > MAX_REFRESH_BYTES {
+        return Err(RefreshRefusal::TooLarge {
+            bytes,
+            limit: MAX_REFRESH_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// Why a refresh request cannot be read (the plugin asked for something
 /// malformed).
 pub fn check_request(refresh: &Refresh) -> Result<(), RefreshRefusal> {
+    check_size(refresh)?;
     let table = || refresh.table.clone();
     if !is_identifier(&refresh.table) {
         return Err(RefreshRefusal::NotATableName { table: table() });
@@ -149,6 +192,23 @@ mod tests {
             name: name.into(),
             value,
         }
+    }
+
+    #[test]
+    fn a_request_larger_than_any_key_is_refused_without_quoting_it() {
+        let huge = "\u{1}".repeat(1 << 20);
+        for request in [
+            refresh(&huge, vec![column("UserId", Value::Int64(1))]),
+            refresh("Users", vec![column(&huge, Value::Int64(1))]),
+            refresh("Users", vec![column("UserId", Value::String(huge.clone()))]),
+        ] {
+            let refusal = check_request(&request).expect_err("refused");
+            assert!(matches!(refusal, RefreshRefusal::TooLarge { .. }));
+            assert!(refusal.to_string().len() < 200, "{refusal}");
+        }
+        let key = "x".repeat(8 << 10);
+        let largest = refresh("Users", vec![column("UserId", Value::String(key))]);
+        assert_eq!(check_size(&largest), Ok(()), "an 8 KiB key is read");
     }
 
     #[test]
