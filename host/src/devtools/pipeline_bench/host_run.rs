@@ -46,7 +46,11 @@ pub async fn measure(
     let (sender, receiver) = intake();
     let (_updates, update_receiver) = plugin_set_channel();
     let stop = CancellationToken::new();
-    let serving = tokio::spawn(pipeline.serve(receiver, update_receiver, stop.clone()));
+    let serving = tokio::spawn(
+        pipeline
+            .clone()
+            .serve(receiver, update_receiver, stop.clone()),
+    );
 
     let cpu_before = process_cpu_time();
     let started = Instant::now();
@@ -85,6 +89,7 @@ pub async fn measure(
     let cpu = process_cpu_time().saturating_sub(cpu_before);
     stop.cancel();
     let _ = serving.await;
+    pipeline.stop_lanes();
     latencies.sort_unstable();
     let changes = workload.changes().max(1) as f64;
     Ok(HostRun {
@@ -112,6 +117,10 @@ pub async fn check_applied(url: &str, work: &PlannedWork) -> anyhow::Result<()> 
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))
         .collect();
+    anyhow::ensure!(
+        !expected.is_empty(),
+        "the plugins asked for no writes that stand: the bench would measure no Redis work"
+    );
     let mut conn = redis::Client::open(url)?
         .get_multiplexed_async_connection()
         .await?;

@@ -13,6 +13,8 @@
 //!    grant checks, audit, versioned apply through each plugin's Redis ACL
 //!    user) by `partitions` replay tasks, each sending its next batch when
 //!    the last one's receipt says applied, as the change-stream reader does.
+//!    The service's continuous coherence check (which re-reads a sample of
+//!    rows from Spanner) is not part of this path: there is no Spanner.
 //!
 //! It reports changes/s of both and their ratio, the host's CPU time per
 //! change, and p50/p99 of the time a batch's changes spent in the host
