@@ -37,7 +37,7 @@ const COMMANDS: [&str; 6] = [
 const DEVTOOLS_COMMANDS: [&str; 5] = [
     "devtools_cli.rs",
     "plugin_cli.rs",
-    "bench_cli.rs",
+    "bench_pipeline_cli.rs",
     "bench_startup_cli.rs",
     "bench_lag_cli.rs",
 ];

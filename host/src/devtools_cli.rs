@@ -92,7 +92,7 @@ pub enum BenchCommand {
     /// grants, audit, versioned apply into redis-server) against Redis
     /// alone doing the same work, in the same run; host CPU per change and
     /// p50/p99 time in the host.
-    Pipeline(crate::bench_cli::PipelineArgs),
+    Pipeline(crate::bench_pipeline_cli::PipelineArgs),
     /// Time from process start to ready (`/readyz` 200) of `run` and its
     /// resident memory once ready: N plugins with an empty compile cache,
     /// N plugins cached, and 1 plugin cached, so the per-plugin cost shows.
@@ -144,7 +144,7 @@ pub async fn run(
         } => plugin_cli::bench(plugins, batch_sizes, seconds).await,
         DevCommand::Bench {
             command: BenchCommand::Pipeline(args),
-        } => crate::bench_cli::run(args).await,
+        } => crate::bench_pipeline_cli::run(args).await,
         DevCommand::Bench {
             command: BenchCommand::Startup(args),
         } => crate::bench_startup_cli::run(args).await,

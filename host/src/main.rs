@@ -2,9 +2,9 @@
 
 mod audit_cli;
 #[cfg(feature = "devtools")]
-mod bench_cli;
-#[cfg(feature = "devtools")]
 mod bench_lag_cli;
+#[cfg(feature = "devtools")]
+mod bench_pipeline_cli;
 #[cfg(feature = "devtools")]
 mod bench_startup_cli;
 mod dead_letter_cli;
