@@ -1,6 +1,6 @@
-//! `bench pipeline` on a tiny workload, `bench startup` with two plugins
-//! and `bench lag` for two seconds: their tables are well formed, every
-//! figure a number (no timing is asserted).
+//! `bench pipeline` on a tiny workload, `bench startup` with two plugins,
+//! `bench lag` for two seconds and `bench plugins` for a moment: their
+//! tables are well formed, every figure a number (no timing is asserted).
 
 use crate::support::{binary, expect_success};
 use redis_spanner_tests::plugin;
@@ -181,4 +181,46 @@ fn bench_lag_prints_a_well_formed_table() {
         2,
         "a verdict per target: {stdout}"
     );
+}
+
+#[test]
+fn bench_plugins_prints_one_well_formed_row_per_contender() {
+    let plugin = plugin("users_cache");
+    let contender = format!("example={}", plugin.display());
+    let args = [
+        "bench",
+        "plugins",
+        "--plugin",
+        &contender,
+        "--batch-sizes",
+        "1,4",
+        "--seconds",
+        "0.05",
+    ];
+    let output = binary().args(args).output().expect("runs");
+    let stdout = String::from_utf8(expect_success(&args, output)).expect("UTF-8");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| µs"))
+        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    let labels: Vec<&str> = rows.iter().map(|row| row[0]).collect();
+    assert_eq!(
+        labels,
+        [
+            "native Rust (no sandbox)",
+            "example",
+            "example, records it ignores"
+        ],
+        "{stdout}"
+    );
+    for row in &rows {
+        assert_eq!(row.len(), 3, "one figure per batch size: {stdout}");
+        for cell in &row[1..] {
+            let micros: f64 = cell
+                .parse()
+                .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"));
+            assert!(micros > 0.0, "{stdout}");
+        }
+    }
 }
