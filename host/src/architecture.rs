@@ -34,7 +34,8 @@ const COMMANDS: [&str; 6] = [
 ];
 
 /// The binary's command-line files built only with the `devtools` feature.
-const DEVTOOLS_COMMANDS: [&str; 5] = [
+const DEVTOOLS_COMMANDS: [&str; 6] = [
+    "bench_record_cli.rs",
     "devtools_cli.rs",
     "plugin_cli.rs",
     "bench_pipeline_cli.rs",

@@ -93,6 +93,9 @@ pub enum BenchCommand {
     /// alone doing the same work, in the same run; host CPU per change and
     /// p50/p99 time in the host.
     Pipeline(crate::bench_pipeline_cli::PipelineArgs),
+    /// Save a real change stream's row changes as a fixture that
+    /// `bench pipeline --replay` and `plugin test` play back.
+    Record(crate::bench_record_cli::RecordArgs),
     /// Time from process start to ready (`/readyz` 200) of `run` and its
     /// resident memory once ready: N plugins with an empty compile cache,
     /// N plugins cached, and 1 plugin cached, so the per-plugin cost shows.
@@ -145,6 +148,9 @@ pub async fn run(
         DevCommand::Bench {
             command: BenchCommand::Pipeline(args),
         } => crate::bench_pipeline_cli::run(args).await,
+        DevCommand::Bench {
+            command: BenchCommand::Record(args),
+        } => crate::bench_record_cli::run(args).await,
         DevCommand::Bench {
             command: BenchCommand::Startup(args),
         } => crate::bench_startup_cli::run(args).await,

@@ -12,6 +12,10 @@
 //!   start to ready and resident memory, with one plugin and with N.
 //! - [`lag_bench`]: `redis-spanner bench lag`: commit → value in Redis
 //!   beside the emulator's own delivery (the floor), in the same run.
+//! - [`recorder`]: `redis-spanner bench record`: a real stream's row
+//!   changes saved as a replayable fixture.
+//! - [`stream_follower`]: a bare change-stream reader (the floor, the
+//!   recorder).
 //! - [`authoring`]: `redis-spanner plugin test|check|new|build` and
 //!   `bench plugins`: plugin authors' tools.
 
@@ -20,4 +24,6 @@ pub mod demo;
 pub mod lag_bench;
 pub mod local;
 pub mod pipeline_bench;
+pub mod recorder;
 pub mod startup_bench;
+pub mod stream_follower;

@@ -224,3 +224,70 @@ fn bench_plugins_prints_one_well_formed_row_per_contender() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_record_saves_a_stream_that_bench_pipeline_replays() {
+    let bed = redis_spanner_tests::TestBed::start(&redis_spanner::devtools::demo::schema::ddl())
+        .await
+        .expect("servers");
+    let spanner = bed.spanner_client().await.expect("client");
+    let start = redis_spanner::service::now_rfc3339();
+    for id in 1..=5 {
+        redis_spanner_tests::upsert_user(&spanner, id, &format!("user {id}"), None)
+            .await
+            .expect("written");
+    }
+    let plugins = redis_spanner_tests::plugin_dir(&["users_cache"]);
+    let work = tempfile::tempdir().expect("temp dir");
+    let config = crate::support::service_config(&bed, plugins.path(), work.path(), "");
+    let fixture = work.path().join("recorded.json");
+    let (config, fixture) = (config.to_str().unwrap(), fixture.to_str().unwrap());
+    let args = [
+        "bench",
+        "record",
+        "--config",
+        config,
+        "--start",
+        &start,
+        "--changes",
+        "5",
+        "--seconds",
+        "60",
+        "--out",
+        fixture,
+    ];
+    let output = binary().args(args).output().expect("runs");
+    let stdout = String::from_utf8(expect_success(&args, output)).expect("UTF-8");
+    assert!(stdout.contains("recorded 5 row changes"), "{stdout}");
+    let recorded =
+        redis_spanner::devtools::authoring::fixture::Fixture::load(std::path::Path::new(fixture))
+            .expect("a fixture");
+    let ids: Vec<String> = recorded
+        .changes()
+        .map(|change| format!("{}:{:?}", change.table, change.keys[0].value))
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=5)
+            .map(|id| format!("Users:Value::Int64({id})"))
+            .collect::<Vec<_>>(),
+        "every write, in commit order"
+    );
+
+    let plugin = plugin("users_cache");
+    let args = [
+        "bench",
+        "pipeline",
+        "--replay",
+        fixture,
+        "--plugins",
+        "1",
+        "--audit",
+        "off",
+        "--plugin",
+        plugin.to_str().unwrap(),
+    ];
+    let output = binary().args(args).output().expect("runs");
+    let stdout = String::from_utf8(expect_success(&args, output)).expect("UTF-8");
+    assert!(stdout.contains("| 1 plugin, audit off | 5 |"), "{stdout}");
+}

@@ -1,6 +1,7 @@
 //! Tools for plugin authors: run a plugin without Spanner or Redis.
 //!
 //! - [`fixture`]: batches of row changes as JSON.
+//! - [`fixture_writer`]: row changes written as such a fixture.
 //! - [`cache_fixture`]: batches of cache events as JSON, and their plans.
 //! - [`plan`]: a plugin's answers as JSON, and comparing two plans.
 //! - [`run`]: load a plugin into the real sandbox and run a fixture.
@@ -21,6 +22,7 @@ pub mod cache_fixture;
 pub mod check;
 pub mod examples;
 pub mod fixture;
+pub mod fixture_writer;
 pub mod key_columns;
 pub mod key_text;
 pub mod native;

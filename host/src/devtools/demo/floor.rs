@@ -4,16 +4,12 @@
 //! emulator whose cost grows with history, absolute lag says little; the
 //! host's lag minus this floor is what the host adds.
 
+use crate::devtools::stream_follower::follow_stream;
 use crate::metrics::{LagSummary, LagWindow};
-use crate::source::spanner::checkpoint::ROOT_TOKEN;
-use crate::source::spanner::partitions::{PartitionSet, Ready};
-use crate::source::spanner::query::{PartitionQuery, read_partition};
-use crate::source::spanner::record::{ChildPartitions, Record, timestamp_micros};
+use crate::source::spanner::record::timestamp_micros;
 use google_cloud_spanner::client::DatabaseClient;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 /// A bare change stream reader running in the background; stops on drop.
 pub struct FloorReader {
@@ -25,14 +21,17 @@ impl FloorReader {
     /// Starts reading `stream` from `start` (RFC 3339).
     pub fn spawn(client: DatabaseClient, stream: &str, start: &str, heartbeat_ms: i64) -> Self {
         let lags = Arc::new(LagWindow::default());
-        let reading = Reading {
-            client,
-            stream: stream.to_owned(),
-            heartbeat_ms,
-            lags: lags.clone(),
+        let window = lags.clone();
+        let on_data = move |data: &crate::source::spanner::record::DataChange| {
+            record_lag(&window, &data.commit_timestamp, data.mods.len());
         };
-        let start = start.to_owned();
-        let task = tokio::spawn(async move { reading.follow(start).await });
+        let task = tokio::spawn(follow_stream(
+            client,
+            stream.to_owned(),
+            start.to_owned(),
+            heartbeat_ms,
+            Arc::new(on_data),
+        ));
         Self { lags, task }
     }
 
@@ -54,96 +53,19 @@ impl Drop for FloorReader {
     }
 }
 
-/// What each partition task needs.
-#[derive(Clone)]
-struct Reading {
-    client: DatabaseClient,
-    stream: String,
-    heartbeat_ms: i64,
-    lags: Arc<LagWindow>,
-}
-
-/// A partition read to its end: its token and the children it announced.
-struct Ended {
-    token: String,
-    children: Vec<ChildPartitions>,
-}
-
-impl Reading {
-    /// Reads the root partition and every descendant, each once its parents
-    /// have ended.
-    async fn follow(self, start: String) {
-        let mut set = PartitionSet::new();
-        set.announce(ROOT_TOKEN, &[], &start);
-        let mut tasks: JoinSet<Ended> = JoinSet::new();
-        loop {
-            for ready in set.take_ready() {
-                tasks.spawn(self.clone().partition(ready));
-            }
-            let Some(joined) = tasks.join_next().await else {
-                return;
-            };
-            let Ok(ended) = joined else { continue };
-            for record in &ended.children {
-                set.announce_children(record);
-            }
-            set.finish(&ended.token);
-        }
-    }
-
-    /// Reads one partition to its end, starting again from the last
-    /// timestamp seen after an error.
-    async fn partition(self, ready: Ready) -> Ended {
-        let mut resume = ready.start;
-        let mut children = Vec::new();
-        loop {
-            let query = PartitionQuery {
-                stream: self.stream.clone(),
-                token: (ready.token != ROOT_TOKEN).then(|| ready.token.clone()),
-                start: resume.clone(),
-                end: None,
-                heartbeat_ms: self.heartbeat_ms,
-            };
-            let (sender, mut receiver) = mpsc::channel(1024);
-            let client = self.client.clone();
-            let reading =
-                tokio::spawn(async move { read_partition(&client, &query, sender).await });
-            while let Some(record) = receiver.recv().await {
-                match record {
-                    Record::Data(data) => {
-                        self.record_lag(&data.commit_timestamp, data.mods.len());
-                        resume = data.commit_timestamp;
-                    }
-                    Record::Heartbeat { timestamp } => resume = timestamp,
-                    Record::ChildPartitions(record) => children.push(record),
-                }
-            }
-            match reading.await {
-                Ok(Ok(())) => {
-                    return Ended {
-                        token: ready.token,
-                        children,
-                    };
-                }
-                Ok(Err(err)) => tracing::debug!(error = %err, "floor reader: query failed; again"),
-                Err(err) => tracing::debug!(error = %err, "floor reader: query task failed; again"),
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn record_lag(&self, commit_timestamp: &str, rows: usize) {
-        let Ok(committed) = timestamp_micros(commit_timestamp) else {
-            return;
-        };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_micros() as i64;
-        let lag = now.saturating_sub(committed).max(0) as u64;
-        for _ in 0..rows {
-            self.lags.record(lag);
-        }
+/// Notes the commit-to-read lag of `rows` row changes committed at
+/// `commit_timestamp`.
+fn record_lag(lags: &LagWindow, commit_timestamp: &str, rows: usize) {
+    let Ok(committed) = timestamp_micros(commit_timestamp) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as i64;
+    let lag = now.saturating_sub(committed).max(0) as u64;
+    for _ in 0..rows {
+        lags.record(lag);
     }
 }
 
