@@ -81,6 +81,10 @@ fn supported_list(supported: &[String]) -> String {
         .join(", ")
 }
 
+/// Most characters of an API version section kept (a plugin decides the
+/// section's size).
+const MAX_VERSION_CHARS: usize = 64;
+
 /// Returns the text of the first [`SECTION`] custom section of a WebAssembly
 /// binary, or `None` when it has none.
 ///
@@ -100,7 +104,9 @@ pub fn read_api_version(component_bytes: &[u8]) -> Result<Option<String>, Versio
             && section.name() == SECTION
         {
             return match std::str::from_utf8(section.data()) {
-                Ok(version) => Ok(Some(version.to_owned())),
+                // A version is a few bytes; a longer section is kept short
+                // enough to quote in a message.
+                Ok(version) => Ok(Some(version.chars().take(MAX_VERSION_CHARS).collect())),
                 Err(_) => Err(VersionError::NotText {
                     offset: section.range().start,
                 }),

@@ -6,8 +6,12 @@
 //! checkpoints, nothing written to the database), decodes each data change
 //! record as the service's source does (whole rows only where the stream
 //! captures them: the service's completion of partial rows is not applied),
-//! puts the changes in commit order and cuts them into batches that never
-//! split a transaction.
+//! puts the changes in commit order (a record read twice, as a partition
+//! read again after an error delivers, is kept once) and cuts them into
+//! batches that never split a transaction. Partitions are read side by
+//! side, so stopping at a count or a time cuts the stream at no single
+//! commit timestamp: for a complete recording, give `--start` before a
+//! finished workload and a count or time that covers it.
 
 use super::stream_follower::follow_stream;
 use crate::change::{RowChange, Version};
@@ -70,9 +74,11 @@ pub async fn record(
     Ok(in_batches(changes, options.batch_size))
 }
 
-/// `changes` in commit order, cut into batches of about `size` that never
-/// split a transaction.
+/// `changes` without repeats, in commit order, cut into batches of about
+/// `size` that never split a transaction.
 pub fn in_batches(mut changes: Vec<RowChange>, size: usize) -> Vec<Vec<RowChange>> {
+    let mut seen = std::collections::HashSet::new();
+    changes.retain(|change| seen.insert(format!("{change:?}")));
     changes.sort_by_cached_key(|change| crate::version_keys::encode(&Version::of(change)));
     let mut batches: Vec<Vec<RowChange>> = Vec::new();
     for change in changes {
@@ -100,6 +106,8 @@ mod tests {
     #[test]
     fn batches_follow_commit_order_and_keep_transactions_whole() {
         let mut changes: Vec<RowChange> = (1..=5).rev().map(sample_change).collect();
+        // A record read twice (a partition read again after an error).
+        changes.push(sample_change(1));
         // Changes 2 and 3 are one transaction.
         changes[2].transaction_id = "tx-2".into();
         changes[2].commit_micros = changes[3].commit_micros;

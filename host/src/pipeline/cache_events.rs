@@ -116,7 +116,8 @@ impl Pipeline {
             };
             match resolved {
                 Err(reason) => {
-                    tracing::warn!(plugin = %plugin.label(), key = %event.key, %reason, "refresh denied");
+                    let shown = crate::runtime::plugin::bounded(reason.to_string());
+                    tracing::warn!(plugin = %plugin.label(), key = %event.key, reason = %shown, "refresh denied");
                     self.metrics
                         .effects_total
                         .with_label_values(&[plugin.name(), "denied"])

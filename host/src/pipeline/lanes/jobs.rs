@@ -62,7 +62,7 @@ impl Job {
 impl Pipeline {
     /// Runs `job` on a task of its own (so one batch's checks never hold up
     /// another's plugin call and its deadline); the task stops with the
-    /// lane. A job whose task panicked is released.
+    /// lane, leaving the job unresolved (at shutdown).
     pub(super) async fn spawn_job(
         self: Arc<Self>,
         name: String,
@@ -74,28 +74,39 @@ impl Pipeline {
             job.clone(),
             turn,
         )));
-        match task.await {
-            Ok(job) => job,
-            Err(_) => {
-                job.release();
-                job
-            }
-        }
+        task.await.unwrap_or(job)
     }
 
     /// Applies `job` with the plugin `name` in its `turn` (unless it was
-    /// released), then releases it and lets the next job write.
+    /// released), then lets the next job write, after every job before it
+    /// has: a job that wrote nothing still passes the turn on in order. A
+    /// job whose work panicked was not applied: its lane goes out of sync
+    /// (the durable resync mark releases the job), as when a lane's task
+    /// stops.
     async fn run_job(
         self: Arc<Self>,
         name: String,
         job: Arc<Job>,
         mut turn: ApplyTurn,
     ) -> Arc<Job> {
+        let mut panicked = false;
         if !job.is_released() {
-            self.apply_job(&name, &job, &mut turn).await;
+            let applying = std::panic::AssertUnwindSafe(self.apply_job(&name, &job, &mut turn));
+            panicked = futures::FutureExt::catch_unwind(applying).await.is_err();
         }
-        turn.finish();
-        job.release();
+        turn.pass_on().await;
+        if panicked {
+            let lane = self.lanes.map().get(&name).cloned();
+            match lane {
+                Some(lane) => {
+                    let mut state = lane.lock();
+                    self.mark_out_of_sync(&lane, &mut state, "its work on a batch panicked");
+                }
+                None => job.release(),
+            }
+        } else {
+            job.release();
+        }
         job
     }
 
@@ -159,6 +170,13 @@ impl ApplyTurn {
     pub fn finish(&self) {
         self.done.send_replace(true);
     }
+
+    /// Lets the batch after write once the batch before has: what a batch
+    /// that wrote nothing (or is done) does, so the order holds through it.
+    pub async fn pass_on(&mut self) {
+        self.wait().await;
+        self.finish();
+    }
 }
 
 #[cfg(test)]
@@ -186,5 +204,22 @@ mod tests {
             third.wait().now_or_never().is_some(),
             "a batch gone is done"
         );
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_writes_nothing_keeps_the_order() {
+        let (first, after_first) = ApplyTurn::after(None);
+        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
+        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        // The second wrote nothing and is done before the first has written.
+        let mut passing = Box::pin(second.pass_on());
+        assert!(passing.as_mut().now_or_never().is_none());
+        assert!(
+            third.wait().now_or_never().is_none(),
+            "not before the first"
+        );
+        first.finish();
+        assert!(passing.now_or_never().is_some());
+        assert!(third.wait().now_or_never().is_some());
     }
 }

@@ -231,10 +231,10 @@ fn describe_trap(trap: &wasmtime::Error, limits: &Limits, refused: Option<&str>)
             "exceeded its time limit of {} ms (epoch deadline)",
             limits.call_timeout.as_millis()
         ),
-        (_, Some(refused)) => format!(
+        (_, Some(refused)) => bounded(format!(
             "ran out of memory: a growth past its limits was refused ({refused}), then it failed: {}",
             trap.root_cause()
-        ),
+        )),
         _ => trap_text(trap),
     }
 }

@@ -135,11 +135,11 @@ impl Plugin {
             options.cache_dir.as_deref(),
         )
         .await
-        .map_err(|e| load_error(format!("not a valid WebAssembly component: {e:#}")))?;
+        .map_err(|e| load_error(bounded(format!("not a valid WebAssembly component: {e:#}"))))?;
         let (component, from_cache) = (compiled.component, compiled.from_cache);
         let wrong_world = |e: wasmtime::Error| PluginError::WrongWorld {
             path: path.to_owned(),
-            message: format!("{e:#}"),
+            message: bounded(format!("{e:#}")),
         };
         let instance_pre = engine
             .linker
