@@ -27,18 +27,8 @@ pub struct LagArgs {
     /// needed).
     #[arg(long)]
     plugin: Option<PathBuf>,
-    /// Use this Redis instead of starting redis-server (its
-    /// `notify-keyspace-events` is extended for the run, then put back).
-    #[arg(long)]
-    redis_url: Option<String>,
-    /// Use this emulator's gRPC address (host:port) instead of starting a
-    /// fresh one.
-    #[arg(long, requires = "emulator_rest")]
-    emulator_host: Option<String>,
-    /// The REST address (http://host:port) of the emulator given by
-    /// --emulator-host.
-    #[arg(long, requires = "emulator_host")]
-    emulator_rest: Option<String>,
+    #[command(flatten)]
+    servers: crate::devtools_cli::ServerArgs,
 }
 
 /// Runs the lag bench and prints its table.
@@ -53,8 +43,8 @@ pub async fn run(args: LagArgs) -> anyhow::Result<ExitCode> {
         rate: args.rate,
         seconds: args.seconds,
         scan: Duration::from_millis(args.scan_ms.max(1)),
-        redis_url: args.redis_url,
-        emulator: args.emulator_host.zip(args.emulator_rest),
+        emulator: args.servers.emulator(),
+        redis_url: args.servers.redis_url,
     };
     let report = lag_bench::run(&options, |line| eprintln!("bench: {line}")).await?;
     println!("{}", lag_bench::markdown(&report));

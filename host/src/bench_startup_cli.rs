@@ -19,16 +19,8 @@ pub struct StartupArgs {
     /// needed).
     #[arg(long)]
     plugin: Option<PathBuf>,
-    /// Use this Redis instead of starting redis-server.
-    #[arg(long)]
-    redis_url: Option<String>,
-    /// Use this emulator's gRPC address (host:port) instead of starting one.
-    #[arg(long, requires = "emulator_rest")]
-    emulator_host: Option<String>,
-    /// The REST address (http://host:port) of the emulator given by
-    /// --emulator-host.
-    #[arg(long, requires = "emulator_host")]
-    emulator_rest: Option<String>,
+    #[command(flatten)]
+    servers: crate::devtools_cli::ServerArgs,
 }
 
 /// Runs the startup bench and prints its table.
@@ -41,8 +33,8 @@ pub async fn run(args: StartupArgs) -> anyhow::Result<ExitCode> {
         program: std::env::current_exe()?,
         plugin,
         plugins: args.plugins,
-        redis_url: args.redis_url,
-        emulator: args.emulator_host.zip(args.emulator_rest),
+        emulator: args.servers.emulator(),
+        redis_url: args.servers.redis_url,
     };
     let report = startup_bench::run(&options, |line| eprintln!("bench: {line}")).await?;
     println!("{}", startup_bench::markdown(&report));

@@ -10,6 +10,27 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// Servers a developer tool uses instead of starting its own.
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Use this Redis instead of starting redis-server.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// Use this emulator's gRPC address (host:port) instead of starting one.
+    #[arg(long, requires = "emulator_rest")]
+    pub emulator_host: Option<String>,
+    /// The REST address (http://host:port) of the emulator given by --emulator-host.
+    #[arg(long, requires = "emulator_host")]
+    pub emulator_rest: Option<String>,
+}
+
+impl ServerArgs {
+    /// The emulator's gRPC and REST addresses, when both are given.
+    pub fn emulator(&self) -> Option<(String, String)> {
+        self.emulator_host.clone().zip(self.emulator_rest.clone())
+    }
+}
+
 /// Commands for plugin authors and for trying the service out.
 #[derive(Subcommand)]
 pub enum DevCommand {
@@ -42,15 +63,8 @@ pub enum DevCommand {
         /// Load these plugin components instead of the example (repeatable).
         #[arg(long = "plugin")]
         plugins: Vec<PathBuf>,
-        /// Use this Redis instead of starting redis-server.
-        #[arg(long)]
-        redis_url: Option<String>,
-        /// Use this emulator's gRPC address (host:port) instead of starting one.
-        #[arg(long, requires = "emulator_rest")]
-        emulator_host: Option<String>,
-        /// The REST address (http://host:port) of the emulator given by --emulator-host.
-        #[arg(long, requires = "emulator_host")]
-        emulator_rest: Option<String>,
+        #[command(flatten)]
+        servers: ServerArgs,
         /// How often the started emulator splits and merges partitions, in seconds.
         #[arg(long, default_value_t = 5)]
         churn_seconds: u64,
@@ -116,7 +130,8 @@ pub enum BenchCommand {
     ///
     /// Starts a redis-server and a fresh emulator unless given ones: the
     /// emulator's change-stream cost grows with its history, so keep runs
-    /// short.
+    /// short. A given Redis gets its `notify-keyspace-events` extended for
+    /// the run, then put back.
     Lag(crate::bench_lag_cli::LagArgs),
 }
 
@@ -162,9 +177,7 @@ pub async fn run(
             changes,
             example,
             plugins,
-            redis_url,
-            emulator_host,
-            emulator_rest,
+            servers,
             churn_seconds,
             scan_ms,
             round_seconds,
@@ -180,8 +193,8 @@ pub async fn run(
                 check,
                 changes,
                 plugins,
-                redis_url,
-                emulator: emulator_host.zip(emulator_rest),
+                emulator: servers.emulator(),
+                redis_url: servers.redis_url,
                 churn_interval: Some(Duration::from_secs(churn_seconds)),
                 scan_interval: Some(Duration::from_millis(scan_ms)),
                 rounds: demo::live::Rounds {

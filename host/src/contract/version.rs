@@ -178,13 +178,19 @@ pub fn stamp_api_version(
     if read_api_version(component_bytes)?.is_some() {
         return Ok(false);
     }
-    let mut payload = leb128(SECTION.len());
-    payload.extend_from_slice(SECTION.as_bytes());
-    payload.extend_from_slice(version.as_bytes());
-    component_bytes.push(0); // custom section id
-    component_bytes.extend(leb128(payload.len()));
-    component_bytes.extend(payload);
+    append_custom_section(component_bytes, SECTION, version.as_bytes());
     Ok(true)
+}
+
+/// Appends a custom section `name` holding `payload` at the end of a
+/// WebAssembly binary (id 0, size, name, payload).
+pub fn append_custom_section(binary: &mut Vec<u8>, name: &str, payload: &[u8]) {
+    let mut body = leb128(name.len());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    binary.push(0);
+    binary.extend(leb128(body.len()));
+    binary.extend(body);
 }
 
 fn leb128(mut n: usize) -> Vec<u8> {

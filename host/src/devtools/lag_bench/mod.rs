@@ -25,13 +25,11 @@
 //! is, and the report says so.
 //!
 //! - [`cpu`]: how busy the machine was meanwhile.
-//! - [`host_process`]: the service as a child process.
 //! - [`observer`]: when each key was first set in Redis.
 //! - [`writer`]: the rows, at a fixed rate.
 //! - [`report`]: the Markdown table and the added-latency line.
 
 pub mod cpu;
-pub mod host_process;
 pub mod observer;
 pub mod report;
 pub mod writer;
@@ -41,10 +39,10 @@ use crate::devtools::demo::floor::FloorReader;
 use crate::devtools::demo::schema;
 use crate::devtools::local::EmulatorOptions;
 use crate::devtools::local::ports::free_port;
+use crate::devtools::service_process::HostProcess;
 use crate::devtools::startup_bench::plugins::{self, PREFIX, ServiceSetup};
 use crate::devtools::startup_bench::setup::Servers;
 use crate::metrics::LagWindow;
-use host_process::HostProcess;
 use observer::SetObserver;
 pub use report::{LagReport, markdown};
 use std::path::{Path, PathBuf};

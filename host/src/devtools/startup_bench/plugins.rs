@@ -7,6 +7,7 @@
 //! copy, as it would N different plugins.
 
 use super::setup::{INSTANCE, PROJECT, Servers};
+use crate::contract::version::append_custom_section;
 use crate::devtools::demo::schema;
 use anyhow::Context as _;
 use std::fmt::Write as _;
@@ -33,29 +34,6 @@ pub fn tagged_copies(plugin: &Path, count: usize, dir: &Path) -> anyhow::Result<
             Ok(name)
         })
         .collect()
-}
-
-/// Appends a custom section (id 0: name, then payload) to a component.
-fn append_custom_section(component: &mut Vec<u8>, name: &str, payload: &[u8]) {
-    let mut body = leb128(name.len());
-    body.extend_from_slice(name.as_bytes());
-    body.extend_from_slice(payload);
-    component.push(0);
-    component.extend(leb128(body.len()));
-    component.extend(body);
-}
-
-fn leb128(mut n: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return out;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 /// What one start's configuration names.

@@ -1,14 +1,15 @@
-//! The host under measurement: `redis-spanner run` as a child process, as
-//! in production, kept running until the bench stops it with SIGTERM.
+//! `redis-spanner run` as a child process, as in production, for the
+//! benches: started and waited for until `/readyz` answers 200, kept
+//! running until it is stopped with SIGTERM.
 
-use crate::devtools::startup_bench::child::{is_ready, log_tail, terminate};
 use anyhow::Context as _;
+use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// How often `/readyz` is asked during the start.
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(5);
 /// How long the start may take (the plugin is compiled first).
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long the service may take to exit after SIGTERM.
@@ -72,6 +73,11 @@ impl HostProcess {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Fails, with the end of its log, when the service has exited.
     ///
     /// # Errors
@@ -112,4 +118,35 @@ impl HostProcess {
             }
         }
     }
+}
+
+/// Whether `/readyz` answers 200 now.
+pub async fn is_ready(http: &reqwest::Client, readyz: &str) -> bool {
+    http.get(readyz)
+        .send()
+        .await
+        .is_ok_and(|response| response.status() == reqwest::StatusCode::OK)
+}
+
+/// Sends SIGTERM to `pid` with the shell's built-in `kill`.
+pub fn terminate(pid: u32) -> anyhow::Result<()> {
+    let status = std::process::Command::new("/bin/sh")
+        .args(["-c", "kill -s TERM -- \"$1\"", "sh", &pid.to_string()])
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -s TERM {pid} failed ({status})");
+    Ok(())
+}
+
+/// The last few KiB of the service's log.
+pub fn log_tail(log: &Path) -> String {
+    const TAIL: u64 = 4096;
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(log) {
+        let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = file.seek(SeekFrom::Start(length.saturating_sub(TAIL)));
+        let mut bytes = Vec::new();
+        let _ = file.read_to_end(&mut bytes);
+        text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    text
 }
