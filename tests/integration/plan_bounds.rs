@@ -42,18 +42,11 @@ async fn an_aliased_plan_is_stopped_at_the_copy_bound_and_costs_only_its_call() 
         .await
         .expect_err("refused");
     let message = err.to_string();
-    println!("{message}");
     assert!(matches!(err, PluginError::PlanTooLarge { .. }), "{message}");
     assert!(
         message.contains(&format!("more than {} bytes", limits.copy_out_bytes())),
         "{message}"
     );
-    let peak = peak_resident_bytes();
-    assert!(
-        peak < 4 << 30,
-        "the host stayed far below the plan's 100 GB: peak {peak} bytes"
-    );
-
     let actions = loaded
         .on_changes(&change_to("Users").batches[0])
         .await
@@ -62,19 +55,4 @@ async fn an_aliased_plan_is_stopped_at_the_copy_bound_and_costs_only_its_call() 
         matches!(&actions[..], [action] if matches!(&action.effect, Effect::Set(write) if write.key == "huge:1")),
         "{actions:?}"
     );
-}
-
-/// The process's peak resident set (`VmHWM`), in bytes.
-fn peak_resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("procfs");
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .expect("VmHWM");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .expect("a number");
-    kib << 10
 }

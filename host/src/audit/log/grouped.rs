@@ -53,10 +53,10 @@ impl AuditLog {
                 }
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
-            let group = self.next_group();
+            let mut group = self.next_group();
             let all: Vec<AuditRecord> = group
-                .iter()
-                .flat_map(|waiting| waiting.records.iter().cloned())
+                .iter_mut()
+                .flat_map(|waiting| std::mem::take(&mut waiting.records))
                 .collect();
             let result = self.append_locked(&mut state, &all).await;
             for waiting in group {

@@ -257,20 +257,7 @@ fn absent_row(request: &Refresh, version_micros: i64) -> RowChange {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn refresh(table: &str, keys: Vec<Column>) -> Refresh {
-        Refresh {
-            table: table.into(),
-            keys,
-        }
-    }
-
-    fn column(name: &str, value: Value) -> Column {
-        Column {
-            name: name.into(),
-            value,
-        }
-    }
+    use crate::source::spanner::refresh_check::tests::{column, refresh};
 
     #[test]
     fn statement_binds_every_key() {

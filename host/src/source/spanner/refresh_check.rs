@@ -176,18 +176,20 @@ pub(super) fn order_keys(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::change::Column;
 
-    fn refresh(table: &str, keys: Vec<Column>) -> Refresh {
+    /// A request for `keys` of `table` (also for `refresh.rs`'s tests).
+    pub(in crate::source::spanner) fn refresh(table: &str, keys: Vec<Column>) -> Refresh {
         Refresh {
             table: table.into(),
             keys,
         }
     }
 
-    fn column(name: &str, value: Value) -> Column {
+    /// A key column.
+    pub(in crate::source::spanner) fn column(name: &str, value: Value) -> Column {
         Column {
             name: name.into(),
             value,
