@@ -39,7 +39,12 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let config = Config::load(&args.config)?;
     let start = match args.start.as_str() {
         "now" => redis_spanner::service::now_rfc3339(),
-        explicit => explicit.to_owned(),
+        explicit => {
+            redis_spanner::source::spanner::record::timestamp_micros(explicit).map_err(|e| {
+                anyhow::anyhow!("--start {explicit:?} is not `now` or an RFC 3339 timestamp: {e}")
+            })?;
+            explicit.to_owned()
+        }
     };
     let (_, client) = redis_spanner::source::spanner::connect(
         config.emulator_host().as_deref(),
@@ -63,6 +68,15 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     })
     .await?;
     let changes: usize = batches.iter().map(Vec::len).sum();
+    anyhow::ensure!(
+        changes > 0,
+        "no row changes of stream {} arrived within {} s from {}: is something writing to \
+         its tables, and is --start within the stream's retention? Nothing was written to {}",
+        options.stream,
+        args.seconds,
+        options.start,
+        args.out.display()
+    );
     std::fs::write(&args.out, fixture_writer::render(&batches))
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.out.display()))?;
     println!(

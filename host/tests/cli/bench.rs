@@ -291,3 +291,30 @@ async fn bench_record_saves_a_stream_that_bench_pipeline_replays() {
     let stdout = String::from_utf8(expect_success(&args, output)).expect("UTF-8");
     assert!(stdout.contains("| 1 plugin, audit off | 5 |"), "{stdout}");
 }
+
+#[test]
+fn bench_record_refuses_a_start_that_is_no_timestamp() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.example.toml");
+    let out = tempfile::tempdir().expect("temp dir");
+    let fixture = out.path().join("recorded.json");
+    let output = binary()
+        .args([
+            "bench",
+            "record",
+            "--config",
+            config,
+            "--start",
+            "yesterday",
+            "--out",
+        ])
+        .arg(&fixture)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("--start \"yesterday\" is not `now` or an RFC 3339 timestamp"),
+        "{stderr}"
+    );
+    assert!(!fixture.exists(), "nothing written");
+}
