@@ -44,6 +44,11 @@ pub struct PipelineArgs {
     /// Use this Redis instead of starting redis-server. It is FLUSHED.
     #[arg(long)]
     redis_url: Option<String>,
+    /// Also measure the host's memory with this many changes in flight
+    /// (`plugins.max_changes_in_flight`; one plugin, audit off, Redis
+    /// paused for writes while the bound fills).
+    #[arg(long)]
+    in_flight: Option<usize>,
 }
 
 /// `on` or `off`.
@@ -80,8 +85,12 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         partitions: args.partitions,
         lane_batches_in_flight: args.lane_batches_in_flight,
         redis_url: args.redis_url,
+        in_flight: args.in_flight,
     };
     let results = pipeline_bench::run(&options, |line| eprintln!("bench: {line}")).await?;
-    println!("{}", pipeline_bench::markdown_table(&results));
+    println!("{}", pipeline_bench::markdown_table(&results.settings));
+    if let Some(memory) = &results.in_flight {
+        println!("{}", pipeline_bench::in_flight::markdown_table(memory));
+    }
     Ok(ExitCode::SUCCESS)
 }

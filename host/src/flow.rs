@@ -16,10 +16,14 @@ use crate::audit::AuditRecord;
 use crate::change::RowChange;
 use crate::contract::CacheEvent;
 use std::sync::{Arc, OnceLock};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Pieces of work waiting for the pipeline, beyond which sources wait.
 pub const INTAKE_CAPACITY: usize = 256;
+
+/// The default bound on row changes and cache events handed to the
+/// pipeline and not yet applied (`plugins.max_changes_in_flight`).
+pub const DEFAULT_MAX_CHANGES_IN_FLIGHT: usize = 200_000;
 
 /// One piece of work from a source.
 #[derive(Debug)]
@@ -56,28 +60,61 @@ pub struct Submission {
 
 /// Where sources send work: the pipeline's intake.
 #[derive(Debug, Clone)]
-pub struct Intake(mpsc::Sender<Submission>);
+pub struct Intake {
+    sender: mpsc::Sender<Submission>,
+    /// One permit per change or event that may be in flight.
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+}
 
 /// The pipeline's end of the intake.
 pub type IntakeReceiver = mpsc::Receiver<Submission>;
 
-/// An intake holding at most [`INTAKE_CAPACITY`] pieces of work.
-pub fn intake() -> (Intake, IntakeReceiver) {
+/// An intake holding at most [`INTAKE_CAPACITY`] pieces of work and at most
+/// `max_changes_in_flight` row changes and cache events not yet applied
+/// (queued or in the lanes): sources wait beyond that, which bounds the
+/// host's memory for work in flight.
+pub fn intake(max_changes_in_flight: usize) -> (Intake, IntakeReceiver) {
     let (sender, receiver) = mpsc::channel(INTAKE_CAPACITY);
-    (Intake(sender), receiver)
+    let max_in_flight = max_changes_in_flight.clamp(1, Semaphore::MAX_PERMITS);
+    let intake = Intake {
+        sender,
+        in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        max_in_flight,
+    };
+    (intake, receiver)
 }
 
 impl Intake {
-    /// Hands `work` to the pipeline (waiting while the intake is full) and
+    /// Hands `work` to the pipeline (waiting while the intake is full, or
+    /// while its changes would pass the bound on changes in flight) and
     /// returns its receipt; a receipt that reads failed when the pipeline
     /// no longer takes work. The pipeline traces the work under the
     /// current span.
     pub async fn send(&self, work: Work) -> Receipt {
         let span = tracing::Span::current();
-        let (commit, receipt) = traced_commit_pair(span.clone());
+        let (mut commit, receipt) = traced_commit_pair(span.clone());
+        // Work larger than the whole bound takes all of it.
+        let weight = work.weight().min(self.max_in_flight);
+        if weight > 0 {
+            // The semaphore is never closed.
+            if let Ok(permit) = self
+                .in_flight
+                .clone()
+                .acquire_many_owned(weight as u32)
+                .await
+            {
+                commit.held = Some(permit);
+            }
+        }
         // A closed intake drops the commit, which resolves it as failed.
-        let _ = self.0.send(Submission { work, commit, span }).await;
+        let _ = self.sender.send(Submission { work, commit, span }).await;
         receipt
+    }
+
+    /// Row changes and cache events sent and not yet applied or failed.
+    pub fn changes_in_flight(&self) -> usize {
+        self.max_in_flight - self.in_flight.available_permits()
     }
 
     /// Hands `work` to the pipeline and waits until it is done.
@@ -95,6 +132,18 @@ struct Outcome {
     span: tracing::Span,
 }
 
+impl Work {
+    /// How much of the bound on changes in flight this work takes: its
+    /// row changes or cache events (other work: none).
+    fn weight(&self) -> usize {
+        match self {
+            Work::Changes(changes) => changes.len(),
+            Work::CacheEvents(events) => events.len(),
+            Work::RefusedFills(_) | Work::BadCacheEvent { .. } => 0,
+        }
+    }
+}
+
 /// A new commit handle and the receipt that follows it.
 pub fn commit_pair() -> (Commit, Receipt) {
     traced_commit_pair(tracing::Span::none())
@@ -107,12 +156,21 @@ fn traced_commit_pair(span: tracing::Span) -> (Commit, Receipt) {
         notify: Notify::new(),
         span,
     });
-    (Commit(Some(outcome.clone())), Receipt(outcome))
+    let commit = Commit {
+        outcome: Some(outcome.clone()),
+        held: None,
+    };
+    (commit, Receipt(outcome))
 }
 
 /// The pipeline's handle on one piece of work: resolved once, as applied
 /// or failed. Dropped unresolved, it resolves as failed.
-pub struct Commit(Option<Arc<Outcome>>);
+pub struct Commit {
+    outcome: Option<Arc<Outcome>>,
+    /// The work's share of the bound on changes in flight, given back when
+    /// the work is resolved.
+    held: Option<OwnedSemaphorePermit>,
+}
 
 impl std::fmt::Debug for Commit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,7 +190,10 @@ impl Commit {
     }
 
     fn resolve(&mut self, result: Result<(), String>) {
-        if let Some(outcome) = self.0.take() {
+        // Given back before the source hears of it, so a source that sends
+        // again at once finds the room.
+        self.held = None;
+        if let Some(outcome) = self.outcome.take() {
             let _ = outcome.result.set(result);
             outcome.notify.notify_waiters();
         }
@@ -203,9 +264,58 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Err(DROPPED.to_owned()));
     }
 
+    fn changes(count: usize) -> Work {
+        let change = RowChange {
+            table: "T".into(),
+            kind: crate::change::ChangeKind::Insert,
+            keys: Vec::new(),
+            new_values: Vec::new(),
+            old_values: Vec::new(),
+            commit_micros: 1,
+            transaction_id: "t".into(),
+            record_sequence: "0".into(),
+            transaction_tag: String::new(),
+        };
+        Work::Changes(vec![change; count])
+    }
+
+    #[tokio::test]
+    async fn sources_wait_while_the_changes_in_flight_are_at_the_bound() {
+        let (intake, mut receiver) = intake(10);
+        let first = intake.send(changes(6)).await;
+        assert_eq!(intake.changes_in_flight(), 6);
+        let sender = intake.clone();
+        let second = tokio::spawn(async move { sender.send(changes(6)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!second.is_finished(), "6 + 6 changes passed a bound of 10");
+        let submission = receiver.recv().await.expect("the first work");
+        submission.commit.applied();
+        assert_eq!(first.wait().await, Ok(()));
+        let second = second.await.expect("sent once the first was applied");
+        assert_eq!(intake.changes_in_flight(), 6);
+        // Work larger than the whole bound takes all of it, and still goes.
+        let third = tokio::spawn({
+            let intake = intake.clone();
+            async move { intake.send(changes(25)).await }
+        });
+        receiver
+            .recv()
+            .await
+            .expect("the second work")
+            .commit
+            .applied();
+        assert_eq!(second.wait().await, Ok(()));
+        let third = third.await.expect("sent");
+        assert_eq!(intake.changes_in_flight(), 10);
+        // Failed work gives its share back too.
+        drop(receiver.recv().await.expect("the third work"));
+        assert!(third.wait().await.is_err());
+        assert_eq!(intake.changes_in_flight(), 0);
+    }
+
     #[tokio::test]
     async fn a_closed_intake_fails_the_work() {
-        let (intake, receiver) = intake();
+        let (intake, receiver) = intake(10);
         drop(receiver);
         let result = intake.run(Work::Changes(Vec::new())).await;
         assert_eq!(result, Err(DROPPED.to_owned()));

@@ -38,6 +38,26 @@ pub struct ReloadTrigger {
     hangup: Option<Signal>,
 }
 
+/// Makes `SIGHUP` never end the service, whatever it is configured to
+/// reload: a `systemctl reload` (or a stray `kill -HUP`) of a service with
+/// no password file and no keyring is logged, not fatal. Listeners set up
+/// by [`ReloadTrigger::listen_for_sighup`] still get every signal.
+///
+/// # Errors
+///
+/// The signal handler cannot be installed.
+pub fn keep_running_on_hangup() -> std::io::Result<()> {
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!(
+                "SIGHUP: password files and the keyring, when configured, are read again; plugins reload when their directory changes"
+            );
+        }
+    });
+    Ok(())
+}
+
 impl ReloadTrigger {
     /// A trigger with no source yet; file events are followed by `settle`
     /// of quiet before they count.

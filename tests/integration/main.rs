@@ -10,6 +10,8 @@
 //! - [`coherence`]: the continuous check finds injected incoherence.
 //! - [`conformance`]: the Rust, Python and JavaScript examples plan alike.
 //! - [`contracts`]: plugins of older contract versions still load and convert.
+//! - [`deploy`]: the systemd unit, Dockerfile and Kubernetes manifests agree
+//!   with the service.
 //! - [`encryption`]: sealed values and key rotation.
 //! - [`every_type`]: every Spanner type reaches Redis exactly.
 //! - [`end_to_end`]: change stream → plugin → Redis, and `demo --check`.
@@ -32,6 +34,7 @@ mod capture_types;
 mod coherence;
 mod conformance;
 mod contracts;
+mod deploy;
 mod encryption;
 mod end_to_end;
 mod every_type;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod env_overrides;
 mod plugin_settings;
 mod redis_settings;
 mod spanner_settings;
@@ -119,22 +120,48 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// Reads and validates a configuration file.
+    /// Reads and validates a configuration file, with the settings of the
+    /// process's `REDIS_SPANNER__…` environment variables over it (see
+    /// [`env_overrides`]).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        Self::parse_with_env(&text, path, std::env::vars_os())
     }
 
     /// Parses configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|err| ConfigError::Parse {
+        Self::parse_with_env(text, origin, std::iter::empty::<(&str, &str)>())
+    }
+
+    /// Parses configuration text with the settings of the
+    /// `REDIS_SPANNER__…` variables among `vars` over it (see
+    /// [`env_overrides`]); `origin` names the text in errors.
+    pub fn parse_with_env<I, K, V>(text: &str, origin: &Path, vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        let parse_error = |message| ConfigError::Parse {
             path: origin.to_owned(),
-            message: describe_toml_error(text, &err),
+            message,
+        };
+        let overrides = env_overrides::from_vars(vars).map_err(parse_error)?;
+        let config: Config = if overrides.is_empty() {
+            toml::from_str(text).map_err(|err| parse_error(describe_toml_error(text, &err)))?
+        } else {
+            env_overrides::deserialize(text, &overrides).map_err(parse_error)?
+        };
+        config.validate(origin).map_err(|err| match err {
+            ConfigError::Invalid { path, message } => ConfigError::Invalid {
+                path,
+                message: env_overrides::mention(message, &overrides),
+            },
+            other => other,
         })?;
-        config.validate(origin)?;
         Ok(config)
     }
 
@@ -151,6 +178,14 @@ impl Config {
             return Err(invalid(format!(
                 "plugins.lane_batches_in_flight must be 1 to 64, not {}",
                 self.plugins.lane_batches_in_flight
+            )));
+        }
+        if self.plugins.max_changes_in_flight <= self.plugins.lane_backlog_max {
+            // A lane could never hold more than the bound: its backlog
+            // would never mark it out of sync.
+            return Err(invalid(format!(
+                "plugins.max_changes_in_flight ({}) must be larger than plugins.lane_backlog_max ({})",
+                self.plugins.max_changes_in_flight, self.plugins.lane_backlog_max
             )));
         }
         self.verify.validate().map_err(|e| invalid(e.to_string()))?;
@@ -313,7 +348,8 @@ mod tests {
         assert!(config.grants.contains_key("users_cache"));
     }
 
-    const MINIMAL: &str = r#"
+    /// The smallest valid file (the sibling modules' tests use it too).
+    pub(super) const MINIMAL: &str = r#"
 [spanner]
 project = "p"
 instance = "i"
@@ -342,6 +378,21 @@ url = "redis://127.0.0.1:6379"
             emulated.emulator_rest().as_deref(),
             Some("http://localhost:9020")
         );
+    }
+
+    #[test]
+    fn changes_in_flight_must_exceed_a_lane_backlog() {
+        let text =
+            format!("{MINIMAL}\n[plugins]\nlane_backlog_max = 500\nmax_changes_in_flight = 500\n");
+        let err = parse(&text).expect_err("refused").to_string();
+        assert!(
+            err.contains("plugins.max_changes_in_flight (500) must be larger than plugins.lane_backlog_max (500)"),
+            "{err}"
+        );
+        let text =
+            format!("{MINIMAL}\n[plugins]\nlane_backlog_max = 500\nmax_changes_in_flight = 501\n");
+        let config = parse(&text).expect("valid");
+        assert_eq!(config.plugins.max_changes_in_flight, 501);
     }
 
     #[test]

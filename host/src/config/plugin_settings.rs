@@ -86,6 +86,17 @@ pub struct PluginsConfig {
     /// writes only after the one before it has.
     #[serde(default = "default_lane_batches_in_flight")]
     pub lane_batches_in_flight: usize,
+    /// Most row changes and cache events handed to the pipeline and not yet
+    /// applied, across all partitions and plugins: the change stream
+    /// readers wait beyond it. It bounds the host's memory for work in
+    /// flight (`bench pipeline` measures the memory per change); it must be
+    /// larger than `lane_backlog_max`.
+    #[serde(default = "default_max_changes_in_flight")]
+    pub max_changes_in_flight: usize,
+}
+
+pub(super) fn default_max_changes_in_flight() -> usize {
+    crate::flow::DEFAULT_MAX_CHANGES_IN_FLIGHT
 }
 
 pub(super) fn default_lane_batches_in_flight() -> usize {
@@ -217,6 +228,7 @@ impl Default for PluginsConfig {
             lane_stall_ms: default_lane_stall_ms(),
             lane_backlog_max: default_lane_backlog_max(),
             lane_batches_in_flight: default_lane_batches_in_flight(),
+            max_changes_in_flight: default_max_changes_in_flight(),
         }
     }
 }

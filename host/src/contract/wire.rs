@@ -47,20 +47,31 @@ pub fn encode(changes: &[RowChange]) -> Result<Batch, WireError> {
                 table: change.table.clone(),
                 sequence: change.record_sequence.clone(),
             })?;
-        let transaction = *transaction_index
-            .entry((
-                change.transaction_id.as_str(),
-                change.commit_micros,
-                change.transaction_tag.as_str(),
-            ))
-            .or_insert_with(|| {
-                transactions.push(Transaction {
-                    id: change.transaction_id.clone(),
-                    tag: change.transaction_tag.clone(),
-                    commit_micros: change.commit_micros,
-                });
+        let transaction = match transactions.last() {
+            // A transaction's changes come together: check the last one
+            // before hashing.
+            Some(last)
+                if last.commit_micros == change.commit_micros
+                    && last.id == change.transaction_id
+                    && last.tag == change.transaction_tag =>
+            {
                 (transactions.len() - 1) as u32
-            });
+            }
+            _ => *transaction_index
+                .entry((
+                    change.transaction_id.as_str(),
+                    change.commit_micros,
+                    change.transaction_tag.as_str(),
+                ))
+                .or_insert_with(|| {
+                    transactions.push(Transaction {
+                        id: change.transaction_id.clone(),
+                        tag: change.transaction_tag.clone(),
+                        commit_micros: change.commit_micros,
+                    });
+                    (transactions.len() - 1) as u32
+                }),
+        };
         let table = tables.index_of(change);
         encoded.push(super::latest::WireChange {
             table,
@@ -87,6 +98,10 @@ struct Tables<'a> {
     /// Each table's name and key columns, as its first change has them.
     identities: Vec<(&'a str, &'a [Column])>,
     columns: Vec<HashMap<&'a str, u32>>,
+    /// Each table's positions of the last change's columns, in that
+    /// change's order: the next change of the table most often has the
+    /// same columns in the same order, so a name compare replaces a hash.
+    last_positions: Vec<Vec<u32>>,
 }
 
 impl<'a> Tables<'a> {
@@ -115,6 +130,7 @@ impl<'a> Tables<'a> {
         });
         self.identities.push((&change.table, &change.keys));
         self.columns.push(HashMap::new());
+        self.last_positions.push(Vec::new());
         table
     }
 
@@ -122,19 +138,33 @@ impl<'a> Tables<'a> {
     fn cells(&mut self, table: u32, columns: &'a [Column]) -> Vec<Cell> {
         let positions = &mut self.columns[table as usize];
         let names = &mut self.list[table as usize].columns;
-        columns
+        let last = &mut self.last_positions[table as usize];
+        let cells = columns
             .iter()
-            .map(|column| {
-                let position = *positions.entry(column.name.as_str()).or_insert_with(|| {
-                    names.push(column.name.clone());
-                    (names.len() - 1) as u32
-                });
+            .enumerate()
+            .map(|(place, column)| {
+                let guess = last
+                    .get(place)
+                    .filter(|&&guess| names[guess as usize] == column.name);
+                let position = match guess {
+                    Some(&position) => position,
+                    None => *positions.entry(column.name.as_str()).or_insert_with(|| {
+                        names.push(column.name.clone());
+                        (names.len() - 1) as u32
+                    }),
+                };
                 Cell {
                     column: position,
                     value: column.value.clone(),
                 }
             })
-            .collect()
+            .collect::<Vec<Cell>>();
+        // An insert's empty old values leave the layout for the next change.
+        if !cells.is_empty() {
+            last.clear();
+            last.extend(cells.iter().map(|cell| cell.column));
+        }
+        cells
     }
 }
 
@@ -243,6 +273,36 @@ mod tests {
         assert_eq!(wire.tables[0].columns, ["Name", "Score"]);
         assert_eq!(wire.transactions.len(), 2);
         assert_eq!(wire.changes[2].new_values[0].column, 1);
+        assert_eq!(decode(&wire), batch);
+    }
+
+    #[test]
+    fn columns_in_changing_orders_and_returning_transactions_keep_their_names() {
+        let text = |s: &str| Value::String(s.into());
+        let users = |id: i64, columns: &[&str], txn: &str| {
+            change(
+                "Users",
+                vec![column("Id", Value::Int64(id))],
+                columns
+                    .iter()
+                    .map(|name| column(name, text(name)))
+                    .collect(),
+                txn,
+                "0",
+            )
+        };
+        let batch = vec![
+            users(1, &["A", "B", "C"], "t1"),
+            users(2, &["A", "B", "C"], "t1"),
+            users(3, &["C", "A"], "t2"),
+            users(4, &["B", "D", "A"], "t1"),
+            users(5, &["D"], "t2"),
+            users(6, &["A", "B", "C", "D"], "t3"),
+        ];
+        let wire = encode(&batch).expect("encodes");
+        // The helper gives every change an old `Name`.
+        assert_eq!(wire.tables[0].columns, ["A", "B", "C", "Name", "D"]);
+        assert_eq!(wire.transactions.len(), 3);
         assert_eq!(decode(&wire), batch);
     }
 

@@ -176,7 +176,7 @@ impl Service {
             .is_some()
             .then(|| password_files.first().cloned())
             .flatten();
-        let (intake, intake_receiver) = crate::flow::intake();
+        let (intake, intake_receiver) = crate::flow::intake(config.plugins.max_changes_in_flight);
         let (plugin_sets, plugin_set_receiver) = plugin_set_channel();
         let cache_events = CacheEventTasks::connect(
             &config.cache_events,
@@ -295,6 +295,7 @@ pub fn now_rfc3339() -> String {
 
 /// Runs the service from `config` until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    crate::reload_trigger::keep_running_on_hangup()?;
     let service = Service::connect(&config).await?;
     service.run(shutdown).await
 }

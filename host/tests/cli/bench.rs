@@ -24,10 +24,16 @@ fn bench_pipeline_prints_one_well_formed_row_per_setting() {
         "2",
         "--plugin",
         plugin,
+        "--in-flight",
+        "64",
     ];
     let output = binary().args(args).output().expect("runs");
     let stdout = String::from_utf8(expect_success(&args, output)).expect("UTF-8");
-    let rows: Vec<Vec<&str>> = stdout
+    let (settings_table, memory_table) = stdout
+        .split_once("| changes in flight |")
+        .unwrap_or_else(|| panic!("no in-flight memory table: {stdout}"));
+    in_flight_row_is_well_formed(memory_table, &stdout);
+    let rows: Vec<Vec<&str>> = settings_table
         .lines()
         .filter(|line| line.starts_with("| ") && !line.starts_with("| setting"))
         .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
@@ -65,6 +71,26 @@ fn bench_pipeline_prints_one_well_formed_row_per_setting() {
             assert!(number(cell) >= 0.0, "{stdout}");
         }
         assert!(number(row[7]) >= number(row[6]), "p99 ≥ p50: {stdout}");
+    }
+}
+
+/// The in-flight memory table's one row: the changes held (at most the
+/// bound of 64, at least what fits in it beside a batch of 16), then three
+/// figures.
+fn in_flight_row_is_well_formed(table: &str, stdout: &str) {
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|line| line.starts_with("| "))
+        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(rows.len(), 1, "{stdout}");
+    let row = &rows[0];
+    assert_eq!(row.len(), 4, "{stdout}");
+    let held: usize = row[0].parse().expect("a count");
+    assert!((49..=64).contains(&held), "{stdout}");
+    for cell in &row[1..] {
+        let figure: f64 = cell.parse().expect("a figure");
+        assert!(figure >= 0.0, "{stdout}");
     }
 }
 

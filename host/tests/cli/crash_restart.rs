@@ -179,8 +179,14 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
         assert_eq!(row[5], "0", "incoherent keys:\n{status_text}");
     }
 
-    // SIGTERM: a graceful stop, exit code 0.
+    // SIGHUP (a `systemctl reload`) with nothing configured to reload is
+    // logged, and the service carries on.
     let pid = host.0.id().to_string();
+    Command::new("kill").args(["-HUP", &pid]).status()?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(host.0.try_wait()?.is_none(), "SIGHUP ended the service");
+
+    // SIGTERM: a graceful stop, exit code 0.
     Command::new("kill").args(["-TERM", &pid]).status()?;
     let mut exited = None;
     for _ in 0..200 {

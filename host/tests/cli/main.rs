@@ -6,6 +6,7 @@
 //! - [`audit`]: `audit verify` exit codes and messages, and log formats.
 //! - [`dead_letters`]: `dead-letter list`.
 //! - [`crash_restart`]: kill -9 mid-stream and restart, then SIGTERM.
+//! - [`env_overrides`]: settings from `REDIS_SPANNER__…` variables.
 //! - [`keyring`]: the keyring commands.
 //! - [`traces`]: batches exported as OpenTelemetry spans over OTLP.
 //! - [`verify`]: `verify` finds rewritten and deleted keys.
@@ -17,6 +18,7 @@ mod audit;
 mod bench;
 mod crash_restart;
 mod dead_letters;
+mod env_overrides;
 mod keyring;
 mod plugin_workflow;
 mod support;

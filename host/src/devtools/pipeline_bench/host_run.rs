@@ -8,9 +8,9 @@ use super::stats::{percentile, process_cpu_time};
 use super::workload::Workload;
 use crate::change::Effect;
 use crate::config::Config;
-use crate::flow::{Work, intake};
+use crate::flow::{Intake, Work, intake};
 use crate::metrics::Metrics;
-use crate::pipeline::plugin_set_channel;
+use crate::pipeline::{Pipeline, plugin_set_channel};
 use crate::policy::effect_key;
 use crate::service::build_pipeline;
 use std::collections::HashMap;
@@ -42,15 +42,8 @@ pub async fn measure(
     workload: &Workload,
     partitions: usize,
 ) -> anyhow::Result<HostRun> {
-    let pipeline = Arc::new(build_pipeline(config, Arc::new(Metrics::new()), None).await?);
-    let (sender, receiver) = intake();
-    let (_updates, update_receiver) = plugin_set_channel();
-    let stop = CancellationToken::new();
-    let serving = tokio::spawn(
-        pipeline
-            .clone()
-            .serve(receiver, update_receiver, stop.clone()),
-    );
+    let served = ServedPipeline::start(config).await?;
+    let sender = served.intake.clone();
 
     let cpu_before = process_cpu_time();
     let started = Instant::now();
@@ -87,9 +80,7 @@ pub async fn measure(
     }
     let wall = started.elapsed();
     let cpu = process_cpu_time().saturating_sub(cpu_before);
-    stop.cancel();
-    let _ = serving.await;
-    pipeline.stop_lanes();
+    served.stop().await;
     latencies.sort_unstable();
     let changes = workload.changes().max(1) as f64;
     Ok(HostRun {
@@ -98,6 +89,48 @@ pub async fn measure(
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
     })
+}
+
+/// A pipeline built from a bench config as `redis-spanner run` builds it,
+/// serving its intake on a task of its own.
+pub struct ServedPipeline {
+    pipeline: Arc<Pipeline>,
+    /// Where to hand it work (bounded by `plugins.max_changes_in_flight`).
+    pub intake: Intake,
+    stop: CancellationToken,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+impl ServedPipeline {
+    /// Builds the pipeline of `config` and starts serving it.
+    ///
+    /// # Errors
+    ///
+    /// The pipeline cannot be built (Redis, plugins).
+    pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        let pipeline = Arc::new(build_pipeline(config, Arc::new(Metrics::new()), None).await?);
+        let (intake, receiver) = intake(config.plugins.max_changes_in_flight);
+        let (_updates, update_receiver) = plugin_set_channel();
+        let stop = CancellationToken::new();
+        let serving = tokio::spawn(
+            pipeline
+                .clone()
+                .serve(receiver, update_receiver, stop.clone()),
+        );
+        Ok(Self {
+            pipeline,
+            intake,
+            stop,
+            serving,
+        })
+    }
+
+    /// Stops serving and stops the plugins' lanes.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.serving.await;
+        self.pipeline.stop_lanes();
+    }
 }
 
 /// Checks that Redis holds every key the plugins last set (and asked for

@@ -25,6 +25,7 @@
 
 pub mod ceiling;
 pub mod host_run;
+pub mod in_flight;
 pub mod report;
 pub mod stats;
 pub mod workload;
@@ -59,9 +60,22 @@ pub struct PipelineBenchOptions {
     pub lane_batches_in_flight: usize,
     /// Use this Redis (it is flushed!) instead of starting redis-server.
     pub redis_url: Option<String>,
+    /// Also measure the memory of this many changes in flight
+    /// ([`in_flight`]), after the settings.
+    pub in_flight: Option<usize>,
 }
 
-/// Runs every setting; progress lines go to `progress`.
+/// Everything one run measured.
+#[derive(Debug, Clone)]
+pub struct PipelineBenchResults {
+    /// One entry per setting.
+    pub settings: Vec<Measurement>,
+    /// The memory of changes in flight, when asked for.
+    pub in_flight: Option<in_flight::InFlightMemory>,
+}
+
+/// Runs every setting, then the in-flight memory measurement when asked
+/// for; progress lines go to `progress`.
 ///
 /// # Errors
 ///
@@ -70,7 +84,7 @@ pub struct PipelineBenchOptions {
 pub async fn run(
     options: &PipelineBenchOptions,
     mut progress: impl FnMut(&str),
-) -> anyhow::Result<Vec<Measurement>> {
+) -> anyhow::Result<PipelineBenchResults> {
     anyhow::ensure!(options.partitions > 0, "--partitions must be at least 1");
     anyhow::ensure!(
         !options.plugin_counts.is_empty() && !options.plugin_counts.contains(&0),
@@ -118,7 +132,22 @@ pub async fn run(
             });
         }
     }
-    Ok(results)
+    let in_flight = match options.in_flight {
+        Some(bound) => {
+            progress(&format!("memory of {bound} changes in flight"));
+            let dir = scratch.path().join("plugins-1");
+            let names = plugin_copies(&options.plugin, 1, &dir)?;
+            let config = bench_config(&url, &dir, &names, &options.prefix, false, scratch.path());
+            let memory = in_flight::measure(&config, &url, &options.workload, bound).await?;
+            flush(&url).await?;
+            Some(memory)
+        }
+        None => None,
+    };
+    Ok(PipelineBenchResults {
+        settings: results,
+        in_flight,
+    })
 }
 
 /// `count` copies of `plugin` in `dir`, named `bench_0`, `bench_1`, …
