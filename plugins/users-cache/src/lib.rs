@@ -57,7 +57,7 @@ impl Plugin for UsersCache {
         if change.kind == ChangeKind::Delete {
             return Ok(vec![Effect::delete(row_key)]);
         }
-        let row = change.row_json().to_string().into_bytes();
+        let row = change.row_json_bytes();
         let value = match &self.seal_with {
             Some(key_name) => seal(key_name, &row, row_key.as_bytes())?,
             None => row,

@@ -121,7 +121,7 @@ fn plan(
             ChangeKind::Delete => Effect::Delete(key),
             ChangeKind::Insert | ChangeKind::Update | ChangeKind::Snapshot => Effect::Set(Write {
                 key,
-                value: row_json(change).to_string().into_bytes(),
+                value: row_json_bytes(change),
                 ttl_ms: None,
             }),
         };
@@ -161,6 +161,42 @@ pub fn row_json(change: &RowChange) -> Json {
     Json::Object(object)
 }
 
+/// [`row_json`] as text, written directly as the Rust SDK's
+/// `row_json_bytes` does (the same bytes as `row_json(change).to_string()`).
+pub fn row_json_bytes(change: &RowChange) -> Vec<u8> {
+    let mut sorted: Vec<&Column> = change.keys.iter().chain(&change.new_values).collect();
+    // Stable: of columns with one name, the last stays last and wins.
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Vec::with_capacity(2 + sorted.len() * 24);
+    out.push(b'{');
+    for (index, column) in sorted.iter().enumerate() {
+        if sorted
+            .get(index + 1)
+            .is_some_and(|next| next.name == column.name)
+        {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        // Writing strings, numbers, booleans and JSON values into a vector
+        // cannot fail.
+        let written = serde_json::to_writer(&mut out, column.name.as_str()).and_then(|()| {
+            out.push(b':');
+            match &column.value {
+                Value::Null => serde_json::to_writer(&mut out, &()),
+                Value::Bool(b) => serde_json::to_writer(&mut out, b),
+                Value::Int64(n) => serde_json::to_writer(&mut out, n),
+                Value::String(text) => serde_json::to_writer(&mut out, text.as_str()),
+                other => serde_json::to_writer(&mut out, &value_json(other)),
+            }
+        });
+        written.expect("JSON serializes into memory");
+    }
+    out.push(b'}');
+    out
+}
+
 /// Joins key parts with `:` as the SDKs' `key` does: inside a part, `\`
 /// becomes `\\`, `:` becomes `\:`, `{` becomes `\(` and `}` becomes `\)`.
 pub fn key(parts: &[&str]) -> String {
@@ -188,6 +224,41 @@ pub fn key(parts: &[&str]) -> String {
 mod tests {
     use super::*;
     use crate::contract::EventSource;
+
+    #[test]
+    fn row_json_bytes_are_row_json_as_text() {
+        let column = |name: &str, value: Value| Column {
+            name: name.into(),
+            value,
+        };
+        let change = RowChange {
+            table: "T".into(),
+            kind: ChangeKind::Insert,
+            keys: vec![column("Id", Value::Int64(i64::MIN))],
+            new_values: vec![
+                column("Name", Value::String("first".into())),
+                column("Quote\"d", Value::String("a\"b\\c\u{1}é".into())),
+                column("Score", Value::Float64(0.1)),
+                column("Small", Value::Float32(1.0e-7)),
+                column("Doc", Value::Json(r#"{"b":1,"a":[true,null]}"#.into())),
+                column("Raw", Value::Bytes(vec![0, 255])),
+                column("Flag", Value::Bool(true)),
+                column("None", Value::Null),
+                column("Name", Value::String("later".into())),
+            ],
+            old_values: Vec::new(),
+            commit_micros: 1,
+            transaction_id: "t".into(),
+            record_sequence: "0".into(),
+            transaction_tag: String::new(),
+        };
+        let expected = row_json(&change).to_string();
+        assert!(expected.contains(r#""Name":"later""#), "{expected}");
+        assert_eq!(
+            String::from_utf8(row_json_bytes(&change)).unwrap(),
+            expected
+        );
+    }
 
     fn event(kind: &str, key: &str) -> CacheEvent {
         CacheEvent {
