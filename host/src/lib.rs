@@ -21,6 +21,8 @@
 //! - [`metrics`]: Prometheus metrics and commit-to-Redis lag.
 //! - [`dead_letters`]: what plugins could not apply, as references; list and replay.
 //! - [`backfill`]: `redis-spanner backfill`: a table snapshot through the plugins.
+//! - [`app_acl`]: `redis-spanner acl app`: an application's least-privilege
+//!   Redis user (cache events and fills).
 //! - [`admin`]: the HTTP server for `/metrics`, `/healthz`, `/readyz` and `/status`.
 //! - [`health`]: liveness and readiness, as the loops report them.
 //! - [`service`]: `redis-spanner run`: wires everything from a config.
@@ -31,6 +33,7 @@
 //!   demo and plugin authors' tools, apart from the service.
 
 pub mod admin;
+pub mod app_acl;
 #[cfg(test)]
 mod architecture;
 pub mod audit;

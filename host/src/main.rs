@@ -1,5 +1,6 @@
 //! The `redis-spanner` command line.
 
+mod acl_cli;
 mod audit_cli;
 #[cfg(feature = "devtools")]
 mod bench_lag_cli;
@@ -105,6 +106,11 @@ enum Command {
     /// Open a sealed value (from Redis, a file or standard input) and write
     /// its plaintext to standard output.
     Decrypt(DecryptArgs),
+    /// Redis ACL users: an application's own (`acl app`).
+    Acl {
+        #[command(subcommand)]
+        command: acl_cli::AclCommand,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -167,6 +173,7 @@ async fn dispatch(command: Command, logging: &logging::Logging) -> anyhow::Resul
         #[cfg(feature = "devtools")]
         Command::Dev(command) => devtools_cli::run(command, ctrl_c()).await,
         Command::Keyring { command } => keyring_cli::run(command),
+        Command::Acl { command } => acl_cli::run(command),
         Command::Decrypt(args) => keyring_cli::decrypt(args).await,
         Command::Audit {
             command:

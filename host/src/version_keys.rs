@@ -24,7 +24,7 @@ pub fn encode_batch(batch: &[crate::change::RowChange]) -> Vec<String> {
 }
 
 /// What every companion key ends with.
-const VERSION_SUFFIX: &str = ":rs-version";
+pub const VERSION_SUFFIX: &str = ":rs-version";
 
 /// Why a key cannot carry a version.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,6 +2,8 @@
 //! redis-server started per test on free ports), in one test binary so the
 //! host is linked into tests once.
 //!
+//! - [`app_acl`]: an application's own Redis user posts events and fills,
+//!   and nothing else.
 //! - [`audit_chain`]: tampering with the audit chain is told for what it is.
 //! - [`audit_trail`]: the audit chain keyed, anchored in Spanner and trimmed.
 //! - [`bad_input`]: bad config and plugin files get clear errors.
@@ -26,6 +28,7 @@
 //! - [`transactions`]: a transaction is applied whole or not at all.
 //! - [`versioned_apply`]: the Redis function never moves a key backwards.
 
+mod app_acl;
 mod audit_chain;
 mod audit_trail;
 mod bad_input;

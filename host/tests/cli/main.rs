@@ -3,6 +3,8 @@
 //!
 //! - [`bench`]: `bench pipeline`'s table on a tiny workload, `bench
 //!   startup`'s with two plugins.
+//! - [`acl_app`]: `acl app` prints one `ACL SETUSER` line and refuses
+//!   prefixes that reach too far.
 //! - [`audit`]: `audit verify` exit codes and messages, and log formats.
 //! - [`dead_letters`]: `dead-letter list`.
 //! - [`crash_restart`]: kill -9 mid-stream and restart, then SIGTERM.
@@ -14,6 +16,7 @@
 //! - [`plugin_workflow`]: `plugin new` → `build` → `test` → `check`, per
 //!   language.
 
+mod acl_app;
 mod audit;
 mod bench;
 mod crash_restart;
