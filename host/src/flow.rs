@@ -17,11 +17,12 @@ use crate::change::RowChange;
 use crate::contract::CacheEvent;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 /// Pieces of work waiting for the pipeline, beyond which sources wait.
 pub const INTAKE_CAPACITY: usize = 256;
 
-/// The default bound on row changes and cache events handed to the
+/// The default bound on row changes handed to the
 /// pipeline and not yet applied (`plugins.max_changes_in_flight`).
 pub const DEFAULT_MAX_CHANGES_IN_FLIGHT: usize = 200_000;
 
@@ -71,7 +72,7 @@ pub struct Intake {
 pub type IntakeReceiver = mpsc::Receiver<Submission>;
 
 /// An intake holding at most [`INTAKE_CAPACITY`] pieces of work and at most
-/// `max_changes_in_flight` row changes and cache events not yet applied
+/// `max_changes_in_flight` row changes not yet applied
 /// (queued or in the lanes): sources wait beyond that, which bounds the
 /// host's memory for work in flight.
 pub fn intake(max_changes_in_flight: usize) -> (Intake, IntakeReceiver) {
@@ -112,7 +113,17 @@ impl Intake {
         receipt
     }
 
-    /// Row changes and cache events sent and not yet applied or failed.
+    /// [`Intake::send`], unless `stop` is cancelled first (while it waits
+    /// for room): then `None`, and the work was not handed over.
+    pub async fn send_until(&self, work: Work, stop: &CancellationToken) -> Option<Receipt> {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => None,
+            receipt = self.send(work) => Some(receipt),
+        }
+    }
+
+    /// Row changes sent and not yet applied or failed.
     pub fn changes_in_flight(&self) -> usize {
         self.max_in_flight - self.in_flight.available_permits()
     }
@@ -134,12 +145,14 @@ struct Outcome {
 
 impl Work {
     /// How much of the bound on changes in flight this work takes: its
-    /// row changes or cache events (other work: none).
+    /// row changes (other work: none).
     fn weight(&self) -> usize {
         match self {
             Work::Changes(changes) => changes.len(),
-            Work::CacheEvents(events) => events.len(),
-            Work::RefusedFills(_) | Work::BadCacheEvent { .. } => 0,
+            // Cache events are few and small, and must not wait behind a
+            // backlog of changes (a keyspace subscriber that stops reading
+            // is disconnected by Redis): the intake's capacity bounds them.
+            Work::CacheEvents(_) | Work::RefusedFills(_) | Work::BadCacheEvent { .. } => 0,
         }
     }
 }
@@ -311,6 +324,35 @@ mod tests {
         drop(receiver.recv().await.expect("the third work"));
         assert!(third.wait().await.is_err());
         assert_eq!(intake.changes_in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_source_waiting_for_room_stops_at_shutdown_without_sending() {
+        let (intake, mut receiver) = intake(10);
+        let _first = intake.send(changes(10)).await;
+        let stop = CancellationToken::new();
+        let waiting = tokio::spawn({
+            let (intake, stop) = (intake.clone(), stop.clone());
+            async move { intake.send_until(changes(1), &stop).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the bound is full");
+        stop.cancel();
+        assert!(waiting.await.expect("ends").is_none(), "not handed over");
+        assert!(receiver.recv().await.is_some(), "the first work");
+        assert!(receiver.try_recv().is_err(), "nothing else was sent");
+        // Cache events do not wait behind changes.
+        let event = CacheEvent {
+            source: crate::contract::EventSource::Application,
+            kind: "miss".into(),
+            key: "k".into(),
+            fields: Vec::new(),
+            id: String::new(),
+        };
+        let sent = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            intake.send(Work::CacheEvents(vec![event; 5])).await
+        });
+        assert!(sent.await.is_ok(), "cache events take no room");
     }
 
     #[tokio::test]

@@ -432,6 +432,11 @@ fn kubernetes_manifests_agree_with_the_service() {
         admin["spec"]["ports"][0]["targetPort"].as_str(),
         Some("admin")
     );
+    // /status and /metrics stay reachable while /readyz fails.
+    assert_eq!(
+        admin["spec"]["publishNotReadyAddresses"].as_bool(),
+        Some(true)
+    );
 
     // The shutdown fits in the grace period.
     let grace = pod["terminationGracePeriodSeconds"].as_i64().expect("set");

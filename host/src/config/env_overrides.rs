@@ -40,6 +40,16 @@ use std::ffi::OsStr;
 /// What every variable read as a setting starts with.
 pub const PREFIX: &str = "REDIS_SPANNER__";
 
+/// The names of this process's variables that [`from_vars`] reads as
+/// settings: what the developer tools remove from the services they start,
+/// so a shell set up for production cannot point a benchmark at it.
+pub fn variables_in_env() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| name.to_str().is_some_and(|name| name.starts_with(PREFIX)))
+        .collect()
+}
+
 /// One setting taken from the environment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvOverride {
@@ -201,10 +211,28 @@ pub fn deserialize<T: DeserializeOwned>(
 ) -> Result<T, String> {
     let mut table: toml::Table =
         toml::from_str(text).map_err(|err| describe_toml_error(text, &err))?;
+    if holds_datetime(&toml::Value::Table(table.clone())) {
+        // No setting is a TOML date-time; the file read alone says so with
+        // its line, so the file means the same with or without variables.
+        return match toml::from_str::<T>(text) {
+            Err(err) => Err(describe_toml_error(text, &err)),
+            Ok(_) => Err("a TOML date-time is no setting's type: quote it".to_owned()),
+        };
+    }
     apply(&mut table, overrides)?;
     toml::Value::Table(table)
         .try_into::<T>()
         .map_err(|err| blame::<T>(text, &err, overrides))
+}
+
+/// Whether `value` is or holds a TOML date-time.
+fn holds_datetime(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::Datetime(_) => true,
+        toml::Value::Array(items) => items.iter().any(holds_datetime),
+        toml::Value::Table(table) => table.values().any(holds_datetime),
+        _ => false,
+    }
 }
 
 /// Names the variables an error of the merged table comes from.
@@ -248,6 +276,16 @@ fn blame<T: DeserializeOwned>(
             Err(file_err) if file_err.message() == message => describe_toml_error(text, &file_err),
             _ => mention(format!("{message}{place}"), overrides),
         };
+    }
+    // A variable's text may be a secret (a URL with a password): the
+    // message names the variable instead of repeating what it holds.
+    let mut message = message.to_owned();
+    for o in &blamed {
+        if let toml::Value::String(text) = &o.value
+            && !text.is_empty()
+        {
+            message = message.replace(text.as_str(), &format!("<value of {}>", o.variable));
+        }
     }
     let hint = match blamed.as_slice() {
         [o] if message.starts_with("invalid type") => match (&o.raw, &o.value) {
@@ -567,5 +605,38 @@ mod tests {
         let merged =
             parse(text, &[("REDIS_SPANNER__SPANNER__PROJECT", "my-project")]).expect("valid");
         assert_eq!(format!("{plain:?}"), format!("{merged:?}"));
+    }
+
+    #[test]
+    fn a_value_from_a_variable_is_not_repeated_in_errors() {
+        let secret = "redis://:hunter2@cache:6379";
+        let err = parse(MINIMAL, &[("REDIS_SPANNER__REDIS", secret)])
+            .expect_err("a string is no table")
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("<value of REDIS_SPANNER__REDIS>"), "{err}");
+        let err = parse(
+            MINIMAL,
+            &[("REDIS_SPANNER__REDIS__URL", "http://:hunter2@cache")],
+        )
+        .expect_err("not a Redis URL")
+        .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_file_means_the_same_with_or_without_variables() {
+        let text = MINIMAL.replace(
+            "change_stream = \"S\"",
+            "change_stream = \"S\"\nstart = 2026-01-31T12:00:00Z",
+        );
+        let alone = parse(&text, &[])
+            .expect_err("a date-time is no string")
+            .to_string();
+        let with = parse(&text, &[("REDIS_SPANNER__ADMIN__LISTEN", "127.0.0.1:0")])
+            .expect_err("still refused")
+            .to_string();
+        assert_eq!(alone, with);
+        assert!(alone.contains("line"), "{alone}");
     }
 }

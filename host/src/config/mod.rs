@@ -180,12 +180,15 @@ impl Config {
                 self.plugins.lane_batches_in_flight
             )));
         }
-        if self.plugins.max_changes_in_flight <= self.plugins.lane_backlog_max {
+        if let Some(bound) = self.plugins.max_changes_in_flight
+            && bound <= self.plugins.lane_backlog_max
+        {
             // A lane could never hold more than the bound: its backlog
             // would never mark it out of sync.
             return Err(invalid(format!(
-                "plugins.max_changes_in_flight ({}) must be larger than plugins.lane_backlog_max ({})",
-                self.plugins.max_changes_in_flight, self.plugins.lane_backlog_max
+                "plugins.max_changes_in_flight ({bound}) must be larger than plugins.lane_backlog_max ({}); \
+                 remove it to use max(200000, 2 × lane_backlog_max)",
+                self.plugins.lane_backlog_max
             )));
         }
         self.verify.validate().map_err(|e| invalid(e.to_string()))?;
@@ -251,7 +254,7 @@ impl Config {
         {
             return Err(invalid(format!(
                 "redis.url = {:?} must start with redis://, rediss:// or unix://",
-                self.redis.url
+                without_password(&self.redis.url)
             )));
         }
         self.redis.check_credentials().map_err(invalid)?;
@@ -326,6 +329,21 @@ impl Config {
     }
 }
 
+/// `url` with any password between `://` and `@` shown as `***`, for
+/// messages (the URL may come from a secret).
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split_once(':').map_or("", |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,7 +410,13 @@ url = "redis://127.0.0.1:6379"
         let text =
             format!("{MINIMAL}\n[plugins]\nlane_backlog_max = 500\nmax_changes_in_flight = 501\n");
         let config = parse(&text).expect("valid");
-        assert_eq!(config.plugins.max_changes_in_flight, 501);
+        assert_eq!(config.plugins.changes_in_flight_bound(), 501);
+        // Unset: the default, or twice a raised backlog bound.
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.plugins.changes_in_flight_bound(), 200_000);
+        let text = format!("{MINIMAL}\n[plugins]\nlane_backlog_max = 300000\n");
+        let config = parse(&text).expect("a raised backlog bound alone stays valid");
+        assert_eq!(config.plugins.changes_in_flight_bound(), 600_000);
     }
 
     #[test]

@@ -86,17 +86,15 @@ pub struct PluginsConfig {
     /// writes only after the one before it has.
     #[serde(default = "default_lane_batches_in_flight")]
     pub lane_batches_in_flight: usize,
-    /// Most row changes and cache events handed to the pipeline and not yet
-    /// applied, across all partitions and plugins: the change stream
-    /// readers wait beyond it. It bounds the host's memory for work in
-    /// flight (`bench pipeline` measures the memory per change); it must be
-    /// larger than `lane_backlog_max`.
-    #[serde(default = "default_max_changes_in_flight")]
-    pub max_changes_in_flight: usize,
-}
-
-pub(super) fn default_max_changes_in_flight() -> usize {
-    crate::flow::DEFAULT_MAX_CHANGES_IN_FLIGHT
+    /// Most row changes handed to the pipeline and not yet applied, across
+    /// all partitions and plugins: the change stream readers wait beyond
+    /// it. It bounds the host's memory for work in flight (`bench
+    /// pipeline --in-flight` measures the memory per change). When set it
+    /// must be larger than `lane_backlog_max`; unset, it is 200,000 or
+    /// twice `lane_backlog_max`, whichever is larger (see
+    /// [`PluginsConfig::changes_in_flight_bound`]).
+    #[serde(default)]
+    pub max_changes_in_flight: Option<usize>,
 }
 
 pub(super) fn default_lane_batches_in_flight() -> usize {
@@ -183,6 +181,15 @@ impl PluginsConfig {
         }
     }
 
+    /// The bound on row changes in flight: `max_changes_in_flight`, or,
+    /// unset, the default or twice `lane_backlog_max`, whichever is larger
+    /// (so a file that raised the backlog bound keeps working).
+    pub fn changes_in_flight_bound(&self) -> usize {
+        self.max_changes_in_flight.unwrap_or_else(|| {
+            crate::flow::DEFAULT_MAX_CHANGES_IN_FLIGHT.max(self.lane_backlog_max.saturating_mul(2))
+        })
+    }
+
     /// How long a graceful shutdown may take.
     pub fn shutdown_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.shutdown_timeout_ms)
@@ -228,7 +235,7 @@ impl Default for PluginsConfig {
             lane_stall_ms: default_lane_stall_ms(),
             lane_backlog_max: default_lane_backlog_max(),
             lane_batches_in_flight: default_lane_batches_in_flight(),
-            max_changes_in_flight: default_max_changes_in_flight(),
+            max_changes_in_flight: None,
         }
     }
 }

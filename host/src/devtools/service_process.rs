@@ -43,7 +43,12 @@ impl HostProcess {
             .build()?;
         let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
         let started = Instant::now();
-        let child = tokio::process::Command::new(program)
+        let mut command = tokio::process::Command::new(program);
+        // Its settings are the bench's file alone, whatever the shell holds.
+        for variable in crate::config::env_overrides::variables_in_env() {
+            command.env_remove(variable);
+        }
+        let child = command
             .arg("run")
             .arg("--config")
             .arg(config)

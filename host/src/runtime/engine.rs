@@ -23,8 +23,9 @@ pub struct PluginEngine {
     pub linker: std::sync::Arc<Linker<PluginState>>,
 }
 
-/// Set (to anything), plugins' compiled functions are listed in
-/// `/tmp/perf-<pid>.map`, so `perf` can name them in a profile.
+/// Set to `1`, plugins' compiled functions are listed in
+/// `/tmp/perf-<pid>.map` (which grows with every plugin loaded), so `perf`
+/// can name them in a profile. For profiling only.
 pub const PERF_MAP_ENV: &str = "REDIS_SPANNER_PERF_MAP";
 
 impl PluginEngine {
@@ -33,11 +34,20 @@ impl PluginEngine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
-        if std::env::var_os(PERF_MAP_ENV).is_some() {
+        let perf_map = std::env::var_os(PERF_MAP_ENV).is_some_and(|value| value == "1");
+        if perf_map {
             // `perf report` then names plugin functions (docs/BENCHMARKS.md).
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&config).map_err(|err| {
+            if perf_map {
+                err.context(format!(
+                    "{PERF_MAP_ENV}=1 asks for /tmp/perf-<pid>.map, which cannot be written"
+                ))
+            } else {
+                err
+            }
+        })?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         v0_1::CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;

@@ -176,7 +176,8 @@ impl Service {
             .is_some()
             .then(|| password_files.first().cloned())
             .flatten();
-        let (intake, intake_receiver) = crate::flow::intake(config.plugins.max_changes_in_flight);
+        let (intake, intake_receiver) =
+            crate::flow::intake(config.plugins.changes_in_flight_bound());
         let (plugin_sets, plugin_set_receiver) = plugin_set_channel();
         let cache_events = CacheEventTasks::connect(
             &config.cache_events,

@@ -76,7 +76,7 @@ fn bench_pipeline_prints_one_well_formed_row_per_setting() {
 
 /// The in-flight memory table's one row: the changes held (at most the
 /// bound of 64, at least what fits in it beside a batch of 16), then three
-/// figures.
+/// figures (no value is asserted: memory is the machine's).
 fn in_flight_row_is_well_formed(table: &str, stdout: &str) {
     let rows: Vec<Vec<&str>> = table
         .lines()
@@ -89,8 +89,8 @@ fn in_flight_row_is_well_formed(table: &str, stdout: &str) {
     let held: usize = row[0].parse().expect("a count");
     assert!((49..=64).contains(&held), "{stdout}");
     for cell in &row[1..] {
-        let figure: f64 = cell.parse().expect("a figure");
-        assert!(figure >= 0.0, "{stdout}");
+        cell.parse::<f64>()
+            .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"));
     }
 }
 

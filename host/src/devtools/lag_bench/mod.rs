@@ -128,7 +128,8 @@ pub async fn run(
         cache_dir: &scratch.join("compiled"),
     };
     let config_path = setup.write(&scratch.join("service.toml"), port)?;
-    let config = Config::load(&config_path)?;
+    // The file alone, as the service it starts reads it (no environment).
+    let config = Config::parse(&std::fs::read_to_string(&config_path)?, &config_path)?;
     progress(&format!(
         "creating database {database}: Users, its change stream and the service's tables"
     ));

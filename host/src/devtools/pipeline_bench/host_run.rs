@@ -109,7 +109,7 @@ impl ServedPipeline {
     /// The pipeline cannot be built (Redis, plugins).
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         let pipeline = Arc::new(build_pipeline(config, Arc::new(Metrics::new()), None).await?);
-        let (intake, receiver) = intake(config.plugins.max_changes_in_flight);
+        let (intake, receiver) = intake(config.plugins.changes_in_flight_bound());
         let (_updates, update_receiver) = plugin_set_channel();
         let stop = CancellationToken::new();
         let serving = tokio::spawn(

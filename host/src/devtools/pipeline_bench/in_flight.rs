@@ -5,11 +5,14 @@
 //!
 //! One plugin, audit off. The pipeline is built and warmed with one applied
 //! batch; then `CLIENT PAUSE … WRITE` holds every `FCALL rs_apply_many`,
-//! the workload's batches are handed over (copies of the prepared ones, as
-//! a reader hands over what it decoded) until the bound stops the sender,
-//! and VmRSS is read (the freed heap was handed back to the system before
-//! the first reading, so the changes cannot hide in it). `CLIENT UNPAUSE` lets it all drain, and every batch's
-//! receipt must say applied.
+//! the workload's batches are handed over (each copied from the prepared
+//! ones as it goes, as a reader hands over what it just decoded) until the
+//! bound stops the sender, and VmRSS is read (the freed heap was handed
+//! back to the system before the first reading, so the changes cannot hide
+//! in it). `CLIENT UNPAUSE` lets it all drain, and every batch's receipt
+//! must say applied (also when the measurement fails). With `--redis-url`,
+//! a bench that dies in the middle leaves that
+//! Redis paused for writes for at most [`PAUSE_MS`].
 
 use super::host_run::ServedPipeline;
 use super::workload::Workload;
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 
 /// How long Redis stays paused at most: the measurement unpauses it itself
 /// long before, unless it fails on the way.
-const PAUSE_MS: u64 = 60_000;
+pub const PAUSE_MS: u64 = 60_000;
 
 /// What the measurement found.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +60,7 @@ pub async fn measure(
 ) -> anyhow::Result<InFlightMemory> {
     anyhow::ensure!(bound > 0, "the bound on changes in flight must be positive");
     let mut config = config.clone();
-    config.plugins.max_changes_in_flight = bound;
+    config.plugins.max_changes_in_flight = Some(bound);
     let served = ServedPipeline::start(&config).await?;
     let sender = &served.intake;
     let first = workload.batches.first().context("an empty workload")?;
@@ -104,17 +107,21 @@ async fn fill_and_read(
     workload: &Workload,
     bound: usize,
 ) -> anyhow::Result<(InFlightMemory, HandingOver)> {
+    // The prepared batches, shared with the hand-over task before the first
+    // reading; each is copied only as it is handed over (as a reader
+    // decodes a batch just before handing it over), so the batches still
+    // waiting are not counted as changes in flight.
+    let batches = std::sync::Arc::new(workload.batches.clone());
     // Freed heap pages would take the new changes unseen: hand them back.
     // SAFETY: malloc_trim only releases free memory of glibc's heap.
     unsafe { libc::malloc_trim(0) };
     let rss_before = resident_bytes()?;
-    let batches = workload.batches.clone();
     let handing_over: HandingOver = tokio::spawn({
         let sender = sender.clone();
         async move {
             let mut receipts = Vec::with_capacity(batches.len());
-            for batch in batches {
-                receipts.push(sender.send(Work::Changes(batch)).await);
+            for batch in batches.iter() {
+                receipts.push(sender.send(Work::Changes(batch.clone())).await);
             }
             Ok(receipts)
         }

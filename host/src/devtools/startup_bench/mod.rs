@@ -107,7 +107,9 @@ pub async fn run(
     };
     let (with_many, with_one) = (setup_of(&many_dir, &many), setup_of(&one_dir, &one));
     // The service's own table names, as it reads them from its configuration.
-    let config = Config::load(&with_many.write(&scratch.join("check.toml"), 0)?)?;
+    // The file alone, as the services it starts read it (no environment).
+    let check = with_many.write(&scratch.join("check.toml"), 0)?;
+    let config = Config::parse(&std::fs::read_to_string(&check)?, &check)?;
     progress(&format!(
         "creating database {database}: Users, its change stream and the service's tables"
     ));

@@ -93,11 +93,14 @@ impl ChangeStreamReader {
             progress.sent_now = progress.sent_now.max(change.commit_micros);
         }
         for chunk in transaction_chunks(&changes, self.batch_max, self.transaction_max) {
+            // At shutdown, what is not handed over yet is read again at the
+            // next start (the watermark never passes it).
             let receipt = self
                 .intake
-                .send(Work::Changes(chunk.to_vec()))
+                .send_until(Work::Changes(chunk.to_vec()), shutdown)
                 .instrument(batch.clone())
-                .await;
+                .await
+                .ok_or_else(|| "shutdown".to_owned())?;
             progress.in_flight.push_back((receipt, None));
         }
         if let Some(newest) = newest {

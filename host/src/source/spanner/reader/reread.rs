@@ -94,7 +94,12 @@ impl ChangeStreamReader {
         }
         let mut receipts = Vec::new();
         for chunk in transaction_chunks(&missed, self.batch_max, self.transaction_max) {
-            receipts.push(self.intake.send(Work::Changes(chunk.to_vec())).await);
+            let receipt = self
+                .intake
+                .send_until(Work::Changes(chunk.to_vec()), shutdown)
+                .await
+                .ok_or_else(|| "shutdown".to_owned())?;
+            receipts.push(receipt);
         }
         Ok(receipts)
     }
