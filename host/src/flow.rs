@@ -278,17 +278,7 @@ mod tests {
     }
 
     fn changes(count: usize) -> Work {
-        let change = RowChange {
-            table: "T".into(),
-            kind: crate::change::ChangeKind::Insert,
-            keys: Vec::new(),
-            new_values: Vec::new(),
-            old_values: Vec::new(),
-            commit_micros: 1,
-            transaction_id: "t".into(),
-            record_sequence: "0".into(),
-            transaction_tag: String::new(),
-        };
+        let change = crate::contract::bare_insert("T");
         Work::Changes(vec![change; count])
     }
 

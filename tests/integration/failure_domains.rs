@@ -592,6 +592,46 @@ async fn a_slow_plugin_delays_only_itself() -> anyhow::Result<()> {
     running.shutdown().await
 }
 
+/// Batches that waited behind a slow one go to the plugin together; when
+/// the plugin fails on them, each is run again on its own, so only the
+/// batch at fault is parked and the others beside it are applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merged_batches_the_plugin_fails_on_are_parked_one_by_one() -> anyhow::Result<()> {
+    let bed = TestBed::start(&ddl()).await?;
+    let plugins = slow_beside_good(2_000)?;
+    let mut config = hostile_config(&bed, plugins.path());
+    config.plugins.call_timeout_ms = 3_000;
+    config.plugins.attempts = 1;
+    // One batch at a time: the ones after the slow one wait, and merge.
+    config.plugins.lane_batches_in_flight = 1;
+    let dead_letters = config.redis.dead_letter_stream.clone();
+    let running = RunningService::spawn(Service::connect(&config).await?);
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+
+    // Apart enough to come as batches of their own.
+    for (id, mode) in [(1, "slow"), (2, "ok"), (3, "sleep"), (4, "ok")] {
+        commit(&spanner, vec![hostile(id, mode)]).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for id in [1, 2, 4] {
+        assert!(
+            appears(&redis, &format!("hostile:{id}")).await,
+            "hostile:{id}, beside the batch the plugin failed on, is applied"
+        );
+    }
+    let letter = dead_letter(&redis, &dead_letters, "time limit").await;
+    let refs = field(&letter, "refs");
+    assert!(
+        refs.contains("{\"Int64\":3}")
+            && !refs.contains("{\"Int64\":2}")
+            && !refs.contains("{\"Int64\":4}"),
+        "the batch at fault alone: {refs}"
+    );
+    assert_eq!(entries(&mut redis, &dead_letters).await?.len(), 1);
+    running.shutdown().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_lane_goes_out_of_sync_and_comes_back_resynced() -> anyhow::Result<()> {
     let bed = TestBed::start(&ddl()).await?;

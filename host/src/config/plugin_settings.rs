@@ -178,6 +178,7 @@ impl PluginsConfig {
             stall: std::time::Duration::from_millis(self.lane_stall_ms),
             backlog_changes: self.lane_backlog_max,
             batches_in_flight: self.lane_batches_in_flight.max(1),
+            merged_changes: self.batch_max,
         }
     }
 

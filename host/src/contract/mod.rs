@@ -71,6 +71,23 @@ pub fn float32_as_f64(f: f32) -> f64 {
         .expect("a finite f32 prints as a decimal")
 }
 
+/// An insert into `table` with no columns, for tests that only count
+/// changes.
+#[cfg(test)]
+pub(crate) fn bare_insert(table: &str) -> RowChange {
+    RowChange {
+        table: table.into(),
+        kind: ChangeKind::Insert,
+        keys: Vec::new(),
+        new_values: Vec::new(),
+        old_values: Vec::new(),
+        commit_micros: 1,
+        transaction_id: "t".into(),
+        record_sequence: "0".into(),
+        transaction_tag: String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The text of `interface <name> { … }` in a WIT file.

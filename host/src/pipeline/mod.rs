@@ -68,6 +68,10 @@ pub enum PipelineError {
     /// The audit trail could not be written.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The plugin failed on a lane's merged batches, which are not parked
+    /// together: each is run again on its own.
+    #[error("the plugin failed on merged batches; each is run again on its own")]
+    MergedBatchesFailed,
 }
 
 /// Audit records kept one by one per verdict, plugin and batch; the rest
@@ -204,7 +208,7 @@ impl Pipeline {
         batch: &[RowChange],
         versions: &[String],
     ) -> Result<(), PipelineError> {
-        self.run_plugin_noting_keys(plugin, batch, versions, None, None)
+        self.run_plugin_noting_keys(plugin, batch, versions, None, None, true)
             .await
             .map(|_| ())
     }
@@ -213,7 +217,9 @@ impl Pipeline {
     /// was allowed to `keys` when given (a resync learns which keys its
     /// snapshot produced), and applying only in `turn` when given (a lane's
     /// batches plan ahead but write in order). `Ok(false)` when a change
-    /// was parked or refused: then the keys are not all known.
+    /// was parked or refused: then the keys are not all known. A batch the
+    /// plugin fails on is parked, unless `park_failures` is false (merged
+    /// batches): then [`PipelineError::MergedBatchesFailed`].
     pub(crate) async fn run_plugin_noting_keys(
         &self,
         plugin: &Plugin,
@@ -221,6 +227,7 @@ impl Pipeline {
         versions: &[String],
         mut keys: Option<&mut std::collections::HashSet<String>>,
         mut turn: Option<&mut lanes::ApplyTurn>,
+        park_failures: bool,
     ) -> Result<bool, PipelineError> {
         // Only the tables the plugin wants; `index` maps back to the batch.
         let index: Vec<usize> = (0..batch.len())
@@ -243,6 +250,7 @@ impl Pipeline {
         self.audit_crypto_refusals(plugin).await?;
         let actions = match planned {
             Ok(actions) => actions,
+            Err(_) if !park_failures => return Err(PipelineError::MergedBatchesFailed),
             Err(error) => {
                 self.park(plugin, input, &error).await?;
                 self.lanes.redis_wrote();

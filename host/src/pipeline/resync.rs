@@ -117,6 +117,7 @@ impl Resyncer {
                             &versions,
                             Some(&mut produced),
                             None,
+                            true,
                         )
                         .await?;
                     rows += batch.len() as u64;

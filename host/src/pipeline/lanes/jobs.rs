@@ -44,19 +44,103 @@ pub(super) struct Job {
     pub(super) enqueued: Instant,
     /// The batch's span (see [`crate::telemetry`]).
     pub(super) span: tracing::Span,
+    /// The jobs a merged job stands for (see [`Job::merged`]); empty for a
+    /// job of one batch.
+    pub(super) parts: Vec<Arc<Job>>,
+    /// Parts of a merged job already applied one by one, after the plugin
+    /// failed on them together (see `Pipeline::apply_once`).
+    pub(super) parts_applied: AtomicUsize,
+    /// The plugin failed on the merged batches: they go one by one.
+    pub(super) split: AtomicBool,
 }
 
 impl Job {
-    /// Counts the job as done for its batch (once, whoever calls first).
+    /// Counts the job as done for its batch (once, whoever calls first); a
+    /// merged job, for each of its parts.
     pub(super) fn release(&self) {
         if !self.released.swap(true, Ordering::AcqRel) {
             self.completion.one_done();
         }
+        for part in &self.parts {
+            part.release();
+        }
     }
 
+    /// Whether the job was released (a merged job: every part was).
     pub(super) fn is_released(&self) -> bool {
         self.released.load(Ordering::Acquire)
+            || (!self.parts.is_empty() && self.parts.iter().all(|part| part.is_released()))
     }
+
+    /// One job for `parts` (consecutive jobs of one lane, in order): their
+    /// batches applied as one, with one plugin call and one Redis round
+    /// trip, so a lane that has fallen behind catches up in fewer, larger
+    /// steps. Each part still counts for its own batch when released.
+    pub(super) fn merged(parts: Vec<Arc<Job>>, metrics: &Arc<Metrics>) -> Arc<Job> {
+        let batch: Vec<RowChange> = parts
+            .iter()
+            .flat_map(|part| part.batch.iter().cloned())
+            .collect();
+        let versions: Vec<String> = parts
+            .iter()
+            .flat_map(|part| part.versions.iter().cloned())
+            .collect();
+        // The parts' completions resolve their commits and record their
+        // lag; the merged job's own counts for nothing.
+        let completion = Arc::new(Completion {
+            remaining: AtomicUsize::new(1),
+            commit: Mutex::new(None),
+            batch: Arc::from(Vec::new()),
+            metrics: metrics.clone(),
+        });
+        Arc::new(Job {
+            batch: batch.into(),
+            versions: versions.into(),
+            completion,
+            released: AtomicBool::new(false),
+            enqueued: parts[0].enqueued,
+            span: parts[0].span.clone(),
+            parts,
+            parts_applied: AtomicUsize::new(0),
+            split: AtomicBool::new(false),
+        })
+    }
+
+    /// The batches this job applies: itself, or its parts when merged.
+    pub(super) fn batches(self: &Arc<Self>) -> Vec<Arc<Job>> {
+        if self.parts.is_empty() {
+            vec![self.clone()]
+        } else {
+            self.parts.clone()
+        }
+    }
+}
+
+/// The next job to run from `waiting` (jobs of one lane, in order): its
+/// first job, merged with the ones after it while they are not released
+/// and the changes stay within `max_changes`.
+pub(super) fn next_job(
+    waiting: &mut VecDeque<Arc<Job>>,
+    max_changes: usize,
+    metrics: &Arc<Metrics>,
+) -> Option<Arc<Job>> {
+    let first = waiting.pop_front()?;
+    if first.is_released() {
+        return Some(first);
+    }
+    let mut changes = first.batch.len();
+    let mut parts = vec![first];
+    while let Some(next) = waiting.front() {
+        if next.is_released() || changes + next.batch.len() > max_changes {
+            break;
+        }
+        changes += next.batch.len();
+        parts.extend(waiting.pop_front());
+    }
+    Some(match parts.len() {
+        1 => parts.pop().expect("one part"),
+        _ => Job::merged(parts, metrics),
+    })
 }
 
 impl Pipeline {
@@ -115,9 +199,11 @@ impl Pipeline {
     pub(super) fn job_done(self: &Arc<Self>, lane: &Arc<Lane>, job: &Arc<Job>, idle: bool) {
         let recovered = {
             let mut state = lane.lock();
-            if let Some(at) = state.pending.iter().position(|j| Arc::ptr_eq(j, job)) {
-                state.pending.remove(at);
-                state.backlog = state.backlog.saturating_sub(job.batch.len());
+            for batch in job.batches() {
+                if let Some(at) = state.pending.iter().position(|j| Arc::ptr_eq(j, &batch)) {
+                    state.pending.remove(at);
+                    state.backlog = state.backlog.saturating_sub(batch.batch.len());
+                }
             }
             self.metrics
                 .lane_backlog
@@ -183,6 +269,64 @@ impl ApplyTurn {
 mod tests {
     use super::*;
     use futures::FutureExt as _;
+
+    /// A job of `changes` row changes, and the receipt of its batch.
+    fn job(changes: usize, metrics: &Arc<Metrics>) -> (Arc<Job>, crate::flow::Receipt) {
+        let (commit, receipt) = commit_pair();
+        let change = crate::contract::bare_insert("T");
+        let batch: Arc<[RowChange]> = vec![change; changes].into();
+        let job = Arc::new(Job {
+            batch: batch.clone(),
+            versions: vec![String::new(); changes].into(),
+            completion: Arc::new(Completion {
+                remaining: AtomicUsize::new(1),
+                commit: Mutex::new(Some(commit)),
+                batch,
+                metrics: metrics.clone(),
+            }),
+            released: AtomicBool::new(false),
+            enqueued: Instant::now(),
+            span: tracing::Span::none(),
+            parts: Vec::new(),
+            parts_applied: AtomicUsize::new(0),
+            split: AtomicBool::new(false),
+        });
+        (job, receipt)
+    }
+
+    #[test]
+    fn waiting_batches_merge_up_to_the_bound_and_each_counts_when_released() {
+        let metrics = Arc::new(Metrics::new());
+        let made: Vec<_> = (0..5).map(|_| job(64, &metrics)).collect();
+        let mut waiting: VecDeque<Arc<Job>> = made.iter().map(|(job, _)| job.clone()).collect();
+        let merged = next_job(&mut waiting, 256, &metrics).expect("a job");
+        assert_eq!((merged.parts.len(), merged.batch.len()), (4, 256));
+        assert!(Arc::ptr_eq(&merged.parts[0], &made[0].0), "in order");
+        let last = next_job(&mut waiting, 256, &metrics).expect("the fifth");
+        assert!(last.parts.is_empty() && Arc::ptr_eq(&last, &made[4].0));
+        assert!(next_job(&mut waiting, 256, &metrics).is_none());
+        merged.release();
+        for (_, receipt) in &made[..4] {
+            assert_eq!(
+                receipt.outcome(),
+                Some(&Ok(())),
+                "each part's batch is done"
+            );
+        }
+        assert!(!made[4].1.is_done());
+    }
+
+    #[test]
+    fn a_released_batch_is_never_merged() {
+        let metrics = Arc::new(Metrics::new());
+        let made: Vec<_> = (0..3).map(|_| job(10, &metrics)).collect();
+        made[1].0.release();
+        let mut waiting: VecDeque<Arc<Job>> = made.iter().map(|(job, _)| job.clone()).collect();
+        for expected in &made {
+            let next = next_job(&mut waiting, 256, &metrics).expect("a job");
+            assert!(Arc::ptr_eq(&next, &expected.0), "one at a time");
+        }
+    }
 
     #[tokio::test]
     async fn a_batch_writes_only_after_the_one_before() {

@@ -38,6 +38,7 @@ use tracing::Instrument as _;
 
 mod jobs;
 pub use jobs::ApplyTurn;
+mod running;
 use jobs::{Completion, Job};
 
 mod sync;
@@ -49,6 +50,9 @@ const WATCH_EVERY: Duration = Duration::from_millis(500);
 /// One plugin's lane.
 pub(super) struct Lane {
     name: String,
+    /// Whether waiting batches may be merged: until the plugin fails on
+    /// merged batches once (then never again for this lane).
+    merging: AtomicBool,
     sender: mpsc::UnboundedSender<Arc<Job>>,
     state: Mutex<LaneState>,
 }
@@ -221,6 +225,9 @@ impl Pipeline {
                 released: AtomicBool::new(false),
                 enqueued: Instant::now(),
                 span: span.clone(),
+                parts: Vec::new(),
+                parts_applied: AtomicUsize::new(0),
+                split: AtomicBool::new(false),
             });
             {
                 let mut state = lane.lock();
@@ -299,6 +306,7 @@ impl Pipeline {
         let (sender, receiver) = mpsc::unbounded_channel();
         let lane = Arc::new(Lane {
             name: name.to_owned(),
+            merging: AtomicBool::new(true),
             sender,
             state: Mutex::new(LaneState {
                 in_sync: true,
@@ -314,70 +322,6 @@ impl Pipeline {
             .push(task.abort_handle());
         map.insert(name.to_owned(), lane.clone());
         lane
-    }
-
-    /// A lane's task: takes its batches in order and works on up to
-    /// `batches_in_flight` of them at once, each on a task of its own. The
-    /// plugin's calls still come one at a time (it has one instance), and
-    /// each batch writes to Redis only after the one before it has (its
-    /// [`ApplyTurn`]): plans run ahead, writes land in order.
-    async fn run_lane(
-        self: Arc<Self>,
-        lane: Arc<Lane>,
-        mut jobs: mpsc::UnboundedReceiver<Arc<Job>>,
-    ) {
-        let limit = self.lanes.bounds.batches_in_flight.max(1);
-        let mut running = futures::stream::FuturesUnordered::new();
-        let mut previous: Option<tokio::sync::watch::Receiver<bool>> = None;
-        let mut open = true;
-        loop {
-            tokio::select! {
-                job = jobs.recv(), if open && running.len() < limit => match job {
-                    Some(job) => {
-                        let (turn, done) = ApplyTurn::after(previous.take());
-                        previous = Some(done);
-                        running.push(self.clone().spawn_job(lane.name.clone(), job, turn));
-                    }
-                    None => open = false,
-                },
-                Some(job) = futures::StreamExt::next(&mut running), if !running.is_empty() => {
-                    let idle = running.is_empty() && jobs.is_empty();
-                    self.job_done(&lane, &job, idle);
-                }
-                else => break,
-            }
-        }
-    }
-
-    /// Applies one job with the lane's plugin, in its `turn`, retrying while
-    /// Redis or the audit trail fails, until it succeeds or the job is
-    /// released.
-    async fn apply_job(self: &Arc<Self>, name: &str, job: &Job, turn: &mut ApplyTurn) {
-        let Some(plugin) = self.plugin_named(name) else {
-            return;
-        };
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        loop {
-            let started = Instant::now();
-            let span = tracing::info_span!(parent: &job.span, "plugin", plugin = %plugin.label(), changes = job.batch.len());
-            let run =
-                self.run_plugin_noting_keys(&plugin, &job.batch, &job.versions, None, Some(turn));
-            match run.instrument(span).await.map(|_| ()) {
-                Ok(()) => {
-                    self.sample_applied(&plugin, &job.batch, &job.versions, started);
-                    return;
-                }
-                Err(err) if job.is_released() => {
-                    tracing::warn!(plugin = %plugin.label(), error = %err, "batch failed after its lane went out of sync; the resync covers it");
-                    return;
-                }
-                Err(err) => {
-                    self.metrics.retry("lane");
-                    tracing::warn!(plugin = %plugin.label(), error = %err, retry_in_ms = backoff.upcoming().as_millis() as u64, "batch not applied; retrying");
-                    backoff.wait().await;
-                }
-            }
-        }
     }
 
     /// The current plugin named `name`.

@@ -13,6 +13,10 @@ pub struct LaneBounds {
     pub backlog_changes: usize,
     /// Batches a lane works on at once (at least 1).
     pub batches_in_flight: usize,
+    /// Most row changes of consecutive waiting batches a lane applies as
+    /// one (`plugins.batch_max`: no plugin call is larger than a batch the
+    /// source may send).
+    pub merged_changes: usize,
 }
 
 impl Default for LaneBounds {
@@ -21,6 +25,7 @@ impl Default for LaneBounds {
             stall: Duration::from_secs(30),
             backlog_changes: 100_000,
             batches_in_flight: 4,
+            merged_changes: 256,
         }
     }
 }

@@ -1,0 +1,136 @@
+//! A lane's task: its batches taken in order, merged while the lane is
+//! behind, each applied in its turn and retried while Redis or the audit
+//! trail fails.
+
+use super::*;
+
+impl Pipeline {
+    /// A lane's task: takes its batches in order and works on up to
+    /// `batches_in_flight` of them at once, each on a task of its own. The
+    /// plugin's calls still come one at a time (it has one instance), and
+    /// each batch writes to Redis only after the one before it has (its
+    /// [`ApplyTurn`]): plans run ahead, writes land in order.
+    pub(super) async fn run_lane(
+        self: Arc<Self>,
+        lane: Arc<Lane>,
+        mut jobs: mpsc::UnboundedReceiver<Arc<Job>>,
+    ) {
+        let limit = self.lanes.bounds.batches_in_flight.max(1);
+        let merged_changes = self.lanes.bounds.merged_changes;
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut previous: Option<tokio::sync::watch::Receiver<bool>> = None;
+        // Batches received and not started: when the lane is behind, those
+        // waiting together start as one merged job (see `next_job`).
+        let mut waiting: VecDeque<Arc<Job>> = VecDeque::new();
+        let mut open = true;
+        loop {
+            loop {
+                match jobs.try_recv() {
+                    Ok(job) => waiting.push_back(job),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            let merge_up_to = if lane.merging.load(Ordering::Acquire) {
+                merged_changes
+            } else {
+                0
+            };
+            if running.len() < limit
+                && let Some(job) = jobs::next_job(&mut waiting, merge_up_to, &self.metrics)
+            {
+                let (turn, done) = ApplyTurn::after(previous.take());
+                previous = Some(done);
+                running.push(self.clone().spawn_job(lane.name.clone(), job, turn));
+                continue;
+            }
+            tokio::select! {
+                job = jobs.recv(), if open && running.len() < limit => match job {
+                    Some(job) => waiting.push_back(job),
+                    None => open = false,
+                },
+                Some(job) = futures::StreamExt::next(&mut running), if !running.is_empty() => {
+                    let idle = running.is_empty() && waiting.is_empty() && jobs.is_empty();
+                    self.job_done(&lane, &job, idle);
+                }
+                else => break,
+            }
+        }
+    }
+
+    /// Applies one job with the lane's plugin, in its `turn`, retrying while
+    /// Redis or the audit trail fails, until it succeeds or the job is
+    /// released.
+    pub(super) async fn apply_job(self: &Arc<Self>, name: &str, job: &Job, turn: &mut ApplyTurn) {
+        let Some(plugin) = self.plugin_named(name) else {
+            return;
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let started = Instant::now();
+            let span = tracing::info_span!(parent: &job.span, "plugin", plugin = %plugin.label(), changes = job.batch.len());
+            let run = self.apply_once(&plugin, name, job, turn);
+            match run.instrument(span).await {
+                Ok(()) => {
+                    self.sample_applied(&plugin, &job.batch, &job.versions, started);
+                    return;
+                }
+                Err(err) if job.is_released() => {
+                    tracing::warn!(plugin = %plugin.label(), error = %err, "batch failed after its lane went out of sync; the resync covers it");
+                    return;
+                }
+                Err(err) => {
+                    self.metrics.retry("lane");
+                    tracing::warn!(plugin = %plugin.label(), error = %err, retry_in_ms = backoff.upcoming().as_millis() as u64, "batch not applied; retrying");
+                    backoff.wait().await;
+                }
+            }
+        }
+    }
+
+    /// One try at `job` in its `turn`. Merged batches the plugin fails on
+    /// are not parked together: the lane stops merging, and each part is
+    /// run on its own, in order, still within the job's turn (so only the
+    /// batch at fault is parked).
+    async fn apply_once(
+        self: &Arc<Self>,
+        plugin: &crate::runtime::Plugin,
+        lane_name: &str,
+        job: &Job,
+        turn: &mut ApplyTurn,
+    ) -> Result<(), crate::pipeline::PipelineError> {
+        if job.parts.is_empty() {
+            return self
+                .run_plugin_noting_keys(plugin, &job.batch, &job.versions, None, Some(turn), true)
+                .await
+                .map(|_| ());
+        }
+        if !job.split.load(Ordering::Acquire) {
+            let together = self
+                .run_plugin_noting_keys(plugin, &job.batch, &job.versions, None, Some(turn), false)
+                .await;
+            match together {
+                Err(crate::pipeline::PipelineError::MergedBatchesFailed) => {
+                    job.split.store(true, Ordering::Release);
+                    if let Some(lane) = self.lanes.map().get(lane_name) {
+                        lane.merging.store(false, Ordering::Release);
+                    }
+                    tracing::warn!(plugin = %plugin.label(), batches = job.parts.len(), "plugin failed on merged batches; running each on its own and merging no more");
+                }
+                other => return other.map(|_| ()),
+            }
+        }
+        // Written one after the other here, so the next job waits for them
+        // all: the turn passes on only once this job is done.
+        turn.wait().await;
+        while let Some(part) = job.parts.get(job.parts_applied.load(Ordering::Acquire)) {
+            self.run_plugin_noting_keys(plugin, &part.batch, &part.versions, None, None, true)
+                .await?;
+            job.parts_applied.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+}
