@@ -605,7 +605,9 @@ async fn merged_batches_the_plugin_fails_on_are_parked_one_by_one() -> anyhow::R
     // One batch at a time: the ones after the slow one wait, and merge.
     config.plugins.lane_batches_in_flight = 1;
     let dead_letters = config.redis.dead_letter_stream.clone();
-    let running = RunningService::spawn(Service::connect(&config).await?);
+    let service = Service::connect(&config).await?;
+    let metrics = service.metrics();
+    let running = RunningService::spawn(service);
     let spanner = bed.spanner_client().await?;
     let mut redis = bed.redis_connection().await?;
 
@@ -629,6 +631,16 @@ async fn merged_batches_the_plugin_fails_on_are_parked_one_by_one() -> anyhow::R
         "the batch at fault alone: {refs}"
     );
     assert_eq!(entries(&mut redis, &dead_letters).await?.len(), 1);
+    // The merged call timed out once, then the batch at fault on its own:
+    // without merging there would be one time-out.
+    assert_eq!(
+        metrics
+            .plugin_timeouts_total
+            .with_label_values(&["test_hostile"])
+            .get(),
+        2,
+        "the batches after the slow one went to the plugin together"
+    );
     running.shutdown().await
 }
 

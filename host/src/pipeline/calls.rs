@@ -4,13 +4,15 @@
 use super::*;
 
 impl Pipeline {
-    /// Asks one plugin for its plan, retrying failures on a fresh instance.
+    /// Asks one plugin for its plan, retrying failures on a fresh instance
+    /// up to `attempts` times.
     pub(super) async fn plan(
         &self,
         plugin: &Plugin,
         batch: &[RowChange],
+        attempts: u32,
     ) -> Result<Vec<Action>, PluginError> {
-        self.call_with_retries(plugin, "a batch", || async {
+        self.call_with_attempts(plugin, "a batch", attempts, || async {
             let actions = plugin.on_changes(batch).await?;
             check_plan(&plugin.label(), batch.len(), &actions)?;
             Ok(actions)
@@ -26,13 +28,29 @@ impl Pipeline {
         &self,
         plugin: &Plugin,
         what: &str,
+        call: F,
+    ) -> Result<T, PluginError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, PluginError>>,
+    {
+        self.call_with_attempts(plugin, what, plugin.limits().attempts, call)
+            .await
+    }
+
+    /// [`Pipeline::call_with_retries`] with at most `attempts` calls.
+    async fn call_with_attempts<T, F, Fut>(
+        &self,
+        plugin: &Plugin,
+        what: &str,
+        attempts: u32,
         mut call: F,
     ) -> Result<T, PluginError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, PluginError>>,
     {
-        let attempts = plugin.limits().attempts;
+        let attempts = attempts.max(1);
         let mut attempt = 1;
         loop {
             let timer = self

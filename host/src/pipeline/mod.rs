@@ -58,6 +58,7 @@ use tracing::Instrument as _;
 mod calls;
 mod parking;
 pub use calls::check_plan;
+pub use parking::DeadLetterPolicy;
 
 /// A batch that could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -68,9 +69,10 @@ pub enum PipelineError {
     /// The audit trail could not be written.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
-    /// The plugin failed on a lane's merged batches, which are not parked
-    /// together: each is run again on its own.
-    #[error("the plugin failed on merged batches; each is run again on its own")]
+    /// The plugin failed on a lane's merged batches (which are not parked
+    /// together), or planned more for them than one atomic step applies:
+    /// each is run again on its own.
+    #[error("merged batches failed or planned too much for one step; each is run again on its own")]
     MergedBatchesFailed,
 }
 
@@ -80,35 +82,6 @@ const RECORDS_PER_VERDICT: usize = 100;
 
 /// Reasons named in the dead letter of refused changes.
 const REASONS_SHOWN: usize = 8;
-
-/// Where batches that a plugin fails on go.
-#[derive(Debug, Clone)]
-pub struct DeadLetterPolicy {
-    /// The Redis stream.
-    pub stream: String,
-    /// About how many entries it keeps.
-    pub max_len: usize,
-    /// The keyring key the full changes are sealed with, when they are
-    /// kept at all.
-    pub seal: Option<(Arc<crate::crypto::KeyringHandle>, String)>,
-}
-
-impl DeadLetterPolicy {
-    /// `changes` sealed for the `sealed` field, when a seal key is set; a
-    /// change that cannot be sealed is left out, with a warning.
-    fn seal<C: serde::Serialize>(&self, changes: &[C]) -> Option<Vec<u8>> {
-        let (keyring, name) = self.seal.as_ref()?;
-        let json = serde_json::to_vec(changes).ok()?;
-        match redis_spanner_envelope::seal(&keyring.current(), name, &json, self.stream.as_bytes())
-        {
-            Ok(sealed) => Some(sealed),
-            Err(err) => {
-                tracing::warn!(key = %name, error = %err, "cannot seal a dead letter's changes; only references are kept");
-                None
-            }
-        }
-    }
-}
 
 /// The plugins currently loaded; replaced as a whole by hot reload.
 pub type PluginSet = ArcSwap<Vec<Arc<Plugin>>>;
@@ -219,7 +192,7 @@ impl Pipeline {
     /// batches plan ahead but write in order). `Ok(false)` when a change
     /// was parked or refused: then the keys are not all known. A batch the
     /// plugin fails on is parked, unless `park_failures` is false (merged
-    /// batches): then [`PipelineError::MergedBatchesFailed`].
+    /// batches, called once): then [`PipelineError::MergedBatchesFailed`].
     pub(crate) async fn run_plugin_noting_keys(
         &self,
         plugin: &Plugin,
@@ -244,11 +217,28 @@ impl Pipeline {
             &filtered
         };
         let planned = self
-            .plan(plugin, input)
+            // Merged batches get one try: on failure each is run on its
+            // own, with the plugin's attempts.
+            .plan(
+                plugin,
+                input,
+                if park_failures {
+                    plugin.limits().attempts
+                } else {
+                    1
+                },
+            )
             .instrument(tracing::info_span!("plugin.call", changes = input.len()))
             .await;
         self.audit_crypto_refusals(plugin).await?;
         let actions = match planned {
+            // Merged batches applied in more than one step could show
+            // readers part of a transaction: each goes on its own instead.
+            Ok(actions)
+                if !park_failures && actions.len() > crate::sink::redis::MAX_EFFECTS_PER_STEP =>
+            {
+                return Err(PipelineError::MergedBatchesFailed);
+            }
             Ok(actions) => actions,
             Err(_) if !park_failures => return Err(PipelineError::MergedBatchesFailed),
             Err(error) => {

@@ -4,6 +4,35 @@
 
 use super::*;
 
+/// Where batches that a plugin fails on go.
+#[derive(Debug, Clone)]
+pub struct DeadLetterPolicy {
+    /// The Redis stream.
+    pub stream: String,
+    /// About how many entries it keeps.
+    pub max_len: usize,
+    /// The keyring key the full changes are sealed with, when they are
+    /// kept at all.
+    pub seal: Option<(Arc<crate::crypto::KeyringHandle>, String)>,
+}
+
+impl DeadLetterPolicy {
+    /// `changes` sealed for the `sealed` field, when a seal key is set; a
+    /// change that cannot be sealed is left out, with a warning.
+    fn seal<C: serde::Serialize>(&self, changes: &[C]) -> Option<Vec<u8>> {
+        let (keyring, name) = self.seal.as_ref()?;
+        let json = serde_json::to_vec(changes).ok()?;
+        match redis_spanner_envelope::seal(&keyring.current(), name, &json, self.stream.as_bytes())
+        {
+            Ok(sealed) => Some(sealed),
+            Err(err) => {
+                tracing::warn!(key = %name, error = %err, "cannot seal a dead letter's changes; only references are kept");
+                None
+            }
+        }
+    }
+}
+
 impl Pipeline {
     /// Logs and parks the changes of `input` refused for `plugin` (one dead
     /// letter for the batch, naming each change's reason).

@@ -50,9 +50,9 @@ const WATCH_EVERY: Duration = Duration::from_millis(500);
 /// One plugin's lane.
 pub(super) struct Lane {
     name: String,
-    /// Whether waiting batches may be merged: until the plugin fails on
-    /// merged batches once (then never again for this lane).
-    merging: AtomicBool,
+    /// Until when waiting batches are not merged (after merged batches
+    /// failed); `None`: they may be.
+    merging_paused_until: Mutex<Option<Instant>>,
     sender: mpsc::UnboundedSender<Arc<Job>>,
     state: Mutex<LaneState>,
 }
@@ -79,6 +79,23 @@ struct LaneState {
 impl Lane {
     fn lock(&self) -> std::sync::MutexGuard<'_, LaneState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether waiting batches may be merged now.
+    fn may_merge(&self) -> bool {
+        let paused = self
+            .merging_paused_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        paused.is_none_or(|until| Instant::now() >= until)
+    }
+
+    /// No merging for a while: merged batches failed.
+    fn pause_merging(&self) {
+        *self
+            .merging_paused_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + running::MERGING_PAUSE);
     }
 }
 
@@ -306,7 +323,7 @@ impl Pipeline {
         let (sender, receiver) = mpsc::unbounded_channel();
         let lane = Arc::new(Lane {
             name: name.to_owned(),
-            merging: AtomicBool::new(true),
+            merging_paused_until: Mutex::new(None),
             sender,
             state: Mutex::new(LaneState {
                 in_sync: true,

@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// How long a lane merges no batches after merged batches failed.
+pub(super) const MERGING_PAUSE: Duration = Duration::from_secs(600);
+
 impl Pipeline {
     /// A lane's task: takes its batches in order and works on up to
     /// `batches_in_flight` of them at once, each on a task of its own. The
@@ -34,7 +37,7 @@ impl Pipeline {
                     }
                 }
             }
-            let merge_up_to = if lane.merging.load(Ordering::Acquire) {
+            let merge_up_to = if lane.may_merge() && self.merging_fits_the_stall(&lane.name) {
                 merged_changes
             } else {
                 0
@@ -91,6 +94,17 @@ impl Pipeline {
         }
     }
 
+    /// Whether a failed merged call (one try) and the batch at fault on its
+    /// own (every attempt) still fit in the stall bound, so merging never
+    /// pushes a lane out of sync by itself.
+    fn merging_fits_the_stall(&self, lane_name: &str) -> bool {
+        self.plugin_named(lane_name).is_some_and(|plugin| {
+            let limits = plugin.limits();
+            let worst = limits.call_timeout * (limits.attempts.max(1) + 1);
+            worst < self.lanes.bounds.stall
+        })
+    }
+
     /// One try at `job` in its `turn`. Merged batches the plugin fails on
     /// are not parked together: the lane stops merging, and each part is
     /// run on its own, in order, still within the job's turn (so only the
@@ -116,9 +130,9 @@ impl Pipeline {
                 Err(crate::pipeline::PipelineError::MergedBatchesFailed) => {
                     job.split.store(true, Ordering::Release);
                     if let Some(lane) = self.lanes.map().get(lane_name) {
-                        lane.merging.store(false, Ordering::Release);
+                        lane.pause_merging();
                     }
-                    tracing::warn!(plugin = %plugin.label(), batches = job.parts.len(), "plugin failed on merged batches; running each on its own and merging no more");
+                    tracing::warn!(plugin = %plugin.label(), batches = job.parts.len(), pause_s = MERGING_PAUSE.as_secs(), "merged batches failed or planned too much for one step; running each on its own, and merging no more for a while");
                 }
                 other => return other.map(|_| ()),
             }
@@ -127,8 +141,11 @@ impl Pipeline {
         // all: the turn passes on only once this job is done.
         turn.wait().await;
         while let Some(part) = job.parts.get(job.parts_applied.load(Ordering::Acquire)) {
-            self.run_plugin_noting_keys(plugin, &part.batch, &part.versions, None, None, true)
-                .await?;
+            // A part released meanwhile (lane out of sync) is the resync's.
+            if !part.is_released() {
+                self.run_plugin_noting_keys(plugin, &part.batch, &part.versions, None, None, true)
+                    .await?;
+            }
             job.parts_applied.fetch_add(1, Ordering::AcqRel);
         }
         Ok(())
