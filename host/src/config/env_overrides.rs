@@ -211,7 +211,7 @@ pub fn deserialize<T: DeserializeOwned>(
 ) -> Result<T, String> {
     let mut table: toml::Table =
         toml::from_str(text).map_err(|err| describe_toml_error(text, &err))?;
-    if holds_datetime(&toml::Value::Table(table.clone())) {
+    if table.values().any(holds_datetime) {
         // No setting is a TOML date-time; the file read alone says so with
         // its line, so the file means the same with or without variables.
         return match toml::from_str::<T>(text) {

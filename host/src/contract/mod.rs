@@ -71,6 +71,16 @@ pub fn float32_as_f64(f: f32) -> f64 {
         .expect("a finite f32 prints as a decimal")
 }
 
+impl Column {
+    /// A column named `name` holding `value`.
+    pub fn new(name: &str, value: Value) -> Self {
+        Self {
+            name: name.to_owned(),
+            value,
+        }
+    }
+}
+
 /// An insert into `table` with no columns, for tests that only count
 /// changes.
 #[cfg(test)]

@@ -213,13 +213,6 @@ mod tests {
     use super::{WireError, decode, encode};
     use crate::contract::{ChangeKind, Column, RowChange, Value};
 
-    fn column(name: &str, value: Value) -> Column {
-        Column {
-            name: name.into(),
-            value,
-        }
-    }
-
     fn change(
         table: &str,
         keys: Vec<Column>,
@@ -232,7 +225,7 @@ mod tests {
             kind: ChangeKind::Update,
             keys,
             new_values,
-            old_values: vec![column("Name", Value::String("old".into()))],
+            old_values: vec![Column::new("Name", Value::String("old".into()))],
             commit_micros: 7,
             transaction_id: txn.into(),
             record_sequence: seq.into(),
@@ -245,25 +238,28 @@ mod tests {
         let batch = vec![
             change(
                 "Users",
-                vec![column("Id", Value::Int64(1))],
+                vec![Column::new("Id", Value::Int64(1))],
                 vec![
-                    column("Name", Value::String("a".into())),
-                    column("Score", Value::Float32(0.1)),
+                    Column::new("Name", Value::String("a".into())),
+                    Column::new("Score", Value::Float32(0.1)),
                 ],
                 "t1",
                 "1",
             ),
             change(
                 "Orders",
-                vec![column("A", Value::Int64(2)), column("B", Value::Null)],
+                vec![
+                    Column::new("A", Value::Int64(2)),
+                    Column::new("B", Value::Null),
+                ],
                 vec![],
                 "t1",
                 "2",
             ),
             change(
                 "Users",
-                vec![column("Id", Value::Int64(3))],
-                vec![column("Score", Value::Float32(2.5))],
+                vec![Column::new("Id", Value::Int64(3))],
+                vec![Column::new("Score", Value::Float32(2.5))],
                 "t2",
                 "0",
             ),
@@ -282,10 +278,10 @@ mod tests {
         let users = |id: i64, columns: &[&str], txn: &str| {
             change(
                 "Users",
-                vec![column("Id", Value::Int64(id))],
+                vec![Column::new("Id", Value::Int64(id))],
                 columns
                     .iter()
-                    .map(|name| column(name, text(name)))
+                    .map(|name| Column::new(name, text(name)))
                     .collect(),
                 txn,
                 "0",
@@ -310,7 +306,7 @@ mod tests {
     fn a_record_sequence_that_is_not_a_number_is_named() {
         let batch = vec![change(
             "T",
-            vec![column("K", Value::Int64(1))],
+            vec![Column::new("K", Value::Int64(1))],
             vec![],
             "t",
             "x1",
@@ -325,7 +321,7 @@ mod tests {
         );
         let too_big = vec![change(
             "T",
-            vec![column("K", Value::Int64(1))],
+            vec![Column::new("K", Value::Int64(1))],
             vec![],
             "t",
             "4294967296",
@@ -336,10 +332,19 @@ mod tests {
     #[test]
     fn one_table_name_with_other_key_columns_keeps_its_names() {
         let batch = vec![
-            change("T", vec![column("K", Value::Int64(1))], vec![], "t", "1"),
             change(
                 "T",
-                vec![column("K", Value::Int64(1)), column("J", Value::Int64(2))],
+                vec![Column::new("K", Value::Int64(1))],
+                vec![],
+                "t",
+                "1",
+            ),
+            change(
+                "T",
+                vec![
+                    Column::new("K", Value::Int64(1)),
+                    Column::new("J", Value::Int64(2)),
+                ],
                 vec![],
                 "t",
                 "2",

@@ -5,6 +5,20 @@
 use crate::support::{binary, expect_success};
 use redis_spanner_tests::plugin;
 
+/// A Markdown table line's cells, trimmed.
+fn cells(line: &str) -> Vec<&str> {
+    line.trim_matches('|').split('|').map(str::trim).collect()
+}
+
+/// The cells of each data row of the Markdown tables in `text`: lines
+/// starting `| `, but the header starting `header`.
+fn data_rows<'a>(text: &'a str, header: &str) -> Vec<Vec<&'a str>> {
+    text.lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with(header))
+        .map(cells)
+        .collect()
+}
+
 #[test]
 fn bench_pipeline_prints_one_well_formed_row_per_setting() {
     let plugin = plugin("users_cache");
@@ -33,11 +47,7 @@ fn bench_pipeline_prints_one_well_formed_row_per_setting() {
         .split_once("| changes in flight |")
         .unwrap_or_else(|| panic!("no in-flight memory table: {stdout}"));
     in_flight_row_is_well_formed(memory_table, &stdout);
-    let rows: Vec<Vec<&str>> = settings_table
-        .lines()
-        .filter(|line| line.starts_with("| ") && !line.starts_with("| setting"))
-        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
-        .collect();
+    let rows = data_rows(settings_table, "| setting");
     let settings: Vec<&str> = rows.iter().map(|row| row[0]).collect();
     assert_eq!(
         settings,
@@ -78,11 +88,7 @@ fn bench_pipeline_prints_one_well_formed_row_per_setting() {
 /// bound of 64, at least what fits in it beside a batch of 16), then three
 /// figures (no value is asserted: memory is the machine's).
 fn in_flight_row_is_well_formed(table: &str, stdout: &str) {
-    let rows: Vec<Vec<&str>> = table
-        .lines()
-        .filter(|line| line.starts_with("| "))
-        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
-        .collect();
+    let rows = data_rows(table, "| changes in flight");
     assert_eq!(rows.len(), 1, "{stdout}");
     let row = &rows[0];
     assert_eq!(row.len(), 4, "{stdout}");
@@ -111,9 +117,7 @@ fn bench_startup_prints_a_well_formed_table() {
         "{stdout}"
     );
     assert_eq!(lines.next(), Some("|---|---:|---:|---:|"), "{stdout}");
-    let rows: Vec<Vec<&str>> = lines
-        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
-        .collect();
+    let rows: Vec<Vec<&str>> = lines.map(cells).collect();
     let starts: Vec<(&str, &str)> = rows.iter().map(|row| (row[0], row[1])).collect();
     assert_eq!(
         starts,
@@ -167,9 +171,7 @@ fn bench_lag_prints_a_well_formed_table() {
         "{stdout}"
     );
     assert_eq!(lines.next(), Some("|---|---:|---:|---:|"), "{stdout}");
-    let rows: Vec<Vec<&str>> = lines
-        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
-        .collect();
+    let rows: Vec<Vec<&str>> = lines.map(cells).collect();
     let paths: Vec<&str> = rows.iter().map(|row| row[0]).collect();
     assert_eq!(paths, ["floor", "host"], "{stdout}");
     let number = |cell: &str| -> f64 {
@@ -261,11 +263,7 @@ fn bench_plugins_prints_one_well_formed_row_per_contender() {
     ];
     let output = binary().args(args).output().expect("runs");
     let stdout = String::from_utf8(expect_success(&args, output)).expect("UTF-8");
-    let rows: Vec<Vec<&str>> = stdout
-        .lines()
-        .filter(|line| line.starts_with("| ") && !line.starts_with("| µs"))
-        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
-        .collect();
+    let rows = data_rows(&stdout, "| µs");
     let labels: Vec<&str> = rows.iter().map(|row| row[0]).collect();
     assert_eq!(
         labels,

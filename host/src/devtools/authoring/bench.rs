@@ -49,22 +49,18 @@ pub struct Measurement {
 
 /// A synthetic `Users` insert.
 pub fn sample_change(id: i64) -> RowChange {
-    let column = |name: &str, value: Value| Column {
-        name: name.into(),
-        value,
-    };
     RowChange {
         table: "Users".into(),
         kind: ChangeKind::Insert,
-        keys: vec![column("UserId", Value::Int64(id))],
+        keys: vec![Column::new("UserId", Value::Int64(id))],
         new_values: vec![
-            column(
+            Column::new(
                 "Name",
                 Value::String(format!("user-{id}-{}", id * 7 % 1000)),
             ),
-            column("Email", Value::String(format!("user{id}@example.com"))),
-            column("Balance", Value::Int64(id * 1_234 % 1_000_000)),
-            column("Active", Value::Bool(id % 5 != 0)),
+            Column::new("Email", Value::String(format!("user{id}@example.com"))),
+            Column::new("Balance", Value::Int64(id * 1_234 % 1_000_000)),
+            Column::new("Active", Value::Bool(id % 5 != 0)),
         ],
         old_values: Vec::new(),
         commit_micros: 1_700_000_000_000_000 + id,

@@ -94,34 +94,27 @@ mod tests {
     use super::*;
     use crate::devtools::authoring::fixture::Fixture;
 
-    fn column(name: &str, value: Value) -> Column {
-        Column {
-            name: name.into(),
-            value,
-        }
-    }
-
     #[test]
     fn every_value_reads_back_as_written() {
         let change = RowChange {
             table: "Users".into(),
             kind: ChangeKind::Update,
-            keys: vec![column("UserId", Value::Int64(-7))],
+            keys: vec![Column::new("UserId", Value::Int64(-7))],
             new_values: vec![
-                column("Null", Value::Null),
-                column("Bool", Value::Bool(true)),
-                column("F32", Value::Float32(0.1)),
-                column("F32Max", Value::Float32(f32::MAX)),
-                column("F64", Value::Float64(0.1 + 0.2)),
-                column("Inf", Value::Float64(f64::NEG_INFINITY)),
-                column("Text", Value::String("Ada \"Lovelace\"\n".into())),
-                column("Bytes", Value::Bytes(vec![0, 255, 7])),
-                column("At", Value::Timestamp("2026-11-30T12:00:00.123456Z".into())),
-                column("Day", Value::Date("2026-11-30".into())),
-                column("Amount", Value::Numeric("12.50".into())),
-                column("Doc", Value::Json("{\"a\":[1,2]}".into())),
+                Column::new("Null", Value::Null),
+                Column::new("Bool", Value::Bool(true)),
+                Column::new("F32", Value::Float32(0.1)),
+                Column::new("F32Max", Value::Float32(f32::MAX)),
+                Column::new("F64", Value::Float64(0.1 + 0.2)),
+                Column::new("Inf", Value::Float64(f64::NEG_INFINITY)),
+                Column::new("Text", Value::String("Ada \"Lovelace\"\n".into())),
+                Column::new("Bytes", Value::Bytes(vec![0, 255, 7])),
+                Column::new("At", Value::Timestamp("2026-11-30T12:00:00.123456Z".into())),
+                Column::new("Day", Value::Date("2026-11-30".into())),
+                Column::new("Amount", Value::Numeric("12.50".into())),
+                Column::new("Doc", Value::Json("{\"a\":[1,2]}".into())),
             ],
-            old_values: vec![column("Bool", Value::Bool(false))],
+            old_values: vec![Column::new("Bool", Value::Bool(false))],
             commit_micros: 1_700_000_000_123_456,
             transaction_id: "tx-1".into(),
             record_sequence: "00000003".into(),
@@ -135,7 +128,7 @@ mod tests {
         let read = Fixture::parse(&text).expect("a fixture");
         assert_eq!(read.batches, batches, "{text}");
         let nan = vec![vec![RowChange {
-            new_values: vec![column("N", Value::Float64(f64::NAN))],
+            new_values: vec![Column::new("N", Value::Float64(f64::NAN))],
             ..batches[0][0].clone()
         }]];
         let read = Fixture::parse(&render(&nan)).expect("a fixture");

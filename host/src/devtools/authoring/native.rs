@@ -227,24 +227,20 @@ mod tests {
 
     #[test]
     fn row_json_bytes_are_row_json_as_text() {
-        let column = |name: &str, value: Value| Column {
-            name: name.into(),
-            value,
-        };
         let change = RowChange {
             table: "T".into(),
             kind: ChangeKind::Insert,
-            keys: vec![column("Id", Value::Int64(i64::MIN))],
+            keys: vec![Column::new("Id", Value::Int64(i64::MIN))],
             new_values: vec![
-                column("Name", Value::String("first".into())),
-                column("Quote\"d", Value::String("a\"b\\c\u{1}é".into())),
-                column("Score", Value::Float64(0.1)),
-                column("Small", Value::Float32(1.0e-7)),
-                column("Doc", Value::Json(r#"{"b":1,"a":[true,null]}"#.into())),
-                column("Raw", Value::Bytes(vec![0, 255])),
-                column("Flag", Value::Bool(true)),
-                column("None", Value::Null),
-                column("Name", Value::String("later".into())),
+                Column::new("Name", Value::String("first".into())),
+                Column::new("Quote\"d", Value::String("a\"b\\c\u{1}é".into())),
+                Column::new("Score", Value::Float64(0.1)),
+                Column::new("Small", Value::Float32(1.0e-7)),
+                Column::new("Doc", Value::Json(r#"{"b":1,"a":[true,null]}"#.into())),
+                Column::new("Raw", Value::Bytes(vec![0, 255])),
+                Column::new("Flag", Value::Bool(true)),
+                Column::new("None", Value::Null),
+                Column::new("Name", Value::String("later".into())),
             ],
             old_values: Vec::new(),
             commit_micros: 1,
