@@ -10,6 +10,10 @@
 //! down, while any plugin's lane is out of sync, and while any partition's
 //! checkpoint has not moved for `spanner.stall_after_ms`. Both answer JSON:
 //! `{"live": …, "stuck": […]}` and `{"ready": …, "reasons": […]}`.
+//!
+//! With `[admin.api]` set, the same listener serves the authenticated
+//! admin API under `/v1/` ([`crate::admin_api`]); with its `open_health =
+//! false`, the four routes above want a token whose roles allow `read`.
 
 use crate::health::{Liveness, Readiness};
 use crate::metrics::Metrics;
@@ -35,6 +39,15 @@ struct AdminState {
 pub struct AdminServer {
     listener: TcpListener,
     state: AdminState,
+    api: Option<ServedApi>,
+}
+
+/// The admin API served beside the health routes.
+pub struct ServedApi {
+    /// The API.
+    pub api: Arc<crate::admin_api::AdminApi>,
+    /// Whether the health routes answer without a token.
+    pub open_health: bool,
 }
 
 /// The admin address could not be bound.
@@ -70,7 +83,14 @@ impl AdminServer {
                 liveness,
                 coherence,
             },
+            api: None,
         })
+    }
+
+    /// Serves `api` under `/v1/` too.
+    pub fn with_api(mut self, api: ServedApi) -> Self {
+        self.api = Some(api);
+        self
     }
 
     /// The bound address.
@@ -80,12 +100,28 @@ impl AdminServer {
 
     /// Serves until `stop` is cancelled.
     pub async fn serve(self, stop: CancellationToken) {
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/metrics", get(metrics))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/status", get(status))
             .with_state(self.state);
+        if let Some(served) = self.api {
+            if !served.open_health {
+                app = app.layer(axum::middleware::from_fn_with_state(
+                    served.api.clone(),
+                    crate::admin_api::health_needs_a_token,
+                ));
+            }
+            tokio::spawn(served.api.clone().refresh_keys(stop.clone()));
+            let api = served.api.clone();
+            let stopping = stop.clone();
+            tokio::spawn(async move {
+                stopping.cancelled().await;
+                api.stop();
+            });
+            app = app.merge(served.api.router());
+        }
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await;

@@ -1,6 +1,7 @@
 //! The `redis-spanner` command line.
 
 mod acl_cli;
+mod admin_cli;
 mod audit_cli;
 #[cfg(feature = "devtools")]
 mod bench_lag_cli;
@@ -111,6 +112,15 @@ enum Command {
         #[command(subcommand)]
         command: acl_cli::AclCommand,
     },
+    /// The running service's admin API (needs [admin.api] and a token):
+    /// invalidate keys, refresh rows, resync, replay, pause, and read its
+    /// state.
+    Admin {
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
+        #[command(subcommand)]
+        command: admin_cli::AdminCommand,
+    },
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -174,6 +184,7 @@ async fn dispatch(command: Command, logging: &logging::Logging) -> anyhow::Resul
         Command::Dev(command) => devtools_cli::run(command, ctrl_c()).await,
         Command::Keyring { command } => keyring_cli::run(command),
         Command::Acl { command } => acl_cli::run(command),
+        Command::Admin { target, command } => admin_cli::run(target, command).await,
         Command::Decrypt(args) => keyring_cli::decrypt(args).await,
         Command::Audit {
             command:

@@ -1,7 +1,6 @@
 //! `redis-spanner status`: what a running service measured, read from its
 //! admin server's `/status`.
 
-use redis_spanner::config::Config;
 use redis_spanner::verify::CoherenceRow;
 use std::path::Path;
 use std::process::ExitCode;
@@ -15,25 +14,7 @@ struct Status {
 /// Prints each plugin's measured coherence from the service that `config`
 /// (or `url`, the admin address) names.
 pub async fn run(config: &Path, url: Option<String>) -> anyhow::Result<ExitCode> {
-    let base = match url {
-        Some(url) => url,
-        None => {
-            let listen = Config::load(config)?.admin.listen.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "admin.listen is unset in {}: the service serves no status; give --url",
-                    config.display()
-                )
-            })?;
-            anyhow::ensure!(
-                !listen.ends_with(":0"),
-                "admin.listen = {listen:?} in {} lets the service pick a free port, which this \
-                 command cannot know: give --url http://HOST:PORT (the port is in the service's \
-                 start-up log)",
-                config.display()
-            );
-            format!("http://{listen}")
-        }
-    };
+    let base = crate::admin_cli::admin_address(Some(config), url)?;
     let address = format!("{}/status", base.trim_end_matches('/'));
     let body = reqwest::get(&address)
         .await

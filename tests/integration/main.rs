@@ -28,6 +28,7 @@
 //! - [`transactions`]: a transaction is applied whole or not at all.
 //! - [`versioned_apply`]: the Redis function never moves a key backwards.
 
+mod admin_api;
 mod app_acl;
 mod audit_chain;
 mod audit_trail;

@@ -6,6 +6,8 @@
 //! [`plugin`] finds a guest plugin built by this crate's build script.
 //! [`upsert_user`] writes a row of the demo schema's `Users` table.
 
+pub mod token_issuer;
+
 use redis_spanner::config::{AdminConfig, Config, PluginsConfig, RedisConfig, SpannerConfig};
 use redis_spanner::devtools::local::{EmulatorOptions, RedisServer, SpannerEmulator};
 use redis_spanner::policy::Grant;
@@ -111,6 +113,7 @@ impl TestBed {
             plugins: PluginsConfig::in_dir(plugin_dir.to_owned()),
             admin: AdminConfig {
                 listen: Some("127.0.0.1:0".into()),
+                ..AdminConfig::default()
             },
             grants: BTreeMap::from([
                 ("users_cache".to_owned(), Grant::prefixes(&["users:"])),

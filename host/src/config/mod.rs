@@ -11,11 +11,13 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod admin_settings;
 pub mod env_overrides;
 mod plugin_settings;
 mod redis_settings;
 mod spanner_settings;
 
+pub use admin_settings::{AdminApiConfig, AdminConfig};
 pub use plugin_settings::PluginsConfig;
 pub use redis_settings::RedisConfig;
 pub use spanner_settings::SpannerConfig;
@@ -62,28 +64,6 @@ pub struct KeyringConfig {
     /// come from `REDIS_SPANNER_KEY_<NAME>_V<version>` environment variables.
     #[serde(default)]
     pub dir: Option<PathBuf>,
-}
-
-/// The admin HTTP server.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Address for `/metrics`, `/healthz` and `/readyz`; unset disables the
-    /// server, port 0 picks a free port.
-    #[serde(default = "default_admin_listen")]
-    pub listen: Option<String>,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        Self {
-            listen: default_admin_listen(),
-        }
-    }
-}
-
-fn default_admin_listen() -> Option<String> {
-    Some("127.0.0.1:9464".to_owned())
 }
 
 fn default_true() -> bool {
@@ -192,6 +172,15 @@ impl Config {
             )));
         }
         self.verify.validate().map_err(|e| invalid(e.to_string()))?;
+        if let Some(api) = &self.admin.api
+            && let Some(problem) = api.problem(
+                self.redis.audit_stream.is_some(),
+                self.admin.listen.as_deref(),
+            )
+        {
+            return Err(invalid(problem));
+        }
+        crate::admin_api::roles::check_roles(&self.admin.roles).map_err(invalid)?;
         if self.spanner.heartbeat_ms < 100 {
             return Err(invalid(format!(
                 "spanner.heartbeat_ms = {} is too small; use at least 100",

@@ -215,6 +215,26 @@ impl Service {
             ),
             None => None,
         };
+        let admin = match (admin, &config.admin.api) {
+            (Some(server), Some(api)) => Some(server.with_api(crate::admin::ServedApi {
+                api: Arc::new(crate::admin_api::AdminApi::new(
+                    crate::admin_api::AdminApiParts {
+                        verifier: Arc::new(crate::admin_api::identity::TokenVerifier::new(
+                            api.token_settings(),
+                        )?),
+                        roles: config.admin.roles.clone(),
+                        pipeline: pipeline.clone(),
+                        spanner: client.clone(),
+                        checkpoints: checkpoints.clone(),
+                        audit_stream: config.redis.audit_stream.clone(),
+                        prefix_step: api.prefix_step,
+                        dead_letter_stream: config.redis.dead_letter_stream.clone(),
+                    },
+                )),
+                open_health: api.open_health,
+            })),
+            (admin, _) => admin,
+        };
         let start = match config.spanner.start.as_str() {
             "now" => now_rfc3339(),
             explicit => explicit.to_owned(),

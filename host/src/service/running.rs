@@ -51,6 +51,9 @@ impl Service {
             admin_stop.clone(),
         ));
         pipeline.resync_marked().await;
+        if let Err(err) = pipeline.follow_pauses().await {
+            tracing::warn!(error = %err, "cannot read the recorded pauses at start; following them once Redis answers");
+        }
         let lanes = pipeline.clone();
         let stall_after = self.stall_after;
         self.readiness.set_problems(Box::new(move || {

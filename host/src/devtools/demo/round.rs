@@ -131,6 +131,7 @@ fn demo_config(
         },
         admin: AdminConfig {
             listen: Some("127.0.0.1:0".into()),
+            ..AdminConfig::default()
         },
         grants: plugins
             .iter()

@@ -184,7 +184,10 @@ fn bench_config(
         spanner: SpannerConfig::new("bench", "bench", "bench", "Bench"),
         redis,
         plugins,
-        admin: AdminConfig { listen: None },
+        admin: AdminConfig {
+            listen: None,
+            ..AdminConfig::default()
+        },
         grants: names
             .iter()
             .map(|name| (name.clone(), Grant::prefixes(&[prefix])))

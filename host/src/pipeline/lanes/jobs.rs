@@ -209,7 +209,7 @@ impl Pipeline {
                 .lane_backlog
                 .with_label_values(&[&lane.name])
                 .set(state.backlog as i64);
-            let recovered = !state.in_sync && idle;
+            let recovered = !state.in_sync && idle && state.paused.is_none();
             if recovered {
                 state.in_sync = true;
             }

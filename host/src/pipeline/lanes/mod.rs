@@ -41,7 +41,9 @@ pub use jobs::ApplyTurn;
 mod running;
 use jobs::{Completion, Job};
 
+mod pausing;
 mod sync;
+pub use pausing::PAUSED;
 pub use sync::LaneBounds;
 
 /// How often lanes are checked for stalls.
@@ -74,6 +76,12 @@ struct LaneState {
     awaiting_mark: Vec<Arc<Job>>,
     /// Another resync is due once the running one ends.
     resync_again: bool,
+    /// Paused by an operator (why): out of sync, and it stays so until
+    /// resumed.
+    paused: Option<String>,
+    /// Resumed while its out-of-sync mark was being written: back in sync
+    /// once it is.
+    resume_after_mark: bool,
 }
 
 impl Lane {
@@ -297,7 +305,9 @@ impl Pipeline {
                 .filter(|lane| self.plugin_named(&lane.name).is_some())
                 .filter_map(|lane| {
                     let state = lane.lock();
-                    if !state.in_sync {
+                    if let Some(reason) = &state.paused {
+                        Some(format!("plugin {}: paused ({reason})", lane.name))
+                    } else if !state.in_sync {
                         Some(format!("plugin {}: lane out of sync", lane.name))
                     } else if state.resyncing {
                         Some(format!("plugin {}: resyncing", lane.name))

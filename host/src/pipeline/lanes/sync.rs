@@ -54,18 +54,25 @@ impl Pipeline {
         tokio::spawn(async move {
             pipeline.mark_resync_needed(&lane_name, &why).await;
             let lane = pipeline.lanes.map().get(&lane_name).cloned();
-            let waited = match lane {
+            let (waited, resumed) = match &lane {
                 Some(lane) => {
                     let mut state = lane.lock();
                     state.marking = false;
-                    std::mem::take(&mut state.awaiting_mark)
+                    let resumed = std::mem::take(&mut state.resume_after_mark);
+                    if resumed {
+                        state.in_sync = true;
+                    }
+                    (std::mem::take(&mut state.awaiting_mark), resumed)
                 }
-                None => Vec::new(),
+                None => (Vec::new(), false),
             };
             for job in held.into_iter().chain(waited) {
                 job.release();
             }
             pipeline.audit_out_of_sync(&lane_name, &why, released).await;
+            if let (Some(lane), true) = (lane, resumed) {
+                pipeline.back_in_sync(&lane);
+            }
         });
         self.metrics
             .lane_in_sync
@@ -216,6 +223,7 @@ impl Pipeline {
         stop: CancellationToken,
     ) {
         tokio::spawn(self.clone().watch_redis_data(stop.clone()));
+        tokio::spawn(self.clone().watch_pauses(stop.clone()));
         tokio::spawn(self.clone().watch_permissions(stop.clone()));
         tokio::spawn(self.clone().watch_rows_at_rest(stop.clone()));
         tokio::spawn(self.clone().report_coherence(stop.clone()));

@@ -38,7 +38,8 @@ pub enum PartitionState {
 }
 
 impl PartitionState {
-    fn as_str(self) -> &'static str {
+    /// The name stored in the table: `CREATED`, `RUNNING`, `FINISHED`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "CREATED",
             Self::Running => "RUNNING",

@@ -1,0 +1,207 @@
+//! The authenticated admin API: JSON over HTTP under `/v1/` on the admin
+//! listener, for people and services who invalidate keys, refresh rows,
+//! resync plugins, replay dead letters, pause lanes and read the service's
+//! state.
+//!
+//! Every call carries a bearer token from the configured OIDC issuer
+//! ([`identity`]); the caller's [`roles`] must allow the operation on what
+//! it touches (deny by default); what it changes goes through a plugin's
+//! grant, Redis user, versioned apply and audit trail ([`crate::pipeline::operator`]),
+//! never the host's own connection. Every call, allowed or refused, is
+//! audited with the caller's issuer and subject, the role that allowed it,
+//! the request and its outcome ([`call_audit`]).
+//!
+//! - [`calls`]: the mutating calls; [`listing`]: the reads.
+//! - [`prefix_jobs`]: prefix invalidations, in steps, in the background.
+//! - [`wire`]: the bodies, shared with the `redis-spanner admin` client.
+
+pub mod answer;
+pub mod call_audit;
+mod calls;
+pub mod identity;
+mod listing;
+pub mod prefix_jobs;
+pub mod roles;
+pub mod wire;
+
+use crate::pipeline::Pipeline;
+use crate::source::spanner::checkpoint::CheckpointStore;
+use crate::source::spanner::refresh::Refresher;
+use answer::ApiError;
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use google_cloud_spanner::client::DatabaseClient;
+use identity::{Identity, TokenVerifier};
+use roles::{AdminOperation, RoleConfig, Target};
+use std::sync::Arc;
+
+/// A layer for the health routes when they are not open: a token whose
+/// roles allow `read`, else 401/403 (audited).
+pub async fn health_needs_a_token(
+    axum::extract::State(api): axum::extract::State<Arc<AdminApi>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let what = request.uri().path().to_owned();
+    let call = serde_json::json!({ "read": what });
+    match api
+        .allowed(
+            request.headers(),
+            AdminOperation::Read,
+            Target::Nothing,
+            &call,
+        )
+        .await
+    {
+        Ok(_) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// What the API is set up with.
+pub struct AdminApiParts {
+    /// Checks callers' tokens.
+    pub verifier: Arc<TokenVerifier>,
+    /// Who may do what.
+    pub roles: Vec<RoleConfig>,
+    /// The pipeline the service runs.
+    pub pipeline: Arc<Pipeline>,
+    /// Spanner, for timestamps and rows.
+    pub spanner: DatabaseClient,
+    /// The stream's checkpoints, for the partitions list.
+    pub checkpoints: CheckpointStore,
+    /// The audit stream, for the audit list.
+    pub audit_stream: Option<String>,
+    /// Keys per step of a prefix invalidation.
+    pub prefix_step: usize,
+    /// The dead-letter stream, for replays.
+    pub dead_letter_stream: String,
+}
+
+/// What the API's calls work with.
+pub struct AdminApi {
+    verifier: Arc<TokenVerifier>,
+    roles: Vec<RoleConfig>,
+    pipeline: Arc<Pipeline>,
+    spanner: DatabaseClient,
+    refresher: Refresher,
+    checkpoints: CheckpointStore,
+    audit_stream: Option<String>,
+    dead_letter_stream: String,
+    jobs: prefix_jobs::PrefixJobs,
+    prefix_step: usize,
+}
+
+impl AdminApi {
+    /// The API of a service, from its `parts`.
+    pub fn new(parts: AdminApiParts) -> Self {
+        Self {
+            verifier: parts.verifier,
+            roles: parts.roles,
+            refresher: Refresher::new(parts.spanner.clone()),
+            pipeline: parts.pipeline,
+            spanner: parts.spanner,
+            checkpoints: parts.checkpoints,
+            audit_stream: parts.audit_stream,
+            dead_letter_stream: parts.dead_letter_stream,
+            jobs: prefix_jobs::PrefixJobs::default(),
+            prefix_step: parts.prefix_step.max(1),
+        }
+    }
+
+    /// The `/v1/` routes.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/whoami", get(listing::whoami))
+            .route("/v1/plugins", get(listing::plugins))
+            .route("/v1/partitions", get(listing::partitions))
+            .route("/v1/audit", get(listing::audit))
+            .route("/v1/invalidate", post(calls::invalidate))
+            .route(
+                "/v1/operations/{id}",
+                get(calls::operation).delete(calls::cancel_operation),
+            )
+            .route("/v1/refresh", post(calls::refresh))
+            .route("/v1/plugins/{name}/resync", post(calls::resync))
+            .route("/v1/plugins/{name}/replay", post(calls::replay))
+            .route("/v1/plugins/{name}/pause", post(calls::pause))
+            .route("/v1/plugins/{name}/resume", post(calls::resume))
+            .with_state(self)
+    }
+
+    /// Fetches the issuer's keys again on a timer until `stop`.
+    pub async fn refresh_keys(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        self.verifier.clone().refresh_periodically(stop).await;
+    }
+
+    /// Stops the background work (prefix invalidations) at shutdown.
+    pub fn stop(&self) {
+        self.jobs.cancel_all();
+    }
+
+    /// The verified caller of a request, or why there is none (audited).
+    async fn caller(&self, headers: &HeaderMap, call: &str) -> Result<Identity, ApiError> {
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let refusal = match token {
+            None => ApiError::Unauthenticated {
+                code: "missing",
+                message: "no bearer token: send Authorization: Bearer <token from the issuer>"
+                    .to_owned(),
+            },
+            Some(token) => match self.verifier.verify(token).await {
+                Ok(identity) => return Ok(identity),
+                Err(refusal) => {
+                    let error = ApiError::Unauthenticated {
+                        code: refusal.code(),
+                        message: format!("token refused: {refusal}"),
+                    };
+                    self.audit_unauthenticated(call, Some(token), &error).await;
+                    return Err(error);
+                }
+            },
+        };
+        self.audit_unauthenticated(call, None, &refusal).await;
+        Err(refusal)
+    }
+
+    /// The verified caller and the role allowing `operation` on `target`;
+    /// a refusal is audited.
+    async fn allowed(
+        &self,
+        headers: &HeaderMap,
+        operation: AdminOperation,
+        target: Target<'_>,
+        request: &serde_json::Value,
+    ) -> Result<(Identity, String), ApiError> {
+        let who = self.caller(headers, operation.as_str()).await?;
+        match roles::authorize(&self.roles, &who, operation, target) {
+            Ok(role) => Ok((who, role.to_owned())),
+            Err(denial) => {
+                let outcome = denial.to_string();
+                self.audit_call(
+                    &call_audit::Call {
+                        who: &who,
+                        role: None,
+                        operation,
+                        target: &roles::describe(target),
+                        request,
+                    },
+                    crate::audit::Verdict::Denied,
+                    &outcome,
+                )
+                .await;
+                Err(ApiError::Forbidden(denial))
+            }
+        }
+    }
+}
