@@ -63,9 +63,13 @@ fn with_api(mut config: Config, issuer: &TestIssuer) -> Config {
             "users-ops",
             &["cache-ops"],
             &[],
-            &[AdminOperation::Invalidate, AdminOperation::Read],
-            &["users:"],
-            &[],
+            &[
+                AdminOperation::Invalidate,
+                AdminOperation::Refresh,
+                AdminOperation::Read,
+            ],
+            &["users:", "ghost:"],
+            &["users_cache"],
         ),
         role(
             "lane-ops",
@@ -261,6 +265,55 @@ async fn calls_need_a_verified_token_and_a_role_and_are_audited() -> anyhow::Res
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["plugins"][0]["name"], "users_cache", "{body}");
 
+    // A prefix wider than the role's is denied; keys or a prefix the role
+    // covers but no plugin's grant does are refused, and nothing goes.
+    let (status, body) = call(
+        &base,
+        "POST",
+        "/v1/invalidate",
+        Some(&alice),
+        Some(json!({"prefix": "users"})),
+    )
+    .await?;
+    assert_eq!(status, 403, "{body}");
+    for request in [
+        json!({"prefix": "ghost:"}),
+        json!({"keys": ["users:1", "ghost:1"]}),
+    ] {
+        let (status, body) =
+            call(&base, "POST", "/v1/invalidate", Some(&alice), Some(request)).await?;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("no loaded plugin's grant covers"),
+            "{body}"
+        );
+    }
+
+    // A refresh reads the row again and the plugin writes it back.
+    let (status, body) = call(
+        &base,
+        "POST",
+        "/v1/refresh",
+        Some(&alice),
+        Some(json!({"table": "Users", "key": {"UserId": 1}})),
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], 1, "{body}");
+    assert!(redis.exists::<_, bool>("users:1").await?, "refreshed");
+    let (status, body) = call(
+        &base,
+        "POST",
+        "/v1/refresh",
+        Some(&alice),
+        Some(json!({"table": "Users", "key": {"Name": "Ada"}})),
+    )
+    .await?;
+    assert_eq!(status, 400, "not the primary key: {body}");
+
     // Every call is in the audit trail with who made it.
     let records = admin_records(&mut redis).await?;
     let find = |op: &str, verdict: &str, subject: &str| {
@@ -365,7 +418,10 @@ async fn a_prefix_invalidation_deletes_only_its_prefix_while_the_stream_flows() 
     let spanner = bed.spanner_client().await?;
     let mut redis = bed.redis_connection().await?;
     let plugins = plugin_dir(&["users_cache"]);
-    let config = with_api(bed.config(schema::STREAM, plugins.path()), &issuer);
+    let mut config = with_api(bed.config(schema::STREAM, plugins.path()), &issuer);
+    if let Some(api) = config.admin.api.as_mut() {
+        api.open_health = false;
+    }
     let service = Service::connect(&config).await?;
     let base = format!("http://{}", service.admin_addr().expect("admin server"));
     let running = RunningService::spawn(service);
@@ -388,6 +444,20 @@ async fn a_prefix_invalidation_deletes_only_its_prefix_while_the_stream_flows() 
             .context("seeding keys")?;
     }
     let alice = issuer.token("alice", &["cache-ops"], AUDIENCE, 600);
+    // Health and metrics closed: a token whose role allows reading.
+    let (status, _) = call(&base, "GET", "/metrics", None, None).await?;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        &base,
+        "GET",
+        "/readyz",
+        Some(&issuer.token("bob", &["devs"], AUDIENCE, 60)),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 403);
+    let (status, _) = call(&base, "GET", "/metrics", Some(&alice), None).await?;
+    assert_eq!(status, 200);
     let (status, started) = call(
         &base,
         "POST",
@@ -463,6 +533,49 @@ async fn a_prefix_invalidation_deletes_only_its_prefix_while_the_stream_flows() 
         .await?;
     assert_eq!(applied.stale, 1, "the older write is refused as stale");
     assert!(!redis.exists::<_, bool>("users:bulk:7").await?);
+
+    // Cancelled at once, an invalidation stops after its first steps.
+    let (status, started) = call(
+        &base,
+        "POST",
+        "/v1/invalidate",
+        Some(&alice),
+        Some(json!({"prefix": "users:keep:"})),
+    )
+    .await?;
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_u64().expect("an operation id");
+    let (status, body) = call(
+        &base,
+        "DELETE",
+        &format!("/v1/operations/{id}"),
+        Some(&alice),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    let cancelled = eventually(PATIENCE, || {
+        let (base, alice) = (base.clone(), alice.clone());
+        async move {
+            let (_, status) = call(
+                &base,
+                "GET",
+                &format!("/v1/operations/{id}"),
+                Some(&alice),
+                None,
+            )
+            .await
+            .ok()?;
+            (status["state"] != "running").then_some(status)
+        }
+    })
+    .await
+    .expect("the cancelled invalidation ends");
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    assert!(
+        cancelled["deleted"].as_u64().unwrap_or(0) < KEYS as u64,
+        "{cancelled}"
+    );
 
     // The call's end is audited with its outcome.
     let records = admin_records(&mut redis).await?;
