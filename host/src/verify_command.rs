@@ -353,14 +353,11 @@ async fn tables(
         "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = '' ORDER BY TABLE_NAME",
     )
     .build();
-    let host_tables = [
-        &config.spanner.checkpoint_table,
-        &config.spanner.audit_anchor_table,
-    ];
+    let host_tables = config.spanner.host_tables();
     let mut names = Vec::new();
     for row in crate::spanner_connection::query_rows(client, statement).await? {
         let name: String = row.get(0)?;
-        if !host_tables.contains(&&name) {
+        if !host_tables.contains(&name) {
             names.push(name);
         }
     }

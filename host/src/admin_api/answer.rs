@@ -35,10 +35,11 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// The short code of the answer body.
+    /// The short code of the answer body: for a token, why it was refused
+    /// (`missing`, `expired`, `audience`, `unknown-key`, …).
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::Unauthenticated { .. } => "unauthenticated",
+            ApiError::Unauthenticated { code, .. } => code,
             ApiError::Forbidden(_) => "forbidden",
             ApiError::BadRequest(_) => "bad-request",
             ApiError::NotFound(_) => "not-found",
@@ -48,6 +49,12 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
+            // The issuer's keys could not be had: the service's fault, not
+            // the caller's.
+            ApiError::Unauthenticated {
+                code: "keys-unavailable",
+                ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

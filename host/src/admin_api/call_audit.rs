@@ -10,8 +10,14 @@
 //! | `verdict` | `requested` (carried out), `denied` (no role allows it), `refused` (no valid token, or it failed) |
 //! | `reason`  | JSON: `issuer`, `subject` (verified), or `claimed_issuer`/`claimed_subject` (read from a token that did not verify), `role`, `request`, `outcome` |
 //!
-//! The keys a call deleted have records of their own, from the plugin
-//! whose Redis user deleted them, with the same request in their reason.
+//! A call that changes something has two records: `started` before
+//! anything is done (when it cannot be written, the call is refused and
+//! nothing is done) and its outcome after. The keys it deleted have
+//! records of their own, from the plugin whose Redis user deleted them,
+//! naming the call (operation, issuer, subject, role) in their reason.
+//! Records of calls refused for want of a valid token are kept one by one
+//! up to 20 per 10 seconds, then summed up, so such callers cannot flood
+//! the trail.
 
 use super::AdminApi;
 use super::answer::ApiError;
@@ -23,6 +29,53 @@ use serde_json::json;
 
 /// The `plugin` field of admin call records.
 pub const ADMIN: &str = "@admin";
+
+/// Refused-token records kept one by one per [`REFUSAL_WINDOW`]; beyond
+/// that they are counted and summed up in one record, so callers without a
+/// valid token cannot flood the audit trail.
+const REFUSALS_PER_WINDOW: u32 = 20;
+
+/// See [`REFUSALS_PER_WINDOW`].
+const REFUSAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How many refused-token records the current window has taken, and how
+/// many were left out.
+#[derive(Default)]
+pub struct RefusalBudget {
+    state: std::sync::Mutex<RefusalWindow>,
+}
+
+#[derive(Default)]
+struct RefusalWindow {
+    started: Option<std::time::Instant>,
+    recorded: u32,
+    left_out: u64,
+}
+
+impl RefusalBudget {
+    /// Whether one more refusal may be recorded now; and, when a window
+    /// has just ended with refusals left out, how many.
+    fn take(&self) -> (bool, u64) {
+        let mut window = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        let mut ended = 0;
+        if window
+            .started
+            .is_none_or(|at| now.duration_since(at) >= REFUSAL_WINDOW)
+        {
+            ended = std::mem::take(&mut window.left_out);
+            window.started = Some(now);
+            window.recorded = 0;
+        }
+        if window.recorded < REFUSALS_PER_WINDOW {
+            window.recorded += 1;
+            (true, ended)
+        } else {
+            window.left_out += 1;
+            (false, ended)
+        }
+    }
+}
 
 /// Longest claimed issuer or subject copied from a token that did not
 /// verify (it is the caller's text, not the issuer's).
@@ -57,7 +110,7 @@ impl Call<'_> {
                 "issuer": self.who.issuer,
                 "subject": self.who.subject,
                 "role": self.role,
-                "request": self.request,
+                "request": bounded(self.request),
                 "outcome": outcome,
             })
             .to_string(),
@@ -91,6 +144,25 @@ impl AdminApi {
         token: Option<&str>,
         refusal: &ApiError,
     ) {
+        let (recorded, left_out) = self.refusals.take();
+        if left_out > 0 {
+            self.append_record(AuditRecord {
+                plugin: ADMIN.to_owned(),
+                plugin_digest: String::new(),
+                version: String::new(),
+                key: String::new(),
+                operation: "admin:unauthenticated".to_owned(),
+                verdict: Verdict::Refused,
+                reason: json!({
+                    "outcome": format!("{left_out} more calls without a valid token refused and not recorded one by one"),
+                })
+                .to_string(),
+            })
+            .await;
+        }
+        if !recorded {
+            return;
+        }
         let (issuer, subject) = token.map(claimed).unwrap_or_default();
         let record = AuditRecord {
             plugin: ADMIN.to_owned(),
@@ -109,12 +181,42 @@ impl AdminApi {
         self.append_record(record).await;
     }
 
+    /// Records that `call` is about to be carried out; when the audit
+    /// trail cannot be written, the call is refused and nothing is done.
+    pub(super) async fn begin(&self, call: &Call<'_>) -> Result<(), ApiError> {
+        self.pipeline
+            .audit_records(&[call.record(Verdict::Requested, "started", "")])
+            .await
+            .map_err(|err| {
+                ApiError::Unavailable(format!(
+                    "the audit trail cannot be written ({err}); nothing was done"
+                ))
+            })
+    }
+
     /// Appends `record`, logging a failure.
     pub(super) async fn append_record(&self, record: AuditRecord) {
         if let Err(err) = self.pipeline.audit_records(&[record]).await {
             tracing::error!(error = %err, "cannot audit an admin call");
         }
     }
+}
+
+/// Longest request text kept in a record, in bytes; a longer one is cut
+/// (with its full length noted), so a large body cannot make a large record.
+const REQUEST_SHOWN: usize = 2048;
+
+/// `request`, or its text cut to [`REQUEST_SHOWN`] bytes when longer.
+fn bounded(request: &serde_json::Value) -> serde_json::Value {
+    let text = request.to_string();
+    if text.len() <= REQUEST_SHOWN {
+        return request.clone();
+    }
+    let mut end = REQUEST_SHOWN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    json!({ "cut": &text[..end], "bytes": text.len() })
 }
 
 /// A call record's `reason` (JSON) with its `outcome` replaced.
@@ -169,5 +271,20 @@ mod tests {
             "{subject}"
         );
         assert_eq!(claimed("not a token"), (String::new(), String::new()));
+    }
+
+    #[test]
+    fn large_requests_are_cut_in_records() {
+        let keys: Vec<String> = (0..10_000).map(|n| format!("users:{n:0>180}")).collect();
+        let request = serde_json::json!({ "keys": keys });
+        let cut = super::bounded(&request);
+        assert!(
+            cut.to_string().len() < 2 * super::REQUEST_SHOWN,
+            "{}",
+            cut.to_string().len()
+        );
+        assert_eq!(cut["bytes"], request.to_string().len());
+        let small = serde_json::json!({ "keys": ["users:1"] });
+        assert_eq!(super::bounded(&small), small);
     }
 }

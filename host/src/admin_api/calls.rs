@@ -1,5 +1,10 @@
 //! The mutating calls: invalidate, refresh, resync, replay, pause, resume,
 //! and the prefix invalidations' progress and cancel.
+//!
+//! Each call goes: caller verified (refusals audited), body read (a bad
+//! one audited with the caller), role checked (denials audited), `started`
+//! recorded (nothing is done when the audit trail cannot be written), the
+//! work, its outcome recorded.
 
 use super::AdminApi;
 use super::answer::ApiError;
@@ -10,8 +15,10 @@ use super::wire::{InvalidateAnswer, InvalidateRequest, OperationStatus, RefreshR
 use crate::audit::Verdict;
 use crate::contract::{Column, Refresh, Value};
 use crate::pipeline::operator::DeleteCounts;
+use crate::runtime::Plugin;
 use crate::source::spanner::snapshot::strong_read;
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::json;
@@ -23,51 +30,146 @@ const KEYS_PER_CALL: usize = 10_000;
 
 type Api = State<Arc<AdminApi>>;
 
+impl AdminApi {
+    /// The request body of `who`'s `operation`, or a refusal (audited).
+    async fn body<T: serde::de::DeserializeOwned>(
+        &self,
+        who: &super::identity::Identity,
+        operation: AdminOperation,
+        body: &Bytes,
+    ) -> Result<T, ApiError> {
+        match serde_json::from_slice(body) {
+            Ok(request) => Ok(request),
+            Err(err) => {
+                let error = ApiError::BadRequest(format!(
+                    "the request body is not what {} takes: {err}",
+                    operation.as_str()
+                ));
+                let shown = String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
+                let request = json!({ "body": shown });
+                let call = Call {
+                    who,
+                    role: None,
+                    operation,
+                    target: "a bad request",
+                    request: &request,
+                };
+                self.audit_call(&call, Verdict::Refused, &error.to_string())
+                    .await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Records `call`'s outcome: refused with the error, or `requested`
+    /// with what it did; gives the answer back.
+    async fn finish<T>(
+        &self,
+        call: &Call<'_>,
+        outcome: Result<T, ApiError>,
+        describe_ok: impl FnOnce(&T) -> String,
+    ) -> Result<T, ApiError> {
+        match &outcome {
+            Ok(done) => {
+                self.audit_call(call, Verdict::Requested, &describe_ok(done))
+                    .await
+            }
+            Err(error) => {
+                self.audit_call(call, Verdict::Refused, &error.to_string())
+                    .await
+            }
+        }
+        outcome
+    }
+}
+
 /// `POST /v1/invalidate`.
 pub(super) async fn invalidate(
     State(api): Api,
     headers: HeaderMap,
-    body: Result<Json<InvalidateRequest>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let Json(request) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let operation = AdminOperation::Invalidate;
+    let who = api.caller(&headers, operation.as_str()).await?;
+    let request: InvalidateRequest = api.body(&who, operation, &body).await?;
     let request_json = json!(request);
     let target = match (&request.prefix, request.keys.is_empty()) {
         (Some(prefix), true) => Target::Prefix(prefix),
         (None, false) => Target::Keys(&request.keys),
-        _ => {
-            return Err(ApiError::BadRequest(
-                "give either keys or a prefix (not both, not neither)".into(),
-            ));
-        }
+        _ => Target::Nothing,
     };
-    if request.keys.len() > KEYS_PER_CALL {
-        return Err(ApiError::BadRequest(format!(
-            "{} keys in one call; at most {KEYS_PER_CALL} (use a prefix for more)",
-            request.keys.len()
-        )));
-    }
-    let (who, role) = api
-        .allowed(&headers, AdminOperation::Invalidate, target, &request_json)
+    let role = api
+        .authorize(&who, operation, target, &request_json)
         .await?;
     let call = Call {
         who: &who,
         role: Some(&role),
-        operation: AdminOperation::Invalidate,
+        operation,
         target: &describe(target),
         request: &request_json,
     };
+    if let Err(error) = api.check_invalidation(&request) {
+        api.audit_call(&call, Verdict::Refused, &error.to_string())
+            .await;
+        return Err(error);
+    }
+    api.begin(&call).await?;
     let outcome = match &request.prefix {
         Some(prefix) => api.invalidate_prefix(&call, prefix).await,
         None => api.invalidate_keys(&call, &request.keys).await,
     };
-    if let Err(error) = &outcome {
-        api.audit_call(&call, Verdict::Refused, &error.to_string())
-            .await;
+    match outcome {
+        // A prefix invalidation records its outcome when it ends.
+        Ok((StatusCode::ACCEPTED, answer)) => Ok((StatusCode::ACCEPTED, answer)),
+        other => {
+            api.finish(&call, other, |(_, Json(answer))| answer.to_string())
+                .await
+        }
     }
-    outcome
 }
 
 impl AdminApi {
+    /// Refuses an invalidation that names neither keys nor a prefix (or
+    /// both), too many keys, or the host's own keys.
+    fn check_invalidation(&self, request: &InvalidateRequest) -> Result<(), ApiError> {
+        match (&request.prefix, request.keys.is_empty()) {
+            (Some(prefix), true) if prefix.is_empty() => {
+                return Err(ApiError::BadRequest(
+                    "an empty prefix would cover every key".into(),
+                ));
+            }
+            (Some(prefix), true) if self.reaches_host_keys(prefix, true) => {
+                return Err(ApiError::BadRequest(format!(
+                    "prefix {prefix:?} reaches the service's own keys (its streams and marks)"
+                )));
+            }
+            (Some(_), true) => {}
+            (None, false) => {
+                if request.keys.len() > KEYS_PER_CALL {
+                    return Err(ApiError::BadRequest(format!(
+                        "{} keys in one call; at most {KEYS_PER_CALL} (use a prefix for more)",
+                        request.keys.len()
+                    )));
+                }
+                if let Some(own) = request
+                    .keys
+                    .iter()
+                    .find(|key| self.reaches_host_keys(key, false))
+                {
+                    return Err(ApiError::BadRequest(format!(
+                        "key {own:?} is one of the service's own keys"
+                    )));
+                }
+            }
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "give either keys or a prefix (not both, not neither)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes `keys`, each through the plugin whose grant covers it, at a
     /// Spanner timestamp; refuses the whole call when one key is covered
     /// by no grant (nothing deleted).
@@ -76,8 +178,7 @@ impl AdminApi {
         call: &Call<'_>,
         keys: &[String],
     ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-        let mut by_plugin: BTreeMap<String, (Arc<crate::runtime::Plugin>, Vec<String>)> =
-            BTreeMap::new();
+        let mut by_plugin: BTreeMap<String, (Arc<Plugin>, Vec<String>)> = BTreeMap::new();
         for key in keys {
             let plugin = self.pipeline.plugin_deleting(key).ok_or_else(|| {
                 ApiError::BadRequest(format!(
@@ -109,14 +210,6 @@ impl AdminApi {
             failed: counts.failed,
             plugins: by_plugin.keys().cloned().collect(),
         };
-        let outcome = format!(
-            "{} deleted, {} newer kept, {} failed",
-            counts.deleted, counts.newer, counts.failed
-        );
-        let version =
-            crate::version_keys::encode(&crate::change::Version::read_at(read.version_micros));
-        self.append_record(call.record(Verdict::Requested, &outcome, &version))
-            .await;
         Ok((StatusCode::OK, Json(json!(answer))))
     }
 
@@ -127,6 +220,12 @@ impl AdminApi {
         call: &Call<'_>,
         prefix: &str,
     ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+        if self.jobs.running() >= super::prefix_jobs::RUNNING_MAX {
+            return Err(ApiError::Unavailable(format!(
+                "{} prefix invalidations are running on this host, the most it runs at once; wait for one to end",
+                super::prefix_jobs::RUNNING_MAX
+            )));
+        }
         let plugin = self.pipeline.plugin_deleting_under(prefix).ok_or_else(|| {
             ApiError::BadRequest(format!(
                 "no loaded plugin's grant covers every key under prefix {prefix:?}: name a prefix inside one plugin's granted prefixes"
@@ -135,12 +234,9 @@ impl AdminApi {
         let read = strong_read(&self.spanner, "the invalidation's timestamp")
             .await
             .map_err(|e| ApiError::Unavailable(format!("{e:#}")))?;
-        let record_of_end = {
-            let mut started = call.record(Verdict::Requested, "", "");
-            started.version =
-                crate::version_keys::encode(&crate::change::Version::read_at(read.version_micros));
-            started
-        };
+        let version =
+            crate::version_keys::encode(&crate::change::Version::read_at(read.version_micros));
+        let record_of_end = call.record(Verdict::Requested, "", &version);
         let api = self.clone();
         let job = self.jobs.start(
             self.pipeline.clone(),
@@ -155,8 +251,12 @@ impl AdminApi {
             move |status: OperationStatus| {
                 Box::pin(async move {
                     let mut record = record_of_end;
+                    if status.state != "done" {
+                        record.verdict = Verdict::Refused;
+                    }
                     let outcome = format!(
-                        "{}: {} keys looked at, {} deleted, {} newer kept, {} failed{}",
+                        "operation {}: {}: {} keys looked at, {} deleted, {} newer kept, {} failed{}",
+                        status.id,
                         status.state,
                         status.scanned,
                         status.deleted,
@@ -171,6 +271,49 @@ impl AdminApi {
         );
         Ok((StatusCode::ACCEPTED, Json(json!(job.status()))))
     }
+
+    /// The job `id` and the role letting `who` follow or cancel it
+    /// (`invalidate` on its prefix, or, to follow it, `read`).
+    async fn job_for(
+        &self,
+        who: &super::identity::Identity,
+        id: u64,
+        cancel: bool,
+        request: &serde_json::Value,
+    ) -> Result<(Arc<super::prefix_jobs::PrefixJob>, String), ApiError> {
+        let Some(job) = self.jobs.get(id) else {
+            // Only a caller who may read learns that there is no such id.
+            self.authorize(who, AdminOperation::Read, Target::Nothing, request)
+                .await?;
+            return Err(ApiError::NotFound(format!(
+                "no operation {id} on this host"
+            )));
+        };
+        let prefix = job.status().prefix;
+        let covered = super::roles::authorize(
+            &self.roles,
+            who,
+            AdminOperation::Invalidate,
+            Target::Prefix(&prefix),
+        );
+        let role = match covered {
+            Ok(role) => role.to_owned(),
+            Err(_) if !cancel => {
+                self.authorize(who, AdminOperation::Read, Target::Nothing, request)
+                    .await?
+            }
+            Err(_) => {
+                self.authorize(
+                    who,
+                    AdminOperation::Invalidate,
+                    Target::Prefix(&prefix),
+                    request,
+                )
+                .await?
+            }
+        };
+        Ok((job, role))
+    }
 }
 
 /// `GET /v1/operations/{id}`.
@@ -179,15 +322,9 @@ pub(super) async fn operation(
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Result<Json<OperationStatus>, ApiError> {
+    let who = api.caller(&headers, "operation").await?;
     let request = json!({ "operation": id });
-    let (who, role) = api
-        .allowed(&headers, AdminOperation::Read, Target::Nothing, &request)
-        .await?;
-    let _ = (who, role);
-    let job = api
-        .jobs
-        .get(id)
-        .ok_or_else(|| ApiError::NotFound(format!("no operation {id} on this host")))?;
+    let (job, _) = api.job_for(&who, id, false, &request).await?;
     Ok(Json(job.status()))
 }
 
@@ -198,22 +335,16 @@ pub(super) async fn cancel_operation(
     headers: HeaderMap,
     Path(id): Path<u64>,
 ) -> Result<Json<OperationStatus>, ApiError> {
-    let job = api
-        .jobs
-        .get(id)
-        .ok_or_else(|| ApiError::NotFound(format!("no operation {id} on this host")))?;
-    let prefix = job.status().prefix;
+    let who = api.caller(&headers, "invalidate").await?;
     let request = json!({ "cancel": id });
-    let target = Target::Prefix(&prefix);
-    let (who, role) = api
-        .allowed(&headers, AdminOperation::Invalidate, target, &request)
-        .await?;
+    let (job, role) = api.job_for(&who, id, true, &request).await?;
     api.jobs.cancel(id);
+    let target = describe(Target::Prefix(&job.status().prefix));
     let call = Call {
         who: &who,
         role: Some(&role),
         operation: AdminOperation::Invalidate,
-        target: &describe(target),
+        target: &target,
         request: &request,
     };
     api.audit_call(&call, Verdict::Requested, "cancel asked")
@@ -225,11 +356,13 @@ pub(super) async fn cancel_operation(
 pub(super) async fn refresh(
     State(api): Api,
     headers: HeaderMap,
-    body: Result<Json<RefreshRequest>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Json(request) = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let operation = AdminOperation::Refresh;
+    let who = api.caller(&headers, operation.as_str()).await?;
+    let request: RefreshRequest = api.body(&who, operation, &body).await?;
     let request_json = json!(request);
-    let plugins: Vec<Arc<crate::runtime::Plugin>> = api
+    let plugins: Vec<Arc<Plugin>> = api
         .pipeline
         .current_plugins()
         .iter()
@@ -243,41 +376,34 @@ pub(super) async fn refresh(
         .cloned()
         .collect();
     let names: Vec<String> = plugins.iter().map(|p| p.name().to_owned()).collect();
-    let first = names.first().map(String::as_str).unwrap_or_default();
-    let (who, role) = api
-        .allowed(
-            &headers,
-            AdminOperation::Refresh,
-            Target::Plugin(first),
-            &request_json,
-        )
-        .await?;
-    for name in &names[1..] {
-        super::roles::authorize(
-            &api.roles,
-            &who,
-            AdminOperation::Refresh,
-            Target::Plugin(name),
-        )?;
+    // Every plugin the row goes to must be the caller's to refresh; with
+    // none, the role must allow refreshing the named plugin (or any).
+    let mut role = String::new();
+    let wanted = if names.is_empty() {
+        vec![request.plugin.clone().unwrap_or_else(|| "*".to_owned())]
+    } else {
+        names.clone()
+    };
+    for name in &wanted {
+        role = api
+            .authorize(&who, operation, Target::Plugin(name), &request_json)
+            .await?;
     }
     let target = format!("table {} → plugins {}", request.table, names.join(", "));
     let call = Call {
         who: &who,
         role: Some(&role),
-        operation: AdminOperation::Refresh,
+        operation,
         target: &target,
         request: &request_json,
     };
+    api.begin(&call).await?;
     let outcome = api.refresh_rows(&request, &plugins).await;
-    let (verdict, text) = match &outcome {
-        Ok(rows) => (
-            Verdict::Requested,
-            format!("{rows} rows handed to {}", names.join(", ")),
-        ),
-        Err(err) => (Verdict::Refused, err.to_string()),
-    };
-    api.audit_call(&call, verdict, &text).await;
-    let rows = outcome?;
+    let rows = api
+        .finish(&call, outcome, |rows| {
+            format!("{rows} rows handed to {}", names.join(", "))
+        })
+        .await?;
     Ok(Json(json!({ "rows": rows, "plugins": names })))
 }
 
@@ -287,8 +413,17 @@ impl AdminApi {
     async fn refresh_rows(
         &self,
         request: &RefreshRequest,
-        plugins: &[Arc<crate::runtime::Plugin>],
+        plugins: &[Arc<Plugin>],
     ) -> Result<usize, ApiError> {
+        if let Some(paused) = plugins
+            .iter()
+            .find(|plugin| self.pipeline.paused(plugin.name()).is_some())
+        {
+            return Err(ApiError::BadRequest(format!(
+                "plugin {} is paused: resume it first (resuming resyncs it)",
+                paused.name()
+            )));
+        }
         if plugins.is_empty() {
             return Err(ApiError::BadRequest(format!(
                 "no loaded plugin{} takes table {:?}",
@@ -408,13 +543,17 @@ impl AdminApi {
             target: &describe(target),
             request: &request,
         };
+        if self.pipeline.loaded_plugin(name).is_none() {
+            let missing = ApiError::NotFound(format!("no plugin {name} is loaded"));
+            self.audit_call(&call, Verdict::Refused, &missing.to_string())
+                .await;
+            return Err(missing);
+        }
+        self.begin(&call).await?;
         let outcome = self.carry_out(&call, name, action).await;
-        let (verdict, text) = match &outcome {
-            Ok(answer) => (Verdict::Requested, answer.to_string()),
-            Err(err) => (Verdict::Refused, err.to_string()),
-        };
-        self.audit_call(&call, verdict, &text).await;
-        outcome.map(Json)
+        self.finish(&call, outcome, |answer| answer.to_string())
+            .await
+            .map(Json)
     }
 
     async fn carry_out(
@@ -424,8 +563,14 @@ impl AdminApi {
         action: &str,
     ) -> Result<serde_json::Value, ApiError> {
         let reason = call.named();
-        if self.pipeline.loaded_plugin(name).is_none() {
-            return Err(ApiError::NotFound(format!("no plugin {name} is loaded")));
+        let plugin = self
+            .pipeline
+            .loaded_plugin(name)
+            .ok_or_else(|| ApiError::NotFound(format!("no plugin {name} is loaded")))?;
+        if matches!(action, "resync" | "replay") && self.pipeline.paused(name).is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "plugin {name} is paused: resume it first (resuming resyncs it)"
+            )));
         }
         match action {
             "resync" => {
@@ -433,10 +578,6 @@ impl AdminApi {
                 Ok(json!({ "plugin": name, "resync": "started" }))
             }
             "replay" => {
-                let plugin = self
-                    .pipeline
-                    .loaded_plugin(name)
-                    .ok_or_else(|| ApiError::NotFound(format!("no plugin {name} is loaded")))?;
                 let report = self
                     .pipeline
                     .replay_plugin_dead_letters(&plugin, &self.dead_letter_stream, &self.refresher)

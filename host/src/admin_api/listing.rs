@@ -48,6 +48,15 @@ pub(super) async fn whoami(
         .filter(|role| role.applies_to(&who))
         .map(|role| role.name.as_str())
         .collect();
+    let request = json!({ "read": "whoami" });
+    let call = Call {
+        who: &who,
+        role: None,
+        operation: AdminOperation::Read,
+        target: "whoami",
+        request: &request,
+    };
+    api.audit_call(&call, Verdict::Requested, "answered").await;
     Ok(Json(json!({ "identity": who, "roles": roles })))
 }
 

@@ -78,6 +78,8 @@ pub struct AdminApiParts {
     pub prefix_step: usize,
     /// The dead-letter stream, for replays.
     pub dead_letter_stream: String,
+    /// The host's own keys (streams and marks) no call may touch.
+    pub host_keys: Vec<String>,
 }
 
 /// What the API's calls work with.
@@ -90,6 +92,8 @@ pub struct AdminApi {
     checkpoints: CheckpointStore,
     audit_stream: Option<String>,
     dead_letter_stream: String,
+    host_keys: Vec<String>,
+    refusals: call_audit::RefusalBudget,
     jobs: prefix_jobs::PrefixJobs,
     prefix_step: usize,
 }
@@ -106,6 +110,8 @@ impl AdminApi {
             checkpoints: parts.checkpoints,
             audit_stream: parts.audit_stream,
             dead_letter_stream: parts.dead_letter_stream,
+            host_keys: parts.host_keys,
+            refusals: call_audit::RefusalBudget::default(),
             jobs: prefix_jobs::PrefixJobs::default(),
             prefix_step: parts.prefix_step.max(1),
         }
@@ -152,7 +158,7 @@ impl AdminApi {
                     .or_else(|| value.strip_prefix("bearer "))
             })
             .map(str::trim);
-        let refusal = match token {
+        let refusal = match token.filter(|t| !t.is_empty()) {
             None => ApiError::Unauthenticated {
                 code: "missing",
                 message: "no bearer token: send Authorization: Bearer <token from the issuer>"
@@ -184,24 +190,48 @@ impl AdminApi {
         request: &serde_json::Value,
     ) -> Result<(Identity, String), ApiError> {
         let who = self.caller(headers, operation.as_str()).await?;
-        match roles::authorize(&self.roles, &who, operation, target) {
-            Ok(role) => Ok((who, role.to_owned())),
+        let role = self.authorize(&who, operation, target, request).await?;
+        Ok((who, role))
+    }
+
+    /// The role allowing `who` to do `operation` on `target`; a denial is
+    /// audited.
+    async fn authorize(
+        &self,
+        who: &Identity,
+        operation: AdminOperation,
+        target: Target<'_>,
+        request: &serde_json::Value,
+    ) -> Result<String, ApiError> {
+        match roles::authorize(&self.roles, who, operation, target) {
+            Ok(role) => Ok(role.to_owned()),
             Err(denial) => {
-                let outcome = denial.to_string();
-                self.audit_call(
-                    &call_audit::Call {
-                        who: &who,
-                        role: None,
-                        operation,
-                        target: &roles::describe(target),
-                        request,
-                    },
-                    crate::audit::Verdict::Denied,
-                    &outcome,
-                )
-                .await;
+                let call = call_audit::Call {
+                    who,
+                    role: None,
+                    operation,
+                    target: &roles::describe(target),
+                    request,
+                };
+                self.audit_call(&call, crate::audit::Verdict::Denied, &denial.to_string())
+                    .await;
                 Err(ApiError::Forbidden(denial))
             }
         }
     }
+
+    /// Whether `key` (or, with `prefix`, some key under it) is one of the
+    /// host's own keys (audit and dead-letter streams, marks), which no
+    /// call may touch whatever a grant says.
+    fn reaches_host_keys(&self, key: &str, prefix: bool) -> bool {
+        key.starts_with(HOST_KEY_PREFIX)
+            || (prefix && HOST_KEY_PREFIX.starts_with(key))
+            || self
+                .host_keys
+                .iter()
+                .any(|own| own == key || (prefix && own.starts_with(key)))
+    }
 }
+
+/// The prefix of the host's own keys.
+const HOST_KEY_PREFIX: &str = "redis-spanner:";

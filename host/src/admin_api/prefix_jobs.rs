@@ -19,6 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
+/// Most invalidations running at once on one host (each scans the whole
+/// keyspace).
+pub const RUNNING_MAX: usize = 4;
+
 /// Ended invalidations kept for reading their outcome.
 const ENDED_KEPT: usize = 100;
 
@@ -121,6 +125,16 @@ impl PrefixJobs {
         job
     }
 
+    /// How many invalidations are running.
+    pub fn running(&self) -> usize {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|job| !job.status().ended())
+            .count()
+    }
+
     /// The invalidation `id`.
     pub fn get(&self, id: u64) -> Option<Arc<PrefixJob>> {
         self.jobs
@@ -154,7 +168,7 @@ async fn run(pipeline: &Pipeline, work: &PrefixWork, job: &PrefixJob) -> Result<
         if job.cancel.is_cancelled() {
             return Ok(());
         }
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
             .arg(&pattern)
@@ -163,11 +177,19 @@ async fn run(pipeline: &Pipeline, work: &PrefixWork, job: &PrefixJob) -> Result<
             .query_async(&mut conn)
             .await
             .map_err(|e| format!("SCAN under {:?} failed: {e}", work.prefix))?;
+        let scanned = keys.len() as u64;
+        // Keys that are not text cannot be named in an effect: counted as
+        // failed, left alone.
+        let (keys, binary): (Vec<_>, Vec<_>) = keys
+            .into_iter()
+            .map(String::from_utf8)
+            .partition(Result::is_ok);
         let keys: Vec<String> = keys
             .into_iter()
+            .flatten()
             .filter(|key| !is_version_key(key))
             .collect();
-        let scanned = keys.len() as u64;
+        job.update(|status| status.failed += binary.len() as u64);
         if !keys.is_empty() {
             let counts = pipeline
                 .delete_as_operator(&work.plugin, &keys, work.version_micros, &work.reason)

@@ -61,7 +61,9 @@ pub struct RoleConfig {
     #[serde(default)]
     pub email_domains: Vec<String>,
     /// OAuth client ids (`azp`, `client_id`, `cid`) this role applies to:
-    /// services calling with their own credentials.
+    /// services calling with their own credentials (client-credentials
+    /// tokens, whose subject is the client id; a person's token through the
+    /// same client does not match).
     #[serde(default)]
     pub client_ids: Vec<String>,
     /// What it allows.
@@ -126,10 +128,13 @@ impl RoleConfig {
                     .iter()
                     .any(|d| d.eq_ignore_ascii_case(&domain))
             })
+            // A client id names a service only in a token the client got
+            // for itself (client credentials: its subject is the client
+            // id); people signing in through that client carry it too.
             || who
                 .client_id
                 .as_ref()
-                .is_some_and(|id| self.client_ids.contains(id))
+                .is_some_and(|id| *id == who.subject && self.client_ids.contains(id))
     }
 
     /// Whether this role allows `operation` on `target`.

@@ -73,6 +73,9 @@ pub struct AdminApiConfig {
     pub prefix_step: usize,
 }
 
+/// The largest clock skew allowed for tokens, seconds.
+const MAX_CLOCK_SKEW_S: u64 = 300;
+
 fn default_clock_skew_s() -> u64 {
     60
 }
@@ -136,16 +139,18 @@ impl AdminApiConfig {
             (Some(_), Some(_)) => {
                 return Some("[admin.api] has both jwks_url and jwks_file: choose one".into());
             }
-            (Some(url), None)
-                if !(url.starts_with("https://")
-                    || url.starts_with("http://127.")
-                    || url.starts_with("http://localhost")) =>
-            {
+            (Some(url), None) if !jwks_url_is_safe(url) => {
                 return Some(format!(
-                    "admin.api.jwks_url = {url:?} must be https:// (plain http only on localhost)"
+                    "admin.api.jwks_url = {url:?} must be an https:// URL (plain http only to 127.0.0.1, ::1 or localhost)"
                 ));
             }
             _ => {}
+        }
+        if self.clock_skew_s > MAX_CLOCK_SKEW_S {
+            return Some(format!(
+                "admin.api.clock_skew_s = {} is more than {MAX_CLOCK_SKEW_S}: expired tokens would be taken for that long",
+                self.clock_skew_s
+            ));
         }
         if self.prefix_step == 0 || self.prefix_step > 10_000 {
             return Some(format!(
@@ -154,5 +159,44 @@ impl AdminApiConfig {
             ));
         }
         None
+    }
+}
+
+/// Whether the issuer's keys may be fetched from `url`: https, or plain
+/// http to this machine only.
+fn jwks_url_is_safe(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    let local = match parsed.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => parsed.host().is_some(),
+        "http" => local,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jwks_url_is_safe;
+
+    #[test]
+    fn keys_come_over_https_or_from_this_machine() {
+        assert!(jwks_url_is_safe(
+            "https://www.googleapis.com/oauth2/v3/certs"
+        ));
+        assert!(jwks_url_is_safe("http://127.0.0.1:8080/jwks.json"));
+        assert!(jwks_url_is_safe("http://localhost/jwks.json"));
+        assert!(jwks_url_is_safe("http://[::1]:9/jwks.json"));
+        assert!(!jwks_url_is_safe("http://127.evil.example/jwks.json"));
+        assert!(!jwks_url_is_safe("http://localhost.evil.example/jwks.json"));
+        assert!(!jwks_url_is_safe("http://10.0.0.5/jwks.json"));
+        assert!(!jwks_url_is_safe("file:///etc/passwd"));
+        assert!(!jwks_url_is_safe("not a url"));
     }
 }

@@ -180,7 +180,25 @@ impl Config {
         {
             return Err(invalid(problem));
         }
+        if self.admin.api.is_none() && !self.admin.roles.is_empty() {
+            return Err(invalid(
+                "[[admin.roles]] are set but [admin.api] is not: without it there is no admin API for the roles to open"
+                    .into(),
+            ));
+        }
         crate::admin_api::roles::check_roles(&self.admin.roles).map_err(invalid)?;
+        for role in &self.admin.roles {
+            if let Some(plugin) = role
+                .plugins
+                .iter()
+                .find(|name| *name != "*" && !self.grants.contains_key(*name))
+            {
+                return Err(invalid(format!(
+                    "admin role {:?} names plugin {plugin:?}, which has no [grants.{plugin}]",
+                    role.name
+                )));
+            }
+        }
         if self.spanner.heartbeat_ms < 100 {
             return Err(invalid(format!(
                 "spanner.heartbeat_ms = {} is too small; use at least 100",
@@ -205,6 +223,15 @@ impl Config {
             return Err(invalid(format!(
                 "spanner.audit_anchor_table = {:?} is not a valid table name (letters, digits, underscores) other than the checkpoint table",
                 self.spanner.audit_anchor_table
+            )));
+        }
+        if !is_identifier(&self.spanner.pause_table)
+            || self.spanner.pause_table == self.spanner.checkpoint_table
+            || self.spanner.pause_table == self.spanner.audit_anchor_table
+        {
+            return Err(invalid(format!(
+                "spanner.pause_table = {:?} is not a valid table name (letters, digits, underscores) other than the checkpoint and audit anchor tables",
+                self.spanner.pause_table
             )));
         }
         if let Some(key) = &self.redis.dead_letter_seal_key

@@ -32,6 +32,10 @@ pub struct SpannerConfig {
     /// trimmed start); created if missing.
     #[serde(default = "default_audit_anchor_table")]
     pub audit_anchor_table: String,
+    /// Table recording plugins paused through the admin API; created if
+    /// missing.
+    #[serde(default = "default_pause_table")]
+    pub pause_table: String,
     /// Heartbeat interval requested from the change stream, in milliseconds.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
@@ -61,6 +65,16 @@ pub struct SpannerConfig {
 }
 
 impl SpannerConfig {
+    /// The host's own tables (checkpoints, audit anchors, pauses): never
+    /// read as data.
+    pub fn host_tables(&self) -> Vec<String> {
+        vec![
+            self.checkpoint_table.clone(),
+            self.audit_anchor_table.clone(),
+            self.pause_table.clone(),
+        ]
+    }
+
     /// Settings for a stream with every default, on Cloud Spanner.
     pub fn new(project: &str, instance: &str, database: &str, change_stream: &str) -> Self {
         Self {
@@ -72,6 +86,7 @@ impl SpannerConfig {
             emulator_rest: None,
             checkpoint_table: default_checkpoint_table(),
             audit_anchor_table: default_audit_anchor_table(),
+            pause_table: default_pause_table(),
             heartbeat_ms: default_heartbeat_ms(),
             stall_after_ms: default_stall_after_ms(),
             start: default_start(),
@@ -95,6 +110,10 @@ pub(super) fn default_checkpoint_table() -> String {
 
 pub(super) fn default_audit_anchor_table() -> String {
     "RedisSpannerAuditAnchors".to_owned()
+}
+
+pub(super) fn default_pause_table() -> String {
+    "RedisSpannerPauses".to_owned()
 }
 
 pub(super) fn default_heartbeat_ms() -> u64 {

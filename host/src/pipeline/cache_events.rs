@@ -53,7 +53,11 @@ impl Pipeline {
                 .inc();
         }
         let plugins = self.plugins.load_full();
-        for plugin in plugins.iter().filter(|p| p.handles_cache_events()) {
+        // A paused plugin runs nothing; its keys refill once it is resumed.
+        for plugin in plugins
+            .iter()
+            .filter(|p| p.handles_cache_events() && self.paused(p.name()).is_none())
+        {
             let Some(grant) = self.policy.grant(plugin.name()) else {
                 continue;
             };

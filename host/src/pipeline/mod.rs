@@ -99,6 +99,7 @@ pub struct Pipeline {
     refresher: std::sync::OnceLock<Refresher>,
     resyncer: std::sync::OnceLock<crate::pipeline::resync::Resyncer>,
     coherence_check: std::sync::OnceLock<CoherenceCheck>,
+    pauses: std::sync::OnceLock<crate::source::spanner::pauses::PauseTable>,
     lanes: Lanes,
     permissions: permissions::PermissionProblems,
 }
@@ -119,6 +120,7 @@ impl Pipeline {
         Self {
             resyncer: std::sync::OnceLock::new(),
             coherence_check: std::sync::OnceLock::new(),
+            pauses: std::sync::OnceLock::new(),
             lanes: Lanes::new(lane_bounds),
             permissions: Default::default(),
             plugins,

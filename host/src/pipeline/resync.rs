@@ -49,11 +49,11 @@ pub struct Resyncer {
 impl Resyncer {
     /// Reads through `client` and feeds batches of at most `batch_max` rows;
     /// never reads the host's own `host_tables`.
-    pub fn new(client: DatabaseClient, batch_max: usize, host_tables: &[&str]) -> Self {
+    pub fn new(client: DatabaseClient, batch_max: usize, host_tables: &[String]) -> Self {
         Self {
             client,
             batch_max: batch_max.max(1),
-            host_tables: host_tables.iter().map(|t| (*t).to_owned()).collect(),
+            host_tables: host_tables.to_vec(),
         }
     }
 

@@ -24,6 +24,7 @@ use crate::sink::RedisSink;
 use crate::sink::acl::PluginSinks;
 use crate::source::spanner::checkpoint::CheckpointStore;
 use crate::source::spanner::completion::completer_for;
+use crate::source::spanner::pauses::PauseTable;
 use crate::source::spanner::reader::now_micros;
 use crate::source::spanner::refresh::Refresher;
 use crate::source::spanner::stream_shape::StreamShape;
@@ -163,12 +164,17 @@ impl Service {
         let resyncer = Resyncer::new(
             client.clone(),
             config.plugins.batch_max,
-            &[
-                &config.spanner.checkpoint_table,
-                &config.spanner.audit_anchor_table,
-            ],
+            &config.spanner.host_tables(),
         );
         pipeline.set_resyncer(resyncer);
+        if config.admin.api.is_some() {
+            // Pauses come only through the admin API.
+            let pauses = PauseTable::new(client.clone(), &config.spanner.pause_table);
+            pauses
+                .ensure_table(&admin, &config.spanner.instance, &config.spanner.database)
+                .await?;
+            pipeline.set_pause_table(pauses);
+        }
         // The host's own password file, when it has one, comes first.
         let host_credentials = config
             .redis
@@ -216,23 +222,39 @@ impl Service {
             None => None,
         };
         let admin = match (admin, &config.admin.api) {
-            (Some(server), Some(api)) => Some(server.with_api(crate::admin::ServedApi {
-                api: Arc::new(crate::admin_api::AdminApi::new(
-                    crate::admin_api::AdminApiParts {
-                        verifier: Arc::new(crate::admin_api::identity::TokenVerifier::new(
-                            api.token_settings(),
-                        )?),
-                        roles: config.admin.roles.clone(),
-                        pipeline: pipeline.clone(),
-                        spanner: client.clone(),
-                        checkpoints: checkpoints.clone(),
-                        audit_stream: config.redis.audit_stream.clone(),
-                        prefix_step: api.prefix_step,
-                        dead_letter_stream: config.redis.dead_letter_stream.clone(),
-                    },
-                )),
-                open_health: api.open_health,
-            })),
+            (Some(server), Some(api)) => Some(
+                server.with_api(crate::admin::ServedApi {
+                    api: Arc::new(crate::admin_api::AdminApi::new(
+                        crate::admin_api::AdminApiParts {
+                            verifier: Arc::new(crate::admin_api::identity::TokenVerifier::new(
+                                api.token_settings(),
+                            )?),
+                            roles: config.admin.roles.clone(),
+                            pipeline: pipeline.clone(),
+                            spanner: client.clone(),
+                            checkpoints: checkpoints.clone(),
+                            audit_stream: config.redis.audit_stream.clone(),
+                            prefix_step: api.prefix_step,
+                            dead_letter_stream: config.redis.dead_letter_stream.clone(),
+                            host_keys: [
+                                config.redis.audit_stream.clone(),
+                                config
+                                    .redis
+                                    .audit_stream
+                                    .as_deref()
+                                    .map(crate::audit::head_key),
+                                Some(config.redis.dead_letter_stream.clone()),
+                                Some(config.cache_events.stream.clone()),
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .filter(|key| !key.is_empty())
+                            .collect(),
+                        },
+                    )),
+                    open_health: api.open_health,
+                }),
+            ),
             (admin, _) => admin,
         };
         let start = match config.spanner.start.as_str() {
@@ -248,10 +270,7 @@ impl Service {
                 transaction_max: config.plugins.transaction_max,
                 intake,
                 metrics: metrics.clone(),
-                host_tables: vec![
-                    config.spanner.checkpoint_table.clone(),
-                    config.spanner.audit_anchor_table.clone(),
-                ],
+                host_tables: config.spanner.host_tables(),
                 checkpoints,
                 reread_finished: config
                     .spanner

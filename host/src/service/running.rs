@@ -50,10 +50,11 @@ impl Service {
             self.liveness.clone(),
             admin_stop.clone(),
         ));
-        pipeline.resync_marked().await;
+        // Pauses first: a paused plugin's resync waits until it is resumed.
         if let Err(err) = pipeline.follow_pauses().await {
-            tracing::warn!(error = %err, "cannot read the recorded pauses at start; following them once Redis answers");
+            tracing::warn!(error = %err, "cannot read the recorded pauses at start; following them once Spanner answers");
         }
+        pipeline.resync_marked().await;
         let lanes = pipeline.clone();
         let stall_after = self.stall_after;
         self.readiness.set_problems(Box::new(move || {

@@ -3,6 +3,7 @@
 //!
 //! - [`bench`]: `bench pipeline`'s table on a tiny workload, `bench
 //!   startup`'s with two plugins.
+//! - [`admin`]: `admin …` against a running service's admin API.
 //! - [`acl_app`]: `acl app` prints one `ACL SETUSER` line and refuses
 //!   prefixes that reach too far.
 //! - [`audit`]: `audit verify` exit codes and messages, and log formats.
@@ -17,6 +18,7 @@
 //!   language.
 
 mod acl_app;
+mod admin;
 mod audit;
 mod bench;
 mod crash_restart;

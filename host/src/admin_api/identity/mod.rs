@@ -108,8 +108,11 @@ impl TokenVerifier {
         let (source, keys, fetched) = match &settings.jwks {
             JwksSource::Url(url) => {
                 check_url(url)?;
+                // No redirects: the keys come from the address configured,
+                // not from wherever that address points.
                 let client = reqwest::Client::builder()
                     .timeout(fetch::FETCH_TIMEOUT)
+                    .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .map_err(JwksError::HttpClient)?;
                 let source = fetch::KeySource::Url {

@@ -163,11 +163,16 @@ fn client_ids_and_subjects_match_exactly() {
     let mut service = role("svc", &[], &[AdminOperation::Read], &[], &[]);
     service.client_ids = vec!["billing".into()];
     service.subjects = vec!["carol".into()];
-    let mut caller = who("dave", &[]);
+    let mut caller = who("billing-2", &[]);
     caller.client_id = Some("billing-2".into());
     assert!(!service.applies_to(&caller));
-    caller.client_id = Some("billing".into());
-    assert!(service.applies_to(&caller));
+    let mut bot = who("billing", &[]);
+    bot.client_id = Some("billing".into());
+    assert!(service.applies_to(&bot));
+    // A person signing in through the same client is not the service.
+    let mut person = who("dave", &[]);
+    person.client_id = Some("billing".into());
+    assert!(!service.applies_to(&person));
     assert!(service.applies_to(&who("carol", &[])));
     assert!(!service.applies_to(&who("Carol", &[])));
 }

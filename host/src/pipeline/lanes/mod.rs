@@ -43,7 +43,6 @@ use jobs::{Completion, Job};
 
 mod pausing;
 mod sync;
-pub use pausing::PAUSED;
 pub use sync::LaneBounds;
 
 /// How often lanes are checked for stalls.
@@ -305,8 +304,9 @@ impl Pipeline {
                 .filter(|lane| self.plugin_named(&lane.name).is_some())
                 .filter_map(|lane| {
                     let state = lane.lock();
-                    if let Some(reason) = &state.paused {
-                        Some(format!("plugin {}: paused ({reason})", lane.name))
+                    // Who paused it is in the audit trail, not on an open endpoint.
+                    if state.paused.is_some() {
+                        Some(format!("plugin {}: paused by an operator", lane.name))
                     } else if !state.in_sync {
                         Some(format!("plugin {}: lane out of sync", lane.name))
                     } else if state.resyncing {

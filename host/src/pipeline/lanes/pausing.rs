@@ -2,15 +2,13 @@
 //! others stop waiting for it, `/readyz` names it) and stays so until
 //! resumed; then it is resynced, so what it skipped is not missing.
 //!
-//! A pause is recorded in a Redis hash ([`PAUSED`]) before it takes
-//! effect, so it holds across restarts and for every host on the same
-//! Redis: each host follows the hash ([`Pipeline::follow_pauses`]).
+//! A pause is recorded in Spanner ([`PauseTable`]) before it takes effect,
+//! so it holds across restarts and for every host of the database: each
+//! host follows the table every second ([`Pipeline::follow_pauses`]). A
+//! pipeline without the table (the dead-letter command's) cannot pause.
 
 use super::*;
-
-/// The hash holding one field per paused plugin (the value says who paused
-/// it and why).
-pub const PAUSED: &str = "redis-spanner:paused";
+use crate::source::spanner::pauses::{PauseError, PauseTable};
 
 impl Pipeline {
     /// Pauses plugin `name` for `reason`: recorded first, then its lane is
@@ -19,27 +17,26 @@ impl Pipeline {
         self: &Arc<Self>,
         name: &str,
         reason: &str,
-    ) -> redis::RedisResult<()> {
-        let mut conn = self.sinks.admin().connection();
-        redis::cmd("HSET")
-            .arg(PAUSED)
-            .arg(name)
-            .arg(reason)
-            .query_async::<()>(&mut conn)
-            .await?;
+    ) -> Result<(), PauseError> {
+        if let Some(table) = self.pauses.get() {
+            table.record(name, reason).await?;
+        }
         self.hold_paused(name, reason);
         Ok(())
     }
 
+    /// Records pauses in `table` and follows it (set once; later calls are
+    /// ignored).
+    pub fn set_pause_table(&self, table: PauseTable) {
+        let _ = self.pauses.set(table);
+    }
+
     /// Resumes plugin `name`: the record goes, its lane takes batches again
     /// and its plugin is resynced.
-    pub async fn resume_plugin(self: &Arc<Self>, name: &str) -> redis::RedisResult<()> {
-        let mut conn = self.sinks.admin().connection();
-        redis::cmd("HDEL")
-            .arg(PAUSED)
-            .arg(name)
-            .query_async::<()>(&mut conn)
-            .await?;
+    pub async fn resume_plugin(self: &Arc<Self>, name: &str) -> Result<(), PauseError> {
+        if let Some(table) = self.pauses.get() {
+            table.clear(name).await?;
+        }
         self.release_paused(name);
         Ok(())
     }
@@ -47,12 +44,11 @@ impl Pipeline {
     /// Makes the lanes follow the recorded pauses (at start, and on every
     /// lane watch round): pauses recorded by another host take effect here,
     /// and resumes too.
-    pub async fn follow_pauses(self: &Arc<Self>) -> redis::RedisResult<()> {
-        let mut conn = self.sinks.admin().connection();
-        let recorded: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(PAUSED)
-            .query_async(&mut conn)
-            .await?;
+    pub async fn follow_pauses(self: &Arc<Self>) -> Result<(), PauseError> {
+        let Some(table) = self.pauses.get() else {
+            return Ok(());
+        };
+        let recorded = table.load().await?;
         for (name, reason) in &recorded {
             if self.plugin_named(name).is_some() {
                 self.hold_paused(name, reason);
@@ -72,9 +68,12 @@ impl Pipeline {
     }
 
     /// Every second until `stop`, follows the recorded pauses (apart from
-    /// the lane watch, which a Redis that does not answer must not hold
+    /// the lane watch, which a Spanner that does not answer must not hold
     /// up).
     pub(in crate::pipeline) async fn watch_pauses(self: Arc<Self>, stop: CancellationToken) {
+        if self.pauses.get().is_none() {
+            return;
+        }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -106,6 +105,8 @@ impl Pipeline {
             return;
         }
         state.paused = Some(reason.to_owned());
+        // A resume that came while the mark was being written is overtaken.
+        state.resume_after_mark = false;
         self.mark_out_of_sync(&lane, &mut state, &format!("paused: {reason}"));
     }
 

@@ -58,7 +58,8 @@ impl Pipeline {
                 Some(lane) => {
                     let mut state = lane.lock();
                     state.marking = false;
-                    let resumed = std::mem::take(&mut state.resume_after_mark);
+                    let resumed =
+                        std::mem::take(&mut state.resume_after_mark) && state.paused.is_none();
                     if resumed {
                         state.in_sync = true;
                     }
@@ -105,6 +106,11 @@ impl Pipeline {
     /// second request while one runs makes it run again after), then clears
     /// its durable resync mark.
     pub(in crate::pipeline) fn resync_lane(self: &Arc<Self>, lane: &Arc<Lane>) {
+        if lane.lock().paused.is_some() {
+            // Resumed, it is resynced then.
+            tracing::info!(plugin = %lane.name, "plugin paused; its resync waits until it is resumed");
+            return;
+        }
         let Some(resyncer) = self.resyncer.get().cloned() else {
             tracing::warn!(plugin = %lane.name, "no resync is available here, so what the plugin missed stays as it was");
             return;

@@ -21,6 +21,7 @@
 pub mod checkpoint;
 pub mod completion;
 pub mod partitions;
+pub mod pauses;
 pub mod query;
 pub mod reader;
 pub mod record;
