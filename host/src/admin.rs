@@ -38,6 +38,7 @@ struct AdminState {
 /// The admin server, bound and ready to serve.
 pub struct AdminServer {
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     state: AdminState,
     api: Option<ServedApi>,
 }
@@ -84,7 +85,18 @@ impl AdminServer {
                 coherence,
             },
             api: None,
+            tls: None,
         })
+    }
+
+    /// Speaks TLS as `tls` says (and names callers by their client
+    /// certificates when it takes them).
+    pub fn with_tls(
+        mut self,
+        tls: &crate::admin_api::tls::AdminTlsConfig,
+    ) -> Result<Self, crate::admin_api::tls::TlsSetupError> {
+        self.tls = Some(tls.acceptor()?);
+        Ok(self)
     }
 
     /// Serves `api` under `/v1/` too.
@@ -122,9 +134,25 @@ impl AdminServer {
             });
             app = app.merge(served.api.router());
         }
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await;
+        let stopped = async move { stop.cancelled().await };
+        let served = match self.tls {
+            Some(acceptor) => {
+                match crate::admin_api::tls::TlsListener::new(self.listener, acceptor) {
+                    Ok(listener) => axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<crate::admin_api::tls::TlsPeer>(),
+                    )
+                    .with_graceful_shutdown(stopped)
+                    .await,
+                    Err(err) => Err(err),
+                }
+            }
+            None => {
+                axum::serve(self.listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            }
+        };
         if let Err(err) = served {
             tracing::error!(error = %err, "admin server stopped");
         }

@@ -35,9 +35,25 @@ pub async fn replay(config: &Config, plugin: Option<&str>) -> anyhow::Result<Rep
         return Ok(report);
     }
     let (_, client) = connect(config.emulator_host().as_deref(), &config.database_path()).await?;
+    // A paused plugin runs nothing until it is resumed (the table exists
+    // only where the admin API is on).
+    let paused = crate::source::spanner::pauses::PauseTable::new(
+        client.clone(),
+        &config.spanner.pause_table,
+    )
+    .load()
+    .await
+    .unwrap_or_default();
     let refresher = Refresher::new(client);
     let by_plugin = crate::pipeline::replay::by_plugin(entries, &mut report);
     for (name, entries) in by_plugin {
+        if paused.contains_key(&name) {
+            for entry in entries {
+                let reason = format!("plugin {name} is paused; resume it first");
+                report.kept.push((entry.id, reason));
+            }
+            continue;
+        }
         let metrics = Arc::new(Metrics::new());
         let pipeline = match build_pipeline(config, metrics.clone(), Some(&name)).await {
             Ok(pipeline) => Arc::new(pipeline),

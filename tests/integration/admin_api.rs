@@ -4,7 +4,8 @@
 //! unsigned tokens refused; every outcome audited with the identity;
 //! invalidations versioned at a Spanner timestamp; a paused plugin skips
 //! changes until resumed, then catches up; a prefix invalidation of many
-//! keys deletes only its prefix while the stream keeps flowing.
+//! keys deletes only its prefix while the stream keeps flowing; over TLS,
+//! client certificates of the configured CA name callers.
 
 use anyhow::Context as _;
 use redis::AsyncCommands as _;
@@ -38,6 +39,7 @@ fn role(
         groups: strings(groups),
         email_domains: Vec::new(),
         client_ids: Vec::new(),
+        certificates: Vec::new(),
         operations: operations.to_vec(),
         prefixes: strings(prefixes),
         plugins: strings(plugins),
@@ -632,4 +634,129 @@ async fn redis_keys(
         }
         cursor = next;
     }
+}
+
+/// Certificates made with openssl in `dir`: a CA, a server certificate for
+/// 127.0.0.1 and a client certificate `bot` (CN=svc-bot) signed by it, and
+/// `impostor` (CN=svc-bot too) signed by another CA.
+fn make_certificates(dir: &std::path::Path) {
+    let script = r#"set -e
+ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.pem -days 1 -subj "/CN=$1 test CA"; }
+leaf() {
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr -subj "$4"
+  printf '%s\n' "$3" > $1.ext
+  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -out $1.pem -days 1 -extfile $1.ext
+}
+ca ca; ca rogue
+leaf server ca "subjectAltName=DNS:localhost,IP:127.0.0.1" "/CN=localhost"
+leaf bot ca "extendedKeyUsage=clientAuth" "/CN=svc-bot"
+leaf impostor rogue "extendedKeyUsage=clientAuth" "/CN=svc-bot"
+"#;
+    let made = std::process::Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("sh runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
+
+/// An HTTPS client trusting the test CA, showing client certificate
+/// `name` when given.
+fn tls_client(dir: &std::path::Path, name: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.pem"))?)?;
+    let mut builder = reqwest::Client::builder().add_root_certificate(ca);
+    if let Some(name) = name {
+        let mut pem = std::fs::read(dir.join(format!("{name}.pem")))?;
+        pem.extend(std::fs::read(dir.join(format!("{name}.key")))?);
+        builder = builder.identity(reqwest::Identity::from_pem(&pem)?);
+    }
+    Ok(builder.build()?)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificates_of_the_configured_ca_name_callers_over_tls() -> anyhow::Result<()> {
+    let bed = TestBed::start(&schema::ddl()).await?;
+    let issuer = TestIssuer::start("https://issuer.test").await;
+    let certificates = tempfile::tempdir()?;
+    make_certificates(certificates.path());
+    let plugins = plugin_dir(&["users_cache"]);
+    let mut config = with_api(bed.config(schema::STREAM, plugins.path()), &issuer);
+    config.admin.tls = Some(redis_spanner::admin_api::tls::AdminTlsConfig {
+        cert_file: certificates.path().join("server.pem"),
+        key_file: certificates.path().join("server.key"),
+        client_ca_file: Some(certificates.path().join("ca.pem")),
+    });
+    let mut bots = role(
+        "bots",
+        &[],
+        &[],
+        &[AdminOperation::Invalidate, AdminOperation::Read],
+        &["users:"],
+        &[],
+    );
+    bots.certificates = vec!["svc-bot".into()];
+    config.admin.roles.push(bots);
+    let service = Service::connect(&config).await?;
+    let port = service.admin_addr().expect("admin server").port();
+    let base = format!("https://127.0.0.1:{port}");
+    let running = RunningService::spawn(service);
+
+    // The bot's certificate names it; its role lets it read.
+    let bot = tls_client(certificates.path(), Some("bot"))?;
+    let answer: Value = bot
+        .get(format!("{base}/v1/whoami"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(answer["identity"]["subject"], "svc-bot", "{answer}");
+    assert_eq!(
+        answer["identity"]["issuer"], "client-certificate",
+        "{answer}"
+    );
+    assert_eq!(answer["roles"], json!(["bots"]), "{answer}");
+    let plugins_list = bot.get(format!("{base}/v1/plugins")).send().await?;
+    assert_eq!(plugins_list.status(), 200);
+
+    // Tokens still work over TLS, without a certificate; a token whose
+    // subject is the bot's name is not the bot.
+    let anonymous = tls_client(certificates.path(), None)?;
+    let alice = issuer.token("alice", &["cache-ops"], AUDIENCE, 300);
+    let with_token = anonymous
+        .get(format!("{base}/v1/plugins"))
+        .bearer_auth(&alice)
+        .send()
+        .await?;
+    assert_eq!(with_token.status(), 200);
+    let namesake = issuer.token("svc-bot", &[], AUDIENCE, 300);
+    let denied = anonymous
+        .get(format!("{base}/v1/plugins"))
+        .bearer_auth(&namesake)
+        .send()
+        .await?;
+    assert_eq!(denied.status(), 403);
+    let nothing = anonymous.get(format!("{base}/v1/plugins")).send().await?;
+    assert_eq!(nothing.status(), 401);
+
+    // A certificate of another CA ends the handshake; plain HTTP gets nowhere.
+    let impostor = tls_client(certificates.path(), Some("impostor"))?;
+    assert!(
+        impostor
+            .get(format!("{base}/v1/whoami"))
+            .send()
+            .await
+            .is_err(),
+        "the impostor is refused"
+    );
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await;
+    assert!(
+        plain.is_err() || plain.is_ok_and(|r| r.status() != 200),
+        "no plain HTTP on a TLS listener"
+    );
+    running.shutdown().await?;
+    Ok(())
 }

@@ -9,6 +9,7 @@
 use super::AdminApi;
 use super::answer::ApiError;
 use super::call_audit::Call;
+use super::credentials::Credentials;
 use super::prefix_jobs::PrefixWork;
 use super::roles::{AdminOperation, Target, describe};
 use super::wire::{InvalidateAnswer, InvalidateRequest, OperationStatus, RefreshRequest};
@@ -20,7 +21,7 @@ use crate::source::spanner::snapshot::strong_read;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -86,11 +87,11 @@ impl AdminApi {
 /// `POST /v1/invalidate`.
 pub(super) async fn invalidate(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let operation = AdminOperation::Invalidate;
-    let who = api.caller(&headers, operation.as_str()).await?;
+    let who = api.caller(&credentials, operation.as_str()).await?;
     let request: InvalidateRequest = api.body(&who, operation, &body).await?;
     let request_json = json!(request);
     let target = match (&request.prefix, request.keys.is_empty()) {
@@ -121,9 +122,20 @@ pub(super) async fn invalidate(
     match outcome {
         // A prefix invalidation records its outcome when it ends.
         Ok((StatusCode::ACCEPTED, answer)) => Ok((StatusCode::ACCEPTED, answer)),
-        other => {
-            api.finish(&call, other, |(_, Json(answer))| answer.to_string())
-                .await
+        Ok((status, Json(answer))) => {
+            let outcome = format!(
+                "{} deleted, {} newer kept, {} failed",
+                answer["deleted"], answer["newer"], answer["failed"]
+            );
+            let version = answer["version"].as_str().unwrap_or_default();
+            api.append_record(call.record(Verdict::Requested, &outcome, version))
+                .await;
+            Ok((status, Json(answer)))
+        }
+        Err(error) => {
+            api.audit_call(&call, Verdict::Refused, &error.to_string())
+                .await;
+            Err(error)
         }
     }
 }
@@ -204,6 +216,9 @@ impl AdminApi {
             counts.add(done);
         }
         let answer = InvalidateAnswer {
+            version: crate::version_keys::encode(&crate::change::Version::read_at(
+                read.version_micros,
+            )),
             version_timestamp: read.read_timestamp.clone(),
             deleted: counts.deleted,
             newer: counts.newer,
@@ -269,6 +284,12 @@ impl AdminApi {
                 })
             },
         );
+        let job = job.ok_or_else(|| {
+            ApiError::Unavailable(format!(
+                "{} prefix invalidations are running on this host, the most it runs at once; wait for one to end",
+                super::prefix_jobs::RUNNING_MAX
+            ))
+        })?;
         Ok((StatusCode::ACCEPTED, Json(json!(job.status()))))
     }
 
@@ -319,10 +340,10 @@ impl AdminApi {
 /// `GET /v1/operations/{id}`.
 pub(super) async fn operation(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
     Path(id): Path<u64>,
 ) -> Result<Json<OperationStatus>, ApiError> {
-    let who = api.caller(&headers, "operation").await?;
+    let who = api.caller(&credentials, "operation").await?;
     let request = json!({ "operation": id });
     let (job, _) = api.job_for(&who, id, false, &request).await?;
     Ok(Json(job.status()))
@@ -332,10 +353,10 @@ pub(super) async fn operation(
 /// current step (what it deleted stays deleted).
 pub(super) async fn cancel_operation(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
     Path(id): Path<u64>,
 ) -> Result<Json<OperationStatus>, ApiError> {
-    let who = api.caller(&headers, "invalidate").await?;
+    let who = api.caller(&credentials, "invalidate").await?;
     let request = json!({ "cancel": id });
     let (job, role) = api.job_for(&who, id, true, &request).await?;
     api.jobs.cancel(id);
@@ -355,11 +376,11 @@ pub(super) async fn cancel_operation(
 /// `POST /v1/refresh`.
 pub(super) async fn refresh(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let operation = AdminOperation::Refresh;
-    let who = api.caller(&headers, operation.as_str()).await?;
+    let who = api.caller(&credentials, operation.as_str()).await?;
     let request: RefreshRequest = api.body(&who, operation, &body).await?;
     let request_json = json!(request);
     let plugins: Vec<Arc<Plugin>> = api
@@ -487,40 +508,40 @@ fn key_value(name: &str, value: &serde_json::Value) -> Result<Value, ApiError> {
 /// `POST /v1/plugins/{name}/resync`.
 pub(super) async fn resync(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    api.plugin_call(&headers, AdminOperation::Resync, &name, "resync")
+    api.plugin_call(&credentials, AdminOperation::Resync, &name, "resync")
         .await
 }
 
 /// `POST /v1/plugins/{name}/replay`.
 pub(super) async fn replay(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    api.plugin_call(&headers, AdminOperation::Replay, &name, "replay")
+    api.plugin_call(&credentials, AdminOperation::Replay, &name, "replay")
         .await
 }
 
 /// `POST /v1/plugins/{name}/pause`.
 pub(super) async fn pause(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    api.plugin_call(&headers, AdminOperation::Pause, &name, "pause")
+    api.plugin_call(&credentials, AdminOperation::Pause, &name, "pause")
         .await
 }
 
 /// `POST /v1/plugins/{name}/resume`.
 pub(super) async fn resume(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    api.plugin_call(&headers, AdminOperation::Pause, &name, "resume")
+    api.plugin_call(&credentials, AdminOperation::Pause, &name, "resume")
         .await
 }
 
@@ -528,14 +549,16 @@ impl AdminApi {
     /// A call on one plugin: checked, carried out, audited.
     async fn plugin_call(
         &self,
-        headers: &HeaderMap,
+        credentials: &Credentials,
         operation: AdminOperation,
         name: &str,
         action: &str,
     ) -> Result<Json<serde_json::Value>, ApiError> {
         let request = json!({ "plugin": name, "action": action });
         let target = Target::Plugin(name);
-        let (who, role) = self.allowed(headers, operation, target, &request).await?;
+        let (who, role) = self
+            .allowed(credentials, operation, target, &request)
+            .await?;
         let call = Call {
             who: &who,
             role: Some(&role),

@@ -3,11 +3,11 @@
 use super::AdminApi;
 use super::answer::ApiError;
 use super::call_audit::Call;
+use super::credentials::Credentials;
 use super::roles::{AdminOperation, Target};
 use crate::audit::Verdict;
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -18,10 +18,10 @@ type Api = State<Arc<AdminApi>>;
 
 impl AdminApi {
     /// A read, checked against the caller's roles and audited.
-    async fn read(&self, headers: &HeaderMap, what: &str) -> Result<(), ApiError> {
+    async fn read(&self, credentials: &Credentials, what: &str) -> Result<(), ApiError> {
         let request = json!({ "read": what });
         let (who, role) = self
-            .allowed(headers, AdminOperation::Read, Target::Nothing, &request)
+            .allowed(credentials, AdminOperation::Read, Target::Nothing, &request)
             .await?;
         let call = Call {
             who: &who,
@@ -39,9 +39,9 @@ impl AdminApi {
 /// apply (any verified caller may ask).
 pub(super) async fn whoami(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = api.caller(&headers, "whoami").await?;
+    let who = api.caller(&credentials, "whoami").await?;
     let roles: Vec<&str> = api
         .roles
         .iter()
@@ -64,9 +64,9 @@ pub(super) async fn whoami(
 /// and lane health.
 pub(super) async fn plugins(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    api.read(&headers, "plugins").await?;
+    api.read(&credentials, "plugins").await?;
     let problems = api.pipeline.lane_problems();
     let plugins: Vec<serde_json::Value> = api
         .pipeline
@@ -100,9 +100,9 @@ pub(super) async fn plugins(
 /// the checkpoint table.
 pub(super) async fn partitions(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    api.read(&headers, "partitions").await?;
+    api.read(&credentials, "partitions").await?;
     let rows = api
         .checkpoints
         .load()
@@ -140,10 +140,10 @@ pub(super) struct AuditQuery {
 /// first.
 pub(super) async fn audit(
     State(api): Api,
-    headers: HeaderMap,
+    credentials: Credentials,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    api.read(&headers, "audit").await?;
+    api.read(&credentials, "audit").await?;
     let count = query.count.unwrap_or(100).clamp(1, AUDIT_MAX);
     let Some(stream) = &api.audit_stream else {
         return Ok(Json(json!({ "records": [] })));

@@ -18,10 +18,12 @@
 pub mod answer;
 pub mod call_audit;
 mod calls;
+pub mod credentials;
 pub mod identity;
 mod listing;
 pub mod prefix_jobs;
 pub mod roles;
+pub mod tls;
 pub mod wire;
 
 use crate::pipeline::Pipeline;
@@ -29,8 +31,8 @@ use crate::source::spanner::checkpoint::CheckpointStore;
 use crate::source::spanner::refresh::Refresher;
 use answer::ApiError;
 use axum::Router;
-use axum::http::HeaderMap;
 use axum::routing::{get, post};
+use credentials::Credentials;
 use google_cloud_spanner::client::DatabaseClient;
 use identity::{Identity, TokenVerifier};
 use roles::{AdminOperation, RoleConfig, Target};
@@ -46,13 +48,9 @@ pub async fn health_needs_a_token(
     use axum::response::IntoResponse as _;
     let what = request.uri().path().to_owned();
     let call = serde_json::json!({ "read": what });
+    let credentials = Credentials::of(request.headers(), request.extensions());
     match api
-        .allowed(
-            request.headers(),
-            AdminOperation::Read,
-            Target::Nothing,
-            &call,
-        )
+        .allowed(&credentials, AdminOperation::Read, Target::Nothing, &call)
         .await
     {
         Ok(_) => next.run(request).await,
@@ -147,24 +145,12 @@ impl AdminApi {
         self.jobs.cancel_all();
     }
 
-    /// The verified caller of a request, or why there is none (audited).
-    async fn caller(&self, headers: &HeaderMap, call: &str) -> Result<Identity, ApiError> {
-        let token = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        let refusal = match token.filter(|t| !t.is_empty()) {
-            None => ApiError::Unauthenticated {
-                code: "missing",
-                message: "no bearer token: send Authorization: Bearer <token from the issuer>"
-                    .to_owned(),
-            },
-            Some(token) => match self.verifier.verify(token).await {
+    /// The verified caller of a request, or why there is none (audited):
+    /// its bearer token's subject, else the name its client certificate
+    /// gives.
+    async fn caller(&self, credentials: &Credentials, call: &str) -> Result<Identity, ApiError> {
+        let refusal = match (&credentials.bearer, &credentials.certificate) {
+            (Some(token), _) => match self.verifier.verify(token).await {
                 Ok(identity) => return Ok(identity),
                 Err(refusal) => {
                     let error = ApiError::Unauthenticated {
@@ -175,6 +161,13 @@ impl AdminApi {
                     return Err(error);
                 }
             },
+            (None, Some(certificate)) => return Ok(certificate_identity(certificate)),
+            (None, None) => ApiError::Unauthenticated {
+                code: "missing",
+                message: "no bearer token: send Authorization: Bearer <token from the issuer> \
+                          (or connect with a client certificate, when admin.tls takes them)"
+                    .to_owned(),
+            },
         };
         self.audit_unauthenticated(call, None, &refusal).await;
         Err(refusal)
@@ -184,12 +177,12 @@ impl AdminApi {
     /// a refusal is audited.
     async fn allowed(
         &self,
-        headers: &HeaderMap,
+        credentials: &Credentials,
         operation: AdminOperation,
         target: Target<'_>,
         request: &serde_json::Value,
     ) -> Result<(Identity, String), ApiError> {
-        let who = self.caller(headers, operation.as_str()).await?;
+        let who = self.caller(credentials, operation.as_str()).await?;
         let role = self.authorize(&who, operation, target, request).await?;
         Ok((who, role))
     }
@@ -230,6 +223,20 @@ impl AdminApi {
                 .host_keys
                 .iter()
                 .any(|own| own == key || (prefix && own.starts_with(key)))
+    }
+}
+
+/// The identity a verified client certificate gives: issuer
+/// [`roles::CERTIFICATE_ISSUER`], subject its name (matched by roles'
+/// `certificates` only).
+fn certificate_identity(certificate: &tls::ClientCertificate) -> Identity {
+    Identity {
+        issuer: roles::CERTIFICATE_ISSUER.to_owned(),
+        subject: certificate.name.clone(),
+        groups: Vec::new(),
+        email: None,
+        email_verified: false,
+        client_id: None,
     }
 }
 

@@ -72,6 +72,7 @@ pub struct PrefixWork {
 impl PrefixJobs {
     /// Starts deleting every key under `work.prefix` in the background;
     /// `finished` gets the final status (for the call's audit record).
+    /// `None` when [`RUNNING_MAX`] are running already.
     pub fn start(
         &self,
         pipeline: Arc<Pipeline>,
@@ -79,7 +80,11 @@ impl PrefixJobs {
         finished: impl FnOnce(OperationStatus) -> futures::future::BoxFuture<'static, ()>
         + Send
         + 'static,
-    ) -> Arc<PrefixJob> {
+    ) -> Option<Arc<PrefixJob>> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        if jobs.values().filter(|job| !job.status().ended()).count() >= RUNNING_MAX {
+            return None;
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let job = Arc::new(PrefixJob {
             status: Mutex::new(OperationStatus {
@@ -96,7 +101,6 @@ impl PrefixJobs {
             cancel: CancellationToken::new(),
         });
         {
-            let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
             let ended: Vec<u64> = jobs
                 .iter()
                 .filter(|(_, job)| job.status().ended())
@@ -107,6 +111,7 @@ impl PrefixJobs {
             }
             jobs.insert(id, job.clone());
         }
+        drop(jobs);
         let running = job.clone();
         tokio::spawn(async move {
             let outcome = run(&pipeline, &work, &running).await;
@@ -122,7 +127,7 @@ impl PrefixJobs {
             tracing::info!(prefix = %status.prefix, state = %status.state, deleted = status.deleted, newer = status.newer, "prefix invalidation ended");
             finished(status).await;
         });
-        job
+        Some(job)
     }
 
     /// How many invalidations are running.
@@ -177,7 +182,6 @@ async fn run(pipeline: &Pipeline, work: &PrefixWork, job: &PrefixJob) -> Result<
             .query_async(&mut conn)
             .await
             .map_err(|e| format!("SCAN under {:?} failed: {e}", work.prefix))?;
-        let scanned = keys.len() as u64;
         // Keys that are not text cannot be named in an effect: counted as
         // failed, left alone.
         let (keys, binary): (Vec<_>, Vec<_>) = keys
@@ -189,6 +193,7 @@ async fn run(pipeline: &Pipeline, work: &PrefixWork, job: &PrefixJob) -> Result<
             .flatten()
             .filter(|key| !is_version_key(key))
             .collect();
+        let scanned = (keys.len() + binary.len()) as u64;
         job.update(|status| status.failed += binary.len() as u64);
         if !keys.is_empty() {
             let counts = pipeline

@@ -13,6 +13,10 @@
 use super::identity::Identity;
 use serde::{Deserialize, Serialize};
 
+/// The issuer of identities from client certificates (no token issuer
+/// has it: theirs are URLs).
+pub const CERTIFICATE_ISSUER: &str = "client-certificate";
+
 /// What a caller may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -60,6 +64,10 @@ pub struct RoleConfig {
     /// Domains of verified emails this role applies to (`example.com`).
     #[serde(default)]
     pub email_domains: Vec<String>,
+    /// Names of client certificates (see [`super::tls`]) this role applies
+    /// to: services calling over mutual TLS.
+    #[serde(default)]
+    pub certificates: Vec<String>,
     /// OAuth client ids (`azp`, `client_id`, `cid`) this role applies to:
     /// services calling with their own credentials (client-credentials
     /// tokens, whose subject is the client id; a person's token through the
@@ -115,6 +123,9 @@ pub enum RoleDenial {
 impl RoleConfig {
     /// Whether this role applies to `who`.
     pub fn applies_to(&self, who: &Identity) -> bool {
+        if who.issuer == CERTIFICATE_ISSUER {
+            return self.certificates.contains(&who.subject);
+        }
         let email_domain = who
             .email
             .as_deref()
@@ -215,9 +226,10 @@ pub fn check_roles(roles: &[RoleConfig]) -> Result<(), String> {
             && role.groups.is_empty()
             && role.email_domains.is_empty()
             && role.client_ids.is_empty()
+            && role.certificates.is_empty()
         {
             return Err(format!(
-                "{at} applies to nobody: give subjects, groups, email_domains or client_ids"
+                "{at} applies to nobody: give subjects, groups, email_domains, client_ids or certificates"
             ));
         }
         if role.operations.is_empty() {

@@ -19,6 +19,8 @@ pub struct InvalidateRequest {
 /// What an invalidation of keys did (a prefix's is an [`OperationStatus`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InvalidateAnswer {
+    /// The version the deletes carry (as the audit trail shows it).
+    pub version: String,
     /// The Spanner timestamp the deletes are versioned at (RFC 3339).
     pub version_timestamp: String,
     /// Keys deleted.

@@ -16,6 +16,10 @@ pub struct AdminConfig {
     /// `/v1/` call is refused).
     #[serde(default)]
     pub api: Option<AdminApiConfig>,
+    /// TLS on the listener, and client certificates naming callers
+    /// (unset: plain HTTP).
+    #[serde(default)]
+    pub tls: Option<crate::admin_api::tls::AdminTlsConfig>,
     /// Who may do what through the API; a caller no role matches may do
     /// nothing.
     #[serde(default)]
@@ -27,6 +31,7 @@ impl Default for AdminConfig {
         Self {
             listen: default_admin_listen(),
             api: None,
+            tls: None,
             roles: Vec::new(),
         }
     }

@@ -221,6 +221,10 @@ impl Service {
             ),
             None => None,
         };
+        let admin = match (admin, &config.admin.tls) {
+            (Some(server), Some(tls)) => Some(server.with_tls(tls)?),
+            (admin, _) => admin,
+        };
         let admin = match (admin, &config.admin.api) {
             (Some(server), Some(api)) => Some(
                 server.with_api(crate::admin::ServedApi {

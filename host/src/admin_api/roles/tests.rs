@@ -26,6 +26,7 @@ fn role(
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         email_domains: Vec::new(),
         client_ids: Vec::new(),
+        certificates: Vec::new(),
         operations: operations.to_vec(),
         prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
         plugins: plugins.iter().map(|p| (*p).to_owned()).collect(),
