@@ -32,6 +32,17 @@ pub struct AdminTarget {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// With an https:// address: a CA certificate (PEM) to trust for the
+    /// service's certificate, beside the system's.
+    #[arg(long, global = true)]
+    ca_file: Option<PathBuf>,
+    /// With an https:// address: a client certificate (PEM) naming the
+    /// caller (mutual TLS; then no token is needed).
+    #[arg(long, global = true, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, global = true, requires = "client_cert")]
+    client_key: Option<PathBuf>,
 }
 
 /// The admin API's calls.
@@ -209,7 +220,7 @@ pub fn admin_address(config: Option<&Path>, url: Option<String>) -> anyhow::Resu
 struct Client {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: Option<String>,
 }
 
 /// One call's answer: the body of a success, or the error the service gave.
@@ -219,18 +230,44 @@ impl Client {
     fn new(target: &AdminTarget) -> anyhow::Result<Self> {
         let base = admin_address(target.config.as_deref(), target.url.clone())?;
         let token = match (&target.token_file, &target.token) {
-            (Some(file), _) => std::fs::read_to_string(file)
-                .map_err(|e| anyhow::anyhow!("cannot read --token-file {}: {e}", file.display()))?
-                .trim()
-                .to_owned(),
-            (None, Some(token)) => token.trim().to_owned(),
+            (Some(file), _) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot read --token-file {}: {e}", file.display())
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, Some(token)) => Some(token.trim().to_owned()),
+            (None, None) if target.client_cert.is_some() => None,
             (None, None) => anyhow::bail!(
-                "no token: give --token-file FILE or set REDIS_SPANNER_ADMIN_TOKEN (a token from the issuer the service trusts)"
+                "no token: give --token-file FILE or set REDIS_SPANNER_ADMIN_TOKEN (a token from the issuer the service trusts), or --client-cert and --client-key"
             ),
         };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()?;
+        let read = |flag: &str, path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("cannot read --{flag} {}: {e}", path.display()))
+        };
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(120));
+        if let Some(ca) = &target.ca_file {
+            let pem = read("ca-file", ca)?;
+            http =
+                http.add_root_certificate(reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                    anyhow::anyhow!("--ca-file {}: not a PEM certificate: {e}", ca.display())
+                })?);
+        }
+        if let (Some(cert), Some(key)) = (&target.client_cert, &target.client_key) {
+            let mut pem = read("client-cert", cert)?;
+            pem.extend(read("client-key", key)?);
+            http = http.identity(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                anyhow::anyhow!(
+                    "--client-cert {} and --client-key {}: not a PEM certificate and key: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            })?);
+        }
+        let http = http.build()?;
         Ok(Self { http, base, token })
     }
 
@@ -258,8 +295,11 @@ impl Client {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Answer> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let response = request
-            .bearer_auth(&self.token)
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach the service at {}: {e}", self.base))?;

@@ -636,34 +636,6 @@ async fn redis_keys(
     }
 }
 
-/// Certificates made with openssl in `dir`: a CA, a server certificate for
-/// 127.0.0.1 and a client certificate `bot` (CN=svc-bot) signed by it, and
-/// `impostor` (CN=svc-bot too) signed by another CA.
-fn make_certificates(dir: &std::path::Path) {
-    let script = r#"set -e
-ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.pem -days 1 -subj "/CN=$1 test CA"; }
-leaf() {
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr -subj "$4"
-  printf '%s\n' "$3" > $1.ext
-  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -out $1.pem -days 1 -extfile $1.ext
-}
-ca ca; ca rogue
-leaf server ca "subjectAltName=DNS:localhost,IP:127.0.0.1" "/CN=localhost"
-leaf bot ca "extendedKeyUsage=clientAuth" "/CN=svc-bot"
-leaf impostor rogue "extendedKeyUsage=clientAuth" "/CN=svc-bot"
-"#;
-    let made = std::process::Command::new("sh")
-        .args(["-c", script])
-        .current_dir(dir)
-        .output()
-        .expect("sh runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-}
-
 /// An HTTPS client trusting the test CA, showing client certificate
 /// `name` when given.
 fn tls_client(dir: &std::path::Path, name: Option<&str>) -> anyhow::Result<reqwest::Client> {
@@ -682,7 +654,7 @@ async fn client_certificates_of_the_configured_ca_name_callers_over_tls() -> any
     let bed = TestBed::start(&schema::ddl()).await?;
     let issuer = TestIssuer::start("https://issuer.test").await;
     let certificates = tempfile::tempdir()?;
-    make_certificates(certificates.path());
+    redis_spanner_tests::certificates::make_admin_certificates(certificates.path());
     let plugins = plugin_dir(&["users_cache"]);
     let mut config = with_api(bed.config(schema::STREAM, plugins.path()), &issuer);
     config.admin.tls = Some(redis_spanner::admin_api::tls::AdminTlsConfig {

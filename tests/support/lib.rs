@@ -6,6 +6,7 @@
 //! [`plugin`] finds a guest plugin built by this crate's build script.
 //! [`upsert_user`] writes a row of the demo schema's `Users` table.
 
+pub mod certificates;
 pub mod token_issuer;
 
 use redis_spanner::config::{AdminConfig, Config, PluginsConfig, RedisConfig, SpannerConfig};

@@ -170,3 +170,80 @@ fn the_admin_client_needs_a_token_and_says_where_it_looked() {
         text(&output.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_client_calls_over_mutual_tls_with_a_client_certificate() -> anyhow::Result<()> {
+    let bed = TestBed::start(&schema::ddl()).await?;
+    let issuer = TestIssuer::start("https://issuer.test").await;
+    let plugins = plugin_dir(&["users_cache"]);
+    let work = tempfile::tempdir()?;
+    let dir = work.path();
+    redis_spanner_tests::certificates::make_admin_certificates(dir);
+    let tail = format!(
+        r#"
+[admin.api]
+issuer = "https://issuer.test"
+audiences = ["rs-admin"]
+jwks_url = "{jwks}"
+
+[admin.tls]
+cert_file = "{dir}/server.pem"
+key_file = "{dir}/server.key"
+client_ca_file = "{dir}/ca.pem"
+
+[[admin.roles]]
+name = "bots"
+certificates = ["svc-bot"]
+operations = ["read"]
+"#,
+        jwks = issuer.jwks_url(),
+        dir = dir.display()
+    );
+    let config = service_config(&bed, plugins.path(), dir, &tail);
+    let port = fix_admin_port(&config);
+    let log = std::fs::File::create(dir.join("host.log"))?;
+    let _host = Host(
+        Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..600 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the admin listener never opened");
+    let run = |certificate: &str| {
+        Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
+            .args(["admin", "--url", &url, "--ca-file"])
+            .arg(dir.join("ca.pem"))
+            .arg("--client-cert")
+            .arg(dir.join(format!("{certificate}.pem")))
+            .arg("--client-key")
+            .arg(dir.join(format!("{certificate}.key")))
+            .arg("whoami")
+            .env_remove("REDIS_SPANNER_ADMIN_TOKEN")
+            .output()
+            .expect("run redis-spanner admin")
+    };
+    let whoami = run("bot");
+    assert!(whoami.status.success(), "{}", text(&whoami.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&whoami.stdout)?;
+    assert_eq!(answer["identity"]["subject"], "svc-bot", "{answer}");
+    assert_eq!(answer["roles"][0], "bots", "{answer}");
+    let impostor = run("impostor");
+    assert_eq!(impostor.status.code(), Some(1));
+    assert!(
+        text(&impostor.stderr).contains("cannot reach the service"),
+        "{}",
+        text(&impostor.stderr)
+    );
+    Ok(())
+}
