@@ -1,6 +1,6 @@
 //! `redis-spanner admin …`: the admin API's client. Each command sends one
-//! call with a bearer token and prints the answer; a refused call prints
-//! why and exits 1.
+//! call with a bearer token or over mutual TLS with a client certificate,
+//! and prints the answer; a refused call prints why and exits 1.
 
 use clap::{Args, Subcommand};
 use redis_spanner::admin_api::wire::{InvalidateRequest, OperationStatus, RefreshRequest};
@@ -191,8 +191,8 @@ fn print(answer: Result<serde_json::Value, String>) -> ExitCode {
     }
 }
 
-/// The admin server's address: `url`, else `http://` + the config's
-/// `admin.listen`.
+/// The admin server's address: `url`, else the config's `admin.listen`
+/// (`https://` when it has `[admin.tls]`).
 pub fn admin_address(config: Option<&Path>, url: Option<String>) -> anyhow::Result<String> {
     if let Some(url) = url {
         return Ok(url.trim_end_matches('/').to_owned());
@@ -200,7 +200,9 @@ pub fn admin_address(config: Option<&Path>, url: Option<String>) -> anyhow::Resu
     let config = config.ok_or_else(|| {
         anyhow::anyhow!("give --config (the service's file) or --url (its admin address)")
     })?;
-    let listen = Config::load(config)?.admin.listen.ok_or_else(|| {
+    let admin = Config::load(config)?.admin;
+    let scheme = if admin.tls.is_some() { "https" } else { "http" };
+    let listen = admin.listen.ok_or_else(|| {
         anyhow::anyhow!(
             "admin.listen is unset in {}: the service serves no admin server; give --url",
             config.display()
@@ -213,7 +215,7 @@ pub fn admin_address(config: Option<&Path>, url: Option<String>) -> anyhow::Resu
          start-up log)",
         config.display()
     );
-    Ok(format!("http://{listen}"))
+    Ok(format!("{scheme}://{listen}"))
 }
 
 /// An HTTP client with the caller's token.

@@ -132,6 +132,12 @@ impl AdminApiConfig {
         if self.issuer.trim().is_empty() {
             return Some("admin.api.issuer is empty".into());
         }
+        if self.issuer == crate::admin_api::roles::CERTIFICATE_ISSUER {
+            return Some(format!(
+                "admin.api.issuer = {:?} is the name client-certificate callers carry; an issuer is its URL",
+                self.issuer
+            ));
+        }
         if self.audiences.iter().all(|a| a.trim().is_empty()) {
             return Some("admin.api.audiences names no audience".into());
         }

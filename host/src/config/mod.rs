@@ -180,6 +180,11 @@ impl Config {
         {
             return Err(invalid(problem));
         }
+        if self.admin.tls.is_some() && self.admin.listen.is_none() {
+            return Err(invalid(
+                "[admin.tls] is set but admin.listen is not: there is no listener for it".into(),
+            ));
+        }
         if self.admin.api.is_none() && !self.admin.roles.is_empty() {
             return Err(invalid(
                 "[[admin.roles]] are set but [admin.api] is not: without it there is no admin API for the roles to open"
@@ -411,6 +416,47 @@ url = "redis://127.0.0.1:6379"
         assert_eq!(
             emulated.emulator_rest().as_deref(),
             Some("http://localhost:9020")
+        );
+    }
+
+    #[test]
+    fn admin_api_settings_that_cannot_work_are_refused() {
+        let api = "[admin.api]\nissuer = \"https://issuer.test\"\naudiences = [\"a\"]\njwks_url = \"https://issuer.test/jwks\"\n";
+        let role = "[[admin.roles]]\nname = \"ops\"\ngroups = [\"ops\"]\noperations = [\"read\"]\n";
+        let config = parse(&format!("{MINIMAL}\n{api}\n{role}")).expect("valid");
+        assert_eq!(config.admin.roles.len(), 1);
+        let refused = |text: String, why: &str| {
+            let err = parse(&text).expect_err("refused").to_string();
+            assert!(err.contains(why), "{err}");
+        };
+        refused(
+            format!("{MINIMAL}\n{role}"),
+            "[[admin.roles]] are set but [admin.api] is not",
+        );
+        refused(
+            format!(
+                "{MINIMAL}\n{}",
+                api.replace("https://issuer.test\"", "client-certificate\"")
+            ),
+            "is the name client-certificate callers carry",
+        );
+        refused(
+            format!(
+                "{MINIMAL}\n{}",
+                api.replace("https://issuer.test/jwks", "http://10.0.0.5/jwks")
+            ),
+            "must be an https:// URL",
+        );
+        refused(
+            format!("{MINIMAL}\n{api}clock_skew_s = 3600\n"),
+            "clock_skew_s = 3600 is more than 300",
+        );
+        refused(
+            format!(
+                "{MINIMAL}\n{api}\n{}",
+                role.replace("operations", "plugins = [\"ghost\"]\noperations")
+            ),
+            "names plugin \"ghost\", which has no [grants.ghost]",
         );
     }
 
