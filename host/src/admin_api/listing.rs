@@ -123,7 +123,8 @@ pub(super) async fn partitions(
                 "start": row.start,
                 "watermark": row.watermark,
                 "lag_ms": lag_ms,
-                "owner": crate::identity::host_id(),
+                "owner": row.owner,
+                "lease_expiry": row.lease_expiry,
             })
         })
         .collect();

@@ -64,7 +64,7 @@ prefixes = ["users:"]
     let config = service_config(&bed, plugins.path(), work.path(), &tail);
     let port = fix_admin_port(&config);
     let log = std::fs::File::create(work.path().join("host.log"))?;
-    let _host = Host(
+    let host = Host(
         Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
             .args(["run", "--config"])
             .arg(&config)
@@ -107,6 +107,24 @@ prefixes = ["users:"]
     let status: serde_json::Value = serde_json::from_slice(&followed.stdout)?;
     assert_eq!(status["state"], "done", "{status}");
     assert!(!redis.exists::<_, bool>("users:tmp:1").await?);
+
+    // `status` shows the partitions this host holds, from the checkpoint table.
+    let status = Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()?;
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let shown = text(&status.stdout);
+    assert!(shown.contains("partitions of stream"), "{shown}");
+    let owned = shown
+        .lines()
+        .filter(|line| line.contains(&format!("/{} ", host.0.id())))
+        .count();
+    assert!(owned >= 1, "a partition held by the running host: {shown}");
+    assert!(
+        shown.contains("RUNNING") || shown.contains("FINISHED"),
+        "{shown}"
+    );
 
     // Refused calls exit 1 and say why.
     let denied = admin(&config, &alice, &["resync", "users_cache"]);

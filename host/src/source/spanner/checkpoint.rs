@@ -70,6 +70,10 @@ pub struct PartitionRow {
     pub watermark: String,
     /// Lifecycle state.
     pub state: PartitionState,
+    /// The host that last wrote it (host name and process id).
+    pub owner: Option<String>,
+    /// Until when that host's lease runs (RFC 3339).
+    pub lease_expiry: Option<String>,
 }
 
 /// A checkpoint read or write that failed.
@@ -159,8 +163,8 @@ impl CheckpointStore {
     /// Every checkpoint of the stream.
     pub async fn load(&self) -> Result<Vec<PartitionRow>, CheckpointError> {
         let statement = Statement::builder(format!(
-            "SELECT PartitionToken, ParentTokens, StartTimestamp, Watermark, State \
-             FROM {} WHERE StreamName = @stream",
+            "SELECT PartitionToken, ParentTokens, StartTimestamp, Watermark, State, Owner, \
+             LeaseExpiry FROM {} WHERE StreamName = @stream",
             self.table
         ))
         .add_param("stream", self.stream.as_str())
@@ -180,7 +184,11 @@ impl CheckpointStore {
             let state: String = row.get("State").map_err(fail)?;
             let start: google_cloud_wkt::Timestamp = row.get("StartTimestamp").map_err(fail)?;
             let watermark: google_cloud_wkt::Timestamp = row.get("Watermark").map_err(fail)?;
+            let lease_expiry: Option<google_cloud_wkt::Timestamp> =
+                row.get("LeaseExpiry").map_err(fail)?;
             out.push(PartitionRow {
+                owner: row.get("Owner").map_err(fail)?,
+                lease_expiry: lease_expiry.map(String::from),
                 parents: row.get("ParentTokens").map_err(fail)?,
                 start: String::from(start),
                 watermark: String::from(watermark),
