@@ -1,6 +1,7 @@
-//! `redis-spanner status`: the stream's partitions as the checkpoint table
-//! holds them (which host holds which, its watermark and lag), then what a
-//! running service measured, read from its admin server's `/status`.
+//! `redis-spanner status`: what a running service measured, read from its
+//! admin server's `/status`, then the stream's partitions as the
+//! checkpoint table holds them (which host holds which, its watermark and
+//! lag). It fails at once when the admin server does not answer.
 
 use redis_spanner::config::Config;
 use redis_spanner::source::spanner::checkpoint::{CheckpointStore, PartitionState};
@@ -14,11 +15,10 @@ struct Status {
     coherence: Vec<CoherenceRow>,
 }
 
-/// Prints the partitions of the stream `config` names, then each plugin's
-/// measured coherence from the service that `config` (or `url`, the admin
-/// address) names.
+/// Prints each plugin's measured coherence from the service that `config`
+/// (or `url`, the admin address) names, then the partitions of its stream.
 pub async fn run(config: &Path, url: Option<String>) -> anyhow::Result<ExitCode> {
-    print_partitions(&Config::load(config)?).await?;
+    let settings = Config::load(config)?;
     let base = crate::admin_cli::admin_address(Some(config), url)?;
     let address = format!("{}/status", base.trim_end_matches('/'));
     let body = reqwest::get(&address)
@@ -42,6 +42,8 @@ pub async fn run(config: &Path, url: Option<String>) -> anyhow::Result<ExitCode>
             redis_spanner::verify::coherence::render(&status.coherence).trim_end()
         );
     }
+    println!();
+    print_partitions(&settings).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -111,6 +113,5 @@ async fn print_partitions(config: &Config) -> anyhow::Result<()> {
             row.watermark,
         );
     }
-    println!();
     Ok(())
 }
