@@ -505,44 +505,59 @@ fn key_value(name: &str, value: &serde_json::Value) -> Result<Value, ApiError> {
     }
 }
 
-/// `POST /v1/plugins/{name}/resync`.
-pub(super) async fn resync(
-    State(api): Api,
-    credentials: Credentials,
-    Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    api.plugin_call(&credentials, AdminOperation::Resync, &name, "resync")
-        .await
+/// What a call on one plugin asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PluginAction {
+    Resync,
+    Replay,
+    Pause,
+    Resume,
 }
 
-/// `POST /v1/plugins/{name}/replay`.
-pub(super) async fn replay(
-    State(api): Api,
-    credentials: Credentials,
-    Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    api.plugin_call(&credentials, AdminOperation::Replay, &name, "replay")
-        .await
+impl PluginAction {
+    /// The action a path names.
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "resync" => Some(Self::Resync),
+            "replay" => Some(Self::Replay),
+            "pause" => Some(Self::Pause),
+            "resume" => Some(Self::Resume),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Resync => "resync",
+            Self::Replay => "replay",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+        }
+    }
+
+    /// The operation a role must allow for it.
+    fn operation(self) -> AdminOperation {
+        match self {
+            Self::Resync => AdminOperation::Resync,
+            Self::Replay => AdminOperation::Replay,
+            Self::Pause | Self::Resume => AdminOperation::Pause,
+        }
+    }
 }
 
-/// `POST /v1/plugins/{name}/pause`.
-pub(super) async fn pause(
+/// `POST /v1/plugins/{name}/{action}`: `resync`, `replay`, `pause` or
+/// `resume`.
+pub(super) async fn plugin_action(
     State(api): Api,
     credentials: Credentials,
-    Path(name): Path<String>,
+    Path((name, action)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    api.plugin_call(&credentials, AdminOperation::Pause, &name, "pause")
-        .await
-}
-
-/// `POST /v1/plugins/{name}/resume`.
-pub(super) async fn resume(
-    State(api): Api,
-    credentials: Credentials,
-    Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    api.plugin_call(&credentials, AdminOperation::Pause, &name, "resume")
-        .await
+    let action = PluginAction::parse(&action).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no plugin action {action:?}: resync, replay, pause or resume"
+        ))
+    })?;
+    api.plugin_call(&credentials, action, &name).await
 }
 
 impl AdminApi {
@@ -550,11 +565,11 @@ impl AdminApi {
     async fn plugin_call(
         &self,
         credentials: &Credentials,
-        operation: AdminOperation,
+        action: PluginAction,
         name: &str,
-        action: &str,
     ) -> Result<Json<serde_json::Value>, ApiError> {
-        let request = json!({ "plugin": name, "action": action });
+        let operation = action.operation();
+        let request = json!({ "plugin": name, "action": action.as_str() });
         let target = Target::Plugin(name);
         let (who, role) = self
             .allowed(credentials, operation, target, &request)
@@ -583,24 +598,25 @@ impl AdminApi {
         &self,
         call: &Call<'_>,
         name: &str,
-        action: &str,
+        action: PluginAction,
     ) -> Result<serde_json::Value, ApiError> {
         let reason = call.named();
         let plugin = self
             .pipeline
             .loaded_plugin(name)
             .ok_or_else(|| ApiError::NotFound(format!("no plugin {name} is loaded")))?;
-        if matches!(action, "resync" | "replay") && self.pipeline.paused(name).is_some() {
+        let runs_the_plugin = matches!(action, PluginAction::Resync | PluginAction::Replay);
+        if runs_the_plugin && self.pipeline.paused(name).is_some() {
             return Err(ApiError::BadRequest(format!(
                 "plugin {name} is paused: resume it first (resuming resyncs it)"
             )));
         }
         match action {
-            "resync" => {
+            PluginAction::Resync => {
                 self.pipeline.resync_as_operator(name, &reason).await;
                 Ok(json!({ "plugin": name, "resync": "started" }))
             }
-            "replay" => {
+            PluginAction::Replay => {
                 let report = self
                     .pipeline
                     .replay_plugin_dead_letters(&plugin, &self.dead_letter_stream, &self.refresher)
@@ -608,14 +624,14 @@ impl AdminApi {
                     .map_err(|e| ApiError::Unavailable(format!("{e:#}")))?;
                 Ok(json!(report))
             }
-            "pause" => {
+            PluginAction::Pause => {
                 self.pipeline
                     .pause_plugin(name, &reason)
                     .await
                     .map_err(|e| ApiError::Unavailable(format!("{e:#}")))?;
                 Ok(json!({ "plugin": name, "paused": true }))
             }
-            _ => {
+            PluginAction::Resume => {
                 self.pipeline
                     .resume_plugin(name)
                     .await

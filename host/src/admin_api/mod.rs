@@ -128,10 +128,7 @@ impl AdminApi {
                 get(calls::operation).delete(calls::cancel_operation),
             )
             .route("/v1/refresh", post(calls::refresh))
-            .route("/v1/plugins/{name}/resync", post(calls::resync))
-            .route("/v1/plugins/{name}/replay", post(calls::replay))
-            .route("/v1/plugins/{name}/pause", post(calls::pause))
-            .route("/v1/plugins/{name}/resume", post(calls::resume))
+            .route("/v1/plugins/{name}/{action}", post(calls::plugin_action))
             .with_state(self)
     }
 
