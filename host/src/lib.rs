@@ -28,6 +28,8 @@
 //! - [`service`]: `redis-spanner run`: wires everything from a config.
 //! - [`provision`]: creates Spanner instances, databases and schema (demo, tests).
 //! - [`identity`]: this host process's name.
+//! - [`leases`]: named leases in Spanner: the hosts sharing a stream, work
+//!   done once across them.
 //! - [`waiting`]: start-up waits that log what they wait for.
 //! - [`devtools`] (feature `devtools`, on by default): local servers, the
 //!   demo and plugin authors' tools, apart from the service.
@@ -53,6 +55,7 @@ mod docs_links;
 pub mod flow;
 pub mod health;
 pub mod identity;
+pub mod leases;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

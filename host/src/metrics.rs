@@ -114,6 +114,15 @@ pub struct Metrics {
     pub retries_total: IntCounterVec,
     /// Partitions read to their end.
     pub partitions_finished_total: IntCounter,
+    /// Partition leases taken, by how: `free` (no live holder) or
+    /// `took_over` (another host's lease had run out or its process ended).
+    pub partition_claims_total: IntCounterVec,
+    /// Partitions this host stopped reading before their end, by why:
+    /// `balance` (another host needed work), `lost` (its lease ran out and
+    /// another host took it), `shutdown`.
+    pub partition_releases_total: IntCounterVec,
+    /// Partitions this host reads now, and live hosts sharing the stream.
+    pub stream_sharing: IntGaugeVec,
     /// Cache events read, by source and kind.
     pub cache_events_total: IntCounterVec,
     /// Rows re-read from Spanner at a plugin's `refresh` request.
@@ -251,6 +260,21 @@ impl Metrics {
                 &[],
             )
             .with_label_values(&[] as &[&str]),
+            partition_claims_total: counter(
+                "partition_claims_total",
+                "Partition leases taken, by how (free, took_over)",
+                &["how"],
+            ),
+            partition_releases_total: counter(
+                "partition_releases_total",
+                "Partitions stopped before their end, by why (balance, lost, shutdown)",
+                &["why"],
+            ),
+            stream_sharing: gauge(
+                "stream_sharing",
+                "Partitions this host reads (partitions) and live hosts on the stream (hosts)",
+                &["what"],
+            ),
             cache_events_total: counter(
                 "cache_events_total",
                 "Cache events read, by source and kind",

@@ -176,3 +176,68 @@ pub async fn create_table_if_missing(
         .await
         .map_err(|e| ("creating the table", format!("{e:#}")))
 }
+
+/// Whether the emulator refused a transaction of a busy session: with
+/// FAILED_PRECONDITION "Invalid transaction ID", or NOT_FOUND "Transaction
+/// not found" (seen with several transactions of one session at once).
+fn refused_by_a_busy_emulator(err: &google_cloud_spanner::Error) -> bool {
+    let text = err.to_string();
+    text.contains("Invalid transaction ID") || text.contains("Transaction not found")
+}
+
+/// Runs `work` in a read-write transaction kept out of change streams (for
+/// the host's own tables), retried by the client when Spanner aborts it,
+/// and here a few times when the emulator refuses a transaction of a busy
+/// session ([`refused_by_a_busy_emulator`]); returns what `work` returned
+/// and the commit timestamp (RFC 3339).
+pub async fn host_transaction<T, F>(
+    client: &DatabaseClient,
+    work: F,
+) -> Result<(T, String), google_cloud_spanner::Error>
+where
+    F: AsyncFnMut(
+            google_cloud_spanner::transaction::ReadWriteTransaction,
+        ) -> google_cloud_spanner::Result<T>
+        + Clone,
+{
+    let mut delay = std::time::Duration::from_millis(10);
+    let mut attempt = 1;
+    loop {
+        let result = client
+            .read_write_transaction()
+            .set_exclude_txn_from_change_streams(true)
+            .build()
+            .run(work.clone())
+            .await;
+        match result {
+            Ok(done) => {
+                let committed = done
+                    .commit_response
+                    .commit_timestamp
+                    .map(String::from)
+                    .unwrap_or_default();
+                return Ok((done.result, committed));
+            }
+            Err(err) if attempt < 5 && refused_by_a_busy_emulator(&err) => {
+                tracing::debug!(attempt, error = %err, "a transaction on the host's tables was refused; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Every row `statement` returns inside the read-write transaction `tx`.
+pub async fn transaction_rows(
+    tx: &google_cloud_spanner::transaction::ReadWriteTransaction,
+    statement: Statement,
+) -> Result<Vec<google_cloud_spanner::result::Row>, google_cloud_spanner::Error> {
+    let mut result = tx.execute_query(statement).await?;
+    let mut rows = Vec::new();
+    while let Some(row) = result.next().await.transpose()? {
+        rows.push(row);
+    }
+    Ok(rows)
+}

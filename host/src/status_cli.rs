@@ -60,6 +60,7 @@ async fn print_partitions(config: &Config) -> anyhow::Result<()> {
         &config.spanner.checkpoint_table,
         &config.spanner.change_stream,
         &redis_spanner::service::host_id(),
+        config.spanner.lease(),
     );
     let mut rows = store.load().await?;
     rows.sort_by(|a, b| {

@@ -15,6 +15,7 @@
 
 use super::AuditLog;
 use super::log::{ChainPosition, read_head_and_tail, retry};
+use crate::leases::LeaseTable;
 use crate::metrics::Metrics;
 use crate::provision::SchemaAdmin;
 use crate::spanner_connection::{create_table_if_missing, query_rows};
@@ -173,6 +174,9 @@ pub struct Anchorer {
     every: Duration,
     metrics: Arc<Metrics>,
     anchored: Anchor,
+    /// When hosts share the chain: the lease only whose holder anchors and
+    /// trims, and whether this host held it at the last tick.
+    lease: Option<(LeaseTable, String, bool)>,
 }
 
 impl Anchorer {
@@ -217,7 +221,36 @@ impl Anchorer {
             every,
             metrics,
             anchored,
+            lease: None,
         })
+    }
+
+    /// Anchors and trims only while this host holds lease `name` of
+    /// `leases` (one host of those sharing the chain does it); a host that
+    /// takes the lease over reads the anchor again first.
+    pub fn under_lease(mut self, leases: LeaseTable, name: String) -> Self {
+        self.lease = Some((leases, name, false));
+        self
+    }
+
+    /// Whether this host anchors now: always without a lease; with one,
+    /// while it holds it (re-reading the anchor when it just took it).
+    async fn may_anchor(&mut self) -> anyhow::Result<bool> {
+        let Some((leases, name, held)) = &mut self.lease else {
+            return Ok(true);
+        };
+        let holds = leases.hold(name).await?;
+        if holds
+            && !*held
+            && let Some(anchor) = self.store.load().await?
+        {
+            // Another host may have moved it; it never goes back.
+            if anchor.last.seq >= self.anchored.last.seq {
+                self.anchored = anchor;
+            }
+        }
+        *held = holds;
+        Ok(holds)
     }
 
     /// Anchors and trims until `stop` is cancelled, then anchors once more.
@@ -229,11 +262,21 @@ impl Anchorer {
                 () = stop.cancelled() => true,
                 _ = tick.tick() => false,
             };
-            if let Err(err) = self.anchor_and_trim(!stopping).await {
+            let anchored = match self.may_anchor().await {
+                Ok(true) => self.anchor_and_trim(!stopping).await,
+                Ok(false) => Ok(()),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = anchored {
                 self.metrics.retry("audit_anchor");
                 tracing::warn!(stream = %self.log.stream(), error = %format!("{err:#}"), "cannot anchor the audit chain in Spanner; retrying");
             }
             if stopping {
+                if let Some((leases, name, true)) = &self.lease
+                    && let Err(err) = leases.release(name).await
+                {
+                    tracing::info!(error = %err, "could not let go of the audit anchoring lease; it runs out by itself");
+                }
                 return;
             }
         }

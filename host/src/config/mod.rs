@@ -216,27 +216,31 @@ impl Config {
                 self.spanner.change_stream
             )));
         }
-        if !is_identifier(&self.spanner.checkpoint_table) {
-            return Err(invalid(format!(
-                "spanner.checkpoint_table = {:?} is not a valid table name (letters, digits, underscores)",
-                self.spanner.checkpoint_table
-            )));
+        let host_tables = [
+            ("spanner.checkpoint_table", &self.spanner.checkpoint_table),
+            (
+                "spanner.audit_anchor_table",
+                &self.spanner.audit_anchor_table,
+            ),
+            ("spanner.pause_table", &self.spanner.pause_table),
+            ("spanner.lease_table", &self.spanner.lease_table),
+        ];
+        for (index, (setting, table)) in host_tables.iter().enumerate() {
+            if !is_identifier(table) {
+                return Err(invalid(format!(
+                    "{setting} = {table:?} is not a valid table name (letters, digits, underscores)"
+                )));
+            }
+            if let Some((other, _)) = host_tables[..index].iter().find(|(_, t)| t == table) {
+                return Err(invalid(format!(
+                    "{setting} = {table:?} is the table {other} names already; the host's tables must differ"
+                )));
+            }
         }
-        if !is_identifier(&self.spanner.audit_anchor_table)
-            || self.spanner.audit_anchor_table == self.spanner.checkpoint_table
-        {
+        if self.spanner.lease_ms < 1000 {
             return Err(invalid(format!(
-                "spanner.audit_anchor_table = {:?} is not a valid table name (letters, digits, underscores) other than the checkpoint table",
-                self.spanner.audit_anchor_table
-            )));
-        }
-        if !is_identifier(&self.spanner.pause_table)
-            || self.spanner.pause_table == self.spanner.checkpoint_table
-            || self.spanner.pause_table == self.spanner.audit_anchor_table
-        {
-            return Err(invalid(format!(
-                "spanner.pause_table = {:?} is not a valid table name (letters, digits, underscores) other than the checkpoint and audit anchor tables",
-                self.spanner.pause_table
+                "spanner.lease_ms = {} is too small; use at least 1000 (hosts renew every third of it)",
+                self.spanner.lease_ms
             )));
         }
         if let Some(key) = &self.redis.dead_letter_seal_key

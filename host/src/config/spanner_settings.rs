@@ -36,6 +36,22 @@ pub struct SpannerConfig {
     /// missing.
     #[serde(default = "default_pause_table")]
     pub pause_table: String,
+    /// Table of named leases: the hosts sharing the stream (each renews a
+    /// row while it runs) and work done once across hosts (audit
+    /// anchoring, checkpoint cleanup); created if missing.
+    #[serde(default = "default_lease_table")]
+    pub lease_table: String,
+    /// How long a host's claim on a partition (or a job) lasts without
+    /// renewal, in milliseconds: another host takes a dead host's
+    /// partitions over this long after its last renewal. Hosts renew every
+    /// third of it.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// How long the checkpoint rows of finished partitions are kept (once
+    /// their children finished too), in milliseconds; one host removes
+    /// older ones about once a minute.
+    #[serde(default = "default_finished_keep_ms")]
+    pub finished_keep_ms: u64,
     /// Heartbeat interval requested from the change stream, in milliseconds.
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_ms: u64,
@@ -72,7 +88,13 @@ impl SpannerConfig {
             self.checkpoint_table.clone(),
             self.audit_anchor_table.clone(),
             self.pause_table.clone(),
+            self.lease_table.clone(),
         ]
+    }
+
+    /// How long a lease lasts without renewal.
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.lease_ms)
     }
 
     /// Settings for a stream with every default, on Cloud Spanner.
@@ -87,6 +109,9 @@ impl SpannerConfig {
             checkpoint_table: default_checkpoint_table(),
             audit_anchor_table: default_audit_anchor_table(),
             pause_table: default_pause_table(),
+            lease_table: default_lease_table(),
+            lease_ms: default_lease_ms(),
+            finished_keep_ms: default_finished_keep_ms(),
             heartbeat_ms: default_heartbeat_ms(),
             stall_after_ms: default_stall_after_ms(),
             start: default_start(),
@@ -114,6 +139,18 @@ pub(super) fn default_audit_anchor_table() -> String {
 
 pub(super) fn default_pause_table() -> String {
     "RedisSpannerPauses".to_owned()
+}
+
+pub(super) fn default_lease_table() -> String {
+    "RedisSpannerLeases".to_owned()
+}
+
+pub(super) fn default_lease_ms() -> u64 {
+    10_000
+}
+
+pub(super) fn default_finished_keep_ms() -> u64 {
+    3_600_000
 }
 
 pub(super) fn default_heartbeat_ms() -> u64 {

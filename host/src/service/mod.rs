@@ -10,6 +10,7 @@ use crate::cache_events::CacheEventTasks;
 use crate::config::Config;
 use crate::flow::IntakeReceiver;
 use crate::health::{Liveness, Readiness};
+use crate::leases::{LeaseTable, job_lease};
 use crate::metrics::Metrics;
 use crate::pipeline::resync::Resyncer;
 use crate::pipeline::{
@@ -93,8 +94,18 @@ impl Service {
             &config.spanner.checkpoint_table,
             stream,
             &consumer,
+            config.spanner.lease(),
         );
         checkpoints
+            .ensure_table(&admin, &config.spanner.instance, &config.spanner.database)
+            .await?;
+        let leases = LeaseTable::new(
+            client.clone(),
+            &config.spanner.lease_table,
+            &consumer,
+            config.spanner.lease(),
+        );
+        leases
             .ensure_table(&admin, &config.spanner.instance, &config.spanner.database)
             .await?;
         let metrics = Arc::new(Metrics::new());
@@ -125,6 +136,7 @@ impl Service {
             anchored.as_ref().map(|anchor| &anchor.last),
         )
         .await?;
+        let lease_audit = audit.clone();
         let anchorer = match audit {
             Some(log) if log.is_chained() => Some(
                 Anchorer::start(
@@ -136,7 +148,11 @@ impl Service {
                     metrics.clone(),
                     anchored,
                 )
-                .await?,
+                .await?
+                .under_lease(
+                    leases.clone(),
+                    job_lease(stream, &format!("audit-anchor/{}", log.stream())),
+                ),
             ),
             _ => None,
         };
@@ -276,6 +292,9 @@ impl Service {
                 metrics: metrics.clone(),
                 host_tables: config.spanner.host_tables(),
                 checkpoints,
+                leases,
+                audit: lease_audit,
+                finished_keep: std::time::Duration::from_millis(config.spanner.finished_keep_ms),
                 reread_finished: config
                     .spanner
                     .reread_finished_partitions

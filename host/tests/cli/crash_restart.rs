@@ -7,79 +7,14 @@
 //! (`CARGO_BIN_EXE_redis-spanner`); the harness comes from the
 //! `redis-spanner-tests` support library.
 
+use crate::hosts::{WatchedLoad, lease_events, now_micros, owner_of, spawn_host};
 use crate::support::{fix_admin_port, service_config, wait_until_ready};
 use rand::Rng as _;
-use redis::AsyncCommands as _;
-use redis_spanner::devtools::demo::{check, schema, workload};
+use redis_spanner::devtools::demo::{check, schema};
 use redis_spanner::devtools::local::{Churning, EmulatorOptions};
 use redis_spanner_tests::{TestBed, plugin_dir};
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::Command;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-/// A running `redis-spanner run`, killed on drop.
-struct Host(Child);
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_host(config: &Path, log: &Path) -> Host {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(Host)
-        .expect("start redis-spanner")
-}
-
-/// Samples every version key; counts any key seen at an older version than
-/// before.
-async fn watch_versions(
-    mut conn: redis::aio::MultiplexedConnection,
-    stop: CancellationToken,
-    samples: Arc<AtomicU64>,
-    regressions: Arc<AtomicU64>,
-) {
-    let mut newest: HashMap<String, String> = HashMap::new();
-    while !stop.is_cancelled() {
-        let keys: Vec<String> = match conn.keys("{users:*}:rs-version").await {
-            Ok(keys) => keys,
-            Err(_) => continue,
-        };
-        for key in keys {
-            let Ok(Some(version)) = conn.get::<_, Option<String>>(&key).await else {
-                continue;
-            };
-            samples.fetch_add(1, Ordering::Relaxed);
-            match newest.get(&key) {
-                Some(seen) if version < *seen => {
-                    regressions.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("regression on {key}: {seen} -> {version}");
-                }
-                _ => {
-                    newest.insert(key, version);
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result<()> {
@@ -102,6 +37,14 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
         work.path(),
         "[verify]\nsample = 0.5\ndelays_ms = [100, 1000]\nat_rest_rows = 0\n",
     );
+    // A lease far longer than the test: a restart resumes at once only
+    // because the killed process's leases are known to be its own.
+    let text = std::fs::read_to_string(&config)?.replacen(
+        "[spanner]\n",
+        "[spanner]\nlease_ms = 600000\n",
+        1,
+    );
+    std::fs::write(&config, text)?;
     let admin_port = fix_admin_port(&config);
     let log = work.path().join("host.log");
     let spanner = bed.spanner_client().await?;
@@ -111,33 +54,21 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     // come before its start and never reach it).
     wait_until_ready(admin_port).await;
 
-    let writes_stop = CancellationToken::new();
-    let writer = {
-        let spanner = spanner.clone();
-        let stop = writes_stop.clone();
-        tokio::spawn(async move { workload::run(&spanner, None, stop).await })
-    };
-    let watch_stop = CancellationToken::new();
-    let samples = Arc::new(AtomicU64::new(0));
-    let regressions = Arc::new(AtomicU64::new(0));
-    let watcher = tokio::spawn(watch_versions(
-        bed.redis_connection().await?,
-        watch_stop.clone(),
-        samples.clone(),
-        regressions.clone(),
-    ));
+    let mut load = WatchedLoad::start(&spanner, bed.redis_connection().await?);
 
     let restarts = 3;
+    let mut kills = Vec::new();
     for _ in 0..restarts {
         let pause = rand::rng().random_range(3_000..6_000);
         tokio::time::sleep(Duration::from_millis(pause)).await;
+        let owner = owner_of(&host);
         host.0.kill()?; // SIGKILL
         host.0.wait()?;
+        kills.push((owner, now_micros()));
         host = spawn_host(&config, &log);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    writes_stop.cancel();
-    let ledger = writer.await??;
+    let ledger = load.stop_writes().await?;
     let written = ledger.len();
 
     let mut redis = bed.redis_connection().await?;
@@ -152,8 +83,19 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
         Duration::from_secs(30),
     )
     .await?;
-    watch_stop.cancel();
-    watcher.await?;
+    let (samples, regressions) = load.stop_watching().await?;
+    // Each restart took the killed process's partitions over at once,
+    // not after its lease (10 minutes here) ran out.
+    let events = lease_events(&mut redis).await?;
+    for (owner, killed_at) in &kills {
+        let taken_over = events.values().flatten().any(|event| {
+            event.how == "took_over" && event.at > *killed_at && event.at < killed_at + 30_000_000
+        });
+        assert!(
+            taken_over,
+            "{owner}'s partitions taken over within 30 s: {events:#?}"
+        );
+    }
     // What the last incarnation measured (its checks 1 s after the apply
     // are done by now).
     let status = Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
@@ -197,11 +139,10 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let regressions = regressions.load(Ordering::Relaxed);
     println!(
         "crash test: {written} changes written, {restarts} kill -9 restarts, {mismatches} mismatches, \
          {regressions} regressions in {} version samples",
-        samples.load(Ordering::Relaxed)
+        samples
     );
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(written > 300, "the workload wrote {written} changes");
@@ -212,10 +153,7 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
         accounting.summary()
     );
     assert_eq!(regressions, 0);
-    assert!(
-        samples.load(Ordering::Relaxed) > 0,
-        "the watcher saw versions"
-    );
+    assert!(samples > 0, "the watcher saw versions");
     assert!(
         log_text.matches("resuming from checkpoints").count() >= restarts,
         "every restart resumed from the checkpoints:\n{log_text}"

@@ -10,6 +10,8 @@
 //! - [`dead_letters`]: `dead-letter list`.
 //! - [`crash_restart`]: kill -9 mid-stream and restart, then SIGTERM.
 //! - [`env_overrides`]: settings from `REDIS_SPANNER__…` variables.
+//! - [`hosts`]: host processes to kill and restart, and a version watcher.
+//! - [`replicas`]: three hosts on one stream, killed and restarted.
 //! - [`keyring`]: the keyring commands.
 //! - [`traces`]: batches exported as OpenTelemetry spans over OTLP.
 //! - [`verify`]: `verify` finds rewritten and deleted keys.
@@ -24,8 +26,10 @@ mod bench;
 mod crash_restart;
 mod dead_letters;
 mod env_overrides;
+mod hosts;
 mod keyring;
 mod plugin_workflow;
+mod replicas;
 mod support;
 mod traces;
 mod verify;

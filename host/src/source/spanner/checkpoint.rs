@@ -9,22 +9,29 @@
 //!
 //! Checkpoint writes are excluded from change streams, so a stream that
 //! watches all tables does not see (and loop on) its own bookkeeping.
+//!
+//! Hosts sharing a stream read a partition only under its lease: a host
+//! [`CheckpointStore::claim`]s a partition whose lease is free (no owner,
+//! expired in Spanner's time, or held by an ended process of its own
+//! machine), renews the leases it holds, and releases them when it lets a
+//! partition go. Watermark writes do not touch the lease: a watermark says
+//! only what is applied, which stays true whoever writes it.
 
 use super::record::ChildPartitions;
+use crate::identity::holder_is_gone;
 use crate::provision::SchemaAdmin;
+use crate::spanner_connection::{host_transaction, transaction_rows};
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::mutation::Mutation;
 use google_cloud_spanner::statement::Statement;
-use std::time::{Duration, SystemTime};
+use google_cloud_spanner::transaction::ReadWriteTransaction;
+use std::time::Duration;
 
 /// The token under which the root query is recorded.
 pub const ROOT_TOKEN: &str = "";
 
 /// How often a checkpoint write is tried before the partition is retried.
 const WRITE_ATTEMPTS: u32 = 4;
-
-/// How long a lease lasts without renewal.
-pub const LEASE: Duration = Duration::from_secs(60);
 
 /// Lifecycle state of a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +81,35 @@ pub struct PartitionRow {
     pub owner: Option<String>,
     /// Until when that host's lease runs (RFC 3339).
     pub lease_expiry: Option<String>,
+    /// Whether the lease has run out (in Spanner's time), or no host holds
+    /// one.
+    pub lease_expired: bool,
+}
+
+impl PartitionRow {
+    /// Whether `holder` may take this partition: it is not finished, and
+    /// no other live host holds its lease.
+    pub fn free_for(&self, holder: &str) -> bool {
+        self.state != PartitionState::Finished
+            && match &self.owner {
+                None => true,
+                Some(owner) => owner == holder || self.lease_expired || holder_is_gone(owner),
+            }
+    }
+}
+
+/// A partition taken by [`CheckpointStore::claim`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// Where the partition starts (RFC 3339).
+    pub start: String,
+    /// Where reading resumes (RFC 3339): its watermark.
+    pub watermark: String,
+    /// The other host whose lease ran out (or whose process ended), when
+    /// this claim takes the partition over.
+    pub took_over_from: Option<String>,
+    /// When the claim committed (RFC 3339, Spanner's time).
+    pub at: String,
 }
 
 /// A checkpoint read or write that failed.
@@ -95,6 +131,7 @@ pub struct CheckpointStore {
     table: String,
     stream: String,
     owner: String,
+    lease: Duration,
 }
 
 /// DDL creating the checkpoint table `table`.
@@ -118,19 +155,33 @@ fn timestamp(text: &str) -> Result<google_cloud_wkt::Timestamp, String> {
     google_cloud_wkt::Timestamp::try_from(text).map_err(|e| format!("bad timestamp {text:?}: {e}"))
 }
 
-fn lease_expiry() -> google_cloud_wkt::Timestamp {
-    google_cloud_wkt::Timestamp::try_from(SystemTime::now() + LEASE).unwrap_or_default()
-}
-
 impl CheckpointStore {
-    /// A store for `stream`'s checkpoints in `table`, writing as `owner`.
-    pub fn new(client: DatabaseClient, table: &str, stream: &str, owner: &str) -> Self {
+    /// A store for `stream`'s checkpoints in `table`, writing as `owner`,
+    /// whose partition leases last `lease`.
+    pub fn new(
+        client: DatabaseClient,
+        table: &str,
+        stream: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Self {
         Self {
             client,
             table: table.to_owned(),
             stream: stream.to_owned(),
             owner: owner.to_owned(),
+            lease,
         }
+    }
+
+    /// The host this store writes as.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The stream whose checkpoints these are.
+    pub fn stream(&self) -> &str {
+        &self.stream
     }
 
     fn error(&self, action: impl Into<String>, message: impl ToString) -> CheckpointError {
@@ -164,7 +215,8 @@ impl CheckpointStore {
     pub async fn load(&self) -> Result<Vec<PartitionRow>, CheckpointError> {
         let statement = Statement::builder(format!(
             "SELECT PartitionToken, ParentTokens, StartTimestamp, Watermark, State, Owner, \
-             LeaseExpiry FROM {} WHERE StreamName = @stream",
+             LeaseExpiry, IFNULL(LeaseExpiry < CURRENT_TIMESTAMP(), TRUE) AS LeaseExpired \
+             FROM {} WHERE StreamName = @stream",
             self.table
         ))
         .add_param("stream", self.stream.as_str())
@@ -189,6 +241,7 @@ impl CheckpointStore {
             out.push(PartitionRow {
                 owner: row.get("Owner").map_err(fail)?,
                 lease_expiry: lease_expiry.map(String::from),
+                lease_expired: row.get("LeaseExpired").map_err(fail)?,
                 parents: row.get("ParentTokens").map_err(fail)?,
                 start: String::from(start),
                 watermark: String::from(watermark),
@@ -260,10 +313,112 @@ impl CheckpointStore {
         }
     }
 
-    /// Records the root query's start on a stream's first run.
+    /// Records the root query's start on a stream's first run, unless
+    /// another host recorded it first.
     pub async fn record_root(&self, start: &str) -> Result<(), CheckpointError> {
-        let row = self.row(ROOT_TOKEN, &[], start, PartitionState::Running)?;
-        self.write("recording the root query", vec![row]).await
+        let row = self.row(ROOT_TOKEN, &[], start, PartitionState::Created)?;
+        let existing = Statement::builder(format!(
+            "SELECT PartitionToken FROM {} WHERE StreamName = @stream AND PartitionToken = ''",
+            self.table
+        ))
+        .add_param("stream", self.stream.as_str())
+        .build();
+        host_transaction(&self.client, move |tx| {
+            let (existing, row) = (existing.clone(), row.clone());
+            async move {
+                if transaction_rows(&tx, existing).await?.is_empty() {
+                    tx.buffer([row])?;
+                }
+                Ok(())
+            }
+        })
+        .await
+        .map_err(|e| self.error("recording the root query", e))?;
+        Ok(())
+    }
+
+    /// Takes the lease of partition `token` for this host when it is free
+    /// (see [`PartitionRow::free_for`]); `None` when it is finished or
+    /// another live host holds it.
+    pub async fn claim(&self, token: &str) -> Result<Option<Claim>, CheckpointError> {
+        let names = (
+            self.table.clone(),
+            self.stream.clone(),
+            self.owner.clone(),
+            token.to_owned(),
+        );
+        let lease_ms = self.lease.as_millis() as i64;
+        let (claim, at) = host_transaction(&self.client, move |tx| {
+            claim_in(tx, names.clone(), lease_ms)
+        })
+        .await
+        .map_err(|e| self.error(format!("claiming partition {token:?}"), e))?;
+        Ok(claim.map(|claim| Claim { at, ..claim }))
+    }
+
+    /// Renews this host's leases of `tokens`; returns those it still holds
+    /// (a partition another host took over after this one's lease ran out
+    /// is not among them). Finished partitions keep no lease.
+    pub async fn renew(&self, tokens: &[String]) -> Result<Vec<String>, CheckpointError> {
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let table = &self.table;
+        let renew = Statement::builder(format!(
+            "UPDATE {table} SET LeaseExpiry = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @ms MILLISECOND) \
+             WHERE StreamName = @stream AND PartitionToken IN UNNEST(@tokens) \
+             AND Owner = @owner AND State != 'FINISHED'"
+        ))
+        .add_param("ms", self.lease.as_millis() as i64)
+        .add_param("stream", self.stream.as_str())
+        .add_param("tokens", tokens.to_vec())
+        .add_param("owner", self.owner.as_str())
+        .build();
+        let held = Statement::builder(format!(
+            "SELECT PartitionToken FROM {table} WHERE StreamName = @stream \
+             AND PartitionToken IN UNNEST(@tokens) AND Owner = @owner"
+        ))
+        .add_param("stream", self.stream.as_str())
+        .add_param("tokens", tokens.to_vec())
+        .add_param("owner", self.owner.as_str())
+        .build();
+        let (held, _) = host_transaction(&self.client, move |tx: ReadWriteTransaction| {
+            let (renew, held) = (renew.clone(), held.clone());
+            async move {
+                tx.execute_update(renew).await?;
+                transaction_rows(&tx, held)
+                    .await?
+                    .iter()
+                    .map(|row| row.get::<String>(0))
+                    .collect::<Result<Vec<_>, _>>()
+            }
+        })
+        .await
+        .map_err(|e| self.error("renewing partition leases", e))?;
+        Ok(held)
+    }
+
+    /// Lets go of partition `token` if this host holds it: it keeps its
+    /// watermark and has no owner until a host claims it. Returns when
+    /// that committed (RFC 3339, Spanner's time).
+    pub async fn release(&self, token: &str) -> Result<String, CheckpointError> {
+        let release = Statement::builder(format!(
+            "UPDATE {} SET Owner = NULL, LeaseExpiry = NULL, \
+             UpdatedAt = PENDING_COMMIT_TIMESTAMP() \
+             WHERE StreamName = @stream AND PartitionToken = @token AND Owner = @owner",
+            self.table
+        ))
+        .add_param("stream", self.stream.as_str())
+        .add_param("token", token)
+        .add_param("owner", self.owner.as_str())
+        .build();
+        let (_, at) = host_transaction(&self.client, move |tx: ReadWriteTransaction| {
+            let release = release.clone();
+            async move { tx.execute_update(release).await }
+        })
+        .await
+        .map_err(|e| self.error(format!("releasing partition {token:?}"), e))?;
+        Ok(at)
     }
 
     /// Records announced children. A merged child is announced by each of
@@ -312,32 +467,65 @@ impl CheckpointStore {
         self.write("recording child partitions", rows).await
     }
 
+    /// Deletes the rows of finished partitions that no host can need any
+    /// more: finished for longer than `keep`, with children recorded and
+    /// every child finished too (a child starts only once its parents are
+    /// finished, which it checks against their rows). The root query's
+    /// row stays. Returns how many rows went.
+    pub async fn remove_finished(&self, keep: Duration) -> Result<i64, CheckpointError> {
+        let table = &self.table;
+        let delete = Statement::builder(format!(
+            "DELETE FROM {table} p WHERE p.StreamName = @stream AND p.State = 'FINISHED' \
+             AND p.PartitionToken != '' \
+             AND p.UpdatedAt < TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL @keep MILLISECOND) \
+             AND EXISTS (SELECT 1 FROM {table} c WHERE c.StreamName = @stream \
+                 AND p.PartitionToken IN UNNEST(c.ParentTokens)) \
+             AND NOT EXISTS (SELECT 1 FROM {table} c WHERE c.StreamName = @stream \
+                 AND p.PartitionToken IN UNNEST(c.ParentTokens) AND c.State != 'FINISHED')"
+        ))
+        .add_param("stream", self.stream.as_str())
+        .add_param("keep", keep.as_millis() as i64)
+        .build();
+        let (removed, _) = host_transaction(&self.client, move |tx: ReadWriteTransaction| {
+            let delete = delete.clone();
+            async move { tx.execute_update(delete).await }
+        })
+        .await
+        .map_err(|e| self.error("removing finished partitions", e))?;
+        Ok(removed)
+    }
+
+    /// A watermark write; `finished` also marks the partition finished
+    /// and ends its lease.
     fn update(
         &self,
         token: &str,
         watermark: &str,
-        state: PartitionState,
+        finished: bool,
     ) -> Result<Mutation, CheckpointError> {
         let watermark = timestamp(watermark)
             .map_err(|m| self.error(format!("checkpointing partition {token}"), m))?;
-        Ok(Mutation::new_update_builder(&self.table)
+        let mut update = Mutation::new_update_builder(&self.table)
             .set("StreamName")
             .to(self.stream.as_str())
             .set("PartitionToken")
             .to(token)
             .set("Watermark")
             .to(watermark)
-            .set("State")
-            .to(state.as_str())
-            .set("Owner")
-            .to(self.owner.as_str())
-            .set("LeaseExpiry")
-            .to(lease_expiry())
             .set("UpdatedAt")
             .to(google_cloud_spanner::value::Value::from(
                 "spanner.commit_timestamp()",
-            ))
-            .build())
+            ));
+        if finished {
+            update = update
+                .set("State")
+                .to(PartitionState::Finished.as_str())
+                .set("Owner")
+                .to(self.owner.as_str())
+                .set("LeaseExpiry")
+                .to(None::<google_cloud_wkt::Timestamp>);
+        }
+        Ok(update.build())
     }
 
     /// The start timestamp (RFC 3339) of the children of `token` recorded
@@ -377,17 +565,69 @@ impl CheckpointStore {
             .map_err(|e| self.error(action, e))
     }
 
-    /// Moves a running partition's watermark and renews its lease.
+    /// Moves a running partition's watermark.
     pub async fn advance(&self, token: &str, watermark: &str) -> Result<(), CheckpointError> {
-        let row = self.update(token, watermark, PartitionState::Running)?;
+        let row = self.update(token, watermark, false)?;
         self.write("advancing a watermark", vec![row]).await
     }
 
     /// Marks a partition finished at `watermark`.
     pub async fn finish(&self, token: &str, watermark: &str) -> Result<(), CheckpointError> {
-        let row = self.update(token, watermark, PartitionState::Finished)?;
+        let row = self.update(token, watermark, true)?;
         self.write("finishing a partition", vec![row]).await
     }
+}
+
+/// Claims partition `token` inside `tx` for `owner` when it is free; the
+/// names are the table, stream, owner and token.
+async fn claim_in(
+    tx: ReadWriteTransaction,
+    (table, stream, owner, token): (String, String, String, String),
+    lease_ms: i64,
+) -> google_cloud_spanner::Result<Option<Claim>> {
+    let current = Statement::builder(format!(
+        "SELECT StartTimestamp, Watermark, State, Owner, \
+         IFNULL(LeaseExpiry < CURRENT_TIMESTAMP(), TRUE) AS LeaseExpired \
+         FROM {table} WHERE StreamName = @stream AND PartitionToken = @token"
+    ))
+    .add_param("stream", stream.as_str())
+    .add_param("token", token.as_str())
+    .build();
+    let rows = transaction_rows(&tx, current).await?;
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    let state: String = row.get("State")?;
+    let previous: Option<String> = row.get("Owner")?;
+    let expired: bool = row.get("LeaseExpired")?;
+    let free = state != PartitionState::Finished.as_str()
+        && match &previous {
+            None => true,
+            Some(previous) => *previous == owner || expired || holder_is_gone(previous),
+        };
+    if !free {
+        return Ok(None);
+    }
+    let take = Statement::builder(format!(
+        "UPDATE {table} SET Owner = @owner, \
+         LeaseExpiry = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL @ms MILLISECOND), \
+         State = 'RUNNING', UpdatedAt = PENDING_COMMIT_TIMESTAMP() \
+         WHERE StreamName = @stream AND PartitionToken = @token"
+    ))
+    .add_param("owner", owner.as_str())
+    .add_param("ms", lease_ms)
+    .add_param("stream", stream.as_str())
+    .add_param("token", token.as_str())
+    .build();
+    tx.execute_update(take).await?;
+    let start: google_cloud_wkt::Timestamp = row.get("StartTimestamp")?;
+    let watermark: google_cloud_wkt::Timestamp = row.get("Watermark")?;
+    Ok(Some(Claim {
+        start: String::from(start),
+        watermark: String::from(watermark),
+        took_over_from: previous.filter(|previous| *previous != owner),
+        at: String::new(),
+    }))
 }
 
 #[cfg(test)]

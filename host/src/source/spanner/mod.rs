@@ -5,7 +5,10 @@
 //! - [`tree`]: result values to JSON, decoding STRUCTs by field name.
 //! - [`record`]: change records and their row changes.
 //! - [`values`]: Spanner values in JSON, typed by their column's type.
+//! - [`leases`]: named leases: the hosts sharing the stream, work done once.
 //! - [`partitions`]: which partitions may start (children after parents).
+//! - [`sharing`]: which partitions this host claims or lets go when hosts
+//!   share the stream: ready ones, free leases, a fair share.
 //! - [`query`]: one partition's change stream query.
 //! - [`stream_shape`]: the stream's capture type and tracked columns.
 //! - [`completion`]: whole rows for partial inserts and updates.
@@ -27,6 +30,7 @@ pub mod reader;
 pub mod record;
 pub mod refresh;
 pub mod refresh_check;
+pub mod sharing;
 pub mod snapshot;
 pub mod stream_shape;
 pub mod tree;

@@ -93,6 +93,9 @@ impl ChangeStreamReader {
             progress.sent_now = progress.sent_now.max(change.commit_micros);
         }
         for chunk in transaction_chunks(&changes, self.batch_max, self.transaction_max) {
+            // Only under a lease this host is sure of: a partition another
+            // host may have taken over hands nothing over.
+            progress.lease.check()?;
             // At shutdown, what is not handed over yet is read again at the
             // next start (the watermark never passes it).
             let receipt = self

@@ -13,16 +13,21 @@
 //! finished start. A failed query restarts the partition from the last
 //! timestamp it fully applied: records may be seen twice (the versioned
 //! apply makes that harmless), never skipped.
+//!
+//! Several hosts may follow one stream: a host reads a partition only
+//! under its lease in the checkpoint table, and takes a fair share of the
+//! ready partitions ([`coordination`]).
 
 use super::checkpoint::{CheckpointError, CheckpointStore, PartitionState, ROOT_TOKEN};
 use super::completion::RowCompleter;
-use super::partitions::{PartitionSet, Ready};
+use super::partitions::Ready;
 use super::query::{PartitionQuery, read_partition};
 use super::record::{ChildPartitions, Record};
 use super::stream_shape::new_row_capture;
 use super::watermarks::Watermarks;
 use crate::change::{RowChange, Value};
 use crate::flow::{Intake, Receipt, Work};
+use crate::leases::LeaseTable;
 use crate::metrics::Metrics;
 use crate::retry::Backoff;
 use google_cloud_spanner::client::DatabaseClient;
@@ -37,10 +42,13 @@ use tracing::Instrument as _;
 
 mod batching;
 mod chunks;
+mod coordination;
 mod fingerprint;
 mod lag;
 mod reread;
 use chunks::{drop_unfinished_transaction, ends_inside_a_transaction, transaction_chunks};
+pub use coordination::{HOST_PLUGIN, partition_key};
+use coordination::{LetGo, PartitionLease, Shared};
 use fingerprint::fingerprint;
 pub use lag::now_micros;
 pub(crate) use lag::short;
@@ -76,8 +84,14 @@ pub struct ChangeStreamReader {
     pub host_tables: Vec<String>,
     /// Retries and lag are counted here.
     pub metrics: Arc<Metrics>,
-    /// Where progress is recorded.
+    /// Where progress is recorded, and partitions are claimed.
     pub checkpoints: CheckpointStore,
+    /// The hosts sharing the stream.
+    pub leases: LeaseTable,
+    /// How long finished partitions' rows are kept.
+    pub finished_keep: Duration,
+    /// Where partition claims, takeovers and releases are recorded.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
     /// Read each partition's whole range once more when it ends, before it
     /// is marked finished, and apply what its live query missed.
     pub reread_finished: bool,
@@ -95,7 +109,6 @@ pub struct ChangeStreamReader {
 struct Ended {
     token: String,
     finished: bool,
-    children: Vec<ChildPartitions>,
 }
 
 /// Where a partition stands while it is read.
@@ -122,21 +135,23 @@ struct Progress {
     /// The span of the batch that moved `resume` last: the checkpoint that
     /// writes it is traced there.
     resumed_by: tracing::Span,
+    /// This host's lease of the partition.
+    lease: Arc<PartitionLease>,
 }
 
 impl ChangeStreamReader {
     /// Reads until `shutdown` is cancelled. On a stream's first run reading
     /// starts at `start` (RFC 3339); later runs resume from the checkpoints.
+    /// Partitions are claimed on every lease tick (a third of the lease),
+    /// and at once when one of this host's partitions ends.
     pub async fn run(
         self,
         start: String,
         shutdown: CancellationToken,
     ) -> Result<(), CheckpointError> {
-        let mut set = PartitionSet::new();
         let rows = self.checkpoints.load().await?;
         if rows.is_empty() {
             self.checkpoints.record_root(&start).await?;
-            set.announce(ROOT_TOKEN, &[], &start);
             tracing::info!(stream = %self.stream, %start, "first run: reading from the start timestamp");
         } else {
             let unfinished = rows
@@ -144,66 +159,99 @@ impl ChangeStreamReader {
                 .filter(|r| r.state != PartitionState::Finished)
                 .count();
             tracing::info!(stream = %self.stream, partitions = rows.len(), unfinished, "resuming from checkpoints");
-            for row in &rows {
-                set.restore(
-                    &row.token,
-                    &row.parents,
-                    &row.start,
-                    &row.watermark,
-                    row.state == PartitionState::Finished,
-                );
-            }
         }
+        let tick = self.leases.lease() / 3;
+        let mut shared = Shared::default();
         let mut tasks: JoinSet<Ended> = JoinSet::new();
-        self.spawn_ready(&mut set, &mut tasks, &shutdown);
-        while let Some(joined) = tasks.join_next().await {
-            let ended = match joined {
-                Ok(ended) => ended,
-                Err(err) => {
-                    tracing::error!(error = %err, "partition task failed");
-                    continue;
+        loop {
+            self.coordinate(&mut shared, &mut tasks, &shutdown).await;
+            let next_tick = tokio::time::Instant::now() + tick;
+            loop {
+                tokio::select! {
+                    Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                        if self.partition_ended(joined, &mut shared, &shutdown) {
+                            break;
+                        }
+                    }
+                    () = tokio::time::sleep_until(next_tick) => break,
+                    () = shutdown.cancelled() => break,
                 }
-            };
-            if !ended.finished || shutdown.is_cancelled() {
-                continue;
             }
-            tracing::debug!(partition = %ended.token, "partition finished");
-            self.metrics.partitions_finished_total.inc();
-            self.watermarks.remove(&ended.token);
-            let _ = self
-                .metrics
-                .watermark_lag_seconds
-                .remove_label_values(&[short(&ended.token)]);
-            set.finish(&ended.token);
-            for record in &ended.children {
-                set.announce_children(record);
+            if shutdown.is_cancelled() {
+                break;
             }
-            self.spawn_ready(&mut set, &mut tasks, &shutdown);
         }
+        while let Some(joined) = tasks.join_next().await {
+            self.partition_ended(joined, &mut shared, &shutdown);
+        }
+        // Partitions read to their end but not yet recorded finished are
+        // read again by whoever claims them.
+        for token in &shared.ended {
+            let _ = self.checkpoints.release(token).await;
+        }
+        self.leave().await;
         tracing::info!("change stream reader stopped");
         Ok(())
     }
 
-    fn spawn_ready(
+    /// Takes note of a partition task that ended; true when it read its
+    /// partition to the end (its children may be ready now).
+    fn partition_ended(
         &self,
-        set: &mut PartitionSet,
-        tasks: &mut JoinSet<Ended>,
+        joined: Result<Ended, tokio::task::JoinError>,
+        shared: &mut Shared,
         shutdown: &CancellationToken,
-    ) {
-        for ready in set.take_ready() {
-            tracing::debug!(partition = %ready.token, start = %ready.start, "partition starts");
-            if let Ok(micros) = super::record::timestamp_micros(&ready.start) {
-                self.watermarks.set(&ready.token, micros);
+    ) -> bool {
+        let ended = match joined {
+            Ok(ended) => ended,
+            Err(err) => {
+                // This host keeps the lease: the next tick claims the
+                // partition again and reads it from its watermark.
+                let token = shared.tasks.remove(&err.id()).unwrap_or_default();
+                tracing::error!(partition = %short(&token), error = %err, "partition task failed");
+                shared.running.remove(&token);
+                return false;
             }
-            let reader = self.clone();
-            let shutdown = shutdown.clone();
-            tasks.spawn(async move { reader.run_partition(ready, shutdown).await });
+        };
+        shared.tasks.retain(|_, token| *token != ended.token);
+        shared.running.remove(&ended.token);
+        if !ended.finished || shutdown.is_cancelled() {
+            return false;
         }
+        tracing::debug!(partition = %ended.token, "partition finished");
+        self.metrics.partitions_finished_total.inc();
+        self.watermarks.remove(&ended.token);
+        let _ = self
+            .metrics
+            .watermark_lag_seconds
+            .remove_label_values(&[short(&ended.token)]);
+        shared.ended.insert(ended.token);
+        true
     }
 
-    /// Reads one partition to its end (or until shutdown), retrying from the
-    /// last applied timestamp after any failure.
-    async fn run_partition(&self, ready: Ready, shutdown: CancellationToken) -> Ended {
+    /// Starts reading a claimed partition on a task of its own.
+    fn spawn_partition(
+        &self,
+        ready: Ready,
+        lease: Arc<PartitionLease>,
+        shared: &mut Shared,
+        tasks: &mut JoinSet<Ended>,
+    ) {
+        tracing::debug!(partition = %ready.token, start = %ready.start, "partition starts");
+        if let Ok(micros) = super::record::timestamp_micros(&ready.start) {
+            self.watermarks.set(&ready.token, micros);
+        }
+        let reader = self.clone();
+        let token = ready.token.clone();
+        shared.running.insert(token.clone(), lease.clone());
+        let task = tasks.spawn(async move { reader.run_partition(ready, lease).await });
+        shared.tasks.insert(task.id(), token);
+    }
+
+    /// Reads one partition to its end (or until shutdown, or until it is let
+    /// go), retrying from the last applied timestamp after any failure.
+    async fn run_partition(&self, ready: Ready, lease: Arc<PartitionLease>) -> Ended {
+        let shutdown = lease.stop().clone();
         let Ready {
             token,
             start,
@@ -224,6 +272,7 @@ impl ChangeStreamReader {
             sent_now: i64::MIN,
             in_flight: VecDeque::new(),
             resumed_by: tracing::Span::none(),
+            lease: lease.clone(),
         };
         // The re-read covers the whole partition: a change its live query
         // missed before a restart lies before the resumed watermark.
@@ -263,7 +312,6 @@ impl ChangeStreamReader {
                     return Ended {
                         token,
                         finished: true,
-                        children: progress.children,
                     };
                 }
                 Err(_) if shutdown.is_cancelled() => {
@@ -282,10 +330,10 @@ impl ChangeStreamReader {
                     {
                         tracing::warn!(partition = %label, error = %err, "last checkpoint on shutdown failed; the partition replays from its previous one");
                     }
+                    self.stopped_early(&token, &label, &lease).await;
                     return Ended {
                         token,
                         finished: false,
-                        children: Vec::new(),
                     };
                 }
                 Err(message) => {
@@ -296,6 +344,32 @@ impl ChangeStreamReader {
                         () = shutdown.cancelled() => {}
                     }
                 }
+            }
+        }
+    }
+
+    /// Releases a partition stopped before its end (at shutdown, or to let
+    /// another host read it) unless another host holds it already.
+    async fn stopped_early(&self, token: &str, label: &str, lease: &PartitionLease) {
+        let why = match lease.why() {
+            None => "shutdown",
+            Some(LetGo::Balance) => "balance",
+            Some(LetGo::Lost) => "lost",
+        };
+        self.metrics
+            .partition_releases_total
+            .with_label_values(&[why])
+            .inc();
+        if lease.is_lost() {
+            return;
+        }
+        match self.checkpoints.release(token).await {
+            Ok(at) => {
+                self.audit_lease("partition:release", token, &at, why, None)
+                    .await
+            }
+            Err(err) => {
+                tracing::info!(partition = %label, error = %err, "could not release the partition's lease; another host takes it once the lease runs out");
             }
         }
     }

@@ -14,6 +14,7 @@ impl ChangeStreamReader {
     ) -> Result<(), String> {
         match progress.children.first() {
             Some(children) if self.reread_finished => {
+                progress.lease.check()?;
                 let end = children.start_timestamp.clone();
                 let receipts = self
                     .reread(token, start, &end, &progress.seen, shutdown)
