@@ -34,13 +34,14 @@ const COMMANDS: [&str; 6] = [
 ];
 
 /// The binary's command-line files built only with the `devtools` feature.
-const DEVTOOLS_COMMANDS: [&str; 6] = [
+const DEVTOOLS_COMMANDS: [&str; 7] = [
     "bench_record_cli.rs",
     "devtools_cli.rs",
     "plugin_cli.rs",
     "bench_pipeline_cli.rs",
     "bench_startup_cli.rs",
     "bench_lag_cli.rs",
+    "bench_replicas_cli.rs",
 ];
 
 /// Edges between top-level modules, each with every place that makes it.

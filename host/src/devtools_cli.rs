@@ -123,6 +123,10 @@ pub enum BenchCommand {
     /// (default 30 s) before it is marked out of sync and its batches are
     /// released.
     Startup(crate::bench_startup_cli::StartupArgs),
+    /// A backlog of changes carried into Redis by 1, 2, 3… hosts sharing
+    /// the change stream (partition leases), each count timed in the same
+    /// run: rows/s, the ratio to the first count, partitions per host.
+    Replicas(crate::bench_replicas_cli::ReplicasArgs),
     /// Commit → value in Redis through `run` with the example plugin,
     /// beside the floor (a bare change-stream reader: commit → record
     /// received) in the same run, at a fixed write rate; the added latency
@@ -172,6 +176,9 @@ pub async fn run(
         DevCommand::Bench {
             command: BenchCommand::Lag(args),
         } => crate::bench_lag_cli::run(args).await,
+        DevCommand::Bench {
+            command: BenchCommand::Replicas(args),
+        } => crate::bench_replicas_cli::run(args).await,
         DevCommand::Demo {
             check,
             changes,

@@ -93,6 +93,20 @@ impl Intake {
     /// no longer takes work. The pipeline traces the work under the
     /// current span.
     pub async fn send(&self, work: Work) -> Receipt {
+        match self.send_if(work, || Ok(())).await {
+            Ok(receipt) | Err(SendRefused::Dropped(receipt)) => receipt,
+            Err(SendRefused::NotWanted(_)) => unreachable!("the check always passes"),
+        }
+    }
+
+    /// [`Intake::send`], but once there is room, `still_wanted` decides
+    /// whether the work is handed over after all (a partition whose lease
+    /// ran out while it waited is not).
+    async fn send_if(
+        &self,
+        work: Work,
+        still_wanted: impl FnOnce() -> Result<(), String>,
+    ) -> Result<Receipt, SendRefused> {
         let span = tracing::Span::current();
         let (mut commit, receipt) = traced_commit_pair(span.clone());
         // Work larger than the whole bound takes all of it.
@@ -109,8 +123,14 @@ impl Intake {
             }
         }
         // A closed intake drops the commit, which resolves it as failed.
-        let _ = self.sender.send(Submission { work, commit, span }).await;
-        receipt
+        let Ok(slot) = self.sender.reserve().await else {
+            return Err(SendRefused::Dropped(receipt));
+        };
+        if let Err(reason) = still_wanted() {
+            return Err(SendRefused::NotWanted(reason));
+        }
+        slot.send(Submission { work, commit, span });
+        Ok(receipt)
     }
 
     /// [`Intake::send`], unless `stop` is cancelled first (while it waits
@@ -123,6 +143,25 @@ impl Intake {
         }
     }
 
+    /// [`Intake::send_until`], checking `still_wanted` once there is room
+    /// and handing the work over only when it passes: `Err` with why not
+    /// ("shutdown" when `stop` was cancelled first).
+    pub async fn send_until_if(
+        &self,
+        work: Work,
+        stop: &CancellationToken,
+        still_wanted: impl FnOnce() -> Result<(), String>,
+    ) -> Result<Receipt, String> {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => Err("shutdown".to_owned()),
+            sent = self.send_if(work, still_wanted) => match sent {
+                Ok(receipt) | Err(SendRefused::Dropped(receipt)) => Ok(receipt),
+                Err(SendRefused::NotWanted(reason)) => Err(reason),
+            },
+        }
+    }
+
     /// Row changes sent and not yet applied or failed.
     pub fn changes_in_flight(&self) -> usize {
         self.max_in_flight - self.in_flight.available_permits()
@@ -132,6 +171,14 @@ impl Intake {
     pub async fn run(&self, work: Work) -> Result<(), String> {
         self.send(work).await.wait().await
     }
+}
+
+/// Why [`Intake::send_if`] did not hand work over.
+enum SendRefused {
+    /// The intake is closed: the receipt reads failed.
+    Dropped(Receipt),
+    /// The check said no; nothing was handed over.
+    NotWanted(String),
 }
 
 /// Why work failed when the pipeline dropped it unresolved.

@@ -10,6 +10,8 @@ mod bench_pipeline_cli;
 #[cfg(feature = "devtools")]
 mod bench_record_cli;
 #[cfg(feature = "devtools")]
+mod bench_replicas_cli;
+#[cfg(feature = "devtools")]
 mod bench_startup_cli;
 mod dead_letter_cli;
 #[cfg(feature = "devtools")]

@@ -154,8 +154,9 @@ pub async fn table_exists(
     Ok(!query_rows(client, statement).await?.is_empty())
 }
 
-/// Creates `table` with `ddl` through `admin` unless the database has it;
-/// the error says which step failed.
+/// Creates `table` with `ddl` through `admin` unless the database has it
+/// (also when another host created it meanwhile); the error says which
+/// step failed.
 pub async fn create_table_if_missing(
     client: &DatabaseClient,
     admin: &crate::provision::SchemaAdmin,
@@ -171,10 +172,18 @@ pub async fn create_table_if_missing(
         return Ok(());
     }
     tracing::info!(table, "creating the table");
-    admin
-        .update_ddl(instance, database, &[ddl])
-        .await
-        .map_err(|e| ("creating the table", format!("{e:#}")))
+    match admin.update_ddl(instance, database, &[ddl]).await {
+        Ok(()) => Ok(()),
+        // Another host starting at the same time created it first.
+        Err(_)
+            if table_exists(client, table)
+                .await
+                .map_err(|e| ("looking for the table", e.to_string()))? =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(("creating the table", format!("{e:#}"))),
+    }
 }
 
 /// Whether the emulator refused a transaction of a busy session: with

@@ -505,5 +505,42 @@ async fn the_hosts_own_tables_never_reach_plugins() -> anyhow::Result<()> {
     assert!(seen("Users") >= 5);
     assert_eq!(seen(&config.spanner.checkpoint_table), 0);
     assert_eq!(seen(&config.spanner.audit_anchor_table), 0);
+    assert_eq!(seen(&config.spanner.lease_table), 0);
+    running.shutdown().await
+}
+
+/// Hosts that start at the same time on a fresh database each find the
+/// host's tables there, whichever created them, and share the plugin's
+/// managed Redis user: none fails, and a connection of the first that
+/// Redis drops reconnects with the password the others set up too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_starting_at_once_share_their_tables_and_redis_users() -> anyhow::Result<()> {
+    let bed = TestBed::start(&demo::schema::ddl()).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let config = bed.config(demo::schema::STREAM, plugins.path());
+    let (first, second, third) = tokio::join!(
+        Service::connect(&config),
+        Service::connect(&config),
+        Service::connect(&config)
+    );
+    let (first, _second, _third) = (first?, second?, third?);
+    let running = RunningService::spawn(first);
+    let mut redis = bed.redis_connection().await?;
+    let user = redis_spanner::sink::acl::user_name("users_cache");
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("USER")
+        .arg(&user)
+        .query_async(&mut redis)
+        .await?;
+    assert!(killed > 0, "the plugin's connections were open");
+    let spanner = bed.spanner_client().await?;
+    redis_spanner_tests::upsert_user(&spanner, 42, "ada", None).await?;
+    let cached =
+        redis_spanner_tests::eventually_get(&redis, "users:42", Duration::from_secs(30)).await;
+    assert!(
+        cached.is_some(),
+        "the first host applies after reconnecting as {user}"
+    );
     running.shutdown().await
 }

@@ -43,7 +43,7 @@ use checks::{check_prefix, check_stream, check_user};
 
 /// The namespace of the service's own Redis keys; no application prefix may
 /// reach into it.
-pub const SERVICE_NAMESPACE: &str = "redis-spanner:";
+pub use crate::sink::SERVICE_NAMESPACE;
 
 /// The Redis keys the service keeps for itself, which no application user may
 /// reach.

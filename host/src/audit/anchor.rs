@@ -175,8 +175,8 @@ pub struct Anchorer {
     metrics: Arc<Metrics>,
     anchored: Anchor,
     /// When hosts share the chain: the lease only whose holder anchors and
-    /// trims, and whether this host held it at the last tick.
-    lease: Option<(LeaseTable, String, bool)>,
+    /// trims, and until when this host surely holds it.
+    lease: Option<(LeaseTable, String, Option<std::time::Instant>)>,
 }
 
 impl Anchorer {
@@ -229,28 +229,33 @@ impl Anchorer {
     /// `leases` (one host of those sharing the chain does it); a host that
     /// takes the lease over reads the anchor again first.
     pub fn under_lease(mut self, leases: LeaseTable, name: String) -> Self {
-        self.lease = Some((leases, name, false));
+        self.lease = Some((leases, name, None));
         self
     }
 
     /// Whether this host anchors now: always without a lease; with one,
-    /// while it holds it (re-reading the anchor when it just took it).
+    /// while it holds it, re-reading the anchor unless it held the lease
+    /// without a break since the last tick (another host may have anchored
+    /// meanwhile).
     async fn may_anchor(&mut self) -> anyhow::Result<bool> {
-        let Some((leases, name, held)) = &mut self.lease else {
+        let Some((leases, name, held_until)) = &mut self.lease else {
             return Ok(true);
         };
-        let holds = leases.hold(name).await?;
-        if holds
-            && !*held
-            && let Some(anchor) = self.store.load().await?
-        {
+        let asked = std::time::Instant::now();
+        let without_a_break = held_until.is_some_and(|until| asked < until);
+        *held_until = None;
+        if !leases.hold(name).await? {
+            return Ok(false);
+        }
+        if !without_a_break && let Some(anchor) = self.store.load().await? {
             // Another host may have moved it; it never goes back.
             if anchor.last.seq >= self.anchored.last.seq {
                 self.anchored = anchor;
             }
         }
-        *held = holds;
-        Ok(holds)
+        let lease = leases.lease();
+        *held_until = Some(asked + lease - lease / 10);
+        Ok(true)
     }
 
     /// Anchors and trims until `stop` is cancelled, then anchors once more.
@@ -272,7 +277,7 @@ impl Anchorer {
                 tracing::warn!(stream = %self.log.stream(), error = %format!("{err:#}"), "cannot anchor the audit chain in Spanner; retrying");
             }
             if stopping {
-                if let Some((leases, name, true)) = &self.lease
+                if let Some((leases, name, Some(_))) = &self.lease
                     && let Err(err) = leases.release(name).await
                 {
                     tracing::info!(error = %err, "could not let go of the audit anchoring lease; it runs out by itself");

@@ -100,6 +100,37 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Refuses a grant whose key prefixes reach the host's own keys (the
+    /// `redis-spanner:` namespace, the audit, dead-letter and cache-event
+    /// streams): a plugin's Redis user could then read or write them.
+    fn check_grants_keep_off_host_keys(&self) -> Result<(), String> {
+        let namespace = crate::sink::SERVICE_NAMESPACE;
+        let streams = [
+            self.redis.audit_stream.as_deref(),
+            Some(self.redis.dead_letter_stream.as_str()),
+            Some(self.cache_events.stream.as_str()),
+        ];
+        for (plugin, grant) in &self.grants {
+            for prefix in &grant.key_prefixes {
+                let reached = if prefix.starts_with(namespace) || namespace.starts_with(prefix) {
+                    Some(format!("the host's namespace {namespace:?}"))
+                } else {
+                    streams
+                        .iter()
+                        .flatten()
+                        .find(|stream| stream.starts_with(prefix.as_str()))
+                        .map(|stream| format!("the host's stream {stream:?}"))
+                };
+                if let Some(reached) = reached {
+                    return Err(format!(
+                        "[grants.{plugin}] key prefix {prefix:?} reaches {reached}; give the plugin a prefix of its own"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Reads and validates a configuration file, with the settings of the
     /// process's `REDIS_SPANNER__…` environment variables over it (see
     /// [`env_overrides`]).
@@ -191,6 +222,7 @@ impl Config {
                     .into(),
             ));
         }
+        self.check_grants_keep_off_host_keys().map_err(invalid)?;
         crate::admin_api::roles::check_roles(&self.admin.roles).map_err(invalid)?;
         for role in &self.admin.roles {
             if let Some(plugin) = role
@@ -421,6 +453,52 @@ url = "redis://127.0.0.1:6379"
             emulated.emulator_rest().as_deref(),
             Some("http://localhost:9020")
         );
+    }
+
+    #[test]
+    fn grants_reaching_the_hosts_own_keys_are_refused() {
+        let grant =
+            |prefix: &str| format!("{MINIMAL}\n[grants.p]\nkey_prefixes = [\"{prefix}\"]\n");
+        parse(&grant("users:")).expect("a prefix of its own");
+        for (prefix, reached) in [
+            ("", "namespace"),
+            ("redis", "namespace"),
+            ("redis-spanner:acl", "namespace"),
+        ] {
+            let err = parse(&grant(prefix)).expect_err(prefix).to_string();
+            assert!(err.contains(reached) && err.contains("[grants.p]"), "{err}");
+        }
+        let own_stream = format!(
+            "{MINIMAL}dead_letter_stream = \"ops:dead\"\n\n[grants.p]\nkey_prefixes = [\"ops:\"]\n"
+        );
+        let err = parse(&own_stream)
+            .expect_err("reaches the dead-letter stream")
+            .to_string();
+        assert!(err.contains("stream \"ops:dead\""), "{err}");
+    }
+
+    #[test]
+    fn spanner_host_tables_must_differ_and_leases_be_long_enough() {
+        let spanner = |lines: &str| {
+            MINIMAL.replace(
+                "change_stream = \"S\"\n",
+                &format!("change_stream = \"S\"\n{lines}"),
+            )
+        };
+        let config = parse(MINIMAL).expect("defaults");
+        assert_eq!(config.spanner.lease_ms, 10_000);
+        assert_eq!(config.spanner.lease_table, "RedisSpannerLeases");
+        let err = parse(&spanner("lease_table = \"RedisSpannerCheckpoints\""))
+            .expect_err("same table")
+            .to_string();
+        assert!(
+            err.contains("spanner.lease_table") && err.contains("spanner.checkpoint_table"),
+            "{err}"
+        );
+        let err = parse(&spanner("lease_ms = 500"))
+            .expect_err("too short")
+            .to_string();
+        assert!(err.contains("spanner.lease_ms = 500"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!   beside the emulator's own delivery (the floor), in the same run.
 //! - [`recorder`]: `redis-spanner bench record`: a real stream's row
 //!   changes saved as a replayable fixture.
+//! - [`replicas_bench`]: `redis-spanner bench replicas`: a backlog carried
+//!   into Redis by 1, 2, 3… hosts sharing the stream.
 //! - [`service_process`]: `redis-spanner run` as a child process (the
 //!   startup and lag benches).
 //! - [`stream_follower`]: a bare change-stream reader (the floor, the
@@ -27,6 +29,7 @@ pub mod lag_bench;
 pub mod local;
 pub mod pipeline_bench;
 pub mod recorder;
+pub mod replicas_bench;
 pub mod service_process;
 pub mod startup_bench;
 pub mod stream_follower;

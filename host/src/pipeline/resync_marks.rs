@@ -17,6 +17,16 @@ impl Pipeline {
     /// Records that `plugin` needs a resync, retrying while Redis does not
     /// answer.
     pub(super) async fn mark_resync_needed(&self, plugin: &str, reason: &str) {
+        // Told apart from every other mark, so that a resync clears only
+        // the marks it makes up for (several hosts share the hash).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let reason = format!(
+            "{reason} (marked by {} at unix ms {now})",
+            crate::identity::host_id()
+        );
         let mut conn = self.sinks.admin().connection();
         let mut pause =
             crate::retry::Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
@@ -24,7 +34,7 @@ impl Pipeline {
             let written: redis::RedisResult<()> = redis::cmd("HSET")
                 .arg(RESYNC_NEEDED)
                 .arg(plugin)
-                .arg(reason)
+                .arg(&reason)
                 .query_async(&mut conn)
                 .await;
             match written {
@@ -77,8 +87,28 @@ impl Pipeline {
         }
     }
 
-    /// Clears `plugin`'s mark after a resync.
-    pub(super) async fn clear_resync_needed(&self, plugin: &str) {
+    /// `plugin`'s mark now (`None`: not marked, or Redis did not answer).
+    pub(super) async fn resync_mark(&self, plugin: &str) -> Option<String> {
+        let mut conn = self.sinks.admin().connection();
+        redis::cmd("HGET")
+            .arg(RESYNC_NEEDED)
+            .arg(plugin)
+            .query_async(&mut conn)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Clears `plugin`'s mark after a resync that began when the mark was
+    /// `seen`: a mark written since (by this host or another sharing the
+    /// Redis) stays, and is resynced for at the next start.
+    pub(super) async fn clear_resync_needed(&self, plugin: &str, seen: Option<String>) {
+        let Some(seen) = seen else {
+            return;
+        };
+        if self.resync_mark(plugin).await.as_ref() != Some(&seen) {
+            return;
+        }
         let mut conn = self.sinks.admin().connection();
         let cleared: redis::RedisResult<()> = redis::cmd("HDEL")
             .arg(RESYNC_NEEDED)

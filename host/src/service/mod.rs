@@ -343,7 +343,7 @@ impl Service {
     }
 }
 
-/// This host's identity in checkpoint leases: host name and process id.
+/// This host's identity in checkpoint leases (see [`crate::identity`]).
 pub fn host_id() -> String {
     crate::identity::host_id()
 }

@@ -8,9 +8,11 @@
 //! functions.
 //!
 //! Two modes (`redis.acl` in the config):
-//! - `managed`: the host creates or resets a user `rs-plugin-<name>` with a
-//!   fresh random password at start and whenever the plugin is (re)loaded.
-//!   The host's own connection needs the `ACL` command for this.
+//! - `managed`: the host creates or resets a user `rs-plugin-<name>` at
+//!   start and whenever the plugin is (re)loaded, with a random password
+//!   made by the first host and kept in Redis ([`password_key`]), so that
+//!   hosts sharing a Redis never take each other's password away. The
+//!   host's own connection needs the `ACL` command for this.
 //! - `off`: effects are applied with the host's own connection. For
 //!   operator-provided users, set `redis_user` and `redis_password_file` in
 //!   the plugin's grant (used in both modes). The password file is followed
@@ -34,6 +36,11 @@ pub enum AclMode {
     Managed,
     /// No per-plugin users, unless a grant names one.
     Off,
+}
+
+/// Where the password of managed user `user` is kept.
+pub fn password_key(user: &str) -> String {
+    format!("{}acl-password:{user}", crate::sink::SERVICE_NAMESPACE)
 }
 
 /// The name of the managed Redis user of `plugin`.
@@ -185,6 +192,34 @@ impl PluginSinks {
         self.sinks.lock().await.remove(plugin);
     }
 
+    /// The password of managed user `user`, the same for every host
+    /// sharing this Redis: made by the first host that needs it and kept
+    /// under [`password_key`] (the host's own namespace, which no grant may
+    /// reach). Setting the user up again then never takes the password
+    /// from under another host's connections.
+    async fn shared_password(&self, user: &str) -> Result<String, SinkError> {
+        let fresh: String = (0..32)
+            .map(|_| format!("{:x}", rand::rng().random_range(0..16u8)))
+            .collect();
+        let key = password_key(user);
+        let mut admin = self.admin.loader_connection();
+        let kept: redis::RedisResult<String> = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(&fresh)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key)
+            .query_async::<(String,)>(&mut admin)
+            .await
+            .map(|(password,)| password);
+        kept.map_err(|e| SinkError::Connect {
+            url: mask_url(&self.url),
+            message: format!("cannot keep the password of Redis ACL user {user} in {key}: {e}"),
+        })
+    }
+
     async fn open(&self, plugin: &str, grant: &Grant) -> Result<RedisSink, SinkError> {
         let (user, password) = match (&grant.redis_user, &grant.redis_password_file) {
             (Some(user), Some(file)) => {
@@ -213,10 +248,8 @@ impl PluginSinks {
             }
             _ if self.mode == AclMode::Off => return Ok(self.admin.clone()),
             _ => {
-                let password: String = (0..32)
-                    .map(|_| format!("{:x}", rand::rng().random_range(0..16u8)))
-                    .collect();
                 let user = user_name(plugin);
+                let password = self.shared_password(&user).await?;
                 let database = connection_info(&self.url)?.redis_settings().db();
                 let mut cmd = redis::cmd("ACL");
                 cmd.arg("SETUSER").arg(&user);

@@ -20,3 +20,8 @@ pub mod scan;
 pub mod setup;
 
 pub use self::redis::{Applied, DeadLetter, Outcome, RedisSink, SinkError, Versioned};
+
+/// The namespace of the service's own Redis keys (marks, kept passwords,
+/// the default streams); no plugin grant and no application prefix may
+/// reach into it.
+pub const SERVICE_NAMESPACE: &str = "redis-spanner:";

@@ -118,7 +118,7 @@ prefixes = ["users:"]
     assert!(shown.contains("partitions of stream"), "{shown}");
     let owned = shown
         .lines()
-        .filter(|line| line.contains(&format!("/{} ", host.0.id())))
+        .filter(|line| line.contains(&redis_spanner::identity::host_id_for(host.0.id())))
         .count();
     assert!(owned >= 1, "a partition held by the running host: {shown}");
     assert!(

@@ -1,6 +1,7 @@
 //! `bench pipeline` on a tiny workload, `bench startup` with two plugins,
-//! `bench lag` for two seconds and `bench plugins` for a moment: their
-//! tables are well formed, every figure a number (no timing is asserted).
+//! `bench lag` for two seconds, `bench replicas` with one and two hosts on
+//! 20 rows and `bench plugins` for a moment: their tables are well formed,
+//! every figure a number (no timing is asserted).
 
 use crate::support::{binary, expect_success};
 use redis_spanner_tests::plugin;
@@ -377,4 +378,39 @@ fn bench_record_refuses_a_start_that_is_no_timestamp() {
         "{stderr}"
     );
     assert!(!fixture.exists(), "nothing written");
+}
+
+/// `bench replicas` with one and two hosts on a backlog of 20 rows: a row
+/// per host count, every row carried (the rate positive, the first row's
+/// ratio 1.00), and the partitions each host held (no timing is asserted).
+#[test]
+fn bench_replicas_prints_a_well_formed_table() {
+    let plugin = plugin("users_cache");
+    let plugin = plugin.to_str().expect("a UTF-8 path");
+    let args = [
+        "bench", "replicas", "--hosts", "1,2", "--rows", "20", "--plugin", plugin,
+    ];
+    let output = binary().args(args).output().expect("runs");
+    let stdout = String::from_utf8(expect_success(&args, output)).expect("UTF-8");
+    let mut lines = stdout.lines().filter(|line| line.starts_with('|'));
+    assert_eq!(
+        lines.next(),
+        Some("| hosts | rows | seconds | rows/s | vs first | partitions held |"),
+        "{stdout}"
+    );
+    lines.next();
+    let rows: Vec<Vec<&str>> = lines.map(cells).collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    for (row, hosts) in rows.iter().zip(["1", "2"]) {
+        assert_eq!(row[0], hosts, "{stdout}");
+        assert_eq!(row[1], "20", "{stdout}");
+        let rate: f64 = row[3].parse().expect("a rate");
+        assert!(rate > 0.0, "{stdout}");
+        let held: Vec<usize> = row[5]
+            .split(" + ")
+            .map(|count| count.parse().expect("a count"))
+            .collect();
+        assert_eq!(held.len(), hosts.parse::<usize>().unwrap(), "{stdout}");
+    }
+    assert_eq!(rows[0][4], "1.00", "{stdout}");
 }

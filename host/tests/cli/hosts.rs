@@ -139,8 +139,7 @@ pub fn now_micros() -> i64 {
 
 /// The lease owner name of a host process.
 pub fn owner_of(host: &Host) -> String {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
-    format!("{}/{}", name.trim(), host.0.id())
+    redis_spanner::identity::host_id_for(host.0.id())
 }
 
 /// A continuous write load on the demo table, and a watcher of its version

@@ -2,7 +2,7 @@
 //! in one test binary so the host is linked into tests once.
 //!
 //! - [`bench`]: `bench pipeline`'s table on a tiny workload, `bench
-//!   startup`'s with two plugins.
+//!   startup`'s with two plugins, `bench lag`'s and `bench replicas`'s.
 //! - [`admin`]: `admin …` against a running service's admin API.
 //! - [`acl_app`]: `acl app` prints one `ACL SETUSER` line and refuses
 //!   prefixes that reach too far.

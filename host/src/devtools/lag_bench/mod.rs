@@ -96,17 +96,9 @@ pub async fn run(
     );
     let planned = (options.rate * options.seconds).round() as usize;
     anyhow::ensure!(planned > 0, "--rate × --seconds is less than one write");
-    anyhow::ensure!(
-        options.plugin.is_file(),
-        "{}: no such plugin file",
-        options.plugin.display()
-    );
-    let scratch = tempfile::Builder::new()
-        .prefix("redis-spanner-lag-bench")
-        .tempdir()?;
+    let (scratch, plugin_dir, names) =
+        plugins::scratch_with(&options.plugin, "redis-spanner-lag-bench")?;
     let scratch = scratch.path();
-    let plugin_dir = scratch.join("plugins");
-    let names = plugins::tagged_copies(&options.plugin, 1, &plugin_dir)?;
     let emulator_options = EmulatorOptions {
         chop_interval: options.scan,
         ..EmulatorOptions::default()

@@ -19,6 +19,28 @@ pub const PREFIX: &str = "users:";
 /// The custom section that tells the copies apart.
 const COPY_SECTION: &str = "redis-spanner-bench-copy";
 
+/// A scratch folder (`prefix` in its name, removed when dropped) holding
+/// one tagged copy of the component at `plugin` in its `plugins` folder:
+/// the folder, the plugins folder and the copy's name.
+///
+/// # Errors
+///
+/// `plugin` is not a file, or the folder cannot be made.
+pub fn scratch_with(
+    plugin: &Path,
+    prefix: &str,
+) -> anyhow::Result<(tempfile::TempDir, std::path::PathBuf, Vec<String>)> {
+    anyhow::ensure!(
+        plugin.is_file(),
+        "{}: no such plugin file",
+        plugin.display()
+    );
+    let scratch = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    let plugin_dir = scratch.path().join("plugins");
+    let names = tagged_copies(plugin, 1, &plugin_dir)?;
+    Ok((scratch, plugin_dir, names))
+}
+
 /// Writes `count` tagged copies of `plugin` into `dir` (created) and
 /// returns their names.
 pub fn tagged_copies(plugin: &Path, count: usize, dir: &Path) -> anyhow::Result<Vec<String>> {

@@ -126,7 +126,10 @@ impl Pipeline {
         let pipeline = self.clone();
         let lane = lane.clone();
         let task = tokio::spawn(async move {
+            let mut seen;
             loop {
+                // The mark this resync makes up for.
+                seen = pipeline.resync_mark(&lane.name).await;
                 if let Some(plugin) = pipeline.plugin_named(&lane.name) {
                     resyncer.resync_logged(&pipeline, &plugin).await;
                 }
@@ -138,7 +141,7 @@ impl Pipeline {
                     }
                 }
             }
-            pipeline.clear_resync_needed(&lane.name).await;
+            pipeline.clear_resync_needed(&lane.name, seen).await;
         });
         let mut tasks = self.lanes.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|task| !task.is_finished());

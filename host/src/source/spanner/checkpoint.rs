@@ -77,7 +77,7 @@ pub struct PartitionRow {
     pub watermark: String,
     /// Lifecycle state.
     pub state: PartitionState,
-    /// The host that last wrote it (host name and process id).
+    /// The host that holds (or last held) its lease (see [`crate::identity`]).
     pub owner: Option<String>,
     /// Until when that host's lease runs (RFC 3339).
     pub lease_expiry: Option<String>,

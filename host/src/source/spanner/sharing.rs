@@ -27,6 +27,9 @@ pub struct Holdings<'a> {
     pub hosts: &'a [String],
     /// Partitions this host reads now.
     pub running: &'a BTreeSet<String>,
+    /// Partitions this host is letting go (their tasks still finishing):
+    /// never claimed again until they have ended.
+    pub stopping: &'a BTreeSet<String>,
     /// Partitions this host read to their end (perhaps not yet recorded
     /// as finished).
     pub ended: &'a BTreeSet<String>,
@@ -48,6 +51,7 @@ pub fn plan(holdings: Holdings<'_>) -> Plan {
         me,
         hosts,
         running,
+        stopping,
         ended,
     } = holdings;
     let by_token: HashMap<&str, &PartitionRow> =
@@ -88,7 +92,12 @@ pub fn plan(holdings: Holdings<'_>) -> Plan {
             }
         }
         held.insert(me, mine);
-        let someone_starves = held.values().any(|count| *count < floor);
+        // A free ready partition goes to whoever claims first: nobody
+        // gives one up meanwhile (no host releases twice for one).
+        let free_left = ready
+            .iter()
+            .any(|row| !running.contains(&row.token) && row.free_for(me));
+        let someone_starves = !free_left && held.values().any(|count| *count < floor);
         let first_at_ceiling = held
             .iter()
             .find(|(_, count)| **count == ceiling)
@@ -103,7 +112,9 @@ pub fn plan(holdings: Holdings<'_>) -> Plan {
     }
     let mut claimable: Vec<&PartitionRow> = ready
         .into_iter()
-        .filter(|row| !running.contains(&row.token) && row.free_for(me))
+        .filter(|row| {
+            !running.contains(&row.token) && !stopping.contains(&row.token) && row.free_for(me)
+        })
         .collect();
     // Partitions this host held before (a restart) first, then by token.
     claimable.sort_by_key(|row| (row.owner.as_deref() != Some(me), row.token.clone()));
@@ -153,6 +164,7 @@ mod tests {
             me,
             hosts: &hosts(live),
             running: &set(running),
+            stopping: &set(&[]),
             ended: &set(&[]),
         })
     }
@@ -186,6 +198,7 @@ mod tests {
             me: "a",
             hosts: &hosts(&["a", "b"]),
             running: &set(&[]),
+            stopping: &set(&[]),
             ended: &set(&["p2"]),
         });
         assert_eq!(plan.claim, ["m"]);
@@ -238,6 +251,42 @@ mod tests {
         let mut settled = rows.clone();
         settled[1].owner = Some("c".into());
         assert_eq!(plan_for(&settled, "a", &live, &["p0"]), Plan::default());
+    }
+
+    #[test]
+    fn a_partition_being_let_go_is_not_claimed_again_meanwhile() {
+        // p1 let go for balance: its row has no owner yet (or still this
+        // host) while its task finishes.
+        let rows = [
+            row("p0", &[], Running, Some("a")),
+            row("p1", &[], Running, Some("a")),
+        ];
+        let plan = plan(Holdings {
+            rows: &rows,
+            me: "a",
+            hosts: &hosts(&["a"]),
+            running: &set(&["p0"]),
+            stopping: &set(&["p1"]),
+            ended: &set(&[]),
+        });
+        assert_eq!(plan, Plan::default());
+    }
+
+    #[test]
+    fn nobody_gives_a_partition_up_while_a_free_one_waits() {
+        // a let p1 go for c; until c claims it, b (now first at the
+        // ceiling) keeps its two.
+        let rows = [
+            row("p0", &[], Running, Some("a")),
+            row("p1", &[], Running, None),
+            row("p2", &[], Running, Some("b")),
+            row("p3", &[], Running, Some("b")),
+        ];
+        assert_eq!(
+            plan_for(&rows, "b", &["a", "b", "c"], &["p2", "p3"]),
+            Plan::default()
+        );
+        assert_eq!(plan_for(&rows, "c", &["a", "b", "c"], &[]).claim, ["p1"]);
     }
 
     #[test]

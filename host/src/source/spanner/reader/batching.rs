@@ -93,17 +93,17 @@ impl ChangeStreamReader {
             progress.sent_now = progress.sent_now.max(change.commit_micros);
         }
         for chunk in transaction_chunks(&changes, self.batch_max, self.transaction_max) {
-            // Only under a lease this host is sure of: a partition another
-            // host may have taken over hands nothing over.
-            progress.lease.check()?;
-            // At shutdown, what is not handed over yet is read again at the
+            // Only under a lease this host is sure of, checked once there
+            // is room (waiting for it can outlast the lease): a partition
+            // another host may have taken over hands nothing over. At
+            // shutdown, what is not handed over yet is read again at the
             // next start (the watermark never passes it).
+            let lease = &progress.lease;
             let receipt = self
                 .intake
-                .send_until(Work::Changes(chunk.to_vec()), shutdown)
+                .send_until_if(Work::Changes(chunk.to_vec()), shutdown, || lease.check())
                 .instrument(batch.clone())
-                .await
-                .ok_or_else(|| "shutdown".to_owned())?;
+                .await?;
             progress.in_flight.push_back((receipt, None));
         }
         if let Some(newest) = newest {
@@ -117,6 +117,10 @@ impl ChangeStreamReader {
                     progress.dirty = true;
                 }
             }
+        }
+        if !announced.is_empty() {
+            // A host that lost the partition records nothing for it.
+            progress.lease.check()?;
         }
         for record in &announced {
             self.checkpoints

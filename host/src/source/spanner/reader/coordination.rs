@@ -14,7 +14,7 @@
 use super::*;
 use crate::leases::{host_lease, host_lease_prefix, job_lease};
 use crate::source::spanner::sharing::{Holdings, plan};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -37,6 +37,9 @@ pub(super) struct PartitionLease {
     let_go: Mutex<Option<LetGo>>,
     /// Whether the lease is lost (the partition must not be released).
     lost: AtomicBool,
+    /// Set when the partition was read to its end but a batch of it was
+    /// not applied: it must be read again from its watermark.
+    unfinished: AtomicBool,
 }
 
 impl PartitionLease {
@@ -47,6 +50,7 @@ impl PartitionLease {
             stop,
             let_go: Mutex::new(None),
             lost: AtomicBool::new(false),
+            unfinished: AtomicBool::new(false),
         }
     }
 
@@ -86,11 +90,25 @@ impl PartitionLease {
         self.lost.load(Ordering::SeqCst)
     }
 
+    /// The partition was read to its end, but a batch of it was not
+    /// applied: the next tick lets it be claimed and read again.
+    pub(super) fn could_not_finish(&self) {
+        self.unfinished.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`PartitionLease::could_not_finish`] was called.
+    pub(super) fn is_unfinished(&self) -> bool {
+        self.unfinished.load(Ordering::SeqCst)
+    }
+
     /// The token ending the partition's task.
     pub(super) fn stop(&self) -> &CancellationToken {
         &self.stop
     }
 }
+
+/// How long a partition lease event may wait for the audit trail.
+const LEASE_AUDIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The plugin name of the host's own audit records of partition leases.
 pub const HOST_PLUGIN: &str = "@host";
@@ -116,8 +134,8 @@ pub(super) struct Shared {
     /// Partitions this host reads, with their leases.
     pub(super) running: HashMap<String, Arc<PartitionLease>>,
     /// Partitions this host read to their end (until the table says
-    /// finished).
-    pub(super) ended: BTreeSet<String>,
+    /// finished), with their leases.
+    pub(super) ended: BTreeMap<String, Arc<PartitionLease>>,
     /// Which partition each task reads.
     pub(super) tasks: HashMap<tokio::task::Id, String>,
     /// When finished partitions' rows were last looked for.
@@ -157,10 +175,18 @@ impl ChangeStreamReader {
             .await
             .map_err(|e| e.to_string())?;
         let asked_at = Instant::now();
+        // A partition read to its end whose batches were not all applied
+        // is read again from its watermark (by this host, or another).
+        shared.ended.retain(|token, lease| {
+            if lease.is_unfinished() {
+                tracing::info!(partition = %short(token), "a batch of the partition was not applied; reading it again from its watermark");
+            }
+            !lease.is_unfinished()
+        });
         let mine: Vec<String> = shared
             .running
             .keys()
-            .chain(shared.ended.iter())
+            .chain(shared.ended.keys())
             .cloned()
             .collect();
         let held: BTreeSet<String> = self
@@ -184,22 +210,27 @@ impl ChangeStreamReader {
             .holders(&host_lease_prefix(&stream))
             .await
             .map_err(|e| e.to_string())?;
-        shared.ended.retain(|token| {
+        shared.ended.retain(|token, _| {
             rows.iter()
                 .any(|row| &row.token == token && row.state != PartitionState::Finished)
         });
-        let running: BTreeSet<String> = shared
-            .running
-            .iter()
-            .filter(|(_, partition)| !partition.stop().is_cancelled())
-            .map(|(token, _)| token.clone())
-            .collect();
+        let ended: BTreeSet<String> = shared.ended.keys().cloned().collect();
+        let mut running = BTreeSet::new();
+        let mut stopping = BTreeSet::new();
+        for (token, partition) in &shared.running {
+            if partition.stop().is_cancelled() {
+                stopping.insert(token.clone());
+            } else {
+                running.insert(token.clone());
+            }
+        }
         let plan = plan(Holdings {
             rows: &rows,
             me: &me,
             hosts: &hosts,
             running: &running,
-            ended: &shared.ended,
+            stopping: &stopping,
+            ended: &ended,
         });
         self.metrics
             .stream_sharing
@@ -237,8 +268,7 @@ impl ChangeStreamReader {
                 &claim.at,
                 how,
                 claim.took_over_from.as_deref(),
-            )
-            .await;
+            );
             self.metrics
                 .partition_claims_total
                 .with_label_values(&[how])
@@ -283,9 +313,11 @@ impl ChangeStreamReader {
 
     /// Records a partition lease event in the audit trail (when there is
     /// one): plugin `@host`, the partition as key, the commit time as
-    /// version, and who, how and from whom in the reason. A failure is
-    /// logged: the lease itself is in the checkpoint table.
-    pub(super) async fn audit_lease(
+    /// version, and who, how and from whom in the reason. On a task of its
+    /// own, given [`LEASE_AUDIT_TIMEOUT`]: leases are never held up by
+    /// Redis. A failure is logged: the lease itself is in the checkpoint
+    /// table.
+    pub(super) fn audit_lease(
         &self,
         operation: &str,
         token: &str,
@@ -310,9 +342,19 @@ impl ChangeStreamReader {
             verdict: crate::audit::Verdict::Requested,
             reason: reason.to_string(),
         };
-        if let Err(err) = audit.append(&[record]).await {
-            tracing::warn!(partition = %short(token), error = %err, "cannot record a partition lease event in the audit trail");
-        }
+        let audit = audit.clone();
+        let partition = short(token).to_owned();
+        tokio::spawn(async move {
+            match tokio::time::timeout(LEASE_AUDIT_TIMEOUT, audit.append(&[record])).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(%partition, error = %err, "cannot record a partition lease event in the audit trail");
+                }
+                Err(_) => {
+                    tracing::warn!(%partition, "Redis did not take a partition lease event for the audit trail in time; it is not recorded");
+                }
+            }
+        });
     }
 
     /// Lets go of this host's own lease when it stops.

@@ -186,7 +186,7 @@ impl ChangeStreamReader {
         }
         // Partitions read to their end but not yet recorded finished are
         // read again by whoever claims them.
-        for token in &shared.ended {
+        for token in shared.ended.keys() {
             let _ = self.checkpoints.release(token).await;
         }
         self.leave().await;
@@ -214,7 +214,7 @@ impl ChangeStreamReader {
             }
         };
         shared.tasks.retain(|_, token| *token != ended.token);
-        shared.running.remove(&ended.token);
+        let lease = shared.running.remove(&ended.token);
         if !ended.finished || shutdown.is_cancelled() {
             return false;
         }
@@ -225,7 +225,9 @@ impl ChangeStreamReader {
             .metrics
             .watermark_lag_seconds
             .remove_label_values(&[short(&ended.token)]);
-        shared.ended.insert(ended.token);
+        if let Some(lease) = lease {
+            shared.ended.insert(ended.token, lease);
+        }
         true
     }
 
@@ -308,7 +310,7 @@ impl ChangeStreamReader {
                     // (each lane applies the parent's batches before theirs),
                     // and the partition is recorded as finished once its
                     // batches are applied.
-                    self.finish_when_applied(&token, &mut progress, &shutdown);
+                    self.finish_when_applied(&token, &mut progress, &lease);
                     return Ended {
                         token,
                         finished: true,
@@ -364,10 +366,7 @@ impl ChangeStreamReader {
             return;
         }
         match self.checkpoints.release(token).await {
-            Ok(at) => {
-                self.audit_lease("partition:release", token, &at, why, None)
-                    .await
-            }
+            Ok(at) => self.audit_lease("partition:release", token, &at, why, None),
             Err(err) => {
                 tracing::info!(partition = %label, error = %err, "could not release the partition's lease; another host takes it once the lease runs out");
             }
@@ -402,13 +401,14 @@ impl ChangeStreamReader {
 
     /// Records `token` as finished at its last watermark once every batch
     /// still in flight is applied, on a task of its own (at shutdown it
-    /// waits at most the flush bound; unfinished, the partition is read
-    /// again at the next start).
+    /// waits at most the flush bound). Unfinished, the partition is read
+    /// again from its watermark: after the next lease tick, or the next
+    /// start.
     fn finish_when_applied(
         &self,
         token: &str,
         progress: &mut Progress,
-        shutdown: &CancellationToken,
+        lease: &Arc<PartitionLease>,
     ) {
         let in_flight: Vec<(Receipt, Option<String>)> = progress.in_flight.drain(..).collect();
         let watermark = in_flight
@@ -418,7 +418,8 @@ impl ChangeStreamReader {
             .unwrap_or_else(|| progress.resume.clone());
         let checkpoints = self.checkpoints.clone();
         let token = token.to_owned();
-        let shutdown = shutdown.clone();
+        let shutdown = lease.stop().clone();
+        let lease = lease.clone();
         let flush = self.shutdown_flush;
         tokio::spawn(async move {
             let applied = async {
@@ -435,7 +436,8 @@ impl ChangeStreamReader {
                     .unwrap_or_else(|_| Err("shutdown".to_owned())),
             };
             if let Err(reason) = applied {
-                tracing::info!(partition = %short(&token), %reason, "partition not recorded as finished; it is read again from its last checkpoint at the next start");
+                tracing::info!(partition = %short(&token), %reason, "partition not recorded as finished; it is read again from its last checkpoint");
+                lease.could_not_finish();
                 return;
             }
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
