@@ -1,15 +1,17 @@
 //! Who this host process is, in checkpoint leases, consumer groups and
 //! its Redis data generation marker.
 //!
-//! A host is named `<host name>/<pid>/<machine>`, where `<machine>` is the
-//! start of this boot's id and the inode of the PID namespace: unique on a
-//! machine at any moment, and different on another machine or container
-//! even with the same host name and pid (say, pid 1 in two containers).
+//! A host is named `<host name>/<pid>/<machine>-<start>`, where
+//! `<machine>` is the start of this boot's id and the inode of the PID
+//! namespace, and `<start>` when the process started: unique on a machine
+//! at any moment, different on another machine or container even with the
+//! same host name and pid (say, pid 1 in two containers), and different
+//! for a restarted process that gets the same pid again.
 
 use std::sync::OnceLock;
 
-/// Host name, process id and machine, e.g.
-/// `cache-7f9c/4242/62431882-4026531836`.
+/// Host name, process id, machine and start, e.g.
+/// `cache-7f9c/4242/62431882-4026531836-1893457`.
 pub fn host_id() -> String {
     host_id_for(std::process::id())
 }
@@ -17,7 +19,8 @@ pub fn host_id() -> String {
 /// The name [`host_id`] gives process `pid` of this machine and PID
 /// namespace.
 pub fn host_id_for(pid: u32) -> String {
-    format!("{}/{pid}/{}", host_name(), machine())
+    let started = start_ticks(pid).unwrap_or_else(|| "0".to_owned());
+    format!("{}/{pid}/{}-{started}", host_name(), machine())
 }
 
 /// This machine's host name.
@@ -49,6 +52,17 @@ fn machine() -> &'static str {
     })
 }
 
+/// When process `pid` started, in clock ticks after boot (field 22 of
+/// `/proc/<pid>/stat`): with the pid, it tells a restarted process (a
+/// container's pid 1 again, in a namespace whose inode was reused) from
+/// the one before. `None` when it cannot be read.
+fn start_ticks(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after it do not.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19).map(str::to_owned)
+}
+
 /// Whether `holder` (a [`host_id`]) names a process of this machine, boot
 /// and PID namespace that has ended: its leases need not be waited out. A
 /// holder of another machine or container, of an older naming, or whose
@@ -60,6 +74,10 @@ pub fn holder_is_gone(holder: &str) -> bool {
         return false;
     };
     let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    // The machine part ends with the process's start (`-<ticks>`).
+    let Some((machine_part, _started)) = machine_part.rsplit_once('-') else {
         return false;
     };
     machine_part == machine()
@@ -95,7 +113,7 @@ mod tests {
         // The same pid elsewhere: another host name, boot or namespace, or
         // the older `host/pid` naming.
         assert!(!holder_is_gone(&format!("elsewhere-{}", host_id_for(pid))));
-        let other_machine = format!("{}/{pid}/00000000-1", host_name());
+        let other_machine = format!("{}/{pid}/00000000-1-5", host_name());
         assert!(!holder_is_gone(&other_machine));
         assert!(!holder_is_gone(&format!("{}/{pid}", host_name())));
         assert!(!holder_is_gone("no-pid-here"));

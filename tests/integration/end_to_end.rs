@@ -511,22 +511,53 @@ async fn the_hosts_own_tables_never_reach_plugins() -> anyhow::Result<()> {
 
 /// Hosts that start at the same time on a fresh database each find the
 /// host's tables there, whichever created them, and share the plugin's
-/// managed Redis user: none fails, and a connection of the first that
-/// Redis drops reconnects with the password the others set up too.
+/// managed Redis user, each with a password of its own: none fails, a
+/// dead process's password is removed, and a connection of the first that
+/// Redis drops reconnects after the others set the user up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_starting_at_once_share_their_tables_and_redis_users() -> anyhow::Result<()> {
     let bed = TestBed::start(&demo::schema::ddl()).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let config = bed.config(demo::schema::STREAM, plugins.path());
+    // A process that died long ago left its password on the user.
+    let mut redis = bed.redis_connection().await?;
+    let user = redis_spanner::sink::acl::user_name("users_cache");
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("on")
+        .arg(">left-by-a-dead-process")
+        .arg("+ping")
+        .query_async(&mut redis)
+        .await?;
+    let entries = redis_spanner::sink::acl_passwords::entries_key(&user);
+    let dead_hash = redis_spanner::sink::acl_passwords::password_hash("left-by-a-dead-process");
+    let () = redis::cmd("HSET")
+        .arg(&entries)
+        .arg("dead-host/1/x#00000000")
+        .arg(format!("{dead_hash} 0"))
+        .query_async(&mut redis)
+        .await?;
     let (first, second, third) = tokio::join!(
         Service::connect(&config),
         Service::connect(&config),
         Service::connect(&config)
     );
     let (first, _second, _third) = (first?, second?, third?);
+    // Its password is gone from the user and from the entries.
+    let auth: redis::RedisResult<()> = redis::cmd("AUTH")
+        .arg(&user)
+        .arg("left-by-a-dead-process")
+        .query_async(&mut bed.redis_connection().await?)
+        .await;
+    assert!(auth.is_err(), "a dead process's password was removed");
+    let left: bool = redis::cmd("HEXISTS")
+        .arg(&entries)
+        .arg("dead-host/1/x#00000000")
+        .query_async(&mut redis)
+        .await?;
+    assert!(!left, "its entry was removed");
     let running = RunningService::spawn(first);
-    let mut redis = bed.redis_connection().await?;
-    let user = redis_spanner::sink::acl::user_name("users_cache");
     let killed: i64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("USER")

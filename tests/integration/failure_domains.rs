@@ -551,6 +551,71 @@ async fn a_resync_cut_short_by_a_stop_runs_at_the_next_start() -> anyhow::Result
     running.shutdown().await
 }
 
+/// A mark written while a resync runs (say, by another host whose lane went
+/// out of sync meanwhile) outlives that resync: the resync clears only the
+/// mark it began with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mark_written_during_a_resync_outlives_it() -> anyhow::Result<()> {
+    const ROWS: i64 = 6000;
+    let bed = TestBed::start(&ddl()).await?;
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+    for first in (1..=ROWS).step_by(1000) {
+        commit(&spanner, (first..first + 1000).map(user).collect()).await?;
+    }
+    let mark = |value: &'static str| {
+        let mut redis = redis.clone();
+        async move {
+            redis::cmd("HSET")
+                .arg(RESYNC_NEEDED)
+                .arg("users_cache")
+                .arg(value)
+                .query_async::<()>(&mut redis)
+                .await
+        }
+    };
+    mark("lane out of sync (the first mark)").await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let config = bed.config("Everything", plugins.path());
+    let service = Service::connect(&config).await?;
+    let metrics = service.metrics();
+    let resynced = move || {
+        metrics
+            .resync_rows_total
+            .with_label_values(&["users_cache"])
+            .get()
+    };
+    let running = RunningService::spawn(service);
+    // Once the resync has begun, and while it still runs, mark again.
+    let started = Instant::now();
+    while resynced() == 0 && started.elapsed() < PATIENCE {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    mark("lane out of sync (written during the resync)").await?;
+    let during = resynced();
+    assert!(
+        during > 0 && during < ROWS as u64,
+        "the second mark was written while the resync ran ({during} of {ROWS} rows)"
+    );
+    let finished = eventually(PATIENCE, || async {
+        (resynced() >= ROWS as u64).then_some(())
+    })
+    .await;
+    assert!(finished.is_some(), "the resync ended");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kept: Option<String> = redis::cmd("HGET")
+        .arg(RESYNC_NEEDED)
+        .arg("users_cache")
+        .query_async(&mut redis)
+        .await?;
+    assert_eq!(
+        kept.as_deref(),
+        Some("lane out of sync (written during the resync)"),
+        "the mark written during the resync stays for the next one"
+    );
+    running.shutdown().await
+}
+
 /// A plugin directory with the users cache and the hostile plugin, whose
 /// `slow` changes take `slow_ms` each.
 fn slow_beside_good(slow_ms: u64) -> anyhow::Result<tempfile::TempDir> {

@@ -101,19 +101,35 @@ pub enum ConfigError {
 
 impl Config {
     /// Refuses a grant whose key prefixes reach the host's own keys (the
-    /// `redis-spanner:` namespace, the audit, dead-letter and cache-event
-    /// streams): a plugin's Redis user could then read or write them.
+    /// `redis-spanner:` namespace, the audit stream and its head, the
+    /// dead-letter, cache-event and fill-refusal streams) or other
+    /// prefixes' version keys (a prefix starting with `{`): a plugin's
+    /// Redis user could then read or write them.
     fn check_grants_keep_off_host_keys(&self) -> Result<(), String> {
         let namespace = crate::sink::SERVICE_NAMESPACE;
+        let audit_head = self
+            .redis
+            .audit_stream
+            .as_deref()
+            .map(crate::audit::head_key);
         let streams = [
             self.redis.audit_stream.as_deref(),
+            audit_head.as_deref(),
             Some(self.redis.dead_letter_stream.as_str()),
             Some(self.cache_events.stream.as_str()),
+            Some(self.cache_events.fill_refusals_stream.as_str()),
         ];
         for (plugin, grant) in &self.grants {
             for prefix in &grant.key_prefixes {
                 let reached = if prefix.starts_with(namespace) || namespace.starts_with(prefix) {
                     Some(format!("the host's namespace {namespace:?}"))
+                } else if prefix.starts_with('{') {
+                    // `~\{<prefix>*` is its version keys' pattern: one
+                    // starting with `{` would reach other keys' versions.
+                    Some(
+                        "version keys of other prefixes (a prefix may not start with `{`)"
+                            .to_owned(),
+                    )
                 } else {
                     streams
                         .iter()
@@ -475,6 +491,15 @@ url = "redis://127.0.0.1:6379"
             .expect_err("reaches the dead-letter stream")
             .to_string();
         assert!(err.contains("stream \"ops:dead\""), "{err}");
+        let head = format!(
+            "{MINIMAL}audit_stream = \"ops:audit\"\n\n[grants.p]\nkey_prefixes = [\"ops:audit:\"]\n"
+        );
+        let err = parse(&head)
+            .expect_err("reaches the audit head")
+            .to_string();
+        assert!(err.contains("ops:audit:head"), "{err}");
+        let err = parse(&grant("{users")).expect_err("a brace").to_string();
+        assert!(err.contains("may not start with"), "{err}");
     }
 
     #[test]

@@ -8,21 +8,22 @@
 //! functions.
 //!
 //! Two modes (`redis.acl` in the config):
-//! - `managed`: the host creates or resets a user `rs-plugin-<name>` at
-//!   start and whenever the plugin is (re)loaded, with a random password
-//!   made by the first host and kept in Redis ([`password_key`]), so that
-//!   hosts sharing a Redis never take each other's password away. The
-//!   host's own connection needs the `ACL` command for this.
+//! - `managed`: the host creates or sets up again a user `rs-plugin-<name>`
+//!   at start and whenever the plugin is (re)loaded, adding a random
+//!   password of its own process and keeping the other processes' (see
+//!   [`super::acl_passwords`]), so processes sharing a Redis never take
+//!   each other's password away. The host's own connection needs the `ACL`
+//!   command for this.
 //! - `off`: effects are applied with the host's own connection. For
 //!   operator-provided users, set `redis_user` and `redis_password_file` in
 //!   the plugin's grant (used in both modes). The password file is followed
 //!   like the host's own (see [`super::credentials`]).
 
+use super::acl_passwords::ProcessPasswords;
 use super::redis::{RedisSink, SinkError};
 use crate::policy::{Grant, Operation};
 use crate::redis_connection::credentials::FileCredentials;
 use crate::redis_connection::{connection_info, mask_url, open_connection, open_connection_as};
-use rand::Rng as _;
 use serde::Deserialize;
 use std::collections::HashMap;
 use tokio::sync::Mutex;
@@ -38,11 +39,6 @@ pub enum AclMode {
     Off,
 }
 
-/// Where the password of managed user `user` is kept.
-pub fn password_key(user: &str) -> String {
-    format!("{}acl-password:{user}", crate::sink::SERVICE_NAMESPACE)
-}
-
 /// The name of the managed Redis user of `plugin`.
 pub fn user_name(plugin: &str) -> String {
     format!("rs-plugin-{plugin}")
@@ -53,11 +49,14 @@ pub fn user_name(plugin: &str) -> String {
 /// `SELECT` of `database` alone when the Redis URL names one other than 0
 /// (a connection selects it first).
 pub fn acl_rules(grant: &Grant, password: &str, database: i64) -> Vec<String> {
+    // Everything but the passwords is set anew: other processes' passwords
+    // stay (see [`super::acl_passwords`]).
     let mut rules = vec![
-        "reset".to_owned(),
         "on".to_owned(),
-        format!(">{password}"),
+        "resetkeys".to_owned(),
         "resetchannels".to_owned(),
+        "clearselectors".to_owned(),
+        format!(">{password}"),
         "-@all".to_owned(),
         "+ping".to_owned(),
         "+hello".to_owned(),
@@ -97,12 +96,15 @@ pub struct PluginSinks {
     sinks: Mutex<HashMap<String, RedisSink>>,
     /// Operator-provided users' password files, by user and file.
     password_files: std::sync::Mutex<Vec<FileCredentials>>,
+    /// This process's passwords of the managed users.
+    passwords: std::sync::Arc<ProcessPasswords>,
 }
 
 impl PluginSinks {
     /// Per-plugin sinks next to the administrative `admin` sink.
     pub fn new(admin: RedisSink, url: &str, mode: AclMode) -> Self {
         Self {
+            passwords: ProcessPasswords::start(admin.loader_connection()),
             admin,
             url: url.to_owned(),
             mode,
@@ -192,34 +194,6 @@ impl PluginSinks {
         self.sinks.lock().await.remove(plugin);
     }
 
-    /// The password of managed user `user`, the same for every host
-    /// sharing this Redis: made by the first host that needs it and kept
-    /// under [`password_key`] (the host's own namespace, which no grant may
-    /// reach). Setting the user up again then never takes the password
-    /// from under another host's connections.
-    async fn shared_password(&self, user: &str) -> Result<String, SinkError> {
-        let fresh: String = (0..32)
-            .map(|_| format!("{:x}", rand::rng().random_range(0..16u8)))
-            .collect();
-        let key = password_key(user);
-        let mut admin = self.admin.loader_connection();
-        let kept: redis::RedisResult<String> = redis::pipe()
-            .cmd("SET")
-            .arg(&key)
-            .arg(&fresh)
-            .arg("NX")
-            .ignore()
-            .cmd("GET")
-            .arg(&key)
-            .query_async::<(String,)>(&mut admin)
-            .await
-            .map(|(password,)| password);
-        kept.map_err(|e| SinkError::Connect {
-            url: mask_url(&self.url),
-            message: format!("cannot keep the password of Redis ACL user {user} in {key}: {e}"),
-        })
-    }
-
     async fn open(&self, plugin: &str, grant: &Grant) -> Result<RedisSink, SinkError> {
         let (user, password) = match (&grant.redis_user, &grant.redis_password_file) {
             (Some(user), Some(file)) => {
@@ -249,7 +223,7 @@ impl PluginSinks {
             _ if self.mode == AclMode::Off => return Ok(self.admin.clone()),
             _ => {
                 let user = user_name(plugin);
-                let password = self.shared_password(&user).await?;
+                let password = self.passwords.password_for(&user);
                 let database = connection_info(&self.url)?.redis_settings().db();
                 let mut cmd = redis::cmd("ACL");
                 cmd.arg("SETUSER").arg(&user);
@@ -265,6 +239,15 @@ impl PluginSinks {
                         message: format!(
                             "cannot create Redis ACL user {user} for plugin {plugin}: {e} \
                          (the host's Redis user needs the ACL command, or set redis.acl = \"off\")"
+                        ),
+                    })?;
+                self.passwords
+                    .register(&mut admin, &user)
+                    .await
+                    .map_err(|e| SinkError::Connect {
+                        url: mask_url(&self.url),
+                        message: format!(
+                            "cannot record the password of Redis ACL user {user} for plugin {plugin}: {e}"
                         ),
                     })?;
                 tracing::info!(plugin, user, "Redis ACL user set up for the plugin");
@@ -294,7 +277,17 @@ mod tests {
     #[test]
     fn rules_cover_keys_and_version_keys_only() {
         let rules = acl_rules(&Grant::prefixes(&["users:", "a*b"]), "pw", 0);
-        assert_eq!(rules[0], "reset");
+        // Keys, channels, selectors and commands are set anew; passwords
+        // (other processes') are not reset.
+        assert_eq!(
+            rules[..4],
+            ["on", "resetkeys", "resetchannels", "clearselectors"]
+        );
+        assert!(
+            !rules
+                .iter()
+                .any(|r| r == "reset" || r == "resetpass" || r == "nopass")
+        );
         let position = |rule: &str| rules.iter().position(|r| r == rule).unwrap();
         assert!(position("-@all") < position("+fcall"), "{rules:?}");
         for expected in [

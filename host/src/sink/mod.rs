@@ -3,6 +3,7 @@
 //! - [`redis`]: applies plugins' effects to Redis, versioned and pipelined,
 //!   retrying while Redis is unreachable.
 //! - [`acl`]: a Redis ACL user per plugin, matching its grant.
+//! - [`acl_passwords`]: each process's own password of those users.
 //! - [`acl_check`]: whether a plugin's user can run what its grant needs.
 //! - [`scan`]: the keys under a prefix, a `SCAN` page at a time.
 //! - [`faults`]: retries counted by reason, and data losses noticed.
@@ -14,6 +15,7 @@
 
 pub mod acl;
 pub mod acl_check;
+pub mod acl_passwords;
 pub mod faults;
 pub mod redis;
 pub mod scan;

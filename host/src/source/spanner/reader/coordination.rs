@@ -107,9 +107,6 @@ impl PartitionLease {
     }
 }
 
-/// How long a partition lease event may wait for the audit trail.
-const LEASE_AUDIT_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The plugin name of the host's own audit records of partition leases.
 pub const HOST_PLUGIN: &str = "@host";
 
@@ -314,9 +311,8 @@ impl ChangeStreamReader {
     /// Records a partition lease event in the audit trail (when there is
     /// one): plugin `@host`, the partition as key, the commit time as
     /// version, and who, how and from whom in the reason. On a task of its
-    /// own, given [`LEASE_AUDIT_TIMEOUT`]: leases are never held up by
-    /// Redis. A failure is logged: the lease itself is in the checkpoint
-    /// table.
+    /// own: leases are never held up by Redis. A failure is logged: the
+    /// lease itself is in the checkpoint table.
     pub(super) fn audit_lease(
         &self,
         operation: &str,
@@ -344,15 +340,11 @@ impl ChangeStreamReader {
         };
         let audit = audit.clone();
         let partition = short(token).to_owned();
+        // The append is never cut short (it may carry other records of
+        // the log with it); it retries while Redis is unreachable.
         tokio::spawn(async move {
-            match tokio::time::timeout(LEASE_AUDIT_TIMEOUT, audit.append(&[record])).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => {
-                    tracing::warn!(%partition, error = %err, "cannot record a partition lease event in the audit trail");
-                }
-                Err(_) => {
-                    tracing::warn!(%partition, "Redis did not take a partition lease event for the audit trail in time; it is not recorded");
-                }
+            if let Err(err) = audit.append(&[record]).await {
+                tracing::warn!(%partition, error = %err, "cannot record a partition lease event in the audit trail");
             }
         });
     }

@@ -1,0 +1,194 @@
+//! The passwords of the managed plugin users, one per process: each process
+//! (a host, a backfill, a replay) adds a random password of its own to a
+//! plugin's user and never removes another's, so processes sharing a Redis
+//! never take a password from under each other's connections, and no
+//! password is ever written down.
+//!
+//! What Redis keeps is only the SHA-256 of each process's password, with
+//! when the process last said it still uses it, in the hash
+//! [`entries_key`] (field: the process). A live process says so every
+//! [`REFRESH`]; a password whose process has not for [`STALE`] (it died) is
+//! removed from the user when any process next sets the user up. A
+//! process whose password was removed while it still runs gets an
+//! authentication error, forgets the plugin's connection and sets the user
+//! up again, adding its password back.
+
+use crate::sink::SERVICE_NAMESPACE;
+use rand::Rng as _;
+use redis::aio::ConnectionManager;
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often a live process says its passwords are still in use.
+pub const REFRESH: Duration = Duration::from_secs(10);
+
+/// How long a password may go without that before it is removed.
+pub const STALE: Duration = Duration::from_secs(120);
+
+/// The hash of `user`'s passwords in use: field the process, value the
+/// password's SHA-256 (hex) and the time (Unix ms) it was last confirmed.
+pub fn entries_key(user: &str) -> String {
+    format!("{SERVICE_NAMESPACE}acl-passwords:{user}")
+}
+
+/// SHA-256 of `password`, hex, as `ACL SETUSER … #<hash>` takes it.
+pub fn password_hash(password: &str) -> String {
+    hex(&Sha256::digest(password.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+}
+
+/// This process's passwords, one per managed user.
+pub struct ProcessPasswords {
+    /// This process in the entries: its host id and a random tag (several
+    /// pipelines of one process each have their own).
+    me: String,
+    passwords: Mutex<HashMap<String, String>>,
+}
+
+impl ProcessPasswords {
+    /// Fresh passwords for this process; a task confirms them every
+    /// [`REFRESH`] through `admin` while the returned value lives.
+    pub fn start(admin: ConnectionManager) -> Arc<Self> {
+        let tag: u32 = rand::rng().random();
+        let passwords = Arc::new(Self {
+            me: format!("{}#{tag:08x}", crate::identity::host_id()),
+            passwords: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(confirm_while_alive(Arc::downgrade(&passwords), admin));
+        passwords
+    }
+
+    /// This process's password for `user` (made on first use, then kept).
+    pub fn password_for(&self, user: &str) -> String {
+        let mut passwords = self.passwords.lock().unwrap_or_else(|e| e.into_inner());
+        passwords
+            .entry(user.to_owned())
+            .or_insert_with(|| {
+                (0..32)
+                    .map(|_| format!("{:x}", rand::rng().random_range(0..16u8)))
+                    .collect()
+            })
+            .clone()
+    }
+
+    /// Records that this process uses its password for `user`, and removes
+    /// from `user` the passwords of processes that have not confirmed
+    /// theirs for [`STALE`].
+    pub async fn register(
+        &self,
+        admin: &mut ConnectionManager,
+        user: &str,
+    ) -> redis::RedisResult<()> {
+        let hash = password_hash(&self.password_for(user));
+        let key = entries_key(user);
+        let () = redis::cmd("HSET")
+            .arg(&key)
+            .arg(&self.me)
+            .arg(format!("{hash} {}", unix_ms()))
+            .query_async(admin)
+            .await?;
+        let entries: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(&key).query_async(admin).await?;
+        let now = unix_ms();
+        for (process, value) in entries {
+            let Some((old_hash, at)) = value.split_once(' ') else {
+                continue;
+            };
+            let stale = at
+                .parse::<u128>()
+                .is_ok_and(|at| now.saturating_sub(at) > STALE.as_millis());
+            if process == self.me || !stale || old_hash == hash {
+                continue;
+            }
+            let () = redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg(user)
+                .arg(format!("!{old_hash}"))
+                .query_async(admin)
+                .await
+                .or_else(|err| {
+                    // Already gone from the user (another process removed
+                    // it first, or the user was reset by hand): fine.
+                    if err.to_string().contains("does not exist") {
+                        Ok(())
+                    } else {
+                        Err(err)
+                    }
+                })?;
+            let () = redis::cmd("HDEL")
+                .arg(&key)
+                .arg(&process)
+                .query_async(admin)
+                .await?;
+            tracing::info!(
+                user,
+                process,
+                "removed the password of a process that no longer uses it"
+            );
+        }
+        Ok(())
+    }
+
+    /// Confirms every password this process uses.
+    async fn confirm(&self, admin: &mut ConnectionManager) -> redis::RedisResult<()> {
+        let users: Vec<(String, String)> = self
+            .passwords
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(user, password)| (user.clone(), password_hash(password)))
+            .collect();
+        for (user, hash) in users {
+            let () = redis::cmd("HSET")
+                .arg(entries_key(&user))
+                .arg(&self.me)
+                .arg(format!("{hash} {}", unix_ms()))
+                .query_async(admin)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Confirms `passwords` every [`REFRESH`] until they are dropped.
+async fn confirm_while_alive(passwords: Weak<ProcessPasswords>, mut admin: ConnectionManager) {
+    loop {
+        tokio::time::sleep(REFRESH).await;
+        let Some(passwords) = passwords.upgrade() else {
+            return;
+        };
+        if let Err(err) = passwords.confirm(&mut admin).await {
+            tracing::warn!(error = %err, "cannot confirm the plugin users' passwords in Redis; retrying");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_what_acl_setuser_takes() {
+        // sha256("abc")
+        assert_eq!(
+            password_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            entries_key("rs-plugin-x"),
+            "redis-spanner:acl-passwords:rs-plugin-x"
+        );
+    }
+}
