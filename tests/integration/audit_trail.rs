@@ -84,8 +84,21 @@ async fn the_host_keys_anchors_and_trims_its_audit_chain() -> anyhow::Result<()>
     assert_eq!(report.keyed, report.chained, "{report:?}");
     running.shutdown().await?;
 
-    // Someone else trims further: the oldest entries are missing.
+    // An older anchor written late (a host whose anchoring lease another
+    // took meanwhile) moves nothing back.
     let anchor = anchors.load().await?.expect("an anchor");
+    let older = Anchor {
+        last: redis_spanner::audit::ChainPosition {
+            seq: 1,
+            head: "an older head".to_owned(),
+        },
+        first_seq: 1,
+        first_prev: "an older start".to_owned(),
+    };
+    assert_eq!(anchors.save(&older).await?, anchor);
+    assert_eq!(anchors.load().await?.as_ref(), Some(&anchor));
+
+    // Someone else trims further: the oldest entries are missing.
     let _: u64 = redis::cmd("XTRIM")
         .arg(&stream)
         .arg("MAXLEN")

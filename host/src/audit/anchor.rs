@@ -136,9 +136,54 @@ impl AnchorStore {
         }))
     }
 
-    /// Writes the stream's anchor (outside every change stream).
-    pub async fn save(&self, anchor: &Anchor) -> Result<(), AnchorError> {
-        let row = Mutation::new_insert_or_update_builder(&self.table)
+    /// Writes the stream's anchor (outside every change stream), never
+    /// moving it back: whatever part of the stored anchor is further on
+    /// (another host's newer head, or later trimmed start) stays. Returns
+    /// the anchor now stored.
+    pub async fn save(&self, anchor: &Anchor) -> Result<Anchor, AnchorError> {
+        let client = self.client.clone();
+        let store = self.clone();
+        let anchor = anchor.clone();
+        let (stored, _) = crate::spanner_connection::host_transaction(
+            &client,
+            move |tx: google_cloud_spanner::transaction::ReadWriteTransaction| {
+                let (store, anchor) = (store.clone(), anchor.clone());
+                async move {
+                    let current = Statement::builder(format!(
+                        "SELECT Seq, Head, FirstSeq, FirstPrev FROM {} WHERE Stream = @stream",
+                        store.table
+                    ))
+                    .add_param("stream", store.stream.as_str())
+                    .build();
+                    let rows = crate::spanner_connection::transaction_rows(&tx, current).await?;
+                    let stored = match rows.first() {
+                        Some(row) => Some(Anchor {
+                            last: ChainPosition {
+                                seq: row.get::<i64>("Seq")?.max(0) as u64,
+                                head: row.get("Head")?,
+                            },
+                            first_seq: row.get::<i64>("FirstSeq")?.max(0) as u64,
+                            first_prev: row.get("FirstPrev")?,
+                        }),
+                        None => None,
+                    };
+                    let merged = match stored {
+                        Some(stored) => furthest(&stored, &anchor),
+                        None => anchor,
+                    };
+                    tx.buffer([store.row(&merged)])?;
+                    Ok(merged)
+                }
+            },
+        )
+        .await
+        .map_err(|e| self.error("writing the anchor", e))?;
+        Ok(stored)
+    }
+
+    /// The mutation storing `anchor`.
+    fn row(&self, anchor: &Anchor) -> Mutation {
+        Mutation::new_insert_or_update_builder(&self.table)
             .set("Stream")
             .to(self.stream.as_str())
             .set("Seq")
@@ -153,15 +198,28 @@ impl AnchorStore {
             .to(google_cloud_spanner::value::Value::from(
                 "spanner.commit_timestamp()",
             ))
-            .build();
-        self.client
-            .write_only_transaction()
-            .set_exclude_txn_from_change_streams(true)
             .build()
-            .write(vec![row])
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error("writing the anchor", e))
+    }
+}
+
+/// The anchor with the furthest of `a`'s and `b`'s newest record and the
+/// furthest of their trimmed starts: an anchor never moves back, whichever
+/// host writes it.
+pub fn furthest(a: &Anchor, b: &Anchor) -> Anchor {
+    let last = if b.last.seq >= a.last.seq {
+        &b.last
+    } else {
+        &a.last
+    };
+    let (first_seq, first_prev) = if b.first_seq >= a.first_seq {
+        (b.first_seq, &b.first_prev)
+    } else {
+        (a.first_seq, &a.first_prev)
+    };
+    Anchor {
+        last: last.clone(),
+        first_seq,
+        first_prev: first_prev.clone(),
     }
 }
 
@@ -315,8 +373,7 @@ impl Anchorer {
             next.first_prev = prev.clone();
         }
         if next != self.anchored {
-            self.store.save(&next).await?;
-            self.anchored = next;
+            self.anchored = self.store.save(&next).await?;
         }
         if let Some((id, seq, _)) = cut {
             let mut trim = redis::cmd("XTRIM");
@@ -381,5 +438,21 @@ mod tests {
     #[test]
     fn ddl_names_the_table() {
         assert!(table_ddl("Anchors").starts_with("CREATE TABLE Anchors ("));
+    }
+
+    #[test]
+    fn the_furthest_anchor_keeps_each_part_furthest_on() {
+        let anchor = |seq: u64, first_seq: u64| Anchor {
+            last: ChainPosition {
+                seq,
+                head: format!("h{seq}"),
+            },
+            first_seq,
+            first_prev: format!("p{first_seq}"),
+        };
+        // A newer head from one, a later trimmed start from the other.
+        assert_eq!(furthest(&anchor(10, 5), &anchor(8, 7)), anchor(10, 7));
+        assert_eq!(furthest(&anchor(8, 7), &anchor(10, 5)), anchor(10, 7));
+        assert_eq!(furthest(&anchor(3, 1), &anchor(3, 1)), anchor(3, 1));
     }
 }
