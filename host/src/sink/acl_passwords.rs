@@ -5,7 +5,8 @@
 //! password is ever written down.
 //!
 //! What Redis keeps is only the SHA-256 of each process's password, with
-//! when the process last said it still uses it, in the hash
+//! when the process last said it still uses it (Redis's own `TIME`, so the
+//! hosts' clocks do not matter), in the hash
 //! [`entries_key`] (field: the process). A live process says so every
 //! [`REFRESH`]; a password whose process has not for [`STALE`] (it died) is
 //! removed from the user when any process next sets the user up. A
@@ -19,7 +20,7 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How often a live process says its passwords are still in use.
 pub const REFRESH: Duration = Duration::from_secs(10);
@@ -42,11 +43,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unix_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis()
+/// Redis's own time in Unix ms: every process's confirmations and their
+/// age are read on one clock, whatever the hosts' clocks say.
+async fn redis_ms(admin: &mut ConnectionManager) -> redis::RedisResult<u128> {
+    let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(admin).await?;
+    Ok(u128::from(seconds) * 1000 + u128::from(micros) / 1000)
 }
 
 /// This process's passwords, one per managed user.
@@ -93,15 +94,15 @@ impl ProcessPasswords {
     ) -> redis::RedisResult<()> {
         let hash = password_hash(&self.password_for(user));
         let key = entries_key(user);
+        let now = redis_ms(admin).await?;
         let () = redis::cmd("HSET")
             .arg(&key)
             .arg(&self.me)
-            .arg(format!("{hash} {}", unix_ms()))
+            .arg(format!("{hash} {now}"))
             .query_async(admin)
             .await?;
         let entries: HashMap<String, String> =
             redis::cmd("HGETALL").arg(&key).query_async(admin).await?;
-        let now = unix_ms();
         for (process, value) in entries {
             let Some((old_hash, at)) = value.split_once(' ') else {
                 continue;
@@ -151,10 +152,11 @@ impl ProcessPasswords {
             .map(|(user, password)| (user.clone(), password_hash(password)))
             .collect();
         for (user, hash) in users {
+            let now = redis_ms(admin).await?;
             let () = redis::cmd("HSET")
                 .arg(entries_key(&user))
                 .arg(&self.me)
-                .arg(format!("{hash} {}", unix_ms()))
+                .arg(format!("{hash} {now}"))
                 .query_async(admin)
                 .await?;
         }
