@@ -77,14 +77,15 @@ pub fn holder_is_gone(holder: &str) -> bool {
         return false;
     };
     // The machine part ends with the process's start (`-<ticks>`).
-    let Some((machine_part, _started)) = machine_part.rsplit_once('-') else {
+    let Some((machine_part, started)) = machine_part.rsplit_once('-') else {
         return false;
     };
-    machine_part == machine()
-        && machine_part != "unknown"
-        && host == host_name()
-        && pid != std::process::id()
-        && !process_runs(pid)
+    // The named process runs when its pid does and, where its start is
+    // known, with that start (a pid used again, even by this process after
+    // a restart in a reused namespace, is another process).
+    let runs_as_named =
+        process_runs(pid) && (started == "0" || start_ticks(pid).is_none_or(|now| now == started));
+    machine_part == machine() && machine_part != "unknown" && host == host_name() && !runs_as_named
 }
 
 /// Whether process `pid` exists (also when this process may not signal it).
@@ -116,6 +117,9 @@ mod tests {
         let other_machine = format!("{}/{pid}/00000000-1-5", host_name());
         assert!(!holder_is_gone(&other_machine));
         assert!(!holder_is_gone(&format!("{}/{pid}", host_name())));
+        // This very pid, started at another time: a predecessor that ended.
+        let predecessor = format!("{}/{}/{}-1", host_name(), std::process::id(), machine());
+        assert!(holder_is_gone(&predecessor));
         assert!(!holder_is_gone("no-pid-here"));
     }
 

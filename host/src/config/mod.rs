@@ -131,10 +131,14 @@ impl Config {
                             .to_owned(),
                     )
                 } else {
+                    // Its keys, and its version keys' pattern `{<prefix>*`.
+                    let tagged = format!("{{{prefix}");
                     streams
                         .iter()
                         .flatten()
-                        .find(|stream| stream.starts_with(prefix.as_str()))
+                        .find(|stream| {
+                            stream.starts_with(prefix.as_str()) || stream.starts_with(&tagged)
+                        })
                         .map(|stream| format!("the host's stream {stream:?}"))
                 };
                 if let Some(reached) = reached {
@@ -500,6 +504,13 @@ url = "redis://127.0.0.1:6379"
         assert!(err.contains("ops:audit:head"), "{err}");
         let err = parse(&grant("{users")).expect_err("a brace").to_string();
         assert!(err.contains("may not start with"), "{err}");
+        let tagged = format!(
+            "{MINIMAL}audit_stream = \"{{audit}}:log\"\n\n[grants.p]\nkey_prefixes = [\"audit}}:\"]\n"
+        );
+        let err = parse(&tagged)
+            .expect_err("its version keys' pattern reaches the stream")
+            .to_string();
+        assert!(err.contains("{audit}:log"), "{err}");
     }
 
     #[test]

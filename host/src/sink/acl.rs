@@ -225,12 +225,21 @@ impl PluginSinks {
                 let user = user_name(plugin);
                 let password = self.passwords.password_for(&user);
                 let database = connection_info(&self.url)?.redis_settings().db();
+                let mut admin = self.admin.loader_connection();
+                self.passwords
+                    .record(&mut admin, &user)
+                    .await
+                    .map_err(|e| SinkError::Connect {
+                        url: mask_url(&self.url),
+                        message: format!(
+                            "cannot record the password of Redis ACL user {user} for plugin {plugin}: {e}"
+                        ),
+                    })?;
                 let mut cmd = redis::cmd("ACL");
                 cmd.arg("SETUSER").arg(&user);
                 for rule in acl_rules(grant, &password, database) {
                     cmd.arg(rule);
                 }
-                let mut admin = self.admin.loader_connection();
                 let _: () = cmd
                     .query_async(&mut admin)
                     .await
@@ -241,15 +250,9 @@ impl PluginSinks {
                          (the host's Redis user needs the ACL command, or set redis.acl = \"off\")"
                         ),
                     })?;
-                self.passwords
-                    .register(&mut admin, &user)
-                    .await
-                    .map_err(|e| SinkError::Connect {
-                        url: mask_url(&self.url),
-                        message: format!(
-                            "cannot record the password of Redis ACL user {user} for plugin {plugin}: {e}"
-                        ),
-                    })?;
+                if let Err(err) = self.passwords.prune(&mut admin, &user).await {
+                    tracing::warn!(plugin, user, error = %err, "cannot remove the passwords of processes that ended from the plugin's Redis user; trying again at its next set-up");
+                }
                 tracing::info!(plugin, user, "Redis ACL user set up for the plugin");
                 (user, password)
             }

@@ -84,32 +84,49 @@ impl ProcessPasswords {
             .clone()
     }
 
-    /// Records that this process uses its password for `user`, and removes
-    /// from `user` the passwords of processes that have not confirmed
-    /// theirs for [`STALE`].
-    pub async fn register(
+    /// Records that this process uses its password for `user` (before the
+    /// password is added to the user, so no password is ever on it without
+    /// an entry).
+    pub async fn record(
         &self,
         admin: &mut ConnectionManager,
         user: &str,
     ) -> redis::RedisResult<()> {
         let hash = password_hash(&self.password_for(user));
-        let key = entries_key(user);
         let now = redis_ms(admin).await?;
-        let () = redis::cmd("HSET")
-            .arg(&key)
+        redis::cmd("HSET")
+            .arg(entries_key(user))
             .arg(&self.me)
             .arg(format!("{hash} {now}"))
             .query_async(admin)
-            .await?;
+            .await
+    }
+
+    /// Removes from `user` the passwords of processes that have not
+    /// confirmed theirs for [`STALE`], and entries that are not one.
+    pub async fn prune(&self, admin: &mut ConnectionManager, user: &str) -> redis::RedisResult<()> {
+        let hash = password_hash(&self.password_for(user));
+        let key = entries_key(user);
+        let now = redis_ms(admin).await?;
         let entries: HashMap<String, String> =
             redis::cmd("HGETALL").arg(&key).query_async(admin).await?;
         for (process, value) in entries {
-            let Some((old_hash, at)) = value.split_once(' ') else {
+            let parsed = value
+                .split_once(' ')
+                .filter(|(old_hash, _)| {
+                    old_hash.len() == 64 && old_hash.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+                .and_then(|(old_hash, at)| Some((old_hash, at.parse::<u128>().ok()?)));
+            let Some((old_hash, at)) = parsed else {
+                // Not an entry this module wrote: it names no password.
+                let () = redis::cmd("HDEL")
+                    .arg(&key)
+                    .arg(&process)
+                    .query_async(admin)
+                    .await?;
                 continue;
             };
-            let stale = at
-                .parse::<u128>()
-                .is_ok_and(|at| now.saturating_sub(at) > STALE.as_millis());
+            let stale = now.saturating_sub(at) > STALE.as_millis();
             if process == self.me || !stale || old_hash == hash {
                 continue;
             }
