@@ -40,6 +40,17 @@ pub fn table_ddl(table: &str) -> String {
     )
 }
 
+/// Whether `me` may take a lease now held by `holder` (`None`: nobody):
+/// it is free, already `me`'s, expired (in Spanner's time), or held by a
+/// process of this machine that has ended. The one rule for partition
+/// leases and named leases alike.
+pub fn may_take(holder: Option<&str>, expired: bool, me: &str) -> bool {
+    match holder {
+        None => true,
+        Some(holder) => holder == me || expired || holder_is_gone(holder),
+    }
+}
+
 /// The lease a host holds while it follows `stream`.
 pub fn host_lease(stream: &str, holder: &str) -> String {
     format!("{}{holder}", host_lease_prefix(stream))
@@ -187,7 +198,7 @@ async fn take(
         Some(row) => {
             let current: String = row.get("Holder")?;
             let expired: bool = row.get("Expired")?;
-            if current != holder && !expired && !holder_is_gone(&current) {
+            if !may_take(Some(&current), expired, &holder) {
                 return Ok(false);
             }
             format!(

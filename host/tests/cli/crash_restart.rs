@@ -7,26 +7,17 @@
 //! (`CARGO_BIN_EXE_redis-spanner`); the harness comes from the
 //! `redis-spanner-tests` support library.
 
-use crate::hosts::{WatchedLoad, lease_events, now_micros, owner_of, spawn_host};
-use crate::support::{fix_admin_port, service_config, wait_until_ready};
+use crate::hosts::{WatchedLoad, churning_bed, lease_events, now_micros, owner_of, spawn_host};
+use crate::support::{add_spanner_settings, fix_admin_port, service_config, wait_until_ready};
 use rand::Rng as _;
-use redis_spanner::devtools::demo::{check, schema};
-use redis_spanner::devtools::local::{Churning, EmulatorOptions};
-use redis_spanner_tests::{TestBed, plugin_dir};
+use redis_spanner::devtools::demo::check;
+use redis_spanner_tests::plugin_dir;
 use std::process::Command;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result<()> {
-    let options = EmulatorOptions {
-        churning: Churning::Every(Duration::from_secs(4)),
-        // Scans every 100 ms (the emulator's default), not 10 ms: each scan
-        // costs the emulator CPU, and this test waits on what changes did,
-        // not on how fast they came.
-        chop_interval: Duration::from_millis(100),
-        ..EmulatorOptions::default()
-    };
-    let bed = TestBed::start_with(&schema::ddl(), options).await?;
+    let bed = churning_bed(Duration::from_secs(4)).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let work = tempfile::tempdir()?;
     // Half the applied changes re-checked 100 ms and 1 s after their apply;
@@ -39,12 +30,7 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     );
     // A lease far longer than the test: a restart resumes at once only
     // because the killed process's leases are known to be its own.
-    let text = std::fs::read_to_string(&config)?.replacen(
-        "[spanner]\n",
-        "[spanner]\nlease_ms = 600000\n",
-        1,
-    );
-    std::fs::write(&config, text)?;
+    add_spanner_settings(&config, "lease_ms = 600000");
     let admin_port = fix_admin_port(&config);
     let log = work.path().join("host.log");
     let spanner = bed.spanner_client().await?;

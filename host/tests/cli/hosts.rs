@@ -201,3 +201,17 @@ impl WatchedLoad {
         ))
     }
 }
+
+/// A test bed with the demo schema whose emulator splits and merges
+/// partitions every `every` and scans every 100 ms (its default, not the
+/// tests' 10 ms: each scan costs the emulator CPU, and these tests wait on
+/// what changes did, not on how fast they came).
+pub async fn churning_bed(every: Duration) -> anyhow::Result<redis_spanner_tests::TestBed> {
+    let options = redis_spanner::devtools::local::EmulatorOptions {
+        churning: redis_spanner::devtools::local::Churning::Every(every),
+        chop_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    redis_spanner_tests::TestBed::start_with(&redis_spanner::devtools::demo::schema::ddl(), options)
+        .await
+}

@@ -8,12 +8,13 @@
 //! others, finished partitions' rows are cleaned up, a graceful stop
 //! releases every lease, and the shared audit chain verifies.
 
-use crate::hosts::{Host, LeaseEvent, WatchedLoad, lease_events, now_micros, owner_of, spawn_host};
-use crate::support::{fix_admin_port, service_config, wait_until_ready};
-use redis_spanner::devtools::demo::{check, schema};
-use redis_spanner::devtools::local::{Churning, EmulatorOptions};
+use crate::hosts::{
+    Host, LeaseEvent, WatchedLoad, churning_bed, lease_events, now_micros, owner_of, spawn_host,
+};
+use crate::support::{add_spanner_settings, fix_admin_port, service_config, wait_until_ready};
+use redis_spanner::devtools::demo::check;
 use redis_spanner::source::spanner::record::timestamp_micros;
-use redis_spanner_tests::{TestBed, plugin_dir};
+use redis_spanner_tests::plugin_dir;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::process::Command;
@@ -127,12 +128,7 @@ async fn busiest(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hosts_share_a_stream_through_kills_and_restarts() -> anyhow::Result<()> {
-    let options = EmulatorOptions {
-        churning: Churning::Every(Duration::from_secs(3)),
-        chop_interval: Duration::from_millis(100),
-        ..EmulatorOptions::default()
-    };
-    let bed = TestBed::start_with(&schema::ddl(), options).await?;
+    let bed = churning_bed(Duration::from_secs(3)).await?;
     let plugins = plugin_dir(&["users_cache"]);
     let work = tempfile::tempdir()?;
     let replicas: Vec<Replica> = (0..3)
@@ -140,12 +136,10 @@ async fn three_hosts_share_a_stream_through_kills_and_restarts() -> anyhow::Resu
             let dir = work.path().join(format!("host-{index}"));
             std::fs::create_dir_all(&dir).unwrap();
             let config = service_config(&bed, plugins.path(), &dir, "");
-            let text = std::fs::read_to_string(&config).unwrap().replacen(
-                "[spanner]\n",
-                &format!("[spanner]\nlease_ms = {LEASE_MS}\nfinished_keep_ms = 1000\n"),
-                1,
+            add_spanner_settings(
+                &config,
+                &format!("lease_ms = {LEASE_MS}\nfinished_keep_ms = 1000"),
             );
-            std::fs::write(&config, text).unwrap();
             let port = fix_admin_port(&config);
             Replica {
                 config,

@@ -114,3 +114,12 @@ pub async fn wait_until_ready(port: u16) {
         "the service on port {port} never became ready"
     );
 }
+
+/// Adds `lines` to the `[spanner]` table of the configuration at `config`
+/// (written by [`service_config`]).
+pub fn add_spanner_settings(config: &Path, lines: &str) {
+    let text = std::fs::read_to_string(config)
+        .expect("read the configuration")
+        .replacen("[spanner]\n", &format!("[spanner]\n{lines}\n"), 1);
+    std::fs::write(config, text).expect("write the configuration");
+}

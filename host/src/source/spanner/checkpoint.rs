@@ -18,7 +18,7 @@
 //! only what is applied, which stays true whoever writes it.
 
 use super::record::ChildPartitions;
-use crate::identity::holder_is_gone;
+use crate::leases::may_take;
 use crate::provision::SchemaAdmin;
 use crate::spanner_connection::{host_transaction, transaction_rows};
 use google_cloud_spanner::client::DatabaseClient;
@@ -91,10 +91,7 @@ impl PartitionRow {
     /// no other live host holds its lease.
     pub fn free_for(&self, holder: &str) -> bool {
         self.state != PartitionState::Finished
-            && match &self.owner {
-                None => true,
-                Some(owner) => owner == holder || self.lease_expired || holder_is_gone(owner),
-            }
+            && may_take(self.owner.as_deref(), self.lease_expired, holder)
     }
 }
 
@@ -601,10 +598,7 @@ async fn claim_in(
     let previous: Option<String> = row.get("Owner")?;
     let expired: bool = row.get("LeaseExpired")?;
     let free = state != PartitionState::Finished.as_str()
-        && match &previous {
-            None => true,
-            Some(previous) => *previous == owner || expired || holder_is_gone(previous),
-        };
+        && may_take(previous.as_deref(), expired, &owner);
     if !free {
         return Ok(None);
     }

@@ -35,8 +35,6 @@ pub(super) struct PartitionLease {
     stop: CancellationToken,
     /// Set when the partition is let go (before `stop` is cancelled).
     let_go: Mutex<Option<LetGo>>,
-    /// Whether the lease is lost (the partition must not be released).
-    lost: AtomicBool,
     /// Set when the partition was read to its end but a batch of it was
     /// not applied: it must be read again from its watermark.
     unfinished: AtomicBool,
@@ -49,7 +47,6 @@ impl PartitionLease {
             valid_until: Mutex::new(asked_at + safe_part(lease)),
             stop,
             let_go: Mutex::new(None),
-            lost: AtomicBool::new(false),
             unfinished: AtomicBool::new(false),
         }
     }
@@ -74,9 +71,6 @@ impl PartitionLease {
     /// Ends the partition's task for `why`.
     pub(super) fn let_go(&self, why: LetGo) {
         *self.let_go.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
-        if why == LetGo::Lost {
-            self.lost.store(true, Ordering::SeqCst);
-        }
         self.stop.cancel();
     }
 
@@ -87,7 +81,7 @@ impl PartitionLease {
 
     /// Whether another host holds the partition now.
     pub(super) fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
+        self.why() == Some(LetGo::Lost)
     }
 
     /// The partition was read to its end, but a batch of it was not
