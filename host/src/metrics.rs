@@ -463,6 +463,36 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_replicas_guide_names_only_metrics_the_host_exports_with_their_labels() {
+        let source = include_str!("metrics.rs");
+        let guide = include_str!("../../docs/REPLICAS.md");
+        let table = guide
+            .split("## Metrics")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("docs/REPLICAS.md has a Metrics section");
+        let mut named = 0;
+        for row in table.lines().filter(|line| line.starts_with("| `")) {
+            let cell = row.trim_start_matches("| `");
+            let (name, rest) = cell.split_once('{').expect("name{label}");
+            let label = rest.split(['}', '=']).next().unwrap_or_default();
+            let definition = source
+                .split(&format!("\"{name}\","))
+                .nth(1)
+                .unwrap_or_else(|| {
+                    panic!("docs/REPLICAS.md names {name}, which the host does not export")
+                });
+            let labels = definition.split(']').next().unwrap_or_default();
+            assert!(
+                labels.contains(&format!("\"{label}\"")),
+                "{name} has no label {label}: {labels}"
+            );
+            named += 1;
+        }
+        assert!(named >= 3, "{table}");
+    }
+
     use super::*;
 
     #[test]

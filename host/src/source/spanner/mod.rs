@@ -6,7 +6,8 @@
 //! - [`record`]: change records and their row changes.
 //! - [`values`]: Spanner values in JSON, typed by their column's type.
 //! - [`leases`]: named leases: the hosts sharing the stream, work done once.
-//! - [`partitions`]: which partitions may start (children after parents).
+//! - [`partitions`]: which partitions may start (children after parents),
+//!   for a lone reader without leases (the floor reader of the benches).
 //! - [`sharing`]: which partitions this host claims or lets go when hosts
 //!   share the stream: ready ones, free leases, a fair share.
 //! - [`query`]: one partition's change stream query.
