@@ -118,11 +118,17 @@ async fn lost_data_is_refilled_from_spanner(loss: Loss) -> anyhow::Result<()> {
     let mut redis = bed.redis_connection().await?;
     let mismatches = check::wait_until_coherent(&spanner, &mut redis, PATIENCE).await?;
     assert_eq!(mismatches, 0, "{loss:?}: the rows cached before came back");
-    let lost = metrics
-        .retries_total
-        .with_label_values(&["redis_lost_data"])
-        .get();
-    assert!(lost >= 1, "{loss:?}: the data loss was counted");
+    // The coherence check can refill the rows before the generation check
+    // (twice a second) has run: wait for it.
+    let lost = redis_spanner_tests::eventually(PATIENCE, || async {
+        let lost = metrics
+            .retries_total
+            .with_label_values(&["redis_lost_data"])
+            .get();
+        (lost >= 1).then_some(lost)
+    })
+    .await;
+    assert!(lost.is_some(), "{loss:?}: the data loss was counted");
     let resync = redis_spanner_tests::wait_for_entry(&redis, AUDIT, |entry| {
         redis_spanner_tests::field(entry, "op") == "resync"
     })
