@@ -64,16 +64,17 @@ pub fn run(command: AclCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn app(args: AppArgs) -> anyhow::Result<ExitCode> {
-    let (service, stream, url_database) = match &args.config {
+    let (service, stream, url_database, cluster) = match &args.config {
         Some(path) => {
             let config = Config::load(path)?;
-            let database = redis_spanner::redis_connection::connection_info(&config.redis.url)
-                .map(|info| info.redis_settings().db())
-                .unwrap_or(0);
+            let target = redis_spanner::redis_connection::connection_info(&config.redis.url).ok();
             (
                 ServiceKeys::new(&config.redis, &config.cache_events),
                 config.cache_events.stream,
-                database,
+                target
+                    .as_ref()
+                    .map_or(0, |target| target.info.redis_settings().db()),
+                target.is_some_and(|target| target.cluster),
             )
         }
         None => (
@@ -82,6 +83,7 @@ fn app(args: AppArgs) -> anyhow::Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(ServiceKeys::default_event_stream),
             0,
+            false,
         ),
     };
     let user = AppUser {
@@ -90,6 +92,7 @@ fn app(args: AppArgs) -> anyhow::Result<ExitCode> {
         events_stream: (!args.no_events).then_some(stream),
         fills: !args.no_fills,
         database: args.database.unwrap_or(url_database),
+        cluster,
     };
     let password = args
         .password_file

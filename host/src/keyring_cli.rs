@@ -129,7 +129,10 @@ pub async fn decrypt(args: DecryptArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn read_redis(mut conn: redis::aio::ConnectionManager, key: &str) -> anyhow::Result<Vec<u8>> {
+async fn read_redis(
+    mut conn: redis_spanner::redis_connection::RedisConnection,
+    key: &str,
+) -> anyhow::Result<Vec<u8>> {
     let value: Option<Vec<u8>> = redis::cmd("GET")
         .arg(key)
         .query_async(&mut conn)

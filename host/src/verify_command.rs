@@ -13,7 +13,7 @@ use crate::change::Version;
 use crate::config::Config;
 use crate::policy::effect_check::check_effect;
 use crate::runtime::{Plugin, PluginEngine, load_directory};
-use crate::sink::scan::keys_under;
+use crate::sink::scan::KeyScan;
 use crate::source::spanner::connect;
 use crate::source::spanner::snapshot::{SnapshotRows, StrongRead, primary_key, strong_read};
 use crate::verify::compare::{Comparison, KeyOutcome, PlanCheck};
@@ -299,15 +299,14 @@ pub async fn verify(config: &Config, options: &VerifyOptions) -> anyhow::Result<
 /// Counts the keys under `prefix` that no plan named and no change after
 /// the read wrote as extra.
 async fn scan_for_extra(
-    conn: &mut redis::aio::ConnectionManager,
+    conn: &mut crate::redis_connection::RedisConnection,
     prefix: &str,
     planned: &HashSet<String>,
     read_version: &str,
     verdict: &mut PluginVerdict,
 ) -> anyhow::Result<()> {
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys) = keys_under(conn, prefix, cursor).await?;
+    let mut scan = KeyScan::under(conn, prefix).await?;
+    while let Some(keys) = scan.next_page::<String>().await? {
         let candidates: Vec<(String, String)> = keys
             .into_iter()
             .filter(|key| !is_version_key(key) && !planned.contains(key))
@@ -328,11 +327,8 @@ async fn scan_for_extra(
                 verdict.differ(format!("{key:?} is in Redis; no row gives it"));
             }
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
+    Ok(())
 }
 
 /// The tables to read: `--table`, or every table of the database but the

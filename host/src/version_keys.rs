@@ -60,7 +60,7 @@ pub fn is_version_key(key: &str) -> bool {
 }
 
 /// Whether Redis Cluster hashes `key` by a `{tag}` rather than the whole key.
-fn has_hash_tag(key: &str) -> bool {
+pub fn has_hash_tag(key: &str) -> bool {
     key.find('{')
         .and_then(|open| key[open + 1..].find('}'))
         .is_some_and(|len| len > 0)

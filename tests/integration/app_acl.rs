@@ -23,6 +23,7 @@ fn shop() -> AppUser {
         events_stream: Some(ServiceKeys::default_event_stream()),
         fills: true,
         database: 0,
+        cluster: false,
     }
 }
 

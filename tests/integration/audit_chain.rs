@@ -126,7 +126,14 @@ impl Keyed {
     async fn write(conn: &ConnectionManager, count: usize) -> anyhow::Result<Self> {
         let (dir, keyring) = keyring()?;
         let key = ChainKey::new("audit", keyring.clone())?;
-        let log = AuditLog::open(conn.clone(), "audit".to_owned(), true, Some(key), None).await?;
+        let log = AuditLog::open(
+            conn.clone().into(),
+            "audit".to_owned(),
+            true,
+            Some(key),
+            None,
+        )
+        .await?;
         log.append(&records(0, count / 2)).await?;
         log.append(&records(count / 2, count - count / 2)).await?;
         let anchor = Anchor {
@@ -196,7 +203,14 @@ async fn records_carry_every_field() -> anyhow::Result<()> {
     let mut conn = connect(&server).await?;
     let (_dir, keyring) = keyring()?;
     let key = ChainKey::new("audit", keyring)?;
-    let log = AuditLog::open(conn.clone(), "audit".to_owned(), true, Some(key), None).await?;
+    let log = AuditLog::open(
+        conn.clone().into(),
+        "audit".to_owned(),
+        true,
+        Some(key),
+        None,
+    )
+    .await?;
     log.append(&[record(7, Verdict::Denied)]).await?;
     let all = entries(&mut conn, "audit").await?;
     let [entry] = all.as_slice() else {
@@ -229,7 +243,8 @@ async fn records_carry_every_field() -> anyhow::Result<()> {
 async fn concurrent_appends_form_one_intact_chain() -> anyhow::Result<()> {
     let server = RedisServer::start().await?;
     let mut conn = connect(&server).await?;
-    let log = Arc::new(AuditLog::open(conn.clone(), "audit".to_owned(), true, None, None).await?);
+    let log =
+        Arc::new(AuditLog::open(conn.clone().into(), "audit".to_owned(), true, None, None).await?);
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..8 {
         let log = Arc::clone(&log);
@@ -270,7 +285,8 @@ async fn appends_made_at_once_go_together_in_one_chain() -> anyhow::Result<()> {
     // round trips than callers, and the chain is intact.
     let server = RedisServer::start().await?;
     let mut conn = connect(&server).await?;
-    let log = Arc::new(AuditLog::open(conn.clone(), "audit".to_owned(), true, None, None).await?);
+    let log =
+        Arc::new(AuditLog::open(conn.clone().into(), "audit".to_owned(), true, None, None).await?);
     command(&mut conn, &["CONFIG", "RESETSTAT"]).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for task in 0..64 {
@@ -319,7 +335,7 @@ async fn two_writers_share_one_intact_chain() -> anyhow::Result<()> {
         let key = ChainKey::new("audit", keyring.clone())?;
         let own = connect(&server).await?;
         writers.push(Arc::new(
-            AuditLog::open(own, "audit".to_owned(), true, Some(key), None).await?,
+            AuditLog::open(own.into(), "audit".to_owned(), true, Some(key), None).await?,
         ));
     }
     let mut tasks = tokio::task::JoinSet::new();
@@ -350,10 +366,10 @@ async fn two_writers_share_one_intact_chain() -> anyhow::Result<()> {
 async fn a_reopened_log_continues_the_chain() -> anyhow::Result<()> {
     let server = RedisServer::start().await?;
     let mut conn = connect(&server).await?;
-    let first = AuditLog::open(conn.clone(), "audit".to_owned(), true, None, None).await?;
+    let first = AuditLog::open(conn.clone().into(), "audit".to_owned(), true, None, None).await?;
     first.append(&records(0, 4)).await?;
     drop(first);
-    let second = AuditLog::open(conn.clone(), "audit".to_owned(), true, None, None).await?;
+    let second = AuditLog::open(conn.clone().into(), "audit".to_owned(), true, None, None).await?;
     assert_eq!(second.position().await.seq, 4);
     second.append(&records(4, 4)).await?;
     let report = verify(&mut conn, "audit", VerifyAgainst::default()).await?;
@@ -432,7 +448,7 @@ async fn an_entry_forged_with_a_retired_key_version_is_detected() -> anyhow::Res
     let mut conn = connect(&server).await?;
     let (dir, keyring) = keyring()?;
     let log = AuditLog::open(
-        conn.clone(),
+        conn.clone().into(),
         "audit".to_owned(),
         true,
         Some(ChainKey::new("audit", keyring.clone())?),
@@ -593,7 +609,7 @@ async fn a_log_whose_stream_lost_its_tail_goes_on_from_the_anchor() -> anyhow::R
     command(&mut conn, &["DEL", "audit", "audit:head"]).await?;
     let key = ChainKey::new("audit", chain.keyring.clone())?;
     let log = AuditLog::open(
-        conn.clone(),
+        conn.clone().into(),
         "audit".to_owned(),
         true,
         Some(key),
@@ -644,7 +660,7 @@ async fn stripping_a_hash_is_detected() -> anyhow::Result<()> {
 async fn verification_links_entries_across_pages() -> anyhow::Result<()> {
     let server = RedisServer::start().await?;
     let mut conn = connect(&server).await?;
-    let log = AuditLog::open(conn.clone(), "audit".to_owned(), true, None, None).await?;
+    let log = AuditLog::open(conn.clone().into(), "audit".to_owned(), true, None, None).await?;
     for batch in 0..7 {
         log.append(&records(batch * 300, 300)).await?;
     }
@@ -689,7 +705,7 @@ async fn entries_written_before_numbering_still_verify() -> anyhow::Result<()> {
         prev = hash;
     }
     set_head(&mut conn, prev.as_bytes()).await?;
-    let log = AuditLog::open(conn.clone(), "audit".to_owned(), true, None, None).await?;
+    let log = AuditLog::open(conn.clone().into(), "audit".to_owned(), true, None, None).await?;
     log.append(&records(0, 3)).await?;
     let report = verify(&mut conn, "audit", VerifyAgainst::default()).await?;
     assert!(report.is_intact(), "{report:?}");
@@ -701,7 +717,7 @@ async fn entries_written_before_numbering_still_verify() -> anyhow::Result<()> {
 async fn unchained_records_verify_as_unchained() -> anyhow::Result<()> {
     let server = RedisServer::start().await?;
     let mut conn = connect(&server).await?;
-    let log = AuditLog::open(conn.clone(), "audit".to_owned(), false, None, None).await?;
+    let log = AuditLog::open(conn.clone().into(), "audit".to_owned(), false, None, None).await?;
     log.append(&records(0, 5)).await?;
     let all = entries(&mut conn, "audit").await?;
     assert!(all.iter().all(|entry| field(entry, "hash").is_none()));
@@ -720,7 +736,8 @@ async fn unchained_records_verify_as_unchained() -> anyhow::Result<()> {
 async fn appends_wait_for_redis_to_come_back() -> anyhow::Result<()> {
     let mut server = RedisServer::start().await?;
     let mut conn = connect(&server).await?;
-    let log = Arc::new(AuditLog::open(conn.clone(), "audit".to_owned(), true, None, None).await?);
+    let log =
+        Arc::new(AuditLog::open(conn.clone().into(), "audit".to_owned(), true, None, None).await?);
     log.append(&records(0, 3)).await?;
     server.stop();
     let pending = tokio::spawn({
@@ -745,7 +762,14 @@ async fn a_rejected_append_names_the_stream() -> anyhow::Result<()> {
     let server = RedisServer::start().await?;
     let mut conn = connect(&server).await?;
     command(&mut conn, &["SET", "not-a-stream", "x"]).await?;
-    let log = AuditLog::open(conn.clone(), "not-a-stream".to_owned(), false, None, None).await?;
+    let log = AuditLog::open(
+        conn.clone().into(),
+        "not-a-stream".to_owned(),
+        false,
+        None,
+        None,
+    )
+    .await?;
     let error = match log.append(&records(0, 1)).await {
         Ok(()) => anyhow::bail!("appended to a string key"),
         Err(error) => error.to_string(),
@@ -760,10 +784,11 @@ async fn a_corrupt_head_is_refused() -> anyhow::Result<()> {
     let server = RedisServer::start().await?;
     let mut conn = connect(&server).await?;
     set_head(&mut conn, b"garbage").await?;
-    let error = match AuditLog::open(conn.clone(), "audit".to_owned(), true, None, None).await {
-        Ok(_) => anyhow::bail!("opened with a corrupt head"),
-        Err(error) => error.to_string(),
-    };
+    let error =
+        match AuditLog::open(conn.clone().into(), "audit".to_owned(), true, None, None).await {
+            Ok(_) => anyhow::bail!("opened with a corrupt head"),
+            Err(error) => error.to_string(),
+        };
     assert!(
         error.contains("audit:head") && error.contains("garbage"),
         "{error}"

@@ -22,6 +22,8 @@
 //! - [`fills`]: versioned fills racing deletes.
 //! - [`plan_bounds`]: a hostile plan costs the host a bounded copy.
 //! - [`plugin_safety`]: limits, grants, signing and the compile cache.
+//! - [`redis_cluster`]: a Redis Cluster moving slots and restarting a
+//!   primary under load.
 //! - [`redis_sink`]: batches in steps, a full Redis, the eviction policy.
 //! - [`rotation`]: the Redis password rotated under load.
 //! - [`tls`]: TLS and mutual TLS to redis-server.
@@ -47,6 +49,7 @@ mod faults;
 mod fills;
 mod plan_bounds;
 mod plugin_safety;
+mod redis_cluster;
 mod redis_sink;
 mod rotation;
 mod tls;

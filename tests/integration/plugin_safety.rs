@@ -383,7 +383,7 @@ async fn a_plugin_redis_user_cannot_write_outside_its_prefix() -> anyhow::Result
     let tester = "rs-test-users";
     let mut setuser = redis::cmd("ACL");
     setuser.arg("SETUSER").arg(tester);
-    for rule in acl_rules(&Grant::prefixes(&["users:"]), "pw", 0) {
+    for rule in acl_rules(&Grant::prefixes(&["users:"]), "pw", 0, false) {
         setuser.arg(rule);
     }
     let () = setuser.query_async(&mut admin).await?;

@@ -5,6 +5,7 @@
 use redis_spanner::change::{Effect, Write};
 use redis_spanner::devtools::local::RedisServer;
 use redis_spanner::metrics::Metrics;
+use redis_spanner::redis_connection::{connection_info, open_connection};
 use redis_spanner::sink::redis::MAX_EFFECTS_PER_STEP;
 use redis_spanner::sink::setup::warn_about_eviction;
 use redis_spanner::sink::{Outcome, RedisSink, Versioned};
@@ -139,14 +140,15 @@ async fn the_policy_is_read_from_redis() -> anyhow::Result<()> {
         .arg("noeviction")
         .query_async(&mut conn)
         .await?;
-    assert_eq!(warn_about_eviction(&mut conn).await, None);
+    let mut host = open_connection(connection_info(&server.url())?, &server.url(), None).await?;
+    assert_eq!(warn_about_eviction(&mut host).await, None);
     let () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("maxmemory-policy")
         .arg("allkeys-lru")
         .query_async(&mut conn)
         .await?;
-    let warning = warn_about_eviction(&mut conn).await.unwrap_or_default();
+    let warning = warn_about_eviction(&mut host).await.unwrap_or_default();
     assert!(warning.contains("allkeys-lru"), "{warning}");
     Ok(())
 }

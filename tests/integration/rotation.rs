@@ -324,7 +324,7 @@ async fn set_user_password_and_kill_its_clients(
     let mut admin = connect(url, None).await?;
     let mut setuser = redis::cmd("ACL");
     setuser.arg("SETUSER").arg(user);
-    for rule in redis_spanner::sink::acl::acl_rules(grant, password, 0) {
+    for rule in redis_spanner::sink::acl::acl_rules(grant, password, 0, false) {
         setuser.arg(rule);
     }
     let () = setuser.query_async(&mut admin).await?;

@@ -12,7 +12,7 @@
 use super::wire::OperationStatus;
 use crate::pipeline::Pipeline;
 use crate::runtime::Plugin;
-use crate::sink::scan::escape_glob;
+use crate::sink::scan::{KeyScan, escape_glob};
 use crate::version_keys::is_version_key;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,22 +166,19 @@ impl PrefixJobs {
 /// Deletes the keys under the prefix, a `SCAN` page at a time, until the
 /// scan ends or the job is cancelled.
 async fn run(pipeline: &Pipeline, work: &PrefixWork, job: &PrefixJob) -> Result<(), String> {
-    let mut conn = pipeline.admin_connection();
+    let conn = pipeline.admin_connection();
+    let failed = |e: redis::RedisError| format!("SCAN under {:?} failed: {e}", work.prefix);
     let pattern = format!("{}*", escape_glob(&work.prefix));
-    let mut cursor = 0u64;
+    let mut scan = KeyScan::matching(&conn, pattern, work.step)
+        .await
+        .map_err(failed)?;
     loop {
         if job.cancel.is_cancelled() {
             return Ok(());
         }
-        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(work.step)
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| format!("SCAN under {:?} failed: {e}", work.prefix))?;
+        let Some(keys) = scan.next_page::<Vec<u8>>().await.map_err(failed)? else {
+            return Ok(());
+        };
         // Keys that are not text cannot be named in an effect: counted as
         // failed, left alone.
         let (keys, binary): (Vec<_>, Vec<_>) = keys
@@ -207,9 +204,5 @@ async fn run(pipeline: &Pipeline, work: &PrefixWork, job: &PrefixJob) -> Result<
             });
         }
         job.update(|status| status.scanned += scanned);
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
 }

@@ -156,6 +156,8 @@ pub struct AppUser {
     pub fills: bool,
     /// The Redis database it selects (0: none).
     pub database: i64,
+    /// Whether it connects to a Redis Cluster (and so reads its slot map).
+    pub cluster: bool,
 }
 
 impl AppUser {
@@ -189,6 +191,9 @@ impl AppUser {
         rules.push("-@all".to_owned());
         if self.database != 0 {
             rules.push(format!("+select|{}", self.database));
+        }
+        if self.cluster {
+            rules.push(crate::sink::acl::CLUSTER_TOPOLOGY_RULE.to_owned());
         }
         if self.fills {
             // Only this function of FCALL; the function's own GET and SET
@@ -301,6 +306,7 @@ mod tests {
             events_stream: Some(ServiceKeys::default_event_stream()),
             fills: true,
             database: 0,
+            cluster: false,
         }
     }
 

@@ -18,11 +18,11 @@ use super::log::{ChainPosition, read_head_and_tail, retry};
 use crate::leases::LeaseTable;
 use crate::metrics::Metrics;
 use crate::provision::SchemaAdmin;
+use crate::redis_connection::RedisConnection;
 use crate::spanner_connection::{create_table_if_missing, query_rows};
 use google_cloud_spanner::client::DatabaseClient;
 use google_cloud_spanner::mutation::Mutation;
 use google_cloud_spanner::statement::Statement;
-use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -227,7 +227,7 @@ pub fn furthest(a: &Anchor, b: &Anchor) -> Anchor {
 pub struct Anchorer {
     log: Arc<AuditLog>,
     store: AnchorStore,
-    conn: ConnectionManager,
+    conn: RedisConnection,
     max_len: usize,
     every: Duration,
     metrics: Arc<Metrics>,
@@ -244,7 +244,7 @@ impl Anchorer {
     pub async fn start(
         log: Arc<AuditLog>,
         store: AnchorStore,
-        mut conn: ConnectionManager,
+        mut conn: RedisConnection,
         max_len: usize,
         every: Duration,
         metrics: Arc<Metrics>,
@@ -412,7 +412,7 @@ impl Anchorer {
 /// The stream's first entry (`None`: the stream is empty): its id, `seq`
 /// and `prev` when it is numbered.
 async fn first_entry(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     stream: &str,
 ) -> Result<Option<Option<(String, u64, String)>>, super::AuditError> {
     let mut range = redis::cmd("XRANGE");

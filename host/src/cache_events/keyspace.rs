@@ -6,14 +6,19 @@
 //! is disconnected, so the listener reconnects and logs how long it was
 //! deaf. With `configure_notifications`, it adds the `E`, `x` and `e` flags
 //! to Redis's `notify-keyspace-events` setting at start.
+//!
+//! Notifications are local to a node, so on a Redis Cluster the listener
+//! subscribes on every primary and follows the cluster's primaries as they
+//! change ([`super::keyspace_cluster`]).
 
 use super::parse::keyspace_notification;
 use crate::flow::{Intake, Work};
+use crate::redis_connection::cluster::{Server, primaries};
 use crate::redis_connection::credentials::FileCredentials;
 use crate::redis_connection::tls::RedisTls;
+use crate::redis_connection::{RedisConnection, RedisTarget};
 use crate::retry::Backoff;
 use futures::StreamExt as _;
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -36,31 +41,32 @@ pub fn merged_flags(current: &str) -> Option<String> {
 
 /// Listens to keyspace notifications and hands them to the pipeline's intake.
 pub struct KeyspaceListener {
-    info: redis::ConnectionInfo,
+    pub(super) target: RedisTarget,
     tls: Option<RedisTls>,
     credentials: Option<FileCredentials>,
-    admin: ConnectionManager,
+    pub(super) admin: RedisConnection,
     configure: bool,
     batch_max: usize,
     intake: Intake,
 }
 
 impl KeyspaceListener {
-    /// A listener subscribing to the server of `info` (over TLS with `tls`,
+    /// A listener subscribing to the server of `target` (to each primary of
+    /// a cluster) (over TLS with `tls`,
     /// as the user and password of `credentials` as they are at each
     /// connect); `admin` sets Redis's notification flags when `configure` is
     /// on.
     pub fn new(
-        info: redis::ConnectionInfo,
+        target: RedisTarget,
         tls: Option<RedisTls>,
         credentials: Option<FileCredentials>,
-        admin: ConnectionManager,
+        admin: RedisConnection,
         configure: bool,
         batch_max: usize,
         intake: Intake,
     ) -> Self {
         Self {
-            info,
+            target,
             tls,
             credentials,
             admin,
@@ -70,48 +76,44 @@ impl KeyspaceListener {
         }
     }
 
-    /// Turns on the notification flags the listener needs, if configured to.
-    pub async fn configure_redis(&mut self) -> anyhow::Result<()> {
+    /// Turns on the notification flags the listener needs, if configured to
+    /// (on every primary of a cluster).
+    pub async fn configure_redis(&self) -> anyhow::Result<()> {
         if !self.configure {
             return Ok(());
         }
-        let current: Vec<String> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("notify-keyspace-events")
-            .query_async(&mut self.admin)
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot read notify-keyspace-events ({e}); set it to include \"Exe\" yourself \
-                     and cache_events.configure_notifications = false"
-                )
-            })?;
-        let current = current.get(1).cloned().unwrap_or_default();
-        if let Some(flags) = merged_flags(&current) {
-            let () = redis::cmd("CONFIG")
-                .arg("SET")
-                .arg("notify-keyspace-events")
-                .arg(&flags)
-                .query_async(&mut self.admin)
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!("cannot set notify-keyspace-events to {flags:?}: {e}")
-                })?;
-            tracing::info!(from = %current, to = %flags, "keyspace notifications turned on");
+        let mut admin = self.admin.clone();
+        if let RedisConnection::Cluster(cluster) = &mut admin {
+            for primary in primaries(cluster).await? {
+                configure_node(Server::Primary(cluster, &primary)).await?;
+            }
+            return Ok(());
         }
-        Ok(())
+        configure_node(Server::Only(&mut admin)).await
     }
 
     /// Listens until `stop` is cancelled, reconnecting after a disconnect.
     pub async fn run(self, stop: CancellationToken) {
+        if self.target.cluster {
+            super::keyspace_cluster::listen_to_each_primary(std::sync::Arc::new(self), stop).await;
+        } else {
+            let info = self.target.info.clone();
+            self.listen(&info, stop).await;
+        }
+    }
+
+    /// Listens to the server of `info` until `stop` is cancelled,
+    /// reconnecting after a disconnect.
+    pub(super) async fn listen(&self, info: &redis::ConnectionInfo, stop: CancellationToken) {
+        let shown = info.addr().to_string();
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let mut deaf_since: Option<std::time::Instant> = None;
         while !stop.is_cancelled() {
-            let mut pubsub = match self.subscribe().await {
+            let mut pubsub = match self.subscribe(info).await {
                 Ok(pubsub) => pubsub,
                 Err(err) => {
                     deaf_since.get_or_insert_with(std::time::Instant::now);
-                    tracing::warn!(error = %err, "cannot subscribe to keyspace notifications; retrying");
+                    tracing::warn!(server = %shown, error = %err, "cannot subscribe to keyspace notifications; retrying");
                     tokio::select! {
                         () = stop.cancelled() => break,
                         () = tokio::time::sleep(backoff.next_delay()) => {}
@@ -121,6 +123,7 @@ impl KeyspaceListener {
             };
             if let Some(since) = deaf_since.take() {
                 tracing::warn!(
+                    server = %shown,
                     seconds = since.elapsed().as_secs_f64(),
                     "keyspace notifications resubscribed; those sent meanwhile were lost (they are hints)"
                 );
@@ -134,7 +137,7 @@ impl KeyspaceListener {
                 };
                 let Some(first) = first else {
                     deaf_since = Some(std::time::Instant::now());
-                    tracing::warn!("keyspace notification connection lost; reconnecting");
+                    tracing::warn!(server = %shown, "keyspace notification connection lost; reconnecting");
                     break;
                 };
                 let mut batch = Vec::new();
@@ -160,10 +163,10 @@ impl KeyspaceListener {
         }
     }
 
-    async fn subscribe(&self) -> anyhow::Result<redis::aio::PubSub> {
+    async fn subscribe(&self, info: &redis::ConnectionInfo) -> anyhow::Result<redis::aio::PubSub> {
         let info = match &self.credentials {
-            Some(credentials) => credentials.apply_to(self.info.clone()),
-            None => self.info.clone(),
+            Some(credentials) => credentials.apply_to(info.clone()),
+            None => info.clone(),
         };
         let db = info.redis_settings().db();
         let shown_url = info.addr().to_string();
@@ -196,6 +199,29 @@ impl KeyspaceListener {
             }
         }
     }
+}
+
+/// Adds the listener's flags to `notify-keyspace-events` on `server`.
+async fn configure_node(mut server: Server<'_>) -> anyhow::Result<()> {
+    let on = server.on();
+    let mut get = redis::cmd("CONFIG");
+    get.arg("GET").arg("notify-keyspace-events");
+    let current: Vec<String> = server.query(get).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read notify-keyspace-events{on} ({e}); set it to include \"Exe\" yourself \
+             and cache_events.configure_notifications = false"
+        )
+    })?;
+    let current = current.get(1).cloned().unwrap_or_default();
+    if let Some(flags) = merged_flags(&current) {
+        let mut set = redis::cmd("CONFIG");
+        set.arg("SET").arg("notify-keyspace-events").arg(&flags);
+        let () = server.query(set).await.map_err(|e| {
+            anyhow::anyhow!("cannot set notify-keyspace-events to {flags:?}{on}: {e}")
+        })?;
+        tracing::info!(from = %current, to = %flags, server = %on, "keyspace notifications turned on");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

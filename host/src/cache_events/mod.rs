@@ -18,6 +18,7 @@
 //! prefixes, and carries out the `refresh` requests it answers with.
 
 pub mod keyspace;
+mod keyspace_cluster;
 pub mod parse;
 pub mod stream;
 pub mod tasks;

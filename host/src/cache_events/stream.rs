@@ -16,9 +16,9 @@ use super::CacheEventsConfig;
 use super::parse::{refused_fill, stream_entry};
 use crate::flow::{Intake, Work};
 use crate::metrics::Metrics;
+use crate::redis_connection::RedisConnection;
 use crate::retry::Backoff;
 use redis::AsyncCommands as _;
-use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimOptions, StreamId, StreamReadOptions};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,7 +46,7 @@ pub enum StreamKind {
 /// Reads one stream with the consumer group and hands it to the pipeline's
 /// intake; acknowledges entries only once the pipeline applied them.
 pub struct StreamConsumer {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     /// Where the next `XAUTOCLAIM` scan starts (`0-0` after a full pass).
     claim_cursor: String,
     kind: StreamKind,
@@ -73,7 +73,7 @@ impl StreamConsumer {
     /// of `kind` named in `config`, reading with `conn`, which must not be
     /// shared: `XREADGROUP` blocks it.
     pub fn new(
-        conn: ConnectionManager,
+        conn: RedisConnection,
         kind: StreamKind,
         config: CacheEventsConfig,
         consumer: String,

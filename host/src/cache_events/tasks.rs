@@ -72,7 +72,7 @@ impl CacheEventTasks {
             streams.push(stream);
         }
         let keyspace = if events.keyspace_notifications {
-            let mut listener = KeyspaceListener::new(
+            let listener = KeyspaceListener::new(
                 connection_info(&redis.url)?,
                 redis.tls.clone(),
                 credentials.clone(),

@@ -325,16 +325,24 @@ impl Config {
                 self.spanner.start
             )));
         }
-        if !self.redis.url.starts_with("redis://")
-            && !self.redis.url.starts_with("rediss://")
-            && !self.redis.url.starts_with("unix://")
+        if ![
+            "redis://",
+            "rediss://",
+            "redis+cluster://",
+            "rediss+cluster://",
+            "unix://",
+        ]
+        .iter()
+        .any(|scheme| self.redis.url.starts_with(scheme))
         {
             return Err(invalid(format!(
-                "redis.url = {:?} must start with redis://, rediss:// or unix://",
+                "redis.url = {:?} must start with redis://, rediss://, unix://, or \
+                 redis+cluster:// or rediss+cluster:// for a Redis Cluster",
                 without_password(&self.redis.url)
             )));
         }
         self.redis.check_credentials().map_err(invalid)?;
+        self.redis.check_cluster().map_err(invalid)?;
         if let Some(tls) = &self.redis.tls
             && tls.cert_file.is_some() != tls.key_file.is_some()
         {
@@ -511,6 +519,21 @@ url = "redis://127.0.0.1:6379"
             .expect_err("its version keys' pattern reaches the stream")
             .to_string();
         assert!(err.contains("{audit}:log"), "{err}");
+    }
+
+    #[test]
+    fn a_cluster_audit_stream_shares_its_heads_slot() {
+        let cluster = MINIMAL.replace("redis://127.0.0.1:6379", "redis+cluster://127.0.0.1:7000");
+        let err = parse(&cluster)
+            .expect_err("untagged audit stream")
+            .to_string();
+        assert!(err.contains("\"redis-spanner:audit\""), "{err}");
+        assert!(err.contains("hash tag"), "{err}");
+        parse(&format!(
+            "{cluster}audit_stream = \"{{redis-spanner}}:audit\"\n"
+        ))
+        .expect("a tagged stream");
+        parse(&MINIMAL.replace("redis://", "rediss://")).expect("one server needs no tag");
     }
 
     #[test]

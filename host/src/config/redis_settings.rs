@@ -91,9 +91,9 @@ impl RedisConfig {
     /// Checks that the password is given in one place and that `username`
     /// comes with a `password_file`.
     pub(super) fn check_credentials(&self) -> Result<(), String> {
-        let url_password = redis::IntoConnectionInfo::into_connection_info(self.url.as_str())
+        let url_password = crate::redis_connection::connection_info(&self.url)
             .ok()
-            .is_some_and(|info| info.redis_settings().password().is_some());
+            .is_some_and(|target| target.info.redis_settings().password().is_some());
         match (&self.password_file, &self.username) {
             (Some(file), _) if url_password => Err(format!(
                 "redis.url carries a password and redis.password_file = {:?} is set; keep the \
@@ -104,6 +104,25 @@ impl RedisConfig {
                 "redis.username = {user:?} is set without redis.password_file; put the user in \
                  redis.url, or name the file holding its password"
             )),
+            _ => Ok(()),
+        }
+    }
+
+    /// On a Redis Cluster (a `redis+cluster://` URL), checks that the audit
+    /// stream and its head share a hash slot, as the chained append writes
+    /// both in one function call.
+    pub(super) fn check_cluster(&self) -> Result<(), String> {
+        let Ok(target) = crate::redis_connection::connection_info(&self.url) else {
+            return Ok(());
+        };
+        match &self.audit_stream {
+            Some(stream) if target.cluster && !crate::version_keys::has_hash_tag(stream) => {
+                Err(format!(
+                    "redis.url names a Redis Cluster, where the audit stream and its head key \
+                     ({stream}:head) must share a hash slot: give redis.audit_stream a hash tag, \
+                     e.g. \"{{redis-spanner}}:audit\" (it is {stream:?})"
+                ))
+            }
             _ => Ok(()),
         }
     }

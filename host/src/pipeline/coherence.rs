@@ -78,7 +78,7 @@ pub struct CoherenceCheck {
     pub(super) stop: CancellationToken,
     /// The check's own Redis connection: its reads (up to every planned
     /// key's value) never queue ahead of the host's own commands.
-    pub(super) redis: redis::aio::ConnectionManager,
+    pub(super) redis: crate::redis_connection::RedisConnection,
 }
 
 impl CoherenceCheck {
@@ -90,7 +90,7 @@ impl CoherenceCheck {
         settings: VerifyConfig,
         coherence: Arc<Coherence>,
         refresher: Refresher,
-        redis: redis::aio::ConnectionManager,
+        redis: crate::redis_connection::RedisConnection,
         keyring: Option<Arc<KeyringHandle>>,
         tables: Vec<String>,
     ) -> Self {

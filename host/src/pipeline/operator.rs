@@ -218,7 +218,7 @@ impl Pipeline {
 
     /// A connection as the host itself (for reads: scans, the audit
     /// stream).
-    pub fn admin_connection(&self) -> redis::aio::ConnectionManager {
+    pub fn admin_connection(&self) -> crate::redis_connection::RedisConnection {
         self.sinks.admin().connection()
     }
 }

@@ -13,7 +13,7 @@ use super::{Pipeline, PipelineError};
 use crate::audit::{AuditRecord, Verdict};
 use crate::change::{Effect, Version};
 use crate::runtime::Plugin;
-use crate::sink::scan::keys_under;
+use crate::sink::scan::KeyScan;
 use crate::sink::{Outcome, Versioned};
 use crate::version_keys::{self, companion_key, is_version_key};
 use std::collections::HashSet;
@@ -38,11 +38,14 @@ impl Pipeline {
         let mut admin = self.sinks.admin().connection();
         let mut leftovers = Vec::new();
         for prefix in &grant.key_prefixes {
-            let mut cursor = 0u64;
-            loop {
-                let (next, keys) = keys_under(&mut admin, prefix, cursor)
-                    .await
-                    .map_err(|e| sink_error("SCAN", prefix, e))?;
+            let mut scan = KeyScan::under(&admin, prefix)
+                .await
+                .map_err(|e| sink_error("SCAN", prefix, e))?;
+            while let Some(keys) = scan
+                .next_page::<String>()
+                .await
+                .map_err(|e| sink_error("SCAN", prefix, e))?
+            {
                 let candidates: Vec<(String, String)> = keys
                     .into_iter()
                     .filter(|key| !is_version_key(key) && !produced.contains(key))
@@ -64,10 +67,6 @@ impl Pipeline {
                         }
                     }
                 }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
             }
         }
         if leftovers.is_empty() {

@@ -128,9 +128,9 @@ impl FileCredentials {
         let Some(path) = &config.password_file else {
             return Ok(None);
         };
-        let url_user = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
+        let url_user = super::connection_info(&config.url)
             .ok()
-            .and_then(|info| info.redis_settings().username().map(str::to_owned));
+            .and_then(|target| target.info.redis_settings().username().map(str::to_owned));
         let username = config.username.clone().or(url_user);
         Self::new(username.as_deref(), path).map(Some)
     }

@@ -3,15 +3,22 @@
 //! audit log, the coherence check, the command-line tools).
 //!
 //! - [`RedisEndpoint`]: where the server is and how to authenticate.
+//! - [`RedisTarget`]: a parsed URL; `redis+cluster://` and
+//!   `rediss+cluster://` name a seed node of a Redis Cluster.
+//! - [`RedisConnection`]: one server or a cluster, behind one type.
+//! - [`cluster`]: a cluster's primaries and commands sent to each.
 //! - [`credentials`]: a password read from a file and re-read when it
 //!   changes; the connections that use it re-authenticate.
 //! - [`tls`]: the certificates a `rediss://` connection trusts and presents.
 //!
 //! Errors are [`ConnectError`]s naming the URL (password masked).
 
+pub mod cluster;
+mod connection;
 pub mod credentials;
 pub mod tls;
 
+pub use connection::RedisConnection;
 use credentials::FileCredentials;
 use redis::aio::ConnectionManager;
 use std::path::PathBuf;
@@ -66,13 +73,27 @@ pub enum ConnectError {
     },
 }
 
+/// The URL scheme suffix that names a Redis Cluster: `redis+cluster://`
+/// or `rediss+cluster://` (any node of the cluster; the rest are found).
+pub const CLUSTER_SCHEME_SUFFIX: &str = "+cluster";
+
+/// A parsed Redis URL: how to reach the server (or one node of a cluster),
+/// and whether it is a cluster.
+#[derive(Debug, Clone)]
+pub struct RedisTarget {
+    /// Address, database and credentials of the server or seed node.
+    pub info: redis::ConnectionInfo,
+    /// Whether the URL named a Redis Cluster (`redis+cluster://`).
+    pub cluster: bool,
+}
+
 /// Opens a managed connection and checks the server answers.
 pub async fn open_connection(
-    info: redis::ConnectionInfo,
+    target: RedisTarget,
     shown_url: &str,
     tls: Option<&RedisTls>,
-) -> Result<ConnectionManager, ConnectError> {
-    open_connection_as(info, shown_url, tls, None).await
+) -> Result<RedisConnection, ConnectError> {
+    open_connection_as(target, shown_url, tls, None).await
 }
 
 /// A client for the server of `info`, over TLS with `tls` when given; the
@@ -82,10 +103,7 @@ pub fn client(
     shown_url: &str,
     tls: Option<&RedisTls>,
 ) -> Result<redis::Client, ConnectError> {
-    let connect_error = |message: String| ConnectError::Connect {
-        url: shown_url.to_owned(),
-        message,
-    };
+    let connect_error = |message: String| unreachable_at(shown_url, message);
     match tls {
         Some(tls) => {
             let certificates = tls.certificates().map_err(|error| ConnectError::Tls {
@@ -104,16 +122,19 @@ pub fn client(
 /// re-authenticates when the credentials change, and keeps retrying a
 /// reconnect that Redis refuses, since a reload of the file may fix it.
 pub async fn open_connection_as(
-    info: redis::ConnectionInfo,
+    target: RedisTarget,
     shown_url: &str,
     tls: Option<&RedisTls>,
     credentials: Option<&FileCredentials>,
-) -> Result<ConnectionManager, ConnectError> {
-    let connect_error = |message: String| ConnectError::Connect {
-        url: shown_url.to_owned(),
-        message,
-    };
-    let client = client(info, shown_url, tls)?;
+) -> Result<RedisConnection, ConnectError> {
+    let connect_error = |message: String| unreachable_at(shown_url, message);
+    let client = client(target.info.clone(), shown_url, tls)?;
+    if target.cluster {
+        if let Some(credentials) = credentials {
+            check_credentials(&client, shown_url, credentials).await?;
+        }
+        return open_cluster(target.info, shown_url, tls, credentials).await;
+    }
     let mut config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(10)))
@@ -137,7 +158,43 @@ pub async fn open_connection_as(
         .query_async(&mut ping)
         .await
         .map_err(|e| connect_error(e.to_string()))?;
-    Ok(conn)
+    Ok(conn.into())
+}
+
+/// Opens a cluster connection from the seed node of `info`, and checks
+/// that every primary answers.
+async fn open_cluster(
+    info: redis::ConnectionInfo,
+    shown_url: &str,
+    tls: Option<&RedisTls>,
+    credentials: Option<&FileCredentials>,
+) -> Result<RedisConnection, ConnectError> {
+    let connect_error = |message: String| unreachable_at(shown_url, message);
+    let mut builder = redis::cluster::ClusterClientBuilder::new(vec![info])
+        .connection_timeout(Duration::from_secs(5))
+        .response_timeout(Duration::from_secs(10))
+        .retries(6)
+        .max_retry_wait(MAX_RECONNECT_DELAY.as_millis() as u64);
+    if let Some(tls) = tls {
+        let certificates = tls.certificates().map_err(|error| ConnectError::Tls {
+            url: shown_url.to_owned(),
+            error,
+        })?;
+        builder = builder.certs(certificates);
+    }
+    if let Some(credentials) = credentials {
+        builder = builder.set_credentials_provider(credentials.clone());
+    }
+    let client = builder.build().map_err(|e| connect_error(e.to_string()))?;
+    let mut conn = tokio::time::timeout(Duration::from_secs(15), client.get_async_connection())
+        .await
+        .map_err(|_| connect_error("timed out after 15 s".into()))?
+        .map_err(|e| connect_error(e.to_string()))?;
+    let _: String = redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| connect_error(format!("a cluster primary does not answer PING: {e}")))?;
+    Ok(RedisConnection::Cluster(conn))
 }
 
 /// Connects once with `credentials`, so that a wrong password or an
@@ -181,7 +238,7 @@ async fn check_credentials(
 /// Opens a connection to `endpoint`: its URL, TLS settings and password
 /// file (read once, not watched). For short-lived
 /// commands; the service watches the file and uses [`crate::sink::RedisSink`].
-pub async fn open_endpoint(endpoint: &RedisEndpoint) -> Result<ConnectionManager, ConnectError> {
+pub async fn open_endpoint(endpoint: &RedisEndpoint) -> Result<RedisConnection, ConnectError> {
     let config = endpoint;
     let shown_url = mask_url(&config.url);
     let credentials = FileCredentials::for_endpoint(config).map_err(|e| ConnectError::Connect {
@@ -197,12 +254,46 @@ pub async fn open_endpoint(endpoint: &RedisEndpoint) -> Result<ConnectionManager
     .await
 }
 
+/// A [`ConnectError::Connect`] for the server at `shown_url`.
+fn unreachable_at(shown_url: &str, message: String) -> ConnectError {
+    ConnectError::Connect {
+        url: shown_url.to_owned(),
+        message,
+    }
+}
+
 /// Parses a Redis URL, naming it (password masked) when it is invalid.
-pub fn connection_info(url: &str) -> Result<redis::ConnectionInfo, ConnectError> {
-    redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| ConnectError::Connect {
-        url: mask_url(url),
-        message: format!("invalid URL: {e}"),
-    })
+/// `redis+cluster://` and `rediss+cluster://` name a node of a Redis
+/// Cluster.
+pub fn connection_info(url: &str) -> Result<RedisTarget, ConnectError> {
+    let (plain, cluster) = without_cluster_scheme(url);
+    let info = redis::IntoConnectionInfo::into_connection_info(plain.as_str()).map_err(|e| {
+        ConnectError::Connect {
+            url: mask_url(url),
+            message: format!("invalid URL: {e}"),
+        }
+    })?;
+    if cluster && info.redis_settings().db() != 0 {
+        return Err(ConnectError::Connect {
+            url: mask_url(url),
+            message: "a Redis Cluster has database 0 only; remove the database from the URL".into(),
+        });
+    }
+    Ok(RedisTarget { info, cluster })
+}
+
+/// `url` with `+cluster` taken out of its scheme, and whether it was there.
+pub fn without_cluster_scheme(url: &str) -> (String, bool) {
+    match url.split_once("://") {
+        Some((scheme, rest)) if scheme.ends_with(CLUSTER_SCHEME_SUFFIX) => (
+            format!(
+                "{}://{rest}",
+                &scheme[..scheme.len() - CLUSTER_SCHEME_SUFFIX.len()]
+            ),
+            true,
+        ),
+        _ => (url.to_owned(), false),
+    }
 }
 
 /// Hides the password of a Redis URL for messages.

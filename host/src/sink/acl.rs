@@ -44,11 +44,15 @@ pub fn user_name(plugin: &str) -> String {
     format!("rs-plugin-{plugin}")
 }
 
+/// The rule that lets a Redis user read a cluster's slot map
+/// (`CLUSTER SLOTS`), which redis-rs's cluster client asks for.
+pub const CLUSTER_TOPOLOGY_RULE: &str = "+cluster|slots";
+
 /// The `ACL SETUSER` rules for a grant: its key prefixes (and the version
 /// keys of those keys), and only the commands the apply function runs; and
 /// `SELECT` of `database` alone when the Redis URL names one other than 0
 /// (a connection selects it first).
-pub fn acl_rules(grant: &Grant, password: &str, database: i64) -> Vec<String> {
+pub fn acl_rules(grant: &Grant, password: &str, database: i64, cluster: bool) -> Vec<String> {
     // Everything but the passwords is set anew: other processes' passwords
     // stay (see [`super::acl_passwords`]).
     let mut rules = vec![
@@ -65,6 +69,10 @@ pub fn acl_rules(grant: &Grant, password: &str, database: i64) -> Vec<String> {
     ];
     if database != 0 {
         rules.push(format!("+select|{database}"));
+    }
+    if cluster {
+        // A cluster client reads the slot map before its first command.
+        rules.push(CLUSTER_TOPOLOGY_RULE.to_owned());
     }
     for operation in &grant.operations {
         // The function also SETs the version key for every operation.
@@ -169,7 +177,7 @@ impl PluginSinks {
         let Some(user) = self.user_of(plugin, grant) else {
             return Ok(());
         };
-        let database = connection_info(&self.url)?.redis_settings().db();
+        let database = connection_info(&self.url)?.info.redis_settings().db();
         let mut admin = self.admin.loader_connection();
         super::acl_check::check_user(&mut admin, &user, grant, database)
             .await
@@ -224,7 +232,7 @@ impl PluginSinks {
             _ => {
                 let user = user_name(plugin);
                 let password = self.passwords.password_for(&user);
-                let database = connection_info(&self.url)?.redis_settings().db();
+                let database = connection_info(&self.url)?.info.redis_settings().db();
                 let mut admin = self.admin.loader_connection();
                 self.passwords
                     .record(&mut admin, &user)
@@ -237,7 +245,7 @@ impl PluginSinks {
                     })?;
                 let mut cmd = redis::cmd("ACL");
                 cmd.arg("SETUSER").arg(&user);
-                for rule in acl_rules(grant, &password, database) {
+                for rule in acl_rules(grant, &password, database, self.admin.is_cluster()) {
                     cmd.arg(rule);
                 }
                 let _: () = cmd
@@ -257,14 +265,16 @@ impl PluginSinks {
                 (user, password)
             }
         };
-        let info = connection_info(&self.url)?;
-        let settings = info
+        let mut target = connection_info(&self.url)?;
+        let settings = target
+            .info
             .redis_settings()
             .clone()
             .set_username(&user)
             .set_password(&password);
+        target.info = target.info.set_redis_settings(settings);
         let conn = open_connection(
-            info.set_redis_settings(settings),
+            target,
             &format!("{} as {user}", mask_url(&self.url)),
             self.admin.tls(),
         )
@@ -279,7 +289,10 @@ mod tests {
 
     #[test]
     fn rules_cover_keys_and_version_keys_only() {
-        let rules = acl_rules(&Grant::prefixes(&["users:", "a*b"]), "pw", 0);
+        let rules = acl_rules(&Grant::prefixes(&["users:", "a*b"]), "pw", 0, false);
+        assert!(!rules.contains(&CLUSTER_TOPOLOGY_RULE.to_owned()));
+        let on_a_cluster = acl_rules(&Grant::prefixes(&["users:"]), "pw", 0, true);
+        assert!(on_a_cluster.contains(&CLUSTER_TOPOLOGY_RULE.to_owned()));
         // Keys, channels, selectors and commands are set anew; passwords
         // (other processes') are not reset.
         assert_eq!(
@@ -320,7 +333,7 @@ mod tests {
     fn operations_limit_commands() {
         let mut grant = Grant::prefixes(&["x:"]);
         grant.operations = vec![Operation::Set];
-        let rules = acl_rules(&grant, "pw", 0);
+        let rules = acl_rules(&grant, "pw", 0, false);
         assert!(
             !rules.iter().any(|r| r == "+del" || r == "+pexpire"),
             "{rules:?}"

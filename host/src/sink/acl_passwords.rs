@@ -14,9 +14,10 @@
 //! authentication error, forgets the plugin's connection and sets the user
 //! up again, adding its password back.
 
+use crate::redis_connection::RedisConnection;
 use crate::sink::SERVICE_NAMESPACE;
 use rand::Rng as _;
-use redis::aio::ConnectionManager;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -45,8 +46,17 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Redis's own time in Unix ms: every process's confirmations and their
 /// age are read on one clock, whatever the hosts' clocks say.
-async fn redis_ms(admin: &mut ConnectionManager) -> redis::RedisResult<u128> {
-    let (seconds, micros): (u64, u64) = redis::cmd("TIME").query_async(admin).await?;
+/// On a cluster the clock is that of the primary holding the entries.
+async fn redis_ms(admin: &mut RedisConnection, entries: &str) -> redis::RedisResult<u128> {
+    let (seconds, micros): (u64, u64) = match admin {
+        RedisConnection::Cluster(cluster) => {
+            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                Route::with_key(entries, SlotAddr::Master),
+            ));
+            redis::from_redis_value(cluster.route_command(redis::cmd("TIME"), route).await?)?
+        }
+        single => redis::cmd("TIME").query_async(single).await?,
+    };
     Ok(u128::from(seconds) * 1000 + u128::from(micros) / 1000)
 }
 
@@ -61,7 +71,7 @@ pub struct ProcessPasswords {
 impl ProcessPasswords {
     /// Fresh passwords for this process; a task confirms them every
     /// [`REFRESH`] through `admin` while the returned value lives.
-    pub fn start(admin: ConnectionManager) -> Arc<Self> {
+    pub fn start(admin: RedisConnection) -> Arc<Self> {
         let tag: u32 = rand::rng().random();
         let passwords = Arc::new(Self {
             me: format!("{}#{tag:08x}", crate::identity::host_id()),
@@ -87,13 +97,9 @@ impl ProcessPasswords {
     /// Records that this process uses its password for `user` (before the
     /// password is added to the user, so no password is ever on it without
     /// an entry).
-    pub async fn record(
-        &self,
-        admin: &mut ConnectionManager,
-        user: &str,
-    ) -> redis::RedisResult<()> {
+    pub async fn record(&self, admin: &mut RedisConnection, user: &str) -> redis::RedisResult<()> {
         let hash = password_hash(&self.password_for(user));
-        let now = redis_ms(admin).await?;
+        let now = redis_ms(admin, &entries_key(user)).await?;
         redis::cmd("HSET")
             .arg(entries_key(user))
             .arg(&self.me)
@@ -104,10 +110,10 @@ impl ProcessPasswords {
 
     /// Removes from `user` the passwords of processes that have not
     /// confirmed theirs for [`STALE`], and entries that are not one.
-    pub async fn prune(&self, admin: &mut ConnectionManager, user: &str) -> redis::RedisResult<()> {
+    pub async fn prune(&self, admin: &mut RedisConnection, user: &str) -> redis::RedisResult<()> {
         let hash = password_hash(&self.password_for(user));
         let key = entries_key(user);
-        let now = redis_ms(admin).await?;
+        let now = redis_ms(admin, &key).await?;
         let entries: HashMap<String, String> =
             redis::cmd("HGETALL").arg(&key).query_async(admin).await?;
         for (process, value) in entries {
@@ -160,7 +166,7 @@ impl ProcessPasswords {
     }
 
     /// Confirms every password this process uses.
-    async fn confirm(&self, admin: &mut ConnectionManager) -> redis::RedisResult<()> {
+    async fn confirm(&self, admin: &mut RedisConnection) -> redis::RedisResult<()> {
         let users: Vec<(String, String)> = self
             .passwords
             .lock()
@@ -169,7 +175,7 @@ impl ProcessPasswords {
             .map(|(user, password)| (user.clone(), password_hash(password)))
             .collect();
         for (user, hash) in users {
-            let now = redis_ms(admin).await?;
+            let now = redis_ms(admin, &entries_key(&user)).await?;
             let () = redis::cmd("HSET")
                 .arg(entries_key(&user))
                 .arg(&self.me)
@@ -182,7 +188,7 @@ impl ProcessPasswords {
 }
 
 /// Confirms `passwords` every [`REFRESH`] until they are dropped.
-async fn confirm_while_alive(passwords: Weak<ProcessPasswords>, mut admin: ConnectionManager) {
+async fn confirm_while_alive(passwords: Weak<ProcessPasswords>, mut admin: RedisConnection) {
     loop {
         tokio::time::sleep(REFRESH).await;
         let Some(passwords) = passwords.upgrade() else {

@@ -14,9 +14,13 @@
 //! advances at every check (twice a second): a marker that is gone, or
 //! holds an older generation than the host last wrote, means the data went
 //! back in time. Writes applied in the half second before a failover to a
-//! replica that was behind are not told apart this way.
+//! replica that was behind are not told apart this way. On a Redis Cluster
+//! a process keeps one marker per primary (`<MARKER_KEY>:{tag}:<host>`,
+//! the tag landing on the primary's first slot), so a loss of one primary's
+//! data shows too.
 
 use crate::metrics::Metrics;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -35,8 +39,10 @@ pub fn marker_key() -> String {
 #[derive(Default)]
 pub struct RedisFaults {
     data_losses: AtomicU64,
-    /// The generation last written to [`MARKER_KEY`], once written.
-    generation: Mutex<Option<u64>>,
+    /// The generation last written to each marker key.
+    generations: Mutex<HashMap<String, u64>>,
+    /// The cluster primaries (by node ID) seen holding the function library.
+    library_holders: Mutex<HashSet<String>>,
     metrics: OnceLock<Arc<Metrics>>,
 }
 
@@ -71,12 +77,13 @@ impl RedisFaults {
         self.data_losses.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Compares the generation Redis holds (`found`) with the one last
-    /// written; a missing or older one counts as a data loss. Returns the
-    /// generation to write next.
-    pub fn check_generation(&self, found: Option<u64>) -> (bool, u64) {
-        let last = self.generation.lock().unwrap_or_else(|e| e.into_inner());
-        let lost = match *last {
+    /// Compares the generation Redis holds in `marker` (`found`) with the
+    /// one last written there; a missing or older one counts as a data
+    /// loss. Returns the generation to write next.
+    pub fn check_generation(&self, marker: &str, found: Option<u64>) -> (bool, u64) {
+        let generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        let last = generations.get(marker).copied();
+        let lost = match last {
             Some(written) => found.is_none_or(|found| found < written),
             None => false,
         };
@@ -84,9 +91,38 @@ impl RedisFaults {
         (lost, next)
     }
 
-    /// Notes that `generation` is now in Redis.
-    pub fn wrote_generation(&self, generation: u64) {
-        *self.generation.lock().unwrap_or_else(|e| e.into_inner()) = Some(generation);
+    /// Forgets the markers other than `checked` (those of primaries that
+    /// no longer serve the slot their marker was named for): a marker that
+    /// expired meanwhile and is checked again later is not a loss.
+    pub fn keep_only(&self, checked: &[String]) {
+        self.generations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|marker, _| checked.contains(marker));
+    }
+
+    /// Whether the cluster primary `id` was seen holding the library.
+    pub fn held_library(&self, id: &str) -> bool {
+        self.library_holders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+
+    /// Notes that the cluster primary `id` holds the library.
+    pub fn holds_library(&self, id: String) {
+        self.library_holders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+    }
+
+    /// Notes that `generation` is now in `marker`.
+    pub fn wrote_generation(&self, marker: &str, generation: u64) {
+        self.generations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(marker.to_owned(), generation);
     }
 }
 
@@ -97,20 +133,27 @@ mod tests {
     #[test]
     fn a_missing_or_older_generation_is_a_loss() {
         let faults = RedisFaults::default();
+        let (m, other) = ("m", "another primary's");
         // First check: nothing to compare with.
-        assert_eq!(faults.check_generation(None), (false, 1));
-        faults.wrote_generation(1);
-        assert_eq!(faults.check_generation(Some(1)), (false, 2));
-        faults.wrote_generation(2);
-        assert_eq!(faults.check_generation(None), (true, 3), "flushed");
-        faults.wrote_generation(3);
+        assert_eq!(faults.check_generation(m, None), (false, 1));
+        faults.wrote_generation(m, 1);
+        assert_eq!(faults.check_generation(m, Some(1)), (false, 2));
+        faults.wrote_generation(m, 2);
+        assert_eq!(faults.check_generation(m, None), (true, 3), "flushed");
+        // Each marker is compared with what was written to it.
+        assert_eq!(faults.check_generation(other, None), (false, 1));
+        faults.wrote_generation(m, 3);
         assert_eq!(
-            faults.check_generation(Some(1)),
+            faults.check_generation(m, Some(1)),
             (true, 4),
             "an old snapshot"
         );
         // A marker another writer moved on is not a loss.
-        faults.wrote_generation(4);
-        assert_eq!(faults.check_generation(Some(9)), (false, 10));
+        faults.wrote_generation(m, 4);
+        assert_eq!(faults.check_generation(m, Some(9)), (false, 10));
+        // A marker no longer checked is forgotten: back later, expired
+        // meanwhile, it starts afresh.
+        faults.keep_only(&[other.to_owned()]);
+        assert_eq!(faults.check_generation(m, None), (false, 1));
     }
 }

@@ -2,7 +2,8 @@
 //! that an operator hears about them at start rather than after a stale
 //! value shows.
 
-use redis::aio::ConnectionLike;
+use crate::redis_connection::RedisConnection;
+use crate::redis_connection::cluster::{Server, primaries};
 
 /// Why Redis's `maxmemory-policy` `policy` can undo what the host relies
 /// on, or `None` when it cannot.
@@ -21,24 +22,41 @@ pub fn eviction_risk(policy: &str) -> Option<String> {
     })
 }
 
-/// Reads `maxmemory-policy` and logs a warning when it can undo what the
-/// host relies on; returns the warning. A user not allowed `CONFIG GET`
-/// is told so in the debug log, and nothing is checked.
-pub async fn warn_about_eviction<C: ConnectionLike + Send>(conn: &mut C) -> Option<String> {
-    let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("maxmemory-policy")
-        .query_async(conn)
-        .await;
+/// Reads `maxmemory-policy` (on every primary of a cluster) and logs a
+/// warning when it can undo what the host relies on; returns the first
+/// warning. A user not allowed `CONFIG GET` is told so in the debug log,
+/// and nothing is checked.
+pub async fn warn_about_eviction(conn: &mut RedisConnection) -> Option<String> {
+    let RedisConnection::Cluster(cluster) = conn else {
+        return warn_about_eviction_on(Server::Only(conn)).await;
+    };
+    let mut cluster = cluster.clone();
+    let Ok(found) = primaries(&mut cluster).await else {
+        return None;
+    };
+    let mut first = None;
+    for primary in &found {
+        let warning = warn_about_eviction_on(Server::Primary(&mut cluster, primary)).await;
+        first = first.or(warning);
+    }
+    first
+}
+
+/// [`warn_about_eviction`] for one server.
+async fn warn_about_eviction_on(mut server: Server<'_>) -> Option<String> {
+    let mut get = redis::cmd("CONFIG");
+    get.arg("GET").arg("maxmemory-policy");
+    let reply: redis::RedisResult<Vec<String>> = server.query(get).await;
+    let on = server.on();
     let policy = match reply {
         Ok(pair) => pair.get(1).cloned()?,
         Err(err) => {
-            tracing::debug!(error = %err, "cannot read maxmemory-policy; not checked");
+            tracing::debug!(error = %err, server = %on, "cannot read maxmemory-policy; not checked");
             return None;
         }
     };
     let warning = eviction_risk(&policy)?;
-    tracing::warn!(%policy, "{warning}");
+    tracing::warn!(%policy, server = %on, "{warning}");
     Some(warning)
 }
 

@@ -237,7 +237,7 @@ impl Expectation {
     /// [`crate::version_keys::encode`]) is **newer**.
     pub async fn compare(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut crate::redis_connection::RedisConnection,
         read_version: &str,
         keyring: Option<&KeyringHandle>,
         written_ago: WrittenAgo,

@@ -48,7 +48,7 @@ async fn audit_verify_exits_non_zero_on_a_broken_chain() -> anyhow::Result<()> {
     let stream = "redis-spanner:audit".to_owned();
     let keyring = Arc::new(KeyringHandle::load(Some(keys.path().to_owned()))?);
     let key = ChainKey::new("audit", keyring)?;
-    let log = AuditLog::open(manager, stream.clone(), true, Some(key), None).await?;
+    let log = AuditLog::open(manager.into(), stream.clone(), true, Some(key), None).await?;
     log.append(&(1..=5).map(record).collect::<Vec<_>>()).await?;
 
     let intact = verify(&config);

@@ -21,9 +21,9 @@
 
 use super::chain::{ChainKey, GENESIS, HASHED_FIELDS, is_hash, record_hash};
 use super::{AuditError, AuditRecord};
+use crate::redis_connection::RedisConnection;
 use crate::retry::Backoff;
 use crate::sink::redis::is_transient;
-use redis::aio::ConnectionManager;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod grouped;
@@ -81,7 +81,7 @@ pub struct AuditLog {
 /// What an append needs exclusively.
 struct ChainState {
     /// The connection appends are sent on.
-    conn: ConnectionManager,
+    conn: RedisConnection,
     /// The last record appended.
     position: ChainPosition,
 }
@@ -98,7 +98,7 @@ impl AuditLog {
     /// on, or starts a chain at [`GENESIS`]. Retries while Redis is
     /// unreachable.
     pub async fn open(
-        conn: ConnectionManager,
+        conn: RedisConnection,
         stream: String,
         chained: bool,
         key: Option<ChainKey>,
@@ -265,7 +265,7 @@ impl AuditLog {
     /// they were), `false` when the chain had moved on from `expected`.
     async fn send_chained(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         call: &redis::Cmd,
         new_head: &str,
     ) -> Result<bool, AuditError> {
@@ -293,7 +293,7 @@ impl AuditLog {
     /// reply it may run twice).
     async fn send_plain(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         pipe: &redis::Pipeline,
     ) -> Result<(), AuditError> {
         let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);

@@ -16,7 +16,7 @@ pub(super) fn is_missing_function(err: &redis::RedisError) -> bool {
 /// data is still noticed by the host's watch: the generation marker is
 /// gone too.)
 pub(super) async fn load_functions(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     stream: &str,
 ) -> Result<(), AuditError> {
     tracing::warn!(
@@ -51,7 +51,7 @@ pub(super) fn unix_millis() -> u64 {
 
 /// Runs `cmd`, retrying while Redis is unreachable.
 pub(in crate::audit) async fn retry<T: redis::FromRedisValue>(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     stream: &str,
     command: &'static str,
     cmd: &redis::Cmd,

@@ -9,7 +9,7 @@ use super::*;
 /// were numbered; else the start. Sets the head key to the result when it
 /// holds something else.
 pub(super) async fn resume_position(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     stream: &str,
     head_key: &str,
     anchored: Option<&ChainPosition>,
@@ -76,7 +76,7 @@ pub(super) async fn resume_position(
 /// The head key's value and the stream's newest numbered entry, read in
 /// one transaction.
 pub(in crate::audit) async fn read_head_and_tail(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     stream: &str,
     head_key: &str,
 ) -> Result<(Option<String>, Option<ChainPosition>), AuditError> {

@@ -162,8 +162,8 @@ fn accounts_for(verdict: &str) -> bool {
 /// stream `stream` for its key (`users:{id}`) at its commit timestamp that
 /// shows it was processed. The version field of a record starts with the
 /// commit time in microseconds, 19 digits.
-pub async fn account(
-    conn: &mut redis::aio::MultiplexedConnection,
+pub async fn account<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
     stream: &str,
     ledger: &Ledger,
 ) -> anyhow::Result<Accounting> {
@@ -177,8 +177,8 @@ pub async fn account(
 /// emulator, a change its live query left out is applied only when its
 /// partition ends and is read again, so the last changes can need a
 /// partition turnover to show.
-pub async fn wait_until_accounted(
-    conn: &mut redis::aio::MultiplexedConnection,
+pub async fn wait_until_accounted<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
     stream: &str,
     ledger: &Ledger,
     patience: Duration,
@@ -205,9 +205,9 @@ struct AuditTrail {
 
 impl AuditTrail {
     /// Reads the records added to `stream` since the last call.
-    async fn catch_up(
+    async fn catch_up<C: redis::aio::ConnectionLike + Send>(
         &mut self,
-        conn: &mut redis::aio::MultiplexedConnection,
+        conn: &mut C,
         stream: &str,
     ) -> anyhow::Result<()> {
         loop {

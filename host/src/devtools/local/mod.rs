@@ -18,6 +18,9 @@
 //!   persistence off and its log in a temporary directory, and waits until
 //!   `PING` answers `+PONG`. [`RedisServer::restart`] keeps the port, for
 //!   tests that cut Redis away from the service.
+//! - [`RedisCluster`] (`redis_cluster.rs`) starts several of those with
+//!   cluster mode on, joins them with `redis-cli --cluster create`, and
+//!   moves slots or restarts a primary for tests of a changing cluster.
 //! - [`SpannerEmulator`] (`emulator.rs`) runs the emulator, which is two
 //!   programs: `gateway_main` serves REST (which the admin clients use) and
 //!   starts `emulator_main`, which serves gRPC (which the data client uses).
@@ -43,6 +46,7 @@
 mod emulator;
 pub mod ports;
 mod process;
+mod redis_cluster;
 mod redis_server;
 
 use std::fs::File;
@@ -54,6 +58,7 @@ pub use emulator::{
     Churning, EMULATOR_DIR_ENV, EMULATOR_MAIN_ENV, EmulatorOptions, GATEWAY_MAIN_ENV,
     SpannerEmulator,
 };
+pub use redis_cluster::RedisCluster;
 pub use redis_server::{REDIS_SERVER_ENV, RedisServer};
 
 /// Why a local server could not be found, started or reached.
@@ -139,6 +144,15 @@ pub enum LocalError {
         log: PathBuf,
         /// The last lines the server wrote during this start.
         tail: String,
+    },
+
+    /// The servers started but could not be made into a Redis Cluster.
+    #[error("could not {step}: {message}")]
+    Cluster {
+        /// What was being done ("create the cluster", "move slots").
+        step: String,
+        /// What went wrong, with the output of `redis-cli` when it ran.
+        message: String,
     },
 
     /// The server kept running but never answered.

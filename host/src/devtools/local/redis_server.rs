@@ -46,6 +46,8 @@ pub struct RedisServer {
     binary: PathBuf,
     /// The loopback port, kept across restarts so clients can reconnect.
     port: u16,
+    /// Options added to the command line (kept for restarts).
+    extra_args: Vec<String>,
     /// The server log (also receives its stdout and stderr).
     log_path: PathBuf,
     /// Working directory holding the log; removed on drop after the process
@@ -69,6 +71,13 @@ impl RedisServer {
     /// of the log.
     #[tracing::instrument(name = "local.redis_start", skip_all)]
     pub async fn start() -> Result<Self, LocalError> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`start`](Self::start), with `extra_args` added to the command
+    /// line (and to every restart's), e.g. `--cluster-enabled yes`.
+    pub async fn start_with(extra_args: &[&str]) -> Result<Self, LocalError> {
+        let extra_args: Vec<String> = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
         let binary = locate(|name| std::env::var_os(name))?;
         let dir = super::temp_dir("redis-spanner-redis-")?;
         let log_path = dir.path().join("redis.log");
@@ -76,7 +85,7 @@ impl RedisServer {
         let mut attempt = 1;
         let (child, port) = loop {
             let port = ports::free_port()?;
-            match launch(&binary, port, dir.path(), &log_path).await {
+            match launch(&binary, port, dir.path(), &log_path, &extra_args).await {
                 Ok(child) => break (child, port),
                 Err(error) if error.is_retryable() && attempt < START_ATTEMPTS => {
                     tracing::debug!(port, attempt, %error, "retrying with another port");
@@ -94,6 +103,7 @@ impl RedisServer {
             child: Some(child),
             binary,
             port,
+            extra_args,
             log_path,
             dir,
         })
@@ -149,7 +159,15 @@ impl RedisServer {
         self.stop();
         let mut attempt = 1;
         loop {
-            match launch(&self.binary, self.port, self.dir.path(), &self.log_path).await {
+            match launch(
+                &self.binary,
+                self.port,
+                self.dir.path(),
+                &self.log_path,
+                &self.extra_args,
+            )
+            .await
+            {
                 Ok(child) => {
                     self.child = Some(child);
                     return Ok(());
@@ -195,6 +213,7 @@ async fn launch(
     port: u16,
     dir: &Path,
     log_path: &Path,
+    extra_args: &[String],
 ) -> Result<Child, LocalError> {
     let (stdout, log_start) = super::open_log(log_path)?;
     let stderr = super::clone_log(&stdout, log_path)?;
@@ -208,6 +227,7 @@ async fn launch(
         .arg(dir)
         .arg("--logfile")
         .arg(log_path)
+        .args(extra_args)
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(stderr)
@@ -387,7 +407,7 @@ mod tests {
         let port = taken.local_addr()?.port();
 
         let started = Instant::now();
-        let error = match launch(&binary, port, dir.path(), &log).await {
+        let error = match launch(&binary, port, dir.path(), &log, &[]).await {
             Ok(_) => anyhow::bail!("redis-server started on a taken port"),
             Err(error) => error,
         };

@@ -1,8 +1,12 @@
 //! Applying a batch: one pipeline of `rs_apply_many` calls in steps of at most
 //! [`MAX_EFFECTS_PER_STEP`] effects, each reply read as the effect's outcome,
-//! retried while Redis is unreachable or at fault.
+//! retried while Redis is unreachable or at fault. On a Redis Cluster each
+//! step holds the effects of one hash slot (a function may touch one slot
+//! only), so a batch is atomic per slot there.
 
+use super::send::{Answers, SendFailure};
 use super::*;
+use crate::redis_connection::cluster::slot_of;
 use crate::retry::Backoff;
 
 impl RedisSink {
@@ -28,12 +32,16 @@ impl RedisSink {
                 }
             }
         }
+        if self.conn.is_cluster() {
+            // Effects of one slot side by side, in their order.
+            pending
+                .sort_by_cached_key(|&index| slot_of(describe(effects[index].effect).0.as_bytes()));
+        }
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         while !pending.is_empty() {
-            let pipe = self.pipeline_of(effects, &companions, &pending);
-            let mut conn = self.conn.clone();
-            let query = pipe.query_async::<Vec<redis::Value>>(&mut conn);
-            let Ok(reply) = tokio::time::timeout(STALL_WARNING, query).await else {
+            let steps = self.steps_of(effects, &pending);
+            let sent = self.send_steps(effects, &companions, &steps);
+            let Ok(sent) = tokio::time::timeout(STALL_WARNING, sent).await else {
                 // Only a connection that is still being made waits this long
                 // (a sent request times out sooner): Redis is down, or
                 // refuses the password of a file that was not updated yet.
@@ -44,34 +52,35 @@ impl RedisSink {
                 self.faults.retry("redis_not_answering");
                 continue;
             };
-            let reply = reply.map(|replies| per_effect(replies, pending.len()));
-            let replies = match reply {
-                Ok(replies) if replies.len() == pending.len() => replies,
-                Ok(replies) => {
+            let Answers {
+                replies,
+                unanswered,
+            } = match sent {
+                Ok(answers) => answers,
+                Err(SendFailure::Auth(message)) => return Err(SinkError::Auth { message }),
+                Err(SendFailure::WrongCount { sent, answered }) => {
                     tracing::warn!(
-                        sent = pending.len(),
-                        answered = replies.len(),
+                        sent,
+                        answered,
                         "Redis answered a pipeline with the wrong number of replies; retrying"
                     );
                     self.faults.retry("redis_wrong_reply_count");
                     self.pause(&mut backoff).await;
                     continue;
                 }
-                Err(err) if is_auth_failure(&err) => {
-                    return Err(SinkError::Auth {
-                        message: err.to_string(),
-                    });
-                }
-                Err(err) => {
+                Err(SendFailure::Unavailable(err)) => {
                     tracing::warn!(error = %err, retry_in_ms = backoff.upcoming().as_millis() as u64, "Redis unavailable; retrying");
                     self.faults.retry("redis_unavailable");
                     self.pause(&mut backoff).await;
                     continue;
                 }
             };
-            let mut retry = Vec::new();
+            if !unanswered.is_empty() {
+                self.faults.retry("redis_unavailable");
+            }
+            let mut retry = unanswered;
             let mut missing_library = false;
-            for (index, reply) in pending.iter().copied().zip(replies) {
+            for (index, reply) in replies {
                 match classify(effects[index].effect, reply) {
                     Reply::Done(outcome) => outcomes[index] = Some(outcome),
                     Reply::Auth(message) => return Err(SinkError::Auth { message }),
@@ -89,13 +98,16 @@ impl RedisSink {
                     }
                 }
             }
-            if missing_library && let Err(err) = self.reload_lost_library().await {
+            if missing_library && let Err(err) = self.restore_library().await {
                 tracing::warn!(error = %err, "reloading the function library failed; retrying");
             }
             if !retry.is_empty() && !missing_library {
                 self.pause(&mut backoff).await;
             }
-            pending = retry;
+            // Retried in the order they were sent (by slot on a cluster,
+            // each key's effects in their order).
+            let retry: std::collections::HashSet<usize> = retry.into_iter().collect();
+            pending.retain(|index| retry.contains(index));
         }
         let mut applied = Applied::default();
         for (Versioned { effect, .. }, outcome) in effects.iter().zip(outcomes) {
@@ -121,9 +133,31 @@ impl RedisSink {
         backoff.wait().await;
     }
 
-    /// One `FCALL rs_apply` per effect of `effects` named by `indices` (with
-    /// its companion key from `companions`), in a pipeline that returns error
-    /// replies in place.
+    /// How the effects at `indices` are sent: runs of at most
+    /// [`MAX_EFFECTS_PER_STEP`] effects, each applied by one call; on a
+    /// cluster, each run within one hash slot (`indices` come sorted by
+    /// slot there).
+    pub(super) fn steps_of(&self, effects: &[Versioned<'_>], indices: &[usize]) -> Vec<Vec<usize>> {
+        let runs: Vec<&[usize]> = if self.conn.is_cluster() {
+            let slot = |index: usize| slot_of(describe(effects[index].effect).0.as_bytes());
+            indices.chunk_by(|&a, &b| slot(a) == slot(b)).collect()
+        } else {
+            vec![indices]
+        };
+        if indices.len() > MAX_EFFECTS_PER_STEP
+            && runs.iter().any(|run| run.len() > MAX_EFFECTS_PER_STEP)
+        {
+            tracing::warn!(
+                effects = indices.len(),
+                "a batch is applied in several steps; readers may see it in part"
+            );
+        }
+        runs.into_iter()
+            .flat_map(|run| run.chunks(MAX_EFFECTS_PER_STEP))
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
     /// One `FCALL rs_apply_many` of the effects at `indices`: applied in
     /// one atomic step, so no reader sees part of the batch (whose
     /// transactions the source never splits).
@@ -161,56 +195,49 @@ impl RedisSink {
         call
     }
 
-    pub(super) fn pipeline_of(
+    /// One `FCALL rs_apply` of the effect at `index`.
+    fn apply_one(
         &self,
         effects: &[Versioned<'_>],
         companions: &[String],
-        indices: &[usize],
-    ) -> redis::Pipeline {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        if indices.len() > 1 {
-            if indices.len() > MAX_EFFECTS_PER_STEP {
-                tracing::warn!(
-                    effects = indices.len(),
-                    steps = indices.len().div_ceil(MAX_EFFECTS_PER_STEP),
-                    "a batch is applied in several steps; readers may see it in part"
-                );
+        index: usize,
+    ) -> redis::Cmd {
+        let Versioned { version, effect } = effects[index];
+        let (key, _) = describe(effect);
+        let mut call = redis::cmd("FCALL");
+        call.arg("rs_apply").arg(2).arg(key).arg(&companions[index]);
+        match effect {
+            Effect::Set(write) => {
+                call.arg("set")
+                    .arg(version)
+                    .arg(self.tombstone_ms)
+                    .arg(&write.value)
+                    .arg(write.ttl_ms.unwrap_or(0));
             }
-            for step in indices.chunks(MAX_EFFECTS_PER_STEP) {
-                pipe.add_command(self.apply_many(effects, companions, step));
+            Effect::Delete(_) => {
+                call.arg("del").arg(version).arg(self.tombstone_ms);
             }
-            return pipe;
-        }
-        for &index in indices {
-            let Versioned { version, effect } = effects[index];
-            let (key, _) = describe(effect);
-            let companion = &companions[index];
-            let call = pipe
-                .cmd("FCALL")
-                .arg("rs_apply")
-                .arg(2)
-                .arg(key)
-                .arg(companion);
-            match effect {
-                Effect::Set(write) => {
-                    call.arg("set")
-                        .arg(version)
-                        .arg(self.tombstone_ms)
-                        .arg(&write.value)
-                        .arg(write.ttl_ms.unwrap_or(0));
-                }
-                Effect::Delete(_) => {
-                    call.arg("del").arg(version).arg(self.tombstone_ms);
-                }
-                Effect::Expire(expiry) => {
-                    call.arg("expire")
-                        .arg(version)
-                        .arg(self.tombstone_ms)
-                        .arg(expiry.ttl_ms);
-                }
+            Effect::Expire(expiry) => {
+                call.arg("expire")
+                    .arg(version)
+                    .arg(self.tombstone_ms)
+                    .arg(expiry.ttl_ms);
             }
         }
-        pipe
+        call
+    }
+
+    /// The call that applies one step: `rs_apply` for a step of one effect,
+    /// `rs_apply_many` otherwise.
+    pub(super) fn call_for(
+        &self,
+        effects: &[Versioned<'_>],
+        companions: &[String],
+        step: &[usize],
+    ) -> redis::Cmd {
+        match step {
+            [index] => self.apply_one(effects, companions, *index),
+            many => self.apply_many(effects, companions, many),
+        }
     }
 }

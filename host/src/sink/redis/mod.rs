@@ -18,21 +18,23 @@
 //! has, so a rotation done in either order (Redis first or file first) only
 //! holds batches back until both agree.
 
-use super::faults::{MARKER_TTL_MS, RedisFaults, marker_key};
+use super::faults::RedisFaults;
 use crate::change::Effect;
+use crate::redis_connection::RedisConnection;
 use crate::redis_connection::credentials::FileCredentials;
 use crate::redis_connection::tls::RedisTls;
 use crate::redis_connection::{
     ConnectError, connection_info, is_auth_failure, mask_url, open_connection_as,
 };
 use crate::version_keys::companion_key;
-use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::time::Duration;
 
 mod apply;
+mod data_check;
 mod dead_letter;
 mod replies;
+mod send;
 pub use dead_letter::DeadLetter;
 pub use replies::{MAX_EFFECTS_PER_STEP, names_missing_library, names_missing_permission};
 use replies::{Reply, classify, describe, per_effect};
@@ -158,12 +160,12 @@ impl From<ConnectError> for SinkError {
 /// A Redis connection that applies effects.
 #[derive(Clone)]
 pub struct RedisSink {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     /// TLS material for `rediss://` connections (also for plugins' users).
     tls: Option<Arc<RedisTls>>,
     /// The administrative connection that may load the function library
     /// (the same as `conn` unless this sink acts as a plugin's ACL user).
-    loader: ConnectionManager,
+    loader: RedisConnection,
     tombstone_ms: u64,
     /// Retries and data losses, shared by every sink acting for this one.
     faults: Arc<RedisFaults>,
@@ -220,7 +222,7 @@ impl RedisSink {
 
     /// A sink that applies as another Redis user (a plugin's ACL user),
     /// keeping this sink's connection for reloading the function library.
-    pub fn acting_as(&self, conn: ConnectionManager) -> Self {
+    pub fn acting_as(&self, conn: RedisConnection) -> Self {
         Self {
             conn,
             loader: self.loader.clone(),
@@ -235,54 +237,9 @@ impl RedisSink {
         &self.faults
     }
 
-    /// Checks that Redis still holds what the host wrote: the function
-    /// library (gone after a restart without data; loaded again) and the
-    /// generation marker (gone after a flush, older after a restore from an
-    /// old snapshot). A loss is counted in [`RedisFaults::data_losses`].
-    pub async fn check_data(&self) -> redis::RedisResult<()> {
-        let mut conn = self.loader.clone();
-        let libraries: redis::Value = redis::cmd("FUNCTION")
-            .arg("LIST")
-            .arg("LIBRARYNAME")
-            .arg("redis_spanner")
-            .query_async(&mut conn)
-            .await?;
-        if !matches!(&libraries, redis::Value::Array(found) if !found.is_empty()) {
-            self.reload_lost_library().await?;
-        }
-        let marker = marker_key();
-        let found: Option<u64> = redis::cmd("GET")
-            .arg(&marker)
-            .query_async(&mut conn)
-            .await?;
-        let (lost, next) = self.faults.check_generation(found);
-        if lost {
-            tracing::warn!(
-                key = %marker,
-                ?found,
-                "the data generation marker is gone or older than the host wrote (Redis flushed, or restored from an older snapshot)"
-            );
-            self.faults.lost_data();
-        }
-        let () = redis::cmd("SET")
-            .arg(&marker)
-            .arg(next)
-            .arg("PX")
-            .arg(MARKER_TTL_MS)
-            .query_async(&mut conn)
-            .await?;
-        self.faults.wrote_generation(next);
-        Ok(())
-    }
-
-    /// Redis has no function library, so it restarted without its data:
-    /// counts the loss and loads the library again.
-    async fn reload_lost_library(&self) -> redis::RedisResult<()> {
-        tracing::warn!(
-            "the redis_spanner function library is missing (Redis restarted without its data?); loading it again"
-        );
-        self.faults.lost_data();
-        self.load_functions().await
+    /// Whether this sink writes to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
 
     /// The TLS material this sink connects with.
@@ -292,11 +249,12 @@ impl RedisSink {
 
     /// The connection that may load the function library and set up ACL
     /// users (the host's own, also when this sink acts for a plugin).
-    pub fn loader_connection(&self) -> ConnectionManager {
+    pub fn loader_connection(&self) -> RedisConnection {
         self.loader.clone()
     }
 
-    /// Loads (or replaces) the function library.
+    /// Loads (or replaces) the function library (on every primary of a
+    /// cluster).
     async fn load_functions(&self) -> redis::RedisResult<()> {
         let mut conn = self.loader.clone();
         let _: String = redis::cmd("FUNCTION")
@@ -309,7 +267,7 @@ impl RedisSink {
     }
 
     /// A clone of the underlying connection, for readers such as the demo check.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConnection {
         self.conn.clone()
     }
 }
@@ -338,22 +296,35 @@ mod tests {
     #[test]
     fn each_step_reply_is_spread_over_its_effects() {
         let ok = |n: usize| redis::Value::Array(vec![redis::Value::Int(1); n]);
-        assert_eq!(per_effect(vec![ok(3)], 3).len(), 3);
+        let steps = |sizes: &[usize]| -> Vec<Vec<usize>> {
+            let mut next = 0;
+            sizes
+                .iter()
+                .map(|&size| {
+                    next += size;
+                    (next - size..next).collect()
+                })
+                .collect()
+        };
+        assert_eq!(per_effect(vec![ok(3)], &steps(&[3])).len(), 3);
         let refused = redis::parse_redis_value(
             b"-OOM command not allowed when used memory > 'maxmemory'\r\n",
         )
         .expect("an error reply");
-        let spread = per_effect(
-            vec![ok(MAX_EFFECTS_PER_STEP), refused.clone()],
-            MAX_EFFECTS_PER_STEP + 2,
-        );
-        assert_eq!(spread.len(), MAX_EFFECTS_PER_STEP + 2);
-        assert_eq!(spread[MAX_EFFECTS_PER_STEP + 1], refused);
-        // A single effect is sent as rs_apply: its reply stands as it is.
+        let spread = per_effect(vec![ok(4), refused.clone()], &steps(&[4, 2]));
+        assert_eq!(spread.len(), 6);
+        assert_eq!(spread[5], refused);
+        // A step of one effect is sent as rs_apply: its reply stands as it is.
         assert_eq!(
-            per_effect(vec![redis::Value::Int(0)], 1),
-            vec![redis::Value::Int(0)]
+            per_effect(vec![redis::Value::Int(0), ok(2)], &steps(&[1, 2])),
+            vec![
+                redis::Value::Int(0),
+                redis::Value::Int(1),
+                redis::Value::Int(1)
+            ]
         );
+        // Too few replies are left as they are, for the caller to count.
+        assert_eq!(per_effect(vec![ok(2)], &steps(&[2, 1])).len(), 1);
     }
 
     #[test]

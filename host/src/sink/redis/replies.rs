@@ -7,21 +7,21 @@ use super::*;
 /// applied in several, so that no step holds Redis for long.
 pub const MAX_EFFECTS_PER_STEP: usize = 10_000;
 
-/// The replies of an apply pipeline, one per effect: each `rs_apply_many`
-/// reply is spread out (its error, when the whole call was refused, stands
-/// for every effect of its step). Replies that do not match the steps are
-/// returned as they are (their count then tells they are wrong).
-pub(super) fn per_effect(replies: Vec<redis::Value>, effects: usize) -> Vec<redis::Value> {
-    if effects < 2 || replies.len() != effects.div_ceil(MAX_EFFECTS_PER_STEP) {
+/// The replies of an apply pipeline, one per effect: the reply to each
+/// step of more than one effect (an `rs_apply_many`) is spread out (its
+/// error, when the whole call was refused, stands for every effect of its
+/// step). Replies that do not match the steps are returned as they are
+/// (their count then tells they are wrong).
+pub(super) fn per_effect(replies: Vec<redis::Value>, steps: &[Vec<usize>]) -> Vec<redis::Value> {
+    if replies.len() != steps.len() {
         return replies;
     }
-    let mut spread = Vec::with_capacity(effects);
-    for (step, reply) in replies.into_iter().enumerate() {
-        let size = MAX_EFFECTS_PER_STEP.min(effects - step * MAX_EFFECTS_PER_STEP);
+    let mut spread = Vec::with_capacity(steps.iter().map(Vec::len).sum());
+    for (step, reply) in steps.iter().zip(replies) {
         match reply {
-            redis::Value::Array(items) => spread.extend(items),
+            redis::Value::Array(items) if step.len() > 1 => spread.extend(items),
             error @ redis::Value::ServerError(_) => {
-                spread.extend(std::iter::repeat_n(error, size));
+                spread.extend(std::iter::repeat_n(error, step.len()));
             }
             other => spread.push(other),
         }

@@ -1,0 +1,138 @@
+//! Sending an apply's steps and reading one reply per effect.
+//!
+//! To one server the steps go in one pipeline: it is answered whole or not
+//! at all. To a Redis Cluster each step is a request of its own, routed to
+//! its slot's primary, and the steps of different slots go at once: a
+//! primary that does not answer holds back only its own effects (sent
+//! again), while the others' replies are read. Steps of one slot (a slot
+//! with more effects than one step holds) go one after another, in order.
+
+use super::*;
+use crate::redis_connection::cluster::slot_of;
+
+/// The replies to one send.
+pub(super) struct Answers {
+    /// Each answered effect's index and its reply.
+    pub replies: Vec<(usize, redis::Value)>,
+    /// Effects whose step went unanswered (a cluster primary unreachable).
+    pub unanswered: Vec<usize>,
+}
+
+/// Why a send brought no replies at all.
+pub(super) enum SendFailure {
+    /// Redis refused the connection's credentials.
+    Auth(String),
+    /// The pipeline's replies do not match its calls.
+    WrongCount {
+        /// Effects sent.
+        sent: usize,
+        /// Replies read.
+        answered: usize,
+    },
+    /// Redis could not be reached (or failed the pipeline).
+    Unavailable(redis::RedisError),
+}
+
+impl RedisSink {
+    /// Sends `steps` (effect indices into `effects`, one call each).
+    pub(super) async fn send_steps(
+        &self,
+        effects: &[Versioned<'_>],
+        companions: &[String],
+        steps: &[Vec<usize>],
+    ) -> Result<Answers, SendFailure> {
+        if self.conn.is_cluster() {
+            return self.send_apart(effects, companions, steps).await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for step in steps {
+            pipe.add_command(self.call_for(effects, companions, step));
+        }
+        let mut conn = self.conn.clone();
+        let replies = pipe
+            .query_async::<Vec<redis::Value>>(&mut conn)
+            .await
+            .map_err(failure)?;
+        let replies = per_effect(replies, steps);
+        let indices: Vec<usize> = steps.iter().flatten().copied().collect();
+        if replies.len() != indices.len() {
+            return Err(SendFailure::WrongCount {
+                sent: indices.len(),
+                answered: replies.len(),
+            });
+        }
+        Ok(Answers {
+            replies: indices.into_iter().zip(replies).collect(),
+            unanswered: Vec::new(),
+        })
+    }
+
+    /// Sends each step as a request of its own: the slots at once, each
+    /// slot's steps in order.
+    async fn send_apart(
+        &self,
+        effects: &[Versioned<'_>],
+        companions: &[String],
+        steps: &[Vec<usize>],
+    ) -> Result<Answers, SendFailure> {
+        let slot = |step: &Vec<usize>| slot_of(describe(effects[step[0]].effect).0.as_bytes());
+        let slots = steps.chunk_by(|a, b| slot(a) == slot(b)).map(|of_slot| {
+            let calls: Vec<redis::Cmd> = of_slot
+                .iter()
+                .map(|step| self.call_for(effects, companions, step))
+                .collect();
+            let mut conn = self.conn.clone();
+            async move {
+                let mut results = Vec::with_capacity(calls.len());
+                for call in calls {
+                    results.push(call.query_async::<redis::Value>(&mut conn).await);
+                }
+                results
+            }
+        });
+        let results = futures::future::join_all(slots).await.into_iter().flatten();
+        let mut answers = Answers {
+            replies: Vec::new(),
+            unanswered: Vec::new(),
+        };
+        for (step, result) in steps.iter().zip(results) {
+            let reply = match result {
+                Ok(reply) => reply,
+                Err(err) if is_auth_failure(&err) => {
+                    return Err(SendFailure::Auth(err.to_string()));
+                }
+                // An error reply to the call stands for its effects.
+                Err(err) => match redis::ServerError::try_from(err) {
+                    Ok(refused) => redis::Value::ServerError(refused),
+                    Err(err) => {
+                        tracing::warn!(error = %err, effects = step.len(), "a Redis Cluster primary did not answer; sending its effects again");
+                        answers.unanswered.extend(step);
+                        continue;
+                    }
+                },
+            };
+            let spread = per_effect(vec![reply], std::slice::from_ref(step));
+            if spread.len() == step.len() {
+                answers.replies.extend(step.iter().copied().zip(spread));
+            } else {
+                tracing::warn!(
+                    sent = step.len(),
+                    answered = spread.len(),
+                    "Redis answered a call with the wrong number of replies; retrying"
+                );
+                answers.unanswered.extend(step);
+            }
+        }
+        Ok(answers)
+    }
+}
+
+/// A failed pipeline: the credentials refused, or Redis unavailable.
+fn failure(err: redis::RedisError) -> SendFailure {
+    if is_auth_failure(&err) {
+        SendFailure::Auth(err.to_string())
+    } else {
+        SendFailure::Unavailable(err)
+    }
+}
