@@ -238,6 +238,40 @@ where
     }
 }
 
+/// How many times a write to the host's own tables is tried.
+const HOST_WRITE_ATTEMPTS: u32 = 4;
+
+/// Commits `mutations` to the host's own tables (kept out of change
+/// streams), trying a few times: the emulator sometimes refuses one of
+/// several concurrent transactions of a session ("Invalid transaction ID",
+/// "Transaction not found"), and the mutations (upserts, deletes) may be
+/// applied twice.
+pub async fn host_write(
+    client: &DatabaseClient,
+    mutations: Vec<google_cloud_spanner::mutation::Mutation>,
+) -> Result<(), google_cloud_spanner::Error> {
+    let mut delay = std::time::Duration::from_millis(20);
+    let mut attempt = 1;
+    loop {
+        let result = client
+            .write_only_transaction()
+            .set_exclude_txn_from_change_streams(true)
+            .build()
+            .write(mutations.clone())
+            .await;
+        match result {
+            Ok(_) => return Ok(()),
+            Err(err) if attempt < HOST_WRITE_ATTEMPTS => {
+                tracing::debug!(attempt, error = %err, "a write to the host's tables failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
 /// Every row `statement` returns inside the read-write transaction `tx`.
 pub async fn transaction_rows(
     tx: &google_cloud_spanner::transaction::ReadWriteTransaction,

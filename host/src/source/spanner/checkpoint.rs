@@ -30,9 +30,6 @@ use std::time::Duration;
 /// The token under which the root query is recorded.
 pub const ROOT_TOKEN: &str = "";
 
-/// How often a checkpoint write is tried before the partition is retried.
-const WRITE_ATTEMPTS: u32 = 4;
-
 /// Lifecycle state of a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartitionState {
@@ -283,31 +280,12 @@ impl CheckpointStore {
             .build())
     }
 
-    /// Commits checkpoint mutations, retrying a few times: the emulator
-    /// sometimes refuses one of several concurrent transactions of a
-    /// session with FAILED_PRECONDITION ("Invalid transaction ID").
+    /// Commits checkpoint mutations (tried a few times, see
+    /// [`crate::spanner_connection::host_write`]).
     async fn write(&self, action: &str, mutations: Vec<Mutation>) -> Result<(), CheckpointError> {
-        let mut delay = Duration::from_millis(20);
-        let mut attempt = 1;
-        loop {
-            let result = self
-                .client
-                .write_only_transaction()
-                .set_exclude_txn_from_change_streams(true)
-                .build()
-                .write(mutations.clone())
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(err) if attempt < WRITE_ATTEMPTS => {
-                    tracing::debug!(action, attempt, error = %err, "checkpoint write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-                Err(err) => return Err(self.error(action, err)),
-            }
-        }
+        crate::spanner_connection::host_write(&self.client, mutations)
+            .await
+            .map_err(|err| self.error(action, err))
     }
 
     /// Records the root query's start on a stream's first run, unless

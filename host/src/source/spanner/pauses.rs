@@ -99,13 +99,8 @@ impl PauseTable {
     }
 
     async fn write(&self, mutation: Mutation, action: &'static str) -> Result<(), PauseError> {
-        self.client
-            .write_only_transaction()
-            .set_exclude_txn_from_change_streams(true)
-            .build()
-            .write(vec![mutation])
+        crate::spanner_connection::host_write(&self.client, vec![mutation])
             .await
-            .map(|_| ())
             .map_err(|e| self.error(action, e))
     }
 
