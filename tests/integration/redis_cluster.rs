@@ -4,7 +4,8 @@
 //!   primary restarts without its data: at the end every key equals a
 //!   strong read of Spanner, every change is in the audit trail, and a
 //!   watcher sampling versions throughout saw no key go backwards.
-//! - Each primary is walked by `SCAN` and checked for lost data on its own.
+//! - Each primary is walked by `SCAN` and checked for lost data on its own;
+//!   a URL of the wrong kind (one server or a cluster) is named.
 //! - Keys expiring on every primary are refreshed from keyspace
 //!   notifications.
 
@@ -12,7 +13,7 @@ use redis::AsyncCommands as _;
 use redis_spanner::change::{Effect, Write};
 use redis_spanner::config::RedisConfig;
 use redis_spanner::devtools::demo::{check, schema, workload};
-use redis_spanner::devtools::local::RedisCluster;
+use redis_spanner::devtools::local::{RedisCluster, RedisServer};
 use redis_spanner::service::Service;
 use redis_spanner::sink::faults::marker_key;
 use redis_spanner::sink::scan::KeyScan;
@@ -109,6 +110,24 @@ async fn a_cluster_moving_slots_and_restarting_a_primary_loses_nothing() -> anyh
 async fn each_cluster_primary_is_checked_and_scanned() -> anyhow::Result<()> {
     let mut cluster = RedisCluster::start(3).await?;
     let sink = RedisSink::connect(&cluster.url(), 60_000).await?;
+    // A URL of the wrong kind is named for what it is.
+    let node = cluster.node_urls()[0].clone();
+    let Err(as_one) = RedisSink::connect(&node, 60_000).await else {
+        anyhow::bail!("a cluster node reached as one server was accepted");
+    };
+    assert!(
+        as_one.to_string().contains("redis+cluster://127.0.0.1"),
+        "{as_one}"
+    );
+    let single = RedisServer::start().await?;
+    let cluster_url = single.url().replace("redis://", "redis+cluster://");
+    let Err(as_cluster) = RedisSink::connect(&cluster_url, 60_000).await else {
+        anyhow::bail!("a single server reached as a cluster was accepted");
+    };
+    assert!(
+        as_cluster.to_string().contains("not a Redis Cluster node"),
+        "{as_cluster}"
+    );
     // Keys on every primary: a walk finds them all.
     let mut conn = connect(&cluster).await?;
     for id in 0..60 {

@@ -158,7 +158,27 @@ pub async fn open_connection_as(
         .query_async(&mut ping)
         .await
         .map_err(|e| connect_error(e.to_string()))?;
+    // A cluster node reached as one server would answer MOVED for the keys
+    // of other nodes' slots, which reads as a fault to retry forever.
+    let info: redis::RedisResult<String> = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut ping)
+        .await;
+    if info.is_ok_and(|info| info.contains("cluster_enabled:1")) {
+        return Err(connect_error(format!(
+            "this server is a node of a Redis Cluster: name it with {} in redis.url",
+            cluster_url_of(shown_url)
+        )));
+    }
     Ok(conn.into())
+}
+
+/// `url` with the cluster scheme (`redis+cluster://…`), for messages.
+fn cluster_url_of(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}{CLUSTER_SCHEME_SUFFIX}://{rest}"),
+        None => url.to_owned(),
+    }
 }
 
 /// Opens a cluster connection from the seed node of `info`, and checks
@@ -189,7 +209,17 @@ async fn open_cluster(
     let mut conn = tokio::time::timeout(Duration::from_secs(15), client.get_async_connection())
         .await
         .map_err(|_| connect_error("timed out after 15 s".into()))?
-        .map_err(|e| connect_error(e.to_string()))?;
+        .map_err(|e| {
+            let text = e.to_string();
+            connect_error(if text.contains("cluster support disabled") {
+                format!(
+                    "{text}: the server is not a Redis Cluster node; name a single server with {}",
+                    without_cluster_scheme(shown_url).0
+                )
+            } else {
+                text
+            })
+        })?;
     let _: String = redis::cmd("PING")
         .query_async(&mut conn)
         .await
