@@ -364,6 +364,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn whether_work_is_still_wanted_is_asked_once_there_is_room() {
+        let (intake, mut receiver) = intake(10);
+        let first = intake.send(changes(10)).await;
+        let wanted = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let stop = CancellationToken::new();
+        let waiting = tokio::spawn({
+            let (intake, stop, wanted) = (intake.clone(), stop.clone(), wanted.clone());
+            async move {
+                intake
+                    .send_until_if(changes(1), &stop, move || {
+                        if wanted.load(std::sync::atomic::Ordering::SeqCst) {
+                            Ok(())
+                        } else {
+                            Err("the lease ran out".to_owned())
+                        }
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the bound is full");
+        // Wanted when the wait began, no longer when room came.
+        wanted.store(false, std::sync::atomic::Ordering::SeqCst);
+        receiver
+            .recv()
+            .await
+            .expect("the first work")
+            .commit
+            .applied();
+        assert_eq!(first.wait().await, Ok(()));
+        let refused = waiting.await.expect("ends").err();
+        assert_eq!(refused.as_deref(), Some("the lease ran out"));
+        assert!(receiver.try_recv().is_err(), "nothing else was sent");
+        assert_eq!(intake.changes_in_flight(), 0, "its share was given back");
+    }
+
+    #[tokio::test]
     async fn a_source_waiting_for_room_stops_at_shutdown_without_sending() {
         let (intake, mut receiver) = intake(10);
         let _first = intake.send(changes(10)).await;

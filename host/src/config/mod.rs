@@ -534,6 +534,11 @@ url = "redis://127.0.0.1:6379"
         ))
         .expect("a tagged stream");
         parse(&MINIMAL.replace("redis://", "rediss://")).expect("one server needs no tag");
+        let database = cluster.replace(":7000", ":7000/2");
+        let err = parse(&format!("{database}audit_stream = \"{{a}}:log\"\n"))
+            .expect_err("a cluster has database 0 only")
+            .to_string();
+        assert!(err.contains("database 0 only"), "{err}");
     }
 
     #[test]

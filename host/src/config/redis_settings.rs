@@ -112,8 +112,13 @@ impl RedisConfig {
     /// stream and its head share a hash slot, as the chained append writes
     /// both in one function call.
     pub(super) fn check_cluster(&self) -> Result<(), String> {
-        let Ok(target) = crate::redis_connection::connection_info(&self.url) else {
-            return Ok(());
+        let target = match crate::redis_connection::connection_info(&self.url) {
+            Ok(target) => target,
+            // A cluster URL that cannot be used is named now, not at connect.
+            Err(err) if crate::redis_connection::without_cluster_scheme(&self.url).1 => {
+                return Err(format!("redis.url: {err}"));
+            }
+            Err(_) => return Ok(()),
         };
         match &self.audit_stream {
             Some(stream) if target.cluster && !crate::version_keys::has_hash_tag(stream) => {

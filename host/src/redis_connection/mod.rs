@@ -216,6 +216,10 @@ async fn open_cluster(
                     "{text}: the server is not a Redis Cluster node; name a single server with {}",
                     without_cluster_scheme(shown_url).0
                 )
+            } else if text.contains("cluster|slots") {
+                format!(
+                    "{text}: a cluster client reads the slot map; grant the user +cluster|slots"
+                )
             } else {
                 text
             })

@@ -4,7 +4,7 @@
 //! without its data loses only its own slots: the library is looked for on
 //! every primary, and each primary holds a marker of its own, in a key
 //! whose hash tag lands on the primary's first slot. A primary that does
-//! not answer is skipped (and named in a warning); the others are checked.
+//! not answer is skipped (named in the debug log); the others are checked.
 
 use super::*;
 use crate::redis_connection::cluster::{on_primary, primaries, tag_for_slot};
@@ -17,14 +17,14 @@ impl RedisSink {
     /// an old snapshot). A loss is counted in [`RedisFaults::data_losses`].
     pub async fn check_data(&self) -> redis::RedisResult<()> {
         if let Err(err) = self.restore_library().await {
-            tracing::warn!(error = %err, "cannot check that Redis holds the function library; checking the generation markers");
+            tracing::debug!(error = %err, "cannot check that Redis holds the function library now");
         }
         let mut conn = self.loader.clone();
         let markers = markers(&mut conn).await?;
         self.faults.keep_only(&markers);
         for marker in markers {
             if let Err(err) = self.check_marker(&mut conn, &marker).await {
-                tracing::warn!(key = %marker, error = %err, "cannot check this data generation marker now");
+                tracing::debug!(key = %marker, error = %err, "cannot check this data generation marker now");
             }
         }
         Ok(())
@@ -88,7 +88,7 @@ impl RedisSink {
                     missing = true;
                 }
                 Err(err) => {
-                    tracing::warn!(primary = %primary.address(), error = %err, "cannot ask this cluster primary for the function library now");
+                    tracing::debug!(primary = %primary.address(), error = %err, "cannot ask this cluster primary for the function library now");
                     continue;
                 }
             }

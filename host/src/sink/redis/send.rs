@@ -10,6 +10,11 @@
 use super::*;
 use crate::redis_connection::cluster::slot_of;
 
+/// How long one slot's calls may take before its effects count as
+/// unanswered (sent again), so that a primary that is gone without
+/// refusing connections holds back only its own slots.
+const SLOT_WAIT: Duration = Duration::from_secs(20);
+
 /// The replies to one send.
 pub(super) struct Answers {
     /// Each answered effect's index and its reply.
@@ -84,11 +89,25 @@ impl RedisSink {
                 .collect();
             let mut conn = self.conn.clone();
             async move {
-                let mut results = Vec::with_capacity(calls.len());
-                for call in calls {
-                    results.push(call.query_async::<redis::Value>(&mut conn).await);
+                let count = calls.len();
+                let in_order = async {
+                    let mut results = Vec::with_capacity(count);
+                    for call in calls {
+                        results.push(call.query_async::<redis::Value>(&mut conn).await);
+                    }
+                    results
+                };
+                match tokio::time::timeout(SLOT_WAIT, in_order).await {
+                    Ok(results) => results,
+                    Err(_) => (0..count)
+                        .map(|_| {
+                            Err(redis::RedisError::from(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                format!("no answer within {} s", SLOT_WAIT.as_secs()),
+                            )))
+                        })
+                        .collect(),
                 }
-                results
             }
         });
         let results = futures::future::join_all(slots).await.into_iter().flatten();
