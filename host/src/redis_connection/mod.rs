@@ -176,6 +176,7 @@ pub async fn open_connection_as(
 /// `url` with the cluster scheme (`redis+cluster://…`), for messages.
 fn cluster_url_of(url: &str) -> String {
     match url.split_once("://") {
+        Some(("unix", _)) => "redis+cluster://<host>:<port> (a cluster is reached over TCP)".into(),
         Some((scheme, rest)) => format!("{scheme}{CLUSTER_SCHEME_SUFFIX}://{rest}"),
         None => url.to_owned(),
     }
@@ -346,4 +347,26 @@ pub fn is_auth_failure(err: &redis::RedisError) -> bool {
     err.kind() == redis::ErrorKind::AuthenticationFailed
         || text.contains("WRONGPASS")
         || text.contains("NOAUTH")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_are_told_apart_and_suggested() {
+        assert_eq!(
+            without_cluster_scheme("rediss+cluster://u:p@h:7000"),
+            ("rediss://u:p@h:7000".to_owned(), true)
+        );
+        assert_eq!(
+            without_cluster_scheme("redis://h:6379"),
+            ("redis://h:6379".to_owned(), false)
+        );
+        let target = connection_info("redis+cluster://127.0.0.1:7000").expect("a cluster URL");
+        assert!(target.cluster);
+        assert!(connection_info("redis+cluster://127.0.0.1:7000/3").is_err());
+        assert_eq!(cluster_url_of("redis://h:1"), "redis+cluster://h:1");
+        assert!(cluster_url_of("unix:///run/redis.sock").contains("over TCP"));
+    }
 }
