@@ -24,8 +24,19 @@ impl RedisCluster {
     /// joins them into one cluster sharing the slots evenly, and waits until
     /// every node says the cluster is up.
     pub async fn start(primaries: usize) -> Result<Self, LocalError> {
-        let mut nodes = Vec::with_capacity(primaries);
-        for _ in 0..primaries {
+        Self::start_with_replicas(primaries, 0).await
+    }
+
+    /// Like [`start`](Self::start), with `replicas` replicas per primary
+    /// (nodes `primaries..` at first), which take over a primary that
+    /// fails.
+    pub async fn start_with_replicas(
+        primaries: usize,
+        replicas: usize,
+    ) -> Result<Self, LocalError> {
+        let count = primaries * (1 + replicas);
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
             let bus = ports::free_port()?.to_string();
             nodes.push(
                 RedisServer::start_with(&[
@@ -46,7 +57,11 @@ impl RedisCluster {
         let cluster = Self { nodes };
         let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
         create.extend(cluster.nodes.iter().map(|node| address(node.port())));
-        create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(str::to_owned));
+        create.extend([
+            "--cluster-replicas".to_owned(),
+            replicas.to_string(),
+            "--cluster-yes".to_owned(),
+        ]);
         cluster.redis_cli("create the cluster", &create).await?;
         cluster.wait_until_ok().await?;
         Ok(cluster)
@@ -67,6 +82,14 @@ impl RedisCluster {
     /// is up again.
     pub async fn restart(&mut self, index: usize) -> Result<(), LocalError> {
         self.nodes[index].restart().await?;
+        self.wait_until_ok().await
+    }
+
+    /// Kills node `index` (SIGKILL) and leaves it down; waits until the
+    /// others agree the cluster is up again (a replica took over its
+    /// slots).
+    pub async fn fail(&mut self, index: usize) -> Result<(), LocalError> {
+        self.nodes[index].stop();
         self.wait_until_ok().await
     }
 
@@ -130,6 +153,9 @@ impl RedisCluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
             for index in 0..self.nodes.len() {
+                if self.nodes[index].pid().is_none() {
+                    continue;
+                }
                 let Ok(mut conn) = self.connect(index, "ask a node").await else {
                     continue 'wait;
                 };
@@ -139,13 +165,37 @@ impl RedisCluster {
                     .await;
                 let Ok(info) = info else { continue 'wait };
                 let known = format!("cluster_known_nodes:{}", self.nodes.len());
-                if !info.contains("cluster_state:ok") || !info.contains(&known) {
+                if !info.contains("cluster_state:ok")
+                    || !info.contains(&known)
+                    || !self.slots_served(&mut conn).await
+                {
                     last = info.lines().take(3).collect::<Vec<_>>().join(", ");
                     continue 'wait;
                 }
             }
             return Ok(());
         }
+    }
+
+    /// Whether every slot has a primary that is not marked failed, as the
+    /// node of `conn` sees it.
+    async fn slots_served(&self, conn: &mut redis::aio::MultiplexedConnection) -> bool {
+        let nodes: redis::RedisResult<String> =
+            redis::cmd("CLUSTER").arg("NODES").query_async(conn).await;
+        let Ok(nodes) = nodes else { return false };
+        let served: usize = nodes
+            .lines()
+            .filter(|line| line.contains("master") && !line.contains("fail"))
+            .flat_map(|line| line.split(' ').skip(8))
+            .filter_map(|range| match range.split_once('-') {
+                Some((start, end)) => {
+                    Some(end.parse::<usize>().ok()? + 1 - start.parse::<usize>().ok()?)
+                }
+                None if !range.starts_with('[') => range.parse::<usize>().ok().map(|_| 1),
+                None => None,
+            })
+            .sum();
+        served == 16384
     }
 
     /// Runs `redis-cli` with `args`; an error carries its output.
