@@ -54,6 +54,10 @@ pub struct AppArgs {
     /// the configuration's `redis.url`, else 0).
     #[arg(long)]
     database: Option<i64>,
+    /// The application connects to a Redis Cluster (and so reads its slot
+    /// map); implied when the configuration's `redis.url` names a cluster.
+    #[arg(long)]
+    cluster: bool,
 }
 
 /// Runs an `acl` subcommand.
@@ -92,7 +96,7 @@ fn app(args: AppArgs) -> anyhow::Result<ExitCode> {
         events_stream: (!args.no_events).then_some(stream),
         fills: !args.no_fills,
         database: args.database.unwrap_or(url_database),
-        cluster,
+        cluster: cluster || args.cluster,
     };
     let password = args
         .password_file

@@ -225,11 +225,32 @@ async fn open_cluster(
                 text
             })
         })?;
-    let _: String = redis::cmd("PING")
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| connect_error(format!("a cluster primary does not answer PING: {e}")))?;
+    if let Err(err) = redis::cmd("PING").query_async::<String>(&mut conn).await {
+        return Err(connect_error(format!(
+            "{err}; primaries not answering PING: {}",
+            silent_primaries(&mut conn).await
+        )));
+    }
     Ok(RedisConnection::Cluster(conn))
+}
+
+/// The primaries of a cluster that do not answer `PING`, for a message.
+async fn silent_primaries(conn: &mut redis::cluster_async::ClusterConnection) -> String {
+    let found = match cluster::primaries(conn).await {
+        Ok(found) => found,
+        Err(err) => return format!("unknown (CLUSTER SLOTS failed: {err})"),
+    };
+    let mut silent = Vec::new();
+    for primary in &found {
+        if let Err(err) = cluster::on_primary(conn, primary, redis::cmd("PING")).await {
+            silent.push(format!("{} ({err})", primary.address()));
+        }
+    }
+    if silent.is_empty() {
+        "none now".to_owned()
+    } else {
+        silent.join(", ")
+    }
 }
 
 /// Connects once with `credentials`, so that a wrong password or an

@@ -51,12 +51,12 @@ async fn warn_about_eviction_on(mut server: Server<'_>) -> Option<String> {
     let policy = match reply {
         Ok(pair) => pair.get(1).cloned()?,
         Err(err) => {
-            tracing::debug!(error = %err, server = %on, "cannot read maxmemory-policy; not checked");
+            tracing::debug!(error = %err, "cannot read maxmemory-policy{on}; not checked");
             return None;
         }
     };
     let warning = eviction_risk(&policy)?;
-    tracing::warn!(%policy, server = %on, "{warning}");
+    tracing::warn!(%policy, "{warning}{on}");
     Some(warning)
 }
 

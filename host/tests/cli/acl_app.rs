@@ -57,6 +57,22 @@ fn prints_one_setuser_line_and_says_what_it_allows() {
 }
 
 #[test]
+fn a_cluster_user_may_read_the_slot_map() {
+    let (stdout, _) = succeed(&[
+        "acl",
+        "app",
+        "--user",
+        "shop",
+        "--prefix",
+        "users:",
+        "--cluster",
+    ]);
+    assert!(stdout.contains(" +cluster|slots "), "{stdout}");
+    let (stdout, _) = succeed(&["acl", "app", "--user", "shop", "--prefix", "users:"]);
+    assert!(!stdout.contains("cluster"), "{stdout}");
+}
+
+#[test]
 fn the_password_file_is_set_as_its_hash() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("password");
