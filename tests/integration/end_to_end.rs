@@ -173,13 +173,21 @@ async fn demo_check_is_coherent_across_partition_churn() -> anyhow::Result<()> {
     );
     // The continuous check re-checked a tenth of the changes after the
     // delays (a 10 ms check the machine could not make in time is skipped)
-    // and found every key coherent.
+    // and found every key coherent. Rows at rest are compared too when
+    // their reads can be made in time (on a loaded machine some are not:
+    // counted "not compared"), and none may be incoherent.
+    let delays: Vec<_> = outcome
+        .coherence
+        .iter()
+        .filter(|row| row.after != "at_rest")
+        .collect();
     assert!(
-        outcome.coherence.len() >= 2
+        delays.len() >= 2
+            && delays.iter().all(|row| row.tally.compared > 0)
             && outcome
                 .coherence
                 .iter()
-                .all(|row| row.tally.compared > 0 && row.tally.incoherent == 0),
+                .all(|row| row.tally.incoherent == 0),
         "continuous check: {}",
         outcome.summary()
     );
