@@ -4,6 +4,7 @@
 
 use google_cloud_spanner::client::{DatabaseClient, Spanner};
 use google_cloud_spanner::statement::Statement;
+use std::time::Duration;
 
 /// A Spanner problem, naming the endpoint or object involved.
 #[derive(Debug, thiserror::Error)]
@@ -209,33 +210,27 @@ where
         ) -> google_cloud_spanner::Result<T>
         + Clone,
 {
-    let mut delay = std::time::Duration::from_millis(10);
-    let mut attempt = 1;
-    loop {
-        let result = client
+    let run = || {
+        client
             .read_write_transaction()
             .set_exclude_txn_from_change_streams(true)
             .build()
             .run(work.clone())
-            .await;
-        match result {
-            Ok(done) => {
-                let committed = done
-                    .commit_response
-                    .commit_timestamp
-                    .map(String::from)
-                    .unwrap_or_default();
-                return Ok((done.result, committed));
-            }
-            Err(err) if attempt < 5 && refused_by_a_busy_emulator(&err) => {
-                tracing::debug!(attempt, error = %err, "a transaction on the host's tables was refused; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    };
+    let done = tried(
+        "a transaction on the host's tables",
+        5,
+        Duration::from_millis(10),
+        refused_by_a_busy_emulator,
+        run,
+    )
+    .await?;
+    let committed = done
+        .commit_response
+        .commit_timestamp
+        .map(String::from)
+        .unwrap_or_default();
+    Ok((done.result, committed))
 }
 
 /// How many times a write to the host's own tables is tried.
@@ -250,24 +245,46 @@ pub async fn host_write(
     client: &DatabaseClient,
     mutations: Vec<google_cloud_spanner::mutation::Mutation>,
 ) -> Result<(), google_cloud_spanner::Error> {
-    let mut delay = std::time::Duration::from_millis(20);
-    let mut attempt = 1;
-    loop {
-        let result = client
+    let write = || {
+        client
             .write_only_transaction()
             .set_exclude_txn_from_change_streams(true)
             .build()
             .write(mutations.clone())
-            .await;
-        match result {
-            Ok(_) => return Ok(()),
-            Err(err) if attempt < HOST_WRITE_ATTEMPTS => {
-                tracing::debug!(attempt, error = %err, "a write to the host's tables failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
+    };
+    tried(
+        "a write to the host's tables",
+        HOST_WRITE_ATTEMPTS,
+        Duration::from_millis(20),
+        |_| true,
+        write,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Runs `attempt` up to `tries` times while its error is `retryable`,
+/// pausing `first_pause`, then twice as long, between tries.
+async fn tried<T, Fut>(
+    what: &'static str,
+    tries: u32,
+    first_pause: Duration,
+    retryable: impl Fn(&google_cloud_spanner::Error) -> bool,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, google_cloud_spanner::Error>
+where
+    Fut: Future<Output = Result<T, google_cloud_spanner::Error>>,
+{
+    let mut backoff = crate::retry::Backoff::new(first_pause, first_pause * 2u32.pow(tries));
+    let mut done = 1;
+    loop {
+        match attempt().await {
+            Err(err) if done < tries && retryable(&err) => {
+                tracing::debug!(what, attempt = done, error = %err, "refused; retrying");
+                backoff.wait().await;
+                done += 1;
             }
-            Err(err) => return Err(err),
+            result => return result,
         }
     }
 }

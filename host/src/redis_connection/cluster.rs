@@ -11,6 +11,7 @@
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisResult, Value};
+use std::collections::BTreeMap;
 
 /// How many hash slots a Redis Cluster has.
 pub const SLOTS: u16 = 16384;
@@ -55,12 +56,20 @@ fn hash_tag(key: &[u8]) -> Option<&[u8]> {
 }
 
 /// A short hash tag (without braces) whose slot is `slot`: `{tag}` in a
-/// key puts the key on the primary serving `slot`.
+/// key puts the key on the primary serving `slot`. Found by search once
+/// per slot and kept.
 pub fn tag_for_slot(slot: u16) -> String {
-    (0u64..)
-        .map(|n| n.to_string())
-        .find(|tag| slot_of(tag.as_bytes()) == slot % SLOTS)
-        .expect("every slot has a decimal tag")
+    static FOUND: std::sync::Mutex<BTreeMap<u16, String>> = std::sync::Mutex::new(BTreeMap::new());
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    found
+        .entry(slot % SLOTS)
+        .or_insert_with(|| {
+            (0u64..)
+                .map(|n| n.to_string())
+                .find(|tag| slot_of(tag.as_bytes()) == slot % SLOTS)
+                .expect("every slot has a decimal tag")
+        })
+        .clone()
 }
 
 /// The cluster's primaries, from `CLUSTER SLOTS`, in the order of their

@@ -32,15 +32,23 @@ impl RedisSink {
                 }
             }
         }
-        if self.conn.is_cluster() {
+        // Each effect's hash slot, once per batch (none to one server).
+        let slots: Vec<u16> = if self.conn.is_cluster() {
+            effects
+                .iter()
+                .map(|versioned| slot_of(describe(versioned.effect).0.as_bytes()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !slots.is_empty() {
             // Effects of one slot side by side, in their order.
-            pending
-                .sort_by_cached_key(|&index| slot_of(describe(effects[index].effect).0.as_bytes()));
+            pending.sort_by_key(|&index| slots[index]);
         }
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         while !pending.is_empty() {
-            let steps = self.steps_of(effects, &pending);
-            let sent = self.send_steps(effects, &companions, &steps);
+            let steps = Self::steps_of(&slots, &pending);
+            let sent = self.send_steps(effects, &companions, &slots, &steps);
             let Ok(sent) = tokio::time::timeout(STALL_WARNING, sent).await else {
                 // Only a connection that is still being made waits this long
                 // (a sent request times out sooner): Redis is down, or
@@ -135,14 +143,13 @@ impl RedisSink {
 
     /// How the effects at `indices` are sent: runs of at most
     /// [`MAX_EFFECTS_PER_STEP`] effects, each applied by one call; on a
-    /// cluster, each run within one hash slot (`indices` come sorted by
-    /// slot there).
-    pub(super) fn steps_of(&self, effects: &[Versioned<'_>], indices: &[usize]) -> Vec<Vec<usize>> {
-        let runs: Vec<&[usize]> = if self.conn.is_cluster() {
-            let slot = |index: usize| slot_of(describe(effects[index].effect).0.as_bytes());
-            indices.chunk_by(|&a, &b| slot(a) == slot(b)).collect()
-        } else {
+    /// cluster (`slots` holding each effect's slot, `indices` sorted by
+    /// it), each run within one hash slot.
+    pub(super) fn steps_of(slots: &[u16], indices: &[usize]) -> Vec<Vec<usize>> {
+        let runs: Vec<&[usize]> = if slots.is_empty() {
             vec![indices]
+        } else {
+            indices.chunk_by(|&a, &b| slots[a] == slots[b]).collect()
         };
         if indices.len() > MAX_EFFECTS_PER_STEP
             && runs.iter().any(|run| run.len() > MAX_EFFECTS_PER_STEP)

@@ -7,7 +7,7 @@
 //! not answer is skipped (named in the debug log); the others are checked.
 
 use super::*;
-use crate::redis_connection::cluster::{on_primary, primaries, tag_for_slot};
+use crate::redis_connection::cluster::{Primary, on_primary, primaries, tag_for_slot};
 use crate::sink::faults::{MARKER_KEY, MARKER_TTL_MS, marker_key};
 
 impl RedisSink {
@@ -16,11 +16,15 @@ impl RedisSink {
     /// generation markers (gone after a flush, older after a restore from
     /// an old snapshot). A loss is counted in [`RedisFaults::data_losses`].
     pub async fn check_data(&self) -> redis::RedisResult<()> {
-        if let Err(err) = self.restore_library().await {
+        let mut conn = self.loader.clone();
+        let found = match &mut conn {
+            RedisConnection::Cluster(cluster) => primaries(cluster).await?,
+            RedisConnection::Single(_) => Vec::new(),
+        };
+        if let Err(err) = self.restore_library_on(&found).await {
             tracing::debug!(error = %err, "cannot check that Redis holds the function library now");
         }
-        let mut conn = self.loader.clone();
-        let markers = markers(&mut conn).await?;
+        let markers = markers(&conn, &found);
         self.faults.keep_only(&markers);
         for marker in markers {
             if let Err(err) = self.check_marker(&mut conn, &marker).await {
@@ -63,6 +67,16 @@ impl RedisSink {
     /// the loss is counted. A primary this process has not seen yet (one
     /// added to the cluster) gets the library without a loss counted.
     pub(super) async fn restore_library(&self) -> redis::RedisResult<()> {
+        let found = match &self.loader {
+            RedisConnection::Cluster(cluster) => primaries(&mut cluster.clone()).await?,
+            RedisConnection::Single(_) => Vec::new(),
+        };
+        self.restore_library_on(&found).await
+    }
+
+    /// [`RedisSink::restore_library`] with the cluster's `primaries`
+    /// already read (none for one server).
+    async fn restore_library_on(&self, primaries: &[Primary]) -> redis::RedisResult<()> {
         let mut conn = self.loader.clone();
         let RedisConnection::Cluster(cluster) = &mut conn else {
             if !holds_library(&list_library().query_async(&mut conn).await?) {
@@ -76,8 +90,8 @@ impl RedisSink {
         };
         let (mut missing, mut lost) = (false, false);
         let mut answered = Vec::new();
-        for primary in primaries(cluster).await? {
-            match on_primary(cluster, &primary, list_library()).await {
+        for primary in primaries {
+            match on_primary(cluster, primary, list_library()).await {
                 Ok(reply) if holds_library(&reply) => {}
                 Ok(_) if self.faults.held_library(&primary.id) => {
                     tracing::warn!(primary = %primary.address(), "this cluster primary lost the redis_spanner function library (restarted without its data?); loading it again");
@@ -92,7 +106,7 @@ impl RedisSink {
                     continue;
                 }
             }
-            answered.push(primary.id);
+            answered.push(primary.id.clone());
         }
         if lost {
             self.faults.lost_data();
@@ -120,14 +134,13 @@ fn holds_library(reply: &redis::Value) -> bool {
 }
 
 /// The marker keys to check: this process's one, or on a cluster one per
-/// primary, in the primary's first slot.
-async fn markers(conn: &mut RedisConnection) -> redis::RedisResult<Vec<String>> {
+/// primary of `primaries`, in the primary's first slot.
+fn markers(conn: &RedisConnection, primaries: &[Primary]) -> Vec<String> {
     match conn {
-        RedisConnection::Single(_) => Ok(vec![marker_key()]),
-        RedisConnection::Cluster(cluster) => Ok(primaries(cluster)
-            .await?
+        RedisConnection::Single(_) => vec![marker_key()],
+        RedisConnection::Cluster(_) => primaries
             .iter()
-            .filter_map(|primary| primary.first_slot())
+            .filter_map(Primary::first_slot)
             .map(|slot| {
                 format!(
                     "{MARKER_KEY}:{{{}}}:{}",
@@ -135,6 +148,6 @@ async fn markers(conn: &mut RedisConnection) -> redis::RedisResult<Vec<String>> 
                     crate::identity::host_id()
                 )
             })
-            .collect()),
+            .collect(),
     }
 }

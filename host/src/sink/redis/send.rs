@@ -8,7 +8,6 @@
 //! with more effects than one step holds) go one after another, in order.
 
 use super::*;
-use crate::redis_connection::cluster::slot_of;
 
 /// How long one slot's calls may take before its effects count as
 /// unanswered (sent again), so that a primary that is gone without
@@ -39,15 +38,17 @@ pub(super) enum SendFailure {
 }
 
 impl RedisSink {
-    /// Sends `steps` (effect indices into `effects`, one call each).
+    /// Sends `steps` (effect indices into `effects`, one call each); on a
+    /// cluster `slots` holds each effect's hash slot.
     pub(super) async fn send_steps(
         &self,
         effects: &[Versioned<'_>],
         companions: &[String],
+        slots: &[u16],
         steps: &[Vec<usize>],
     ) -> Result<Answers, SendFailure> {
         if self.conn.is_cluster() {
-            return self.send_apart(effects, companions, steps).await;
+            return self.send_apart(effects, companions, slots, steps).await;
         }
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
@@ -79,38 +80,43 @@ impl RedisSink {
         &self,
         effects: &[Versioned<'_>],
         companions: &[String],
+        slots: &[u16],
         steps: &[Vec<usize>],
     ) -> Result<Answers, SendFailure> {
-        let slot = |step: &Vec<usize>| slot_of(describe(effects[step[0]].effect).0.as_bytes());
-        let slots = steps.chunk_by(|a, b| slot(a) == slot(b)).map(|of_slot| {
-            let calls: Vec<redis::Cmd> = of_slot
-                .iter()
-                .map(|step| self.call_for(effects, companions, step))
-                .collect();
-            let mut conn = self.conn.clone();
-            async move {
-                let count = calls.len();
-                let in_order = async {
-                    let mut results = Vec::with_capacity(count);
-                    for call in calls {
-                        results.push(call.query_async::<redis::Value>(&mut conn).await);
+        let by_slot = steps
+            .chunk_by(|a, b| slots[a[0]] == slots[b[0]])
+            .map(|of_slot| {
+                let calls: Vec<redis::Cmd> = of_slot
+                    .iter()
+                    .map(|step| self.call_for(effects, companions, step))
+                    .collect();
+                let mut conn = self.conn.clone();
+                async move {
+                    let count = calls.len();
+                    let in_order = async {
+                        let mut results = Vec::with_capacity(count);
+                        for call in calls {
+                            results.push(call.query_async::<redis::Value>(&mut conn).await);
+                        }
+                        results
+                    };
+                    match tokio::time::timeout(SLOT_WAIT, in_order).await {
+                        Ok(results) => results,
+                        Err(_) => (0..count)
+                            .map(|_| {
+                                Err(redis::RedisError::from(std::io::Error::new(
+                                    std::io::ErrorKind::TimedOut,
+                                    format!("no answer within {} s", SLOT_WAIT.as_secs()),
+                                )))
+                            })
+                            .collect(),
                     }
-                    results
-                };
-                match tokio::time::timeout(SLOT_WAIT, in_order).await {
-                    Ok(results) => results,
-                    Err(_) => (0..count)
-                        .map(|_| {
-                            Err(redis::RedisError::from(std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                format!("no answer within {} s", SLOT_WAIT.as_secs()),
-                            )))
-                        })
-                        .collect(),
                 }
-            }
-        });
-        let results = futures::future::join_all(slots).await.into_iter().flatten();
+            });
+        let results = futures::future::join_all(by_slot)
+            .await
+            .into_iter()
+            .flatten();
         let mut answers = Answers {
             replies: Vec::new(),
             unanswered: Vec::new(),
