@@ -37,6 +37,11 @@ fn main() {
         status.success(),
         "building the test plugins failed; is the wasm32-wasip2 target installed? (rustup target add wasm32-wasip2)"
     );
+    // Compiled code shared by the test beds (see `shared_compile_cache`).
+    println!(
+        "cargo:rustc-env=REDIS_SPANNER_TEST_COMPILE_CACHE={}",
+        target_dir.join("compiled").display()
+    );
     println!(
         "cargo:rustc-env=REDIS_SPANNER_TEST_PLUGINS={}",
         target_dir.join("wasm32-wasip2/release").display()

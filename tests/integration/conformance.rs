@@ -114,6 +114,8 @@ async fn assert_crypto_conforms(who: &str, component: &Path) {
             )]
             .into(),
         ),
+        // The component's compiled code from the plain run above.
+        cache_dir: Some(run::compile_cache_dir(component)),
         ..LoadOptions::default()
     };
     let engine = PluginEngine::new().expect("engine");

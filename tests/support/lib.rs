@@ -30,6 +30,13 @@ pub const DATABASE: &str = "testdb";
 /// scanning. A test waits on what a change did, not on how fast it came.
 pub const TEST_CHOP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// One compile cache for every test bed of a run. Entries are named by the
+/// component's digest and the engine's settings, so tests share compiled
+/// code safely; without it, each test compiles each plugin it loads again.
+pub fn shared_compile_cache() -> PathBuf {
+    PathBuf::from(env!("REDIS_SPANNER_TEST_COMPILE_CACHE"))
+}
+
 /// Path of a guest plugin built for the tests, e.g. `plugin("users_cache")`.
 pub fn plugin(name: &str) -> PathBuf {
     let path = Path::new(env!("REDIS_SPANNER_TEST_PLUGINS")).join(format!("{name}.wasm"));
@@ -111,7 +118,10 @@ impl TestBed {
                 &self.emulator.rest_endpoint(),
             ),
             redis: RedisConfig::with_url(self.redis.url()),
-            plugins: PluginsConfig::in_dir(plugin_dir.to_owned()),
+            plugins: PluginsConfig {
+                cache_dir: Some(shared_compile_cache()),
+                ..PluginsConfig::in_dir(plugin_dir.to_owned())
+            },
             admin: AdminConfig {
                 listen: Some("127.0.0.1:0".into()),
                 ..AdminConfig::default()

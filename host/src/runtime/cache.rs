@@ -94,8 +94,44 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let temp = path.with_extension(format!("tmp{}", std::process::id()));
+    // Unique per writer: two loads of the same component in one process
+    // (two pipelines, a reload beside a resync) must not write one file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let write = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = path.with_extension(format!("tmp{}-{write}", std::process::id()));
     std::fs::write(&temp, bytes)?;
     std::fs::rename(&temp, path)?;
     Ok(path.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_atomically;
+
+    /// Loads of one component in one process (tests, two pipelines) may
+    /// write its entry at once: each write lands whole, never mixed.
+    #[test]
+    fn writers_of_one_entry_at_once_never_mix_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entry.cwasm");
+        let contents: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 1 << 20]).collect();
+        for _ in 0..10 {
+            std::thread::scope(|scope| {
+                for bytes in &contents {
+                    let path = &path;
+                    scope.spawn(move || write_atomically(path, bytes).unwrap());
+                }
+            });
+            let written = std::fs::read(&path).unwrap();
+            assert!(
+                contents.contains(&written),
+                "the entry mixes writes: {} bytes, first {}, last {}",
+                written.len(),
+                written[0],
+                written[written.len() - 1]
+            );
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "temporary files left: {left:?}");
+    }
 }
