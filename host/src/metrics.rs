@@ -37,11 +37,22 @@ pub struct LagWindow {
 impl LagWindow {
     /// Adds one sample, in microseconds, dropping the oldest when full.
     pub fn record(&self, micros: u64) {
-        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        if samples.len() == LAG_WINDOW {
-            samples.pop_front();
+        self.record_all(&[micros]);
+    }
+
+    /// Adds samples taken at the same moment, dropping the oldest when full.
+    pub fn record_all(&self, micros: &[u64]) {
+        if micros.is_empty() {
+            return;
         }
-        samples.push_back((Instant::now(), micros));
+        let now = Instant::now();
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        for &sample in micros {
+            if samples.len() == LAG_WINDOW {
+                samples.pop_front();
+            }
+            samples.push_back((now, sample));
+        }
     }
 
     /// Median and 99th percentile of the window; `None` while empty.
@@ -358,10 +369,28 @@ impl Metrics {
 
     /// Records one change's commit-to-applied lag.
     pub fn record_lag(&self, table: &str, micros: u64) {
-        self.lag_seconds
-            .with_label_values(&[table])
-            .observe(micros as f64 / 1e6);
-        self.lags.record(micros);
+        self.record_lags([(table, micros)]);
+    }
+
+    /// Records the commit-to-applied lag of each `(table, micros)` of one
+    /// batch: the table's histogram is looked up once per run of changes of
+    /// one table, and the window locked once.
+    pub fn record_lags<'a>(&self, lags: impl IntoIterator<Item = (&'a str, u64)>) {
+        let mut histogram: Option<(&str, prometheus::Histogram)> = None;
+        let mut window = Vec::new();
+        for (table, micros) in lags {
+            let current = match &histogram {
+                Some((name, found)) if *name == table => found,
+                _ => {
+                    &histogram
+                        .insert((table, self.lag_seconds.with_label_values(&[table])))
+                        .1
+                }
+            };
+            current.observe(micros as f64 / 1e6);
+            window.push(micros);
+        }
+        self.lags.record_all(&window);
     }
 
     /// Counts a retry of `kind`.
@@ -494,6 +523,30 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_batch_of_lags_counts_each_change_under_its_table() {
+        let metrics = Metrics::new();
+        metrics.record_lags([("A", 1_000), ("A", 2_000), ("B", 3_000), ("A", 4_000)]);
+        let count = |table: &str| {
+            metrics
+                .lag_seconds
+                .with_label_values(&[table])
+                .get_sample_count()
+        };
+        let sum = |table: &str| {
+            metrics
+                .lag_seconds
+                .with_label_values(&[table])
+                .get_sample_sum()
+        };
+        assert_eq!((count("A"), count("B")), (3, 1));
+        assert!((sum("A") - 0.007).abs() < 1e-9 && (sum("B") - 0.003).abs() < 1e-9);
+        let lag = metrics.lag().expect("four samples in the window");
+        assert_eq!((lag.samples, lag.p99_ms), (4, 4.0), "{lag:?}");
+        metrics.record_lags(std::iter::empty());
+        assert_eq!(count("A"), 3);
+    }
 
     #[test]
     fn percentiles_of_known_samples() {

@@ -7,20 +7,55 @@
 
 use crate::change::Version;
 
-/// The version as the Redis function reads it.
+/// The version as the Redis function reads it:
+/// `<commit micros, 19 digits>:<transaction id>:<record sequence, 10 digits>`
+/// (a sequence that is not a number counts as 0).
 pub fn encode(version: &Version) -> String {
-    let sequence: u64 = version.record_sequence.parse().unwrap_or(0);
-    format!(
-        "{:019}:{}:{:010}",
-        version.commit_micros.max(0),
-        version.transaction_id,
-        sequence
+    encode_parts(
+        version.commit_micros,
+        &version.transaction_id,
+        &version.record_sequence,
     )
 }
 
 /// The encoded version of each change of `batch`, in order.
 pub fn encode_batch(batch: &[crate::change::RowChange]) -> Vec<String> {
-    batch.iter().map(|c| encode(&Version::of(c))).collect()
+    batch
+        .iter()
+        .map(|c| encode_parts(c.commit_micros, &c.transaction_id, &c.record_sequence))
+        .collect()
+}
+
+/// [`encode`] from its parts, written into one allocation: it runs for every
+/// change on the hot path.
+fn encode_parts(commit_micros: i64, transaction_id: &str, record_sequence: &str) -> String {
+    let sequence: u64 = record_sequence.parse().unwrap_or(0);
+    let mut out = String::with_capacity(19 + 1 + transaction_id.len() + 1 + 10);
+    push_padded(&mut out, commit_micros.max(0) as u64, 19);
+    out.push(':');
+    out.push_str(transaction_id);
+    out.push(':');
+    push_padded(&mut out, sequence, 10);
+    out
+}
+
+/// Appends `value` in decimal, zero-padded to at least `width` digits.
+fn push_padded(out: &mut String, value: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = value;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for _ in digits.len() - start..width {
+        out.push('0');
+    }
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 /// What every companion key ends with.
@@ -85,6 +120,28 @@ mod tests {
         );
         assert!(v(999, "b", "5") < v(1000, "a", "0"));
         assert!(v(1000, "a", "9") < v(1000, "a", "10"));
+    }
+
+    #[test]
+    fn versions_are_written_as_the_formatting_machinery_would() {
+        for (micros, tx, seq) in [
+            (0, "", "0"),
+            (-5, "t", "1"),
+            (1, "a:b", "x"),
+            (i64::MAX, "tx", "18446744073709551615"),
+            (1_795_687_200_123_456, "ÿ-tx", "9999999999"),
+            (42, "tx", "12345678901"),
+            (7, "tx", ""),
+        ] {
+            let sequence: u64 = seq.parse().unwrap_or(0);
+            let expected = format!("{:019}:{tx}:{sequence:010}", micros.max(0));
+            let version = Version {
+                commit_micros: micros,
+                transaction_id: tx.into(),
+                record_sequence: seq.into(),
+            };
+            assert_eq!(encode(&version), expected, "{micros} {tx} {seq}");
+        }
     }
 
     #[test]

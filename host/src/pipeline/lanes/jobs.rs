@@ -22,12 +22,12 @@ impl Completion {
 
     pub(super) fn completed(&self) {
         let now = crate::pipeline::now_micros();
-        for change in self.batch.iter() {
-            self.metrics.record_lag(
-                &change.table,
+        self.metrics.record_lags(self.batch.iter().map(|change| {
+            (
+                change.table.as_str(),
                 now.saturating_sub(change.commit_micros).max(0) as u64,
-            );
-        }
+            )
+        }));
         let commit = self.commit.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(commit) = commit {
             commit.applied();
