@@ -376,8 +376,9 @@ impl Metrics {
     /// batch: the table's histogram is looked up once per run of changes of
     /// one table, and the window locked once.
     pub fn record_lags<'a>(&self, lags: impl IntoIterator<Item = (&'a str, u64)>) {
+        let lags = lags.into_iter();
         let mut histogram: Option<(&str, prometheus::Histogram)> = None;
-        let mut window = Vec::new();
+        let mut window = Vec::with_capacity(lags.size_hint().0);
         for (table, micros) in lags {
             let current = match &histogram {
                 Some((name, found)) if *name == table => found,

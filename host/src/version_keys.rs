@@ -30,7 +30,7 @@ pub fn encode_batch(batch: &[crate::change::RowChange]) -> Vec<String> {
 /// change on the hot path.
 fn encode_parts(commit_micros: i64, transaction_id: &str, record_sequence: &str) -> String {
     let sequence: u64 = record_sequence.parse().unwrap_or(0);
-    let mut out = String::with_capacity(19 + 1 + transaction_id.len() + 1 + 10);
+    let mut out = String::with_capacity(19 + 1 + transaction_id.len() + 1 + 20);
     push_padded(&mut out, commit_micros.max(0) as u64, 19);
     out.push(':');
     out.push_str(transaction_id);

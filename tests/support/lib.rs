@@ -33,6 +33,8 @@ pub const TEST_CHOP_INTERVAL: std::time::Duration = std::time::Duration::from_mi
 /// One compile cache for every test bed of a run. Entries are named by the
 /// component's digest and the engine's settings, so tests share compiled
 /// code safely; without it, each test compiles each plugin it loads again.
+/// It holds one entry per plugin build and engine, and nothing prunes it:
+/// `cargo clean`, or removing `target/plugins/compiled`, empties it.
 pub fn shared_compile_cache() -> PathBuf {
     PathBuf::from(env!("REDIS_SPANNER_TEST_COMPILE_CACHE"))
 }

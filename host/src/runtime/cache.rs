@@ -50,7 +50,10 @@ fn compile_blocking(
     if cached.is_file() {
         // SAFETY: the file was written by `precompile_component` of an engine
         // with the same compatibility key (it is part of the file name), in
-        // a cache directory only this service writes to.
+        // a cache directory only this service writes to (in a development
+        // tree, also its tests and demo, which write the same way). Entries
+        // are replaced by rename, never written in place, so a file being
+        // loaded is never changed under the loader.
         match unsafe { Component::deserialize_file(&engine.engine, cached) } {
             Ok(component) => {
                 return Ok(Compiled {
