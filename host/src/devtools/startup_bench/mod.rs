@@ -122,9 +122,33 @@ pub async fn run(
         .await?;
     let n = options.plugins;
     let program = &options.program;
-    let uncached = timed(program, &with_many, scratch, "uncached-n", &mut progress).await?;
-    let cached = timed(program, &with_many, scratch, "cached-n", &mut progress).await?;
-    let cached_one = timed(program, &with_one, scratch, "cached-1", &mut progress).await?;
+    let uncached = timed(
+        program,
+        &with_many,
+        scratch,
+        "uncached-n",
+        true,
+        &mut progress,
+    )
+    .await?;
+    let cached = timed(
+        program,
+        &with_many,
+        scratch,
+        "cached-n",
+        false,
+        &mut progress,
+    )
+    .await?;
+    let cached_one = timed(
+        program,
+        &with_one,
+        scratch,
+        "cached-1",
+        false,
+        &mut progress,
+    )
+    .await?;
     if let Err(error) = servers.drop_database(&database).await {
         progress(&format!("could not drop database {database}: {error:#}"));
     }
@@ -136,29 +160,54 @@ pub async fn run(
     })
 }
 
+/// Starts made at most, when the admin port was taken before the service
+/// bound it.
+const PORT_TRIES: u32 = 3;
+
+/// What the operating system says of a port another process holds.
+const PORT_TAKEN: &str = "Address already in use";
+
 /// One start of the service set up by `setup`, its configuration and log
-/// in `scratch` under `label`.
+/// in `scratch` under `label`; `uncached`: with an empty compile cache.
 async fn timed(
     program: &Path,
     setup: &ServiceSetup<'_>,
     scratch: &Path,
     label: &str,
+    uncached: bool,
     progress: &mut impl FnMut(&str),
 ) -> anyhow::Result<Start> {
-    let port = free_port()?;
-    let config = setup.write(&scratch.join(format!("{label}.toml")), port)?;
-    progress(&format!(
-        "{label}: starting the service with {} plugin(s)",
-        setup.names.len()
-    ));
-    let start = child::time_start(
-        program,
-        &config,
-        port,
-        &scratch.join(format!("{label}.log")),
-    )
-    .await
-    .map_err(|error| error.context(format!("start {label}")))?;
+    let mut tries = 0;
+    let start = loop {
+        // A free port can be taken by another process before the service
+        // binds it: such a start is made again on another port (after
+        // emptying the cache a failed uncached start may have filled).
+        tries += 1;
+        if uncached && setup.cache_dir.exists() {
+            std::fs::remove_dir_all(setup.cache_dir)?;
+        }
+        let port = free_port()?;
+        let config = setup.write(&scratch.join(format!("{label}.toml")), port)?;
+        progress(&format!(
+            "{label}: starting the service with {} plugin(s)",
+            setup.names.len()
+        ));
+        let started = child::time_start(
+            program,
+            &config,
+            port,
+            &scratch.join(format!("{label}.log")),
+        )
+        .await;
+        match started {
+            Err(error) if tries < PORT_TRIES && format!("{error:#}").contains(PORT_TAKEN) => {
+                progress(&format!(
+                    "{label}: admin port {port} was taken meanwhile; starting again"
+                ));
+            }
+            other => break other.map_err(|error| error.context(format!("start {label}")))?,
+        }
+    };
     progress(&format!(
         "{label}: ready after {:.0} ms, RSS {:.1} MiB",
         start.millis(),
