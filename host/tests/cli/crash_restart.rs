@@ -7,7 +7,9 @@
 //! (`CARGO_BIN_EXE_redis-spanner`); the harness comes from the
 //! `redis-spanner-tests` support library.
 
-use crate::hosts::{WatchedLoad, churning_bed, lease_events, now_micros, owner_of, spawn_host};
+use crate::hosts::{
+    LeaseEvent, WatchedLoad, churning_bed, lease_events, now_micros, owner_of, spawn_host,
+};
 use crate::support::{add_spanner_settings, fix_admin_port, service_config, wait_until_ready};
 use rand::Rng as _;
 use redis_spanner::devtools::demo::check;
@@ -71,17 +73,35 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     .await?;
     let (samples, regressions) = load.stop_watching().await?;
     // Each restart took the killed process's partitions over at once,
-    // not after its lease (10 minutes here) ran out.
+    // not after its lease (10 minutes here) ran out: every partition it
+    // held that anyone claimed after the kill was taken over within 30 s.
+    // (With partitions ending every few seconds, a process can be killed
+    // holding only finished ones: nothing is left to take over, and their
+    // children are claimed as free. Whether anything was lost is the
+    // coherence and accounting checks' question.)
     let events = lease_events(&mut redis).await?;
+    let mut takeovers = 0;
     for (owner, killed_at) in &kills {
-        let taken_over = events.values().flatten().any(|event| {
-            event.how == "took_over" && event.at > *killed_at && event.at < killed_at + 30_000_000
-        });
-        assert!(
-            taken_over,
-            "{owner}'s partitions taken over within 30 s: {events:#?}"
-        );
+        for (partition, claims) in &events {
+            let claim = |e: &&LeaseEvent| e.operation == "partition:claim";
+            let last_before = claims.iter().rfind(|e| e.at < *killed_at);
+            if !last_before.is_some_and(|e| claim(&e) && &e.host == owner) {
+                continue; // not held by the killed process
+            }
+            let Some(next) = claims.iter().filter(claim).find(|e| e.at > *killed_at) else {
+                continue; // finished before the kill
+            };
+            assert!(
+                next.how == "took_over" && next.at < killed_at + 30_000_000,
+                "{owner}'s {partition} taken over within 30 s of the kill: {claims:#?}"
+            );
+            takeovers += 1;
+        }
     }
+    assert!(
+        takeovers > 0,
+        "no kill left a partition to take over: {events:#?}"
+    );
     // What the last incarnation measured (its checks 1 s after the apply
     // are done by now).
     let status = Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
