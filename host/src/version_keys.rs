@@ -26,36 +26,19 @@ pub fn encode_batch(batch: &[crate::change::RowChange]) -> Vec<String> {
         .collect()
 }
 
-/// [`encode`] from its parts, written into one allocation: it runs for every
-/// change on the hot path.
+/// [`encode`] from its parts, written into one allocation sized up front
+/// (it runs for every change on the hot path).
 fn encode_parts(commit_micros: i64, transaction_id: &str, record_sequence: &str) -> String {
+    use std::fmt::Write as _;
     let sequence: u64 = record_sequence.parse().unwrap_or(0);
     let mut out = String::with_capacity(19 + 1 + transaction_id.len() + 1 + 20);
-    push_padded(&mut out, commit_micros.max(0) as u64, 19);
-    out.push(':');
-    out.push_str(transaction_id);
-    out.push(':');
-    push_padded(&mut out, sequence, 10);
+    write!(
+        out,
+        "{:019}:{transaction_id}:{sequence:010}",
+        commit_micros.max(0)
+    )
+    .expect("writing to a String cannot fail");
     out
-}
-
-/// Appends `value` in decimal, zero-padded to at least `width` digits.
-fn push_padded(out: &mut String, value: u64, width: usize) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = value;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    for _ in digits.len() - start..width {
-        out.push('0');
-    }
-    out.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 /// What every companion key ends with.
