@@ -1,6 +1,7 @@
 //! The Redis sink on a real redis-server: a batch bigger than one step is
 //! applied whole, a full Redis is a fault of Redis rather than of the
-//! change, and the eviction policy is read from Redis.
+//! change, a plugin's sink that gets no answer gives up so that its
+//! connection is opened again, and the eviction policy is read from Redis.
 
 use redis_spanner::change::{Effect, Write};
 use redis_spanner::devtools::local::RedisServer;
@@ -8,7 +9,7 @@ use redis_spanner::metrics::Metrics;
 use redis_spanner::redis_connection::{connection_info, open_connection};
 use redis_spanner::sink::redis::MAX_EFFECTS_PER_STEP;
 use redis_spanner::sink::setup::warn_about_eviction;
-use redis_spanner::sink::{Outcome, RedisSink, Versioned};
+use redis_spanner::sink::{Outcome, RedisSink, SinkError, Versioned};
 use redis_spanner_tests::eventually;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,6 +126,56 @@ async fn a_full_redis_is_a_fault_of_redis_not_of_the_change() -> anyhow::Result<
         .await?;
     let applied = tokio::time::timeout(Duration::from_secs(20), pending).await???;
     assert_eq!(applied.outcomes, vec![Outcome::Applied]);
+    Ok(())
+}
+
+/// A plugin's sink whose effects Redis does not answer gives up after its
+/// patience (the pipeline then opens the plugin's connection again); the
+/// host's own sink keeps waiting, and applies once Redis answers.
+#[tokio::test]
+async fn a_plugin_sink_without_answers_gives_up_and_the_hosts_waits() -> anyhow::Result<()> {
+    let server = RedisServer::start().await?;
+    let sink = RedisSink::connect(&server.url(), 1000).await?;
+    let plugin_conn = open_connection(connection_info(&server.url())?, "plugin", None).await?;
+    let plugin_sink = sink
+        .acting_as(plugin_conn)
+        .giving_up_after(Duration::from_millis(500));
+    let effect = Effect::Set(Write {
+        key: "paused:1".into(),
+        value: b"v".to_vec(),
+        ttl_ms: None,
+    });
+    let version = format!("{:019}:tx:{:010}", 1_700_000_000_000_000_i64, 1);
+    let versioned = [Versioned {
+        version: &version,
+        effect: &effect,
+    }];
+    // Redis holds every write for 4 s.
+    let mut admin = open_connection(connection_info(&server.url())?, "admin", None).await?;
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(4000)
+        .arg("WRITE")
+        .query_async(&mut admin)
+        .await?;
+    match plugin_sink.apply(&versioned).await {
+        Err(SinkError::Unanswered { .. }) => {}
+        other => anyhow::bail!("the plugin's sink did not give up: {other:?}"),
+    }
+    // (The plugin's command was sent, and runs when the pause ends: the
+    // host's effect is a newer version of the key.)
+    let newer = format!("{:019}:tx:{:010}", 1_700_000_000_000_000_i64, 2);
+    let applied = sink
+        .apply(&[Versioned {
+            version: &newer,
+            effect: &effect,
+        }])
+        .await?;
+    assert_eq!(
+        applied.outcomes,
+        vec![Outcome::Applied],
+        "the host's sink waited"
+    );
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //! the given DDL, and hands out a service configuration pointing at them.
 //! [`plugin`] finds a guest plugin built by this crate's build script.
 //! [`upsert_user`] writes a row of the demo schema's `Users` table.
+//! Set `REDIS_SPANNER_TEST_LOG` (a `tracing` filter such as
+//! `redis_spanner=debug`) to see the host's logs in a test's output.
 
 pub mod certificates;
 pub mod token_issuer;
@@ -37,6 +39,23 @@ pub const TEST_CHOP_INTERVAL: std::time::Duration = std::time::Duration::from_mi
 /// `cargo clean`, or removing `target/plugins/compiled`, empties it.
 pub fn shared_compile_cache() -> PathBuf {
     PathBuf::from(env!("REDIS_SPANNER_TEST_COMPILE_CACHE"))
+}
+
+/// The environment variable holding a `tracing` filter for test logs.
+pub const TEST_LOG_VARIABLE: &str = "REDIS_SPANNER_TEST_LOG";
+
+/// Shows the host's logs in the test output when [`TEST_LOG_VARIABLE`] is
+/// set (once per process; a later call does nothing).
+pub fn show_logs_if_asked() {
+    let Ok(filter) = std::env::var(TEST_LOG_VARIABLE) else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|err| panic!("{TEST_LOG_VARIABLE}={filter:?} is not a filter: {err}"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 /// Path of a guest plugin built for the tests, e.g. `plugin("users_cache")`.
@@ -83,6 +102,7 @@ impl TestBed {
 
     /// Like [`TestBed::start`], with emulator options (e.g. churn interval).
     pub async fn start_with(ddl: &[String], options: EmulatorOptions) -> anyhow::Result<Self> {
+        show_logs_if_asked();
         let redis = RedisServer::start().await?;
         let emulator = SpannerEmulator::start(options).await?;
         let spanner = google_cloud_spanner::client::Spanner::builder()

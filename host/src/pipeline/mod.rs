@@ -312,16 +312,14 @@ impl Pipeline {
             let applying = tracing::info_span!("redis.apply", effects = effects.len());
             let applied = match sink.apply(&effects).instrument(applying).await {
                 Ok(applied) => applied,
-                Err(err @ SinkError::Auth { .. }) => {
-                    // Set the plugin's user up again on the next try.
-                    self.sinks.forget(plugin.name()).await;
-                    return Err(err.into());
-                }
                 Err(err @ SinkError::Permission { .. }) => {
                     self.permission_refused(plugin.name(), &err).await;
                     return Err(err.into());
                 }
-                Err(err) => return Err(err.into()),
+                Err(err) => {
+                    self.sink_failed(plugin.name(), &err).await;
+                    return Err(err.into());
+                }
             };
             self.permission_works(plugin.name());
             timer.observe_duration();

@@ -111,7 +111,13 @@ impl Pipeline {
             })
             .collect();
         let sink = self.sinks.for_plugin(plugin.name(), grant).await?;
-        let applied = sink.apply(&versioned).await?;
+        let applied = match sink.apply(&versioned).await {
+            Ok(applied) => applied,
+            Err(err) => {
+                self.sink_failed(plugin.name(), &err).await;
+                return Err(err.into());
+            }
+        };
         let mut records = Vec::new();
         let mut summed = DeleteCounts::default();
         for (effect, outcome) in deletes.iter().zip(&applied.outcomes) {

@@ -64,6 +64,16 @@ impl Pipeline {
         self.permissions.map().insert(plugin.to_owned(), problem);
     }
 
+    /// After an apply through `plugin`'s sink failed with `err`: a sink
+    /// whose credentials Redis refused (a managed user gone with a restart)
+    /// or that got no answer for a while is forgotten, so the next try sets
+    /// the plugin's user and connection up again.
+    pub(super) async fn sink_failed(&self, plugin: &str, err: &SinkError) {
+        if matches!(err, SinkError::Auth { .. } | SinkError::Unanswered { .. }) {
+            self.sinks.forget(plugin).await;
+        }
+    }
+
     /// An apply through `plugin`'s user succeeded: it has no problem.
     pub(super) fn permission_works(&self, plugin: &str) {
         if !self.permissions.is_empty() && self.permissions.map().remove(plugin).is_some() {

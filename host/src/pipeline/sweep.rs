@@ -81,7 +81,13 @@ impl Pipeline {
             })
             .collect();
         let sink = self.sinks.for_plugin(plugin.name(), grant).await?;
-        let applied = sink.apply(&effects).await?;
+        let applied = match sink.apply(&effects).await {
+            Ok(applied) => applied,
+            Err(err) => {
+                self.sink_failed(plugin.name(), &err).await;
+                return Err(err.into());
+            }
+        };
         let mut records = Vec::new();
         for (effect, outcome) in leftovers.iter().zip(&applied.outcomes) {
             if *outcome == Outcome::Applied {

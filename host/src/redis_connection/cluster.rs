@@ -8,7 +8,7 @@
 //! keyed: `SCAN` walks one node's keys and `FUNCTION LIST` tells whether one
 //! node still holds the library. Those go to each primary by address here.
 
-use redis::cluster_async::ClusterConnection;
+use super::healing_cluster::HealingCluster;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisResult, Value};
 use std::collections::BTreeMap;
@@ -74,7 +74,7 @@ pub fn tag_for_slot(slot: u16) -> String {
 
 /// The cluster's primaries, from `CLUSTER SLOTS`, in the order of their
 /// first slot.
-pub async fn primaries(conn: &mut ClusterConnection) -> RedisResult<Vec<Primary>> {
+pub async fn primaries(conn: &mut HealingCluster) -> RedisResult<Vec<Primary>> {
     let reply: Value = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
     let mut primaries = parse_cluster_slots(&reply).map_err(|message| {
         redis::RedisError::from((
@@ -152,7 +152,7 @@ pub fn info_at(info: &redis::ConnectionInfo, primary: &Primary) -> redis::Connec
 
 /// Sends `cmd` to `primary` alone.
 pub async fn on_primary(
-    conn: &mut ClusterConnection,
+    conn: &mut HealingCluster,
     primary: &Primary,
     cmd: Cmd,
 ) -> RedisResult<Value> {
@@ -169,7 +169,7 @@ pub enum Server<'a> {
     /// The server of a single-server connection.
     Only(&'a mut super::RedisConnection),
     /// One primary, through the cluster connection.
-    Primary(&'a mut ClusterConnection, &'a Primary),
+    Primary(&'a mut HealingCluster, &'a Primary),
 }
 
 impl Server<'_> {

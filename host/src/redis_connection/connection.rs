@@ -12,8 +12,8 @@
 //! one node's state (`SCAN`, `FUNCTION LIST`, the data-generation marker)
 //! must be sent to each primary ([`super::cluster`]).
 
+use super::healing_cluster::HealingCluster;
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 /// A connection to one Redis server or to a Redis Cluster; cheap to clone
@@ -22,8 +22,8 @@ use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 pub enum RedisConnection {
     /// One server, reconnecting as needed.
     Single(ConnectionManager),
-    /// A Redis Cluster, routed by slot.
-    Cluster(ClusterConnection),
+    /// A Redis Cluster, routed by slot, replaced when it stops answering.
+    Cluster(HealingCluster),
 }
 
 impl RedisConnection {
@@ -78,7 +78,7 @@ impl ConnectionLike for RedisConnection {
 /// pipeline whose commands span slots, and routes a one-command pipeline to
 /// its slot's primary (following `MOVED` and `ASK`). Replies keep their
 /// error values in place, as a pipeline's do.
-async fn each_on_its_own(conn: ClusterConnection, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
+async fn each_on_its_own(conn: HealingCluster, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
     let sent = pipeline.cmd_iter().map(|cmd| {
         let mut conn = conn.clone();
         let mut alone = redis::pipe();

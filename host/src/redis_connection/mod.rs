@@ -16,12 +16,14 @@
 pub mod cluster;
 mod connection;
 pub mod credentials;
+pub mod healing_cluster;
 pub mod tls;
 
 pub use connection::RedisConnection;
 use credentials::FileCredentials;
 use redis::aio::ConnectionManager;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tls::{RedisTls, TlsError};
 
@@ -207,7 +209,7 @@ async fn open_cluster(
         builder = builder.set_credentials_provider(credentials.clone());
     }
     let client = builder.build().map_err(|e| connect_error(e.to_string()))?;
-    let mut conn = tokio::time::timeout(Duration::from_secs(15), client.get_async_connection())
+    let first = tokio::time::timeout(Duration::from_secs(15), client.get_async_connection())
         .await
         .map_err(|_| connect_error("timed out after 15 s".into()))?
         .map_err(|e| {
@@ -225,6 +227,12 @@ async fn open_cluster(
                 text
             })
         })?;
+    let opener: healing_cluster::Opener<redis::cluster_async::ClusterConnection> =
+        Arc::new(move || {
+            let client = client.clone();
+            Box::pin(async move { client.get_async_connection().await })
+        });
+    let mut conn = healing_cluster::HealingCluster::new(first, opener, shown_url);
     if let Err(err) = redis::cmd("PING").query_async::<String>(&mut conn).await {
         return Err(connect_error(format!(
             "{err}; primaries not answering PING: {}",
@@ -235,7 +243,7 @@ async fn open_cluster(
 }
 
 /// The primaries of a cluster that do not answer `PING`, for a message.
-async fn silent_primaries(conn: &mut redis::cluster_async::ClusterConnection) -> String {
+async fn silent_primaries(conn: &mut healing_cluster::HealingCluster) -> String {
     let found = match cluster::primaries(conn).await {
         Ok(found) => found,
         Err(err) => return format!("unknown (CLUSTER SLOTS failed: {err})"),

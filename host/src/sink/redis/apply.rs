@@ -13,8 +13,10 @@ impl RedisSink {
     /// Applies `effects` in order, in one pipeline, each only if its version
     /// is newer than the stored one. Retries while Redis is unreachable or
     /// at fault (only the effects it did not answer); an error reply to an
-    /// effect is that effect's [`Outcome::Failed`]. Returns an error only
-    /// when Redis refuses the connection's credentials.
+    /// effect is that effect's [`Outcome::Failed`]. Returns an error when
+    /// Redis refuses the connection's credentials, and, for a sink acting
+    /// for a plugin, when no effect was answered for [`REOPEN_AFTER`] (the
+    /// caller opens the plugin's connection again).
     pub async fn apply(&self, effects: &[Versioned<'_>]) -> Result<Applied, SinkError> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; effects.len()];
         let mut pending: Vec<usize> = Vec::with_capacity(effects.len());
@@ -46,10 +48,30 @@ impl RedisSink {
             pending.sort_by_key(|&index| slots[index]);
         }
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        // Since when no effect has been answered (None while they are).
+        let mut unanswered_since: Option<std::time::Instant> = None;
         while !pending.is_empty() {
+            if let (Some(limit), Some(since)) = (self.reopen_after, unanswered_since)
+                && since.elapsed() >= limit
+            {
+                return Err(SinkError::Unanswered {
+                    waited_s: since.elapsed().as_secs(),
+                });
+            }
+            unanswered_since.get_or_insert_with(std::time::Instant::now);
             let steps = Self::steps_of(&slots, &pending);
             let sent = self.send_steps(effects, &companions, &slots, &steps);
-            let Ok(sent) = tokio::time::timeout(STALL_WARNING, sent).await else {
+            // A plugin's sink waits no longer than it may go unanswered.
+            let patience = match (self.reopen_after, unanswered_since) {
+                (Some(limit), Some(since)) => {
+                    STALL_WARNING.min(limit.saturating_sub(since.elapsed()))
+                }
+                _ => STALL_WARNING,
+            };
+            let Ok(sent) = tokio::time::timeout(patience, sent).await else {
+                if patience < STALL_WARNING {
+                    continue;
+                }
                 // Only a connection that is still being made waits this long
                 // (a sent request times out sooner): Redis is down, or
                 // refuses the password of a file that was not updated yet.
@@ -85,6 +107,9 @@ impl RedisSink {
             };
             if !unanswered.is_empty() {
                 self.faults.retry("redis_unavailable");
+            }
+            if !replies.is_empty() {
+                unanswered_since = None;
             }
             let mut retry = unanswered;
             let mut missing_library = false;

@@ -45,6 +45,12 @@ pub const FUNCTION_LIBRARY: &str = include_str!("../apply.lua");
 /// How long a batch waits for Redis before a warning says it is stuck.
 const STALL_WARNING: Duration = Duration::from_secs(30);
 
+/// How long a sink acting for a plugin retries effects that no server
+/// answers before giving up with [`SinkError::Unanswered`], so that the
+/// plugin's connection is opened again (and a managed user set up again on
+/// a primary that restarted without it).
+pub const REOPEN_AFTER: Duration = Duration::from_secs(20);
+
 /// An effect and the encoded version of the change it derives from.
 #[derive(Debug, Clone, Copy)]
 pub struct Versioned<'a> {
@@ -123,6 +129,15 @@ pub enum SinkError {
         /// Redis's error.
         message: String,
     },
+    /// No effect of a batch was answered for a while through a plugin's
+    /// connection: open it again.
+    #[error(
+        "Redis answered none of the batch's effects for {waited_s} s through the plugin's connection; opening it again"
+    )]
+    Unanswered {
+        /// Seconds waited.
+        waited_s: u64,
+    },
     /// The connection's Redis user may not run a command its grant needs
     /// (its ACL was changed, or never matched the grant).
     #[error(
@@ -169,6 +184,10 @@ pub struct RedisSink {
     tombstone_ms: u64,
     /// Retries and data losses, shared by every sink acting for this one.
     faults: Arc<RedisFaults>,
+    /// How long effects may go unanswered before [`RedisSink::apply`]
+    /// gives up ([`REOPEN_AFTER`] for a plugin's sink; never for the
+    /// host's own, which has nothing to open again).
+    reopen_after: Option<Duration>,
 }
 
 impl RedisSink {
@@ -210,6 +229,7 @@ impl RedisSink {
             tls,
             tombstone_ms,
             faults: Arc::default(),
+            reopen_after: None,
         };
         sink.load_functions()
             .await
@@ -229,7 +249,15 @@ impl RedisSink {
             tls: self.tls.clone(),
             tombstone_ms: self.tombstone_ms,
             faults: self.faults.clone(),
+            reopen_after: Some(REOPEN_AFTER),
         }
+    }
+
+    /// This sink, giving up after effects went unanswered for `patience`
+    /// (a plugin's sink gives up after [`REOPEN_AFTER`]).
+    pub fn giving_up_after(mut self, patience: Duration) -> Self {
+        self.reopen_after = Some(patience);
+        self
     }
 
     /// Retries and data losses of this sink and every sink acting for it.
