@@ -191,7 +191,8 @@ fn print(answer: Result<serde_json::Value, String>) -> ExitCode {
     }
 }
 
-/// The admin server's address: `url`, else the config's `admin.listen`
+/// The admin server's address: `url`, else the address the service wrote
+/// to the config's `admin.address_file`, else its `admin.listen`
 /// (`https://` when it has `[admin.tls]`).
 pub fn admin_address(config: Option<&Path>, url: Option<String>) -> anyhow::Result<String> {
     if let Some(url) = url {
@@ -202,6 +203,16 @@ pub fn admin_address(config: Option<&Path>, url: Option<String>) -> anyhow::Resu
     })?;
     let admin = Config::load(config)?.admin;
     let scheme = if admin.tls.is_some() { "https" } else { "http" };
+    if let Some(file) = &admin.address_file {
+        let bound = std::fs::read_to_string(file).map_err(|err| {
+            anyhow::anyhow!(
+                "cannot read admin.address_file = {} of {} (is the service running?): {err}",
+                file.display(),
+                config.display()
+            )
+        })?;
+        return Ok(format!("{scheme}://{}", bound.trim()));
+    }
     let listen = admin.listen.ok_or_else(|| {
         anyhow::anyhow!(
             "admin.listen is unset in {}: the service serves no admin server; give --url",
@@ -212,7 +223,7 @@ pub fn admin_address(config: Option<&Path>, url: Option<String>) -> anyhow::Resu
         !listen.ends_with(":0"),
         "admin.listen = {listen:?} in {} lets the service pick a free port, which this \
          command cannot know: give --url http://HOST:PORT (the port is in the service's \
-         start-up log)",
+         start-up log), or set admin.address_file",
         config.display()
     );
     Ok(format!("{scheme}://{listen}"))

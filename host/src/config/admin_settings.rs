@@ -12,6 +12,12 @@ pub struct AdminConfig {
     /// server, port 0 picks a free port.
     #[serde(default = "default_admin_listen")]
     pub listen: Option<String>,
+    /// A file the service writes the admin server's bound address to (one
+    /// line, `host:port`) once it listens: how a supervisor, script or
+    /// test finds a port 0 listener without racing for a port. Unset:
+    /// nothing is written.
+    #[serde(default)]
+    pub address_file: Option<std::path::PathBuf>,
     /// The authenticated admin API under `/v1/` (unset: no API, every
     /// `/v1/` call is refused).
     #[serde(default)]
@@ -30,6 +36,7 @@ impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: default_admin_listen(),
+            address_file: None,
             api: None,
             tls: None,
             roles: Vec::new(),

@@ -20,7 +20,6 @@
 use crate::devtools::lag_bench::observer::SetObserver;
 use crate::devtools::lag_bench::writer;
 use crate::devtools::local::EmulatorOptions;
-use crate::devtools::local::ports::free_port;
 use crate::devtools::service_process::HostProcess;
 use crate::devtools::startup_bench::plugins::{self, PREFIX, ServiceSetup};
 use crate::devtools::startup_bench::setup::{Servers, fresh_database_name};
@@ -123,15 +122,10 @@ async fn measure(
     scratch: &std::path::Path,
     progress: &mut impl FnMut(&str),
 ) -> anyhow::Result<ReplicasRow> {
-    let configs: Vec<(PathBuf, u16)> = (0..hosts)
-        .map(|index| {
-            let port = free_port()?;
-            let path = setup.write(&scratch.join(format!("host-{index}.toml")), port)?;
-            Ok((path, port))
-        })
+    let configs: Vec<PathBuf> = (0..hosts)
+        .map(|index| setup.write(&scratch.join(format!("host-{index}.toml"))))
         .collect::<anyhow::Result<_>>()?;
-    let config =
-        crate::config::Config::parse(&std::fs::read_to_string(&configs[0].0)?, &configs[0].0)?;
+    let config = crate::config::Config::parse(&std::fs::read_to_string(&configs[0])?, &configs[0])?;
     progress(&format!(
         "{hosts} host(s): creating database {}",
         setup.database
@@ -149,7 +143,7 @@ async fn measure(
     progress(&format!("{hosts} host(s): writing {} rows", options.rows));
     let writes = writer::write_at_rate(&client, 1..=options.rows as i64, 10_000.0).await?;
     let keys: Vec<String> = writes.written.iter().map(writer::Written::key).collect();
-    for (path, _) in &configs {
+    for path in &configs {
         // Every host reads from just before the backlog.
         let text = std::fs::read_to_string(path)?;
         let text = text.replacen(
@@ -171,7 +165,7 @@ async fn measure(
     let starts = configs
         .iter()
         .zip(&logs)
-        .map(|((path, port), log)| HostProcess::start(&options.program, path, *port, log));
+        .map(|(path, log)| HostProcess::start(&options.program, path, log));
     let started = futures::future::try_join_all(starts).await?;
     // From the first host ready (it reads at once).
     let first_ready = started

@@ -1,6 +1,8 @@
 //! `redis-spanner run` as a child process, as in production, for the
 //! benches: started and waited for until `/readyz` answers 200, kept
-//! running until it is stopped with SIGTERM.
+//! running until it is stopped with SIGTERM. Its admin server listens on a
+//! port it picks and writes to [`admin_address_file`], so no other process
+//! can take the port between choosing and binding it.
 
 use anyhow::Context as _;
 use std::io::{Read as _, Seek as _, SeekFrom};
@@ -15,6 +17,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long the service may take to exit after SIGTERM.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where a service started with the configuration at `config` writes its
+/// admin server's address (the configuration's `admin.address_file`).
+pub fn admin_address_file(config: &Path) -> PathBuf {
+    config.with_extension("admin-address")
+}
+
 /// A running service; killed if dropped without [`HostProcess::stop`].
 pub struct HostProcess {
     child: tokio::process::Child,
@@ -24,8 +32,8 @@ pub struct HostProcess {
 
 impl HostProcess {
     /// Runs `program run --config config` (its output into `log`) and
-    /// waits until `/readyz` on `admin_port` answers 200; returns it with
-    /// the time that took.
+    /// waits until `/readyz` answers 200 on the admin address it writes to
+    /// [`admin_address_file`]; returns it with the time that took.
     ///
     /// # Errors
     ///
@@ -34,14 +42,21 @@ impl HostProcess {
     pub async fn start(
         program: &Path,
         config: &Path,
-        admin_port: u16,
         log: &Path,
     ) -> anyhow::Result<(Self, Duration)> {
         let output = std::fs::File::create(log)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
-        let readyz = format!("http://127.0.0.1:{admin_port}/readyz");
+        let address_file = admin_address_file(config);
+        // An earlier start's address is not this one's.
+        match std::fs::remove_file(&address_file) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(err)
+                    .with_context(|| format!("cannot remove {}", address_file.display()));
+            }
+            _ => {}
+        }
         let started = Instant::now();
         let mut command = tokio::process::Command::new(program);
         // Its settings are the bench's file alone, whatever the shell holds.
@@ -64,9 +79,17 @@ impl HostProcess {
             pid,
             log: log.to_owned(),
         };
+        let mut readyz = None;
         loop {
             host.ensure_running()?;
-            if is_ready(&http, &readyz).await {
+            if readyz.is_none()
+                && let Ok(address) = std::fs::read_to_string(&address_file)
+            {
+                readyz = Some(format!("http://{}/readyz", address.trim()));
+            }
+            if let Some(readyz) = &readyz
+                && is_ready(&http, readyz).await
+            {
                 return Ok((host, started.elapsed()));
             }
             anyhow::ensure!(

@@ -237,6 +237,12 @@ impl Service {
             ),
             None => None,
         };
+        if let Some(bound) = admin.as_ref().and_then(AdminServer::local_addr) {
+            tracing::info!(address = %bound, "admin server listening");
+            if let Some(file) = &config.admin.address_file {
+                crate::admin::write_address_file(file, bound)?;
+            }
+        }
         let admin = match (admin, &config.admin.tls) {
             (Some(server), Some(tls)) => Some(server.with_tls(tls)?),
             (admin, _) => admin,

@@ -2,24 +2,15 @@
 //! `[admin.api]` and `[[admin.roles]]` come from its TOML file, with tokens
 //! of a local test issuer.
 
-use crate::support::{fix_admin_port, service_config, wait_until_ready};
+use crate::hosts::Host;
+use crate::support::{admin_port, service_config, wait_until_ready};
 use redis::AsyncCommands as _;
 use redis_spanner::devtools::demo::schema;
 use redis_spanner_tests::token_issuer::TestIssuer;
 use redis_spanner_tests::{TestBed, eventually_get, plugin_dir, upsert_user};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-/// A running `redis-spanner run`, killed on drop.
-struct Host(Child);
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `redis-spanner admin --config <config> --token-file <token> <args>`.
 fn admin(config: &Path, token: &Path, args: &[&str]) -> Output {
@@ -62,7 +53,6 @@ prefixes = ["users:"]
         jwks = issuer.jwks_url()
     );
     let config = service_config(&bed, plugins.path(), work.path(), &tail);
-    let port = fix_admin_port(&config);
     let log = std::fs::File::create(work.path().join("host.log"))?;
     let host = Host(
         Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
@@ -72,6 +62,7 @@ prefixes = ["users:"]
             .stderr(log)
             .spawn()?,
     );
+    let port = admin_port(&config).await;
     wait_until_ready(port).await;
     let spanner = bed.spanner_client().await?;
     let mut redis = bed.redis_connection().await?;
@@ -218,7 +209,6 @@ operations = ["read"]
         dir = dir.display()
     );
     let config = service_config(&bed, plugins.path(), dir, &tail);
-    let port = fix_admin_port(&config);
     let log = std::fs::File::create(dir.join("host.log"))?;
     let _host = Host(
         Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
@@ -228,16 +218,9 @@ operations = ["read"]
             .stderr(log)
             .spawn()?,
     );
+    // The address is written once the listener is bound.
+    let port = admin_port(&config).await;
     let url = format!("https://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..600 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the admin listener never opened");
     let run = |certificate: &str| {
         Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
             .args(["admin", "--url", &url, "--ca-file"])

@@ -10,7 +10,9 @@
 use crate::hosts::{
     LeaseEvent, WatchedLoad, churning_bed, lease_events, now_micros, owner_of, spawn_host,
 };
-use crate::support::{add_spanner_settings, fix_admin_port, service_config, wait_until_ready};
+use crate::support::{
+    add_spanner_settings, admin_port, forget_admin_port, service_config, wait_until_ready,
+};
 use rand::Rng as _;
 use redis_spanner::devtools::demo::check;
 use redis_spanner_tests::plugin_dir;
@@ -23,7 +25,7 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     let plugins = plugin_dir(&["users_cache"]);
     let work = tempfile::tempdir()?;
     // Half the applied changes re-checked 100 ms and 1 s after their apply;
-    // the admin server on a known port, for `redis-spanner status`.
+    // the admin server's port written to a file, for `redis-spanner status`.
     let config = service_config(
         &bed,
         plugins.path(),
@@ -33,14 +35,13 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     // A lease far longer than the test: a restart resumes at once only
     // because the killed process's leases are known to be its own.
     add_spanner_settings(&config, "lease_ms = 600000");
-    let admin_port = fix_admin_port(&config);
     let log = work.path().join("host.log");
     let spanner = bed.spanner_client().await?;
 
     let mut host = spawn_host(&config, &log);
     // Writes begin once the host follows the stream (earlier ones would
     // come before its start and never reach it).
-    wait_until_ready(admin_port).await;
+    wait_until_ready(admin_port(&config).await).await;
 
     let mut load = WatchedLoad::start(&spanner, bed.redis_connection().await?);
 
@@ -53,6 +54,7 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
         host.0.kill()?; // SIGKILL
         host.0.wait()?;
         kills.push((owner, now_micros()));
+        forget_admin_port(&config);
         host = spawn_host(&config, &log);
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -104,6 +106,7 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
     );
     // What the last incarnation measured (its checks 1 s after the apply
     // are done by now).
+    admin_port(&config).await;
     let status = Command::new(env!("CARGO_BIN_EXE_redis-spanner"))
         .args(["status", "--config"])
         .arg(&config)

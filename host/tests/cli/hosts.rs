@@ -1,5 +1,5 @@
-//! Host processes for the tests that kill and restart them: a running
-//! `redis-spanner run` killed on drop, and a watcher of version keys that
+//! Host processes for the tests: a running `redis-spanner run` killed on
+//! drop (also when a test fails first), and a watcher of version keys that
 //! counts any key seen going backwards, and the partition lease events
 //! of the audit trail.
 

@@ -253,12 +253,15 @@ async fn caches_real_rows(dist: &Path, plugin: &str) {
     let grant = format!("[grants.{plugin}]\nkey_prefixes = [\"orders:\"]\n");
     let config = support::service_config(&bed, dist, work.path(), &grant);
     let log = work.path().join("host.log");
-    let mut host = support::binary()
-        .args(["run", "--config"])
-        .arg(&config)
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    // Killed on drop, also when an assertion fails first.
+    let host = crate::hosts::Host(
+        support::binary()
+            .args(["run", "--config"])
+            .arg(&config)
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let spanner = bed.spanner_client().await.unwrap();
     let redis = bed.redis_connection().await.unwrap();
     let key = r"orders:eu\:\(1\) ü:2024-02-29:1";
@@ -285,8 +288,7 @@ async fn caches_real_rows(dist: &Path, plugin: &str) {
             break;
         }
     }
-    let _ = host.kill();
-    let _ = host.wait();
+    drop(host);
     let cached = cached.unwrap_or_else(|| {
         panic!(
             "the row was not cached; host log:\n{}",

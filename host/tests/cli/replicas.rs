@@ -11,7 +11,9 @@
 use crate::hosts::{
     Host, LeaseEvent, WatchedLoad, churning_bed, lease_events, now_micros, owner_of, spawn_host,
 };
-use crate::support::{add_spanner_settings, fix_admin_port, service_config, wait_until_ready};
+use crate::support::{
+    add_spanner_settings, admin_port, forget_admin_port, service_config, wait_until_ready,
+};
 use redis_spanner::devtools::demo::check;
 use redis_spanner::source::spanner::record::timestamp_micros;
 use redis_spanner_tests::plugin_dir;
@@ -25,10 +27,9 @@ use tokio_util::sync::CancellationToken;
 /// How long a partition lease lasts in this test (hosts renew every third).
 const LEASE_MS: i64 = 2_000;
 
-/// One host's configuration, admin port and log.
+/// One host's configuration and log.
 struct Replica {
     config: PathBuf,
-    port: u16,
     log: PathBuf,
 }
 
@@ -140,10 +141,8 @@ async fn three_hosts_share_a_stream_through_kills_and_restarts() -> anyhow::Resu
                 &config,
                 &format!("lease_ms = {LEASE_MS}\nfinished_keep_ms = 1000"),
             );
-            let port = fix_admin_port(&config);
             Replica {
                 config,
-                port,
                 log: dir.join("host.log"),
             }
         })
@@ -152,7 +151,7 @@ async fn three_hosts_share_a_stream_through_kills_and_restarts() -> anyhow::Resu
     let mut hosts: Vec<Option<Host>> = Vec::new();
     for replica in &replicas {
         hosts.push(Some(spawn_host(&replica.config, &replica.log)));
-        wait_until_ready(replica.port).await;
+        wait_until_ready(admin_port(&replica.config).await).await;
     }
 
     let mut load = WatchedLoad::start(&spanner, bed.redis_connection().await?);
@@ -196,10 +195,11 @@ async fn three_hosts_share_a_stream_through_kills_and_restarts() -> anyhow::Resu
     let restarted_at = now_micros();
     let mut restarted = Vec::new();
     for victim in &victims {
+        forget_admin_port(&replicas[*victim].config);
         let host = spawn_host(&replicas[*victim].config, &replicas[*victim].log);
         restarted.push(owner_of(&host));
         hosts[*victim] = Some(host);
-        wait_until_ready(replicas[*victim].port).await;
+        wait_until_ready(admin_port(&replicas[*victim].config).await).await;
     }
     tokio::time::sleep(Duration::from_secs(6)).await;
     let ledger = load.stop_writes().await?;

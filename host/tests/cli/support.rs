@@ -39,9 +39,13 @@ pub fn config_file(dir: &Path, spanner_lines: &str, redis_lines: &str, tail: &st
     path
 }
 
+/// The file in a service's directory its admin server's address is written to.
+const ADMIN_ADDRESS_FILE: &str = "admin.address";
+
 /// Writes the configuration of a service on `bed` (demo schema, stream and
-/// database; plugins from `plugins`; the users_cache grant; admin server on a
-/// free port) plus `tail` into `dir`, and returns its path.
+/// database; plugins from `plugins`; the users_cache grant; admin server on
+/// a port it picks, written to a file [`admin_port`] reads) plus `tail`
+/// into `dir`, and returns its path.
 pub fn service_config(
     bed: &redis_spanner_tests::TestBed,
     plugins: &Path,
@@ -67,6 +71,7 @@ dir = "{plugins}"
 
 [admin]
 listen = "127.0.0.1:0"
+address_file = "{address_file}"
 
 [grants.users_cache]
 key_prefixes = ["users:"]
@@ -81,20 +86,34 @@ key_prefixes = ["users:"]
         rest = bed.emulator.rest_endpoint(),
         redis = bed.redis.url(),
         plugins = plugins.display(),
+        address_file = dir.join(ADMIN_ADDRESS_FILE).display(),
     );
     std::fs::write(&path, text).expect("write config");
     path
 }
 
-/// Gives the service of the configuration at `config` a free admin port
-/// of its own (instead of one the system picks) and returns it.
-pub fn fix_admin_port(config: &Path) -> u16 {
-    let port = redis_spanner::devtools::local::ports::free_port().expect("a free port");
-    let text = std::fs::read_to_string(config)
-        .expect("read the configuration")
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
-    std::fs::write(config, text).expect("write the configuration");
-    port
+/// The admin port of the service started with `config` (written by
+/// [`service_config`]), once it listens: the service binds a port of its
+/// own choosing and writes it to a file, so no other process can take the
+/// port between choosing and binding it. Before starting a service on
+/// `config` again, call [`forget_admin_port`]. Fails the test after 60 s.
+pub async fn admin_port(config: &Path) -> u16 {
+    let file = config.with_file_name(ADMIN_ADDRESS_FILE);
+    let port = redis_spanner_tests::eventually(std::time::Duration::from_secs(60), || async {
+        let text = std::fs::read_to_string(&file).ok()?;
+        text.trim()
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|a| a.port())
+    })
+    .await;
+    port.unwrap_or_else(|| panic!("the service never wrote {}", file.display()))
+}
+
+/// Removes the admin address the last service on `config` wrote, so that
+/// [`admin_port`] waits for the next one's.
+pub fn forget_admin_port(config: &Path) {
+    let _ = std::fs::remove_file(config.with_file_name(ADMIN_ADDRESS_FILE));
 }
 
 /// Waits until the service whose admin server listens on `port` answers

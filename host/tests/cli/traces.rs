@@ -2,13 +2,14 @@
 //! path as OpenTelemetry spans: checked against a small OTLP/HTTP receiver
 //! started here, which decodes what it is sent.
 
+use crate::hosts::Host;
 use crate::support::{binary, service_config};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use redis_spanner_tests::{TestBed, eventually, eventually_get, plugin_dir, upsert_user};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,16 +51,6 @@ fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a Value> {
         .find(|a| a.key == key)
         .and_then(|a| a.value.as_ref())
         .and_then(|v| v.value.as_ref())
-}
-
-/// Kills the host on drop.
-struct Host(Child);
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 //! through the plugins: coherent after the service applied the rows, and a
 //! rewritten, a deleted and an extra key are named, with exit code 1.
 
-use crate::support::{binary, fix_admin_port, service_config, wait_until_ready};
+use crate::hosts::Host;
+use crate::support::{admin_port, binary, service_config, wait_until_ready};
 use redis::AsyncCommands as _;
 use redis_spanner_tests::{TestBed, eventually_get, plugin_dir, upsert_user};
 use std::process::Stdio;
@@ -30,17 +31,19 @@ async fn verify_finds_rewritten_and_deleted_keys() {
     let plugins = plugin_dir(&["users_cache"]);
     let work = tempfile::tempdir().unwrap();
     let config = service_config(&bed, plugins.path(), work.path(), "");
-    let admin_port = fix_admin_port(&config);
-    let mut host = binary()
-        .args(["run", "--config"])
-        .arg(&config)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed on drop, also when an assertion fails first.
+    let host = Host(
+        binary()
+            .args(["run", "--config"])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let spanner = bed.spanner_client().await.unwrap();
     let mut redis = bed.redis_connection().await.unwrap();
     // Written once the host follows the stream.
-    wait_until_ready(admin_port).await;
+    wait_until_ready(admin_port(&config).await).await;
     for more in [101, 102, 103] {
         upsert_user(&spanner, more, "verified", None).await.unwrap();
     }
@@ -49,8 +52,7 @@ async fn verify_finds_rewritten_and_deleted_keys() {
             .await
             .is_some()
     );
-    let _ = host.kill();
-    let _ = host.wait();
+    drop(host);
 
     let (ok, text) = verify(&config);
     assert!(ok, "{text}");

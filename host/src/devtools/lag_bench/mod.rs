@@ -38,7 +38,6 @@ use crate::config::Config;
 use crate::devtools::demo::floor::FloorReader;
 use crate::devtools::demo::schema;
 use crate::devtools::local::EmulatorOptions;
-use crate::devtools::local::ports::free_port;
 use crate::devtools::service_process::HostProcess;
 use crate::devtools::startup_bench::plugins::{self, PREFIX, ServiceSetup};
 use crate::devtools::startup_bench::setup::Servers;
@@ -111,7 +110,6 @@ pub async fn run(
     )
     .await?;
     let database = fresh_database_name();
-    let port = free_port()?;
     let setup = ServiceSetup {
         servers: &servers,
         database: &database,
@@ -119,7 +117,7 @@ pub async fn run(
         names: &names,
         cache_dir: &scratch.join("compiled"),
     };
-    let config_path = setup.write(&scratch.join("service.toml"), port)?;
+    let config_path = setup.write(&scratch.join("service.toml"))?;
     // The file alone, as the service it starts reads it (no environment).
     let config = Config::parse(&std::fs::read_to_string(&config_path)?, &config_path)?;
     progress(&format!(
@@ -136,7 +134,6 @@ pub async fn run(
         program: &options.program,
         config: &config,
         config_path: &config_path,
-        admin_port: port,
         log: &scratch.join("service.log"),
     };
     let measured = measure(options, planned, &servers, &service, &mut progress).await;
@@ -155,7 +152,6 @@ struct Service<'a> {
     program: &'a Path,
     config: &'a Config,
     config_path: &'a Path,
-    admin_port: u16,
     log: &'a Path,
 }
 
@@ -170,13 +166,8 @@ async fn measure(
 ) -> anyhow::Result<LagReport> {
     let observer = SetObserver::start(&servers.redis_url, PREFIX).await?;
     progress("starting the service (redis-spanner run) with the plugin");
-    let (mut host, ready_after) = HostProcess::start(
-        service.program,
-        service.config_path,
-        service.admin_port,
-        service.log,
-    )
-    .await?;
+    let (mut host, ready_after) =
+        HostProcess::start(service.program, service.config_path, service.log).await?;
     progress(&format!(
         "the service is ready after {:.0} ms",
         ready_after.as_secs_f64() * 1e3

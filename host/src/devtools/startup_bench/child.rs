@@ -30,19 +30,14 @@ impl Start {
 }
 
 /// Runs `program run --config config` (its output into `log`), times it
-/// to ready on `admin_port`, reads its memory and stops it.
+/// to ready, reads its memory and stops it.
 ///
 /// # Errors
 ///
 /// The service exits or is not ready in time (the error ends with its
 /// log), its memory cannot be read, or it does not exit cleanly on SIGTERM.
-pub async fn time_start(
-    program: &Path,
-    config: &Path,
-    admin_port: u16,
-    log: &Path,
-) -> anyhow::Result<Start> {
-    let (host, ready_after) = HostProcess::start(program, config, admin_port, log).await?;
+pub async fn time_start(program: &Path, config: &Path, log: &Path) -> anyhow::Result<Start> {
+    let (host, ready_after) = HostProcess::start(program, config, log).await?;
     let rss_bytes = resident_bytes(host.pid())?;
     host.stop().await?;
     Ok(Start {

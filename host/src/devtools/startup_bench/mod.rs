@@ -40,7 +40,6 @@ pub mod report;
 pub mod setup;
 
 use crate::config::Config;
-use crate::devtools::local::ports::free_port;
 use child::Start;
 use plugins::ServiceSetup;
 pub use report::{StartupReport, markdown};
@@ -108,7 +107,7 @@ pub async fn run(
     let (with_many, with_one) = (setup_of(&many_dir, &many), setup_of(&one_dir, &one));
     // The service's own table names, as it reads them from its configuration.
     // The file alone, as the services it starts read it (no environment).
-    let check = with_many.write(&scratch.join("check.toml"), 0)?;
+    let check = with_many.write(&scratch.join("check.toml"))?;
     let config = Config::parse(&std::fs::read_to_string(&check)?, &check)?;
     progress(&format!(
         "creating database {database}: Users, its change stream and the service's tables"
@@ -160,13 +159,6 @@ pub async fn run(
     })
 }
 
-/// Starts made at most, when the admin port was taken before the service
-/// bound it.
-const PORT_TRIES: u32 = 3;
-
-/// What the operating system says of a port another process holds.
-const PORT_TAKEN: &str = "Address already in use";
-
 /// One start of the service set up by `setup`, its configuration and log
 /// in `scratch` under `label`; `uncached`: with an empty compile cache.
 async fn timed(
@@ -177,37 +169,17 @@ async fn timed(
     uncached: bool,
     progress: &mut impl FnMut(&str),
 ) -> anyhow::Result<Start> {
-    let mut tries = 0;
-    let start = loop {
-        // A free port can be taken by another process before the service
-        // binds it: such a start is made again on another port (after
-        // emptying the cache a failed uncached start may have filled).
-        tries += 1;
-        if uncached && setup.cache_dir.exists() {
-            std::fs::remove_dir_all(setup.cache_dir)?;
-        }
-        let port = free_port()?;
-        let config = setup.write(&scratch.join(format!("{label}.toml")), port)?;
-        progress(&format!(
-            "{label}: starting the service with {} plugin(s)",
-            setup.names.len()
-        ));
-        let started = child::time_start(
-            program,
-            &config,
-            port,
-            &scratch.join(format!("{label}.log")),
-        )
-        .await;
-        match started {
-            Err(error) if tries < PORT_TRIES && format!("{error:#}").contains(PORT_TAKEN) => {
-                progress(&format!(
-                    "{label}: admin port {port} was taken meanwhile; starting again"
-                ));
-            }
-            other => break other.map_err(|error| error.context(format!("start {label}")))?,
-        }
-    };
+    if uncached && setup.cache_dir.exists() {
+        std::fs::remove_dir_all(setup.cache_dir)?;
+    }
+    let config = setup.write(&scratch.join(format!("{label}.toml")))?;
+    progress(&format!(
+        "{label}: starting the service with {} plugin(s)",
+        setup.names.len()
+    ));
+    let start = child::time_start(program, &config, &scratch.join(format!("{label}.log")))
+        .await
+        .map_err(|error| error.context(format!("start {label}")))?;
     progress(&format!(
         "{label}: ready after {:.0} ms, RSS {:.1} MiB",
         start.millis(),

@@ -73,17 +73,19 @@ pub struct ServiceSetup<'a> {
 }
 
 impl ServiceSetup<'_> {
-    /// Writes the configuration of a service with its admin server on
-    /// `admin_port` to `path`. Every plugin is required, so a start in which one does not load
-    /// fails instead of being measured without it.
-    pub fn write(&self, path: &Path, admin_port: u16) -> anyhow::Result<PathBuf> {
+    /// Writes the configuration of a service to `path`, its admin server
+    /// on a port it picks and writes to
+    /// [`crate::devtools::service_process::admin_address_file`]. Every
+    /// plugin is required, so a start in which one does not load fails
+    /// instead of being measured without it.
+    pub fn write(&self, path: &Path) -> anyhow::Result<PathBuf> {
         let required: Vec<String> = self.names.iter().map(|name| quoted(name)).collect();
         let mut text = format!(
             "[spanner]\nproject = {}\ninstance = {}\ndatabase = {}\nchange_stream = {}\n\
              emulator_host = {}\nemulator_rest = {}\n\n\
              [redis]\nurl = {}\n\n\
              [plugins]\ndir = {}\ncache_dir = {}\nrequired = [{}]\n\n\
-             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n",
+             [admin]\nlisten = \"127.0.0.1:0\"\naddress_file = {}\n",
             quoted(PROJECT),
             quoted(INSTANCE),
             quoted(self.database),
@@ -94,6 +96,7 @@ impl ServiceSetup<'_> {
             quoted(&self.plugin_dir.to_string_lossy()),
             quoted(&self.cache_dir.to_string_lossy()),
             required.join(", "),
+            quoted(&crate::devtools::service_process::admin_address_file(path).to_string_lossy()),
         );
         for name in self.names {
             let _ = write!(
