@@ -61,21 +61,6 @@ pub struct AdminError {
     pub source: std::io::Error,
 }
 
-/// Writes `bound` (`host:port` and a newline) to `file` for
-/// `admin.address_file`, replacing it whole (through a temporary file
-/// renamed into place), so a reader never sees a part of it.
-pub fn write_address_file(file: &std::path::Path, bound: SocketAddr) -> anyhow::Result<()> {
-    let temporary = file.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&temporary, format!("{bound}\n"))
-        .and_then(|()| std::fs::rename(&temporary, file))
-        .map_err(|err| {
-            anyhow::anyhow!(
-                "cannot write the admin server's address to admin.address_file = {}: {err}",
-                file.display()
-            )
-        })
-}
-
 impl AdminServer {
     /// Binds `address` (e.g. `127.0.0.1:9464`; port 0 picks a free one).
     pub async fn bind(

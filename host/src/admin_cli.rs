@@ -191,9 +191,9 @@ fn print(answer: Result<serde_json::Value, String>) -> ExitCode {
     }
 }
 
-/// The admin server's address: `url`, else the address the service wrote
-/// to the config's `admin.address_file`, else its `admin.listen`
-/// (`https://` when it has `[admin.tls]`).
+/// The admin server's address: `url`, else the config's `admin.listen`
+/// (`https://` when it has `[admin.tls]`), its port 0 replaced by the port
+/// the service wrote to `admin.address_file`.
 pub fn admin_address(config: Option<&Path>, url: Option<String>) -> anyhow::Result<String> {
     if let Some(url) = url {
         return Ok(url.trim_end_matches('/').to_owned());
@@ -203,22 +203,23 @@ pub fn admin_address(config: Option<&Path>, url: Option<String>) -> anyhow::Resu
     })?;
     let admin = Config::load(config)?.admin;
     let scheme = if admin.tls.is_some() { "https" } else { "http" };
-    if let Some(file) = &admin.address_file {
-        let bound = std::fs::read_to_string(file).map_err(|err| {
-            anyhow::anyhow!(
-                "cannot read admin.address_file = {} of {} (is the service running?): {err}",
-                file.display(),
-                config.display()
-            )
-        })?;
-        return Ok(format!("{scheme}://{}", bound.trim()));
-    }
     let listen = admin.listen.ok_or_else(|| {
         anyhow::anyhow!(
             "admin.listen is unset in {}: the service serves no admin server; give --url",
             config.display()
         )
     })?;
+    if let (Some(host), Some(file)) = (listen.strip_suffix(":0"), &admin.address_file) {
+        // The host as configured (a certificate may name it), the port as
+        // bound.
+        let bound = redis_spanner::admin_address::read(file)?;
+        let host = match host {
+            "0.0.0.0" => "127.0.0.1",
+            "[::]" => "[::1]",
+            named => named,
+        };
+        return Ok(format!("{scheme}://{host}:{}", bound.port()));
+    }
     anyhow::ensure!(
         !listen.ends_with(":0"),
         "admin.listen = {listen:?} in {} lets the service pick a free port, which this \

@@ -35,6 +35,7 @@
 //!   demo and plugin authors' tools, apart from the service.
 
 pub mod admin;
+pub mod admin_address;
 pub mod admin_api;
 pub mod app_acl;
 #[cfg(test)]

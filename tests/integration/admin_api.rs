@@ -5,7 +5,8 @@
 //! invalidations versioned at a Spanner timestamp; a paused plugin skips
 //! changes until resumed, then catches up; a prefix invalidation of many
 //! keys deletes only its prefix while the stream keeps flowing; over TLS,
-//! client certificates of the configured CA name callers.
+//! client certificates of the configured CA name callers; a stop while the
+//! start waits on a Spanner that does not answer still ends the service.
 
 use anyhow::Context as _;
 use redis::AsyncCommands as _;
@@ -731,5 +732,36 @@ async fn client_certificates_of_the_configured_ca_name_callers_over_tls() -> any
         "no plain HTTP on a TLS listener"
     );
     running.shutdown().await?;
+    Ok(())
+}
+
+/// A stop asked for while the start still waits on Spanner (the recorded
+/// pauses, which the admin API keeps, read from a frozen emulator) ends the
+/// service within its shutdown timeout instead of waiting for Spanner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_the_start_waits_on_spanner_ends_the_service() -> anyhow::Result<()> {
+    let bed = TestBed::start(&schema::ddl()).await?;
+    let issuer = TestIssuer::start("https://issuer.test").await;
+    let plugins = plugin_dir(&["users_cache"]);
+    let config = with_api(bed.config(schema::STREAM, plugins.path()), &issuer);
+    let service = Service::connect(&config).await?;
+    let group = bed
+        .emulator
+        .gateway_pid()
+        .context("the emulator's process group")?;
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, "--", &format!("-{group}")])
+            .status()
+    };
+    signal("-STOP")?;
+    let running = RunningService::spawn(service);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(30), running.shutdown()).await;
+    signal("-CONT")?;
+    assert!(
+        stopped.is_ok(),
+        "the stop waited on a Spanner that does not answer"
+    );
     Ok(())
 }

@@ -8,16 +8,18 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address for `/metrics`, `/healthz` and `/readyz`; unset disables the
-    /// server, port 0 picks a free port.
-    #[serde(default = "default_admin_listen")]
+    /// Address for `/metrics`, `/healthz` and `/readyz` (default
+    /// `127.0.0.1:9464`); `""` disables the server, port 0 picks a free
+    /// port.
+    #[serde(default = "default_admin_listen", deserialize_with = "empty_disables")]
     pub listen: Option<String>,
     /// A file the service writes the admin server's bound address to (one
-    /// line, `host:port`) once it listens: how a supervisor, script or
-    /// test finds a port 0 listener without racing for a port. Unset:
-    /// nothing is written.
+    /// line, `host:port`) once the server is set up, and removes when it
+    /// stops: how a supervisor, script or `status --config` finds a port 0
+    /// listener without racing for a port (see [`crate::admin_address`]).
+    /// Unset: nothing is written.
     #[serde(default)]
-    pub address_file: Option<std::path::PathBuf>,
+    pub address_file: Option<PathBuf>,
     /// The authenticated admin API under `/v1/` (unset: no API, every
     /// `/v1/` call is refused).
     #[serde(default)]
@@ -46,6 +48,14 @@ impl Default for AdminConfig {
 
 fn default_admin_listen() -> Option<String> {
     Some("127.0.0.1:9464".to_owned())
+}
+
+/// `listen = ""` turns the admin server off (TOML has no null).
+fn empty_disables<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let listen = String::deserialize(deserializer)?;
+    Ok((!listen.trim().is_empty()).then_some(listen))
 }
 
 /// How callers of the admin API prove who they are: bearer tokens (JWTs)

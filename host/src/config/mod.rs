@@ -236,6 +236,12 @@ impl Config {
                 "[admin.tls] is set but admin.listen is not: there is no listener for it".into(),
             ));
         }
+        if self.admin.address_file.is_some() && self.admin.listen.is_none() {
+            return Err(invalid(
+                "admin.address_file is set but admin.listen is not: there is no address to write"
+                    .into(),
+            ));
+        }
         if self.admin.api.is_none() && !self.admin.roles.is_empty() {
             return Err(invalid(
                 "[[admin.roles]] are set but [admin.api] is not: without it there is no admin API for the roles to open"
@@ -603,6 +609,23 @@ url = "redis://127.0.0.1:6379"
                 role.replace("operations", "plugins = [\"ghost\"]\noperations")
             ),
             "names plugin \"ghost\", which has no [grants.ghost]",
+        );
+    }
+
+    #[test]
+    fn an_empty_admin_listen_turns_the_server_off_and_an_address_file_needs_it() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.admin.listen.as_deref(), Some("127.0.0.1:9464"));
+        let off = parse(&format!("{MINIMAL}\n[admin]\nlisten = \"\"\n")).expect("valid");
+        assert_eq!(off.admin.listen, None);
+        let err = parse(&format!(
+            "{MINIMAL}\n[admin]\nlisten = \"\"\naddress_file = \"/tmp/a\"\n"
+        ))
+        .expect_err("refused")
+        .to_string();
+        assert!(
+            err.contains("admin.address_file is set but admin.listen is not"),
+            "{err}"
         );
     }
 

@@ -317,7 +317,7 @@ impl Pipeline {
                     return Err(err.into());
                 }
                 Err(err) => {
-                    self.sink_failed(plugin.name(), &err).await;
+                    self.sink_failed(plugin.name(), &sink, &err).await;
                     return Err(err.into());
                 }
             };

@@ -114,7 +114,7 @@ impl Pipeline {
         let applied = match sink.apply(&versioned).await {
             Ok(applied) => applied,
             Err(err) => {
-                self.sink_failed(plugin.name(), &err).await;
+                self.sink_failed(plugin.name(), &sink, &err).await;
                 return Err(err.into());
             }
         };

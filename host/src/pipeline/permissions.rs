@@ -10,7 +10,7 @@
 //! checked the same way before it takes batches.
 
 use super::Pipeline;
-use crate::sink::SinkError;
+use crate::sink::{RedisSink, SinkError};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -64,13 +64,14 @@ impl Pipeline {
         self.permissions.map().insert(plugin.to_owned(), problem);
     }
 
-    /// After an apply through `plugin`'s sink failed with `err`: a sink
+    /// After an apply through `plugin`'s `sink` failed with `err`: a sink
     /// whose credentials Redis refused (a managed user gone with a restart)
-    /// or that got no answer for a while is forgotten, so the next try sets
-    /// the plugin's user and connection up again.
-    pub(super) async fn sink_failed(&self, plugin: &str, err: &SinkError) {
+    /// or that got no answer for a while is forgotten (unless another
+    /// caller opened a new one meanwhile), so the next try sets the
+    /// plugin's user and connection up again.
+    pub(super) async fn sink_failed(&self, plugin: &str, sink: &RedisSink, err: &SinkError) {
         if matches!(err, SinkError::Auth { .. } | SinkError::Unanswered { .. }) {
-            self.sinks.forget(plugin).await;
+            self.sinks.forget_failed(plugin, sink).await;
         }
     }
 

@@ -84,13 +84,15 @@ impl Pipeline {
         let applied = match sink.apply(&effects).await {
             Ok(applied) => applied,
             Err(err) => {
-                self.sink_failed(plugin.name(), &err).await;
+                self.sink_failed(plugin.name(), &sink, &err).await;
                 return Err(err.into());
             }
         };
         let mut records = Vec::new();
         for (effect, outcome) in leftovers.iter().zip(&applied.outcomes) {
-            if *outcome == Outcome::Applied {
+            // A delete a try that gave up had applied comes back as a
+            // duplicate: it is recorded too.
+            if matches!(outcome, Outcome::Applied | Outcome::Duplicate) {
                 records.push(AuditRecord {
                     plugin: plugin.label(),
                     plugin_digest: plugin.digest().to_owned(),

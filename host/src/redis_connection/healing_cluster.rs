@@ -5,12 +5,14 @@
 //! empty, one was seen to start a slot refresh that never ended, and every
 //! call on it timed out from then on (a lock held across a reconnect blocks
 //! all calls: redis-rs issue 2092). A new connection ends that. So each
-//! request is watched: when no request has been answered for
-//! [`REBUILD_AFTER`] while some failed or were given up by their caller, a
-//! new connection is opened in the background and takes the old one's place
+//! request is watched: when requests still fail [`REBUILD_AFTER`] after
+//! the first unanswered one was sent, with no answer in between, a new
+//! connection is opened in the background and takes the old one's place
 //! (requests already sent finish on the old one). A reply counts as an
-//! answer, even an error reply of a server; a connection failure, a
-//! timeout, a missing node connection or a redirection does not. A new
+//! answer, even an error reply of a server (`CLUSTERDOWN` and `TRYAGAIN`
+//! included: the cluster answers, a new connection would not help); a
+//! connection failure, a timeout, a missing node connection, a redirection
+//! (`MOVED`, `ASK`) or a request its caller gave up does not. A new
 //! connection that cannot be opened is tried again after another
 //! [`REBUILD_AFTER`].
 
@@ -61,8 +63,12 @@ struct Shared<C> {
 /// What the requests showed since the last answer.
 #[derive(Default)]
 struct Watch {
-    /// When the first request since the last answer failed or was given up.
+    /// When the first request that went unanswered since the last answer
+    /// was sent.
     unanswered_since: Option<Instant>,
+    /// Whether a request failed [`Shared::rebuild_after`] or more after
+    /// that: the connection is due for a replacement.
+    due: bool,
     /// Whether a replacement is being opened.
     rebuilding: bool,
     /// Replacements made so far.
@@ -105,10 +111,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Healing<C> {
     fn begin(&self) -> (C, Pending<C>) {
         {
             let mut watch = self.shared.watch();
-            let due = watch
-                .unanswered_since
-                .is_some_and(|since| since.elapsed() >= self.shared.rebuild_after);
-            if due && !watch.rebuilding {
+            if watch.due && !watch.rebuilding {
                 watch.rebuilding = true;
                 tokio::spawn(self.shared.clone().replace());
             }
@@ -121,6 +124,7 @@ impl<C: ConnectionLike + Clone + Send + Sync + 'static> Healing<C> {
             .clone();
         let pending = Pending {
             shared: self.shared.clone(),
+            sent: Instant::now(),
             answered: false,
         };
         (conn, pending)
@@ -187,6 +191,7 @@ impl<C: Send + Sync + 'static> Shared<C> {
         };
         let mut watch = self.watch();
         watch.rebuilding = false;
+        watch.due = false;
         match failure {
             None => {
                 watch.replaced += 1;
@@ -205,6 +210,8 @@ impl<C: Send + Sync + 'static> Shared<C> {
 /// failure, or a request dropped unanswered, starts it.
 struct Pending<C> {
     shared: Arc<Shared<C>>,
+    /// When the request was sent.
+    sent: Instant,
     answered: bool,
 }
 
@@ -220,22 +227,27 @@ impl<C> Drop for Pending<C> {
         let mut watch = self.shared.watch();
         if self.answered {
             watch.unanswered_since = None;
-        } else if watch.unanswered_since.is_none() {
-            watch.unanswered_since = Some(Instant::now());
+            watch.due = false;
+        } else {
+            let since = *watch.unanswered_since.get_or_insert(self.sent);
+            let since = since.min(self.sent);
+            watch.unanswered_since = Some(since);
+            watch.due |= since.elapsed() >= self.shared.rebuild_after;
         }
     }
 }
 
 /// Whether `result` came from a server: a value, or an error reply other
-/// than a redirection or a cluster being down.
+/// than a redirection.
 fn is_answer<T>(result: &RedisResult<T>) -> bool {
     match result {
         Ok(_) => true,
-        Err(err) => {
-            !(err.is_io_error()
-                || err.is_cluster_error()
-                || err.kind() == ErrorKind::ClusterConnectionNotFound)
-        }
+        Err(err) => !matches!(
+            err.kind(),
+            ErrorKind::Io
+                | ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(redis::ServerErrorKind::Moved | redis::ServerErrorKind::Ask)
+        ),
     }
 }
 

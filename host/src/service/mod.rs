@@ -68,12 +68,18 @@ pub struct Service {
     shutdown_timeout: std::time::Duration,
     /// How old a partition's checkpoint may get before `/readyz` says so.
     stall_after: std::time::Duration,
+    /// `admin.address_file` and the address written to it (removed at
+    /// the end of [`Service::run`] if it still holds it).
+    admin_address_file: Option<(std::path::PathBuf, std::net::SocketAddr)>,
 }
 
 impl Service {
     /// Connects to Spanner and Redis and loads the plugins; fails with a
     /// message naming what is wrong.
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+        if let Some(file) = &config.admin.address_file {
+            crate::admin_address::prepare(file)?;
+        }
         let emulator_host = config.emulator_host();
         let database = config.database_path();
         let (spanner, client) = connect(emulator_host.as_deref(), &database).await?;
@@ -237,12 +243,6 @@ impl Service {
             ),
             None => None,
         };
-        if let Some(bound) = admin.as_ref().and_then(AdminServer::local_addr) {
-            tracing::info!(address = %bound, "admin server listening");
-            if let Some(file) = &config.admin.address_file {
-                crate::admin::write_address_file(file, bound)?;
-            }
-        }
         let admin = match (admin, &config.admin.tls) {
             (Some(server), Some(tls)) => Some(server.with_tls(tls)?),
             (admin, _) => admin,
@@ -282,6 +282,18 @@ impl Service {
                 }),
             ),
             (admin, _) => admin,
+        };
+        let bound = admin.as_ref().and_then(AdminServer::local_addr);
+        if let Some(bound) = bound {
+            tracing::info!(address = %bound, "admin server listening");
+        }
+        // Written once nothing in the admin server's set-up can fail.
+        let admin_address_file = match (&config.admin.address_file, bound) {
+            (Some(file), Some(bound)) => {
+                crate::admin_address::write(file, bound)?;
+                Some((file.clone(), bound))
+            }
+            _ => None,
         };
         let start = match config.spanner.start.as_str() {
             "now" => now_rfc3339(),
@@ -324,6 +336,7 @@ impl Service {
             coherence,
             shutdown_timeout: config.plugins.shutdown_timeout(),
             stall_after: std::time::Duration::from_millis(config.spanner.stall_after_ms),
+            admin_address_file,
         })
     }
 

@@ -50,11 +50,13 @@ impl Service {
             self.liveness.clone(),
             admin_stop.clone(),
         ));
-        // Pauses first: a paused plugin's resync waits until it is resumed.
-        if let Err(err) = pipeline.follow_pauses().await {
-            tracing::warn!(error = %err, "cannot read the recorded pauses at start; following them once Spanner answers");
-        }
-        pipeline.resync_marked().await;
+        // A stop asked for while the start still waits on Spanner or Redis
+        // ends the start too.
+        let mut shutdown = std::pin::pin!(shutdown);
+        let stopped_early = tokio::select! {
+            () = start_lanes(&pipeline) => false,
+            () = &mut shutdown => true,
+        };
         let lanes = pipeline.clone();
         let stall_after = self.stall_after;
         self.readiness.set_problems(Box::new(move || {
@@ -63,10 +65,14 @@ impl Service {
             problems
         }));
         let mut reader = tokio::spawn(self.reader.run(self.start, token.clone()));
-        self.readiness.set(true);
-        let ended = tokio::select! {
-            () = shutdown => None,
-            ended = &mut reader => Some(ended),
+        let ended = if stopped_early {
+            None
+        } else {
+            self.readiness.set(true);
+            tokio::select! {
+                () = &mut shutdown => None,
+                ended = &mut reader => Some(ended),
+            }
         };
         // From the signal on, everything left has one deadline: whatever a
         // plugin or Redis does, the service stops within it.
@@ -114,6 +120,9 @@ impl Service {
                 abort.abort();
             }
         }
+        if let Some((file, bound)) = &self.admin_address_file {
+            crate::admin_address::remove_if_ours(file, *bound);
+        }
         match ended {
             None | Some(Ok(Ok(()))) => Ok(()),
             Some(Ok(Err(err))) => Err(err.into()),
@@ -122,4 +131,25 @@ impl Service {
             )),
         }
     }
+}
+
+/// How long the start waits for the recorded pauses before going on
+/// without them (the pause watch follows them once Spanner answers).
+const PAUSES_AT_START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Readies the lanes before the stream is read: pauses first (a paused
+/// plugin's resync waits until it is resumed), then the resyncs marked
+/// before the last stop.
+async fn start_lanes(pipeline: &Arc<Pipeline>) {
+    match tokio::time::timeout(PAUSES_AT_START_PATIENCE, pipeline.follow_pauses()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "cannot read the recorded pauses at start; following them once Spanner answers")
+        }
+        Err(_) => tracing::warn!(
+            waited_s = PAUSES_AT_START_PATIENCE.as_secs(),
+            "Spanner has not answered for the recorded pauses at start; following them once it does"
+        ),
+    }
+    pipeline.resync_marked().await;
 }

@@ -26,6 +26,7 @@ use crate::redis_connection::credentials::FileCredentials;
 use crate::redis_connection::{connection_info, mask_url, open_connection, open_connection_as};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// How plugins' Redis users are provided.
@@ -101,7 +102,10 @@ pub struct PluginSinks {
     admin: RedisSink,
     url: String,
     mode: AclMode,
-    sinks: Mutex<HashMap<String, RedisSink>>,
+    /// Each plugin's sink, behind a lock of its own: opening one plugin's
+    /// sink (network work that may wait on an unwell Redis) holds up no
+    /// other plugin.
+    sinks: Mutex<HashMap<String, Arc<Mutex<Option<RedisSink>>>>>,
     /// Operator-provided users' password files, by user and file.
     password_files: std::sync::Mutex<Vec<FileCredentials>>,
     /// This process's passwords of the managed users.
@@ -160,12 +164,19 @@ impl PluginSinks {
 
     /// The sink `plugin` applies through under `grant`.
     pub async fn for_plugin(&self, plugin: &str, grant: &Grant) -> Result<RedisSink, SinkError> {
-        let mut sinks = self.sinks.lock().await;
-        if let Some(sink) = sinks.get(plugin) {
+        let slot = self
+            .sinks
+            .lock()
+            .await
+            .entry(plugin.to_owned())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(sink) = &*slot {
             return Ok(sink.clone());
         }
         let sink = self.open(plugin, grant).await?;
-        sinks.insert(plugin.to_owned(), sink.clone());
+        *slot = Some(sink.clone());
         Ok(sink)
     }
 
@@ -200,6 +211,20 @@ impl PluginSinks {
     /// creates it again.
     pub async fn forget(&self, plugin: &str) {
         self.sinks.lock().await.remove(plugin);
+    }
+
+    /// Forgets `plugin`'s sink if it is still `failed` (a sink opened
+    /// again since, by another caller, is kept).
+    pub async fn forget_failed(&self, plugin: &str, failed: &RedisSink) {
+        let mut sinks = self.sinks.lock().await;
+        let still_failed = sinks.get(plugin).is_some_and(|slot| {
+            // A slot being filled now holds no failed sink.
+            slot.try_lock()
+                .is_ok_and(|stored| stored.as_ref().is_some_and(|s| s.is_same(failed)))
+        });
+        if still_failed {
+            sinks.remove(plugin);
+        }
     }
 
     async fn open(&self, plugin: &str, grant: &Grant) -> Result<RedisSink, SinkError> {

@@ -16,13 +16,17 @@ fn an_unreachable_spanner_is_named_while_waiting() -> anyhow::Result<()> {
         "url = \"redis://127.0.0.1:1\"",
         "",
     );
-    let mut child = support::binary()
-        .args(["run", "--config"])
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()?;
+    // Killed on drop, also when reading its output fails first.
+    let mut child = crate::hosts::Host(
+        support::binary()
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    );
     let started = Instant::now();
-    let stderr = child.stderr.take().expect("piped stderr");
+    let stderr = child.0.stderr.take().expect("piped stderr");
     let mut named = None;
     for line in BufReader::new(stderr).lines() {
         let line = line?;
@@ -31,8 +35,7 @@ fn an_unreachable_spanner_is_named_while_waiting() -> anyhow::Result<()> {
             break;
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let line = named.expect("a line naming what the start waits for");
     assert!(line.contains("127.0.0.1:1"), "{line}");
     assert!(

@@ -188,6 +188,15 @@ pub struct RedisSink {
     /// gives up ([`REOPEN_AFTER`] for a plugin's sink; never for the
     /// host's own, which has nothing to open again).
     reopen_after: Option<Duration>,
+    /// Tells this sink (and its clones) from others opened for the same
+    /// plugin.
+    id: u64,
+}
+
+/// A new [`RedisSink::id`].
+fn next_sink_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl RedisSink {
@@ -230,6 +239,7 @@ impl RedisSink {
             tombstone_ms,
             faults: Arc::default(),
             reopen_after: None,
+            id: next_sink_id(),
         };
         sink.load_functions()
             .await
@@ -250,7 +260,13 @@ impl RedisSink {
             tombstone_ms: self.tombstone_ms,
             faults: self.faults.clone(),
             reopen_after: Some(REOPEN_AFTER),
+            id: next_sink_id(),
         }
+    }
+
+    /// Whether `other` is this sink or a clone of it.
+    pub fn is_same(&self, other: &RedisSink) -> bool {
+        self.id == other.id
     }
 
     /// This sink, giving up after effects went unanswered for `patience`
