@@ -209,7 +209,12 @@ pub fn admin_address(config: Option<&Path>, url: Option<String>) -> anyhow::Resu
             config.display()
         )
     })?;
-    if let (Some(host), Some(file)) = (listen.strip_suffix(":0"), &admin.address_file) {
+    // The host part, when the port is 0 (however written: `:0`, `:00`).
+    let picked_port_host = listen
+        .rsplit_once(':')
+        .filter(|(_, port)| port.parse::<u16>() == Ok(0))
+        .map(|(host, _)| host);
+    if let (Some(host), Some(file)) = (picked_port_host, &admin.address_file) {
         // The host as configured (a certificate may name it), the port as
         // bound.
         let bound = redis_spanner::admin_address::read(file)?;
@@ -221,7 +226,7 @@ pub fn admin_address(config: Option<&Path>, url: Option<String>) -> anyhow::Resu
         return Ok(format!("{scheme}://{host}:{}", bound.port()));
     }
     anyhow::ensure!(
-        !listen.ends_with(":0"),
+        picked_port_host.is_none(),
         "admin.listen = {listen:?} in {} lets the service pick a free port, which this \
          command cannot know: give --url http://HOST:PORT (the port is in the service's \
          start-up log), or set admin.address_file",

@@ -236,6 +236,16 @@ impl Config {
                 "[admin.tls] is set but admin.listen is not: there is no listener for it".into(),
             ));
         }
+        if self
+            .admin
+            .address_file
+            .as_ref()
+            .is_some_and(|file| file.as_os_str().is_empty())
+        {
+            return Err(invalid(
+                "admin.address_file is empty: name a file, or remove the setting".into(),
+            ));
+        }
         if self.admin.address_file.is_some() && self.admin.listen.is_none() {
             return Err(invalid(
                 "admin.address_file is set but admin.listen is not: there is no address to write"
@@ -627,6 +637,10 @@ url = "redis://127.0.0.1:6379"
             err.contains("admin.address_file is set but admin.listen is not"),
             "{err}"
         );
+        let err = parse(&format!("{MINIMAL}\n[admin]\naddress_file = \"\"\n"))
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("admin.address_file is empty"), "{err}");
     }
 
     #[test]
