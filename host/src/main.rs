@@ -152,6 +152,9 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        end_quietly_on_a_closed_pipe();
+    }
     let logging = logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -166,6 +169,18 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A report piped into a reader that stops early (`status | head -2`) ends
+/// quietly, as other command-line tools do, instead of panicking on the
+/// broken pipe. The service itself (`run`) keeps Rust's default (the write
+/// fails and is reported).
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: sets one signal's disposition to the system default, at
+    // start, before the runtime's threads exist; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

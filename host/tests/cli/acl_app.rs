@@ -1,8 +1,9 @@
 //! `acl app` with the real binary: standard output is exactly one
 //! `ACL SETUSER` line (pipeable to `redis-cli`), what it allows is said on
 //! standard error, the password only ever appears hashed, the event stream
-//! comes from a configuration, and a prefix that reaches too far is
-//! refused with a message naming it.
+//! comes from a configuration, a prefix that reaches too far is refused
+//! with a message naming it, and a reader that stops early ends the
+//! command quietly (as for every command but `run`).
 
 use std::process::Output;
 
@@ -53,6 +54,30 @@ fn prints_one_setuser_line_and_says_what_it_allows() {
             && stderr.contains("never rs_apply")
             && stderr.contains("no password"),
         "{stderr}"
+    );
+}
+
+/// A reader that stops early (`… | head`) ends the command quietly (by
+/// SIGPIPE, as other tools), not with a panic.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let mut child = support::binary()
+        .args(["acl", "app", "--user", "shop", "--prefix", "users:"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // The reader goes away before anything is written.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}",
+        output.status
     );
 }
 
