@@ -50,13 +50,7 @@ impl HostProcess {
             .build()?;
         let address_file = admin_address_file(config);
         // An earlier start's address is not this one's.
-        match std::fs::remove_file(&address_file) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(err)
-                    .with_context(|| format!("cannot remove {}", address_file.display()));
-            }
-            _ => {}
-        }
+        crate::admin_address::prepare(&address_file)?;
         let started = Instant::now();
         let mut command = tokio::process::Command::new(program);
         // Its settings are the bench's file alone, whatever the shell holds.
@@ -83,9 +77,9 @@ impl HostProcess {
         loop {
             host.ensure_running()?;
             if readyz.is_none()
-                && let Ok(address) = std::fs::read_to_string(&address_file)
+                && let Ok(address) = crate::admin_address::read(&address_file)
             {
-                readyz = Some(format!("http://{}/readyz", address.trim()));
+                readyz = Some(format!("http://{address}/readyz"));
             }
             if let Some(readyz) = &readyz
                 && is_ready(&http, readyz).await

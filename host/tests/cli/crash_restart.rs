@@ -11,7 +11,8 @@ use crate::hosts::{
     LeaseEvent, WatchedLoad, churning_bed, lease_events, now_micros, owner_of, spawn_host,
 };
 use crate::support::{
-    add_spanner_settings, admin_port, forget_admin_port, service_config, wait_until_ready,
+    add_spanner_settings, admin_address_written, admin_port, forget_admin_port, service_config,
+    wait_until_ready,
 };
 use rand::Rng as _;
 use redis_spanner::devtools::demo::check;
@@ -171,5 +172,10 @@ async fn kill_9_restarts_lose_nothing_and_never_go_backwards() -> anyhow::Result
         Some(status) => assert!(status.success(), "SIGTERM exit status {status}"),
         None => panic!("the host did not stop within 20 s of SIGTERM"),
     }
+    // A clean stop removes the address its admin server had.
+    assert!(
+        !admin_address_written(&config),
+        "the admin address file outlived the service"
+    );
     Ok(())
 }

@@ -39,8 +39,11 @@ pub fn config_file(dir: &Path, spanner_lines: &str, redis_lines: &str, tail: &st
     path
 }
 
-/// The file in a service's directory its admin server's address is written to.
-const ADMIN_ADDRESS_FILE: &str = "admin.address";
+/// The file the service of the configuration at `config` writes its admin
+/// server's address to (the benches' convention).
+fn admin_address_file(config: &Path) -> PathBuf {
+    redis_spanner::devtools::service_process::admin_address_file(config)
+}
 
 /// Writes the configuration of a service on `bed` (demo schema, stream and
 /// database; plugins from `plugins`; the users_cache grant; admin server on
@@ -86,7 +89,7 @@ key_prefixes = ["users:"]
         rest = bed.emulator.rest_endpoint(),
         redis = bed.redis.url(),
         plugins = plugins.display(),
-        address_file = dir.join(ADMIN_ADDRESS_FILE).display(),
+        address_file = admin_address_file(&path).display(),
     );
     std::fs::write(&path, text).expect("write config");
     path
@@ -98,22 +101,25 @@ key_prefixes = ["users:"]
 /// port between choosing and binding it. Before starting a service on
 /// `config` again, call [`forget_admin_port`]. Fails the test after 60 s.
 pub async fn admin_port(config: &Path) -> u16 {
-    let file = config.with_file_name(ADMIN_ADDRESS_FILE);
+    let file = admin_address_file(config);
     let port = redis_spanner_tests::eventually(std::time::Duration::from_secs(60), || async {
-        let text = std::fs::read_to_string(&file).ok()?;
-        text.trim()
-            .parse::<std::net::SocketAddr>()
+        redis_spanner::admin_address::read(&file)
             .ok()
-            .map(|a| a.port())
+            .map(|address| address.port())
     })
     .await;
     port.unwrap_or_else(|| panic!("the service never wrote {}", file.display()))
 }
 
+/// Whether a service on `config` has an admin address written now.
+pub fn admin_address_written(config: &Path) -> bool {
+    admin_address_file(config).exists()
+}
+
 /// Removes the admin address the last service on `config` wrote, so that
 /// [`admin_port`] waits for the next one's.
 pub fn forget_admin_port(config: &Path) {
-    let _ = std::fs::remove_file(config.with_file_name(ADMIN_ADDRESS_FILE));
+    let _ = std::fs::remove_file(admin_address_file(config));
 }
 
 /// Waits until the service whose admin server listens on `port` answers
