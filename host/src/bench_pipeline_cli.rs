@@ -34,9 +34,14 @@ pub struct PipelineArgs {
     /// Audit off, on, or both (one result row each).
     #[arg(long, value_delimiter = ',', default_value = "off,on")]
     audit: Vec<Switch>,
-    /// Replay tasks, each sending one batch at a time like a partition.
+    /// Replay tasks, each handing batches over like one partition's reader.
     #[arg(long, default_value_t = 8)]
     partitions: usize,
+    /// Batches each replay task keeps in flight before it waits for the
+    /// oldest one to be applied (default: the change-stream reader's own
+    /// limit; 1 sends a batch only once the one before is applied).
+    #[arg(long, default_value_t = redis_spanner::source::spanner::reader::MAX_IN_FLIGHT)]
+    partition_batches_in_flight: usize,
     /// Batches each plugin's lane works on at once
     /// (`plugins.lane_batches_in_flight`).
     #[arg(long, default_value_t = 4)]
@@ -82,7 +87,10 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         plugin_counts: args.plugins,
         audit: args.audit.iter().map(|s| matches!(s, Switch::On)).collect(),
         workload,
-        partitions: args.partitions,
+        replay: pipeline_bench::host_run::Replay {
+            partitions: args.partitions,
+            batches_in_flight: args.partition_batches_in_flight,
+        },
         lane_batches_in_flight: args.lane_batches_in_flight,
         redis_url: args.redis_url,
         in_flight: args.in_flight,

@@ -305,12 +305,15 @@ impl Pipeline {
                 .iter()
                 .map(|(_, version, effect)| Versioned { version, effect })
                 .collect();
+            // Built before the turn: only the round trip waits for the
+            // batch before.
+            let prepared = sink.prepare(&effects);
             if let Some(turn) = turn.as_deref_mut() {
                 turn.wait().await;
             }
             let timer = self.metrics.redis_apply_seconds.start_timer();
             let applying = tracing::info_span!("redis.apply", effects = effects.len());
-            let applied = match sink.apply(&effects).instrument(applying).await {
+            let applied = match sink.apply_prepared(prepared).instrument(applying).await {
                 Ok(applied) => applied,
                 Err(err @ SinkError::Permission { .. }) => {
                     self.permission_refused(plugin.name(), &err).await;

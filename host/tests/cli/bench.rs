@@ -37,6 +37,10 @@ fn bench_pipeline_prints_one_well_formed_row_per_setting() {
         "off,on",
         "--partitions",
         "2",
+        // Four batches per partition: the replay waits for the oldest
+        // batch once three are in flight.
+        "--partition-batches-in-flight",
+        "3",
         "--plugin",
         plugin,
         "--in-flight",

@@ -2,8 +2,10 @@
 //! tight client. The plugins run once beforehand (not timed) to learn
 //! every effect with its version; then each batch's effects go to Redis as
 //! the sink sends them (`FCALL rs_apply_many`, one pipeline per plugin and
-//! batch), followed by the batch's audit records when audit is on, with
-//! several batches in flight.
+//! batch) and as the plugin's own Redis user (the ACL user the host sets up
+//! from its grant, whose key patterns Redis checks on every key), followed
+//! by the batch's audit records when audit is on, with several batches in
+//! flight.
 
 use super::workload::Workload;
 use super::{flush, load_plugins};
@@ -11,6 +13,7 @@ use crate::audit::{AuditLog, AuditRecord, Verdict};
 use crate::change::Effect;
 use crate::config::Config;
 use crate::policy::{Operation, effect_key};
+use crate::sink::acl::PluginSinks;
 use crate::sink::{RedisSink, Versioned};
 use crate::version_keys::encode_batch;
 use anyhow::Context as _;
@@ -28,6 +31,8 @@ pub const RUNS_PER_DEPTH: usize = 2;
 /// One plugin's part of one batch: what it asked for, versioned.
 #[derive(Debug, Clone)]
 pub struct PlannedApply {
+    /// Index of the plugin (in the config's plugin order) that asked.
+    pub plugin: usize,
     /// The encoded version of each effect.
     pub versions: Vec<String>,
     /// The effects, in the plugin's order.
@@ -44,12 +49,14 @@ pub struct PlannedWork {
 }
 
 /// The ceiling's result.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Ceiling {
     /// Changes of the workload per second, at the best depth.
     pub changes_per_second: f64,
     /// The batches in flight that gave it.
     pub depth: usize,
+    /// Each depth tried and its best changes per second.
+    pub by_depth: Vec<(usize, f64)>,
 }
 
 /// Runs every batch of `workload` through every plugin of `config` once,
@@ -73,12 +80,13 @@ pub async fn plan(
     let mut work = PlannedWork::default();
     for batch in &workload.batches {
         let versions = encode_batch(batch);
-        for plugin in &plugins {
+        for (index, plugin) in plugins.iter().enumerate() {
             let actions = plugin
                 .on_changes(batch)
                 .await
                 .with_context(|| format!("planning the ceiling with {}", plugin.label()))?;
             let mut apply = PlannedApply {
+                plugin: index,
                 versions: Vec::with_capacity(actions.len()),
                 effects: Vec::with_capacity(actions.len()),
                 records: Vec::with_capacity(actions.len()),
@@ -115,11 +123,14 @@ pub async fn plan(
 /// Redis cannot be reached or refuses an apply or an append.
 pub async fn measure(
     config: &Config,
+    names: &[String],
     work: &PlannedWork,
     changes: usize,
 ) -> anyhow::Result<Ceiling> {
     let sink = Arc::new(RedisSink::connect(&config.redis.url, config.redis.tombstone_ms).await?);
+    let plugin_sinks = plugin_sinks(config, &sink, names).await?;
     let mut best: Option<(Duration, usize)> = None;
+    let mut by_depth: Vec<(usize, Duration)> = Vec::new();
     let tries = DEPTHS
         .iter()
         .flat_map(|&depth| std::iter::repeat_n(depth, RUNS_PER_DEPTH));
@@ -140,7 +151,7 @@ pub async fn measure(
         };
         let started = Instant::now();
         let failures = futures::stream::iter(&work.applies)
-            .map(|apply| send(&sink, audit.as_deref(), apply))
+            .map(|apply| send(&plugin_sinks[apply.plugin], audit.as_deref(), apply))
             .buffer_unordered(depth)
             .filter_map(|outcome| async move { outcome.err() })
             .collect::<Vec<_>>()
@@ -152,12 +163,40 @@ pub async fn measure(
         if best.is_none_or(|(fastest, _)| took < fastest) {
             best = Some((took, depth));
         }
+        match by_depth.iter_mut().find(|(tried, _)| *tried == depth) {
+            Some((_, fastest)) => *fastest = (*fastest).min(took),
+            None => by_depth.push((depth, took)),
+        }
     }
     let (took, depth) = best.expect("DEPTHS is not empty");
+    let rate = |took: Duration| changes as f64 / took.as_secs_f64().max(1e-9);
     Ok(Ceiling {
-        changes_per_second: changes as f64 / took.as_secs_f64().max(1e-9),
+        changes_per_second: rate(took),
         depth,
+        by_depth: by_depth
+            .into_iter()
+            .map(|(depth, took)| (depth, rate(took)))
+            .collect(),
     })
+}
+
+/// Each plugin's sink, acting as its Redis user as the host's does
+/// (`names` in the config's plugin order).
+async fn plugin_sinks(
+    config: &Config,
+    admin: &RedisSink,
+    names: &[String],
+) -> anyhow::Result<Vec<RedisSink>> {
+    let sinks = PluginSinks::new(admin.clone(), &config.redis.url, config.redis.acl);
+    let mut opened = Vec::with_capacity(names.len());
+    for name in names {
+        let grant = config
+            .grants
+            .get(name)
+            .with_context(|| format!("the bench config has no grant for {name}"))?;
+        opened.push(sinks.for_plugin(name, grant).await?);
+    }
+    Ok(opened)
 }
 
 /// One plugin's batch: its effects in one pipeline, then its audit records.

@@ -1,7 +1,9 @@
 //! The host's run: the workload through the real pipeline, built from the
 //! bench's config as `redis-spanner run` builds it, fed by replay tasks
-//! that behave like partitions of a change stream (one batch at a time,
-//! the next once the last one's receipt says applied).
+//! that hand batches over as the change-stream reader does: each keeps up
+//! to a number of batches in flight (the reader's own limit by default)
+//! and waits for the oldest one's receipt beyond it, while the pipeline's
+//! bound on changes in flight holds every sender back.
 
 use super::ceiling::PlannedWork;
 use super::stats::{percentile, process_cpu_time};
@@ -31,8 +33,19 @@ pub struct HostRun {
     pub p99: Duration,
 }
 
-/// Replays `workload` through a pipeline built from `config`, with
-/// `partitions` replay tasks.
+/// How the replay tasks hand batches over.
+#[derive(Debug, Clone, Copy)]
+pub struct Replay {
+    /// Replay tasks, each one partition of the stream.
+    pub partitions: usize,
+    /// Batches each keeps in flight before it waits for the oldest one's
+    /// receipt ([`crate::source::spanner::reader::MAX_IN_FLIGHT`] is the
+    /// reader's; 1 sends the next batch only once the last one is applied).
+    pub batches_in_flight: usize,
+}
+
+/// Replays `workload` through a pipeline built from `config`, handed over
+/// as `replay` says.
 ///
 /// # Errors
 ///
@@ -40,8 +53,10 @@ pub struct HostRun {
 pub async fn measure(
     config: &Config,
     workload: &Workload,
-    partitions: usize,
+    replay: Replay,
 ) -> anyhow::Result<HostRun> {
+    let partitions = replay.partitions.max(1);
+    let keep = replay.batches_in_flight.max(1);
     let served = ServedPipeline::start(config).await?;
     let sender = served.intake.clone();
 
@@ -59,17 +74,18 @@ pub async fn measure(
         let sender = sender.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(batches.len());
+            let mut in_flight = std::collections::VecDeque::with_capacity(keep);
             for batch in batches {
+                if in_flight.len() >= keep {
+                    settle_oldest(&mut in_flight, &mut latencies).await?;
+                }
                 let size = batch.len();
                 let handed_over = Instant::now();
-                sender
-                    .send(Work::Changes(batch))
-                    .await
-                    .wait()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("a batch was not applied: {e}"))?;
-                let took = handed_over.elapsed();
-                latencies.extend(std::iter::repeat_n(took, size));
+                let receipt = sender.send(Work::Changes(batch)).await;
+                in_flight.push_back((receipt, handed_over, size));
+            }
+            while !in_flight.is_empty() {
+                settle_oldest(&mut in_flight, &mut latencies).await?;
             }
             anyhow::Ok(latencies)
         }));
@@ -89,6 +105,23 @@ pub async fn measure(
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
     })
+}
+
+/// Waits for the oldest batch in flight to be applied (the reader moves its
+/// watermark in this order) and notes its changes' time in the host.
+async fn settle_oldest(
+    in_flight: &mut std::collections::VecDeque<(crate::flow::Receipt, Instant, usize)>,
+    latencies: &mut Vec<Duration>,
+) -> anyhow::Result<()> {
+    let Some((receipt, handed_over, size)) = in_flight.pop_front() else {
+        return Ok(());
+    };
+    receipt
+        .wait()
+        .await
+        .map_err(|e| anyhow::anyhow!("a batch was not applied: {e}"))?;
+    latencies.extend(std::iter::repeat_n(handed_over.elapsed(), size));
+    Ok(())
 }
 
 /// A pipeline built from a bench config as `redis-spanner run` builds it,

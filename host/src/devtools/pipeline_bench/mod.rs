@@ -11,8 +11,8 @@
 //!    batches in flight; the best of a few depths.
 //! 2. **The host**: the batches handed to the real pipeline (plugin lanes,
 //!    grant checks, audit, versioned apply through each plugin's Redis ACL
-//!    user) by `partitions` replay tasks, each sending its next batch when
-//!    the last one's receipt says applied, as the change-stream reader does.
+//!    user) by replay tasks acting as partitions, each keeping batches in
+//!    flight as the change-stream reader does ([`host_run::Replay`]).
 //!    The service's continuous coherence check (which re-reads a sample of
 //!    rows from Spanner) is not part of this path: there is no Spanner.
 //!
@@ -54,8 +54,8 @@ pub struct PipelineBenchOptions {
     pub audit: Vec<bool>,
     /// The batches to replay.
     pub workload: Workload,
-    /// Replay tasks, each a partition sending one batch at a time.
-    pub partitions: usize,
+    /// How the replay tasks hand batches over.
+    pub replay: host_run::Replay,
     /// `plugins.lane_batches_in_flight` for the host's run.
     pub lane_batches_in_flight: usize,
     /// Use this Redis (it is flushed!) instead of starting redis-server.
@@ -85,7 +85,10 @@ pub async fn run(
     options: &PipelineBenchOptions,
     mut progress: impl FnMut(&str),
 ) -> anyhow::Result<PipelineBenchResults> {
-    anyhow::ensure!(options.partitions > 0, "--partitions must be at least 1");
+    anyhow::ensure!(
+        options.replay.partitions > 0 && options.replay.batches_in_flight > 0,
+        "--partitions and --partition-batches-in-flight must be at least 1"
+    );
     anyhow::ensure!(
         !options.plugin_counts.is_empty() && !options.plugin_counts.contains(&0),
         "--plugins must be positive numbers"
@@ -118,10 +121,17 @@ pub async fn run(
             let work = ceiling::plan(&config, &names, &options.workload).await?;
             progress(&format!("{label}: measuring the ceiling"));
             flush(&url).await?;
-            let ceiling = ceiling::measure(&config, &work, options.workload.changes()).await?;
+            let ceiling =
+                ceiling::measure(&config, &names, &work, options.workload.changes()).await?;
+            let depths: Vec<String> = ceiling
+                .by_depth
+                .iter()
+                .map(|(depth, rate)| format!("{rate:.0} at depth {depth}"))
+                .collect();
+            progress(&format!("{label}: ceiling {}", depths.join(", ")));
             flush(&url).await?;
             progress(&format!("{label}: measuring the host"));
-            let host = host_run::measure(&config, &options.workload, options.partitions).await?;
+            let host = host_run::measure(&config, &options.workload, options.replay).await?;
             host_run::check_applied(&url, &work).await?;
             flush(&url).await?;
             results.push(Measurement {

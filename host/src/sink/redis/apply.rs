@@ -9,6 +9,21 @@ use super::*;
 use crate::redis_connection::cluster::slot_of;
 use crate::retry::Backoff;
 
+/// A batch's effects made ready to send ([`RedisSink::prepare`]): each
+/// effect's version key and hash slot worked out, and, to one server, the
+/// first pipeline built. A lane prepares its batch before its turn to
+/// write, so that only the round trip itself waits for the batch before.
+pub struct PreparedApply<'a, 'e> {
+    effects: &'a [Versioned<'e>],
+    outcomes: Vec<Option<Outcome>>,
+    /// Effects still to apply, in the order they are sent.
+    pending: Vec<usize>,
+    companions: Vec<String>,
+    slots: Vec<u16>,
+    /// The first send's steps and pipeline (one server only).
+    first: Option<(Vec<Vec<usize>>, redis::Pipeline)>,
+}
+
 impl RedisSink {
     /// Applies `effects` in order, in one pipeline, each only if its version
     /// is newer than the stored one. Retries while Redis is unreachable or
@@ -18,6 +33,12 @@ impl RedisSink {
     /// for a plugin, when no effect was answered for [`REOPEN_AFTER`] (the
     /// caller opens the plugin's connection again).
     pub async fn apply(&self, effects: &[Versioned<'_>]) -> Result<Applied, SinkError> {
+        self.apply_prepared(self.prepare(effects)).await
+    }
+
+    /// `effects` made ready for [`RedisSink::apply_prepared`], without
+    /// touching Redis.
+    pub fn prepare<'a, 'e>(&self, effects: &'a [Versioned<'e>]) -> PreparedApply<'a, 'e> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; effects.len()];
         let mut pending: Vec<usize> = Vec::with_capacity(effects.len());
         let mut companions: Vec<String> = Vec::with_capacity(effects.len());
@@ -47,6 +68,35 @@ impl RedisSink {
             // Effects of one slot side by side, in their order.
             pending.sort_by_key(|&index| slots[index]);
         }
+        let first = (!self.conn.is_cluster() && !pending.is_empty()).then(|| {
+            let steps = Self::steps_of(&slots, &pending);
+            let pipe = self.pipeline_of(effects, &companions, &steps);
+            (steps, pipe)
+        });
+        PreparedApply {
+            effects,
+            outcomes,
+            pending,
+            companions,
+            slots,
+            first,
+        }
+    }
+
+    /// Applies effects [`RedisSink::prepare`] made ready: see
+    /// [`RedisSink::apply`].
+    pub async fn apply_prepared(
+        &self,
+        prepared: PreparedApply<'_, '_>,
+    ) -> Result<Applied, SinkError> {
+        let PreparedApply {
+            effects,
+            mut outcomes,
+            mut pending,
+            companions,
+            slots,
+            mut first,
+        } = prepared;
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
         // Since when no effect has been answered (None while they are).
         let mut unanswered_since: Option<std::time::Instant> = None;
@@ -59,8 +109,17 @@ impl RedisSink {
                 });
             }
             unanswered_since.get_or_insert_with(std::time::Instant::now);
-            let steps = Self::steps_of(&slots, &pending);
-            let sent = self.send_steps(effects, &companions, &slots, &steps);
+            let sent = match first.take() {
+                Some((steps, pipe)) => {
+                    futures::future::Either::Left(self.send_pipeline(pipe, steps))
+                }
+                None => futures::future::Either::Right(self.send_steps(
+                    effects,
+                    &companions,
+                    &slots,
+                    Self::steps_of(&slots, &pending),
+                )),
+            };
             // A plugin's sink waits no longer than it may go unanswered.
             let patience = match (self.reopen_after, unanswered_since) {
                 (Some(limit), Some(since)) => {

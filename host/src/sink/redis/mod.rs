@@ -35,6 +35,7 @@ mod data_check;
 mod dead_letter;
 mod replies;
 mod send;
+pub use apply::PreparedApply;
 pub use dead_letter::DeadLetter;
 pub use replies::{MAX_EFFECTS_PER_STEP, names_missing_library, names_missing_permission};
 use replies::{Reply, classify, describe, per_effect};

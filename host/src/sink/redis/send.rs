@@ -45,16 +45,38 @@ impl RedisSink {
         effects: &[Versioned<'_>],
         companions: &[String],
         slots: &[u16],
-        steps: &[Vec<usize>],
+        steps: Vec<Vec<usize>>,
     ) -> Result<Answers, SendFailure> {
         if self.conn.is_cluster() {
-            return self.send_apart(effects, companions, slots, steps).await;
+            return self.send_apart(effects, companions, slots, &steps).await;
         }
+        let pipe = self.pipeline_of(effects, companions, &steps);
+        self.send_pipeline(pipe, steps).await
+    }
+
+    /// One pipeline of `steps`' calls (one server).
+    pub(super) fn pipeline_of(
+        &self,
+        effects: &[Versioned<'_>],
+        companions: &[String],
+        steps: &[Vec<usize>],
+    ) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for step in steps {
             pipe.add_command(self.call_for(effects, companions, step));
         }
+        pipe
+    }
+
+    /// Sends `pipe`, the calls of `steps`, to one server: answered whole or
+    /// not at all.
+    pub(super) async fn send_pipeline(
+        &self,
+        pipe: redis::Pipeline,
+        steps: Vec<Vec<usize>>,
+    ) -> Result<Answers, SendFailure> {
+        let steps = steps.as_slice();
         let mut conn = self.conn.clone();
         let replies = pipe
             .query_async::<Vec<redis::Value>>(&mut conn)
