@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A batch of more effects than one step holds is applied whole, in
-/// several `rs_apply_many` steps, each effect once.
+/// several `rs_apply_many` steps, each effect once; prepared beforehand, it
+/// names every key it writes.
 #[tokio::test]
 async fn a_batch_bigger_than_a_step_is_applied_in_steps() -> anyhow::Result<()> {
     let server = RedisServer::start().await?;
@@ -38,7 +39,21 @@ async fn a_batch_bigger_than_a_step_is_applied_in_steps() -> anyhow::Result<()> 
         .zip(&versions)
         .map(|(effect, version)| Versioned { version, effect })
         .collect();
-    let applied = sink.apply(&versioned).await?;
+    // A lane prepares its batch before its turn; the keys it names decide
+    // whether it may write beside the batch before (only if none is shared).
+    let prepared = sink.prepare(&versioned);
+    let keys: Vec<&str> = prepared.keys().collect();
+    assert_eq!(keys.len(), 2 * count);
+    assert_eq!(
+        (keys[0], keys[count], keys[2 * count - 1]),
+        (
+            "steps:0",
+            "{steps:0}:rs-version",
+            format!("{{steps:{}}}:rs-version", count - 1).as_str()
+        ),
+        "every effect's key and its version key"
+    );
+    let applied = sink.apply_prepared(prepared).await?;
     assert_eq!(applied.applied, count as u64);
     let again = sink.apply(&versioned).await?;
     assert_eq!(

@@ -309,7 +309,7 @@ impl Pipeline {
             // batch before.
             let prepared = sink.prepare(&effects);
             if let Some(turn) = turn.as_deref_mut() {
-                turn.wait().await;
+                turn.wait_to_write(prepared.keys().collect()).await;
             }
             let timer = self.metrics.redis_apply_seconds.start_timer();
             let applying = tracing::info_span!("redis.apply", effects = effects.len());
@@ -326,8 +326,8 @@ impl Pipeline {
             };
             self.permission_works(plugin.name());
             timer.observe_duration();
-            if let Some(turn) = turn.as_deref() {
-                turn.finish();
+            if let Some(turn) = turn {
+                turn.pass_on().await;
             }
             wrote = true;
             let count = |outcome| {

@@ -221,54 +221,9 @@ impl Pipeline {
     }
 }
 
-/// A lane's order of writes: a batch writes its effects to Redis only after
-/// the batch before it in the lane has written its own (or is done), so
-/// writes land in the order the batches came even while several are being
-/// planned. (Versioned writes make most effects safe in any order, but not
-/// all: an `expire` applies to whatever the key holds when it lands.)
-pub struct ApplyTurn {
-    /// Done when the batch before has written.
-    before: Option<tokio::sync::watch::Receiver<bool>>,
-    /// Tells the batch after that this one has written.
-    done: tokio::sync::watch::Sender<bool>,
-}
-
-impl ApplyTurn {
-    /// The turn after `before` (`None`: the first), and what the next turn
-    /// waits on.
-    pub(super) fn after(
-        before: Option<tokio::sync::watch::Receiver<bool>>,
-    ) -> (Self, tokio::sync::watch::Receiver<bool>) {
-        let (done, next) = tokio::sync::watch::channel(false);
-        (Self { before, done }, next)
-    }
-
-    /// Waits until the batch before has written (or is gone).
-    pub async fn wait(&mut self) {
-        if let Some(before) = &mut self.before {
-            // An error: the batch before is gone, which is done too.
-            let _ = before.wait_for(|written| *written).await;
-        }
-        self.before = None;
-    }
-
-    /// Lets the batch after write.
-    pub fn finish(&self) {
-        self.done.send_replace(true);
-    }
-
-    /// Lets the batch after write once the batch before has: what a batch
-    /// that wrote nothing (or is done) does, so the order holds through it.
-    pub async fn pass_on(&mut self) {
-        self.wait().await;
-        self.finish();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::FutureExt as _;
 
     /// A job of `changes` row changes, and the receipt of its batch.
     fn job(changes: usize, metrics: &Arc<Metrics>) -> (Arc<Job>, crate::flow::Receipt) {
@@ -326,44 +281,5 @@ mod tests {
             let next = next_job(&mut waiting, 256, &metrics).expect("a job");
             assert!(Arc::ptr_eq(&next, &expected.0), "one at a time");
         }
-    }
-
-    #[tokio::test]
-    async fn a_batch_writes_only_after_the_one_before() {
-        let (first, after_first) = ApplyTurn::after(None);
-        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
-        let (mut third, _) = ApplyTurn::after(Some(after_second));
-        assert!(
-            second.wait().now_or_never().is_none(),
-            "the first has not written"
-        );
-        first.finish();
-        assert!(second.wait().now_or_never().is_some(), "now it may");
-        assert!(
-            third.wait().now_or_never().is_none(),
-            "the second has not written"
-        );
-        drop(second);
-        assert!(
-            third.wait().now_or_never().is_some(),
-            "a batch gone is done"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_batch_that_writes_nothing_keeps_the_order() {
-        let (first, after_first) = ApplyTurn::after(None);
-        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
-        let (mut third, _) = ApplyTurn::after(Some(after_second));
-        // The second wrote nothing and is done before the first has written.
-        let mut passing = Box::pin(second.pass_on());
-        assert!(passing.as_mut().now_or_never().is_none());
-        assert!(
-            third.wait().now_or_never().is_none(),
-            "not before the first"
-        );
-        first.finish();
-        assert!(passing.now_or_never().is_some());
-        assert!(third.wait().now_or_never().is_some());
     }
 }

@@ -36,8 +36,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+mod apply_turn;
 mod jobs;
-pub use jobs::ApplyTurn;
+pub use apply_turn::{ApplyTurn, TouchedKeys};
 mod running;
 use jobs::{Completion, Job};
 

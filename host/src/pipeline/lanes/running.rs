@@ -11,8 +11,8 @@ impl Pipeline {
     /// A lane's task: takes its batches in order and works on up to
     /// `batches_in_flight` of them at once, each on a task of its own. The
     /// plugin's calls still come one at a time (it has one instance), and
-    /// each batch writes to Redis only after the one before it has (its
-    /// [`ApplyTurn`]): plans run ahead, writes land in order.
+    /// each batch writes to Redis in its [`ApplyTurn`]: plans run ahead,
+    /// each key's writes land in order.
     pub(super) async fn run_lane(
         self: Arc<Self>,
         lane: Arc<Lane>,
@@ -21,7 +21,7 @@ impl Pipeline {
         let limit = self.lanes.bounds.batches_in_flight.max(1);
         let merged_changes = self.lanes.bounds.merged_changes;
         let mut running = futures::stream::FuturesUnordered::new();
-        let mut previous: Option<tokio::sync::watch::Receiver<bool>> = None;
+        let mut previous: Option<apply_turn::TurnAfter> = None;
         // Batches received and not started: when the lane is behind, those
         // waiting together start as one merged job (see `next_job`).
         let mut waiting: VecDeque<Arc<Job>> = VecDeque::new();

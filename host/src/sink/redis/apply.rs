@@ -24,6 +24,16 @@ pub struct PreparedApply<'a, 'e> {
     first: Option<(Vec<Vec<usize>>, redis::Pipeline)>,
 }
 
+impl PreparedApply<'_, '_> {
+    /// The keys the effects write, and their version keys.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.effects
+            .iter()
+            .map(|versioned| describe(versioned.effect).0)
+            .chain(self.companions.iter().map(String::as_str))
+    }
+}
+
 impl RedisSink {
     /// Applies `effects` in order, in one pipeline, each only if its version
     /// is newer than the stored one. Retries while Redis is unreachable or

@@ -1,0 +1,270 @@
+//! A lane's order of writes: each batch's turn to write to Redis.
+//!
+//! A batch writes only after the batch before it in the lane is done
+//! writing, so each key's writes land in the order the batches came, even
+//! while several batches are being planned. (Versioned writes make most
+//! effects safe in any order, but not all: an `expire` applies to whatever
+//! the key holds when it lands.) One exception keeps Redis busy: a batch
+//! that touches no key the batch before touches (nor its version key) may
+//! write while that one is still being written, if every batch before that
+//! one is done. So at most two writes of a lane are under way at once, and
+//! they share no key: whatever happens to the first (an answer, a retry
+//! after Redis refused it for now), no key sees the second's write before
+//! the first's.
+
+use std::collections::HashSet;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The keys a batch writes (effect keys and their version keys), as hashes:
+/// two batches share no key when their sets share no hash (a collision only
+/// makes them wait for each other).
+#[derive(Debug, Default, Clone)]
+pub struct TouchedKeys(HashSet<u64>);
+
+impl TouchedKeys {
+    /// The set of `keys`.
+    pub fn of<'k>(keys: impl IntoIterator<Item = &'k str>) -> Self {
+        // One fixed hasher, so that every batch hashes a key alike.
+        let hasher =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        Self(keys.into_iter().map(|key| hasher.hash_one(key)).collect())
+    }
+
+    /// Whether the two sets share no key.
+    fn disjoint(&self, other: &Self) -> bool {
+        let (small, large) = if self.0.len() <= other.0.len() {
+            (&self.0, &other.0)
+        } else {
+            (&other.0, &self.0)
+        };
+        small.iter().all(|hash| !large.contains(hash))
+    }
+}
+
+impl<'k> FromIterator<&'k str> for TouchedKeys {
+    fn from_iter<I: IntoIterator<Item = &'k str>>(keys: I) -> Self {
+        Self::of(keys)
+    }
+}
+
+/// Where a batch is with its writes, as the batch after it sees it.
+#[derive(Debug, Clone)]
+enum Progress {
+    /// Not writing yet, or writing beside the batch before it.
+    Waiting,
+    /// Writing these keys, every batch before it done.
+    Writing(Arc<TouchedKeys>),
+    /// Done writing, and so is every batch before it.
+    Done,
+}
+
+/// One batch's turn in its lane (see the module doc).
+pub struct ApplyTurn {
+    /// The batch before's progress; `None` once it is done.
+    before: Option<watch::Receiver<Progress>>,
+    /// This batch's progress, for the batch after.
+    progress: watch::Sender<Progress>,
+}
+
+impl ApplyTurn {
+    /// The turn after `before` (`None`: the first), and what the next turn
+    /// waits on.
+    pub(super) fn after(before: Option<TurnAfter>) -> (Self, TurnAfter) {
+        let (progress, next) = watch::channel(Progress::Waiting);
+        (
+            Self {
+                before: before.map(|after| after.0),
+                progress,
+            },
+            TurnAfter(next),
+        )
+    }
+
+    /// Waits until the batch before is done writing (or is gone), so this
+    /// batch writes strictly after it.
+    pub async fn wait(&mut self) {
+        if let Some(before) = &mut self.before {
+            // An error: the batch before is gone, which is done too.
+            let _ = before
+                .wait_for(|progress| matches!(progress, Progress::Done))
+                .await;
+        }
+        self.before = None;
+    }
+
+    /// Waits until this batch, which writes `keys`, may write: once the
+    /// batch before is done, or while it writes keys none of which are in
+    /// `keys` with every batch before it done.
+    pub async fn wait_to_write(&mut self, keys: TouchedKeys) {
+        if let Some(before) = &mut self.before {
+            let beside = before
+                .wait_for(|progress| match progress {
+                    Progress::Waiting => false,
+                    Progress::Writing(theirs) => theirs.disjoint(&keys),
+                    Progress::Done => true,
+                })
+                .await
+                .map(|progress| !matches!(*progress, Progress::Done));
+            match beside {
+                // Writing beside the batch before: the batch after must
+                // wait for this one to be done.
+                Ok(true) => return,
+                // Done, or gone (which is done too).
+                Ok(false) | Err(_) => self.before = None,
+            }
+        }
+        self.progress
+            .send_replace(Progress::Writing(Arc::new(keys)));
+    }
+
+    /// Lets the batch after write once the batch before is done: what a
+    /// batch does once its writes are done, and what one that wrote
+    /// nothing does, so the order holds through it.
+    pub async fn pass_on(&mut self) {
+        self.wait().await;
+        self.progress.send_replace(Progress::Done);
+    }
+}
+
+/// What the turn after a batch waits on.
+pub(super) struct TurnAfter(watch::Receiver<Progress>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt as _;
+
+    fn keys(names: &[&str]) -> TouchedKeys {
+        names.iter().copied().collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_writes_only_after_the_one_before() {
+        let (mut first, after_first) = ApplyTurn::after(None);
+        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
+        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        assert!(
+            second.wait().now_or_never().is_none(),
+            "the first has not written"
+        );
+        first
+            .pass_on()
+            .now_or_never()
+            .expect("the first waits on none");
+        assert!(second.wait().now_or_never().is_some(), "now it may");
+        assert!(
+            third.wait().now_or_never().is_none(),
+            "the second has not written"
+        );
+        drop(second);
+        assert!(
+            third.wait().now_or_never().is_some(),
+            "a batch gone is done"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_writes_nothing_keeps_the_order() {
+        let (mut first, after_first) = ApplyTurn::after(None);
+        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
+        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        // The second wrote nothing and is done before the first has written.
+        let mut passing = Box::pin(second.pass_on());
+        assert!(passing.as_mut().now_or_never().is_none());
+        assert!(
+            third.wait().now_or_never().is_none(),
+            "not before the first"
+        );
+        first
+            .pass_on()
+            .now_or_never()
+            .expect("the first waits on none");
+        assert!(passing.now_or_never().is_some());
+        assert!(third.wait().now_or_never().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_batch_sharing_no_key_writes_beside_the_one_before() {
+        let (mut first, after_first) = ApplyTurn::after(None);
+        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
+        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        assert!(
+            second.wait_to_write(keys(&["b"])).now_or_never().is_none(),
+            "the first is not writing yet"
+        );
+        first
+            .wait_to_write(keys(&["a", "{a}:rs-version"]))
+            .now_or_never()
+            .expect("the first waits on none");
+        second
+            .wait_to_write(keys(&["b", "{b}:rs-version"]))
+            .now_or_never()
+            .expect("no key in common: the second writes beside the first");
+        assert!(
+            third.wait_to_write(keys(&["c"])).now_or_never().is_none(),
+            "a third waits for the first to be done, whatever its keys"
+        );
+        let mut second_done = Box::pin(second.pass_on());
+        assert!(
+            second_done.as_mut().now_or_never().is_none(),
+            "the second is not done before the first is"
+        );
+        first.pass_on().now_or_never().expect("done");
+        assert!(second_done.as_mut().now_or_never().is_some());
+        assert!(third.wait_to_write(keys(&["c"])).now_or_never().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_batch_sharing_a_key_waits_for_the_one_before() {
+        let (mut first, after_first) = ApplyTurn::after(None);
+        let (mut second, _) = ApplyTurn::after(Some(after_first));
+        first
+            .wait_to_write(keys(&["a", "b"]))
+            .now_or_never()
+            .expect("the first waits on none");
+        assert!(
+            second
+                .wait_to_write(keys(&["c", "b"]))
+                .now_or_never()
+                .is_none(),
+            "`b` in common: the second waits"
+        );
+        first.pass_on().now_or_never().expect("done");
+        assert!(
+            second
+                .wait_to_write(keys(&["c", "b"]))
+                .now_or_never()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_beside_another_lets_the_next_write_only_once_both_are_done() {
+        // The second wrote beside the first, so it cannot let the third
+        // write beside it: the first may still be under way.
+        let (mut first, after_first) = ApplyTurn::after(None);
+        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
+        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        first
+            .wait_to_write(keys(&["a"]))
+            .now_or_never()
+            .expect("first");
+        second
+            .wait_to_write(keys(&["b"]))
+            .now_or_never()
+            .expect("beside the first");
+        assert!(
+            third.wait_to_write(keys(&["c"])).now_or_never().is_none(),
+            "the second writes beside the first: the third waits"
+        );
+        first.pass_on().now_or_never().expect("done");
+        assert!(
+            third.wait_to_write(keys(&["c"])).now_or_never().is_none(),
+            "the second is still writing and is not alone"
+        );
+        second.pass_on().now_or_never().expect("done");
+        assert!(third.wait_to_write(keys(&["c"])).now_or_never().is_some());
+    }
+}
