@@ -76,6 +76,10 @@ pub enum PipelineError {
     /// each is run again on its own.
     #[error("merged batches failed or planned too much for one step; each is run again on its own")]
     MergedBatchesFailed,
+    /// A lane's batch, tried again, planned keys it had not written before,
+    /// after the batch after it may have written them: the lane is resynced.
+    #[error(transparent)]
+    OrderLost(#[from] lanes::OrderLost),
 }
 
 /// Audit records kept one by one per verdict, plugin and batch; the rest
@@ -309,7 +313,7 @@ impl Pipeline {
             // batch before.
             let prepared = sink.prepare(&effects);
             if let Some(turn) = turn.as_deref_mut() {
-                turn.wait_to_write(prepared.keys().collect()).await;
+                turn.wait_to_write(prepared.keys().collect()).await?;
             }
             let timer = self.metrics.redis_apply_seconds.start_timer();
             let applying = tracing::info_span!("redis.apply", effects = effects.len());

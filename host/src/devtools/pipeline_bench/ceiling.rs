@@ -31,7 +31,7 @@ pub const RUNS_PER_DEPTH: usize = 2;
 /// One plugin's part of one batch: what it asked for, versioned.
 #[derive(Debug, Clone)]
 pub struct PlannedApply {
-    /// Index of the plugin (in the config's plugin order) that asked.
+    /// Index in the bench's plugin names of the plugin that asked.
     pub plugin: usize,
     /// The encoded version of each effect.
     pub versions: Vec<String>,
@@ -80,7 +80,12 @@ pub async fn plan(
     let mut work = PlannedWork::default();
     for batch in &workload.batches {
         let versions = encode_batch(batch);
-        for (index, plugin) in plugins.iter().enumerate() {
+        for plugin in &plugins {
+            // Its sink is found by name (the plugins load in file order).
+            let index = names
+                .iter()
+                .position(|name| name == plugin.name())
+                .with_context(|| format!("{} is not one of the bench's plugins", plugin.label()))?;
             let actions = plugin
                 .on_changes(batch)
                 .await

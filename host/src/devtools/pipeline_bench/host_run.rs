@@ -80,9 +80,14 @@ pub async fn measure(
                     settle_oldest(&mut in_flight, &mut latencies).await?;
                 }
                 let size = batch.len();
-                let handed_over = Instant::now();
                 let receipt = sender.send(Work::Changes(batch)).await;
-                in_flight.push_back((receipt, handed_over, size));
+                // Timed from the pipeline taking the batch (past its bound
+                // on changes in flight) to the receipt saying applied, on a
+                // task of its own so the time is read when it is applied.
+                let taken = Instant::now();
+                let applied =
+                    tokio::spawn(async move { receipt.wait().await.map(|()| taken.elapsed()) });
+                in_flight.push_back((applied, size));
             }
             while !in_flight.is_empty() {
                 settle_oldest(&mut in_flight, &mut latencies).await?;
@@ -110,17 +115,19 @@ pub async fn measure(
 /// Waits for the oldest batch in flight to be applied (the reader moves its
 /// watermark in this order) and notes its changes' time in the host.
 async fn settle_oldest(
-    in_flight: &mut std::collections::VecDeque<(crate::flow::Receipt, Instant, usize)>,
+    in_flight: &mut std::collections::VecDeque<(
+        tokio::task::JoinHandle<Result<Duration, String>>,
+        usize,
+    )>,
     latencies: &mut Vec<Duration>,
 ) -> anyhow::Result<()> {
-    let Some((receipt, handed_over, size)) = in_flight.pop_front() else {
+    let Some((applied, size)) = in_flight.pop_front() else {
         return Ok(());
     };
-    receipt
-        .wait()
-        .await
+    let took = applied
+        .await?
         .map_err(|e| anyhow::anyhow!("a batch was not applied: {e}"))?;
-    latencies.extend(std::iter::repeat_n(handed_over.elapsed(), size));
+    latencies.extend(std::iter::repeat_n(took, size));
     Ok(())
 }
 

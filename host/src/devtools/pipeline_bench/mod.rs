@@ -190,6 +190,12 @@ fn bench_config(
     }
     let mut plugins = PluginsConfig::in_dir(dir.to_owned());
     plugins.cache_dir = Some(scratch.join("compiled"));
+    // The bench measures how fast the lanes go: a lane far behind is never
+    // marked out of sync here (in the service it would be, and resynced).
+    // The changes in flight keep the service's default bound.
+    plugins.max_changes_in_flight = Some(crate::flow::DEFAULT_MAX_CHANGES_IN_FLIGHT);
+    plugins.lane_backlog_max = usize::MAX / 4;
+    plugins.lane_stall_ms = 24 * 3600 * 1000;
     Config {
         spanner: SpannerConfig::new("bench", "bench", "bench", "Bench"),
         redis,

@@ -11,6 +11,12 @@
 //! they share no key: whatever happens to the first (an answer, a retry
 //! after Redis refused it for now), no key sees the second's write before
 //! the first's.
+//!
+//! A batch is planned again when its try fails, and a plugin may plan other
+//! keys the second time. Once a batch has let the batch after it write (by
+//! writing alone, or by being done), every later try must write only keys
+//! it wrote before ([`OrderLost`] otherwise: the lane is resynced, since the
+//! batch after may already have written one of them).
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
@@ -30,6 +36,11 @@ impl TouchedKeys {
         let hasher =
             std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
         Self(keys.into_iter().map(|key| hasher.hash_one(key)).collect())
+    }
+
+    /// Whether every key of this set is in `other`.
+    fn within(&self, other: &Self) -> bool {
+        self.0.iter().all(|hash| other.0.contains(hash))
     }
 
     /// Whether the two sets share no key.
@@ -60,12 +71,26 @@ enum Progress {
     Done,
 }
 
+/// A later try of a batch would write keys it had not written before,
+/// after it let the batch after it write: the order of those keys cannot be
+/// kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a retry planned keys the batch had not written before, after the batch after it was let write"
+)]
+pub struct OrderLost;
+
 /// One batch's turn in its lane (see the module doc).
 pub struct ApplyTurn {
     /// The batch before's progress; `None` once it is done.
     before: Option<watch::Receiver<Progress>>,
     /// This batch's progress, for the batch after.
     progress: watch::Sender<Progress>,
+    /// The keys of this batch's last try that was let write.
+    wrote: Option<Arc<TouchedKeys>>,
+    /// Whether the batch after may have written (this batch published
+    /// `Writing` or `Done`).
+    let_next_write: bool,
 }
 
 impl ApplyTurn {
@@ -77,6 +102,8 @@ impl ApplyTurn {
             Self {
                 before: before.map(|after| after.0),
                 progress,
+                wrote: None,
+                let_next_write: false,
             },
             TurnAfter(next),
         )
@@ -97,7 +124,19 @@ impl ApplyTurn {
     /// Waits until this batch, which writes `keys`, may write: once the
     /// batch before is done, or while it writes keys none of which are in
     /// `keys` with every batch before it done.
-    pub async fn wait_to_write(&mut self, keys: TouchedKeys) {
+    ///
+    /// # Errors
+    ///
+    /// [`OrderLost`]: this batch already let the batch after it write, and
+    /// `keys` holds a key its earlier tries did not write.
+    pub async fn wait_to_write(&mut self, keys: TouchedKeys) -> Result<(), OrderLost> {
+        if self.let_next_write {
+            return match &self.wrote {
+                Some(wrote) if keys.within(wrote) => Ok(()),
+                _ => Err(OrderLost),
+            };
+        }
+        let keys = Arc::new(keys);
         if let Some(before) = &mut self.before {
             let beside = before
                 .wait_for(|progress| match progress {
@@ -110,13 +149,24 @@ impl ApplyTurn {
             match beside {
                 // Writing beside the batch before: the batch after must
                 // wait for this one to be done.
-                Ok(true) => return,
+                Ok(true) => {
+                    self.wrote = Some(keys);
+                    return Ok(());
+                }
                 // Done, or gone (which is done too).
                 Ok(false) | Err(_) => self.before = None,
             }
         }
-        self.progress
-            .send_replace(Progress::Writing(Arc::new(keys)));
+        self.wrote = Some(keys.clone());
+        self.let_next_write = true;
+        self.progress.send_replace(Progress::Writing(keys));
+        Ok(())
+    }
+
+    /// Whether the batch after may have written already (see
+    /// [`ApplyTurn::wait_to_write`]).
+    pub fn let_next_write(&self) -> bool {
+        self.let_next_write
     }
 
     /// Lets the batch after write once the batch before is done: what a
@@ -124,6 +174,7 @@ impl ApplyTurn {
     /// nothing does, so the order holds through it.
     pub async fn pass_on(&mut self) {
         self.wait().await;
+        self.let_next_write = true;
         self.progress.send_replace(Progress::Done);
     }
 }
@@ -185,59 +236,57 @@ mod tests {
         assert!(third.wait().now_or_never().is_some());
     }
 
+    /// Whether `turn` may write `names` now (panics on [`OrderLost`]).
+    fn may_write(turn: &mut ApplyTurn, names: &[&str]) -> bool {
+        turn.wait_to_write(keys(names))
+            .now_or_never()
+            .map(|allowed| allowed.expect("no order lost"))
+            .is_some()
+    }
+
+    /// Whether `turn` is done now (its `pass_on` returns).
+    fn passes_on(turn: &mut ApplyTurn) -> bool {
+        turn.pass_on().now_or_never().is_some()
+    }
+
     #[tokio::test]
     async fn a_batch_sharing_no_key_writes_beside_the_one_before() {
         let (mut first, after_first) = ApplyTurn::after(None);
         let (mut second, after_second) = ApplyTurn::after(Some(after_first));
         let (mut third, _) = ApplyTurn::after(Some(after_second));
         assert!(
-            second.wait_to_write(keys(&["b"])).now_or_never().is_none(),
+            !may_write(&mut second, &["b"]),
             "the first is not writing yet"
         );
-        first
-            .wait_to_write(keys(&["a", "{a}:rs-version"]))
-            .now_or_never()
-            .expect("the first waits on none");
-        second
-            .wait_to_write(keys(&["b", "{b}:rs-version"]))
-            .now_or_never()
-            .expect("no key in common: the second writes beside the first");
+        assert!(may_write(&mut first, &["a", "{a}:rs-version"]));
         assert!(
-            third.wait_to_write(keys(&["c"])).now_or_never().is_none(),
+            may_write(&mut second, &["b", "{b}:rs-version"]),
+            "no key in common: the second writes beside the first"
+        );
+        assert!(
+            !may_write(&mut third, &["c"]),
             "a third waits for the first to be done, whatever its keys"
         );
-        let mut second_done = Box::pin(second.pass_on());
         assert!(
-            second_done.as_mut().now_or_never().is_none(),
+            !passes_on(&mut second),
             "the second is not done before the first is"
         );
-        first.pass_on().now_or_never().expect("done");
-        assert!(second_done.as_mut().now_or_never().is_some());
-        assert!(third.wait_to_write(keys(&["c"])).now_or_never().is_some());
+        assert!(passes_on(&mut first));
+        assert!(passes_on(&mut second));
+        assert!(may_write(&mut third, &["c"]));
     }
 
     #[tokio::test]
     async fn a_batch_sharing_a_key_waits_for_the_one_before() {
         let (mut first, after_first) = ApplyTurn::after(None);
         let (mut second, _) = ApplyTurn::after(Some(after_first));
-        first
-            .wait_to_write(keys(&["a", "b"]))
-            .now_or_never()
-            .expect("the first waits on none");
+        assert!(may_write(&mut first, &["a", "b"]));
         assert!(
-            second
-                .wait_to_write(keys(&["c", "b"]))
-                .now_or_never()
-                .is_none(),
+            !may_write(&mut second, &["c", "b"]),
             "`b` in common: the second waits"
         );
-        first.pass_on().now_or_never().expect("done");
-        assert!(
-            second
-                .wait_to_write(keys(&["c", "b"]))
-                .now_or_never()
-                .is_some()
-        );
+        assert!(passes_on(&mut first));
+        assert!(may_write(&mut second, &["c", "b"]));
     }
 
     #[tokio::test]
@@ -247,24 +296,53 @@ mod tests {
         let (mut first, after_first) = ApplyTurn::after(None);
         let (mut second, after_second) = ApplyTurn::after(Some(after_first));
         let (mut third, _) = ApplyTurn::after(Some(after_second));
-        first
-            .wait_to_write(keys(&["a"]))
-            .now_or_never()
-            .expect("first");
-        second
-            .wait_to_write(keys(&["b"]))
-            .now_or_never()
-            .expect("beside the first");
+        assert!(may_write(&mut first, &["a"]));
+        assert!(may_write(&mut second, &["b"]), "beside the first");
         assert!(
-            third.wait_to_write(keys(&["c"])).now_or_never().is_none(),
+            !may_write(&mut third, &["c"]),
             "the second writes beside the first: the third waits"
         );
-        first.pass_on().now_or_never().expect("done");
+        assert!(passes_on(&mut first));
         assert!(
-            third.wait_to_write(keys(&["c"])).now_or_never().is_none(),
+            !may_write(&mut third, &["c"]),
             "the second is still writing and is not alone"
         );
-        second.pass_on().now_or_never().expect("done");
-        assert!(third.wait_to_write(keys(&["c"])).now_or_never().is_some());
+        assert!(passes_on(&mut second));
+        assert!(may_write(&mut third, &["c"]));
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_letting_the_next_write_keeps_to_the_keys_it_wrote() {
+        let (mut first, after_first) = ApplyTurn::after(None);
+        let (mut second, _) = ApplyTurn::after(Some(after_first));
+        assert!(may_write(&mut first, &["a", "b"]));
+        assert!(may_write(&mut second, &["c"]), "beside the first");
+        // The first's try failed; planned again, it may write what it
+        // wrote, but not the second's key (already written, perhaps).
+        assert!(may_write(&mut first, &["a"]));
+        assert_eq!(
+            first.wait_to_write(keys(&["a", "c"])).now_or_never(),
+            Some(Err(OrderLost))
+        );
+        // Once done, the same holds for a try after that.
+        assert!(passes_on(&mut first));
+        assert!(may_write(&mut first, &["b"]));
+        assert_eq!(
+            first.wait_to_write(keys(&["d"])).now_or_never(),
+            Some(Err(OrderLost))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_beside_the_batch_before_is_checked_again() {
+        let (mut first, after_first) = ApplyTurn::after(None);
+        let (mut second, _) = ApplyTurn::after(Some(after_first));
+        assert!(may_write(&mut first, &["a"]));
+        assert!(may_write(&mut second, &["b"]), "beside the first");
+        assert!(
+            !may_write(&mut second, &["a"]),
+            "planned again with the first's key: it waits for the first"
+        );
+        assert!(!second.let_next_write(), "nothing let the third write");
     }
 }

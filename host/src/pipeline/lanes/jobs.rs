@@ -164,7 +164,8 @@ impl Pipeline {
     /// Applies `job` with the plugin `name` in its `turn` (unless it was
     /// released), then lets the next job write, after every job before it
     /// has: a job that wrote nothing still passes the turn on in order. A
-    /// job whose work panicked was not applied: its lane goes out of sync
+    /// job whose work panicked, or whose retry planned keys its turn no
+    /// longer lets it write, was not applied: its lane goes out of sync
     /// (the durable resync mark releases the job), as when a lane's task
     /// stops.
     async fn run_job(
@@ -173,18 +174,23 @@ impl Pipeline {
         job: Arc<Job>,
         mut turn: ApplyTurn,
     ) -> Arc<Job> {
-        let mut panicked = false;
+        // Why the lane must go out of sync instead of counting the job done.
+        let mut failed_for_good = None;
         if !job.is_released() {
             let applying = std::panic::AssertUnwindSafe(self.apply_job(&name, &job, &mut turn));
-            panicked = futures::FutureExt::catch_unwind(applying).await.is_err();
+            failed_for_good = match futures::FutureExt::catch_unwind(applying).await {
+                Ok(Ok(())) => None,
+                Ok(Err(_lost)) => Some("a retry of a batch planned keys it had not written"),
+                Err(_panic) => Some("its work on a batch panicked"),
+            };
         }
         turn.pass_on().await;
-        if panicked {
+        if let Some(reason) = failed_for_good {
             let lane = self.lanes.map().get(&name).cloned();
             match lane {
                 Some(lane) => {
                     let mut state = lane.lock();
-                    self.mark_out_of_sync(&lane, &mut state, "its work on a batch panicked");
+                    self.mark_out_of_sync(&lane, &mut state, reason);
                 }
                 None => job.release(),
             }

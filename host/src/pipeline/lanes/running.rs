@@ -66,10 +66,16 @@ impl Pipeline {
 
     /// Applies one job with the lane's plugin, in its `turn`, retrying while
     /// Redis or the audit trail fails, until it succeeds or the job is
-    /// released.
-    pub(super) async fn apply_job(self: &Arc<Self>, name: &str, job: &Job, turn: &mut ApplyTurn) {
+    /// released. `Err`: a try planned keys the job's turn no longer lets it
+    /// write (see [`OrderLost`]); the lane must go out of sync.
+    pub(super) async fn apply_job(
+        self: &Arc<Self>,
+        name: &str,
+        job: &Job,
+        turn: &mut ApplyTurn,
+    ) -> Result<(), OrderLost> {
         let Some(plugin) = self.plugin_named(name) else {
-            return;
+            return Ok(());
         };
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
@@ -79,11 +85,15 @@ impl Pipeline {
             match run.instrument(span).await {
                 Ok(()) => {
                     self.sample_applied(&plugin, &job.batch, &job.versions, started);
-                    return;
+                    return Ok(());
                 }
                 Err(err) if job.is_released() => {
                     tracing::warn!(plugin = %plugin.label(), error = %err, "batch failed after its lane went out of sync; the resync covers it");
-                    return;
+                    return Ok(());
+                }
+                Err(crate::pipeline::PipelineError::OrderLost(lost)) => {
+                    tracing::warn!(plugin = %plugin.label(), error = %lost, "the plugin planned other keys when its batch was tried again; the lane is resynced to keep each key's order");
+                    return Err(lost);
                 }
                 Err(err) => {
                     self.metrics.retry("lane");
@@ -138,13 +148,24 @@ impl Pipeline {
             }
         }
         // Written one after the other here, so the next job waits for them
-        // all: the turn passes on only once this job is done.
+        // all: the turn passes on only once this job is done. If the
+        // merged try let the next job write, each part keeps to the keys
+        // that try wrote.
         turn.wait().await;
+        let keep_to_keys = turn.let_next_write();
         while let Some(part) = job.parts.get(job.parts_applied.load(Ordering::Acquire)) {
             // A part released meanwhile (lane out of sync) is the resync's.
             if !part.is_released() {
-                self.run_plugin_noting_keys(plugin, &part.batch, &part.versions, None, None, true)
-                    .await?;
+                let part_turn = keep_to_keys.then_some(&mut *turn);
+                self.run_plugin_noting_keys(
+                    plugin,
+                    &part.batch,
+                    &part.versions,
+                    None,
+                    part_turn,
+                    true,
+                )
+                .await?;
             }
             job.parts_applied.fetch_add(1, Ordering::AcqRel);
         }
