@@ -27,7 +27,8 @@ pub struct HostRun {
     pub changes_per_second: f64,
     /// This process's CPU time per change, in microseconds.
     pub cpu_micros_per_change: f64,
-    /// Median time a change spent in the host (hand-over to applied).
+    /// Median time a change spent in the host (from the pipeline taking its
+    /// batch to the batch's receipt saying applied).
     pub p50: Duration,
     /// 99th percentile of the same.
     pub p99: Duration,

@@ -91,6 +91,9 @@ pub struct ApplyTurn {
     /// Whether the batch after may have written (this batch published
     /// `Writing` or `Done`).
     let_next_write: bool,
+    /// The job has more writes to make (the parts of a merged job): a
+    /// [`ApplyTurn::pass_on`] publishes nothing until [`ApplyTurn::done`].
+    more_to_write: bool,
 }
 
 impl ApplyTurn {
@@ -104,6 +107,7 @@ impl ApplyTurn {
                 progress,
                 wrote: None,
                 let_next_write: false,
+                more_to_write: false,
             },
             TurnAfter(next),
         )
@@ -136,7 +140,6 @@ impl ApplyTurn {
                 _ => Err(OrderLost),
             };
         }
-        let keys = Arc::new(keys);
         if let Some(before) = &mut self.before {
             let beside = before
                 .wait_for(|progress| match progress {
@@ -150,17 +153,27 @@ impl ApplyTurn {
                 // Writing beside the batch before: the batch after must
                 // wait for this one to be done.
                 Ok(true) => {
-                    self.wrote = Some(keys);
+                    self.note_written(&keys);
                     return Ok(());
                 }
                 // Done, or gone (which is done too).
                 Ok(false) | Err(_) => self.before = None,
             }
         }
-        self.wrote = Some(keys.clone());
+        // Earlier tries' keys too: a request of theirs may still land.
+        let written = self.note_written(&keys);
         self.let_next_write = true;
-        self.progress.send_replace(Progress::Writing(keys));
+        self.progress.send_replace(Progress::Writing(written));
         Ok(())
+    }
+
+    /// Adds `keys` to what this batch's tries wrote, and returns it all.
+    fn note_written(&mut self, keys: &TouchedKeys) -> Arc<TouchedKeys> {
+        let mut written = self.wrote.as_deref().cloned().unwrap_or_default();
+        written.0.extend(keys.0.iter().copied());
+        let written = Arc::new(written);
+        self.wrote = Some(written.clone());
+        written
     }
 
     /// Whether the batch after may have written already (see
@@ -174,8 +187,25 @@ impl ApplyTurn {
     /// nothing does, so the order holds through it.
     pub async fn pass_on(&mut self) {
         self.wait().await;
+        if self.more_to_write {
+            return;
+        }
         self.let_next_write = true;
         self.progress.send_replace(Progress::Done);
+    }
+
+    /// Marks that the job has more writes to make after the next ones (the
+    /// parts of a merged job, each applied in this turn): until
+    /// [`ApplyTurn::done`], passing on lets no batch after write.
+    pub fn hold_for_more_writes(&mut self) {
+        self.more_to_write = true;
+    }
+
+    /// The job is done: lets the batch after write once the batch before is
+    /// done (see [`ApplyTurn::pass_on`]).
+    pub async fn done(&mut self) {
+        self.more_to_write = false;
+        self.pass_on().await;
     }
 }
 
@@ -344,5 +374,44 @@ mod tests {
             "planned again with the first's key: it waits for the first"
         );
         assert!(!second.let_next_write(), "nothing let the third write");
+    }
+
+    #[tokio::test]
+    async fn the_parts_of_a_merged_job_let_the_next_write_only_once_all_are_written() {
+        let (mut merged, after_merged) = ApplyTurn::after(None);
+        let (mut next, _) = ApplyTurn::after(Some(after_merged));
+        assert!(may_write(&mut merged, &["k1", "k2"]));
+        merged.hold_for_more_writes();
+        // The first part is written and passed on; the second is not yet.
+        assert!(may_write(&mut merged, &["k1"]));
+        assert!(passes_on(&mut merged));
+        assert!(
+            !may_write(&mut next, &["k2"]),
+            "the next shares k2 with the part still to write: it waits"
+        );
+        assert!(may_write(&mut merged, &["k2"]));
+        assert!(passes_on(&mut merged));
+        assert!(!may_write(&mut next, &["k2"]), "not before the job is done");
+        merged.done().now_or_never().expect("nothing before it");
+        assert!(may_write(&mut next, &["k2"]));
+    }
+
+    #[tokio::test]
+    async fn a_retry_beside_the_batch_before_keeps_its_earlier_keys() {
+        // A request of the first try may still land: the keys it wrote stay
+        // in what the batch after is checked against.
+        let (mut first, after_first) = ApplyTurn::after(None);
+        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
+        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        assert!(may_write(&mut first, &["a"]));
+        assert!(may_write(&mut second, &["b"]), "beside the first");
+        assert!(passes_on(&mut first));
+        // Planned again with other keys, once the first is done.
+        assert!(may_write(&mut second, &["c"]));
+        assert!(
+            !may_write(&mut third, &["b"]),
+            "b of the second's earlier try: the third waits"
+        );
+        assert!(may_write(&mut third, &["d"]), "d is in neither try");
     }
 }

@@ -184,7 +184,7 @@ impl Pipeline {
                 Err(_panic) => Some("its work on a batch panicked"),
             };
         }
-        turn.pass_on().await;
+        turn.done().await;
         if let Some(reason) = failed_for_good {
             let lane = self.lanes.map().get(&name).cloned();
             match lane {

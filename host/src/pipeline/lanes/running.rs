@@ -153,6 +153,11 @@ impl Pipeline {
         // that try wrote.
         turn.wait().await;
         let keep_to_keys = turn.let_next_write();
+        if keep_to_keys {
+            // Each part checks its keys in the turn; the batch after waits
+            // for them all (`run_job` ends the turn).
+            turn.hold_for_more_writes();
+        }
         while let Some(part) = job.parts.get(job.parts_applied.load(Ordering::Acquire)) {
             // A part released meanwhile (lane out of sync) is the resync's.
             if !part.is_released() {
