@@ -17,6 +17,10 @@ pub struct PipelineArgs {
     /// Changes per batch of the synthetic workload.
     #[arg(long, default_value_t = 64, conflicts_with = "replay")]
     batch_size: usize,
+    /// Rows the synthetic workload writes, round and round (default: a new
+    /// row per change); few rows make batches share keys.
+    #[arg(long, conflicts_with = "replay")]
+    keys: Option<usize>,
     /// Replay these recorded batches instead (the fixture format of
     /// `plugin test`: {"batches": [[change, …], …]}).
     #[arg(long)]
@@ -78,7 +82,11 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
                 args.changes > 0 && args.batch_size > 0,
                 "--changes and --batch-size must be positive"
             );
-            Workload::synthetic(args.changes, args.batch_size)
+            Workload::synthetic_over_keys(
+                args.changes,
+                args.batch_size,
+                args.keys.unwrap_or(args.changes),
+            )
         }
     };
     let options = PipelineBenchOptions {

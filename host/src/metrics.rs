@@ -154,6 +154,9 @@ pub struct Metrics {
     pub lane_in_sync: IntGaugeVec,
     /// Times a plugin's lane went out of sync.
     pub lanes_out_of_sync_total: IntCounterVec,
+    /// Batches a plugin's lane wrote beside the batch before it (no key in
+    /// common), per plugin.
+    pub lane_writes_beside_total: IntCounterVec,
     /// Keys re-checked against Spanner by the coherence check, per plugin,
     /// delay after the apply (`after`: `10ms`, `1s`, `at_rest`) and outcome
     /// (`coherent`, `newer`, `expired`, `stale`, `missing`, `sealed`, or per
@@ -330,6 +333,11 @@ impl Metrics {
             lanes_out_of_sync_total: counter(
                 "lanes_out_of_sync_total",
                 "Times a plugin's lane went out of sync",
+                &["plugin"],
+            ),
+            lane_writes_beside_total: counter(
+                "lane_writes_beside_total",
+                "Batches a plugin's lane wrote beside the batch before it (no key in common)",
                 &["plugin"],
             ),
             coherence_checks_total: counter(

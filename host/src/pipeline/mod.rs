@@ -313,7 +313,13 @@ impl Pipeline {
             // batch before.
             let prepared = sink.prepare(&effects);
             if let Some(turn) = turn.as_deref_mut() {
-                turn.wait_to_write(prepared.keys().collect()).await?;
+                let start = turn.wait_to_write(prepared.keys().collect()).await?;
+                if start == lanes::Start::Beside {
+                    self.metrics
+                        .lane_writes_beside_total
+                        .with_label_values(&[plugin.name()])
+                        .inc();
+                }
             }
             let timer = self.metrics.redis_apply_seconds.start_timer();
             let applying = tracing::info_span!("redis.apply", effects = effects.len());

@@ -20,6 +20,40 @@ fn data_rows<'a>(text: &'a str, header: &str) -> Vec<Vec<&'a str>> {
         .collect()
 }
 
+/// The lane's rule, through the whole pipeline: batches that share keys
+/// are never written beside each other. Every batch of this workload
+/// writes the same three rows, with a backlog (the replay hands over the
+/// whole workload at once), so the bench's count of writes beside the
+/// batch before must be zero.
+#[test]
+fn bench_pipeline_writes_no_batch_beside_one_sharing_its_keys() {
+    let plugin = plugin("users_cache");
+    let plugin = plugin.to_str().expect("a UTF-8 path");
+    let args = [
+        "bench",
+        "pipeline",
+        "--changes",
+        "3000",
+        "--batch-size",
+        "8",
+        "--keys",
+        "3",
+        "--plugins",
+        "1",
+        "--audit",
+        "off",
+        "--plugin",
+        plugin,
+    ];
+    let output = binary().args(args).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    expect_success(&args, output);
+    assert!(
+        stderr.contains("1 plugin, audit off: the host wrote 0 batches beside the batch before"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bench_pipeline_prints_one_well_formed_row_per_setting() {
     let plugin = plugin("users_cache");

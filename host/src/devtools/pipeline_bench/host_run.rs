@@ -32,6 +32,8 @@ pub struct HostRun {
     pub p50: Duration,
     /// 99th percentile of the same.
     pub p99: Duration,
+    /// Batches the plugins' lanes wrote beside the batch before them.
+    pub writes_beside: u64,
 }
 
 /// How the replay tasks hand batches over.
@@ -102,6 +104,17 @@ pub async fn measure(
     }
     let wall = started.elapsed();
     let cpu = process_cpu_time().saturating_sub(cpu_before);
+    let writes_beside = config
+        .grants
+        .keys()
+        .map(|plugin| {
+            served
+                .metrics
+                .lane_writes_beside_total
+                .with_label_values(&[plugin.as_str()])
+                .get()
+        })
+        .sum();
     served.stop().await;
     latencies.sort_unstable();
     let changes = workload.changes().max(1) as f64;
@@ -110,6 +123,7 @@ pub async fn measure(
         cpu_micros_per_change: cpu.as_secs_f64() * 1e6 / changes,
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
+        writes_beside,
     })
 }
 
@@ -136,6 +150,8 @@ async fn settle_oldest(
 /// serving its intake on a task of its own.
 pub struct ServedPipeline {
     pipeline: Arc<Pipeline>,
+    /// The pipeline's metrics.
+    pub metrics: Arc<Metrics>,
     /// Where to hand it work (bounded by `plugins.max_changes_in_flight`).
     pub intake: Intake,
     stop: CancellationToken,
@@ -149,7 +165,8 @@ impl ServedPipeline {
     ///
     /// The pipeline cannot be built (Redis, plugins).
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
-        let pipeline = Arc::new(build_pipeline(config, Arc::new(Metrics::new()), None).await?);
+        let metrics = Arc::new(Metrics::new());
+        let pipeline = Arc::new(build_pipeline(config, metrics.clone(), None).await?);
         let (intake, receiver) = intake(config.plugins.changes_in_flight_bound());
         let (_updates, update_receiver) = plugin_set_channel();
         let stop = CancellationToken::new();
@@ -159,6 +176,7 @@ impl ServedPipeline {
                 .serve(receiver, update_receiver, stop.clone()),
         );
         Ok(Self {
+            metrics,
             pipeline,
             intake,
             stop,

@@ -133,6 +133,10 @@ pub async fn run(
             progress(&format!("{label}: measuring the host"));
             let host = host_run::measure(&config, &options.workload, options.replay).await?;
             host_run::check_applied(&url, &work).await?;
+            progress(&format!(
+                "{label}: the host wrote {} batches beside the batch before",
+                host.writes_beside
+            ));
             flush(&url).await?;
             results.push(Measurement {
                 label,

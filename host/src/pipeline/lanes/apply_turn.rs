@@ -80,6 +80,15 @@ enum Progress {
 )]
 pub struct OrderLost;
 
+/// How a batch's write starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// After every batch before it is done.
+    After,
+    /// Beside the batch before it, which is still writing other keys.
+    Beside,
+}
+
 /// One batch's turn in its lane (see the module doc).
 pub struct ApplyTurn {
     /// The batch before's progress; `None` once it is done.
@@ -127,16 +136,16 @@ impl ApplyTurn {
 
     /// Waits until this batch, which writes `keys`, may write: once the
     /// batch before is done, or while it writes keys none of which are in
-    /// `keys` with every batch before it done.
+    /// `keys` with every batch before it done; says which.
     ///
     /// # Errors
     ///
     /// [`OrderLost`]: this batch already let the batch after it write, and
     /// `keys` holds a key its earlier tries did not write.
-    pub async fn wait_to_write(&mut self, keys: TouchedKeys) -> Result<(), OrderLost> {
+    pub async fn wait_to_write(&mut self, keys: TouchedKeys) -> Result<Start, OrderLost> {
         if self.let_next_write {
             return match &self.wrote {
-                Some(wrote) if keys.within(wrote) => Ok(()),
+                Some(wrote) if keys.within(wrote) => Ok(Start::After),
                 _ => Err(OrderLost),
             };
         }
@@ -154,7 +163,7 @@ impl ApplyTurn {
                 // wait for this one to be done.
                 Ok(true) => {
                     self.note_written(&keys);
-                    return Ok(());
+                    return Ok(Start::Beside);
                 }
                 // Done, or gone (which is done too).
                 Ok(false) | Err(_) => self.before = None,
@@ -164,7 +173,7 @@ impl ApplyTurn {
         let written = self.note_written(&keys);
         self.let_next_write = true;
         self.progress.send_replace(Progress::Writing(written));
-        Ok(())
+        Ok(Start::After)
     }
 
     /// Adds `keys` to what this batch's tries wrote, and returns it all.
@@ -270,7 +279,7 @@ mod tests {
     fn may_write(turn: &mut ApplyTurn, names: &[&str]) -> bool {
         turn.wait_to_write(keys(names))
             .now_or_never()
-            .map(|allowed| allowed.expect("no order lost"))
+            .map(|start| start.expect("no order lost"))
             .is_some()
     }
 

@@ -38,7 +38,7 @@ use tracing::Instrument as _;
 
 mod apply_turn;
 mod jobs;
-pub use apply_turn::{ApplyTurn, OrderLost, TouchedKeys};
+pub use apply_turn::{ApplyTurn, OrderLost, Start, TouchedKeys};
 mod running;
 use jobs::{Completion, Job};
 
