@@ -79,8 +79,8 @@ pub async fn run(args: PipelineArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Workload::from_file(path)?,
         None => {
             anyhow::ensure!(
-                args.changes > 0 && args.batch_size > 0,
-                "--changes and --batch-size must be positive"
+                args.changes > 0 && args.batch_size > 0 && args.keys != Some(0),
+                "--changes, --batch-size and --keys must be positive"
             );
             Workload::synthetic_over_keys(
                 args.changes,

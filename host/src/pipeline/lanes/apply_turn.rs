@@ -7,8 +7,8 @@
 //! the key holds when it lands.) One exception keeps Redis busy: a batch
 //! that touches no key the batch before touches (nor its version key) may
 //! write while that one is still being written, if every batch before that
-//! one is done. So at most two writes of a lane are under way at once, and
-//! they share no key: whatever happens to the first (an answer, a retry
+//! one is done. So at most two new writes of a lane are under way at once,
+//! and they share no key: whatever happens to the first (an answer, a retry
 //! after Redis refused it for now), no key sees the second's write before
 //! the first's.
 //!
@@ -30,14 +30,6 @@ use tokio::sync::watch;
 pub struct TouchedKeys(HashSet<u64>);
 
 impl TouchedKeys {
-    /// The set of `keys`.
-    pub fn of<'k>(keys: impl IntoIterator<Item = &'k str>) -> Self {
-        // One fixed hasher, so that every batch hashes a key alike.
-        let hasher =
-            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
-        Self(keys.into_iter().map(|key| hasher.hash_one(key)).collect())
-    }
-
     /// Whether every key of this set is in `other`.
     fn within(&self, other: &Self) -> bool {
         self.0.iter().all(|hash| other.0.contains(hash))
@@ -56,7 +48,10 @@ impl TouchedKeys {
 
 impl<'k> FromIterator<&'k str> for TouchedKeys {
     fn from_iter<I: IntoIterator<Item = &'k str>>(keys: I) -> Self {
-        Self::of(keys)
+        // One fixed hasher, so that every batch hashes a key alike.
+        let hasher =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        Self(keys.into_iter().map(|key| hasher.hash_one(key)).collect())
     }
 }
 
@@ -95,11 +90,8 @@ pub struct ApplyTurn {
     before: Option<watch::Receiver<Progress>>,
     /// This batch's progress, for the batch after.
     progress: watch::Sender<Progress>,
-    /// The keys of this batch's last try that was let write.
+    /// The keys every try of this batch that was let write wrote.
     wrote: Option<Arc<TouchedKeys>>,
-    /// Whether the batch after may have written (this batch published
-    /// `Writing` or `Done`).
-    let_next_write: bool,
     /// The job has more writes to make (the parts of a merged job): a
     /// [`ApplyTurn::pass_on`] publishes nothing until [`ApplyTurn::done`].
     more_to_write: bool,
@@ -115,7 +107,6 @@ impl ApplyTurn {
                 before: before.map(|after| after.0),
                 progress,
                 wrote: None,
-                let_next_write: false,
                 more_to_write: false,
             },
             TurnAfter(next),
@@ -143,7 +134,7 @@ impl ApplyTurn {
     /// [`OrderLost`]: this batch already let the batch after it write, and
     /// `keys` holds a key its earlier tries did not write.
     pub async fn wait_to_write(&mut self, keys: TouchedKeys) -> Result<Start, OrderLost> {
-        if self.let_next_write {
+        if self.let_next_write() {
             return match &self.wrote {
                 Some(wrote) if keys.within(wrote) => Ok(Start::After),
                 _ => Err(OrderLost),
@@ -162,7 +153,7 @@ impl ApplyTurn {
                 // Writing beside the batch before: the batch after must
                 // wait for this one to be done.
                 Ok(true) => {
-                    self.note_written(&keys);
+                    self.note_written(keys);
                     return Ok(Start::Beside);
                 }
                 // Done, or gone (which is done too).
@@ -170,25 +161,31 @@ impl ApplyTurn {
             }
         }
         // Earlier tries' keys too: a request of theirs may still land.
-        let written = self.note_written(&keys);
-        self.let_next_write = true;
+        let written = self.note_written(keys);
         self.progress.send_replace(Progress::Writing(written));
         Ok(Start::After)
     }
 
     /// Adds `keys` to what this batch's tries wrote, and returns it all.
-    fn note_written(&mut self, keys: &TouchedKeys) -> Arc<TouchedKeys> {
-        let mut written = self.wrote.as_deref().cloned().unwrap_or_default();
-        written.0.extend(keys.0.iter().copied());
-        let written = Arc::new(written);
+    fn note_written(&mut self, keys: TouchedKeys) -> Arc<TouchedKeys> {
+        let written = Arc::new(match self.wrote.as_deref() {
+            // A first try (the usual case): its keys as they are.
+            None => keys,
+            Some(earlier) => {
+                let mut all = earlier.clone();
+                all.0.extend(keys.0);
+                all
+            }
+        });
         self.wrote = Some(written.clone());
         written
     }
 
-    /// Whether the batch after may have written already (see
+    /// Whether the batch after may have written already: this batch has
+    /// published that it writes alone, or is done (see
     /// [`ApplyTurn::wait_to_write`]).
     pub fn let_next_write(&self) -> bool {
-        self.let_next_write
+        !matches!(*self.progress.borrow(), Progress::Waiting)
     }
 
     /// Lets the batch after write once the batch before is done: what a
@@ -199,7 +196,6 @@ impl ApplyTurn {
         if self.more_to_write {
             return;
         }
-        self.let_next_write = true;
         self.progress.send_replace(Progress::Done);
     }
 
@@ -230,11 +226,19 @@ mod tests {
         names.iter().copied().collect()
     }
 
+    /// `N` turns of one lane, in order.
+    fn turns<const N: usize>() -> [ApplyTurn; N] {
+        let mut before = None;
+        std::array::from_fn(|_| {
+            let (turn, after) = ApplyTurn::after(before.take());
+            before = Some(after);
+            turn
+        })
+    }
+
     #[tokio::test]
     async fn a_batch_writes_only_after_the_one_before() {
-        let (mut first, after_first) = ApplyTurn::after(None);
-        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
-        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        let [mut first, mut second, mut third] = turns();
         assert!(
             second.wait().now_or_never().is_none(),
             "the first has not written"
@@ -257,9 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_that_writes_nothing_keeps_the_order() {
-        let (mut first, after_first) = ApplyTurn::after(None);
-        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
-        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        let [mut first, mut second, mut third] = turns();
         // The second wrote nothing and is done before the first has written.
         let mut passing = Box::pin(second.pass_on());
         assert!(passing.as_mut().now_or_never().is_none());
@@ -290,9 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_sharing_no_key_writes_beside_the_one_before() {
-        let (mut first, after_first) = ApplyTurn::after(None);
-        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
-        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        let [mut first, mut second, mut third] = turns();
         assert!(
             !may_write(&mut second, &["b"]),
             "the first is not writing yet"
@@ -317,8 +317,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_sharing_a_key_waits_for_the_one_before() {
-        let (mut first, after_first) = ApplyTurn::after(None);
-        let (mut second, _) = ApplyTurn::after(Some(after_first));
+        let [mut first, mut second] = turns();
         assert!(may_write(&mut first, &["a", "b"]));
         assert!(
             !may_write(&mut second, &["c", "b"]),
@@ -332,9 +331,7 @@ mod tests {
     async fn a_batch_beside_another_lets_the_next_write_only_once_both_are_done() {
         // The second wrote beside the first, so it cannot let the third
         // write beside it: the first may still be under way.
-        let (mut first, after_first) = ApplyTurn::after(None);
-        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
-        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        let [mut first, mut second, mut third] = turns();
         assert!(may_write(&mut first, &["a"]));
         assert!(may_write(&mut second, &["b"]), "beside the first");
         assert!(
@@ -352,8 +349,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_after_letting_the_next_write_keeps_to_the_keys_it_wrote() {
-        let (mut first, after_first) = ApplyTurn::after(None);
-        let (mut second, _) = ApplyTurn::after(Some(after_first));
+        let [mut first, mut second] = turns();
         assert!(may_write(&mut first, &["a", "b"]));
         assert!(may_write(&mut second, &["c"]), "beside the first");
         // The first's try failed; planned again, it may write what it
@@ -374,8 +370,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_beside_the_batch_before_is_checked_again() {
-        let (mut first, after_first) = ApplyTurn::after(None);
-        let (mut second, _) = ApplyTurn::after(Some(after_first));
+        let [mut first, mut second] = turns();
         assert!(may_write(&mut first, &["a"]));
         assert!(may_write(&mut second, &["b"]), "beside the first");
         assert!(
@@ -387,8 +382,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_parts_of_a_merged_job_let_the_next_write_only_once_all_are_written() {
-        let (mut merged, after_merged) = ApplyTurn::after(None);
-        let (mut next, _) = ApplyTurn::after(Some(after_merged));
+        let [mut merged, mut next] = turns();
         assert!(may_write(&mut merged, &["k1", "k2"]));
         merged.hold_for_more_writes();
         // The first part is written and passed on; the second is not yet.
@@ -409,9 +403,7 @@ mod tests {
     async fn a_retry_beside_the_batch_before_keeps_its_earlier_keys() {
         // A request of the first try may still land: the keys it wrote stay
         // in what the batch after is checked against.
-        let (mut first, after_first) = ApplyTurn::after(None);
-        let (mut second, after_second) = ApplyTurn::after(Some(after_first));
-        let (mut third, _) = ApplyTurn::after(Some(after_second));
+        let [mut first, mut second, mut third] = turns();
         assert!(may_write(&mut first, &["a"]));
         assert!(may_write(&mut second, &["b"]), "beside the first");
         assert!(passes_on(&mut first));

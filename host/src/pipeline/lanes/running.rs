@@ -92,7 +92,7 @@ impl Pipeline {
                     return Ok(());
                 }
                 Err(crate::pipeline::PipelineError::OrderLost(lost)) => {
-                    tracing::warn!(plugin = %plugin.label(), error = %lost, "the plugin planned other keys when its batch was tried again; the lane is resynced to keep each key's order");
+                    tracing::warn!(plugin = %plugin.label(), error = %lost, "the plugin planned other keys when its batch was tried again; the lane is resynced to keep each key's order (a plugin should plan the same keys for the same batch: derive keys from the changes, not from clocks, random numbers or state kept between calls)");
                     return Err(lost);
                 }
                 Err(err) => {
