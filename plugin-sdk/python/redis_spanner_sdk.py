@@ -50,6 +50,7 @@ otherwise trap, and the traceback would be lost).
 """
 
 import base64
+import itertools
 import json
 import math
 import re
@@ -357,16 +358,17 @@ def _decode_change(wire, tables, transactions) -> RowChange:
         raise ValueError(
             f"{len(wire.keys)} key values for the {len(key_names)} key columns of table {table.name}"
         )
+    # Positional: the fields in `RowChange`'s order (cheaper than keywords).
     return RowChange(
-        table=table.name,
-        kind=wire.kind,
-        keys=[Column(name, value) for name, value in zip(key_names, wire.keys)],
-        new_values=_named(wire.new_values, table),
-        old_values=_named(wire.old_values, table),
-        commit_micros=transaction.commit_micros,
-        transaction_id=transaction.id,
-        record_sequence=wire.record_sequence,
-        transaction_tag=transaction.tag,
+        table.name,
+        wire.kind,
+        [Column(name, value) for name, value in zip(key_names, wire.keys)],
+        _named(wire.new_values, table),
+        _named(wire.old_values, table) if wire.old_values else [],
+        transaction.commit_micros,
+        transaction.id,
+        wire.record_sequence,
+        transaction.tag,
     )
 
 
@@ -843,6 +845,15 @@ def to_json(value):
     padding, JSON -> the parsed document (the text itself when it does not
     parse).
     """
+    convert = _TO_JSON.get(type(value))
+    if convert is None:
+        return _to_json_of_any_class(value)
+    return convert(value)
+
+
+def _to_json_of_any_class(value):
+    """`to_json` for a value whose class is not one of the WIT value classes
+    themselves (a subclass, or no value at all)."""
     if isinstance(value, Value_Null):
         return None
     if isinstance(value, Value_Bool):
@@ -865,6 +876,33 @@ def to_json(value):
     raise TypeError(f"not a WIT value: {value!r}")
 
 
+def _payload(value):
+    return value.value
+
+
+def _json_or_text(value):
+    try:
+        return parse_json(value.value)
+    except ValueError:
+        return value.value
+
+
+# `to_json` by the value's class: one lookup instead of a chain of checks.
+_TO_JSON = {
+    Value_Null: lambda value: None,
+    Value_Bool: lambda value: bool(value.value),
+    Value_Int64: lambda value: int(value.value),
+    Value_Float64: lambda value: _float_to_json(float(value.value)),
+    Value_Float32: lambda value: _float32_to_json(float(value.value)),
+    Value_String: _payload,
+    Value_Timestamp: _payload,
+    Value_Date: _payload,
+    Value_Numeric: _payload,
+    Value_Bytes: lambda value: base64.b64encode(bytes(value.value)).decode("ascii"),
+    Value_Json: _json_or_text,
+}
+
+
 def row_json(columns, int64_as_string: bool = False) -> dict:
     """A dict with one member per column, valued by `to_json`; a later column
     with a repeated name wins. `dumps` sorts the members by name.
@@ -884,7 +922,7 @@ def row_json(columns, int64_as_string: bool = False) -> dict:
 def row_json_of(change, int64_as_string: bool = False) -> dict:
     """The change's key columns and new values as one JSON object, like the
     Rust SDK's `RowChange::row_json` (or `row_json_int64_as_string`)."""
-    return row_json(list(change.keys) + list(change.new_values), int64_as_string)
+    return row_json(itertools.chain(change.keys, change.new_values), int64_as_string)
 
 
 def format_float(f: float) -> str:
@@ -976,9 +1014,42 @@ def dumps(obj) -> str:
     only `"`, `\\` and control characters escaped, floats as serde_json
     writes them. Non-finite floats raise ValueError (serde_json has no
     number for them; `to_json` already turned them into strings)."""
+    if _plain(obj):
+        return _PLAIN_ENCODER.encode(obj)
     out = []
     _dump(obj, out)
     return "".join(out)
+
+
+# CPython's own encoder (in C where the interpreter has `_json`, as the
+# component's does) writes exactly serde_json's bytes for everything but
+# floats: the same escapes (`"`, `\\`, \b \f \n \r \t, other controls as
+# lowercase \u00xx), non-ASCII raw, members sorted in code point order,
+# integers in decimal. `dumps` hands it what `_plain` lets through, and
+# writes the rest itself.
+_PLAIN_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, check_circular=False, allow_nan=False
+)
+_PLAIN_SCALARS = (str, int, bool, type(None))
+
+
+def _plain(obj) -> bool:
+    """Whether `obj` is made only of dicts with str keys, lists, tuples,
+    str, int, bool and None (no float, whose text serde_json writes its
+    own way, and no subclass of any of them), so `_PLAIN_ENCODER` writes
+    it as `_dump` would."""
+    kind = type(obj)
+    if kind is dict:
+        for name, item in obj.items():
+            if type(name) is not str:
+                return False
+            kind = type(item)
+            if kind not in _PLAIN_SCALARS and not _plain(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(type(item) in _PLAIN_SCALARS or _plain(item) for item in obj)
+    return kind in _PLAIN_SCALARS
 
 
 # --------------------------------------------------------------------------

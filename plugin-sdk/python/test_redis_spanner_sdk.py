@@ -123,6 +123,10 @@ def json_text(text):
     return dumps(to_json(Value_Json(text)))
 
 
+class IntFlagLike(int):
+    """An int subclass: `dumps` writes it with its own writer."""
+
+
 class KeyTest(unittest.TestCase):
     def test_the_tag_part_alone_is_in_braces(self):
         self.assertEqual(sdk.key_with_tag(["orders", "42", 7], 1), "orders:{42}:7")
@@ -338,6 +342,26 @@ class DumpsTest(unittest.TestCase):
     def test_objects_sorted_by_utf8_bytes(self):
         obj = {"é": 1, "e": 2, "😀": 3, "\uffff": 4, "Z": 5, "": 6, "a": {"y": True, "x": None}}
         self.assertEqual(dumps(obj), '{"":6,"Z":5,"a":{"x":null,"y":true},"e":2,"é":1,"\uffff":4,"😀":3}')
+
+    def test_the_c_encoder_writes_what_the_own_writer_does(self):
+        # `dumps` hands float-free objects to CPython's encoder; the SDK's
+        # own writer must give the same text for each of them.
+        every_char = "".join(map(chr, range(0x80))) + "é\u2028\uffff😀"
+        objects = [
+            every_char,
+            {every_char: [every_char, 1 << 70, -(1 << 63), True, None], "": {}},
+            {"b": {"é": 1, "e": (2, "x")}, "a": [], "😀": "\uffff"},
+        ]
+        for obj in objects:
+            self.assertTrue(sdk._plain(obj), repr(obj))
+            own = []
+            sdk._dump(obj, own)
+            self.assertEqual(dumps(obj), "".join(own), repr(obj))
+
+    def test_floats_and_other_keys_take_the_own_writer(self):
+        for obj in ({"a": 1.5}, [1, [2.0]], {1: 2}, {"a": {"b": 0.1}}, IntFlagLike(3)):
+            self.assertFalse(sdk._plain(obj), repr(obj))
+        self.assertEqual(dumps({"b": [1e16], "a": 1.5e-7}), '{"a":1.5e-7,"b":[1e+16]}')
 
     def test_compact_and_typed(self):
         self.assertEqual(dumps([1, -2, True, False, None, [], {}]), "[1,-2,true,false,null,[],{}]")

@@ -197,6 +197,28 @@ test('object members sort by code point, not UTF-16 unit', () => {
   assert.equal(stringify({ '\u{1F600}': 1n, '\uff5a': 2n }), '{"\uff5a":2,"\u{1F600}":1}');
 });
 
+test('a string with a lone surrogate is written raw, as before the engine wrote strings', () => {
+  assert.equal(stringify('a\ud800b'), '"a\ud800b"');
+  assert.equal(stringify('\udc00"'), '"\udc00\\""');
+  assert.equal(stringify({ '\ud800': '\u{1F600}' }), '{"\ud800":"\u{1F600}"}');
+});
+
+test('every character below U+0080 is escaped as serde_json does, alone and as a member name', () => {
+  const every = Array.from({ length: 0x80 }, (_, c) => String.fromCharCode(c)).join('');
+  const expected =
+    '"' +
+    [...every]
+      .map((c) => {
+        const short = { '"': '\\"', '\\': '\\\\', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t' }[c];
+        if (short !== undefined) return short;
+        return c < ' ' ? '\\u00' + c.charCodeAt(0).toString(16).padStart(2, '0') : c;
+      })
+      .join('') +
+    '"';
+  assert.equal(stringify(every), expected);
+  assert.equal(stringify({ [every]: null, a: true }), '{' + expected + ':null,"a":true}');
+});
+
 test('stringify: bigint is an integer, number is a float', () => {
   assert.equal(stringify({ count: 1n, ratio: 1, list: [2n, 2.5, null, true, 'x'] }), '{"count":1,"list":[2,2.5,null,true,"x"],"ratio":1.0}');
   assert.equal(stringify(18446744073709551615n), '18446744073709551615');
