@@ -900,3 +900,139 @@ async fn bench_lane_lag_beside_a_slow_plugin() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Turns the audit stream into a string, so that every append fails with
+/// WRONGTYPE, keeping its entries aside; [`restore_audit`] puts them back.
+async fn break_audit(
+    redis: &mut redis::aio::MultiplexedConnection,
+    audit: &str,
+) -> anyhow::Result<()> {
+    let () = redis::cmd("RENAME")
+        .arg(audit)
+        .arg(format!("{audit}:aside"))
+        .query_async(redis)
+        .await?;
+    let () = redis::cmd("SET")
+        .arg(audit)
+        .arg("not a stream")
+        .query_async(redis)
+        .await?;
+    Ok(())
+}
+
+/// Undoes [`break_audit`].
+async fn restore_audit(
+    redis: &mut redis::aio::MultiplexedConnection,
+    audit: &str,
+) -> anyhow::Result<()> {
+    let () = redis::cmd("DEL").arg(audit).query_async(redis).await?;
+    let () = redis::cmd("RENAME")
+        .arg(format!("{audit}:aside"))
+        .arg(audit)
+        .query_async(redis)
+        .await?;
+    Ok(())
+}
+
+/// A batch whose writes Redis answered but whose audit record could not be
+/// written is tried again. A plugin planning the same keys sends the same
+/// writes again, which their versions make duplicates. A plugin planning
+/// other keys on the new try (state kept between calls) would write a key
+/// after the batch behind it may have: its lane goes out of sync and is
+/// resynced, and the other lane never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_tried_again_after_its_writes_resends_them_or_resyncs_its_lane()
+-> anyhow::Result<()> {
+    let bed = TestBed::start(&ddl()).await?;
+    let plugins = plugin_dir(&["users_cache", "test_hostile"]);
+    let config = hostile_config(&bed, plugins.path());
+    let audit = config.redis.audit_stream.clone().expect("audit is on");
+    let service = Service::connect(&config).await?;
+    let admin = service.admin_addr().expect("the admin server is enabled");
+    let metrics = service.metrics();
+    let running = RunningService::spawn(service);
+    let spanner = bed.spanner_client().await?;
+    let mut redis = bed.redis_connection().await?;
+
+    commit(&spanner, vec![user(1), hostile(1, "ok")]).await?;
+    assert!(appears(&redis, "users:1").await && appears(&redis, "hostile:1").await);
+
+    break_audit(&mut redis, &audit).await?;
+    commit(&spanner, vec![user(2), hostile(2, "fresh-key")]).await?;
+    // Both first tries wrote, then failed on the audit.
+    assert!(appears(&redis, "users:2").await);
+    assert!(appears(&redis, "hostile:2:call-0").await);
+    let out_of_sync = eventually(PATIENCE, || async {
+        let lost = metrics
+            .lanes_out_of_sync_total
+            .with_label_values(&["test_hostile"])
+            .get();
+        let retried = metrics.retries_total.with_label_values(&["lane"]).get();
+        (lost == 1 && retried >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        out_of_sync.is_some(),
+        "the plugin planning another key on its second try puts its lane out of sync"
+    );
+    // The lane's own record of going out of sync fails too, meanwhile.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    restore_audit(&mut redis, &audit).await?;
+    let record = wait_for_entry(&redis, &audit, |entry| {
+        field(entry, "verdict") == "out-of-sync" && field(entry, "plugin") == "test_hostile@0.0.0"
+    })
+    .await
+    .expect("the lane going out of sync is audited once the audit stream is back");
+    assert!(
+        field(&record, "reason").contains("planned keys it had not written"),
+        "{record:?}"
+    );
+
+    let resent = wait_for_entry(&redis, &audit, |entry| {
+        field(entry, "key") == "users:2" && field(entry, "plugin").starts_with("users_cache@")
+    })
+    .await
+    .expect("the users cache's second try is audited");
+    assert_eq!(
+        field(&resent, "verdict"),
+        "duplicate",
+        "the second try sent the write again, at its own version"
+    );
+
+    let ready = eventually(Duration::from_secs(60), || async {
+        let (status, _) = http_get(admin, "/readyz").await.ok()?;
+        let marked: bool = redis::cmd("HEXISTS")
+            .arg(RESYNC_NEEDED)
+            .arg("test_hostile")
+            .query_async(&mut redis.clone())
+            .await
+            .ok()?;
+        (status == 200 && !marked).then_some(())
+    })
+    .await;
+    assert!(
+        ready.is_some(),
+        "the hostile lane is resynced, its durable mark cleared, and the service ready"
+    );
+    assert!(
+        metrics
+            .resync_rows_total
+            .with_label_values(&["test_hostile"])
+            .get()
+            >= 2,
+        "the resync read both hostile rows"
+    );
+    assert_eq!(
+        metrics
+            .lanes_out_of_sync_total
+            .with_label_values(&["users_cache"])
+            .get(),
+        0,
+        "the users cache, planning the same keys again, stayed in sync"
+    );
+    assert_eq!(
+        check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(30)).await?,
+        0
+    );
+    running.shutdown().await
+}

@@ -11,18 +11,26 @@
 //! - `version-key`: writes `hostile:{Id}:rs-version`, posing as a
 //!   companion version key;
 //! - `log`: logs 200 lines of 1 MiB each, then caches.
+//! - `fresh-key`: caches under `hostile:{Id}:call-{N}`, N counting the
+//!   plugin's calls, so a batch tried again plans a key its first try
+//!   did not write (the state kept between calls that plugins are told to
+//!   avoid).
 //!
 //! With `init = "loop"` or `init = "sleep"` in `[config]`, `init` never
 //! returns.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis_spanner_sdk::{
     ChangeKind, Effect, LogLevel, Plugin, RowChange, Write, config, log, register_plugin,
 };
 
-/// The plugin; it keeps no state.
+/// The plugin; it keeps no state but [`CALLS`].
 struct TestHostile;
+
+/// Changes planned in the `fresh-key` mode so far.
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 impl Plugin for TestHostile {
     fn init() -> Result<Self, String> {
@@ -71,6 +79,10 @@ impl Plugin for TestHostile {
             }),
             "brace" => Effect::set(format!("hostile:}}{id}"), row),
             "version-key" => Effect::set(format!("{key}:rs-version"), row),
+            "fresh-key" => {
+                let call = CALLS.fetch_add(1, Ordering::Relaxed);
+                Effect::set(format!("{key}:call-{call}"), row)
+            }
             "log" => {
                 let line = "x".repeat(1 << 20);
                 for _ in 0..200 {

@@ -215,11 +215,18 @@ impl Pipeline {
                 .lane_backlog
                 .with_label_values(&[&lane.name])
                 .set(state.backlog as i64);
-            let recovered = !state.in_sync && idle && state.paused.is_none();
-            if recovered {
+            let caught_up = !state.in_sync && idle && state.paused.is_none();
+            if caught_up && state.marking {
+                // A resync started now could end before the durable mark
+                // is written, which would then outlive it: the mark's
+                // writer takes the lane back once it is written.
+                state.resume_after_mark = true;
+                return;
+            }
+            if caught_up {
                 state.in_sync = true;
             }
-            recovered
+            caught_up
         };
         if recovered {
             self.back_in_sync(lane);
