@@ -1048,7 +1048,12 @@ def _plain(obj) -> bool:
                 return False
         return True
     if kind is list or kind is tuple:
-        return all(type(item) in _PLAIN_SCALARS or _plain(item) for item in obj)
+        # A loop, not all(...): a generator's frames would make nesting
+        # that `_dump` writes hit the recursion limit.
+        for item in obj:
+            if type(item) not in _PLAIN_SCALARS and not _plain(item):
+                return False
+        return True
     return kind in _PLAIN_SCALARS
 
 

@@ -358,6 +358,12 @@ class DumpsTest(unittest.TestCase):
             sdk._dump(obj, own)
             self.assertEqual(dumps(obj), "".join(own), repr(obj))
 
+    def test_nesting_the_own_writer_writes_is_written(self):
+        deep = []
+        for _ in range(600):
+            deep = [deep]
+        self.assertEqual(dumps(deep), "[" * 601 + "]" * 601)
+
     def test_floats_and_other_keys_take_the_own_writer(self):
         for obj in ({"a": 1.5}, [1, [2.0]], {1: 2}, {"a": {"b": 0.1}}, IntFlagLike(3)):
             self.assertFalse(sdk._plain(obj), repr(obj))

@@ -903,18 +903,21 @@ async fn bench_lane_lag_beside_a_slow_plugin() -> anyhow::Result<()> {
 
 /// Turns the audit stream into a string, so that every append fails with
 /// WRONGTYPE, keeping its entries aside; [`restore_audit`] puts them back.
+/// Each is one transaction, so no append lands in between.
 async fn break_audit(
     redis: &mut redis::aio::MultiplexedConnection,
     audit: &str,
 ) -> anyhow::Result<()> {
-    let () = redis::cmd("RENAME")
+    let () = redis::pipe()
+        .atomic()
+        .cmd("RENAME")
         .arg(audit)
         .arg(format!("{audit}:aside"))
-        .query_async(redis)
-        .await?;
-    let () = redis::cmd("SET")
+        .ignore()
+        .cmd("SET")
         .arg(audit)
         .arg("not a stream")
+        .ignore()
         .query_async(redis)
         .await?;
     Ok(())
@@ -925,10 +928,15 @@ async fn restore_audit(
     redis: &mut redis::aio::MultiplexedConnection,
     audit: &str,
 ) -> anyhow::Result<()> {
-    let () = redis::cmd("DEL").arg(audit).query_async(redis).await?;
-    let () = redis::cmd("RENAME")
+    let () = redis::pipe()
+        .atomic()
+        .cmd("DEL")
+        .arg(audit)
+        .ignore()
+        .cmd("RENAME")
         .arg(format!("{audit}:aside"))
         .arg(audit)
+        .ignore()
         .query_async(redis)
         .await?;
     Ok(())

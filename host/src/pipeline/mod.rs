@@ -58,6 +58,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::Instrument as _;
 
 mod calls;
+mod lane_audits;
 mod parking;
 pub use calls::check_plan;
 pub use parking::DeadLetterPolicy;
@@ -106,6 +107,8 @@ pub struct Pipeline {
     pauses: std::sync::OnceLock<crate::source::spanner::pauses::PauseTable>,
     lanes: Lanes,
     permissions: permissions::PermissionProblems,
+    /// Lane events the audit stream refused, waiting to be appended.
+    lane_audits: Arc<lane_audits::WaitingLaneAudits>,
 }
 
 impl Pipeline {
@@ -127,6 +130,7 @@ impl Pipeline {
             pauses: std::sync::OnceLock::new(),
             lanes: Lanes::new(lane_bounds),
             permissions: Default::default(),
+            lane_audits: Default::default(),
             plugins,
             policy,
             sinks,

@@ -63,9 +63,9 @@ impl Pipeline {
     }
 
     /// Appends one record about `plugin`'s lane (no key, no version). While
-    /// the audit trail cannot be written, a task of its own tries again
-    /// (after 100 ms, backing off to 5 s) until it is: a lane event is not
-    /// lost to a failing audit stream, nor does it hold up the lane.
+    /// the audit trail cannot be written, the record waits, in order with
+    /// others, for a task that tries again until it is (see
+    /// [`super::lane_audits`]): it is neither lost nor holds up the lane.
     pub(super) async fn audit_lane(
         &self,
         plugin: &str,
@@ -85,23 +85,7 @@ impl Pipeline {
             verdict,
             reason,
         };
-        let Err(err) = audit.append(std::slice::from_ref(&record)).await else {
-            return;
-        };
-        tracing::warn!(plugin, operation, error = %err, "cannot audit an event of the plugin's lane; trying again until it is written");
-        let audit = audit.clone();
-        let plugin = plugin.to_owned();
-        tokio::spawn(async move {
-            let mut backoff =
-                crate::retry::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-            loop {
-                backoff.wait().await;
-                if audit.append(std::slice::from_ref(&record)).await.is_ok() {
-                    tracing::info!(plugin, verdict = %record.verdict, "an event of the plugin's lane is audited after all");
-                    return;
-                }
-            }
-        });
+        self.lane_audits.append(audit, record).await;
     }
 
     /// `plugin`'s mark now (`None`: not marked, or Redis did not answer).

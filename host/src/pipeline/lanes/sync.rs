@@ -70,10 +70,13 @@ impl Pipeline {
             for job in held.into_iter().chain(waited) {
                 job.release();
             }
-            pipeline.audit_out_of_sync(&lane_name, &why, released).await;
+            // The resync starts before the audit, which may wait on Redis:
+            // meanwhile the lane would count as in sync with no resync
+            // running, and `/readyz` would not name it.
             if let (Some(lane), true) = (lane, resumed) {
                 pipeline.back_in_sync(&lane);
             }
+            pipeline.audit_out_of_sync(&lane_name, &why, released).await;
         });
         self.metrics
             .lane_in_sync
