@@ -737,12 +737,21 @@ async fn a_stalled_lane_goes_out_of_sync_and_comes_back_resynced() -> anyhow::Re
     .await
     .expect("/readyz reports the stalled lane");
     assert!(out.contains("test_hostile"), "{out}");
-    let marked: bool = redis::cmd("HEXISTS")
-        .arg(RESYNC_NEEDED)
-        .arg("test_hostile")
-        .query_async(&mut redis)
-        .await?;
-    assert!(marked, "a durable mark says the plugin needs a resync");
+    // `/readyz` says so at once; the mark is written by a task of its own.
+    let marked = eventually(PATIENCE, || async {
+        let marked: bool = redis::cmd("HEXISTS")
+            .arg(RESYNC_NEEDED)
+            .arg("test_hostile")
+            .query_async(&mut redis.clone())
+            .await
+            .ok()?;
+        marked.then_some(())
+    })
+    .await;
+    assert!(
+        marked.is_some(),
+        "a durable mark says the plugin needs a resync"
+    );
     let audit = config.redis.audit_stream.clone().expect("audit is on");
     let record = wait_for_entry(&redis, &audit, |entry| {
         field(entry, "verdict") == "out-of-sync" && field(entry, "plugin") == "test_hostile@0.0.0"

@@ -70,6 +70,7 @@ impl WaitingLaneAudits {
     /// Appends the waiting records, oldest first, trying again after 100 ms
     /// (backing off to 5 s) until none is left.
     async fn append_waiting(self: Arc<Self>, audit: Arc<AuditLog>) {
+        let ending = EndsAppending(self.clone());
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             backoff.wait().await;
@@ -86,9 +87,29 @@ impl WaitingLaneAudits {
             waiting.records.drain(..records.len());
             if waiting.records.is_empty() {
                 waiting.appending = false;
+                drop(waiting);
+                std::mem::forget(ending);
                 return;
             }
             backoff.reset();
+        }
+    }
+}
+
+/// Ends the appending task's turn when it stops other than by appending
+/// everything (it panicked, or the host stopped): a later record starts a
+/// new task, and records the host stops with are named in the log.
+struct EndsAppending(Arc<WaitingLaneAudits>);
+
+impl Drop for EndsAppending {
+    fn drop(&mut self) {
+        let mut waiting = self.0.lock();
+        waiting.appending = false;
+        if !waiting.records.is_empty() {
+            tracing::error!(
+                waiting = waiting.records.len(),
+                "events of plugins' lanes were not audited: their appending stopped before the audit stream took them"
+            );
         }
     }
 }

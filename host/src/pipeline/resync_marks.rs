@@ -13,6 +13,10 @@ use std::time::Duration;
 /// says why).
 pub const RESYNC_NEEDED: &str = "redis-spanner:resync-needed";
 
+/// Deletes field `ARGV[1]` of hash `KEYS[1]` only while it holds `ARGV[2]`.
+const CLEAR_IF_UNCHANGED: &str = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then \
+     return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0";
+
 impl Pipeline {
     /// Records that `plugin` needs a resync, retrying while Redis does not
     /// answer.
@@ -65,7 +69,8 @@ impl Pipeline {
     /// Appends one record about `plugin`'s lane (no key, no version). While
     /// the audit trail cannot be written, the record waits, in order with
     /// others, for a task that tries again until it is (see
-    /// [`super::lane_audits`]): it is neither lost nor holds up the lane.
+    /// [`super::lane_audits`]): it is not lost while the host runs, nor
+    /// does it hold up the lane.
     pub(super) async fn audit_lane(
         &self,
         plugin: &str,
@@ -107,14 +112,13 @@ impl Pipeline {
         let Some(seen) = seen else {
             return;
         };
-        if self.resync_mark(plugin).await.as_ref() != Some(&seen) {
-            return;
-        }
         let mut conn = self.sinks.admin().connection();
-        let cleared: redis::RedisResult<()> = redis::cmd("HDEL")
-            .arg(RESYNC_NEEDED)
+        // One step: a mark written between a read and a delete would go.
+        let cleared: redis::RedisResult<i64> = redis::Script::new(CLEAR_IF_UNCHANGED)
+            .key(RESYNC_NEEDED)
             .arg(plugin)
-            .query_async(&mut conn)
+            .arg(&seen)
+            .invoke_async(&mut conn)
             .await;
         if let Err(err) = cleared {
             tracing::warn!(plugin, error = %err, "cannot clear the plugin's resync mark; it is resynced again at the next start");

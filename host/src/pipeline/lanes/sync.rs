@@ -144,7 +144,18 @@ impl Pipeline {
                     }
                 }
             }
-            pipeline.clear_resync_needed(&lane.name, seen).await;
+            // A lane out of sync again (or having its mark written) may
+            // have written the mark this resync read, and skips batches
+            // after the resync's read: its own resync clears the mark.
+            let again_out = {
+                let state = lane.lock();
+                !state.in_sync || state.marking
+            };
+            if again_out {
+                tracing::info!(plugin = %lane.name, "resync done, but the lane is out of sync again: its mark stays for the next resync");
+            } else {
+                pipeline.clear_resync_needed(&lane.name, seen).await;
+            }
         });
         let mut tasks = self.lanes.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|task| !task.is_finished());
