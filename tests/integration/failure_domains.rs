@@ -88,6 +88,17 @@ async fn appears(redis: &redis::aio::MultiplexedConnection, key: &str) -> bool {
     .is_some()
 }
 
+/// Whether `plugin` has a durable resync mark; `None` when Redis did not
+/// answer.
+async fn is_marked(redis: &redis::aio::MultiplexedConnection, plugin: &str) -> Option<bool> {
+    redis::cmd("HEXISTS")
+        .arg(RESYNC_NEEDED)
+        .arg(plugin)
+        .query_async(&mut redis.clone())
+        .await
+        .ok()
+}
+
 /// The hostile plugin's dead letter whose error contains `needle`.
 async fn dead_letter(
     redis: &redis::aio::MultiplexedConnection,
@@ -534,17 +545,8 @@ async fn a_resync_cut_short_by_a_stop_runs_at_the_next_start() -> anyhow::Result
     let mismatches =
         check::wait_until_coherent(&spanner, &mut redis, Duration::from_secs(30)).await?;
     assert_eq!(mismatches, 0, "the marked plugin was resynced at start");
-    let cleared = eventually(PATIENCE, || {
-        let mut redis = redis.clone();
-        async move {
-            let marked: bool = redis::cmd("HEXISTS")
-                .arg(RESYNC_NEEDED)
-                .arg("users_cache")
-                .query_async(&mut redis)
-                .await
-                .ok()?;
-            (!marked).then_some(())
-        }
+    let cleared = eventually(PATIENCE, || async {
+        (!is_marked(&redis, "users_cache").await?).then_some(())
     })
     .await;
     assert!(cleared.is_some(), "the mark is cleared after the resync");
@@ -739,13 +741,7 @@ async fn a_stalled_lane_goes_out_of_sync_and_comes_back_resynced() -> anyhow::Re
     assert!(out.contains("test_hostile"), "{out}");
     // `/readyz` says so at once; the mark is written by a task of its own.
     let marked = eventually(PATIENCE, || async {
-        let marked: bool = redis::cmd("HEXISTS")
-            .arg(RESYNC_NEEDED)
-            .arg("test_hostile")
-            .query_async(&mut redis.clone())
-            .await
-            .ok()?;
-        marked.then_some(())
+        is_marked(&redis, "test_hostile").await?.then_some(())
     })
     .await;
     assert!(
@@ -782,12 +778,11 @@ async fn a_stalled_lane_goes_out_of_sync_and_comes_back_resynced() -> anyhow::Re
         ready.is_some(),
         "/readyz is 200 again once the lane is back"
     );
-    let marked: bool = redis::cmd("HEXISTS")
-        .arg(RESYNC_NEEDED)
-        .arg("test_hostile")
-        .query_async(&mut redis)
-        .await?;
-    assert!(!marked, "the mark is cleared once the resync is done");
+    assert_eq!(
+        is_marked(&redis, "test_hostile").await,
+        Some(false),
+        "the mark is cleared once the resync is done"
+    );
     for id in 1..=8 {
         assert!(
             appears(&redis, &format!("hostile:{id}")).await,
@@ -1018,13 +1013,7 @@ async fn a_batch_tried_again_after_its_writes_resends_them_or_resyncs_its_lane()
 
     let ready = eventually(Duration::from_secs(60), || async {
         let (status, _) = http_get(admin, "/readyz").await.ok()?;
-        let marked: bool = redis::cmd("HEXISTS")
-            .arg(RESYNC_NEEDED)
-            .arg("test_hostile")
-            .query_async(&mut redis.clone())
-            .await
-            .ok()?;
-        (status == 200 && !marked).then_some(())
+        (status == 200 && !is_marked(&redis, "test_hostile").await?).then_some(())
     })
     .await;
     assert!(
