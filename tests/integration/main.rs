@@ -8,6 +8,7 @@
 //! - [`audit_trail`]: the audit chain keyed, anchored in Spanner and trimmed.
 //! - [`bad_input`]: bad config and plugin files get clear errors.
 //! - [`capture_types`]: whole rows under every capture type.
+//! - [`checkpoints`]: the checkpoint table's own operations.
 //! - [`cache_events`]: misses and evictions answered by refreshes.
 //! - [`coherence`]: the continuous check finds injected incoherence.
 //! - [`conformance`]: the Rust, Python and JavaScript examples plan alike.
@@ -37,6 +38,7 @@ mod audit_trail;
 mod bad_input;
 mod cache_events;
 mod capture_types;
+mod checkpoints;
 mod coherence;
 mod conformance;
 mod contracts;

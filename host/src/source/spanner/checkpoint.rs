@@ -546,11 +546,44 @@ impl CheckpointStore {
         self.write("advancing a watermark", vec![row]).await
     }
 
-    /// Marks a partition finished at `watermark`.
-    pub async fn finish(&self, token: &str, watermark: &str) -> Result<(), CheckpointError> {
+    /// Marks a partition finished at `watermark`; [`Finished::RowGone`]
+    /// when the partition has no row any more.
+    pub async fn finish(&self, token: &str, watermark: &str) -> Result<Finished, CheckpointError> {
         let row = self.update(token, watermark, true)?;
-        self.write("finishing a partition", vec![row]).await
+        let Err(err) = self.write("finishing a partition", vec![row]).await else {
+            return Ok(Finished::Recorded);
+        };
+        match self.has_row(token).await {
+            Ok(false) => Ok(Finished::RowGone),
+            _ => Err(err),
+        }
     }
+
+    /// Whether partition `token` has a row.
+    async fn has_row(&self, token: &str) -> Result<bool, CheckpointError> {
+        let statement = Statement::builder(format!(
+            "SELECT 1 FROM {} WHERE StreamName = @stream AND PartitionToken = @token",
+            self.table
+        ))
+        .add_param("stream", self.stream.as_str())
+        .add_param("token", token)
+        .build();
+        Ok(!self
+            .rows("looking up a partition", statement)
+            .await?
+            .is_empty())
+    }
+}
+
+/// What [`CheckpointStore::finish`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// The partition's row says it is finished.
+    Recorded,
+    /// The partition has no row: a host that took it over after this
+    /// host's lease ran out finished it, and its row was removed as no
+    /// longer needed ([`CheckpointStore::remove_finished`]).
+    RowGone,
 }
 
 /// Claims partition `token` inside `tx` for `owner` when it is free; the

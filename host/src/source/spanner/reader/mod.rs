@@ -18,7 +18,7 @@
 //! under its lease in the checkpoint table, and takes a fair share of the
 //! ready partitions ([`coordination`]).
 
-use super::checkpoint::{CheckpointError, CheckpointStore, PartitionState, ROOT_TOKEN};
+use super::checkpoint::{CheckpointError, CheckpointStore, Finished, PartitionState, ROOT_TOKEN};
 use super::completion::RowCompleter;
 use super::partitions::Ready;
 use super::query::{PartitionQuery, read_partition};
@@ -441,12 +441,19 @@ impl ChangeStreamReader {
                 return;
             }
             let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
-            while let Err(err) = checkpoints.finish(&token, &watermark).await {
-                if shutdown.is_cancelled() {
-                    return;
+            loop {
+                match checkpoints.finish(&token, &watermark).await {
+                    Ok(Finished::Recorded) => return,
+                    Ok(Finished::RowGone) => {
+                        tracing::warn!(partition = %short(&token), "another host took the partition over (this host's lease ran out) and finished it; its checkpoint is gone, so there is nothing to record here");
+                        return;
+                    }
+                    Err(_) if shutdown.is_cancelled() => return,
+                    Err(err) => {
+                        tracing::warn!(partition = %short(&token), error = %err, "recording a finished partition failed; retrying");
+                        backoff.wait().await;
+                    }
                 }
-                tracing::warn!(partition = %short(&token), error = %err, "recording a finished partition failed; retrying");
-                backoff.wait().await;
             }
         });
     }
