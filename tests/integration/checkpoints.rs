@@ -24,6 +24,8 @@ async fn finishing_a_partition_whose_row_is_gone_says_so() -> anyhow::Result<()>
     );
     let start = "2026-01-01T00:00:00Z";
     store.record_root(start).await?;
+    assert!(store.has_row(ROOT_TOKEN).await?, "the root's row is found");
+    assert!(!store.has_row("a-partition-removed-since").await?);
     assert_eq!(
         store.finish(ROOT_TOKEN, start).await?,
         Finished::Recorded,

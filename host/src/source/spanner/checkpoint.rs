@@ -555,12 +555,16 @@ impl CheckpointStore {
         };
         match self.has_row(token).await {
             Ok(false) => Ok(Finished::RowGone),
-            _ => Err(err),
+            Ok(true) => Err(err),
+            Err(lookup) => {
+                tracing::debug!(partition = token, error = %lookup, "cannot tell whether the partition still has a row");
+                Err(err)
+            }
         }
     }
 
-    /// Whether partition `token` has a row.
-    async fn has_row(&self, token: &str) -> Result<bool, CheckpointError> {
+    /// Whether partition `token` has a row (a strong read).
+    pub async fn has_row(&self, token: &str) -> Result<bool, CheckpointError> {
         let statement = Statement::builder(format!(
             "SELECT 1 FROM {} WHERE StreamName = @stream AND PartitionToken = @token",
             self.table
