@@ -186,6 +186,59 @@ async fn lost_data_is_refilled_from_spanner(loss: Loss) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Redis losing its data while no host runs is refilled at the next
+/// start: Redis no longer says which checkpoints it was filled from while
+/// they hold rows, so every plugin is resynced before the stream is read
+/// on from the checkpoints (which would bring back only rows that change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_flushed_while_no_host_ran_is_refilled_at_the_next_start() -> anyhow::Result<()> {
+    // Partitions end every second, so the ones the workload is read from
+    // are finished before the stop: the next start reads none of it again
+    // (a partition resumed after a restart is read whole once more).
+    let options = redis_spanner::devtools::local::EmulatorOptions {
+        churning: redis_spanner::devtools::local::Churning::Every(Duration::from_secs(1)),
+        chop_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let bed = TestBed::start_with(&schema::ddl(), options).await?;
+    let plugins = plugin_dir(&["users_cache"]);
+    let config = bed.config(schema::STREAM, plugins.path());
+    let running = RunningService::spawn(Service::connect(&config).await?);
+    let spanner = bed.spanner_client().await?;
+    let before = workload::run(&spanner, Some(20), CancellationToken::new()).await?;
+    let mut redis = bed.redis_connection().await?;
+    check::wait_until_accounted(&mut redis, AUDIT, &before, PATIENCE).await?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    running.shutdown().await?;
+
+    let () = redis::cmd("FLUSHALL").query_async(&mut redis).await?;
+    let service = Service::connect(&config).await?;
+    let metrics = service.metrics();
+    let running = RunningService::spawn(service);
+    assert_eq!(
+        check::wait_until_coherent(&spanner, &mut redis, PATIENCE).await?,
+        0,
+        "the rows cached before the stop came back"
+    );
+    assert_eq!(
+        metrics
+            .retries_total
+            .with_label_values(&["redis_lost_data"])
+            .get(),
+        1,
+        "the loss was counted once"
+    );
+    let origin: Option<String> = redis::cmd("GET")
+        .arg(redis_spanner::pipeline::redis_origin::FILLED_FROM)
+        .query_async(&mut redis)
+        .await?;
+    assert_eq!(
+        origin.as_deref(),
+        Some(format!("{}/{}", config.spanner.checkpoint_table, schema::STREAM).as_str())
+    );
+    running.shutdown().await
+}
+
 /// Every key and its value, for byte-for-byte comparison.
 async fn dump(
     conn: &mut redis::aio::MultiplexedConnection,

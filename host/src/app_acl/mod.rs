@@ -82,6 +82,10 @@ impl ServiceKeys {
             crate::pipeline::resync_marks::RESYNC_NEEDED.to_owned(),
             "the service's resync marks",
         ));
+        keys.push((
+            crate::pipeline::redis_origin::FILLED_FROM.to_owned(),
+            "what the service filled Redis from",
+        ));
         keys.retain(|(key, _)| !key.is_empty());
         Self { keys }
     }

@@ -29,6 +29,7 @@ pub mod lanes;
 pub mod operator;
 pub mod permissions;
 mod records;
+pub mod redis_origin;
 pub mod replay;
 pub mod resync;
 pub mod resync_marks;
@@ -109,6 +110,9 @@ pub struct Pipeline {
     permissions: permissions::PermissionProblems,
     /// Lane events the audit stream refused, waiting to be appended.
     lane_audits: Arc<lane_audits::WaitingLaneAudits>,
+    /// The checkpoints this host follows, `<table>/<stream>` (see
+    /// [`redis_origin`]); set at start.
+    filled_from: std::sync::OnceLock<String>,
 }
 
 impl Pipeline {
@@ -131,6 +135,7 @@ impl Pipeline {
             lanes: Lanes::new(lane_bounds),
             permissions: Default::default(),
             lane_audits: Default::default(),
+            filled_from: std::sync::OnceLock::new(),
             plugins,
             policy,
             sinks,

@@ -54,7 +54,7 @@ impl Service {
         // ends the start too.
         let mut shutdown = std::pin::pin!(shutdown);
         let stopped_early = tokio::select! {
-            () = start_lanes(&pipeline) => false,
+            () = start_lanes(&pipeline, &self.reader.checkpoints) => false,
             () = &mut shutdown => true,
         };
         let lanes = pipeline.clone();
@@ -138,9 +138,11 @@ impl Service {
 const PAUSES_AT_START_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Readies the lanes before the stream is read: pauses first (a paused
-/// plugin's resync waits until it is resumed), then the resyncs marked
-/// before the last stop.
-async fn start_lanes(pipeline: &Arc<Pipeline>) {
+/// plugin's resync waits until it is resumed), then a resync of every
+/// plugin when Redis lost its data while no host ran (see
+/// [`crate::pipeline::redis_origin`]), else the resyncs marked before the
+/// last stop.
+async fn start_lanes(pipeline: &Arc<Pipeline>, checkpoints: &CheckpointStore) {
     match tokio::time::timeout(PAUSES_AT_START_PATIENCE, pipeline.follow_pauses()).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => {
@@ -151,5 +153,18 @@ async fn start_lanes(pipeline: &Arc<Pipeline>) {
             "Spanner has not answered for the recorded pauses at start; following them once it does"
         ),
     }
-    pipeline.resync_marked().await;
+    let resynced_all = match checkpoints.load().await {
+        Ok(rows) => {
+            pipeline
+                .check_redis_origin(&checkpoints.source(), !rows.is_empty())
+                .await
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the checkpoints to tell whether Redis lost its data while no host ran; going on");
+            false
+        }
+    };
+    if !resynced_all {
+        pipeline.resync_marked().await;
+    }
 }

@@ -113,6 +113,7 @@ pub async fn run(
                 "database"
             }
         );
+        servers.empty_own_redis().await?;
         servers.fresh_emulator().await?;
     }
     Ok(summaries)

@@ -16,7 +16,7 @@ pub struct Servers {
     /// The emulator's REST endpoint (`http://host:port`).
     pub rest: String,
     emulator_options: EmulatorOptions,
-    _redis: Option<RedisServer>,
+    own_redis: Option<RedisServer>,
     emulator: Option<SpannerEmulator>,
 }
 
@@ -46,7 +46,7 @@ impl Servers {
             grpc: String::new(),
             rest: String::new(),
             emulator_options,
-            _redis: redis,
+            own_redis: redis,
             emulator: None,
         };
         match emulator {
@@ -55,6 +55,22 @@ impl Servers {
         }
         servers.ensure_instance().await?;
         Ok(servers)
+    }
+
+    /// Empties the demo's own redis-server (a round on a fresh database
+    /// starts on an empty Redis, as a first run does). Does nothing for a
+    /// given Redis: there the next round's service finds Redis filled from
+    /// checkpoints it no longer has, and resyncs every plugin, which
+    /// deletes the keys of the round before.
+    pub async fn empty_own_redis(&self) -> anyhow::Result<()> {
+        if self.own_redis.is_none() {
+            return Ok(());
+        }
+        let mut conn = redis::Client::open(self.redis_url.as_str())?
+            .get_multiplexed_async_connection()
+            .await?;
+        let () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+        Ok(())
     }
 
     /// Whether the emulator is the demo's own (so it may be replaced).

@@ -216,15 +216,26 @@ impl Pipeline {
                     "Redis lost its data (restarted empty, flushed, or restored from an older snapshot)",
                 )
                 .await;
+                // Every plugin is marked for its resync: Redis may say again
+                // what it is filled from.
+                self.record_redis_origin().await;
             }
         }
     }
 
     /// Resyncs every plugin, after Redis lost what it held: each gets a
     /// durable resync mark first, so a restart before the resync still
-    /// runs it.
+    /// runs it. Every loaded plugin, and every lane: a plugin that has had
+    /// no batch yet (at start, or since it was loaded) has no lane, but its
+    /// keys went too.
     pub(in crate::pipeline) async fn resync_all(self: &Arc<Self>, reason: &str) {
-        let lanes: Vec<Arc<Lane>> = self.lanes.map().values().cloned().collect();
+        let mut names: std::collections::BTreeSet<String> = self
+            .current_plugins()
+            .iter()
+            .map(|plugin| plugin.name().to_owned())
+            .collect();
+        names.extend(self.lanes.map().keys().cloned());
+        let lanes: Vec<Arc<Lane>> = names.iter().map(|name| self.lane(name)).collect();
         tracing::error!(%reason, plugins = lanes.len(), "the cache lost its contents; resyncing every plugin from Spanner");
         self.metrics
             .retries_total

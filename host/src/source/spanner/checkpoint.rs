@@ -178,6 +178,11 @@ impl CheckpointStore {
         &self.stream
     }
 
+    /// The checkpoints' table and stream, `<table>/<stream>`.
+    pub fn source(&self) -> String {
+        format!("{}/{}", self.table, self.stream)
+    }
+
     fn error(&self, action: impl Into<String>, message: impl ToString) -> CheckpointError {
         CheckpointError {
             table: self.table.clone(),
