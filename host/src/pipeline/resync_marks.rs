@@ -43,6 +43,11 @@ impl Pipeline {
                 .await;
             match written {
                 Ok(()) => return,
+                Err(err) if err.code() == Some("WRONGTYPE") => {
+                    // Not Redis being away: someone wrote the host's key.
+                    tracing::error!(plugin, key = RESYNC_NEEDED, error = %err, "cannot record that the plugin needs a resync: the key is not a hash (it is the service's own; delete it with DEL {RESYNC_NEEDED}); the lane's skipped batches wait until the mark is written");
+                    pause.wait().await;
+                }
                 Err(err) => {
                     tracing::warn!(plugin, error = %err, "cannot record that the plugin needs a resync; retrying");
                     pause.wait().await;

@@ -17,7 +17,7 @@ pub fn eviction_risk(policy: &str) -> Option<String> {
         )
     } else {
         format!(
-            "maxmemory-policy is {policy}: when Redis is full it may evict tombstones (they expire after redis.tombstone_ms) before their time, so a replay older than a delete could write the row back; set noeviction to keep them"
+            "maxmemory-policy is {policy}: when Redis is full it may evict tombstones (they expire after redis.tombstone_ms) before their time, so a replay older than a delete could write the row back, and the generation marker (it expires after an hour), which makes the host resync every plugin; set noeviction to keep them"
         )
     })
 }
@@ -72,10 +72,8 @@ mod tests {
                 .unwrap()
                 .contains("version keys")
         );
-        assert!(
-            eviction_risk("volatile-ttl")
-                .unwrap()
-                .contains("tombstones")
-        );
+        let volatile = eviction_risk("volatile-ttl").unwrap();
+        assert!(volatile.contains("tombstones"), "{volatile}");
+        assert!(volatile.contains("generation marker"), "{volatile}");
     }
 }
