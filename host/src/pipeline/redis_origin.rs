@@ -8,9 +8,16 @@
 //! service pointed at other checkpoints (a renamed checkpoint table or
 //! stream) of a Redis filled before. Each case resyncs every plugin, so
 //! Redis is refilled from Spanner and keys no row produces any more go.
+//!
+//! Not told: checkpoints emptied while Redis says it was filled from them
+//! (hosts starting together on a new stream look the same: one records
+//! the key before another has read the checkpoints' first row), one
+//! primary of a Redis Cluster losing its data (the key lives on one), and
+//! Redis restored from an older snapshot (the key is in it).
 
 use super::Pipeline;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The key naming the checkpoints this Redis was filled from.
 pub const FILLED_FROM: &str = "redis-spanner:filled-from";
@@ -28,10 +35,6 @@ pub fn resync_reason(
             "Redis was filled from the checkpoints {recorded}, and this host follows {source}: \
              what changed in between is read again from Spanner"
         )),
-        (Some(_), false) => Some(format!(
-            "Redis was filled from the checkpoints {source}, which hold no rows any more: \
-             what changed since is read again from Spanner"
-        )),
         (None, true) => Some(format!(
             "Redis does not say it was filled from the checkpoints {source}, which hold rows: \
              it lost its data while no host ran (flushed, restarted without persistence, or \
@@ -45,21 +48,26 @@ impl Pipeline {
     /// At start, before the stream is read: resyncs every plugin when
     /// Redis cannot hold what the checkpoints `source` (with rows or not)
     /// say was applied (see [`resync_reason`]), then records `source` in
-    /// [`FILLED_FROM`]. Redis not answering is logged and skipped: the
-    /// running check of Redis's data follows on.
+    /// [`FILLED_FROM`]. Waits while Redis does not answer.
     /// Returns whether it resynced every plugin.
     pub async fn check_redis_origin(self: &Arc<Self>, source: &str, has_checkpoints: bool) -> bool {
         let _ = self.filled_from.set(source.to_owned());
         let mut conn = self.sinks.admin().connection();
-        let recorded: Option<String> = match redis::cmd("GET")
-            .arg(FILLED_FROM)
-            .query_async(&mut conn)
-            .await
-        {
-            Ok(recorded) => recorded,
-            Err(err) => {
-                tracing::warn!(key = FILLED_FROM, error = %err, "cannot read what Redis was filled from; going on");
-                return false;
+        let mut pause =
+            crate::retry::Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        // Until Redis answers: going on without knowing could leave a
+        // Redis that lost its data unfilled (a stop ends the wait).
+        let recorded: Option<String> = loop {
+            match redis::cmd("GET")
+                .arg(FILLED_FROM)
+                .query_async(&mut conn)
+                .await
+            {
+                Ok(recorded) => break recorded,
+                Err(err) => {
+                    tracing::warn!(key = FILLED_FROM, error = %err, retry_in_ms = pause.upcoming().as_millis() as u64, "cannot read what Redis was filled from; retrying");
+                    pause.wait().await;
+                }
             }
         };
         let reason = resync_reason(recorded.as_deref(), source, has_checkpoints);
@@ -114,10 +122,16 @@ mod tests {
     }
 
     #[test]
-    fn other_or_emptied_checkpoints_refill_redis() {
+    fn other_checkpoints_refill_redis() {
         let reason = resync_reason(Some("Old/Users"), SOURCE, true).expect("a resync");
         assert!(reason.contains("Old/Users"), "{reason}");
         assert!(resync_reason(Some("Old/Users"), SOURCE, false).is_some());
-        assert!(resync_reason(Some(SOURCE), SOURCE, false).is_some());
+    }
+
+    #[test]
+    fn hosts_starting_together_on_a_new_stream_resync_nothing() {
+        // Another host recorded the key; the checkpoints' first row is
+        // not written yet.
+        assert_eq!(resync_reason(Some(SOURCE), SOURCE, false), None);
     }
 }
