@@ -845,34 +845,10 @@ def to_json(value):
     padding, JSON -> the parsed document (the text itself when it does not
     parse).
     """
-    convert = _TO_JSON.get(type(value))
-    if convert is None:
-        return _to_json_of_any_class(value)
-    return convert(value)
-
-
-def _to_json_of_any_class(value):
-    """`to_json` for a value whose class is not one of the WIT value classes
-    themselves (a subclass, or no value at all)."""
-    if isinstance(value, Value_Null):
-        return None
-    if isinstance(value, Value_Bool):
-        return bool(value.value)
-    if isinstance(value, Value_Int64):
-        return int(value.value)
-    if isinstance(value, Value_Float64):
-        return _float_to_json(float(value.value))
-    if isinstance(value, Value_Float32):
-        return _float32_to_json(float(value.value))
-    if isinstance(value, (Value_String, Value_Timestamp, Value_Date, Value_Numeric)):
-        return value.value
-    if isinstance(value, Value_Bytes):
-        return base64.b64encode(bytes(value.value)).decode("ascii")
-    if isinstance(value, Value_Json):
-        try:
-            return parse_json(value.value)
-        except ValueError:
-            return value.value
+    for cls in type(value).__mro__:
+        convert = _TO_JSON.get(cls)
+        if convert is not None:
+            return convert(value)
     raise TypeError(f"not a WIT value: {value!r}")
 
 
@@ -887,7 +863,7 @@ def _json_or_text(value):
         return value.value
 
 
-# `to_json` by the value's class: one lookup instead of a chain of checks.
+# `to_json` by the value's class (or the WIT value class it derives from).
 _TO_JSON = {
     Value_Null: lambda value: None,
     Value_Bool: lambda value: bool(value.value),

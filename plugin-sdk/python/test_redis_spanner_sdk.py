@@ -239,6 +239,14 @@ class ValueFromTextTest(unittest.TestCase):
 
 
 class ToJsonTest(unittest.TestCase):
+    def test_a_subclass_of_a_value_converts_as_its_value_and_others_are_refused(self):
+        class Name(Value_String):
+            pass
+
+        self.assertEqual(to_json(Name("Ada")), "Ada")
+        with self.assertRaises(TypeError):
+            to_json("Ada")
+
     def test_scalars(self):
         self.assertIsNone(to_json(Value_Null()))
         self.assertIs(to_json(Value_Bool(True)), True)

@@ -70,7 +70,7 @@ impl WaitingLaneAudits {
     /// Appends the waiting records, oldest first, trying again after 100 ms
     /// (backing off to 5 s) until none is left.
     async fn append_waiting(self: Arc<Self>, audit: Arc<AuditLog>) {
-        let ending = EndsAppending(self.clone());
+        let mut ending = EndsAppending(Some(self.clone()));
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             backoff.wait().await;
@@ -86,9 +86,10 @@ impl WaitingLaneAudits {
             // Only this task removes records, and only from the front.
             waiting.records.drain(..records.len());
             if waiting.records.is_empty() {
+                // Under the same lock as the check: a record queued after
+                // it starts a task of its own.
                 waiting.appending = false;
-                drop(waiting);
-                std::mem::forget(ending);
+                ending.0 = None;
                 return;
             }
             backoff.reset();
@@ -99,11 +100,15 @@ impl WaitingLaneAudits {
 /// Ends the appending task's turn when it stops other than by appending
 /// everything (it panicked, or the host stopped): a later record starts a
 /// new task, and records the host stops with are named in the log.
-struct EndsAppending(Arc<WaitingLaneAudits>);
+/// `None` once the task has ended its turn itself.
+struct EndsAppending(Option<Arc<WaitingLaneAudits>>);
 
 impl Drop for EndsAppending {
     fn drop(&mut self) {
-        let mut waiting = self.0.lock();
+        let Some(audits) = &self.0 else {
+            return;
+        };
+        let mut waiting = audits.lock();
         waiting.appending = false;
         if !waiting.records.is_empty() {
             tracing::error!(

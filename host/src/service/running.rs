@@ -153,10 +153,12 @@ async fn start_lanes(pipeline: &Arc<Pipeline>, checkpoints: &CheckpointStore) {
             "Spanner has not answered for the recorded pauses at start; following them once it does"
         ),
     }
-    let resynced_all = match checkpoints.load().await {
-        Ok(rows) => {
+    // The root's row is recorded at a stream's first run and never removed.
+    let root = crate::source::spanner::checkpoint::ROOT_TOKEN;
+    let resynced_all = match checkpoints.has_row(root).await {
+        Ok(has_checkpoints) => {
             pipeline
-                .check_redis_origin(&checkpoints.source(), !rows.is_empty())
+                .check_redis_origin(&checkpoints.source(), has_checkpoints)
                 .await
         }
         Err(err) => {

@@ -59,18 +59,13 @@ impl Servers {
 
     /// Empties the demo's own redis-server (a round on a fresh database
     /// starts on an empty Redis, as a first run does). Does nothing for a
-    /// given Redis: there the next round's service finds Redis filled from
-    /// checkpoints it no longer has, and resyncs every plugin, which
-    /// deletes the keys of the round before.
+    /// given Redis, which is not the demo's to empty: the keys of the round
+    /// before stay there.
     pub async fn empty_own_redis(&self) -> anyhow::Result<()> {
-        if self.own_redis.is_none() {
-            return Ok(());
+        match &self.own_redis {
+            Some(server) => RedisServer::flush_all(&server.url()).await,
+            None => Ok(()),
         }
-        let mut conn = redis::Client::open(self.redis_url.as_str())?
-            .get_multiplexed_async_connection()
-            .await?;
-        let () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
-        Ok(())
     }
 
     /// Whether the emulator is the demo's own (so it may be replaced).

@@ -114,6 +114,16 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Empties every database of the server at `url` (`FLUSHALL`); the
+    /// function library stays.
+    pub async fn flush_all(url: &str) -> anyhow::Result<()> {
+        let mut conn = redis::Client::open(url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        let () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
+        Ok(())
+    }
+
     /// The loopback port the server listens on; it stays the same across
     /// [`restart`](Self::restart).
     pub fn port(&self) -> u16 {

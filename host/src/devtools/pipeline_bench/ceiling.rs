@@ -7,11 +7,12 @@
 //! by the batch's audit records when audit is on, with several batches in
 //! flight.
 
+use super::load_plugins;
 use super::workload::Workload;
-use super::{flush, load_plugins};
 use crate::audit::{AuditLog, AuditRecord, Verdict};
 use crate::change::Effect;
 use crate::config::Config;
+use crate::devtools::local::RedisServer;
 use crate::policy::{Operation, effect_key};
 use crate::sink::acl::PluginSinks;
 use crate::sink::{RedisSink, Versioned};
@@ -140,7 +141,7 @@ pub async fn measure(
         .iter()
         .flat_map(|&depth| std::iter::repeat_n(depth, RUNS_PER_DEPTH));
     for depth in tries {
-        flush(&config.redis.url).await?;
+        RedisServer::flush_all(&config.redis.url).await?;
         let audit = match &config.redis.audit_stream {
             Some(stream) => Some(Arc::new(
                 AuditLog::open(

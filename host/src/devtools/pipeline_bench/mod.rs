@@ -120,7 +120,7 @@ pub async fn run(
             progress(&format!("{label}: planning the ceiling's Redis work"));
             let work = ceiling::plan(&config, &names, &options.workload).await?;
             progress(&format!("{label}: measuring the ceiling"));
-            flush(&url).await?;
+            RedisServer::flush_all(&url).await?;
             let ceiling =
                 ceiling::measure(&config, &names, &work, options.workload.changes()).await?;
             let depths: Vec<String> = ceiling
@@ -129,7 +129,7 @@ pub async fn run(
                 .map(|(depth, rate)| format!("{rate:.0} at depth {depth}"))
                 .collect();
             progress(&format!("{label}: ceiling {}", depths.join(", ")));
-            flush(&url).await?;
+            RedisServer::flush_all(&url).await?;
             progress(&format!("{label}: measuring the host"));
             let host = host_run::measure(&config, &options.workload, options.replay).await?;
             host_run::check_applied(&url, &work).await?;
@@ -137,7 +137,7 @@ pub async fn run(
                 "{label}: the host wrote {} batches beside the batch before",
                 host.writes_beside
             ));
-            flush(&url).await?;
+            RedisServer::flush_all(&url).await?;
             results.push(Measurement {
                 label,
                 changes: options.workload.changes(),
@@ -153,7 +153,7 @@ pub async fn run(
             let names = plugin_copies(&options.plugin, 1, &dir)?;
             let config = bench_config(&url, &dir, &names, &options.prefix, false, scratch.path());
             let memory = in_flight::measure(&config, &url, &options.workload, bound).await?;
-            flush(&url).await?;
+            RedisServer::flush_all(&url).await?;
             Some(memory)
         }
         None => None,
@@ -227,13 +227,4 @@ async fn load_plugins(
     let engine = PluginEngine::new()?;
     let options = load_options(config)?;
     Ok(load_directory(&engine, &config.plugins.dir, &options, &[]).await?)
-}
-
-/// Empties Redis (the function library stays).
-async fn flush(url: &str) -> anyhow::Result<()> {
-    let mut conn = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let () = redis::cmd("FLUSHALL").query_async(&mut conn).await?;
-    Ok(())
 }
