@@ -5,7 +5,7 @@
 // the same Redis keys, the same JSON for a row, byte for byte.
 //
 // How componentize-js hands WIT types to JavaScript (world `cache-plugin`,
-// package `redis-spanner:plugin@0.3.0`):
+// package `redis-spanner:plugin@0.4.0`):
 //
 // - variant `value`: `{tag: 'int64', val: 42n}`, `{tag: 'float32', val:
 //   0.10000000149011612}`; `{tag: 'null'}` has no val.
@@ -27,13 +27,15 @@
 //
 // The host's functions are imported by the plugin, not by this module:
 //
-//   import { config, log } from 'redis-spanner:plugin/host@0.3.0';
-//   import * as crypto from 'redis-spanner:plugin/crypto@0.3.0';
+//   import { config, log } from 'redis-spanner:plugin/host@0.4.0';
+//   import * as crypto from 'redis-spanner:plugin/crypto@0.4.0';
 //   useCrypto(crypto); // for `seal` and `keyedHash`
 //
-// A batch arrives compact (record `batch`): each table's column names and
-// each transaction once, each change's values by position. `definePlugin`
-// decodes it with `decodeBatch` into change objects that name things:
+// A batch arrives as one byte buffer: the JSON text of the compact batch
+// (docs/BATCH-TEXT.md: each table's column names and each transaction once,
+// each change's values by position). `definePlugin` decodes it with
+// `decodeBatch` into change objects that name things (`keys`, `newValues`
+// and `oldValues` are built when first read):
 //
 //   {
 //     table: 'Users',                       // the table's name
@@ -64,7 +66,7 @@
 // floats (`1` prints `1.0`), exactly as a Rust plugin would see them.
 
 /** Version of the WIT package (`redis-spanner:plugin`) this SDK implements. */
-export const API_VERSION = '0.3.0';
+export const API_VERSION = '0.4.0';
 
 // ---------------------------------------------------------------------------
 // Keys
@@ -94,17 +96,23 @@ export function key(parts) {
 export function keyWithTag(parts, tag) {
   const index = typeof tag === 'bigint' ? Number(tag) : tag;
   if (!Number.isInteger(index)) throw new TypeError(`key tag must be an integer index, not ${typeof tag}`);
-  return parts
-    .map((part, i) => {
-      // Strings and integers, as in the Python SDK.
-      if (typeof part !== 'string' && typeof part !== 'bigint' && !Number.isInteger(part)) {
-        throw new TypeError(`key part must be a string or an integer, not ${typeof part}`);
-      }
-      const escaped = String(part).replace(/[:\\{}]/g, (c) => KEY_ESCAPES[c]);
-      return i === index && escaped !== '' ? `{${escaped}}` : escaped;
-    })
-    .join(':');
+  let key = '';
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i];
+    // Strings and integers, as in the Python SDK.
+    if (typeof part !== 'string' && typeof part !== 'bigint' && !Number.isInteger(part)) {
+      throw new TypeError(`key part must be a string or an integer, not ${typeof part}`);
+    }
+    let escaped = String(part);
+    if (KEY_SPECIAL.test(escaped)) escaped = escaped.replace(KEY_SPECIALS, (c) => KEY_ESCAPES[c]);
+    if (i > 0) key += ':';
+    key += i === index && escaped !== '' ? `{${escaped}}` : escaped;
+  }
+  return key;
 }
+
+const KEY_SPECIAL = /[:\\{}]/;
+const KEY_SPECIALS = /[:\\{}]/g;
 
 const KEY_UNESCAPES = { '\\': '\\', ':': ':', '(': '{', ')': '}' };
 
@@ -140,65 +148,228 @@ export function splitKey(key) {
 // ---------------------------------------------------------------------------
 // Batches
 
+const KINDS = ['insert', 'update', 'delete', 'snapshot'];
+
 /**
- * Decodes a wire batch (WIT record `batch`: `tables`, `transactions` and
- * `changes` that refer to them by index) into an array of change objects
- * (see the top of this module), one per change, in batch order. Column
- * names are the strings of the batch's table descriptions, shared, not
- * copied. A change that points outside the batch (a table, transaction or
- * column index out of range, or a key count that is not the table's) is an
- * error naming the change.
+ * Decodes a batch into an array of change objects (see the top of this
+ * module), one per change, in batch order. `batch` is what contract 0.4.0
+ * hands `onChanges`: the UTF-8 JSON text (a Uint8Array, or a string) of the
+ * compact batch (docs/BATCH-TEXT.md), read with the engine's own
+ * `JSON.parse`. Table and column names are the batch's strings, shared, not
+ * copied; values become value variants only when read (`keys`, `newValues`,
+ * `oldValues`), and `keyValue`, `newValue`, `oldValue` and `rowJson` read
+ * them from the text directly. A change that points outside the batch (a
+ * table or transaction index out of range, a key count that is not the
+ * table's, an unknown kind) is an error naming the change; a bad column
+ * index or value is one when it is read.
  */
 export function decodeBatch(batch) {
-  const { tables, transactions } = batch;
-  return batch.changes.map((change, index) => decodeChange(change, index, tables, transactions));
+  let parts;
+  try {
+    parts = JSON.parse(typeof batch === 'string' ? batch : TEXT_DECODER.decode(batch));
+  } catch (error) {
+    throw new TypeError(`the batch is not the JSON text of contract ${API_VERSION}: ${errorText(error)}`);
+  }
+  if (!Array.isArray(parts) || parts.length !== 3 || !parts.every(Array.isArray)) {
+    throw new TypeError(`the batch is not the JSON text of contract ${API_VERSION}: not [tables, transactions, changes]`);
+  }
+  const [tables, transactions, changes] = parts;
+  const decoded = new Array(changes.length);
+  for (let index = 0; index < changes.length; index++) {
+    decoded[index] = decodeChange(changes[index], index, tables, transactions);
+  }
+  return decoded;
 }
 
-function decodeChange(change, index, tables, transactions) {
-  const table = tables[change.table];
-  if (table === undefined) {
-    throw new RangeError(`change ${index}: table index ${change.table} is outside the batch's ${tables.length} tables`);
+const TEXT_DECODER = new TextDecoder('utf-8', { fatal: true });
+
+function decodeChange(wire, index, tables, transactions) {
+  if (!Array.isArray(wire) || wire.length !== 7) {
+    throw new RangeError(`change ${index}: not a change of 7 fields`);
   }
-  const transaction = transactions[change.transaction];
+  const [tableIndex, kindIndex, keys, newValues, oldValues, transactionIndex, sequence] = wire;
+  const table = entry(tables, tableIndex);
+  if (table === undefined) {
+    throw new RangeError(`change ${index}: table index ${tableIndex} is outside the batch's ${tables.length} tables`);
+  }
+  const transaction = entry(transactions, transactionIndex);
   if (transaction === undefined) {
     throw new RangeError(
-      `change ${index} (table ${table.name}): transaction index ${change.transaction} is outside the batch's ${transactions.length} transactions`,
+      `change ${index} (table ${table[0]}): transaction index ${transactionIndex} is outside the batch's ${transactions.length} transactions`,
     );
   }
-  return {
-    table: table.name,
-    kind: change.kind,
-    keys: namedKeys(change.keys, table, index),
-    newValues: namedCells(change.newValues, table, index),
-    oldValues: namedCells(change.oldValues, table, index),
-    commitMicros: transaction.commitMicros,
-    transactionId: transaction.id,
-    recordSequence: change.recordSequence,
-    transactionTag: transaction.tag,
-  };
-}
-
-function namedKeys(values, table, index) {
-  const names = table.keyColumns;
-  if (values.length !== names.length) {
+  const kind = entry(KINDS, kindIndex);
+  if (kind === undefined) throw new RangeError(`change ${index} (table ${table[0]}): kind ${kindIndex} is not a change kind`);
+  if (!Array.isArray(keys) || keys.length !== table[1].length) {
     throw new RangeError(
-      `change ${index} (table ${table.name}): ${values.length} key values for ${names.length} key columns`,
+      `change ${index} (table ${table[0]}): ${keys?.length} key values for ${table[1].length} key columns`,
     );
   }
-  return values.map((value, i) => ({ name: names[i], value }));
+  return new BatchChange(table, kind, keys, newValues, oldValues, transaction, sequence, index);
 }
 
-function namedCells(cells, table, index) {
-  const names = table.columns;
-  return cells.map((cell) => {
-    const name = names[cell.column];
+/** `list[index]` for an integer index inside `list`, else undefined. */
+function entry(list, index) {
+  return Number.isInteger(index) && index >= 0 && index < list.length ? list[index] : undefined;
+}
+
+/**
+ * A change of a batch: its table, kind and transaction fields are plain
+ * properties; `keys`, `newValues` and `oldValues` are named from the text
+ * on first read (and may be replaced).
+ */
+class BatchChange {
+  constructor(table, kind, keys, newValues, oldValues, transaction, sequence, index) {
+    this.table = table[0];
+    this.kind = kind;
+    this.commitMicros = transactionMicros(transaction);
+    this.transactionId = transaction[0];
+    this.recordSequence = sequence;
+    this.transactionTag = transaction[1];
+    this._wire = { table, keys, newValues, oldValues, index };
+    this._keys = undefined;
+    this._newValues = undefined;
+    this._oldValues = undefined;
+  }
+
+  get keys() {
+    if (this._keys === undefined) {
+      const { table, keys } = this._wire;
+      this._keys = keys.map((raw, i) => ({ name: table[1][i], value: this._value(raw) }));
+    }
+    return this._keys;
+  }
+
+  set keys(columns) {
+    this._keys = columns;
+  }
+
+  get newValues() {
+    if (this._newValues === undefined) this._newValues = this._named(this._wire.newValues);
+    return this._newValues;
+  }
+
+  set newValues(columns) {
+    this._newValues = columns;
+  }
+
+  get oldValues() {
+    if (this._oldValues === undefined) this._oldValues = this._named(this._wire.oldValues);
+    return this._oldValues;
+  }
+
+  set oldValues(columns) {
+    this._oldValues = columns;
+  }
+
+  /** Flat `[column, value, …]` cells as named columns. */
+  _named(cells) {
+    const columns = new Array(cells.length >> 1);
+    for (let i = 0; i < cells.length; i += 2) {
+      columns[i >> 1] = { name: this._column(cells[i]), value: this._value(cells[i + 1]) };
+    }
+    return columns;
+  }
+
+  /** The name of column index `column` of this change's table. */
+  _column(column) {
+    const { table, index } = this._wire;
+    const name = entry(table[2], column);
     if (name === undefined) {
       throw new RangeError(
-        `change ${index} (table ${table.name}): column index ${cell.column} is outside the table's ${names.length} columns`,
+        `change ${index} (table ${table[0]}): column index ${column} is outside the table's ${table[2].length} columns`,
       );
     }
-    return { name, value: cell.value };
-  });
+    return name;
+  }
+
+  /** A value of the text as a value variant, or an error naming the change. */
+  _value(raw) {
+    const value = textValue(raw);
+    if (value === undefined) {
+      throw new TypeError(`change ${this._wire.index} (table ${this.table}): ${JSON.stringify(raw)} is not a value of the batch text`);
+    }
+    return value;
+  }
+
+  /** The raw value of column `name` among flat `cells`, or undefined. */
+  _cell(cells, name) {
+    const column = this._wire.table[2].indexOf(name);
+    if (column < 0) return undefined;
+    for (let i = 0; i < cells.length; i += 2) {
+      if (cells[i] === column) return cells[i + 1];
+    }
+    return undefined;
+  }
+}
+
+function transactionMicros(transaction) {
+  if (transaction.length === 4) return transaction[3];
+  const micros = BigInt(transaction[2]);
+  transaction.push(micros); // shared by the transaction's changes
+  return micros;
+}
+
+const TEXT_VALUES = {
+  s: (text) => ({ tag: 'string', val: text }),
+  i: (text) => ({ tag: 'int64', val: BigInt(text) }),
+  f: (text) => ({ tag: 'float64', val: Number(text) }),
+  g: (text) => ({ tag: 'float32', val: Number(text) }),
+  b: (text) => {
+    const bytes = fromBase64(text);
+    return bytes === undefined ? undefined : { tag: 'bytes', val: bytes };
+  },
+  t: (text) => ({ tag: 'timestamp', val: text }),
+  d: (text) => ({ tag: 'date', val: text }),
+  n: (text) => ({ tag: 'numeric', val: text }),
+  j: (text) => ({ tag: 'json', val: text }),
+};
+
+/** A value of the batch text as a value variant, or undefined. */
+function textValue(raw) {
+  if (raw === null) return { tag: 'null' };
+  if (raw === true || raw === false) return { tag: 'bool', val: raw };
+  if (typeof raw !== 'string') return undefined;
+  const convert = TEXT_VALUES[raw[0]];
+  try {
+    return convert === undefined ? undefined : convert(raw.slice(1));
+  } catch {
+    return undefined; // BigInt of a text that is no integer
+  }
+}
+
+/** A value of the batch text as `toJson` converts its variant. */
+function textJson(raw, int64AsString) {
+  if (raw === null || raw === true || raw === false) return raw;
+  if (typeof raw === 'string') {
+    const text = raw.slice(1);
+    switch (raw[0]) {
+      case 's':
+      case 't':
+      case 'd':
+      case 'n':
+      case 'b': // already standard base64 with padding
+        return text;
+      case 'i':
+        if (int64AsString) return text;
+        try {
+          return BigInt(text);
+        } catch {
+          return undefined;
+        }
+      case 'f':
+        return floatJson(Number(text));
+      case 'g':
+        return floatJson(shortestF32(Number(text)));
+      case 'j':
+        try {
+          return parseJson(text);
+        } catch {
+          return text;
+        }
+    }
+  }
+  return undefined;
 }
 
 // ---------------------------------------------------------------------------
@@ -211,16 +382,29 @@ function find(columns, name) {
 
 /** The value variant of primary key column `name`, or undefined. */
 export function keyValue(change, name) {
+  if (change instanceof BatchChange && change._keys === undefined) {
+    const { table, keys } = change._wire;
+    const at = table[1].indexOf(name);
+    return at < 0 ? undefined : change._value(keys[at]);
+  }
   return find(change.keys, name);
 }
 
 /** The value variant of non-key column `name` after the change, or undefined. */
 export function newValue(change, name) {
+  if (change instanceof BatchChange && change._newValues === undefined) {
+    const raw = change._cell(change._wire.newValues, name);
+    return raw === undefined ? undefined : change._value(raw);
+  }
   return find(change.newValues, name);
 }
 
 /** The value variant of non-key column `name` before the change, or undefined. */
 export function oldValue(change, name) {
+  if (change instanceof BatchChange && change._oldValues === undefined) {
+    const raw = change._cell(change._wire.oldValues, name);
+    return raw === undefined ? undefined : change._value(raw);
+  }
   return find(change.oldValues, name);
 }
 
@@ -408,7 +592,23 @@ function floatJson(f) {
  * `RowChange::row_json`. `stringify` sorts the members.
  */
 export function rowJson(change, options = {}) {
+  if (change instanceof BatchChange && change._keys === undefined && change._newValues === undefined) {
+    return rowJsonOfText(change, options.int64AsString === true);
+  }
   return columnsJson([...change.keys, ...change.newValues], options);
+}
+
+/** `rowJson` of a change whose values are still the batch text's. */
+function rowJsonOfText(change, int64AsString) {
+  const { table, keys, newValues } = change._wire;
+  const object = Object.create(null);
+  const json = (raw) => {
+    const value = textJson(raw, int64AsString);
+    return value === undefined ? change._value(raw) : value; // _value throws the error
+  };
+  for (let i = 0; i < keys.length; i++) object[table[1][i]] = json(keys[i]);
+  for (let i = 0; i < newValues.length; i += 2) object[change._column(newValues[i])] = json(newValues[i + 1]);
+  return object;
 }
 
 /**
@@ -884,9 +1084,59 @@ function write(value, out) {
  * escapes, bigints as integers, numbers as floats (see the table at the top).
  */
 export function stringify(value) {
+  const flat = flatText(value);
+  if (flat !== undefined) return flat;
   const out = [];
   write(value, out);
   return out.join('');
+}
+
+const SURROGATE = /[\ud800-\udfff]/;
+const SAFE_INTEGER = 2n ** 53n;
+
+/**
+ * `stringify` of the usual row, by the engine's own `JSON.stringify` (which
+ * escapes strings exactly as serde_json does, and writes the members in the
+ * order of a names array): a plain object whose members are strings
+ * without surrogates, booleans, null and bigints within ±2^53 (written as
+ * the integers they are), under names without surrogates (so the engine's
+ * sort is code point order). undefined for anything else, which `write`
+ * handles.
+ */
+function flatText(value) {
+  if (typeof value !== 'object' || value === null || value.toJSON !== undefined) return undefined;
+  const prototype = Object.getPrototypeOf(value);
+  if (prototype !== null && prototype !== Object.prototype) return undefined;
+  const names = Object.keys(value);
+  let numbers;
+  for (let i = 0; i < names.length; i++) {
+    const item = value[names[i]];
+    switch (typeof item) {
+      case 'string':
+        if (SURROGATE.test(item)) return undefined;
+        break;
+      case 'boolean':
+        break;
+      case 'bigint':
+        if (item > SAFE_INTEGER || item < -SAFE_INTEGER) return undefined;
+        numbers = true;
+        break;
+      case 'object':
+        if (item !== null) return undefined;
+        break;
+      default:
+        return undefined;
+    }
+  }
+  if (SURROGATE.test(names.join(''))) return undefined;
+  names.sort();
+  if (numbers === undefined) return JSON.stringify(value, names);
+  const plain = Object.create(null);
+  for (let i = 0; i < names.length; i++) {
+    const item = value[names[i]];
+    plain[names[i]] = typeof item === 'bigint' ? Number(item) : item;
+  }
+  return JSON.stringify(plain, names);
 }
 
 // ---------------------------------------------------------------------------
@@ -1028,7 +1278,7 @@ let hostCrypto;
  * `keyedHash` call. The plugin imports it and passes it in once, at the top
  * of its module:
  *
- *   import * as crypto from 'redis-spanner:plugin/crypto@0.3.0';
+ *   import * as crypto from 'redis-spanner:plugin/crypto@0.4.0';
  *   useCrypto(crypto);
  *
  * Without it (say under plain Node), both throw "no keyring outside the
@@ -1103,15 +1353,21 @@ function effectList(effects) {
  */
 export function eachChange(changes, onChange) {
   const actions = [];
-  changes.forEach((change, index) => {
+  for (let index = 0; index < changes.length; index++) {
+    const change = changes[index];
     let effects;
     try {
       effects = onChange(change, index);
     } catch (error) {
       throw `change ${index} (table ${change.table}): ${errorText(error)}`;
     }
-    for (const effect of effectList(effects)) actions.push(action(index, effect));
-  });
+    if (effects === undefined || effects === null) continue;
+    if (!Array.isArray(effects)) {
+      actions.push({ change: index, effect: effects });
+      continue;
+    }
+    for (let i = 0; i < effects.length; i++) actions.push({ change: index, effect: effects[i] });
+  }
   return actions;
 }
 

@@ -1,7 +1,7 @@
 """Write Redis Spanner cache plugins in Python.
 
 A plugin is a WebAssembly component (world `cache-plugin` of
-`wit/plugin@0.3.0`) built with componentize-py. The host hands it batches of
+`wit/plugin@0.4.0`) built with componentize-py. The host hands it batches of
 Spanner row changes and cache events; it answers with a plan of Redis
 actions and with refresh requests.
 
@@ -13,12 +13,12 @@ This module is the Python counterpart of the Rust `redis-spanner-sdk`:
   `WitWorld` export that componentize-py looks for.
 - `RowChange`: one change as plugins see it, with table and column names
   (`table`, `kind`, `keys`, `new_values`, `old_values`, `commit_micros`,
-  `transaction_id`, `record_sequence`, `transaction_tag`). Contract 0.3.0
-  sends a batch in a compact shape (`Batch`: each table and transaction
-  once, values by position); `decode_batch` turns it into `RowChange`s, and
-  `on_changes` receives that list, so plugin code reads names as before.
-  The wire types keep their generated names (`Batch`, `Table`,
-  `Transaction`, `Cell`), but for the wire row change, `WireRowChange`.
+  `transaction_id`, `record_sequence`, `transaction_tag`). Contract 0.4.0
+  sends a batch as JSON text (docs/BATCH-TEXT.md: each table and
+  transaction once, values by position); `decode_batch` reads it with the
+  C `json` module and turns it into `RowChange`s whose values are named
+  only when read, and `on_changes` receives that list, so plugin code reads
+  names as before.
 - `key(parts)`: Redis keys with `:`, `\\`, `{` and `}` escaped, like the Rust `key`;
   `split_key(key)` takes one apart again, and `value_from_text(type, text)`
   turns a part back into a key column's value (the inverse of `to_text`).
@@ -62,7 +62,7 @@ from enum import Enum
 from typing import List, Optional, Tuple
 
 #: Version of the WIT package (`redis-spanner:plugin`) this SDK implements.
-API_VERSION = "0.3.0"
+API_VERSION = "0.4.0"
 
 _U32_MAX = (1 << 32) - 1
 _U64_MAX = (1 << 64) - 1
@@ -89,16 +89,12 @@ if IN_WASM:
         )
         from wit_world.imports.types import (
             Action,
-            Batch,
-            Cell,
             ChangeKind,
             Column,
             Effect_Delete,
             Effect_Expire,
             Effect_Set,
             Expiry,
-            Table,
-            Transaction,
             Value_Bool,
             Value_Bytes,
             Value_Date,
@@ -112,7 +108,6 @@ if IN_WASM:
             Value_Timestamp,
             Write,
         )
-        from wit_world.imports.types import RowChange as WireRowChange
     except ImportError as missing:
         raise ImportError(
             f"redis_spanner_sdk implements redis-spanner:plugin@{API_VERSION}: build the "
@@ -184,43 +179,6 @@ else:  # Plain CPython: look-alikes with the generated names and shapes.
         UPDATE = 1
         DELETE = 2
         SNAPSHOT = 3
-
-    @dataclass
-    class Table:
-        name: str
-        key_columns: List[str]
-        columns: List[str]
-
-    @dataclass
-    class Cell:
-        column: int
-        value: object
-
-    @dataclass
-    class Transaction:
-        id: str
-        tag: str
-        commit_micros: int
-
-    @dataclass
-    class WireRowChange:
-        table: int
-        kind: ChangeKind
-        keys: List[object]
-        new_values: List[Cell]
-        old_values: List[Cell]
-        transaction: int
-        record_sequence: int
-
-    # The generated class is `types.RowChange`; the SDK's `RowChange` is the
-    # decoded change plugins see.
-    WireRowChange.__name__ = WireRowChange.__qualname__ = "RowChange"
-
-    @dataclass
-    class Batch:
-        tables: List[Table]
-        transactions: List[Transaction]
-        changes: List[WireRowChange]
 
     @dataclass
     class Write:
@@ -303,83 +261,258 @@ _VALUE_TYPES = (
 # Row changes
 
 
-@dataclass
 class RowChange:
-    """One row's change as plugins see it: the wire change of contract
-    0.3.0 with its table and transaction looked up and each value named.
+    """One row's change as plugins see it: table, kind, named key columns
+    and values, and its transaction's fields.
 
     `keys`, `new_values` and `old_values` are lists of `Column(name, value)`;
     `record_sequence` is the record's order within its transaction (an int).
-    Build one directly to test a plugin's `on_change` or `on_changes`.
+    Build one directly (positional or keyword arguments, in this order) to
+    test a plugin's `on_change` or `on_changes`.
+
+    A change `decode_batch` made keeps its values as the batch text has them
+    and names them only when `keys`, `new_values` or `old_values` is first
+    read; `key_value`, `new_value`, `old_value` and `row_json_of` read the
+    text directly, so a plugin pays only for the values it looks at.
     """
 
-    table: str
-    kind: ChangeKind
-    keys: List[Column]
-    new_values: List[Column]
-    old_values: List[Column]
-    commit_micros: int
-    transaction_id: str
-    record_sequence: int
-    transaction_tag: str
+    __slots__ = (
+        "table",
+        "kind",
+        "commit_micros",
+        "transaction_id",
+        "record_sequence",
+        "transaction_tag",
+        "_keys",
+        "_new_values",
+        "_old_values",
+        "_wire",
+    )
+
+    def __init__(
+        self,
+        table: str,
+        kind,
+        keys: List[Column],
+        new_values: List[Column],
+        old_values: List[Column],
+        commit_micros: int,
+        transaction_id: str,
+        record_sequence: int,
+        transaction_tag: str,
+    ):
+        self.table = table
+        self.kind = kind
+        self._keys = keys
+        self._new_values = new_values
+        self._old_values = old_values
+        self.commit_micros = commit_micros
+        self.transaction_id = transaction_id
+        self.record_sequence = record_sequence
+        self.transaction_tag = transaction_tag
+        self._wire = None
+
+    @classmethod
+    def _from_text(cls, table, kind, keys, new_values, old_values, transaction, sequence):
+        """A change whose values stay as the batch text has them (see
+        `decode_batch`); `table` is the batch's `[name, keys, columns]`."""
+        change = cls.__new__(cls)
+        change.table = table[0]
+        change.kind = kind
+        change._keys = change._new_values = change._old_values = None
+        change.commit_micros = transaction[2]
+        change.transaction_id = transaction[0]
+        change.record_sequence = sequence
+        change.transaction_tag = transaction[1]
+        change._wire = (table, keys, new_values, old_values)
+        return change
+
+    @property
+    def keys(self) -> List[Column]:
+        """Primary key columns, in key order."""
+        if self._keys is None:
+            names = self._wire[0][1]
+            self._keys = [Column(name, _text_value(raw)) for name, raw in zip(names, self._wire[1])]
+        return self._keys
+
+    @keys.setter
+    def keys(self, columns: List[Column]) -> None:
+        self._keys = columns
+
+    @property
+    def new_values(self) -> List[Column]:
+        """Non-key column values after the change (empty for a delete)."""
+        if self._new_values is None:
+            self._new_values = _named(self._wire[2], self._wire[0])
+        return self._new_values
+
+    @new_values.setter
+    def new_values(self, columns: List[Column]) -> None:
+        self._new_values = columns
+
+    @property
+    def old_values(self) -> List[Column]:
+        """Non-key column values before the change, when the stream's value
+        capture type records them (empty otherwise)."""
+        if self._old_values is None:
+            self._old_values = _named(self._wire[3], self._wire[0])
+        return self._old_values
+
+    @old_values.setter
+    def old_values(self, columns: List[Column]) -> None:
+        self._old_values = columns
+
+    def _fields(self) -> tuple:
+        return (
+            self.table,
+            self.kind,
+            self.keys,
+            self.new_values,
+            self.old_values,
+            self.commit_micros,
+            self.transaction_id,
+            self.record_sequence,
+            self.transaction_tag,
+        )
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, RowChange):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        names = ("table", "kind", "keys", "new_values", "old_values", "commit_micros",
+                 "transaction_id", "record_sequence", "transaction_tag")
+        fields = ", ".join(f"{name}={value!r}" for name, value in zip(names, self._fields()))
+        return f"RowChange({fields})"
+
+
+# The change kinds by their index in the batch text (the WIT enum's order).
+_KINDS = {0: ChangeKind.INSERT, 1: ChangeKind.UPDATE, 2: ChangeKind.DELETE, 3: ChangeKind.SNAPSHOT}
 
 
 def decode_batch(batch) -> List[RowChange]:
-    """The changes of a wire `Batch` as `RowChange`s, in batch order, so
-    that change N of the list is the change actions name with index N.
+    """The changes of a batch as `RowChange`s, in batch order, so that
+    change N of the list is the change actions name with index N.
 
-    Each table's and transaction's fields are shared by its changes, not
-    copied. Raises `Err` when a change refers to a table, transaction or
-    column the batch does not describe.
+    `batch` is what contract 0.4.0 hands `on-changes`: the UTF-8 JSON text
+    of the compact batch (docs/BATCH-TEXT.md), read with the standard
+    library's C JSON reader. Each table's and transaction's fields are
+    shared by its changes, not copied; values are turned into `Value_*`
+    objects only when read. Raises `Err` when the text is not such a batch
+    or a change refers to a table, transaction or kind it does not describe.
     """
-    tables = batch.tables
-    transactions = batch.transactions
-    changes = []
-    for index, wire in enumerate(batch.changes):
+    try:
+        tables, transactions, changes = json.loads(batch)
+        transactions = [(tx[0], tx[1], int(tx[2])) for tx in transactions]
+    except (ValueError, TypeError, IndexError) as exc:
+        raise Err(f"the batch is not the JSON text of contract {API_VERSION}: {exc}") from None
+    decoded = []
+    append = decoded.append
+    from_text = RowChange._from_text
+    for index, wire in enumerate(changes):
         try:
-            changes.append(_decode_change(wire, tables, transactions))
-        except (IndexError, ValueError) as exc:
+            table, kind, keys, new_values, old_values, transaction, sequence = wire
+            append(
+                from_text(
+                    _entry(tables, table, "table"),
+                    _KINDS[kind],
+                    _keys_of(keys, tables[table]),
+                    new_values,
+                    old_values,
+                    _entry(transactions, transaction, "transaction"),
+                    sequence,
+                )
+            )
+        except KeyError:
+            raise Err(f"change {index}: kind {kind!r} is not a change kind") from None
+        except (IndexError, ValueError, TypeError) as exc:
             raise Err(f"change {index}: {exc}") from None
-    return changes
+    return decoded
 
 
-def _decode_change(wire, tables, transactions) -> RowChange:
-    """One wire change with its table's and transaction's fields."""
-    if wire.table >= len(tables):
-        raise IndexError(f"table {wire.table} is not in the batch's {len(tables)} tables")
-    if wire.transaction >= len(transactions):
-        raise IndexError(
-            f"transaction {wire.transaction} is not in the batch's {len(transactions)} transactions"
-        )
-    table = tables[wire.table]
-    transaction = transactions[wire.transaction]
-    key_names = table.key_columns
-    if len(wire.keys) != len(key_names):
-        raise ValueError(
-            f"{len(wire.keys)} key values for the {len(key_names)} key columns of table {table.name}"
-        )
-    # Positional: the fields in `RowChange`'s order (cheaper than keywords).
-    return RowChange(
-        table.name,
-        wire.kind,
-        [Column(name, value) for name, value in zip(key_names, wire.keys)],
-        _named(wire.new_values, table),
-        _named(wire.old_values, table) if wire.old_values else [],
-        transaction.commit_micros,
-        transaction.id,
-        wire.record_sequence,
-        transaction.tag,
-    )
+def _entry(entries, index, what):
+    """`entries[index]`, refusing what is not an index into them (a
+    negative number would count from the end)."""
+    if type(index) is not int or not 0 <= index < len(entries):
+        raise IndexError(f"{what} {index!r} is not in the batch's {len(entries)} {what}s")
+    return entries[index]
+
+
+def _keys_of(keys, table):
+    if len(keys) != len(table[1]):
+        raise ValueError(f"{len(keys)} key values for the {len(table[1])} key columns of table {table[0]}")
+    return keys
 
 
 def _named(cells, table) -> List[Column]:
-    """Cells as columns named after the table's `columns`."""
-    names = table.columns
+    """A flat `[column, value, column, value, ...]` list of the batch text as
+    columns named after the table's columns."""
+    names = table[2]
+    pairs = iter(cells)
     try:
-        return [Column(names[cell.column], cell.value) for cell in cells]
-    except IndexError:
-        bad = next(cell.column for cell in cells if cell.column >= len(names))
-        raise IndexError(f"column {bad} is not in table {table.name}'s {len(names)} columns") from None
+        return [Column(names[_at(column)], _text_value(raw)) for column, raw in zip(pairs, pairs)]
+    except (IndexError, TypeError):
+        bad = next(c for c in cells[::2] if type(c) is not int or not 0 <= c < len(names))
+        raise ValueError(f"column {bad!r} is not in table {table[0]}'s {len(names)} columns") from None
+
+
+def _at(column):
+    """`column` as an index into a table's columns; a negative one would
+    count from the end."""
+    if column < 0:
+        raise IndexError(column)
+    return column
+
+
+def _cell(cells, table, name: str):
+    """The raw value of column `name` among flat cells, or `_MISSING`."""
+    try:
+        column = table[2].index(name)
+        return cells[2 * cells[::2].index(column) + 1]
+    except ValueError:
+        return _MISSING
+
+
+_MISSING = object()
+
+# Value classes of the batch text's type tags (docs/BATCH-TEXT.md).
+_TEXT_VALUES = {
+    "s": Value_String,
+    "i": lambda text: Value_Int64(int(text)),
+    "f": lambda text: Value_Float64(float(text)),
+    "g": lambda text: Value_Float32(float(text)),
+    "b": lambda text: Value_Bytes(base64.b64decode(text, validate=True)),
+    "t": Value_Timestamp,
+    "d": Value_Date,
+    "n": Value_Numeric,
+    "j": Value_Json,
+}
+
+
+def _text_value(raw):
+    """A value of the batch text (`null`, a bool, or a type tag and text)
+    as a `Value_*`."""
+    if type(raw) is str:
+        # The usual types first, without a table lookup.
+        tag = raw[:1]
+        if tag == "s":
+            return Value_String(raw[1:])
+        if tag == "i":
+            try:
+                return Value_Int64(int(raw[1:]))
+            except ValueError:
+                pass
+    elif raw is None:
+        return Value_Null()
+    elif raw is True or raw is False:
+        return Value_Bool(raw)
+    try:
+        return _TEXT_VALUES[raw[0]](raw[1:])
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise ValueError(f"{raw!r} is not a value of the batch text") from None
 
 
 # --------------------------------------------------------------------------
@@ -458,13 +591,17 @@ def key_with_tag(parts, tag: int) -> str:
         raise TypeError(f"key tag must be an int index, not {type(tag).__name__}")
     out = []
     for i, part in enumerate(parts):
-        if isinstance(part, int) and not isinstance(part, bool):
-            part = str(part)
-        elif not isinstance(part, str):
-            raise TypeError(f"key part must be str or int, not {type(part).__name__}")
-        escaped = part.translate(_KEY_ESCAPES)
+        if type(part) is not str:
+            if isinstance(part, int) and not isinstance(part, bool):
+                part = str(part)
+            elif not isinstance(part, str):
+                raise TypeError(f"key part must be str or int, not {type(part).__name__}")
+        escaped = part.translate(_KEY_ESCAPES) if _KEY_SPECIAL.search(part) else part
         out.append("{" + escaped + "}" if i == tag and escaped else escaped)
     return ":".join(out)
+
+
+_KEY_SPECIAL = re.compile(r"[:\\{}]")
 
 
 _KEY_UNESCAPES = {"\\": "\\", ":": ":", "(": "{", ")": "}"}
@@ -508,16 +645,31 @@ def _find(columns, name: str):
 
 def key_value(change, name: str):
     """The value of primary key column `name`, or None if there is none."""
+    wire = getattr(change, "_wire", None)
+    if wire is not None and change._keys is None:
+        try:
+            at = wire[0][1].index(name)
+        except ValueError:
+            return None
+        return _text_value(wire[1][at])
     return _find(change.keys, name)
 
 
 def new_value(change, name: str):
     """The value of non-key column `name` after the change, or None."""
+    wire = getattr(change, "_wire", None)
+    if wire is not None and change._new_values is None:
+        raw = _cell(wire[2], wire[0], name)
+        return None if raw is _MISSING else _text_value(raw)
     return _find(change.new_values, name)
 
 
 def old_value(change, name: str):
     """The value of non-key column `name` before the change, or None."""
+    wire = getattr(change, "_wire", None)
+    if wire is not None and change._old_values is None:
+        raw = _cell(wire[3], wire[0], name)
+        return None if raw is _MISSING else _text_value(raw)
     return _find(change.old_values, name)
 
 
@@ -898,7 +1050,76 @@ def row_json(columns, int64_as_string: bool = False) -> dict:
 def row_json_of(change, int64_as_string: bool = False) -> dict:
     """The change's key columns and new values as one JSON object, like the
     Rust SDK's `RowChange::row_json` (or `row_json_int64_as_string`)."""
-    return row_json(itertools.chain(change.keys, change.new_values), int64_as_string)
+    wire = getattr(change, "_wire", None)
+    if wire is None or change._keys is not None or change._new_values is not None:
+        return row_json(itertools.chain(change.keys, change.new_values), int64_as_string)
+    table, keys, cells, _ = wire
+    convert = _text_json_int64_as_string if int64_as_string else _text_json
+    text_tags = _TEXT_TAGS
+    obj = {}
+    for name, raw in zip(table[1], keys):
+        # Text types inline: a call per value is most of the cost.
+        obj[name] = raw[1:] if type(raw) is str and raw[:1] in text_tags else convert(raw)
+    names = table[2]
+    pairs = iter(cells)
+    try:
+        for column, raw in zip(pairs, pairs):
+            if column < 0:
+                raise IndexError(column)
+            obj[names[column]] = raw[1:] if type(raw) is str and raw[:1] in text_tags else convert(raw)
+    except (IndexError, TypeError):
+        _named(cells, table)  # raises the error naming the bad column
+        raise
+    return obj
+
+
+def _text_json(raw):
+    """A value of the batch text as `to_json` converts its `Value_*`,
+    without building one."""
+    if type(raw) is str and raw[:1] in _TEXT_TAGS:
+        return raw[1:]
+    if raw is None or raw is True or raw is False:
+        return raw
+    try:
+        return _TEXT_JSON[raw[0]](raw[1:])
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise ValueError(f"{raw!r} is not a value of the batch text") from None
+
+
+# Tags whose text is the JSON value itself (BYTES: already standard base64).
+_TEXT_TAGS = frozenset("stdnb")
+
+
+def _text_json_int64_as_string(raw):
+    """`_text_json`, with an INT64 as its decimal text."""
+    if type(raw) is str and raw[:1] == "i":
+        return raw[1:]
+    return _text_json(raw)
+
+
+def _same(text):
+    return text
+
+
+def _json_text(text):
+    try:
+        return parse_json(text)
+    except ValueError:
+        return text
+
+
+# `_text_json` by type tag.
+_TEXT_JSON = {
+    "s": _same,
+    "t": _same,
+    "d": _same,
+    "n": _same,
+    "i": int,  # the host writes plain decimals
+    "f": lambda text: _float_to_json(float(text)),
+    "g": lambda text: _float32_to_json(float(text)),
+    "b": _same,  # already standard base64 with padding
+    "j": _json_text,
+}
 
 
 def format_float(f: float) -> str:
@@ -991,7 +1212,7 @@ def dumps(obj) -> str:
     writes them. Non-finite floats raise ValueError (serde_json has no
     number for them; `to_json` already turned them into strings)."""
     if _plain(obj):
-        return _PLAIN_ENCODER.encode(obj)
+        return "".join(_plain_encode(obj, 0))
     out = []
     _dump(obj, out)
     return "".join(out)
@@ -1007,6 +1228,26 @@ _PLAIN_ENCODER = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), sort_keys=True, check_circular=False, allow_nan=False
 )
 _PLAIN_SCALARS = (str, int, bool, type(None))
+
+
+def _c_encoder():
+    """`_PLAIN_ENCODER`'s C encoder, made once (`encode` makes one per
+    call), when this interpreter has it and it writes what `encode` does;
+    else `encode` itself, as a function returning chunks."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    sample = {"b": [1, "\u00e9\n", None], "a": True}
+    if make is not None:
+        try:
+            encoder = make(None, _PLAIN_ENCODER.default, json.encoder.encode_basestring,
+                           None, ":", ",", True, False, False)
+            if "".join(encoder(sample, 0)) == _PLAIN_ENCODER.encode(sample):
+                return encoder
+        except (TypeError, ValueError):
+            pass
+    return lambda obj, _level: (_PLAIN_ENCODER.encode(obj),)
+
+
+_plain_encode = _c_encoder()
 
 
 def _plain(obj) -> bool:
@@ -1057,7 +1298,8 @@ def effect_set(key: str, value, ttl_ms: Optional[int] = None):
     """Sets `key` to `value` (str, encoded as UTF-8, or bytes), expiring after
     `ttl_ms` milliseconds when given."""
     ttl = None if ttl_ms is None else _u64(ttl_ms, "ttl_ms")
-    return Effect_Set(Write(key=key, value=_bytes(value), ttl_ms=ttl))
+    value = value.encode("utf-8") if type(value) is str else _bytes(value)
+    return Effect_Set(Write(key, value, ttl))
 
 
 def effect_delete(key: str):
@@ -1217,16 +1459,19 @@ class Plugin:
         The default calls `on_change` for each change and tags its effects
         with the change's index, like the Rust SDK. An error is reported as
         `change N (table T): message`."""
+        if len(batch) > _U32_MAX + 1:
+            raise Err(f"batch has more than {_U32_MAX + 1} changes")
         actions = []
+        append = actions.append
+        on_change = self.on_change
         for index, change in enumerate(batch):
-            if index > _U32_MAX:
-                raise Err(f"batch has more than {_U32_MAX} changes")
             try:
-                effects = self.on_change(change)
+                effects = on_change(change)
             except Exception as exc:  # noqa: BLE001 - reported as the result's error
                 raise Err(f"change {index} (table {change.table}): {_message(exc)}") from None
-            for effect in effects or ():
-                actions.append(Action(change=index, effect=effect))
+            if effects:
+                for effect in effects:
+                    append(Action(index, effect))
         return actions
 
     def on_cache_event(self, event) -> list:

@@ -5,6 +5,8 @@
 The expected strings are what the Rust SDK (serde_json 1.0.154) produces.
 """
 
+import base64
+import json
 import math
 import os
 import struct
@@ -17,11 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import redis_spanner_sdk as sdk  # noqa: E402
 from redis_spanner_sdk import (  # noqa: E402
     Action,
-    Batch,
     CacheAction,
     CacheEffect_Refresh,
     CacheEvent,
-    Cell,
     ChangeKind,
     Column,
     Effect_Delete,
@@ -33,8 +33,6 @@ from redis_spanner_sdk import (  # noqa: E402
     Plugin,
     Refresh,
     RowChange,
-    Table,
-    Transaction,
     Value_Bool,
     Value_Bytes,
     Value_Date,
@@ -46,7 +44,6 @@ from redis_spanner_sdk import (  # noqa: E402
     Value_Numeric,
     Value_String,
     Value_Timestamp,
-    WireRowChange,
     Write,
     decode_batch,
     dumps,
@@ -72,36 +69,76 @@ def change(table="Users", kind=ChangeKind.UPDATE, keys=(), new_values=(), tx="tx
     )
 
 
+_TAGS = {
+    Value_Int64: "i", Value_Float32: "g", Value_Float64: "f", Value_String: "s",
+    Value_Bytes: "b", Value_Timestamp: "t", Value_Date: "d", Value_Numeric: "n", Value_Json: "j",
+}
+_KIND_INDEX = {ChangeKind.INSERT: 0, ChangeKind.UPDATE: 1, ChangeKind.DELETE: 2, ChangeKind.SNAPSHOT: 3}
+
+
+def value_text(value):
+    """A value as the batch text carries it (docs/BATCH-TEXT.md), written
+    here apart from the SDK."""
+    if isinstance(value, Value_Null):
+        return None
+    if isinstance(value, Value_Bool):
+        return value.value
+    tag = _TAGS[type(value)]
+    if isinstance(value, (Value_Float32, Value_Float64)):
+        f = value.value
+        text = "NaN" if math.isnan(f) else ("Infinity" if f > 0 else "-Infinity") if math.isinf(f) else repr(f)
+    elif isinstance(value, Value_Bytes):
+        text = base64.b64encode(value.value).decode("ascii")
+    else:
+        text = str(value.value)
+    return tag + text
+
+
+def batch_text(tables, transactions, changes):
+    """The batch text of already positional parts: tables as `(name, keys,
+    columns)`, transactions as `(id, tag, micros)`, changes as `(table,
+    kind, [key values], [(column, value)], [(column, value)], transaction,
+    sequence)`."""
+    def cells(pairs):
+        return [item for column, value in pairs for item in (column, value_text(value))]
+    return json.dumps([
+        [list(t) for t in tables],
+        [[tx_id, tag, str(micros)] for tx_id, tag, micros in transactions],
+        [[t, _KIND_INDEX[kind], [value_text(v) for v in keys], cells(new), cells(old), tx, seq]
+         for t, kind, keys, new, old, tx, seq in changes],
+    ]).encode()
+
+
 def encode_batch(changes):
-    """The wire `Batch` of `changes`, as the host sends it: each table (its
+    """The batch text of `changes`, as the host sends it: each table (its
     columns in first-seen order) and each transaction once, values by
     position."""
     tables, table_index, transactions, transaction_index = [], {}, [], {}
     for c in changes:
         if c.table not in table_index:
             table_index[c.table] = len(tables)
-            tables.append(Table(c.table, [k.name for k in c.keys], []))
-        columns = tables[table_index[c.table]].columns
+            tables.append((c.table, [k.name for k in c.keys], []))
+        columns = tables[table_index[c.table]][2]
         for column in list(c.new_values) + list(c.old_values):
             if column.name not in columns:
                 columns.append(column.name)
         tx = (c.transaction_id, c.transaction_tag, c.commit_micros)
         if tx not in transaction_index:
             transaction_index[tx] = len(transactions)
-            transactions.append(Transaction(*tx))
+            transactions.append(tx)
     wire = []
     for c in changes:
-        columns = tables[table_index[c.table]].columns
-        wire.append(WireRowChange(
-            table=table_index[c.table],
-            kind=c.kind,
-            keys=[k.value for k in c.keys],
-            new_values=[Cell(columns.index(v.name), v.value) for v in c.new_values],
-            old_values=[Cell(columns.index(v.name), v.value) for v in c.old_values],
-            transaction=transaction_index[(c.transaction_id, c.transaction_tag, c.commit_micros)],
-            record_sequence=c.record_sequence,
+        columns = tables[table_index[c.table]][2]
+        wire.append((
+            table_index[c.table],
+            c.kind,
+            [k.value for k in c.keys],
+            [(columns.index(v.name), v.value) for v in c.new_values],
+            [(columns.index(v.name), v.value) for v in c.old_values],
+            transaction_index[(c.transaction_id, c.transaction_tag, c.commit_micros)],
+            c.record_sequence,
         ))
-    return Batch(tables, transactions, wire)
+    return batch_text(tables, transactions, wire)
 
 
 def event(key="users:42", kind="miss", source=EventSource.APPLICATION, fields=()):
@@ -524,46 +561,30 @@ class PluginTest(unittest.TestCase):
 
     def test_config_and_log_outside_wasm(self):
         self.assertFalse(sdk.IN_WASM)
-        self.assertEqual(sdk.API_VERSION, "0.3.0")
+        self.assertEqual(sdk.API_VERSION, "0.4.0")
         self.assertIsNone(sdk.config("prefix"))
         sdk.log(sdk.LogLevel.DEBUG, "hello from the tests")
 
 
 class DecodeBatchTest(unittest.TestCase):
-    def compact_batch(self):
+    def parts(self):
         """Two tables; changes 0 and 1 share a transaction; change 1 carries
         some columns only, with old values; change 2 is a read."""
-        return Batch(
-            tables=[
-                Table("Users", ["UserId"], ["Name", "Email", "Score"]),
-                Table("Orders", ["UserId", "OrderId"], ["Total"]),
-            ],
-            transactions=[
-                Transaction("tx-1", "checkout", 1_700_000_000_000_001),
-                Transaction("", "", 1_700_000_000_000_002),
-            ],
-            changes=[
-                WireRowChange(
-                    table=1, kind=ChangeKind.INSERT,
-                    keys=[Value_Int64(7), Value_Int64(1001)],
-                    new_values=[Cell(0, Value_Numeric("12.50"))], old_values=[],
-                    transaction=0, record_sequence=0,
-                ),
-                WireRowChange(
-                    table=0, kind=ChangeKind.UPDATE,
-                    keys=[Value_Int64(7)],
-                    new_values=[Cell(2, Value_Float32(f32(0.1))), Cell(0, Value_String("Ada"))],
-                    old_values=[Cell(0, Value_String("Ad"))],
-                    transaction=0, record_sequence=1,
-                ),
-                WireRowChange(
-                    table=0, kind=ChangeKind.SNAPSHOT,
-                    keys=[Value_Int64(8)],
-                    new_values=[Cell(0, Value_String("Bo")), Cell(1, Value_Null()), Cell(2, Value_Float32(1.5))],
-                    old_values=[], transaction=1, record_sequence=0,
-                ),
+        return (
+            [("Users", ["UserId"], ["Name", "Email", "Score"]), ("Orders", ["UserId", "OrderId"], ["Total"])],
+            [("tx-1", "checkout", 1_700_000_000_000_001), ("", "", 1_700_000_000_000_002)],
+            [
+                (1, ChangeKind.INSERT, [Value_Int64(7), Value_Int64(1001)],
+                 [(0, Value_Numeric("12.50"))], [], 0, 0),
+                (0, ChangeKind.UPDATE, [Value_Int64(7)],
+                 [(2, Value_Float32(f32(0.1))), (0, Value_String("Ada"))], [(0, Value_String("Ad"))], 0, 1),
+                (0, ChangeKind.SNAPSHOT, [Value_Int64(8)],
+                 [(0, Value_String("Bo")), (1, Value_Null()), (2, Value_Float32(1.5))], [], 1, 0),
             ],
         )
+
+    def compact_batch(self):
+        return batch_text(*self.parts())
 
     def test_decodes_names_and_transactions(self):
         self.assertEqual(decode_batch(self.compact_batch()), [
@@ -593,39 +614,114 @@ class DecodeBatchTest(unittest.TestCase):
             ),
         ])
 
+    def test_every_value_type_reads_back_exactly(self):
+        values = [
+            Value_Null(), Value_Bool(True), Value_Bool(False), Value_Int64(-(1 << 63)),
+            Value_Int64((1 << 63) - 1), Value_Float32(f32(0.1)), Value_Float32(-math.inf),
+            Value_Float64(0.1), Value_Float64(-0.0), Value_Float64(5e-324), Value_Float64(math.inf),
+            Value_String('a"b\\c\n\u0001\u00e9\U0001F600'), Value_Bytes(b"\x00\xff\x01"),
+            Value_Timestamp("2024-01-02T03:04:05Z"), Value_Date("2024-01-02"),
+            Value_Numeric("1.50"), Value_Json('{"a":1}'),
+        ]
+        names = [f"c{i}" for i in range(len(values))]
+        text = batch_text([("T", ["Id"], names)], [("", "", 1)],
+                          [(0, ChangeKind.UPDATE, [Value_Int64(1)], list(enumerate(values)), [], 0, 0)])
+        change = decode_batch(text)[0]
+        self.assertEqual([column.value for column in change.new_values], values)
+        self.assertEqual(math.copysign(1, change.new_values[8].value.value), -1)
+        nan = decode_batch(batch_text([("T", ["Id"], ["x"])], [("", "", 1)],
+                                      [(0, ChangeKind.UPDATE, [Value_Int64(1)], [(0, Value_Float64(math.nan))], [], 0, 0)]))
+        self.assertTrue(math.isnan(sdk.as_f64(sdk.new_value(nan[0], "x"))))
+
+    def test_row_json_of_reads_the_text_as_to_json_reads_values(self):
+        values = [
+            Value_Null(), Value_Bool(True), Value_Int64(-(1 << 63)), Value_Float32(f32(0.1)),
+            Value_Float32(math.inf), Value_Float64(0.1), Value_Float64(math.nan), Value_String("é\n"),
+            Value_Bytes(b"\x00\xff"), Value_Timestamp("2024-01-02T03:04:05Z"), Value_Date("2024-01-02"),
+            Value_Numeric("1.50"), Value_Json('{"b":[1,2.5]}'), Value_Json("not json"),
+        ]
+        names = [f"c{i:02}" for i in range(len(values))]
+        text = batch_text([("T", ["Id", "c00"], names)], [("", "", 1)],
+                          [(0, ChangeKind.INSERT, [Value_Int64(1), Value_String("key wins? no")],
+                            list(enumerate(values)), [], 0, 0)])
+        for int64_as_string in (False, True):
+            decoded = decode_batch(text)[0]
+            lazy = dumps(row_json_of(decoded, int64_as_string))
+            named = RowChange(decoded.table, decoded.kind, decoded.keys, decoded.new_values, [], 1, "", 0, "")
+            self.assertEqual(lazy, dumps(row_json_of(named, int64_as_string)))
+        self.assertIn('"c00":null', lazy, "a later column of the same name wins")
+
     def test_names_are_shared_not_copied(self):
-        batch = self.compact_batch()
-        changes = decode_batch(batch)
-        self.assertIs(changes[1].table, batch.tables[0].name)
-        self.assertIs(changes[2].new_values[0].name, batch.tables[0].columns[0])
-        self.assertIs(changes[1].new_values[1].value, batch.changes[1].new_values[1].value)
+        changes = decode_batch(self.compact_batch())
+        self.assertIs(changes[1].table, changes[2].table)
+        self.assertIs(changes[1].new_values[1].name, changes[2].new_values[0].name)
+        self.assertIs(changes[0].transaction_id, changes[1].transaction_id)
 
     def test_helpers_work_on_decoded_changes(self):
         c = decode_batch(self.compact_batch())[1]
         self.assertEqual(sdk.as_i64(sdk.key_value(c, "UserId")), 7)
+        self.assertIsNone(sdk.key_value(c, "Name"))
         self.assertEqual(sdk.as_str(sdk.old_value(c, "Name")), "Ad")
+        self.assertIsNone(sdk.old_value(c, "Score"))
         self.assertIsNone(sdk.new_value(c, "Email"))
+        self.assertIsNone(sdk.new_value(c, "Nope"))
+        self.assertEqual(sdk.as_f32(sdk.new_value(c, "Score")), f32(0.1))
         self.assertEqual(dumps(row_json_of(c)), '{"Name":"Ada","Score":0.1,"UserId":7}')
 
-    def test_empty_batch(self):
-        self.assertEqual(decode_batch(Batch([], [], [])), [])
+    def test_helpers_see_columns_a_plugin_replaced(self):
+        c = decode_batch(self.compact_batch())[1]
+        c.new_values = [Column("Name", Value_String("Eve"))]
+        c.keys = [Column("UserId", Value_Int64(9))]
+        self.assertEqual(dumps(row_json_of(c)), '{"Name":"Eve","UserId":9}')
+        self.assertEqual(sdk.as_str(sdk.new_value(c, "Name")), "Eve")
+        self.assertEqual(sdk.as_i64(sdk.key_value(c, "UserId")), 9)
 
-    def test_dangling_references_are_errors(self):
+    def test_empty_batch(self):
+        self.assertEqual(decode_batch(b"[[],[],[]]"), [])
+
+    def test_dangling_references_and_bad_text_are_errors(self):
+        def with_change_1(**fields):
+            tables, transactions, changes = self.parts()
+            names = ["table", "kind", "keys", "new", "old", "tx", "seq"]
+            changes[1] = tuple(fields.get(name, value) for name, value in zip(names, changes[1]))
+            return batch_text(tables, transactions, changes)
+
         cases = [
-            (dict(table=2), "change 1: table 2 is not in the batch's 2 tables"),
-            (dict(transaction=5), "change 1: transaction 5 is not in the batch's 2 transactions"),
-            (dict(keys=[]), "change 1: 0 key values for the 1 key columns of table Users"),
-            (dict(new_values=[Cell(0, Value_Null()), Cell(3, Value_Null())]),
-             "change 1: column 3 is not in table Users's 3 columns"),
-            (dict(old_values=[Cell(9, Value_Null())]), "change 1: column 9 is not in table Users's 3 columns"),
+            (with_change_1(table=2), "change 1: table 2 is not in the batch's 2 tables"),
+            (with_change_1(table=-1), "change 1: table -1 is not in the batch's 2 tables"),
+            (with_change_1(tx=5), "change 1: transaction 5 is not in the batch's 2 transactions"),
+            (with_change_1(keys=[]), "change 1: 0 key values for the 1 key columns of table Users"),
+            (b"[[],[],[[0]]]", "change 0: not enough values to unpack (expected 7, got 1)"),
+            (b"not json", "the batch is not the JSON text of contract 0.4.0: Expecting value: line 1 column 1 (char 0)"),
         ]
-        for fields, message in cases:
-            batch = self.compact_batch()
-            for name, value in fields.items():
-                setattr(batch.changes[1], name, value)
+        for text, message in cases:
             with self.assertRaises(Err) as caught:
-                decode_batch(batch)
+                decode_batch(text)
             self.assertEqual(caught.exception.value, message)
+        bad_kind = self.compact_batch().replace(b"[[1, 0, ", b"[[1, 7, ", 1)
+        with self.assertRaises(Err) as caught:
+            decode_batch(bad_kind)
+        self.assertEqual(caught.exception.value, "change 0: kind 7 is not a change kind")
+
+    def test_bad_cells_are_errors_naming_the_column_or_value(self):
+        for new, message in [
+            ([(0, Value_Null()), (3, Value_Null())], "column 3 is not in table Users's 3 columns"),
+            ([(0, Value_Null()), (-1, Value_Null())], "column -1 is not in table Users's 3 columns"),
+        ]:
+            tables, transactions, changes = self.parts()
+            changes[1] = changes[1][:3] + (new,) + changes[1][4:]
+            change = decode_batch(batch_text(tables, transactions, changes))[1]
+            for read in (lambda: change.new_values, lambda: row_json_of(change)):
+                with self.assertRaises(ValueError) as caught:
+                    read()
+                self.assertEqual(str(caught.exception), message)
+        untagged = self.compact_batch().replace(b'"sAda"', b'"?Ada"')
+        self.assertIn(b'"?Ada"', untagged)
+        change = decode_batch(untagged)[1]
+        for read in (lambda: change.new_values, lambda: row_json_of(change), lambda: sdk.new_value(change, "Name")):
+            with self.assertRaises(ValueError) as caught:
+                read()
+            self.assertEqual(str(caught.exception), "'?Ada' is not a value of the batch text")
 
     def test_plugin_sees_the_decoded_list(self):
         class Recorder(Plugin):
@@ -640,7 +736,7 @@ class DecodeBatchTest(unittest.TestCase):
         self.assertEqual(world.on_changes(self.compact_batch()), [Action(2, Effect_Delete("k"))])
         self.assertEqual(Recorder.seen, decode_batch(self.compact_batch()))
         with self.assertRaises(Err) as caught:
-            world.on_changes(Batch([], [], [WireRowChange(0, ChangeKind.DELETE, [], [], [], 0, 0)]))
+            world.on_changes(b'[[],[],[[0,2,[],[],[],0,0]]]')
         self.assertEqual(caught.exception.value, "change 0: table 0 is not in the batch's 0 tables")
 
 

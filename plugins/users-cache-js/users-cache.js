@@ -13,8 +13,8 @@
 //   sets `users:by-email:<keyed hash of the e-mail>` to its `UserId`, so the
 //   address never appears in a key.
 
-import * as crypto from 'redis-spanner:plugin/crypto@0.3.0';
-import { config } from 'redis-spanner:plugin/host@0.3.0';
+import * as crypto from 'redis-spanner:plugin/crypto@0.4.0';
+import { config } from 'redis-spanner:plugin/host@0.4.0';
 import {
   Effect,
   asI64,

@@ -61,8 +61,13 @@ fn assert_same_plan(who: &str, name: &str, actual: &Json) {
     );
 }
 
-async fn assert_plugin_conforms(who: &str, plugin: &Path) {
+async fn assert_plugin_conforms(who: &str, plugin: &Path, contract: &str) {
     let loaded = run::load_plugin(plugin).await.expect("plugin loads");
+    assert_eq!(
+        loaded.api_version(),
+        contract,
+        "{who} links as its SDK's contract"
+    );
     for name in FIXTURES {
         let outcomes = run::run_fixture(&loaded, &fixture(name)).await;
         assert_same_plan(who, name, &run::plan_json(&outcomes));
@@ -158,7 +163,7 @@ async fn assert_crypto_conforms(who: &str, component: &Path) {
 
 /// Builds the example in `language` from its source (so the test checks the
 /// code in the tree, not an old build) and checks it on every fixture.
-async fn assert_example_conforms(language: Language) {
+async fn assert_example_conforms(language: Language, contract: &str) {
     let example = Example::of(language);
     let root = repo_root();
     let component = tokio::task::spawn_blocking(move || example.build(&root))
@@ -170,7 +175,7 @@ async fn assert_example_conforms(language: Language) {
                 example.source
             )
         });
-    assert_plugin_conforms(example.source, &component).await;
+    assert_plugin_conforms(example.source, &component, contract).await;
 }
 
 #[test]
@@ -232,17 +237,19 @@ fn native_logic_matches_the_recorded_plans() {
 
 #[tokio::test]
 async fn rust_example_matches_the_recorded_plans() {
-    assert_example_conforms(Language::Rust).await;
+    // The typed batch record of 0.3.0.
+    assert_example_conforms(Language::Rust, "0.3.0").await;
 }
 
 #[tokio::test]
 async fn python_example_matches_the_recorded_plans() {
-    assert_example_conforms(Language::Python).await;
+    // The batch as JSON text.
+    assert_example_conforms(Language::Python, "0.4.0").await;
 }
 
 #[tokio::test]
 async fn javascript_example_matches_the_recorded_plans() {
-    assert_example_conforms(Language::Js).await;
+    assert_example_conforms(Language::Js, "0.4.0").await;
 }
 
 /// Runs a language's own unit tests of its SDK module.

@@ -9,7 +9,7 @@
 use super::since_v0_1::{self, v0_1, v0_2};
 use super::version::{SUPPORTED_API_VERSIONS, VersionError, check_compatible, major_minor};
 use super::wire::{self, WireError};
-use super::{Action, CacheAction, CacheEvent, RowChange, latest};
+use super::{Action, CacheAction, CacheEvent, RowChange, batch_text, latest, v0_4};
 use wasmtime::component::InstancePre;
 use wasmtime::{AsContextMut, Store};
 
@@ -21,6 +21,8 @@ pub enum LinkedPlugin<T: 'static> {
     V0_2(v0_2::CachePluginPre<T>),
     /// Contract 0.3.0, the host's model.
     V0_3(latest::CachePluginPre<T>),
+    /// Contract 0.4.0: 0.3.0 with the batch as JSON text.
+    V0_4(v0_4::CachePluginPre<T>),
 }
 
 /// A live instance's exports, by contract version.
@@ -31,6 +33,8 @@ pub enum PluginExports {
     V0_2(v0_2::CachePlugin),
     /// Contract 0.3.0.
     V0_3(latest::CachePlugin),
+    /// Contract 0.4.0.
+    V0_4(v0_4::CachePlugin),
 }
 
 /// A component that links as no contract version this host loads.
@@ -49,8 +53,12 @@ pub enum LinkError {
         error: wasmtime::Error,
     },
     /// An unstamped component implements none of the supported worlds.
-    #[error("as 0.3.0: {as_v0_3:#}; as 0.2.0: {as_v0_2:#}; as 0.1.0: {as_v0_1:#}")]
+    #[error(
+        "as 0.4.0: {as_v0_4:#}; as 0.3.0: {as_v0_3:#}; as 0.2.0: {as_v0_2:#}; as 0.1.0: {as_v0_1:#}"
+    )]
     NoWorld {
+        /// What the linker said of it as contract 0.4.0.
+        as_v0_4: wasmtime::Error,
         /// What the linker said of it as contract 0.3.0.
         as_v0_3: wasmtime::Error,
         /// As contract 0.2.0.
@@ -80,13 +88,18 @@ impl<T: Send + 'static> LinkedPlugin<T> {
             let link = match major_minor(found) {
                 Some((0, 1)) => v0_1::CachePluginPre::new(pre).map(Self::V0_1),
                 Some((0, 2)) => v0_2::CachePluginPre::new(pre).map(Self::V0_2),
-                _ => latest::CachePluginPre::new(pre).map(Self::V0_3),
+                Some((0, 3)) => latest::CachePluginPre::new(pre).map(Self::V0_3),
+                _ => v0_4::CachePluginPre::new(pre).map(Self::V0_4),
             };
             return link.map_err(|error| LinkError::NotAsStamped {
                 found: found.to_owned(),
                 error,
             });
         }
+        let as_v0_4 = match v0_4::CachePluginPre::new(pre.clone()) {
+            Ok(linked) => return Ok(Self::V0_4(linked)),
+            Err(e) => e,
+        };
         let as_v0_3 = match latest::CachePluginPre::new(pre.clone()) {
             Ok(linked) => return Ok(Self::V0_3(linked)),
             Err(e) => e,
@@ -98,6 +111,7 @@ impl<T: Send + 'static> LinkedPlugin<T> {
         v0_1::CachePluginPre::new(pre)
             .map(Self::V0_1)
             .map_err(|as_v0_1| LinkError::NoWorld {
+                as_v0_4,
                 as_v0_3,
                 as_v0_2,
                 as_v0_1,
@@ -110,6 +124,7 @@ impl<T: Send + 'static> LinkedPlugin<T> {
             Self::V0_1(_) => "0.1.0",
             Self::V0_2(_) => "0.2.0",
             Self::V0_3(_) => latest::VERSION,
+            Self::V0_4(_) => v0_4::VERSION,
         }
     }
 
@@ -140,6 +155,11 @@ impl<T: Send + 'static> LinkedPlugin<T> {
                 let init = exports.call_init(&mut store).await;
                 (PluginExports::V0_3(exports), init)
             }
+            Self::V0_4(pre) => {
+                let exports = pre.instantiate_async(&mut store).await?;
+                let init = exports.call_init(&mut store).await;
+                (PluginExports::V0_4(exports), init)
+            }
         })
     }
 }
@@ -158,6 +178,13 @@ impl PluginExports {
         batch: &[RowChange],
     ) -> CallResult<Vec<Action>> {
         match self {
+            Self::V0_4(exports) => {
+                let text = match wire::encode(batch) {
+                    Ok(encoded) => batch_text::encode(&encoded),
+                    Err(e) => return Ok(Err(describe_wire(e))),
+                };
+                exports.call_on_changes(store, &text).await
+            }
             Self::V0_3(exports) => {
                 let encoded = match wire::encode(batch) {
                     Ok(encoded) => encoded,
@@ -187,6 +214,7 @@ impl PluginExports {
         batch: &[CacheEvent],
     ) -> CallResult<Vec<CacheAction>> {
         match self {
+            Self::V0_4(exports) => exports.call_on_cache_events(store, batch).await,
             Self::V0_3(exports) => exports.call_on_cache_events(store, batch).await,
             Self::V0_2(exports) => Ok(exports
                 .call_on_cache_events(store, &since_v0_1::cache_events_down(batch))

@@ -4,8 +4,12 @@
 //! - [`latest`]: contract 0.3.0 (`wit/plugin@0.3.0`). Its value, change
 //!   kind, action, effect and cache types are the types the whole host works
 //!   with (re-exported here and by [`crate::change`]).
+//! - [`v0_4`]: contract 0.4.0, the newest: 0.3.0's types, with the batch
+//!   handed to `on-changes` as one byte buffer.
 //! - [`wire`]: a batch of host [`RowChange`]s in 0.3.0's compact shape
 //!   (tables and transactions once, values by position).
+//! - [`batch_text`]: that compact batch as the JSON text 0.4.0 plugins
+//!   receive.
 //! - [`since_v0_1`]: contracts 0.1.0 and 0.2.0 and their conversions to and
 //!   from the host's model: a FLOAT32 widens exactly to a FLOAT64 on the way
 //!   down,
@@ -15,12 +19,16 @@
 //! - [`linked`]: the one place that decides which contract a component
 //!   implements, and calls its exports whatever the version.
 //!
-//! A new contract version becomes `latest`; the one before moves beside
-//! 0.1.0 with a conversion, and nothing outside this module changes.
+//! A new contract version whose types change becomes `latest`; the one
+//! before moves beside 0.1.0 with a conversion. One that keeps the types
+//! (0.4.0) binds them to `latest`'s with bindgen's `with`. Either way
+//! nothing outside this module and the linker's imports changes.
 
+pub mod batch_text;
 pub mod latest;
 pub mod linked;
 pub mod since_v0_1;
+pub mod v0_4;
 pub mod version;
 pub mod wire;
 
@@ -33,7 +41,8 @@ pub use version::VersionError;
 
 /// A row change as the host carries it: table and column names with each
 /// value. Plugins of contract 0.3.0 receive it in [`wire`]'s compact shape,
-/// older plugins as their contract's `row-change`.
+/// those of 0.4.0 as that shape's JSON text ([`batch_text`]), older plugins
+/// as their contract's `row-change`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RowChange {
     /// Table name.
@@ -123,5 +132,13 @@ mod tests {
         }
         let v0_1 = include_str!("../../../wit/plugin@0.1.0/plugin.wit");
         assert_eq!(interface(v0_1, "host"), interface(v0_3, "host"));
+        let v0_4 = include_str!("../../../wit/plugin@0.4.0/plugin.wit");
+        for name in ["types", "host", "cache", "crypto"] {
+            assert_eq!(
+                interface(v0_3, name),
+                interface(v0_4, name),
+                "interface {name} of 0.4.0 differs from 0.3.0's: the host binds them as one"
+            );
+        }
     }
 }

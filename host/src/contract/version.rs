@@ -20,7 +20,7 @@ pub const SECTION: &str = "redis-spanner:api-version";
 
 /// API versions (versions of the `redis-spanner:plugin` WIT package) this host
 /// loads; any patch release of each is accepted.
-pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0"];
+pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.4.0"];
 
 /// What to do about a plugin built against an API version this host does
 /// not load.

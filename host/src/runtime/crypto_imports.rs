@@ -1,4 +1,4 @@
-//! The `crypto` host imports (contracts 0.2.0 and 0.3.0): `seal` and `keyed-hash` with
+//! The `crypto` host imports (contracts 0.2.0 to 0.4.0): `seal` and `keyed-hash` with
 //! the host's keyring, restricted to the key names of the plugin's grant.
 //!
 //! Key bytes never enter the plugin. A call naming a key the grant does not
@@ -9,6 +9,7 @@
 use super::state::PluginState;
 use crate::contract::latest::redis_spanner::plugin::crypto::Host as CryptoHost;
 use crate::contract::since_v0_1::v0_2::redis_spanner::plugin::crypto::Host as CryptoHostV0_2;
+use crate::contract::v0_4::redis_spanner::plugin::crypto::Host as CryptoHostV0_4;
 use crate::crypto::KeyringHandle;
 use std::sync::Arc;
 
@@ -90,18 +91,26 @@ impl CryptoHost for PluginState {
     }
 }
 
-/// Contract 0.2.0's `crypto` interface is 0.3.0's under an older name.
-impl CryptoHostV0_2 for PluginState {
-    fn seal(
-        &mut self,
-        key_name: String,
-        plaintext: Vec<u8>,
-        aad: Vec<u8>,
-    ) -> Result<Vec<u8>, String> {
-        CryptoHost::seal(self, key_name, plaintext, aad)
-    }
+/// Implements another contract version's `crypto` interface, which is
+/// 0.3.0's under another name, by calling 0.3.0's.
+macro_rules! crypto_as_v0_3 {
+    ($interface:ident) => {
+        impl $interface for PluginState {
+            fn seal(
+                &mut self,
+                key_name: String,
+                plaintext: Vec<u8>,
+                aad: Vec<u8>,
+            ) -> Result<Vec<u8>, String> {
+                CryptoHost::seal(self, key_name, plaintext, aad)
+            }
 
-    fn keyed_hash(&mut self, key_name: String, data: Vec<u8>) -> Result<String, String> {
-        CryptoHost::keyed_hash(self, key_name, data)
-    }
+            fn keyed_hash(&mut self, key_name: String, data: Vec<u8>) -> Result<String, String> {
+                CryptoHost::keyed_hash(self, key_name, data)
+            }
+        }
+    };
 }
+
+crypto_as_v0_3!(CryptoHostV0_2);
+crypto_as_v0_3!(CryptoHostV0_4);

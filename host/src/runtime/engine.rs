@@ -9,8 +9,8 @@
 
 use super::limits::EPOCH_TICK;
 use super::state::PluginState;
-use crate::contract::latest;
 use crate::contract::since_v0_1::{v0_1, v0_2};
+use crate::contract::{latest, v0_4};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
@@ -53,6 +53,7 @@ impl PluginEngine {
         v0_1::CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         v0_2::CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         latest::CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v0_4::CachePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasm-epoch".into())

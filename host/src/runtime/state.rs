@@ -6,6 +6,7 @@ use super::log_budget::LogBudget;
 use crate::contract::latest::redis_spanner::plugin::host::Host as HostImports;
 use crate::contract::latest::{self, LogLevel};
 use crate::contract::since_v0_1::{self, v0_1, v0_2};
+use crate::contract::v0_4;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -185,6 +186,17 @@ impl v0_1::redis_spanner::plugin::host::Host for PluginState {
 impl v0_2::redis_spanner::plugin::host::Host for PluginState {
     fn log(&mut self, level: v0_2::redis_spanner::plugin::host::LogLevel, message: String) {
         HostImports::log(self, since_v0_1::log_level_up_v0_2(level), message);
+    }
+
+    fn config(&mut self, name: String) -> Option<String> {
+        HostImports::config(self, name)
+    }
+}
+
+/// Version 0.4.0's `host` interface is 0.3.0's under a newer name.
+impl v0_4::redis_spanner::plugin::host::Host for PluginState {
+    fn log(&mut self, level: v0_4::redis_spanner::plugin::host::LogLevel, message: String) {
+        HostImports::log(self, v0_4::log_level_up(level), message);
     }
 
     fn config(&mut self, name: String) -> Option<String> {

@@ -1,4 +1,4 @@
-// Decoding the compact wire batch of contract 0.3.0: node --test plugin-sdk/js/test/
+// Decoding the batch text of contract 0.4.0: node --test plugin-sdk/js/test/
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -8,6 +8,55 @@ import { asF32, asI64, asString, decodeBatch, keyValue, newValue, oldValue, rowJ
 const int64 = (val) => ({ tag: 'int64', val });
 const string = (val) => ({ tag: 'string', val });
 const cell = (column, value) => ({ column, value });
+
+const TAGS = { int64: 'i', float32: 'g', float64: 'f', string: 's', bytes: 'b', timestamp: 't', date: 'd', numeric: 'n', json: 'j' };
+const KIND_INDEX = { insert: 0, update: 1, delete: 2, snapshot: 3 };
+
+/** A value variant as the batch text carries it, written apart from the SDK. */
+function valueText(value) {
+  if (value.tag === 'null') return null;
+  if (value.tag === 'bool') return value.val;
+  const tag = TAGS[value.tag];
+  if (value.tag === 'float32' || value.tag === 'float64') {
+    const f = value.val;
+    return tag + (Number.isNaN(f) ? 'NaN' : Object.is(f, -0) ? '-0.0' : String(f));
+  }
+  if (value.tag === 'bytes') return tag + Buffer.from(value.val).toString('base64');
+  return tag + String(value.val);
+}
+
+/** The batch text (a Uint8Array) of a batch in the WIT record's shape. */
+function batchText(batch) {
+  const cells = (list) => list.flatMap((c) => [c.column, valueText(c.value)]);
+  return new TextEncoder().encode(
+    JSON.stringify([
+      batch.tables.map((t) => [t.name, t.keyColumns, t.columns]),
+      batch.transactions.map((t) => [t.id, t.tag, String(t.commitMicros)]),
+      batch.changes.map((c) => [
+        c.table,
+        KIND_INDEX[c.kind] ?? c.kind,
+        c.keys.map(valueText),
+        cells(c.newValues),
+        cells(c.oldValues),
+        c.transaction,
+        c.recordSequence,
+      ]),
+    ]),
+  );
+}
+
+/** A decoded change's fields, as a plain object. */
+const plain = (c) => ({
+  table: c.table,
+  kind: c.kind,
+  keys: c.keys,
+  newValues: c.newValues,
+  oldValues: c.oldValues,
+  commitMicros: c.commitMicros,
+  transactionId: c.transactionId,
+  recordSequence: c.recordSequence,
+  transactionTag: c.transactionTag,
+});
 
 // Two tables, two transactions (the first shared by changes of both
 // tables), a partial update with old values, a snapshot and a delete.
@@ -55,9 +104,9 @@ function wire() {
 }
 
 test('a compact batch decodes to named changes', () => {
-  const changes = decodeBatch(wire());
+  const changes = decodeBatch(batchText(wire()));
   assert.equal(changes.length, 4);
-  assert.deepEqual(changes[0], {
+  assert.deepEqual(plain(changes[0]), {
     table: 'Users',
     kind: 'update',
     keys: [{ name: 'UserId', value: int64(42n) }],
@@ -71,7 +120,7 @@ test('a compact batch decodes to named changes', () => {
     recordSequence: 0,
     transactionTag: 'checkout',
   });
-  assert.deepEqual(changes[1], {
+  assert.deepEqual(plain(changes[1]), {
     table: 'Orders',
     kind: 'insert',
     keys: [
@@ -101,7 +150,7 @@ test('a compact batch decodes to named changes', () => {
 });
 
 test('helpers work on decoded changes, partial ones included', () => {
-  const [update, order, snapshot, deleted] = decodeBatch(wire());
+  const [update, order, snapshot, deleted] = decodeBatch(batchText(wire()));
   assert.equal(asI64(keyValue(update, 'UserId')), 42n);
   assert.equal(asString(newValue(update, 'Name')), 'Ada');
   assert.equal(asF32(newValue(update, 'Score')), Math.fround(0.1));
@@ -116,21 +165,104 @@ test('helpers work on decoded changes, partial ones included', () => {
 });
 
 test('an empty batch decodes to no changes', () => {
-  assert.deepEqual(decodeBatch({ tables: [], transactions: [], changes: [] }), []);
+  assert.deepEqual(decodeBatch('[[],[],[]]'), []);
+});
+
+test('every value type reads back exactly, through the variants and rowJson', () => {
+  const values = [
+    { tag: 'null' },
+    { tag: 'bool', val: true },
+    { tag: 'bool', val: false },
+    int64(-(2n ** 63n)),
+    int64(2n ** 63n - 1n),
+    { tag: 'float32', val: Math.fround(0.1) },
+    { tag: 'float32', val: -Infinity },
+    { tag: 'float64', val: 0.1 },
+    { tag: 'float64', val: -0 },
+    { tag: 'float64', val: 5e-324 },
+    { tag: 'float64', val: NaN },
+    string('a"b\\c\n\u0001é😀'),
+    { tag: 'bytes', val: new Uint8Array([0, 255, 1]) },
+    { tag: 'timestamp', val: '2024-01-02T03:04:05Z' },
+    { tag: 'date', val: '2024-01-02' },
+    { tag: 'numeric', val: '1.50' },
+    { tag: 'json', val: '{"a":[1,2.5]}' },
+    { tag: 'json', val: 'not json' },
+  ];
+  const columns = values.map((_, i) => `c${String(i).padStart(2, '0')}`);
+  const batch = {
+    tables: [{ name: 'T', keyColumns: ['Id', 'c00'], columns }],
+    transactions: [{ id: '', tag: '', commitMicros: 1n }],
+    changes: [
+      {
+        table: 0,
+        kind: 'insert',
+        keys: [int64(1n), string('a later column of the same name wins')],
+        newValues: values.map((value, i) => cell(i, value)),
+        oldValues: [],
+        transaction: 0,
+        recordSequence: 0,
+      },
+    ],
+  };
+  const [lazy] = decodeBatch(batchText(batch));
+  for (const int64AsString of [false, true]) {
+    const [named] = decodeBatch(batchText(batch));
+    named.keys; // named first: rowJson reads the variants, not the text
+    named.newValues;
+    assert.equal(stringify(rowJson(lazy, { int64AsString })), stringify(rowJson(named, { int64AsString })));
+  }
+  assert.deepEqual(
+    lazy.newValues.map((c) => c.value),
+    values,
+  );
+  assert.ok(Object.is(lazy.newValues[8].value.val, -0));
+  assert.match(stringify(rowJson(lazy)), /"c00":null/);
+});
+
+test('helpers see columns a plugin replaced', () => {
+  const [update] = decodeBatch(batchText(wire()));
+  update.newValues = [{ name: 'Name', value: string('Eve') }];
+  update.keys = [{ name: 'UserId', value: int64(9n) }];
+  assert.equal(stringify(rowJson(update)), '{"Name":"Eve","UserId":9}');
+  assert.equal(asString(newValue(update, 'Name')), 'Eve');
+  assert.equal(asI64(keyValue(update, 'UserId')), 9n);
 });
 
 test('a change pointing outside the batch is an error naming it', () => {
   const cases = [
     [(b) => (b.changes[1].table = 2), "change 1: table index 2 is outside the batch's 2 tables"],
+    [(b) => (b.changes[1].table = -1), "change 1: table index -1 is outside the batch's 2 tables"],
     [(b) => (b.changes[2].transaction = 2), "change 2 (table Users): transaction index 2 is outside the batch's 2 transactions"],
-    [(b) => (b.changes[0].newValues[0].column = 3), "change 0 (table Users): column index 3 is outside the table's 3 columns"],
-    [(b) => (b.changes[0].oldValues[0].column = 9), "change 0 (table Users): column index 9 is outside the table's 3 columns"],
+    [(b) => (b.changes[2].kind = 4), 'change 2 (table Users): kind 4 is not a change kind'],
     [(b) => b.changes[3].keys.pop(), 'change 3 (table Orders): 1 key values for 2 key columns'],
     [(b) => b.changes[0].keys.push(int64(1n)), 'change 0 (table Users): 2 key values for 1 key columns'],
   ];
   for (const [breakIt, message] of cases) {
     const batch = wire();
     breakIt(batch);
-    assert.throws(() => decodeBatch(batch), (e) => e instanceof RangeError && e.message === message, message);
+    assert.throws(() => decodeBatch(batchText(batch)), (e) => e instanceof RangeError && e.message === message, message);
   }
+  assert.throws(() => decodeBatch('nope'), /^TypeError: the batch is not the JSON text of contract 0.4.0/);
+  assert.throws(() => decodeBatch('{}'), /not \[tables, transactions, changes\]/);
+});
+
+test('a bad column index or value is an error when read', () => {
+  const cases = [
+    [(b) => (b.changes[0].newValues[0].column = 3), "change 0 (table Users): column index 3 is outside the table's 3 columns"],
+    [(b) => (b.changes[0].newValues[0].column = -1), "change 0 (table Users): column index -1 is outside the table's 3 columns"],
+    [(b) => (b.changes[0].newValues[0].value = { tag: 'int64', val: 'x' }), 'change 0 (table Users): "ix" is not a value of the batch text'],
+  ];
+  for (const [breakIt, message] of cases) {
+    const batch = wire();
+    breakIt(batch);
+    for (const read of [(c) => c.newValues, (c) => rowJson(c)]) {
+      const [change] = decodeBatch(batchText(batch));
+      assert.throws(() => read(change), (e) => e.message === message, message);
+    }
+  }
+  const batch = wire();
+  batch.changes[0].oldValues[0].column = 9;
+  const [change] = decodeBatch(batchText(batch));
+  assert.throws(() => change.oldValues, /column index 9 is outside the table's 3 columns/);
 });

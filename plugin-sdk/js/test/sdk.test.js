@@ -305,8 +305,8 @@ test('effects and actions are WIT records', () => {
 });
 
 
-test('the SDK implements contract 0.3.0', () => {
-  assert.equal(API_VERSION, '0.3.0');
+test('the SDK implements contract 0.4.0', () => {
+  assert.equal(API_VERSION, '0.4.0');
 });
 
 test('isBytes accepts Uint8Arrays of any realm, and set takes them', async () => {
@@ -330,24 +330,18 @@ test('errorText reads strings, import error payloads and Error messages', () => 
   assert.equal(errorText(undefined), 'undefined');
 });
 
-// A wire batch (WIT record `batch`): one delete per [table name,
+// A batch text (docs/BATCH-TEXT.md): one delete per [table name,
 // transaction id] pair, each table and transaction described once.
-function wireBatch(pairs) {
+function wireBatch(pairs, breakIt = () => {}) {
   const tables = [...new Set(pairs.map(([table]) => table))];
   const ids = [...new Set(pairs.map(([, id]) => id))];
-  return {
-    tables: tables.map((name) => ({ name, keyColumns: [], columns: [] })),
-    transactions: ids.map((id) => ({ id, tag: '', commitMicros: 0n })),
-    changes: pairs.map(([table, id], i) => ({
-      table: tables.indexOf(table),
-      kind: 'delete',
-      keys: [],
-      newValues: [],
-      oldValues: [],
-      transaction: ids.indexOf(id),
-      recordSequence: i,
-    })),
-  };
+  const parts = [
+    tables.map((name) => [name, [], []]),
+    ids.map((id) => [id, '', '0']),
+    pairs.map(([table, id], i) => [tables.indexOf(table), 2, [], [], [], ids.indexOf(id), i]),
+  ];
+  breakIt(parts);
+  return new TextEncoder().encode(JSON.stringify(parts));
 }
 
 function change(table, id) {
@@ -413,8 +407,7 @@ test('errors become strings naming the change', () => {
   assert.throws(() => plugin.onChanges(wireBatch([['T', 'a']])), (e) => e === 'on-changes was called before init succeeded');
   plugin.init();
   assert.throws(() => plugin.onChanges(wireBatch([['T', 'a'], ['Bad', 'b']])), (e) => e === 'change 1 (table Bad): no good');
-  const broken = wireBatch([['T', 'a']]);
-  broken.changes[0].transaction = 3;
+  const broken = wireBatch([['T', 'a']], (parts) => (parts[2][0][5] = 3));
   assert.throws(
     () => plugin.onChanges(broken),
     (e) => e === "change 0 (table T): transaction index 3 is outside the batch's 1 transactions",
@@ -432,4 +425,38 @@ test('a plugin without onChange ignores every change', () => {
   const plugin = definePlugin({});
   plugin.init();
   assert.deepEqual(plugin.onChanges(wireBatch([['T', 'a']])), []);
+});
+
+test('flat rows take the engine writer and write what the own writer does', () => {
+  // `stringify([row])` writes `row` with the SDK's own writer (arrays never
+  // take the engine's path), so the two must agree byte for byte.
+  const samples = [
+    {},
+    { b: 'x', a: 1n, c: true, d: null },
+    { 10: 'ten', 9: 'nine', __proto__x: 'p', Z: 'z', a: '' },
+    { s: 'quote " backslash \\ controls \u0000\u0001\b\t\n\f\r\u001f del \u007f é 😀 \u2028' },
+    { big: 2n ** 53n, small: -(2n ** 53n), zero: 0n },
+    { beyond: 2n ** 53n + 1n },
+    { float: 1.5, whole: 2 },
+    { lone: 'a\ud800b' },
+    { '\ud83d\ude00': 1n, '\uffff': 2n },
+    { nested: { a: 1n } },
+  ];
+  const proto = Object.create(null);
+  proto.__proto__ = 'own';
+  proto.k = 'v';
+  samples.push(proto);
+  for (const row of samples) {
+    assert.equal(`[${stringify(row)}]`, stringify([row]), JSON.stringify(Object.keys(row)));
+  }
+  class WithToJson {
+    constructor() {
+      this.a = 'x';
+    }
+    toJSON() {
+      return 'not this';
+    }
+  }
+  assert.equal(stringify(new WithToJson()), '{"a":"x"}');
+  assert.equal(stringify({ 10: 'a', 9: 'b' }), '{"10":"a","9":"b"}');
 });

@@ -8,7 +8,7 @@
 //! | `package.json` | JavaScript | `componentize-js` (npm), without `wasi:http` |
 //!
 //! Nothing is installed here: a missing tool is an error that says how to
-//! install it. The newest contract (`wit/plugin@0.3.0`) and the Python SDK module
+//! install it. The newest contract (`wit/plugin@0.4.0`) and the Python SDK module
 //! are compiled into this binary and written to a scratch folder for
 //! componentize-py; a JavaScript build gets the contract only (its SDK module
 //! is copied into the plugin folder by `plugin new`). A plugin folder needs
@@ -21,13 +21,13 @@ use std::process::Command;
 use std::time::Instant;
 
 /// The contract, as compiled into this binary.
-pub const WIT: &str = include_str!("../../../../wit/plugin@0.3.0/plugin.wit");
+pub const WIT: &str = include_str!("../../../../wit/plugin@0.4.0/plugin.wit");
 /// The Python SDK module.
 pub const PYTHON_SDK: &str = include_str!("../../../../plugin-sdk/python/redis_spanner_sdk.py");
 /// The JavaScript SDK module.
 pub const JS_SDK: &str = include_str!("../../../../plugin-sdk/js/redis-spanner-sdk.js");
 /// The contract's version, recorded in each component built here.
-const WIT_VERSION: &str = crate::contract::latest::VERSION;
+const WIT_VERSION: &str = crate::contract::v0_4::VERSION;
 /// The world every plugin implements.
 const WORLD: &str = "cache-plugin";
 /// The componentize-py version the examples and skeletons are tested with.

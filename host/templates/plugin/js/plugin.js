@@ -4,7 +4,7 @@
 // key (an application found it missing) refreshes that row from Spanner.
 // The prefix comes from the manifest's `[config] prefix`.
 
-import { config } from 'redis-spanner:plugin/host@0.3.0';
+import { config } from 'redis-spanner:plugin/host@0.4.0';
 import {
   Effect,
   definePlugin,

@@ -1,0 +1,328 @@
+//! A batch as contract 0.4.0 plugins receive it: the JSON text of 0.3.0's
+//! compact `batch` record, positional, so one byte buffer crosses into the
+//! sandbox and the plugin parses it with its language's own JSON reader.
+//! `docs/BATCH-TEXT.md` is the reference; in short:
+//!
+//! - batch: `[tables, transactions, changes]`
+//! - table: `[name, [key column, …], [column, …]]`
+//! - transaction: `[id, tag, "commit micros"]`
+//! - change: `[table, kind, [key value, …], [column, value, …],
+//!   [column, value, …], transaction, record sequence]`; kind is 0 insert,
+//!   1 update, 2 delete, 3 snapshot; the two value lists alternate a
+//!   column index with its value (new values, then old values).
+//! - value: `null`, `true`, `false`, or a string whose first character
+//!   names the type and whose rest is the value as text (see
+//!   [`value_tag`]).
+//!
+//! Integers a reader might hold as a double (commit micros, INT64 values)
+//! travel as text, floats as the shortest decimal that reads back as the
+//! same double, so every language reads the exact value.
+
+use super::latest::{Batch, ChangeKind, Value};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use std::fmt::Write as _;
+
+/// The first character of a non-null, non-bool value's text, naming its
+/// type.
+pub fn value_tag(value: &Value) -> Option<char> {
+    Some(match value {
+        Value::Null | Value::Bool(_) => return None,
+        Value::Int64(_) => 'i',
+        Value::Float32(_) => 'g',
+        Value::Float64(_) => 'f',
+        Value::String(_) => 's',
+        Value::Bytes(_) => 'b',
+        Value::Timestamp(_) => 't',
+        Value::Date(_) => 'd',
+        Value::Numeric(_) => 'n',
+        Value::Json(_) => 'j',
+    })
+}
+
+/// The batch's JSON text.
+pub fn encode(batch: &Batch) -> Vec<u8> {
+    let mut out = String::with_capacity(64 + batch.changes.len() * 160);
+    out.push_str("[[");
+    for (index, table) in batch.tables.iter().enumerate() {
+        comma(&mut out, index);
+        out.push('[');
+        quote(&mut out, &table.name);
+        out.push(',');
+        names(&mut out, &table.key_columns);
+        out.push(',');
+        names(&mut out, &table.columns);
+        out.push(']');
+    }
+    out.push_str("],[");
+    for (index, transaction) in batch.transactions.iter().enumerate() {
+        comma(&mut out, index);
+        out.push('[');
+        quote(&mut out, &transaction.id);
+        out.push(',');
+        quote(&mut out, &transaction.tag);
+        let _ = write!(out, ",\"{}\"]", transaction.commit_micros);
+    }
+    out.push_str("],[");
+    for (index, change) in batch.changes.iter().enumerate() {
+        comma(&mut out, index);
+        let _ = write!(out, "[{},{},[", change.table, kind_index(change.kind));
+        for (index, key) in change.keys.iter().enumerate() {
+            comma(&mut out, index);
+            value(&mut out, key);
+        }
+        for cells in [&change.new_values, &change.old_values] {
+            out.push_str("],[");
+            for (index, cell) in cells.iter().enumerate() {
+                comma(&mut out, index);
+                let _ = write!(out, "{},", cell.column);
+                value(&mut out, &cell.value);
+            }
+        }
+        let _ = write!(out, "],{},{}]", change.transaction, change.record_sequence);
+    }
+    out.push_str("]]");
+    out.into_bytes()
+}
+
+/// The kind's index in the WIT `change-kind` enum.
+pub fn kind_index(kind: ChangeKind) -> u8 {
+    match kind {
+        ChangeKind::Insert => 0,
+        ChangeKind::Update => 1,
+        ChangeKind::Delete => 2,
+        ChangeKind::Snapshot => 3,
+    }
+}
+
+/// A float as the shortest decimal that reads back as `f`, or `NaN`,
+/// `Infinity`, `-Infinity` (what Python's `float` and JavaScript's
+/// `Number` read).
+pub fn float_text(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
+    } else {
+        format!("{f:?}")
+    }
+}
+
+fn value(out: &mut String, value: &Value) {
+    let Some(tag) = value_tag(value) else {
+        out.push_str(match value {
+            Value::Bool(true) => "true",
+            Value::Bool(false) => "false",
+            _ => "null",
+        });
+        return;
+    };
+    let text = match value {
+        Value::Int64(i) => i.to_string(),
+        // A FLOAT32 travels as the double of the very same value, which
+        // every reader holds exactly.
+        Value::Float32(f) => float_text(f64::from(*f)),
+        Value::Float64(f) => float_text(*f),
+        Value::Bytes(bytes) => STANDARD.encode(bytes),
+        Value::String(s)
+        | Value::Timestamp(s)
+        | Value::Date(s)
+        | Value::Numeric(s)
+        | Value::Json(s) => {
+            out.push('"');
+            out.push(tag);
+            escape(out, s);
+            out.push('"');
+            return;
+        }
+        Value::Null | Value::Bool(_) => unreachable!("tagged values only"),
+    };
+    out.push('"');
+    out.push(tag);
+    out.push_str(&text);
+    out.push('"');
+}
+
+fn names(out: &mut String, names: &[String]) {
+    out.push('[');
+    for (index, name) in names.iter().enumerate() {
+        comma(out, index);
+        quote(out, name);
+    }
+    out.push(']');
+}
+
+fn comma(out: &mut String, index: usize) {
+    if index > 0 {
+        out.push(',');
+    }
+}
+
+/// `s` as a JSON string.
+fn quote(out: &mut String, s: &str) {
+    out.push('"');
+    escape(out, s);
+    out.push('"');
+}
+
+/// `s` escaped for the inside of a JSON string.
+fn escape(out: &mut String, s: &str) {
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::latest::Value;
+    use super::super::{ChangeKind, Column, RowChange, wire};
+    use serde_json::{Value as Json, json};
+
+    fn change(table: &str, kind: ChangeKind, values: Vec<Column>) -> RowChange {
+        RowChange {
+            table: table.into(),
+            kind,
+            keys: vec![Column::new("Id", Value::Int64(i64::MIN))],
+            new_values: values,
+            old_values: vec![Column::new("Old", Value::Null)],
+            commit_micros: i64::MAX,
+            transaction_id: "tx \"1\"".into(),
+            record_sequence: "00000007".into(),
+            transaction_tag: "tag\\".into(),
+        }
+    }
+
+    fn text_of(changes: &[RowChange]) -> Json {
+        let bytes = super::encode(&wire::encode(changes).expect("encodes"));
+        serde_json::from_slice(&bytes).expect("the text is JSON")
+    }
+
+    #[test]
+    fn every_value_is_its_type_tag_and_text() {
+        let values = vec![
+            Column::new("n", Value::Null),
+            Column::new("t", Value::Bool(true)),
+            Column::new("f", Value::Bool(false)),
+            Column::new("i", Value::Int64(i64::MAX)),
+            Column::new("g", Value::Float32(0.1)),
+            Column::new("d", Value::Float64(0.1)),
+            Column::new("e", Value::Float64(1e300)),
+            Column::new("z", Value::Float64(-0.0)),
+            Column::new("nan", Value::Float64(f64::NAN)),
+            Column::new("inf", Value::Float64(f64::INFINITY)),
+            Column::new("-inf", Value::Float32(f32::NEG_INFINITY)),
+            Column::new("s", Value::String("a\"b\\c\n\u{1}é😀".into())),
+            Column::new("b", Value::Bytes(vec![0, 255, 1])),
+            Column::new("ts", Value::Timestamp("2024-01-02T03:04:05Z".into())),
+            Column::new("date", Value::Date("2024-01-02".into())),
+            Column::new("num", Value::Numeric("1.50".into())),
+            Column::new("json", Value::Json("{\"a\":1}".into())),
+        ];
+        let text = text_of(&[change("T", ChangeKind::Update, values)]);
+        assert_eq!(
+            text[0],
+            json!([[
+                "T",
+                ["Id"],
+                [
+                    "n", "t", "f", "i", "g", "d", "e", "z", "nan", "inf", "-inf", "s", "b", "ts",
+                    "date", "num", "json", "Old"
+                ]
+            ]])
+        );
+        assert_eq!(
+            text[1],
+            json!([["tx \"1\"", "tag\\", "9223372036854775807"]])
+        );
+        let change = &text[2][0];
+        assert_eq!(change[0], json!(0));
+        assert_eq!(change[1], json!(1), "update is the second change kind");
+        assert_eq!(change[2], json!(["i-9223372036854775808"]));
+        assert_eq!(
+            change[3],
+            json!([
+                0,
+                null,
+                1,
+                true,
+                2,
+                false,
+                3,
+                "i9223372036854775807",
+                4,
+                format!("g{:?}", f64::from(0.1f32)),
+                5,
+                "f0.1",
+                6,
+                "f1e300",
+                7,
+                "f-0.0",
+                8,
+                "fNaN",
+                9,
+                "fInfinity",
+                10,
+                "g-Infinity",
+                11,
+                "sa\"b\\c\n\u{1}é😀",
+                12,
+                "bAP8B",
+                13,
+                "t2024-01-02T03:04:05Z",
+                14,
+                "d2024-01-02",
+                15,
+                "n1.50",
+                16,
+                "j{\"a\":1}"
+            ])
+        );
+        assert_eq!(change[4], json!([17, null]));
+        assert_eq!(change[5], json!(0));
+        assert_eq!(change[6], json!(7));
+    }
+
+    #[test]
+    fn floats_read_back_exactly() {
+        for f in [0.1, 1.0 / 3.0, 5e-324, f64::MAX, -2.5e-8, 123456789.0] {
+            let text = super::float_text(f);
+            assert_eq!(
+                text.parse::<f64>().unwrap().to_bits(),
+                f.to_bits(),
+                "{text}"
+            );
+        }
+        let f32_text = super::float_text(f64::from(16_777_217.0f32));
+        assert_eq!(f32_text.parse::<f64>().unwrap() as f32, 16_777_217.0f32);
+    }
+
+    #[test]
+    fn tables_and_transactions_are_shared_and_kinds_numbered() {
+        let mut second = change("T", ChangeKind::Delete, Vec::new());
+        second.record_sequence = "8".into();
+        let mut other = change("U", ChangeKind::Snapshot, Vec::new());
+        other.transaction_id = "tx-2".into();
+        let text = text_of(&[change("T", ChangeKind::Insert, Vec::new()), second, other]);
+        assert_eq!(text[0].as_array().unwrap().len(), 2, "{text}");
+        assert_eq!(text[1].as_array().unwrap().len(), 2, "{text}");
+        let kinds: Vec<&Json> = text[2].as_array().unwrap().iter().map(|c| &c[1]).collect();
+        assert_eq!(kinds, [&json!(0), &json!(2), &json!(3)]);
+        assert_eq!(text[2][2][0], json!(1), "the other table");
+        assert_eq!(text[2][2][5], json!(1), "the other transaction");
+        assert_eq!(text[2][1][3], json!([]), "a delete has no new values");
+    }
+}
