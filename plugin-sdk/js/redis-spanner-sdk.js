@@ -96,6 +96,7 @@ export function key(parts) {
 export function keyWithTag(parts, tag) {
   const index = typeof tag === 'bigint' ? Number(tag) : tag;
   if (!Number.isInteger(index)) throw new TypeError(`key tag must be an integer index, not ${typeof tag}`);
+  if (!Array.isArray(parts)) throw new TypeError(`key parts must be an array, not ${typeof parts}`);
   let key = '';
   for (let i = 0; i < parts.length; i++) {
     const part = parts[i];
@@ -205,7 +206,13 @@ function decodeChange(wire, index, tables, transactions) {
       `change ${index} (table ${table[0]}): ${keys?.length} key values for ${table[1].length} key columns`,
     );
   }
-  return new BatchChange(table, kind, keys, newValues, oldValues, transaction, sequence, index);
+  let micros;
+  try {
+    micros = transactionMicros(transaction);
+  } catch {
+    throw new RangeError(`change ${index} (table ${table[0]}): commit micros ${JSON.stringify(transaction[2])} is not an integer`);
+  }
+  return new BatchChange(table, kind, keys, newValues, oldValues, transaction, sequence, micros);
 }
 
 /** `list[index]` for an integer index inside `list`, else undefined. */
@@ -215,18 +222,19 @@ function entry(list, index) {
 
 /**
  * A change of a batch: its table, kind and transaction fields are plain
- * properties; `keys`, `newValues` and `oldValues` are named from the text
- * on first read (and may be replaced).
+ * properties; `keys`, `newValues` and `oldValues` are getters that name the
+ * text's values on first read (and may be replaced). Being getters, they
+ * are not copied by `{...change}` or `Object.assign`: copy them by name.
  */
 class BatchChange {
-  constructor(table, kind, keys, newValues, oldValues, transaction, sequence, index) {
+  constructor(table, kind, keys, newValues, oldValues, transaction, sequence, micros) {
     this.table = table[0];
     this.kind = kind;
-    this.commitMicros = transactionMicros(transaction);
+    this.commitMicros = micros;
     this.transactionId = transaction[0];
     this.recordSequence = sequence;
     this.transactionTag = transaction[1];
-    this._wire = { table, keys, newValues, oldValues, index };
+    this._wire = { table, keys, newValues, oldValues };
     this._keys = undefined;
     this._newValues = undefined;
     this._oldValues = undefined;
@@ -273,12 +281,11 @@ class BatchChange {
 
   /** The name of column index `column` of this change's table. */
   _column(column) {
-    const { table, index } = this._wire;
+    const { table } = this._wire;
     const name = entry(table[2], column);
     if (name === undefined) {
-      throw new RangeError(
-        `change ${index} (table ${table[0]}): column index ${column} is outside the table's ${table[2].length} columns`,
-      );
+      // No change prefix: `eachChange` adds it to what `onChange` throws.
+      throw new RangeError(`column index ${column} is outside table ${table[0]}'s ${table[2].length} columns`);
     }
     return name;
   }
@@ -287,7 +294,7 @@ class BatchChange {
   _value(raw) {
     const value = textValue(raw);
     if (value === undefined) {
-      throw new TypeError(`change ${this._wire.index} (table ${this.table}): ${JSON.stringify(raw)} is not a value of the batch text`);
+      throw new TypeError(`${JSON.stringify(raw)} is not a value of the batch text`);
     }
     return value;
   }
@@ -305,6 +312,7 @@ class BatchChange {
 
 function transactionMicros(transaction) {
   if (transaction.length === 4) return transaction[3];
+  if (typeof transaction[2] !== 'string' || !/^-?[0-9]+$/.test(transaction[2])) throw new RangeError('not an integer');
   const micros = BigInt(transaction[2]);
   transaction.push(micros); // shared by the transaction's changes
   return micros;
@@ -593,7 +601,7 @@ function floatJson(f) {
  */
 export function rowJson(change, options = {}) {
   if (change instanceof BatchChange && change._keys === undefined && change._newValues === undefined) {
-    return rowJsonOfText(change, options.int64AsString === true);
+    return rowJsonOfText(change, Boolean(options.int64AsString));
   }
   return columnsJson([...change.keys, ...change.newValues], options);
 }
@@ -1352,8 +1360,10 @@ function effectList(effects) {
  * (table Users): ...`. Like the Rust SDK's default `on_changes`.
  */
 export function eachChange(changes, onChange) {
+  if (!Array.isArray(changes)) throw new TypeError(`changes must be an array, not ${typeof changes}`);
   const actions = [];
   for (let index = 0; index < changes.length; index++) {
+    if (!(index in changes)) continue; // a hole, as forEach skips it
     const change = changes[index];
     let effects;
     try {

@@ -287,6 +287,21 @@ class RowChange:
         "_new_values",
         "_old_values",
         "_wire",
+        # Plugins may set attributes of their own, as on the dataclass this
+        # class once was.
+        "__dict__",
+    )
+
+    __match_args__ = (
+        "table",
+        "kind",
+        "keys",
+        "new_values",
+        "old_values",
+        "commit_micros",
+        "transaction_id",
+        "record_sequence",
+        "transaction_tag",
     )
 
     def __init__(
@@ -455,8 +470,10 @@ def _named(cells, table) -> List[Column]:
     try:
         return [Column(names[_at(column)], _text_value(raw)) for column, raw in zip(pairs, pairs)]
     except (IndexError, TypeError):
-        bad = next(c for c in cells[::2] if type(c) is not int or not 0 <= c < len(names))
-        raise ValueError(f"column {bad!r} is not in table {table[0]}'s {len(names)} columns") from None
+        bad = next((c for c in cells[::2] if type(c) is not int or not 0 <= c < len(names)), None)
+        if bad is None:
+            raise
+        raise Err(f"column {bad!r} is not in table {table[0]}'s {len(names)} columns") from None
 
 
 def _at(column):
@@ -512,7 +529,7 @@ def _text_value(raw):
     try:
         return _TEXT_VALUES[raw[0]](raw[1:])
     except (KeyError, IndexError, TypeError, ValueError):
-        raise ValueError(f"{raw!r} is not a value of the batch text") from None
+        raise Err(f"{raw!r} is not a value of the batch text") from None
 
 
 # --------------------------------------------------------------------------
@@ -1083,7 +1100,7 @@ def _text_json(raw):
     try:
         return _TEXT_JSON[raw[0]](raw[1:])
     except (KeyError, IndexError, TypeError, ValueError):
-        raise ValueError(f"{raw!r} is not a value of the batch text") from None
+        raise Err(f"{raw!r} is not a value of the batch text") from None
 
 
 # Tags whose text is the JSON value itself (BYTES: already standard base64).
@@ -1459,12 +1476,12 @@ class Plugin:
         The default calls `on_change` for each change and tags its effects
         with the change's index, like the Rust SDK. An error is reported as
         `change N (table T): message`."""
-        if len(batch) > _U32_MAX + 1:
-            raise Err(f"batch has more than {_U32_MAX + 1} changes")
         actions = []
         append = actions.append
         on_change = self.on_change
         for index, change in enumerate(batch):
+            if index > _U32_MAX:
+                raise Err(f"batch has more than {_U32_MAX} changes")
             try:
                 effects = on_change(change)
             except Exception as exc:  # noqa: BLE001 - reported as the result's error

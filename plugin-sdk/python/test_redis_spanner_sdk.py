@@ -679,6 +679,28 @@ class DecodeBatchTest(unittest.TestCase):
     def test_empty_batch(self):
         self.assertEqual(decode_batch(b"[[],[],[]]"), [])
 
+    def test_a_decoded_change_takes_attributes_and_patterns_like_the_dataclass_it_was(self):
+        c = decode_batch(self.compact_batch())[1]
+        c.note = "plugin state"
+        self.assertEqual(c.note, "plugin state")
+        match c:
+            case RowChange(table, kind, keys):
+                self.assertEqual((table, kind, keys[0].name), ("Users", ChangeKind.UPDATE, "UserId"))
+            case _:
+                self.fail("positional pattern")
+
+    def test_a_bad_value_read_in_on_change_names_the_change_once(self):
+        class Reader(Plugin):
+            def on_change(self, change):
+                return [sdk.effect_set("k", dumps(row_json_of(change)))]
+
+        world = register_plugin(Reader)()
+        world.init()
+        untagged = self.compact_batch().replace(b'"sAda"', b'"?Ada"')
+        with self.assertRaises(Err) as caught:
+            world.on_changes(untagged)
+        self.assertEqual(caught.exception.value, "change 1 (table Users): '?Ada' is not a value of the batch text")
+
     def test_dangling_references_and_bad_text_are_errors(self):
         def with_change_1(**fields):
             tables, transactions, changes = self.parts()
@@ -712,16 +734,16 @@ class DecodeBatchTest(unittest.TestCase):
             changes[1] = changes[1][:3] + (new,) + changes[1][4:]
             change = decode_batch(batch_text(tables, transactions, changes))[1]
             for read in (lambda: change.new_values, lambda: row_json_of(change)):
-                with self.assertRaises(ValueError) as caught:
+                with self.assertRaises(Err) as caught:
                     read()
-                self.assertEqual(str(caught.exception), message)
+                self.assertEqual(caught.exception.value, message)
         untagged = self.compact_batch().replace(b'"sAda"', b'"?Ada"')
         self.assertIn(b'"?Ada"', untagged)
         change = decode_batch(untagged)[1]
         for read in (lambda: change.new_values, lambda: row_json_of(change), lambda: sdk.new_value(change, "Name")):
-            with self.assertRaises(ValueError) as caught:
+            with self.assertRaises(Err) as caught:
                 read()
-            self.assertEqual(str(caught.exception), "'?Ada' is not a value of the batch text")
+            self.assertEqual(caught.exception.value, "'?Ada' is not a value of the batch text")
 
     def test_plugin_sees_the_decoded_list(self):
         class Recorder(Plugin):
@@ -738,6 +760,40 @@ class DecodeBatchTest(unittest.TestCase):
         with self.assertRaises(Err) as caught:
             world.on_changes(b'[[],[],[[0,2,[],[],[],0,0]]]')
         self.assertEqual(caught.exception.value, "change 0: table 0 is not in the batch's 0 tables")
+
+
+class GoldenBatchTextTest(unittest.TestCase):
+    """The batch text as the host writes it (tests/fixtures/conformance/
+    batch-text.json, checked against the host by a Rust test)."""
+
+    def test_every_value_of_the_host_text_reads_exactly(self):
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "../../tests/fixtures/conformance/batch-text.json")
+        with open(path, encoding="utf-8") as f:
+            golden = json.load(f)
+        [change] = decode_batch(golden["text"].encode())
+        self.assertEqual(change.commit_micros, int(golden["commit_micros"]))
+        self.assertEqual(change.kind, ChangeKind.SNAPSHOT)
+        classes = {
+            "null": Value_Null, "bool": Value_Bool, "int64": Value_Int64, "float64": Value_Float64,
+            "float32": Value_Float32, "string": Value_String, "bytes": Value_Bytes,
+            "timestamp": Value_Timestamp, "date": Value_Date, "numeric": Value_Numeric, "json": Value_Json,
+        }
+        self.assertEqual(len(change.new_values), len(golden["new_values"]))
+        for column, expected in zip(change.new_values, golden["new_values"]):
+            value = column.value
+            self.assertIs(type(value), classes[expected["type"]], column.name)
+            if "bits" in expected:
+                self.assertEqual(struct.pack(">d", value.value).hex(), expected["bits"], column.name)
+            elif expected["type"] == "int64":
+                self.assertEqual(value.value, int(expected["value"]), column.name)
+            elif expected["type"] == "bytes":
+                self.assertEqual(value.value, bytes(expected["value"]), column.name)
+            elif "value" in expected:
+                self.assertEqual(value.value, expected["value"], column.name)
+        # The lazy JSON of the same text is the named one's.
+        [lazy] = decode_batch(golden["text"].encode())
+        self.assertEqual(dumps(row_json_of(lazy)), dumps(row_json(change.keys + change.new_values)))
 
 
 class Float32Test(unittest.TestCase):

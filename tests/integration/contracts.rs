@@ -1,8 +1,10 @@
-//! Older contracts: plugins built against 0.1.0 and 0.2.0 (with
-//! `wit-bindgen` directly, no SDK and no API version section) still load,
-//! receive changes with names (a FLOAT32 widened exactly to a FLOAT64, as
-//! these plugins always received it), and
-//! their plans and cache requests reach the host's model. No servers.
+//! Contracts besides the SDKs' own: plugins built against 0.1.0, 0.2.0 and
+//! 0.4.0 with `wit-bindgen` directly (no SDK, no API version section). The
+//! older ones still load, receive changes with names (a FLOAT32 widened
+//! exactly to a FLOAT64, as these plugins always received it), and their
+//! plans and cache requests reach the host's model; an unstamped 0.4.0
+//! component links as 0.4.0 and a Rust JSON reader reads its batch text.
+//! No servers.
 
 use redis_spanner::contract::{CacheEffect, CacheEvent, Effect, EventSource, Value};
 use redis_spanner::devtools::authoring::fixture::Fixture;
@@ -95,5 +97,21 @@ async fn a_contract_0_2_plugin_gets_its_shape_and_its_requests_convert_up() {
             (0, "Users".to_owned(), Value::Int64(41)),
             (2, "Users".to_owned(), Value::Int64(42))
         ]
+    );
+}
+
+#[tokio::test]
+async fn an_unstamped_contract_0_4_plugin_links_as_0_4_and_reads_the_batch_text_with_serde_json() {
+    let loaded = run::load_plugin(&plugin("test_contract_v0_4"))
+        .await
+        .expect("loads");
+    assert_eq!(loaded.api_version(), "0.4.0");
+    let fixture = Fixture::parse(BATCH).expect("fixture");
+    let actions = loaded.on_changes(&fixture.batches[0]).await.expect("plans");
+    let (key, value) = set_of(&actions[0].effect);
+    assert_eq!(key, "v0.4:Users:i7");
+    assert_eq!(
+        value,
+        "Score=g0.10000000149011612,Ratio=f0.1,Name=sAda,kind=0,seq=3,tag=billing,micros=1700000000000000"
     );
 }

@@ -296,6 +296,117 @@ mod tests {
         assert_eq!(change[6], json!(7));
     }
 
+    /// One change holding a value of every type in the forms readers find
+    /// hardest, and what each value is, for the SDKs' tests to decode.
+    fn golden() -> Json {
+        let values = vec![
+            Value::Null,
+            Value::Bool(true),
+            Value::Int64(i64::MIN),
+            Value::Int64(i64::MAX),
+            Value::Int64(9_007_199_254_740_993),
+            Value::Float64(1e16),
+            Value::Float64(1e-7),
+            Value::Float64(5e-324),
+            Value::Float64(f64::MAX),
+            Value::Float64(-0.0),
+            Value::Float64(0.1),
+            Value::Float64(1.0),
+            Value::Float64(f64::NAN),
+            Value::Float64(f64::NEG_INFINITY),
+            Value::Float32(0.1),
+            Value::Float32(f32::from_bits(1)),
+            Value::Float32(f32::INFINITY),
+            Value::String("\u{0}\u{1f}\"\\\u{7f}\u{2028}é😀".into()),
+            Value::String(String::new()),
+            Value::Bytes(vec![0xff]),
+            Value::Bytes(Vec::new()),
+            Value::Timestamp("2024-02-29T23:59:59.999999999Z".into()),
+            Value::Date("0001-01-01".into()),
+            Value::Numeric("-0.000000001".into()),
+            Value::Json("[1,{\"a\":null}]".into()),
+        ];
+        let columns: Vec<Column> = values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| Column::new(&format!("c{i:02}"), value.clone()))
+            .collect();
+        let mut change = change("Every", ChangeKind::Snapshot, columns);
+        change.old_values.clear();
+        change.transaction_id = String::new();
+        change.commit_micros = -1;
+        let text = super::encode(&wire::encode(&[change]).expect("encodes"));
+        let expected: Vec<Json> = values
+            .iter()
+            .map(|value| match value {
+                Value::Null => json!({"type": "null"}),
+                Value::Bool(b) => json!({"type": "bool", "value": b}),
+                Value::Int64(i) => json!({"type": "int64", "value": i.to_string()}),
+                Value::Float64(f) => {
+                    json!({"type": "float64", "bits": format!("{:016x}", f.to_bits())})
+                }
+                Value::Float32(f) => {
+                    json!({"type": "float32", "bits": format!("{:016x}", f64::from(*f).to_bits())})
+                }
+                Value::Bytes(b) => json!({"type": "bytes", "value": b}),
+                Value::String(s) => json!({"type": "string", "value": s}),
+                Value::Timestamp(s) => json!({"type": "timestamp", "value": s}),
+                Value::Date(s) => json!({"type": "date", "value": s}),
+                Value::Numeric(s) => json!({"type": "numeric", "value": s}),
+                Value::Json(s) => json!({"type": "json", "value": s}),
+            })
+            .collect();
+        json!({
+            "about": "A batch text the host writes (host/src/contract/batch_text.rs, test \
+                      the_golden_batch_text_is_what_the_host_writes) and what each new value of \
+                      its one change is; the Python and JavaScript SDK tests decode it. Floats \
+                      as the bits of the double a reader holds (a FLOAT32 widened).",
+            "text": String::from_utf8(text).expect("UTF-8"),
+            "commit_micros": "-1",
+            "new_values": expected,
+        })
+    }
+
+    const GOLDEN: &str = "../tests/fixtures/conformance/batch-text.json";
+
+    /// Set `REDIS_SPANNER_WRITE_GOLDEN=1` to write the file again after a
+    /// deliberate change of the text.
+    #[test]
+    fn the_golden_batch_text_is_what_the_host_writes() {
+        let expected = serde_json::to_string_pretty(&golden()).unwrap() + "\n";
+        if std::env::var_os("REDIS_SPANNER_WRITE_GOLDEN").is_some() {
+            std::fs::write(GOLDEN, &expected).unwrap();
+        }
+        let found = std::fs::read_to_string(GOLDEN).expect("the golden file");
+        assert_eq!(found, expected, "{GOLDEN} is not what the host writes");
+    }
+
+    #[test]
+    fn the_example_in_the_reference_is_what_the_host_writes() {
+        let reference = include_str!("../../../docs/BATCH-TEXT.md");
+        let start = reference.find("```json\n").expect("an example") + "```json\n".len();
+        let example: String = reference[start..]
+            .split("```")
+            .next()
+            .unwrap()
+            .lines()
+            .map(str::trim)
+            .collect();
+        let change = RowChange {
+            table: "Users".into(),
+            kind: ChangeKind::Update,
+            keys: vec![Column::new("UserId", Value::Int64(42))],
+            new_values: vec![Column::new("Name", Value::String("Ada".into()))],
+            old_values: vec![Column::new("Name", Value::String("Ad".into()))],
+            commit_micros: 1_700_000_000_000_000,
+            transaction_id: "0a1b2c".into(),
+            record_sequence: "0".into(),
+            transaction_tag: "checkout".into(),
+        };
+        let text = super::encode(&wire::encode(&[change]).unwrap());
+        assert_eq!(String::from_utf8(text).unwrap(), example);
+    }
+
     #[test]
     fn floats_read_back_exactly() {
         for f in [0.1, 1.0 / 3.0, 5e-324, f64::MAX, -2.5e-8, 123456789.0] {
@@ -306,8 +417,12 @@ mod tests {
                 "{text}"
             );
         }
-        let f32_text = super::float_text(f64::from(16_777_217.0f32));
-        assert_eq!(f32_text.parse::<f64>().unwrap() as f32, 16_777_217.0f32);
+        let f32_text = super::float_text(f64::from(0.1f32));
+        assert_eq!(
+            f32_text.parse::<f64>().unwrap().to_bits(),
+            f64::from(0.1f32).to_bits(),
+            "a FLOAT32 travels as its widened double: {f32_text}"
+        );
     }
 
     #[test]

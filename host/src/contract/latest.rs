@@ -1,5 +1,6 @@
-//! Contract 0.3.0, the newest: the host's model of values, actions and
-//! cache events, and the world plugins built with today's SDKs implement.
+//! Contract 0.3.0: the host's model of values, actions and cache events
+//! (0.4.0 shares these types word for word), and the world the Rust SDK
+//! implements.
 
 wasmtime::component::bindgen!({
     path: "../wit/plugin@0.3.0",

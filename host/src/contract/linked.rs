@@ -89,7 +89,15 @@ impl<T: Send + 'static> LinkedPlugin<T> {
                 Some((0, 1)) => v0_1::CachePluginPre::new(pre).map(Self::V0_1),
                 Some((0, 2)) => v0_2::CachePluginPre::new(pre).map(Self::V0_2),
                 Some((0, 3)) => latest::CachePluginPre::new(pre).map(Self::V0_3),
-                _ => v0_4::CachePluginPre::new(pre).map(Self::V0_4),
+                Some((0, 4)) => v0_4::CachePluginPre::new(pre).map(Self::V0_4),
+                // A supported version without a world here: refused, not linked
+                // as another.
+                _ => {
+                    return Err(LinkError::Version(VersionError::Unsupported {
+                        found: found.to_owned(),
+                        supported: Vec::new(),
+                    }));
+                }
             };
             return link.map_err(|error| LinkError::NotAsStamped {
                 found: found.to_owned(),

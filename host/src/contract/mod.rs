@@ -1,5 +1,5 @@
 //! The plugin contract: the WIT bindings of every supported version, with
-//! the newest as the host's model.
+//! 0.3.0's types (which the newest, 0.4.0, shares) as the host's model.
 //!
 //! - [`latest`]: contract 0.3.0 (`wit/plugin@0.3.0`). Its value, change
 //!   kind, action, effect and cache types are the types the whole host works
@@ -21,8 +21,11 @@
 //!
 //! A new contract version whose types change becomes `latest`; the one
 //! before moves beside 0.1.0 with a conversion. One that keeps the types
-//! (0.4.0) binds them to `latest`'s with bindgen's `with`. Either way
-//! nothing outside this module and the linker's imports changes.
+//! (0.4.0) binds them to `latest`'s with bindgen's `with`. Outside this
+//! module, a new version touches only the linker's imports
+//! (`runtime::engine`, `runtime::state`, `runtime::crypto_imports`), the
+//! wrong-world message, and the builder's contracts
+//! (`devtools::authoring::sdk_contract`).
 
 pub mod batch_text;
 pub mod latest;
@@ -140,5 +143,20 @@ mod tests {
                 "interface {name} of 0.4.0 differs from 0.3.0's: the host binds them as one"
             );
         }
+        // The worlds differ in `on-changes` alone (and what it `use`s).
+        let world = |wit: &'static str| -> Vec<&'static str> {
+            let start = wit.find("\nworld cache-plugin {").expect("a world");
+            wit[start..]
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("///"))
+                .filter(|line| !line.contains("on-changes:") && !line.contains("use types."))
+                .collect()
+        };
+        assert_eq!(world(v0_3), world(v0_4));
+        assert!(
+            v0_4.contains(
+                "export on-changes: func(batch: list<u8>) -> result<list<action>, string>;"
+            )
+        );
     }
 }

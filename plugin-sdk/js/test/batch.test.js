@@ -206,7 +206,7 @@ test('every value type reads back exactly, through the variants and rowJson', ()
     ],
   };
   const [lazy] = decodeBatch(batchText(batch));
-  for (const int64AsString of [false, true]) {
+  for (const int64AsString of [false, true, 1]) {
     const [named] = decodeBatch(batchText(batch));
     named.keys; // named first: rowJson reads the variants, not the text
     named.newValues;
@@ -249,9 +249,9 @@ test('a change pointing outside the batch is an error naming it', () => {
 
 test('a bad column index or value is an error when read', () => {
   const cases = [
-    [(b) => (b.changes[0].newValues[0].column = 3), "change 0 (table Users): column index 3 is outside the table's 3 columns"],
-    [(b) => (b.changes[0].newValues[0].column = -1), "change 0 (table Users): column index -1 is outside the table's 3 columns"],
-    [(b) => (b.changes[0].newValues[0].value = { tag: 'int64', val: 'x' }), 'change 0 (table Users): "ix" is not a value of the batch text'],
+    [(b) => (b.changes[0].newValues[0].column = 3), "column index 3 is outside table Users's 3 columns"],
+    [(b) => (b.changes[0].newValues[0].column = -1), "column index -1 is outside table Users's 3 columns"],
+    [(b) => (b.changes[0].newValues[0].value = { tag: 'int64', val: 'x' }), '"ix" is not a value of the batch text'],
   ];
   for (const [breakIt, message] of cases) {
     const batch = wire();
@@ -264,5 +264,52 @@ test('a bad column index or value is an error when read', () => {
   const batch = wire();
   batch.changes[0].oldValues[0].column = 9;
   const [change] = decodeBatch(batchText(batch));
-  assert.throws(() => change.oldValues, /column index 9 is outside the table's 3 columns/);
+  assert.throws(() => change.oldValues, /column index 9 is outside table Users's 3 columns/);
+});
+
+test('a bad value read in onChange is reported once with its change', async () => {
+  const { definePlugin, eachChange, key } = await import('../redis-spanner-sdk.js');
+  const batch = wire();
+  batch.changes[1].newValues[0].value = { tag: 'int64', val: 'x' };
+  const plugin = definePlugin({ onChange: (change) => (change.newValues, []) });
+  plugin.init();
+  assert.throws(
+    () => plugin.onChanges(batchText(batch)),
+    (e) => e === 'change 1 (table Orders): "ix" is not a value of the batch text',
+  );
+  const badMicros = JSON.parse(new TextDecoder().decode(batchText(wire())));
+  badMicros[1][1][2] = 'abc';
+  assert.throws(
+    () => decodeBatch(JSON.stringify(badMicros)),
+    (e) => e.message === 'change 2 (table Users): commit micros "abc" is not an integer',
+  );
+  assert.throws(() => key('users'), /key parts must be an array, not string/);
+  assert.throws(() => eachChange((function* () {})(), () => []), /changes must be an array/);
+});
+
+test('every value of the host text reads exactly (tests/fixtures/conformance/batch-text.json)', async () => {
+  const { readFileSync } = await import('node:fs');
+  const golden = JSON.parse(readFileSync(new URL('../../../tests/fixtures/conformance/batch-text.json', import.meta.url), 'utf8'));
+  const [change] = decodeBatch(new TextEncoder().encode(golden.text));
+  assert.equal(change.commitMicros, BigInt(golden.commit_micros));
+  assert.equal(change.kind, 'snapshot');
+  assert.equal(change.newValues.length, golden.new_values.length);
+  const bitsOf = (f) => {
+    const view = new DataView(new ArrayBuffer(8));
+    view.setFloat64(0, f);
+    return view.getBigUint64(0).toString(16).padStart(16, '0');
+  };
+  change.newValues.forEach(({ name, value }, i) => {
+    const expected = golden.new_values[i];
+    assert.equal(value.tag, expected.type, name);
+    if (expected.bits !== undefined) assert.equal(bitsOf(value.val), expected.bits, name);
+    else if (expected.type === 'int64') assert.equal(value.val, BigInt(expected.value), name);
+    else if (expected.type === 'bytes') assert.deepEqual([...value.val], expected.value, name);
+    else if (expected.value !== undefined) assert.equal(value.val, expected.value, name);
+  });
+  const [lazy] = decodeBatch(golden.text);
+  const [named] = decodeBatch(golden.text);
+  named.keys;
+  named.newValues;
+  assert.equal(stringify(rowJson(lazy)), stringify(rowJson(named)));
 });

@@ -8,26 +8,25 @@
 //! | `package.json` | JavaScript | `componentize-js` (npm), without `wasi:http` |
 //!
 //! Nothing is installed here: a missing tool is an error that says how to
-//! install it. The newest contract (`wit/plugin@0.4.0`) and the Python SDK module
-//! are compiled into this binary and written to a scratch folder for
-//! componentize-py; a JavaScript build gets the contract only (its SDK module
-//! is copied into the plugin folder by `plugin new`). A plugin folder needs
-//! no copy of the contract.
+//! install it. The contracts and the Python SDK module are compiled into
+//! this binary and written to a scratch folder for componentize-py; a
+//! JavaScript build gets the contract only (its SDK module is copied into the
+//! plugin folder by `plugin new`). A plugin folder needs no copy of the
+//! contract: it builds against the one its SDK module implements
+//! ([`super::sdk_contract`]), the newest unless the folder holds an older
+//! SDK copy.
 
 use super::scaffold::Language;
+use super::sdk_contract::{self, Contract, NEWEST};
 use crate::contract::version::stamp_api_version;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// The contract, as compiled into this binary.
-pub const WIT: &str = include_str!("../../../../wit/plugin@0.4.0/plugin.wit");
 /// The Python SDK module.
 pub const PYTHON_SDK: &str = include_str!("../../../../plugin-sdk/python/redis_spanner_sdk.py");
 /// The JavaScript SDK module.
 pub const JS_SDK: &str = include_str!("../../../../plugin-sdk/js/redis-spanner-sdk.js");
-/// The contract's version, recorded in each component built here.
-const WIT_VERSION: &str = crate::contract::v0_4::VERSION;
 /// The world every plugin implements.
 const WORLD: &str = "cache-plugin";
 /// The componentize-py version the examples and skeletons are tested with.
@@ -104,13 +103,37 @@ pub fn build(dir: &Path, out: Option<&Path>, tools: &Tools) -> anyhow::Result<Bu
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
     }
     let started = Instant::now();
-    match language {
-        Language::Rust => build_rust(dir, &out)?,
-        Language::Python => build_python(dir, &out, tools)?,
-        Language::Js => build_js(dir, &out, tools)?,
-    }
-    if language != Language::Rust {
-        stamp(&out)?;
+    let contract = match language {
+        Language::Rust => {
+            build_rust(dir, &out)?;
+            None
+        }
+        Language::Python => {
+            let choice = sdk_contract::for_python(dir)?;
+            build_python(dir, &out, tools, choice.contract)?;
+            Some(choice)
+        }
+        Language::Js => {
+            let choice = sdk_contract::for_js(&js_entry(&absolute(dir)?)?)?;
+            build_js(dir, &out, tools, choice.contract)?;
+            Some(choice)
+        }
+    };
+    if let Some(choice) = &contract {
+        stamp(&out, choice.contract.version)?;
+        if let Some(copy) = choice
+            .sdk_copy
+            .as_ref()
+            .filter(|_| choice.contract != NEWEST)
+        {
+            eprintln!(
+                "note: {} is the SDK of contract {}, so the plugin is built against it; \
+                 replace it with this release's SDK module to move to contract {}",
+                copy.display(),
+                choice.contract.version,
+                NEWEST.version
+            );
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     let manifest = copy_manifest(dir, &out)?;
@@ -124,10 +147,10 @@ pub fn build(dir: &Path, out: Option<&Path>, tools: &Tools) -> anyhow::Result<Bu
 
 /// Records the contract version in the component, as the Rust SDK does,
 /// so the host can refuse an incompatible plugin before compiling it.
-fn stamp(component: &Path) -> anyhow::Result<()> {
+fn stamp(component: &Path, version: &str) -> anyhow::Result<()> {
     let mut bytes = std::fs::read(component)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", component.display()))?;
-    let added = stamp_api_version(&mut bytes, WIT_VERSION)
+    let added = stamp_api_version(&mut bytes, version)
         .map_err(|e| anyhow::anyhow!("{}: {e}", component.display()))?;
     if added {
         std::fs::write(component, &bytes)
@@ -207,11 +230,11 @@ fn build_rust(dir: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_python(dir: &Path, out: &Path, tools: &Tools) -> anyhow::Result<()> {
+fn build_python(dir: &Path, out: &Path, tools: &Tools, contract: Contract) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
     let wit_dir = scratch.path().join("wit");
     std::fs::create_dir_all(&wit_dir)?;
-    std::fs::write(wit_dir.join("plugin.wit"), WIT)?;
+    std::fs::write(wit_dir.join("plugin.wit"), contract.wit)?;
     let sdk_dir = scratch.path().join("sdk");
     std::fs::create_dir_all(&sdk_dir)?;
     std::fs::write(sdk_dir.join("redis_spanner_sdk.py"), PYTHON_SDK)?;
@@ -264,7 +287,7 @@ fn componentize_py(tools: &Tools) -> anyhow::Result<Command> {
     )
 }
 
-fn build_js(dir: &Path, out: &Path, tools: &Tools) -> anyhow::Result<()> {
+fn build_js(dir: &Path, out: &Path, tools: &Tools, contract: Contract) -> anyhow::Result<()> {
     let dir = absolute(dir)?;
     let entry = js_entry(&dir)?;
     let out = absolute(out)?;
@@ -277,7 +300,7 @@ fn build_js(dir: &Path, out: &Path, tools: &Tools) -> anyhow::Result<()> {
         .prefix(".redis-spanner-build")
         .tempdir_in(&dir)
         .map_err(|e| anyhow::anyhow!("cannot create a scratch folder in {}: {e}", dir.display()))?;
-    std::fs::write(scratch.path().join("plugin.wit"), WIT)?;
+    std::fs::write(scratch.path().join("plugin.wit"), contract.wit)?;
     let top = dir
         .ancestors()
         .filter(|a| a.parent().is_some())

@@ -30,3 +30,4 @@ pub mod plan;
 pub mod plugin_test;
 pub mod run;
 pub mod scaffold;
+pub mod sdk_contract;
