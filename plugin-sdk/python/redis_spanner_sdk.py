@@ -427,17 +427,27 @@ def decode_batch(batch) -> List[RowChange]:
     decoded = []
     append = decoded.append
     from_text = RowChange._from_text
+    table_count = len(tables)
+    transaction_count = len(transactions)
     for index, wire in enumerate(changes):
         try:
             table, kind, keys, new_values, old_values, transaction, sequence = wire
+            # Checked inline (a negative index would count from the end).
+            if type(table) is not int or not 0 <= table < table_count:
+                _entry(tables, table, "table")
+            if type(transaction) is not int or not 0 <= transaction < transaction_count:
+                _entry(transactions, transaction, "transaction")
+            table = tables[table]
+            if len(keys) != len(table[1]):
+                _keys_of(keys, table)
             append(
                 from_text(
-                    _entry(tables, table, "table"),
+                    table,
                     _KINDS[kind],
-                    _keys_of(keys, tables[table]),
+                    keys,
                     new_values,
                     old_values,
-                    _entry(transactions, transaction, "transaction"),
+                    transactions[transaction],
                     sequence,
                 )
             )
@@ -1072,18 +1082,26 @@ def row_json_of(change, int64_as_string: bool = False) -> dict:
         return row_json(itertools.chain(change.keys, change.new_values), int64_as_string)
     table, keys, cells, _ = wire
     convert = _text_json_int64_as_string if int64_as_string else _text_json
-    text_tags = _TEXT_TAGS
+    # The usual types inline: a call per value is most of the cost.
+    inline = _TEXT_TAGS if int64_as_string else _TEXT_OR_INT_TAGS
     obj = {}
     for name, raw in zip(table[1], keys):
-        # Text types inline: a call per value is most of the cost.
-        obj[name] = raw[1:] if type(raw) is str and raw[:1] in text_tags else convert(raw)
+        if type(raw) is str and raw[:1] in inline:
+            obj[name] = int(raw[1:]) if raw[:1] == "i" else raw[1:]
+        else:
+            obj[name] = convert(raw)
     names = table[2]
     pairs = iter(cells)
     try:
         for column, raw in zip(pairs, pairs):
             if column < 0:
                 raise IndexError(column)
-            obj[names[column]] = raw[1:] if type(raw) is str and raw[:1] in text_tags else convert(raw)
+            if type(raw) is str and raw[:1] in inline:
+                obj[names[column]] = int(raw[1:]) if raw[:1] == "i" else raw[1:]
+            elif raw is None or raw is True or raw is False:
+                obj[names[column]] = raw
+            else:
+                obj[names[column]] = convert(raw)
     except (IndexError, TypeError):
         _named(cells, table)  # raises the error naming the bad column
         raise
@@ -1105,6 +1123,8 @@ def _text_json(raw):
 
 # Tags whose text is the JSON value itself (BYTES: already standard base64).
 _TEXT_TAGS = frozenset("stdnb")
+# Those, and INT64 (the host writes plain decimals).
+_TEXT_OR_INT_TAGS = frozenset("stdnbi")
 
 
 def _text_json_int64_as_string(raw):
@@ -1315,7 +1335,8 @@ def effect_set(key: str, value, ttl_ms: Optional[int] = None):
     """Sets `key` to `value` (str, encoded as UTF-8, or bytes), expiring after
     `ttl_ms` milliseconds when given."""
     ttl = None if ttl_ms is None else _u64(ttl_ms, "ttl_ms")
-    value = value.encode("utf-8") if type(value) is str else _bytes(value)
+    kind = type(value)
+    value = value if kind is bytes else value.encode("utf-8") if kind is str else _bytes(value)
     return Effect_Set(Write(key, value, ttl))
 
 
