@@ -604,7 +604,22 @@ def key(parts) -> str:
 
     Parts are strings; ints are accepted and written in decimal.
     """
-    return key_with_tag(parts, -1)
+    out = []
+    for part in parts:
+        if type(part) is not str:
+            part = _key_part(part)
+        out.append(part.translate(_KEY_ESCAPES) if _KEY_SPECIAL.search(part) else part)
+    return ":".join(out)
+
+
+def _key_part(part) -> str:
+    """A key part that is not a plain str: an int in decimal, a str
+    subclass as its text; anything else is refused."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return str(part)
+    if isinstance(part, str):
+        return part
+    raise TypeError(f"key part must be str or int, not {type(part).__name__}")
 
 
 def key_with_tag(parts, tag: int) -> str:
@@ -619,10 +634,7 @@ def key_with_tag(parts, tag: int) -> str:
     out = []
     for i, part in enumerate(parts):
         if type(part) is not str:
-            if isinstance(part, int) and not isinstance(part, bool):
-                part = str(part)
-            elif not isinstance(part, str):
-                raise TypeError(f"key part must be str or int, not {type(part).__name__}")
+            part = _key_part(part)
         escaped = part.translate(_KEY_ESCAPES) if _KEY_SPECIAL.search(part) else part
         out.append("{" + escaped + "}" if i == tag and escaped else escaped)
     return ":".join(out)
@@ -1508,6 +1520,9 @@ class Plugin:
             except Exception as exc:  # noqa: BLE001 - reported as the result's error
                 raise Err(f"change {index} (table {change.table}): {_message(exc)}") from None
             if effects:
+                if type(effects) is list and len(effects) == 1:
+                    append(Action(index, effects[0]))
+                    continue
                 for effect in effects:
                     append(Action(index, effect))
         return actions

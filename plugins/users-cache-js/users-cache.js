@@ -84,10 +84,13 @@ const plugin = definePlugin({
     const row = stringify(rowJson(change));
     const value = state.sealWith === undefined ? row : seal(state.sealWith, row, rowKey);
     const effects = [Effect.set(rowKey, value)];
-    const email = asString(newValue(change, 'Email'));
-    if (state.emailIndexWith !== undefined && email !== undefined) {
-      const hash = keyedHash(state.emailIndexWith, email);
-      effects.push(Effect.set(key(['users', 'by-email', hash]), id.toString()));
+    // The setting first, as the Rust twin does: no lookup when unset.
+    if (state.emailIndexWith !== undefined) {
+      const email = asString(newValue(change, 'Email'));
+      if (email !== undefined) {
+        const hash = keyedHash(state.emailIndexWith, email);
+        effects.push(Effect.set(key(['users', 'by-email', hash]), id.toString()));
+      }
     }
     return effects;
   },

@@ -85,10 +85,12 @@ class UsersCache(Plugin):
         if self.seal_with is not None:
             row = seal(self.seal_with, row, row_key.encode())
         effects = [effect_set(row_key, row)]
-        email = as_str(new_value(change, "Email"))
-        if self.email_index_with is not None and email is not None:
-            digest = keyed_hash(self.email_index_with, email.encode())
-            effects.append(effect_set(key(["users", "by-email", digest]), str(user_id)))
+        # The setting first, as the Rust twin does: no lookup when unset.
+        if self.email_index_with is not None:
+            email = as_str(new_value(change, "Email"))
+            if email is not None:
+                digest = keyed_hash(self.email_index_with, email.encode())
+                effects.append(effect_set(key(["users", "by-email", digest]), str(user_id)))
         return effects
 
     def on_cache_event(self, event):
