@@ -762,6 +762,21 @@ class DecodeBatchTest(unittest.TestCase):
         self.assertEqual(caught.exception.value, "change 0: table 0 is not in the batch's 0 tables")
 
 
+class NativeBenchTest(unittest.TestCase):
+    def test_the_native_bench_of_the_example_prints_both_figures(self):
+        import contextlib
+        import io
+
+        import bench_example_native
+
+        out = io.StringIO()
+        with mock.patch.object(bench_example_native, "ROUNDS", 1), contextlib.redirect_stdout(out):
+            bench_example_native.main()
+        lines = out.getvalue().splitlines()
+        self.assertEqual([line.split(":")[0] for line in lines], ["decode_batch", "on-changes"])
+        self.assertTrue(all(line.endswith("µs per record") for line in lines), lines)
+
+
 class GoldenBatchTextTest(unittest.TestCase):
     """The batch text as the host writes it (tests/fixtures/conformance/
     batch-text.json, checked against the host by a Rust test)."""
