@@ -265,6 +265,9 @@ class RowChange:
     """One row's change as plugins see it: table, kind, named key columns
     and values, and its transaction's fields.
 
+    (Not a dataclass since contract 0.4.0: `dataclasses.replace` and
+    `asdict` do not apply; build a new `RowChange` from the fields.)
+
     `keys`, `new_values` and `old_values` are lists of `Column(name, value)`;
     `record_sequence` is the record's order within its transaction (an int).
     Build one directly (positional or keyword arguments, in this order) to
@@ -1099,7 +1102,7 @@ def row_json_of(change, int64_as_string: bool = False) -> dict:
     obj = {}
     for name, raw in zip(table[1], keys):
         if type(raw) is str and raw[:1] in inline:
-            obj[name] = int(raw[1:]) if raw[:1] == "i" else raw[1:]
+            obj[name] = _inline_int(raw) if raw[:1] == "i" else raw[1:]
         else:
             obj[name] = convert(raw)
     names = table[2]
@@ -1109,7 +1112,7 @@ def row_json_of(change, int64_as_string: bool = False) -> dict:
             if column < 0:
                 raise IndexError(column)
             if type(raw) is str and raw[:1] in inline:
-                obj[names[column]] = int(raw[1:]) if raw[:1] == "i" else raw[1:]
+                obj[names[column]] = _inline_int(raw) if raw[:1] == "i" else raw[1:]
             elif raw is None or raw is True or raw is False:
                 obj[names[column]] = raw
             else:
@@ -1118,6 +1121,15 @@ def row_json_of(change, int64_as_string: bool = False) -> dict:
         _named(cells, table)  # raises the error naming the bad column
         raise
     return obj
+
+
+def _inline_int(raw):
+    """An INT64 of the batch text as an int; a malformed one is an error
+    naming it, as `_text_json` gives."""
+    try:
+        return int(raw[1:])
+    except ValueError:
+        raise Err(f"{raw!r} is not a value of the batch text") from None
 
 
 def _text_json(raw):

@@ -737,6 +737,11 @@ class DecodeBatchTest(unittest.TestCase):
                 with self.assertRaises(Err) as caught:
                     read()
                 self.assertEqual(caught.exception.value, message)
+        for bad_int in (b'"i"', b'"ix"'):
+            change = decode_batch(self.compact_batch().replace(b'"i7"', bad_int, 1))[0]
+            with self.assertRaises(Err) as caught:
+                row_json_of(change)
+            self.assertEqual(caught.exception.value, f"{bad_int.decode()[1:-1]!r} is not a value of the batch text")
         untagged = self.compact_batch().replace(b'"sAda"', b'"?Ada"')
         self.assertIn(b'"?Ada"', untagged)
         change = decode_batch(untagged)[1]

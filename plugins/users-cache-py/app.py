@@ -39,6 +39,13 @@ from redis_spanner_sdk import (
     seal,
 )
 
+# What Rust's `str::trim` strips (Unicode White_Space): Python's `strip()`
+# would also strip U+001C..U+001F, which Rust keeps.
+_RUST_WHITESPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
 # What Rust's `str::parse::<i64>` accepts: an optional sign and ASCII digits.
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
 
@@ -68,7 +75,8 @@ class UsersCache(Plugin):
         kinds = config("refresh_on")
         if kinds is None:
             kinds = "miss"
-        self.refresh_on = [kind.strip() for kind in kinds.split(",") if kind.strip()]
+        stripped = (kind.strip(_RUST_WHITESPACE) for kind in kinds.split(","))
+        self.refresh_on = [kind for kind in stripped if kind]
         self.seal_with = setting("seal_with")
         self.email_index_with = setting("email_index_with")
 

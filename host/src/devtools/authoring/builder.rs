@@ -128,7 +128,8 @@ pub fn build(dir: &Path, out: Option<&Path>, tools: &Tools) -> anyhow::Result<Bu
         {
             eprintln!(
                 "note: {} is the SDK of contract {}, so the plugin is built against it; \
-                 replace it with this release's SDK module to move to contract {}",
+                 to move to contract {}, replace it with this release's SDK module (and, in \
+                 JavaScript, the @-version of the redis-spanner:plugin imports)",
                 copy.display(),
                 choice.contract.version,
                 NEWEST.version
