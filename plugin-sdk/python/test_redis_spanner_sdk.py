@@ -811,9 +811,29 @@ class GoldenBatchTextTest(unittest.TestCase):
                 self.assertEqual(value.value, bytes(expected["value"]), column.name)
             elif "value" in expected:
                 self.assertEqual(value.value, expected["value"], column.name)
-        # The lazy JSON of the same text is the named one's.
-        [lazy] = decode_batch(golden["text"].encode())
-        self.assertEqual(dumps(row_json_of(lazy)), dumps(row_json(change.keys + change.new_values)))
+        # The lazy JSON of the same text is the named one's, and so are its
+        # bytes, however they are asked for.
+        for int64_as_string in (False, True):
+            named = dumps(row_json(change.keys + change.new_values, int64_as_string))
+            [lazy] = decode_batch(golden["text"].encode())
+            self.assertEqual(dumps(row_json_of(lazy, int64_as_string)), named)
+            [lazy] = decode_batch(golden["text"].encode())
+            self.assertEqual(sdk.row_json_bytes(lazy, int64_as_string), named.encode())
+            self.assertEqual(sdk.row_json_bytes(change, int64_as_string), named.encode())
+
+    def test_row_json_bytes_of_a_plain_row_is_what_dumps_writes(self):
+        text = batch_text(
+            [("T", ["Id"], ["s", "b", "n", "big"])], [("", "", 1)],
+            [(0, ChangeKind.INSERT, [Value_Int64(7)],
+              [(0, Value_String('é"\n')), (1, Value_Bool(False)), (2, Value_Null()),
+               (3, Value_Int64(-(1 << 63)))], [], 0, 0)],
+        )
+        [change] = decode_batch(text)
+        self.assertEqual(sdk.row_json_bytes(change), dumps(row_json_of(decode_batch(text)[0])).encode())
+        self.assertEqual(
+            sdk.row_json_bytes(change).decode(),
+            '{"Id":7,"b":false,"big":-9223372036854775808,"n":null,"s":"é\\"\\n"}',
+        )
 
 
 class Float32Test(unittest.TestCase):

@@ -26,7 +26,6 @@ from redis_spanner_sdk import (
     as_i64,
     as_str,
     config,
-    dumps,
     effect_delete,
     effect_set,
     key,
@@ -35,7 +34,7 @@ from redis_spanner_sdk import (
     new_value,
     refresh,
     register_plugin,
-    row_json_of,
+    row_json_bytes,
     seal,
 )
 
@@ -89,7 +88,7 @@ class UsersCache(Plugin):
         row_key = key(["users", str(user_id)])
         if change.kind == ChangeKind.DELETE:
             return [effect_delete(row_key)]
-        row = dumps(row_json_of(change)).encode()
+        row = row_json_bytes(change)
         if self.seal_with is not None:
             row = seal(self.seal_with, row, row_key.encode())
         effects = [effect_set(row_key, row)]

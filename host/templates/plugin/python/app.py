@@ -9,13 +9,12 @@ from redis_spanner_sdk import (
     Err,
     Plugin,
     config,
-    dumps,
     effect_delete,
     effect_set,
     key,
     refresh,
     register_plugin,
-    row_json_of,
+    row_json_bytes,
     split_key,
     to_text,
     value_from_text,
@@ -43,7 +42,7 @@ class Cache(Plugin):
         k = key(parts)
         if change.kind == ChangeKind.DELETE:
             return [effect_delete(k)]
-        return [effect_set(k, dumps(row_json_of(change)))]
+        return [effect_set(k, row_json_bytes(change))]
 
     def on_cache_event(self, event):
         if event.kind != "miss":
