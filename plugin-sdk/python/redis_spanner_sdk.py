@@ -608,22 +608,18 @@ def key(parts) -> str:
 
     Parts are strings; ints are accepted and written in decimal.
     """
-    out = []
-    for part in parts:
-        if type(part) is not str:
-            part = _key_part(part)
-        out.append(part.translate(_KEY_ESCAPES) if _KEY_SPECIAL.search(part) else part)
-    return ":".join(out)
+    return ":".join(map(_escaped_part, parts))
 
 
-def _key_part(part) -> str:
-    """A key part that is not a plain str: an int in decimal, a str
-    subclass as its text; anything else is refused."""
-    if isinstance(part, int) and not isinstance(part, bool):
-        return str(part)
-    if isinstance(part, str):
-        return part
-    raise TypeError(f"key part must be str or int, not {type(part).__name__}")
+def _escaped_part(part) -> str:
+    """A key part escaped: a str as its text, an int in decimal; anything
+    else is refused."""
+    if type(part) is not str:
+        if isinstance(part, int) and not isinstance(part, bool):
+            part = str(part)
+        elif not isinstance(part, str):
+            raise TypeError(f"key part must be str or int, not {type(part).__name__}")
+    return part.translate(_KEY_ESCAPES) if _KEY_SPECIAL.search(part) else part
 
 
 def key_with_tag(parts, tag: int) -> str:
@@ -637,9 +633,7 @@ def key_with_tag(parts, tag: int) -> str:
         raise TypeError(f"key tag must be an int index, not {type(tag).__name__}")
     out = []
     for i, part in enumerate(parts):
-        if type(part) is not str:
-            part = _key_part(part)
-        escaped = part.translate(_KEY_ESCAPES) if _KEY_SPECIAL.search(part) else part
+        escaped = _escaped_part(part)
         out.append("{" + escaped + "}" if i == tag and escaped else escaped)
     return ":".join(out)
 
@@ -1555,12 +1549,8 @@ class Plugin:
                 effects = on_change(change)
             except Exception as exc:  # noqa: BLE001 - reported as the result's error
                 raise Err(f"change {index} (table {change.table}): {_message(exc)}") from None
-            if effects:
-                if type(effects) is list and len(effects) == 1:
-                    append(Action(index, effects[0]))
-                    continue
-                for effect in effects:
-                    append(Action(index, effect))
+            for effect in effects or ():
+                append(Action(index, effect))
         return actions
 
     def on_cache_event(self, event) -> list:

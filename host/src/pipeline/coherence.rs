@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How late past twice its delay a check may still count under it.
-const LATE_SLACK: Duration = Duration::from_millis(100);
+pub const LATE_SLACK: Duration = Duration::from_millis(100);
 
 /// Most rows of one sampled batch that are checked; beyond, its changes are
 /// not sampled (and counted as skipped).

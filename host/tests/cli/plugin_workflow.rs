@@ -8,6 +8,7 @@
 //! `node_modules`); Rust skeletons build into the examples' target folder
 //! with the examples' lock file, so nothing is compiled twice.
 
+use redis_spanner::contract::version::read_api_version;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -348,7 +349,46 @@ fn python_plugin_from_new_to_tested() {
 #[test]
 fn javascript_plugin_from_new_to_tested() {
     let parent = tempfile::tempdir().unwrap();
-    new_build_test_check(parent.path(), "js");
+    let dir = new_build_test_check(parent.path(), "js");
+    assert_an_older_sdk_copy_builds_against_its_contract(&dir);
+}
+
+/// The folder made as an older release made it (its SDK copy and its
+/// `redis-spanner:plugin` imports at 0.3.0) builds against 0.3.0, says so,
+/// and is stamped 0.3.0.
+fn assert_an_older_sdk_copy_builds_against_its_contract(dir: &Path) {
+    let sdk = dir.join("redis-spanner-sdk.js");
+    let text = std::fs::read_to_string(&sdk).unwrap();
+    let older = text.replace("API_VERSION = '0.4.0'", "API_VERSION = '0.3.0'");
+    assert_ne!(older, text, "the SDK copy declares its version");
+    std::fs::write(&sdk, older).unwrap();
+    let entry = dir.join("plugin.js");
+    let text = std::fs::read_to_string(&entry).unwrap();
+    std::fs::write(
+        &entry,
+        text.replace(
+            "redis-spanner:plugin/host@0.4.0",
+            "redis-spanner:plugin/host@0.3.0",
+        ),
+    )
+    .unwrap();
+    let wasm = dir.join("older.wasm");
+    let args = [
+        "plugin",
+        "build",
+        dir.to_str().unwrap(),
+        "--out",
+        wasm.to_str().unwrap(),
+    ];
+    let output = redis_spanner(&args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    support::expect_success(&args, output);
+    assert!(
+        stderr.contains("is the SDK of contract 0.3.0, so the plugin is built against it"),
+        "{stderr}"
+    );
+    let stamped = read_api_version(&std::fs::read(&wasm).unwrap()).unwrap();
+    assert_eq!(stamped.as_deref(), Some("0.3.0"));
 }
 
 #[test]

@@ -114,8 +114,10 @@ pub fn build(dir: &Path, out: Option<&Path>, tools: &Tools) -> anyhow::Result<Bu
             Some(choice)
         }
         Language::Js => {
-            let choice = sdk_contract::for_js(&js_entry(&absolute(dir)?)?)?;
-            build_js(dir, &out, tools, choice.contract)?;
+            let dir = absolute(dir)?;
+            let entry = js_entry(&dir)?;
+            let choice = sdk_contract::for_js(&entry)?;
+            build_js(&dir, &entry, &out, tools, choice.contract)?;
             Some(choice)
         }
     };
@@ -288,9 +290,14 @@ fn componentize_py(tools: &Tools) -> anyhow::Result<Command> {
     )
 }
 
-fn build_js(dir: &Path, out: &Path, tools: &Tools, contract: Contract) -> anyhow::Result<()> {
-    let dir = absolute(dir)?;
-    let entry = js_entry(&dir)?;
+/// Builds the entry module `entry` of the plugin in `dir` (both absolute).
+fn build_js(
+    dir: &Path,
+    entry: &Path,
+    out: &Path,
+    tools: &Tools,
+    contract: Contract,
+) -> anyhow::Result<()> {
     let out = absolute(out)?;
     // componentize-js reads only files under its working folder, and the
     // entry's imports may reach outside the plugin folder (the examples
@@ -299,23 +306,23 @@ fn build_js(dir: &Path, out: &Path, tools: &Tools, contract: Contract) -> anyhow
     // the plugin folder.
     let scratch = tempfile::Builder::new()
         .prefix(".redis-spanner-build")
-        .tempdir_in(&dir)
+        .tempdir_in(dir)
         .map_err(|e| anyhow::anyhow!("cannot create a scratch folder in {}: {e}", dir.display()))?;
     std::fs::write(scratch.path().join("plugin.wit"), contract.wit)?;
     let top = dir
         .ancestors()
         .filter(|a| a.parent().is_some())
         .last()
-        .unwrap_or(&dir)
+        .unwrap_or(dir)
         .to_owned();
     let tool = match &tools.componentize_js {
         Some(tool) => tool.clone(),
-        None => componentize_js(&dir)?,
+        None => componentize_js(dir)?,
     };
     let mut command = Command::new(tool);
     command
         .current_dir(&top)
-        .arg(&entry)
+        .arg(entry)
         .arg("--wit")
         .arg(scratch.path())
         .args([
@@ -327,7 +334,7 @@ fn build_js(dir: &Path, out: &Path, tools: &Tools, contract: Contract) -> anyhow
             "--out",
         ])
         .arg(&out);
-    run_tool(command, "componentize-js", &dir)
+    run_tool(command, "componentize-js", dir)
 }
 
 /// The module named by `main` in package.json, else `index.js`.

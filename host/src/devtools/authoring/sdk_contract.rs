@@ -149,30 +149,30 @@ pub fn for_js(entry: &Path) -> anyhow::Result<Choice> {
         .map(|specifier| folder.join(specifier.strip_prefix("./").unwrap_or(&specifier)))
         .chain([folder.join("redis-spanner-sdk.js")])
         .find(|path| path.is_file());
-    let interfaces = interface_version(&source);
-    let choice = match (imported, interfaces) {
-        (Some(sdk), _) => choose(Some(sdk))?,
-        (None, Some(version)) => Choice {
-            contract: contract_for(version, entry)?,
+    let named = interface_version(&source)
+        .map(|version| contract_for(version, entry).map(|contract| (version, contract)))
+        .transpose()?;
+    match (imported, named) {
+        (Some(sdk), named) => {
+            let choice = choose(Some(sdk.clone()))?;
+            if let Some((version, contract)) = named {
+                anyhow::ensure!(
+                    contract == choice.contract,
+                    "{} imports redis-spanner:plugin interfaces @{version}, but its SDK module {} \
+                     implements contract {}: use the SDK module and the @-version of one release",
+                    entry.display(),
+                    sdk.display(),
+                    choice.contract.version
+                );
+            }
+            Ok(choice)
+        }
+        (None, Some((_, contract))) => Ok(Choice {
+            contract,
             sdk_copy: None,
-        },
-        (None, None) => choose(None)?,
-    };
-    if let Some(version) = interfaces {
-        let named = contract_for(version, entry)?;
-        anyhow::ensure!(
-            named == choice.contract,
-            "{} imports redis-spanner:plugin interfaces @{version}, but its SDK module {} \
-             implements contract {}: use the SDK module and the @-version of one release",
-            entry.display(),
-            choice
-                .sdk_copy
-                .as_deref()
-                .map_or_else(|| "(this binary's)".into(), |p| p.display().to_string()),
-            choice.contract.version
-        );
+        }),
+        (None, None) => choose(None),
     }
-    Ok(choice)
 }
 
 /// Whether a line is a comment (`//`, or inside a `/* */` block as most

@@ -184,13 +184,15 @@ async fn check_round(round: &Round, changes: usize) -> anyhow::Result<CheckOutco
         }
         None => anyhow::bail!("the demo's configuration has no audit stream to account with"),
     };
-    // The continuous check's tally, taken once the last change's delayed
-    // checks are over (each is made by twice its delay after the apply, or
-    // skipped) and before the refresh round drops cached values on
-    // purpose: a check landing on a key while it is dropped would count it
-    // missing.
+    // The continuous check's tally, taken once no delayed check of the last
+    // changes can start any more (each starts by twice its delay plus
+    // `LATE_SLACK` after the apply, or is skipped) and before the refresh
+    // round drops cached values on purpose: a check landing on a key while
+    // it is dropped would count it missing. A check still running then is
+    // left out of the tally.
     let longest = config.verify.delays_ms.iter().max().copied().unwrap_or(0);
-    tokio::time::sleep(Duration::from_millis(2 * longest + 200)).await;
+    tokio::time::sleep(Duration::from_millis(2 * longest) + crate::pipeline::coherence::LATE_SLACK)
+        .await;
     let coherence = round.coherence.rows();
     let refresh = if round.cache_event_plugins.is_empty() {
         refresh::RefreshReport::skipped(
