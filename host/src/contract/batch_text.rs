@@ -18,7 +18,8 @@
 //! travel as text, floats as the shortest decimal that reads back as the
 //! same double, so every language reads the exact value.
 
-use super::latest::{Batch, ChangeKind, Value};
+use super::latest::{ChangeKind, Value};
+use super::wire::Layout;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::fmt::Write as _;
@@ -40,8 +41,8 @@ pub fn value_tag(value: &Value) -> Option<char> {
     })
 }
 
-/// The batch's JSON text.
-pub fn encode(batch: &Batch) -> Vec<u8> {
+/// The batch's JSON text, written from its layout (no value copied first).
+pub fn encode(batch: &Layout<'_>) -> Vec<u8> {
     let mut out = String::with_capacity(64 + batch.changes.len() * 160);
     out.push_str("[[");
     for (index, table) in batch.tables.iter().enumerate() {
@@ -69,14 +70,14 @@ pub fn encode(batch: &Batch) -> Vec<u8> {
         let _ = write!(out, "[{},{},[", change.table, kind_index(change.kind));
         for (index, key) in change.keys.iter().enumerate() {
             comma(&mut out, index);
-            value(&mut out, key);
+            value(&mut out, &key.value);
         }
         for cells in [&change.new_values, &change.old_values] {
             out.push_str("],[");
-            for (index, cell) in cells.iter().enumerate() {
+            for (index, (column, cell)) in cells.iter().enumerate() {
                 comma(&mut out, index);
-                let _ = write!(out, "{},", cell.column);
-                value(&mut out, &cell.value);
+                let _ = write!(out, "{column},");
+                value(&mut out, cell);
             }
         }
         let _ = write!(out, "],{},{}]", change.transaction, change.record_sequence);
@@ -207,7 +208,7 @@ mod tests {
     }
 
     fn text_of(changes: &[RowChange]) -> Json {
-        let bytes = super::encode(&wire::encode(changes).expect("encodes"));
+        let bytes = super::encode(&wire::layout(changes).expect("encodes"));
         serde_json::from_slice(&bytes).expect("the text is JSON")
     }
 
@@ -335,7 +336,7 @@ mod tests {
         change.old_values.clear();
         change.transaction_id = String::new();
         change.commit_micros = -1;
-        let text = super::encode(&wire::encode(&[change]).expect("encodes"));
+        let text = super::encode(&wire::layout(&[change]).expect("encodes"));
         let expected: Vec<Json> = values
             .iter()
             .map(|value| match value {
@@ -403,7 +404,7 @@ mod tests {
             record_sequence: "0".into(),
             transaction_tag: "checkout".into(),
         };
-        let text = super::encode(&wire::encode(&[change]).unwrap());
+        let text = super::encode(&wire::layout(&[change]).unwrap());
         assert_eq!(String::from_utf8(text).unwrap(), example);
     }
 

@@ -187,8 +187,8 @@ impl PluginExports {
     ) -> CallResult<Vec<Action>> {
         match self {
             Self::V0_4(exports) => {
-                let text = match wire::encode(batch) {
-                    Ok(encoded) => batch_text::encode(&encoded),
+                let text = match wire::layout(batch) {
+                    Ok(layout) => batch_text::encode(&layout),
                     Err(e) => return Ok(Err(describe_wire(e))),
                 };
                 exports.call_on_changes(store, &text).await

@@ -7,7 +7,8 @@
 //! - [`v0_4`]: contract 0.4.0, the newest: 0.3.0's types, with the batch
 //!   handed to `on-changes` as one byte buffer.
 //! - [`wire`]: a batch of host [`RowChange`]s in 0.3.0's compact shape
-//!   (tables and transactions once, values by position).
+//!   (tables and transactions once, values by position): a layout borrowing
+//!   the values, and 0.3.0's owned record made from it.
 //! - [`batch_text`]: that compact batch as the JSON text 0.4.0 plugins
 //!   receive.
 //! - [`since_v0_1`]: contracts 0.1.0 and 0.2.0 and their conversions to and

@@ -1,10 +1,11 @@
 //! A batch of host [`RowChange`]s in contract 0.3.0's compact shape: each
 //! table's column names and each transaction once, each change's values by
-//! position. Plugins of 0.3.0 receive this; the SDKs turn it back into
-//! named columns.
+//! position. Plugins of 0.3.0 receive it as an owned record ([`encode`]),
+//! plugins of 0.4.0 as the text [`super::batch_text`] writes from the same
+//! borrowed [`layout`]; the SDKs turn it back into named columns.
 
 use super::RowChange;
-use super::latest::{Batch, Cell, Column, Table, Transaction, Value};
+use super::latest::{Batch, Cell, ChangeKind, Column, Table, Transaction, Value};
 use std::collections::HashMap;
 
 /// Why a batch cannot be put in the compact shape.
@@ -32,10 +33,71 @@ pub fn record_sequence(text: &str) -> Option<u32> {
     text.parse().ok()
 }
 
-/// Builds the batch as 0.3.0 plugins receive it. Tables and transactions
-/// appear in the order their first change does; a table's columns in the
-/// order they are first met.
+/// A batch in the compact shape with its values still borrowed from the
+/// changes: what [`encode`] turns into 0.3.0's owned record and
+/// [`super::batch_text`] writes as 0.4.0's text, without copying a value.
+pub struct Layout<'a> {
+    /// The tables the changes refer to.
+    pub tables: Vec<Table>,
+    /// The transactions the changes refer to.
+    pub transactions: Vec<Transaction>,
+    /// The changes, by position.
+    pub changes: Vec<PlacedChange<'a>>,
+}
+
+/// One change of a [`Layout`].
+pub struct PlacedChange<'a> {
+    /// Index of the table in the layout's `tables`.
+    pub table: u32,
+    /// Kind of change.
+    pub kind: ChangeKind,
+    /// Primary key columns, in the order of the table's key columns.
+    pub keys: &'a [Column],
+    /// Non-key values after the change, each with its column's index.
+    pub new_values: Vec<(u32, &'a Value)>,
+    /// Non-key values before the change, each with its column's index.
+    pub old_values: Vec<(u32, &'a Value)>,
+    /// Index of the transaction in the layout's `transactions`.
+    pub transaction: u32,
+    /// The record sequence as a number.
+    pub record_sequence: u32,
+}
+
+/// Builds the batch as 0.3.0 plugins receive it (see [`layout`]).
 pub fn encode(changes: &[RowChange]) -> Result<Batch, WireError> {
+    let layout = layout(changes)?;
+    let owned = |cells: Vec<(u32, &Value)>| -> Vec<Cell> {
+        cells
+            .into_iter()
+            .map(|(column, value)| Cell {
+                column,
+                value: value.clone(),
+            })
+            .collect()
+    };
+    Ok(Batch {
+        tables: layout.tables,
+        transactions: layout.transactions,
+        changes: layout
+            .changes
+            .into_iter()
+            .map(|change| super::latest::WireChange {
+                table: change.table,
+                kind: change.kind,
+                keys: change.keys.iter().map(|key| key.value.clone()).collect(),
+                new_values: owned(change.new_values),
+                old_values: owned(change.old_values),
+                transaction: change.transaction,
+                record_sequence: change.record_sequence,
+            })
+            .collect(),
+    })
+}
+
+/// The compact shape of `changes`. Tables and transactions appear in the
+/// order their first change does; a table's columns in the order they are
+/// first met.
+pub fn layout(changes: &[RowChange]) -> Result<Layout<'_>, WireError> {
     let mut tables = Tables::default();
     let mut transactions: Vec<Transaction> = Vec::new();
     let mut transaction_index: HashMap<(&str, i64, &str), u32> = HashMap::new();
@@ -73,17 +135,17 @@ pub fn encode(changes: &[RowChange]) -> Result<Batch, WireError> {
                 }),
         };
         let table = tables.index_of(change);
-        encoded.push(super::latest::WireChange {
+        encoded.push(PlacedChange {
             table,
             kind: change.kind,
-            keys: change.keys.iter().map(|key| key.value.clone()).collect(),
+            keys: &change.keys,
             new_values: tables.cells(table, &change.new_values),
             old_values: tables.cells(table, &change.old_values),
             transaction,
             record_sequence: sequence,
         });
     }
-    Ok(Batch {
+    Ok(Layout {
         tables: tables.list,
         transactions,
         changes: encoded,
@@ -135,7 +197,7 @@ impl<'a> Tables<'a> {
     }
 
     /// `columns` as cells of `table`, adding names not met before.
-    fn cells(&mut self, table: u32, columns: &'a [Column]) -> Vec<Cell> {
+    fn cells(&mut self, table: u32, columns: &'a [Column]) -> Vec<(u32, &'a Value)> {
         let positions = &mut self.columns[table as usize];
         let names = &mut self.list[table as usize].columns;
         let last = &mut self.last_positions[table as usize];
@@ -153,16 +215,13 @@ impl<'a> Tables<'a> {
                         (names.len() - 1) as u32
                     }),
                 };
-                Cell {
-                    column: position,
-                    value: column.value.clone(),
-                }
+                (position, &column.value)
             })
-            .collect::<Vec<Cell>>();
+            .collect::<Vec<_>>();
         // An insert's empty old values leave the layout for the next change.
         if !cells.is_empty() {
             last.clear();
-            last.extend(cells.iter().map(|cell| cell.column));
+            last.extend(cells.iter().map(|(column, _)| *column));
         }
         cells
     }
