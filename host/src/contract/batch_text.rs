@@ -22,7 +22,6 @@ use super::latest::{ChangeKind, Value};
 use super::wire::Layout;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use std::fmt::Write as _;
 
 /// The first character of a non-null, non-bool value's text, naming its
 /// type.
@@ -43,47 +42,58 @@ pub fn value_tag(value: &Value) -> Option<char> {
 
 /// The batch's JSON text, written from its layout (no value copied first).
 pub fn encode(batch: &Layout<'_>) -> Vec<u8> {
-    let mut out = String::with_capacity(64 + batch.changes.len() * 160);
-    out.push_str("[[");
+    let mut out = Vec::with_capacity(64 + batch.changes.len() * 160);
+    out.extend_from_slice(b"[[");
     for (index, table) in batch.tables.iter().enumerate() {
         comma(&mut out, index);
-        out.push('[');
+        out.push(b'[');
         quote(&mut out, &table.name);
-        out.push(',');
+        out.push(b',');
         names(&mut out, &table.key_columns);
-        out.push(',');
+        out.push(b',');
         names(&mut out, &table.columns);
-        out.push(']');
+        out.push(b']');
     }
-    out.push_str("],[");
+    out.extend_from_slice(b"],[");
     for (index, transaction) in batch.transactions.iter().enumerate() {
         comma(&mut out, index);
-        out.push('[');
-        quote(&mut out, &transaction.id);
-        out.push(',');
-        quote(&mut out, &transaction.tag);
-        let _ = write!(out, ",\"{}\"]", transaction.commit_micros);
+        out.push(b'[');
+        quote(&mut out, transaction.id);
+        out.push(b',');
+        quote(&mut out, transaction.tag);
+        out.extend_from_slice(b",\"");
+        integer(&mut out, transaction.commit_micros);
+        out.extend_from_slice(b"\"]");
     }
-    out.push_str("],[");
+    out.extend_from_slice(b"],[");
     for (index, change) in batch.changes.iter().enumerate() {
         comma(&mut out, index);
-        let _ = write!(out, "[{},{},[", change.table, kind_index(change.kind));
+        out.push(b'[');
+        integer(&mut out, change.table);
+        out.push(b',');
+        integer(&mut out, kind_index(change.kind));
+        out.extend_from_slice(b",[");
         for (index, key) in change.keys.iter().enumerate() {
             comma(&mut out, index);
             value(&mut out, &key.value);
         }
         for cells in [&change.new_values, &change.old_values] {
-            out.push_str("],[");
+            out.extend_from_slice(b"],[");
             for (index, (column, cell)) in cells.iter().enumerate() {
                 comma(&mut out, index);
-                let _ = write!(out, "{column},");
+                integer(&mut out, *column);
+                out.push(b',');
                 value(&mut out, cell);
             }
         }
-        let _ = write!(out, "],{},{}]", change.transaction, change.record_sequence);
+        out.extend_from_slice(b"],");
+        integer(&mut out, change.transaction);
+        out.push(b',');
+        integer(&mut out, change.record_sequence);
+        out.push(b']');
     }
-    out.push_str("]]");
-    out.into_bytes()
+    out.extend_from_slice(b"]]");
+    out
 }
 
 /// The kind's index in the WIT `change-kind` enum.
@@ -109,83 +119,92 @@ pub fn float_text(f: f64) -> String {
     }
 }
 
-fn value(out: &mut String, value: &Value) {
+fn value(out: &mut Vec<u8>, value: &Value) {
     let Some(tag) = value_tag(value) else {
-        out.push_str(match value {
-            Value::Bool(true) => "true",
-            Value::Bool(false) => "false",
-            _ => "null",
+        out.extend_from_slice(match value {
+            Value::Bool(true) => b"true",
+            Value::Bool(false) => b"false",
+            _ => b"null",
         });
         return;
     };
-    let text = match value {
-        Value::Int64(i) => i.to_string(),
+    // Every tag is one ASCII character.
+    out.push(b'"');
+    out.push(tag as u8);
+    match value {
+        Value::Int64(i) => integer(out, *i),
         // A FLOAT32 travels as the double of the very same value, which
         // every reader holds exactly.
-        Value::Float32(f) => float_text(f64::from(*f)),
-        Value::Float64(f) => float_text(*f),
-        Value::Bytes(bytes) => STANDARD.encode(bytes),
+        Value::Float32(f) => out.extend_from_slice(float_text(f64::from(*f)).as_bytes()),
+        Value::Float64(f) => out.extend_from_slice(float_text(*f).as_bytes()),
+        Value::Bytes(bytes) => out.extend_from_slice(STANDARD.encode(bytes).as_bytes()),
         Value::String(s)
         | Value::Timestamp(s)
         | Value::Date(s)
         | Value::Numeric(s)
-        | Value::Json(s) => {
-            out.push('"');
-            out.push(tag);
-            escape(out, s);
-            out.push('"');
-            return;
-        }
+        | Value::Json(s) => escape(out, s),
         Value::Null | Value::Bool(_) => unreachable!("tagged values only"),
-    };
-    out.push('"');
-    out.push(tag);
-    out.push_str(&text);
-    out.push('"');
+    }
+    out.push(b'"');
 }
 
-fn names(out: &mut String, names: &[String]) {
-    out.push('[');
+/// An integer's decimal digits.
+fn integer(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn names(out: &mut Vec<u8>, names: &[String]) {
+    out.push(b'[');
     for (index, name) in names.iter().enumerate() {
         comma(out, index);
         quote(out, name);
     }
-    out.push(']');
+    out.push(b']');
 }
 
-fn comma(out: &mut String, index: usize) {
+fn comma(out: &mut Vec<u8>, index: usize) {
     if index > 0 {
-        out.push(',');
+        out.push(b',');
     }
 }
 
 /// `s` as a JSON string.
-fn quote(out: &mut String, s: &str) {
-    out.push('"');
+fn quote(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
     escape(out, s);
-    out.push('"');
+    out.push(b'"');
 }
 
-/// `s` escaped for the inside of a JSON string.
-fn escape(out: &mut String, s: &str) {
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+/// `s` escaped for the inside of a JSON string: `"`, `\` and control
+/// characters (below U+0020) escaped, everything else as it is.
+fn escape(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut plain_from = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..0x20 => {
+                out.extend_from_slice(&bytes[plain_from..at]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0xf)]);
+                plain_from = at + 1;
+                continue;
             }
-            c => out.push(c),
-        }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain_from..at]);
+        out.extend_from_slice(escaped);
+        plain_from = at + 1;
     }
+    out.extend_from_slice(&bytes[plain_from..]);
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 #[cfg(test)]
 mod tests {

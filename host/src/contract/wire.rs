@@ -6,7 +6,7 @@
 
 use super::RowChange;
 use super::latest::{Batch, Cell, ChangeKind, Column, Table, Transaction, Value};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// Why a batch cannot be put in the compact shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,9 +40,20 @@ pub struct Layout<'a> {
     /// The tables the changes refer to.
     pub tables: Vec<Table>,
     /// The transactions the changes refer to.
-    pub transactions: Vec<Transaction>,
+    pub transactions: Vec<PlacedTransaction<'a>>,
     /// The changes, by position.
     pub changes: Vec<PlacedChange<'a>>,
+}
+
+/// One transaction of a [`Layout`], its texts borrowed from a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PlacedTransaction<'a> {
+    /// Spanner's transaction id (empty for a read).
+    pub id: &'a str,
+    /// The transaction tag, or empty.
+    pub tag: &'a str,
+    /// Commit timestamp, microseconds since the Unix epoch.
+    pub commit_micros: i64,
 }
 
 /// One change of a [`Layout`].
@@ -77,7 +88,15 @@ pub fn encode(changes: &[RowChange]) -> Result<Batch, WireError> {
     };
     Ok(Batch {
         tables: layout.tables,
-        transactions: layout.transactions,
+        transactions: layout
+            .transactions
+            .into_iter()
+            .map(|transaction| Transaction {
+                id: transaction.id.to_owned(),
+                tag: transaction.tag.to_owned(),
+                commit_micros: transaction.commit_micros,
+            })
+            .collect(),
         changes: layout
             .changes
             .into_iter()
@@ -99,8 +118,8 @@ pub fn encode(changes: &[RowChange]) -> Result<Batch, WireError> {
 /// first met.
 pub fn layout(changes: &[RowChange]) -> Result<Layout<'_>, WireError> {
     let mut tables = Tables::default();
-    let mut transactions: Vec<Transaction> = Vec::new();
-    let mut transaction_index: HashMap<(&str, i64, &str), u32> = HashMap::new();
+    let mut transactions: Vec<PlacedTransaction<'_>> = Vec::new();
+    let mut transaction_index: HashMap<PlacedTransaction<'_>, u32> = HashMap::default();
     let mut encoded = Vec::with_capacity(changes.len());
     for (index, change) in changes.iter().enumerate() {
         let sequence =
@@ -109,30 +128,19 @@ pub fn layout(changes: &[RowChange]) -> Result<Layout<'_>, WireError> {
                 table: change.table.clone(),
                 sequence: change.record_sequence.clone(),
             })?;
+        let placed = PlacedTransaction {
+            id: &change.transaction_id,
+            tag: &change.transaction_tag,
+            commit_micros: change.commit_micros,
+        };
         let transaction = match transactions.last() {
             // A transaction's changes come together: check the last one
             // before hashing.
-            Some(last)
-                if last.commit_micros == change.commit_micros
-                    && last.id == change.transaction_id
-                    && last.tag == change.transaction_tag =>
-            {
+            Some(last) if *last == placed => (transactions.len() - 1) as u32,
+            _ => *transaction_index.entry(placed).or_insert_with(|| {
+                transactions.push(placed);
                 (transactions.len() - 1) as u32
-            }
-            _ => *transaction_index
-                .entry((
-                    change.transaction_id.as_str(),
-                    change.commit_micros,
-                    change.transaction_tag.as_str(),
-                ))
-                .or_insert_with(|| {
-                    transactions.push(Transaction {
-                        id: change.transaction_id.clone(),
-                        tag: change.transaction_tag.clone(),
-                        commit_micros: change.commit_micros,
-                    });
-                    (transactions.len() - 1) as u32
-                }),
+            }),
         };
         let table = tables.index_of(change);
         encoded.push(PlacedChange {
@@ -191,7 +199,7 @@ impl<'a> Tables<'a> {
             columns: Vec::new(),
         });
         self.identities.push((&change.table, &change.keys));
-        self.columns.push(HashMap::new());
+        self.columns.push(HashMap::default());
         self.last_positions.push(Vec::new());
         table
     }
