@@ -40,7 +40,11 @@ impl Guest for OldPlugin {
             .iter()
             .enumerate()
             .map(|(index, change)| {
-                let first_key = change.keys.first().map(|k| render(&k.value)).unwrap_or_default();
+                let first_key = change
+                    .keys
+                    .first()
+                    .map(|k| render(&k.value))
+                    .unwrap_or_default();
                 let values: Vec<String> = change
                     .new_values
                     .iter()

@@ -42,7 +42,11 @@ impl Guest for OldPlugin {
             .iter()
             .enumerate()
             .map(|(index, change)| {
-                let first_key = change.keys.first().map(|k| render(&k.value)).unwrap_or_default();
+                let first_key = change
+                    .keys
+                    .first()
+                    .map(|k| render(&k.value))
+                    .unwrap_or_default();
                 let mut parts: Vec<String> = change
                     .new_values
                     .iter()

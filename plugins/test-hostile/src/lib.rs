@@ -67,7 +67,9 @@ impl Plugin for TestHostile {
             }
             "slow" => {
                 if change.kind != ChangeKind::Snapshot {
-                    let ms = config("slow_ms").and_then(|ms| ms.parse().ok()).unwrap_or(0);
+                    let ms = config("slow_ms")
+                        .and_then(|ms| ms.parse().ok())
+                        .unwrap_or(0);
                     std::thread::sleep(Duration::from_millis(ms));
                 }
                 Effect::set(key, row)

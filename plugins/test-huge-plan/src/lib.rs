@@ -43,7 +43,10 @@ fn aliased_values(action: impl Fn(Effect) -> Action) -> Vec<Action> {
             let value = unsafe {
                 Vec::from_raw_parts(shared.as_ptr().cast_mut(), VALUE_BYTES, VALUE_BYTES)
             };
-            action(Effect::set(key(&["huge", "aliased", &n.to_string()]), value))
+            action(Effect::set(
+                key(&["huge", "aliased", &n.to_string()]),
+                value,
+            ))
         })
         .collect()
 }

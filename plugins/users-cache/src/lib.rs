@@ -13,8 +13,8 @@
 //!   address never appears in a key.
 
 use redis_spanner_sdk::{
-    CacheEffect, CacheEvent, ChangeKind, Effect, Plugin, RowChange, Value, config, key,
-    keyed_hash, register_plugin, seal,
+    CacheEffect, CacheEvent, ChangeKind, Effect, Plugin, RowChange, Value, config, key, keyed_hash,
+    register_plugin, seal,
 };
 
 /// The plugin: the cache event kinds it answers with a refresh, and the
