@@ -6,7 +6,7 @@ use serde_json::{Map, Value as Json};
 use crate::{ChangeKind, Column, Value};
 
 /// One row's change, as committed in Spanner, with its table and column
-/// names (the SDK rebuilds them from the contract's compact batch).
+/// names (the SDK reads them from the contract's batch text).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowChange {
     /// Table name.

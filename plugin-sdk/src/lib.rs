@@ -15,7 +15,7 @@
 //!   [`CacheEffect::refresh`].
 //! - [`register_plugin!`]: exports a [`Plugin`] type as the component's
 //!   implementation of the `cache-plugin` world. Call it once per crate.
-//! - Data types from the WIT contract (`wit/plugin@0.3.0`): [`Value`],
+//! - Data types from the WIT contract (`wit/plugin@0.4.0`): [`Value`],
 //!   [`Column`], [`ChangeKind`], [`Action`], [`Effect`],
 //!   [`Write`], [`Expiry`], [`LogLevel`], [`CacheEvent`], [`EventSource`],
 //!   [`CacheAction`], [`CacheEffect`], [`Refresh`].
@@ -68,7 +68,7 @@
 
 #![warn(missing_docs)]
 
-mod batch;
+mod batch_text;
 mod cache;
 mod change;
 mod crypto;
@@ -102,7 +102,7 @@ pub use __private::bindings::redis_spanner::plugin::types::{
 /// [`register_plugin!`] stores it in the `redis-spanner:api-version` custom
 /// section of the plugin, so the host can reject an incompatible plugin with
 /// a clear error before compiling it.
-pub const API_VERSION: &str = "0.3.0";
+pub const API_VERSION: &str = "0.4.0";
 
 /// A cache plugin: turns Spanner row changes into Redis effects.
 ///
@@ -313,7 +313,7 @@ macro_rules! register_plugin {
                 }
 
                 fn on_changes(
-                    batch: $crate::__private::bindings::redis_spanner::plugin::types::Batch,
+                    batch: ::std::vec::Vec<u8>,
                 ) -> ::core::result::Result<::std::vec::Vec<$crate::Action>, ::std::string::String>
                 {
                     $crate::__private::on_changes(batch)
@@ -353,7 +353,7 @@ pub mod __private {
     #[allow(missing_docs)]
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "../wit/plugin@0.3.0",
+            path: "../wit/plugin@0.4.0",
             world: "cache-plugin",
             additional_derives: [PartialEq],
             pub_export_macro: true,
@@ -367,6 +367,9 @@ pub mod __private {
     thread_local! {
         /// The plugin created by `init`, used by every later `on-changes` call.
         static PLUGIN: RefCell<Option<Box<dyn Plugin>>> = const { RefCell::new(None) };
+        /// The last batch's changes, refilled by the next batch so that its
+        /// names and values reuse their buffers.
+        static CHANGES: RefCell<Vec<RowChange>> = const { RefCell::new(Vec::new()) };
     }
 
     /// [`crate::API_VERSION`] as a byte array, for the custom section.
@@ -388,18 +391,20 @@ pub mod __private {
         Ok(())
     }
 
-    /// Hands a batch, with names again, to the plugin created by [`init`].
-    pub fn on_changes(
-        batch: bindings::redis_spanner::plugin::types::Batch,
-    ) -> Result<Vec<Action>, String> {
-        let batch: Vec<RowChange> = crate::batch::decode(batch)?;
-        on_decoded_changes(batch)
+    /// Hands a batch text, read into named changes, to the plugin created
+    /// by [`init`].
+    pub fn on_changes(batch: Vec<u8>) -> Result<Vec<Action>, String> {
+        let mut changes = CHANGES.take();
+        let plan = crate::batch_text::decode_into(&batch, &mut changes)
+            .and_then(|()| on_decoded_changes(&changes));
+        CHANGES.set(changes);
+        plan
     }
 
     /// Hands decoded changes to the plugin created by [`init`].
-    pub fn on_decoded_changes(batch: Vec<RowChange>) -> Result<Vec<Action>, String> {
+    pub fn on_decoded_changes(batch: &[RowChange]) -> Result<Vec<Action>, String> {
         PLUGIN.with(|slot| match &*slot.borrow() {
-            Some(plugin) => plugin.on_changes(&batch),
+            Some(plugin) => plugin.on_changes(batch),
             None => Err("on-changes was called before init succeeded".to_string()),
         })
     }
@@ -491,12 +496,12 @@ mod tests {
     fn batches_go_to_the_plugin_made_by_init() {
         // Each test runs on its own thread, so the thread-local slot starts empty.
         assert_eq!(
-            __private::on_decoded_changes(vec![change("T", "a")]),
+            __private::on_decoded_changes(&[change("T", "a")]),
             Err("on-changes was called before init succeeded".to_string())
         );
         assert_eq!(__private::init::<Deleter>(), Ok(()));
         assert_eq!(
-            __private::on_decoded_changes(vec![change("T", "a")]),
+            __private::on_decoded_changes(&[change("T", "a")]),
             Ok(vec![Action {
                 change: 0,
                 effect: Effect::delete("a")

@@ -237,8 +237,8 @@ fn native_logic_matches_the_recorded_plans() {
 
 #[tokio::test]
 async fn rust_example_matches_the_recorded_plans() {
-    // The typed batch record of 0.3.0.
-    assert_example_conforms(Language::Rust, "0.3.0").await;
+    // The batch as JSON text, read by the SDK's own reader.
+    assert_example_conforms(Language::Rust, "0.4.0").await;
 }
 
 #[tokio::test]

@@ -1,10 +1,11 @@
-//! Contracts besides the SDKs' own: plugins built against 0.1.0, 0.2.0 and
-//! 0.4.0 with `wit-bindgen` directly (no SDK, no API version section). The
-//! older ones still load, receive changes with names (a FLOAT32 widened
-//! exactly to a FLOAT64, as these plugins always received it), and their
-//! plans and cache requests reach the host's model; an unstamped 0.4.0
-//! component links as 0.4.0 and a Rust JSON reader reads its batch text.
-//! No servers.
+//! Every contract the host loads, with plugins built against it with
+//! `wit-bindgen` directly (no SDK, no API version section). 0.1.0 and 0.2.0
+//! still load, receive changes with names (a FLOAT32 widened exactly to a
+//! FLOAT64, as these plugins always received it), and their plans and cache
+//! requests reach the host's model; a 0.3.0 component (which no SDK builds
+//! any more) still links and gets the typed compact record; an unstamped
+//! 0.4.0 component links as 0.4.0 and a Rust JSON reader reads its batch
+//! text. No servers.
 
 use redis_spanner::contract::{CacheEffect, CacheEvent, Effect, EventSource, Value};
 use redis_spanner::devtools::authoring::fixture::Fixture;
@@ -97,6 +98,22 @@ async fn a_contract_0_2_plugin_gets_its_shape_and_its_requests_convert_up() {
             (0, "Users".to_owned(), Value::Int64(41)),
             (2, "Users".to_owned(), Value::Int64(42))
         ]
+    );
+}
+
+#[tokio::test]
+async fn an_unstamped_contract_0_3_plugin_links_as_0_3_and_gets_the_typed_compact_record() {
+    let loaded = run::load_plugin(&plugin("test_contract_v0_3"))
+        .await
+        .expect("loads");
+    assert_eq!(loaded.api_version(), "0.3.0");
+    let fixture = Fixture::parse(BATCH).expect("fixture");
+    let actions = loaded.on_changes(&fixture.batches[0]).await.expect("plans");
+    let (key, value) = set_of(&actions[0].effect);
+    assert_eq!(key, "v0.3:Users:int64:7");
+    assert_eq!(
+        value,
+        "Score=float32:0.1,Ratio=float64:0.1,Name=string:Ada,kind=ChangeKind::Insert,seq=3,tag=billing,micros=1700000000000000"
     );
 }
 

@@ -1,6 +1,6 @@
 //! Contract 0.3.0: the host's model of values, actions and cache events
-//! (0.4.0 shares these types word for word), and the world the Rust SDK
-//! implements.
+//! (0.4.0 shares these types word for word), and the world of plugins built
+//! by the SDKs of the releases before 0.4.0.
 
 wasmtime::component::bindgen!({
     path: "../wit/plugin@0.3.0",

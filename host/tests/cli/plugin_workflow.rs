@@ -106,9 +106,8 @@ fn new_build_test_check(parent: &Path, lang: &str) -> PathBuf {
         check.contains("compile   already compiled: from the compile cache"),
         "{check}"
     );
-    // The Python and JavaScript SDKs implement the newest contract, whose
-    // batch is JSON text; the Rust SDK keeps 0.3.0's typed batch.
-    let api = if lang == "rust" { "0.3.0" } else { "0.4.0" };
+    // Every SDK implements the newest contract, whose batch is JSON text.
+    let api = "0.4.0";
     assert!(
         check.contains(&format!("api       {api} (supported)")),
         "{check}"

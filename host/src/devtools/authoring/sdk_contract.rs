@@ -25,7 +25,7 @@ pub const NEWEST: Contract = Contract {
 };
 
 /// Contract 0.3.0: what the SDK modules of the releases before 0.4.0
-/// implement (and the Rust SDK still does).
+/// implement.
 pub const V0_3: Contract = Contract {
     version: crate::contract::latest::VERSION,
     wit: include_str!("../../../../wit/plugin@0.3.0/plugin.wit"),

@@ -52,8 +52,8 @@ pub enum PluginError {
     /// The component does not implement the `cache-plugin` world.
     #[error(
         "plugin {path}: does not implement world redis-spanner:plugin/cache-plugin@0.4.0, \
-         @0.3.0, @0.2.0 or @0.1.0 (build it with an SDK: the Python and JavaScript SDKs \
-         implement wit/plugin@0.4.0, the Rust SDK wit/plugin@0.3.0): {message}"
+         @0.3.0, @0.2.0 or @0.1.0 (build it with an SDK: the Rust, Python and JavaScript \
+         SDKs implement wit/plugin@0.4.0): {message}"
     )]
     WrongWorld {
         /// The file.

@@ -1,0 +1,656 @@
+//! The batch text of contract 0.4.0 (`docs/BATCH-TEXT.md`: the JSON text of
+//! the compact batch, tables and transactions once, values by position)
+//! read straight into [`RowChange`]s with names, in one pass and without a
+//! JSON tree in between. [`decode_into`] refills the changes of the last
+//! batch, so a plugin's batches reuse their strings and lists instead of
+//! allocating each name and value anew.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::{ChangeKind, Column, RowChange, Value};
+
+/// The changes of a batch text, in order, with table and column names.
+///
+/// # Errors
+///
+/// When the text is not the batch text (a host bug): the message names the
+/// change and the byte where reading stopped.
+#[cfg(test)]
+pub fn decode(text: &[u8]) -> Result<Vec<RowChange>, String> {
+    let mut changes = Vec::new();
+    decode_into(text, &mut changes).map(|()| changes)
+}
+
+/// Reads a batch text into `changes`, reusing the strings and lists of the
+/// changes it holds (from the last batch) and leaving exactly the batch's
+/// changes. On an error `changes` holds no meaningful batch.
+///
+/// # Errors
+///
+/// As [`decode`].
+pub fn decode_into(text: &[u8], changes: &mut Vec<RowChange>) -> Result<(), String> {
+    let mut reader = Reader { text, at: 0 };
+    let read = reader.batch(changes);
+    read.map_err(|what| format!("the batch text is malformed at byte {}: {what}", reader.at))
+}
+
+/// A table's names, as the batch lists them once.
+struct TableNames {
+    name: String,
+    key_columns: Vec<String>,
+    columns: Vec<String>,
+}
+
+/// A transaction, as the batch lists it once.
+struct Transaction {
+    id: String,
+    tag: String,
+    commit_micros: i64,
+}
+
+/// Reads the text from `at` on.
+struct Reader<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn batch(&mut self, changes: &mut Vec<RowChange>) -> Result<(), String> {
+        self.expect(b'[')?;
+        let mut tables = Vec::new();
+        self.list(|reader| {
+            tables.push(reader.table()?);
+            Ok(())
+        })?;
+        self.expect(b',')?;
+        let mut transactions = Vec::new();
+        self.list(|reader| {
+            transactions.push(reader.transaction()?);
+            Ok(())
+        })?;
+        self.expect(b',')?;
+        let mut count = 0;
+        self.list(|reader| {
+            if count == changes.len() {
+                changes.push(empty_change());
+            }
+            reader
+                .change(&tables, &transactions, &mut changes[count])
+                .map_err(|what| format!("change {count}: {what}"))?;
+            count += 1;
+            Ok(())
+        })?;
+        changes.truncate(count);
+        self.expect(b']')?;
+        self.skip_space();
+        if self.at != self.text.len() {
+            return Err("text after the batch".into());
+        }
+        Ok(())
+    }
+
+    fn table(&mut self) -> Result<TableNames, String> {
+        self.expect(b'[')?;
+        let name = self.string()?.into_owned();
+        self.expect(b',')?;
+        let key_columns = self.names()?;
+        self.expect(b',')?;
+        let columns = self.names()?;
+        self.expect(b']')?;
+        Ok(TableNames {
+            name,
+            key_columns,
+            columns,
+        })
+    }
+
+    fn transaction(&mut self) -> Result<Transaction, String> {
+        self.expect(b'[')?;
+        let id = self.string()?.into_owned();
+        self.expect(b',')?;
+        let tag = self.string()?.into_owned();
+        self.expect(b',')?;
+        let micros = self.string()?;
+        let commit_micros = micros
+            .parse()
+            .map_err(|_| format!("commit micros {micros:?} is not an INT64"))?;
+        self.expect(b']')?;
+        Ok(Transaction {
+            id,
+            tag,
+            commit_micros,
+        })
+    }
+
+    /// Reads a change into `slot`, reusing its strings and lists.
+    fn change(
+        &mut self,
+        tables: &[TableNames],
+        transactions: &[Transaction],
+        slot: &mut RowChange,
+    ) -> Result<(), String> {
+        self.expect(b'[')?;
+        let table = tables
+            .get(self.index()?)
+            .ok_or("table out of range in the batch")?;
+        self.expect(b',')?;
+        slot.kind = match self.index()? {
+            0 => ChangeKind::Insert,
+            1 => ChangeKind::Update,
+            2 => ChangeKind::Delete,
+            3 => ChangeKind::Snapshot,
+            other => return Err(format!("kind {other} is not 0 to 3")),
+        };
+        self.expect(b',')?;
+        let mut count = 0;
+        self.list(|reader| {
+            let name = table
+                .key_columns
+                .get(count)
+                .ok_or("key count out of range in the batch")?;
+            reader.column_into(&mut slot.keys, count, name)?;
+            count += 1;
+            Ok(())
+        })?;
+        if count != table.key_columns.len() {
+            return Err("key count out of range in the batch".into());
+        }
+        slot.keys.truncate(count);
+        self.expect(b',')?;
+        self.cells_into(table, &mut slot.new_values)?;
+        self.expect(b',')?;
+        self.cells_into(table, &mut slot.old_values)?;
+        self.expect(b',')?;
+        let transaction = transactions
+            .get(self.index()?)
+            .ok_or("transaction out of range in the batch")?;
+        self.expect(b',')?;
+        slot.record_sequence =
+            u32::try_from(self.index()?).map_err(|_| "record sequence above 2^32")?;
+        self.expect(b']')?;
+        refill(&mut slot.table, &table.name);
+        slot.commit_micros = transaction.commit_micros;
+        refill(&mut slot.transaction_id, &transaction.id);
+        refill(&mut slot.transaction_tag, &transaction.tag);
+        Ok(())
+    }
+
+    /// `[column, value, column, value, …]` into `columns` as named columns
+    /// of `table`, reusing the columns there.
+    fn cells_into(&mut self, table: &TableNames, columns: &mut Vec<Column>) -> Result<(), String> {
+        self.expect(b'[')?;
+        let mut count = 0;
+        if !self.closes(b']') {
+            loop {
+                let name = table
+                    .columns
+                    .get(self.index()?)
+                    .ok_or("column out of range in the batch")?;
+                self.expect(b',')?;
+                self.column_into(columns, count, name)?;
+                count += 1;
+                if self.closes(b']') {
+                    break;
+                }
+                self.expect(b',')?;
+            }
+        }
+        columns.truncate(count);
+        Ok(())
+    }
+
+    /// Reads a value as column `at` of `columns`, named `name`, reusing the
+    /// column there or adding one.
+    fn column_into(
+        &mut self,
+        columns: &mut Vec<Column>,
+        at: usize,
+        name: &str,
+    ) -> Result<(), String> {
+        if at == columns.len() {
+            columns.push(Column {
+                name: String::new(),
+                value: Value::Null,
+            });
+        }
+        let column = &mut columns[at];
+        refill(&mut column.name, name);
+        self.value_into(&mut column.value)
+    }
+
+    /// `null`, `true`, `false`, or a string whose first character names
+    /// the type, into `slot` (its text or bytes buffer reused).
+    fn value_into(&mut self, slot: &mut Value) -> Result<(), String> {
+        self.skip_space();
+        for (word, value) in [
+            (&b"null"[..], Value::Null),
+            (b"true", Value::Bool(true)),
+            (b"false", Value::Bool(false)),
+        ] {
+            if self.text[self.at..].starts_with(word) {
+                self.at += word.len();
+                *slot = value;
+                return Ok(());
+            }
+        }
+        let text = self.string()?;
+        let mut chars = text.chars();
+        let tag = chars.next().ok_or("a value without a type tag")?;
+        let rest = chars.as_str();
+        match tag {
+            'i' => {
+                *slot = Value::Int64(
+                    rest.parse()
+                        .map_err(|_| format!("INT64 {rest:?} is not a decimal INT64"))?,
+                )
+            }
+            'f' => *slot = Value::Float64(float(rest)?),
+            // The double of the very same FLOAT32: narrowing is exact.
+            'g' => *slot = Value::Float32(float(rest)? as f32),
+            's' => text_into(slot, rest, Value::String),
+            't' => text_into(slot, rest, Value::Timestamp),
+            'd' => text_into(slot, rest, Value::Date),
+            'n' => text_into(slot, rest, Value::Numeric),
+            'j' => text_into(slot, rest, Value::Json),
+            'b' => {
+                let mut bytes = match std::mem::replace(slot, Value::Null) {
+                    Value::Bytes(bytes) => bytes,
+                    _ => Vec::new(),
+                };
+                bytes.clear();
+                STANDARD
+                    .decode_vec(rest, &mut bytes)
+                    .map_err(|_| format!("BYTES {rest:?} is not base64"))?;
+                *slot = Value::Bytes(bytes);
+            }
+            other => return Err(format!("{other:?} is not a value's type tag")),
+        }
+        Ok(())
+    }
+
+    fn names(&mut self) -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        self.list(|reader| {
+            names.push(reader.string()?.into_owned());
+            Ok(())
+        })?;
+        Ok(names)
+    }
+
+    /// `[item, item, …]`, each item read by `item`.
+    fn list(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        self.expect(b'[')?;
+        if self.closes(b']') {
+            return Ok(());
+        }
+        loop {
+            item(self)?;
+            if self.closes(b']') {
+                return Ok(());
+            }
+            self.expect(b',')?;
+        }
+    }
+
+    /// A non-negative integer (an index, a kind, a record sequence).
+    fn index(&mut self) -> Result<usize, String> {
+        self.skip_space();
+        let start = self.at;
+        let mut n: usize = 0;
+        while let Some(digit @ b'0'..=b'9') = self.text.get(self.at).copied() {
+            n = n
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(usize::from(digit - b'0')))
+                .ok_or("a number too large")?;
+            self.at += 1;
+        }
+        if self.at == start {
+            return Err("expected a number".into());
+        }
+        Ok(n)
+    }
+
+    /// A JSON string's contents: borrowed from the text unless it holds
+    /// escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>, String> {
+        self.expect(b'"')?;
+        let start = self.at;
+        let rest = &self.text[start..];
+        let Some(end) = rest.iter().position(|&b| b == b'"' || b == b'\\') else {
+            return Err("a string without its closing quote".into());
+        };
+        if rest[end] == b'"' {
+            self.at = start + end + 1;
+            return std::str::from_utf8(&rest[..end])
+                .map(Cow::Borrowed)
+                .map_err(|_| "a string that is not UTF-8".into());
+        }
+        self.escaped_string(start).map(Cow::Owned)
+    }
+
+    /// A JSON string with escapes, from its first byte at `start`.
+    fn escaped_string(&mut self, start: usize) -> Result<String, String> {
+        let mut bytes = Vec::new();
+        self.at = start;
+        loop {
+            match self.text.get(self.at).copied() {
+                None => return Err("a string without its closing quote".into()),
+                Some(b'"') => {
+                    self.at += 1;
+                    return String::from_utf8(bytes)
+                        .map_err(|_| "a string that is not UTF-8".into());
+                }
+                Some(b'\\') => {
+                    let escaped = self.text.get(self.at + 1).copied();
+                    self.at += 2;
+                    let plain = match escaped {
+                        Some(b'"') => b'"',
+                        Some(b'\\') => b'\\',
+                        Some(b'/') => b'/',
+                        Some(b'b') => 0x08,
+                        Some(b'f') => 0x0c,
+                        Some(b'n') => b'\n',
+                        Some(b'r') => b'\r',
+                        Some(b't') => b'\t',
+                        Some(b'u') => {
+                            let c = self.unicode_escape()?;
+                            bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                            continue;
+                        }
+                        _ => return Err("an unknown escape in a string".into()),
+                    };
+                    bytes.push(plain);
+                }
+                Some(byte) => {
+                    bytes.push(byte);
+                    self.at += 1;
+                }
+            }
+        }
+    }
+
+    /// The character of a `\uXXXX` escape (two for a surrogate pair), the
+    /// `\u` already read.
+    fn unicode_escape(&mut self) -> Result<char, String> {
+        let high = self.hex4()?;
+        if !(0xD800..0xDC00).contains(&high) {
+            return char::from_u32(high).ok_or_else(|| "a lone low surrogate".into());
+        }
+        if self.text.get(self.at..self.at + 2) != Some(b"\\u") {
+            return Err("a lone high surrogate".into());
+        }
+        self.at += 2;
+        let low = self.hex4()?;
+        if !(0xDC00..0xE000).contains(&low) {
+            return Err("a high surrogate without its low one".into());
+        }
+        char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+            .ok_or_else(|| "a bad surrogate pair".into())
+    }
+
+    fn hex4(&mut self) -> Result<u32, String> {
+        let digits = self
+            .text
+            .get(self.at..self.at + 4)
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .filter(|digits| digits.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or("a \\u escape without four hex digits")?;
+        self.at += 4;
+        u32::from_str_radix(digits, 16).map_err(|_| "a bad \\u escape".into())
+    }
+
+    /// Reads `byte` (after any JSON white space) or fails naming it.
+    fn expect(&mut self, byte: u8) -> Result<(), String> {
+        if self.closes(byte) {
+            Ok(())
+        } else {
+            Err(format!("expected {:?}", char::from(byte)))
+        }
+    }
+
+    /// Reads `byte` if it comes next (after any JSON white space).
+    fn closes(&mut self, byte: u8) -> bool {
+        self.skip_space();
+        if self.text.get(self.at) == Some(&byte) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_space(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.text.get(self.at) {
+            self.at += 1;
+        }
+    }
+}
+
+/// A change with nothing in it yet, for [`decode_into`] to fill.
+fn empty_change() -> RowChange {
+    RowChange {
+        table: String::new(),
+        kind: ChangeKind::Insert,
+        keys: Vec::new(),
+        new_values: Vec::new(),
+        old_values: Vec::new(),
+        commit_micros: 0,
+        transaction_id: String::new(),
+        record_sequence: 0,
+        transaction_tag: String::new(),
+    }
+}
+
+/// Sets `slot` to a text value `make` wraps, reusing the buffer of the
+/// text value it held.
+fn text_into(slot: &mut Value, text: &str, make: fn(String) -> Value) {
+    let mut buffer = match std::mem::replace(slot, Value::Null) {
+        Value::String(s)
+        | Value::Timestamp(s)
+        | Value::Date(s)
+        | Value::Numeric(s)
+        | Value::Json(s) => s,
+        _ => String::new(),
+    };
+    refill(&mut buffer, text);
+    *slot = make(buffer);
+}
+
+/// Sets `buffer` to `text`, keeping its allocation.
+fn refill(buffer: &mut String, text: &str) {
+    buffer.clear();
+    buffer.push_str(text);
+}
+
+/// A float's text: a decimal, or `NaN`, `Infinity`, `-Infinity`.
+fn float(text: &str) -> Result<f64, String> {
+    match text {
+        "NaN" => Ok(f64::NAN),
+        "Infinity" => Ok(f64::INFINITY),
+        "-Infinity" => Ok(f64::NEG_INFINITY),
+        // Rust's parser also takes "inf" and "nan", which the text never
+        // holds: only digits, a sign, a point and an exponent pass.
+        _ if text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E')) =>
+        {
+            text.parse()
+                .map_err(|_| format!("float {text:?} is not a decimal"))
+        }
+        _ => Err(format!("float {text:?} is not a decimal")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decode, decode_into};
+    use crate::{ChangeKind, Value};
+    use serde_json::Value as Json;
+
+    #[test]
+    fn names_come_back_from_the_batch_tables() {
+        let text = br#"[[["Users",["UserId"],["Name","Score"]],["Orders",["A","B"],[]]],
+            [["t1","app","42"]],
+            [[0,1,["i7"],[1,"g0.5"],[0,"sAda"],0,3],[1,2,["i1",null],[],[],0,4]]]"#;
+        let changes = decode(text).expect("decodes");
+        assert_eq!(changes[0].table, "Users");
+        assert_eq!(changes[0].kind, ChangeKind::Update);
+        assert_eq!(changes[0].key("UserId"), Some(&Value::Int64(7)));
+        assert_eq!(changes[0].new_value("Score"), Some(&Value::Float32(0.5)));
+        assert_eq!(changes[0].new_value("Name"), None);
+        assert_eq!(
+            changes[0].old_value("Name"),
+            Some(&Value::String("Ada".into()))
+        );
+        assert_eq!(changes[0].transaction_tag, "app");
+        assert_eq!(
+            (changes[0].commit_micros, changes[0].record_sequence),
+            (42, 3)
+        );
+        assert_eq!(changes[1].table, "Orders");
+        assert_eq!(changes[1].kind, ChangeKind::Delete);
+        assert_eq!(changes[1].key("B"), Some(&Value::Null));
+        assert_eq!(changes[1].transaction_id, "t1");
+    }
+
+    /// The host's golden text (`tests/fixtures/conformance/batch-text.json`,
+    /// held equal to what the host writes by a host test): every value reads
+    /// back exactly, float bits included.
+    #[test]
+    fn every_value_of_the_host_text_reads_exactly() {
+        let golden: Json = serde_json::from_str(include_str!(
+            "../../tests/fixtures/conformance/batch-text.json"
+        ))
+        .expect("golden file is JSON");
+        let text = golden["text"].as_str().expect("text");
+        let changes = decode(text.as_bytes()).expect("decodes");
+        assert_eq!(changes.len(), 1);
+        let change = &changes[0];
+        assert_eq!(
+            change.commit_micros.to_string(),
+            golden["commit_micros"].as_str().expect("micros")
+        );
+        let expected = golden["new_values"].as_array().expect("values");
+        assert_eq!(change.new_values.len(), expected.len());
+        for (column, want) in change.new_values.iter().zip(expected) {
+            let text = |v: &Json| v.as_str().expect("a string").to_owned();
+            let bits =
+                || u64::from_str_radix(want["bits"].as_str().expect("bits"), 16).expect("hex");
+            let matches = match (want["type"].as_str().expect("type"), &column.value) {
+                ("null", Value::Null) => true,
+                ("bool", Value::Bool(b)) => want["value"] == Json::Bool(*b),
+                ("int64", Value::Int64(i)) => i.to_string() == text(&want["value"]),
+                ("float64", Value::Float64(f)) => f.to_bits() == bits(),
+                ("float32", Value::Float32(f)) => f64::from(*f).to_bits() == bits(),
+                ("string", Value::String(s))
+                | ("timestamp", Value::Timestamp(s))
+                | ("date", Value::Date(s))
+                | ("numeric", Value::Numeric(s))
+                | ("json", Value::Json(s)) => *s == text(&want["value"]),
+                ("bytes", Value::Bytes(b)) => {
+                    let want: Vec<u8> =
+                        serde_json::from_value(want["value"].clone()).expect("bytes");
+                    *b == want
+                }
+                _ => false,
+            };
+            assert!(
+                matches,
+                "column {}: {:?} is not {want}",
+                column.name, column.value
+            );
+        }
+    }
+
+    /// Texts of every shape: more and fewer changes, columns and keys, and
+    /// each value type in a slot another type held.
+    const TEXTS: [&[u8]; 4] = [
+        br#"[[["T",["K"],["A","B"]]],[["t1","tag","5"]],[[0,0,["sk"],[0,"sa",1,"b/w=="],[],0,1],[0,1,["i2"],[1,null],[0,"j[]"],0,2]]]"#,
+        br#"[[["U",["X","Y"],["C"]]],[["","","-1"]],[[0,3,["b","t2024-01-01T00:00:00Z"],[0,"n1.5"],[],0,0]]]"#,
+        br#"[[],[],[]]"#,
+        br#"[[["V",["K"],["A","B","C"]]],[["t2","","7"],["t3","x","8"]],[[0,2,[true],[],[2,"d2024-02-29",0,"f0.5",1,"g0.25"],1,9],[0,0,["s"],[0,"s\\u00e9"],[],0,0],[0,0,[null],[],[],1,1]]]"#,
+    ];
+
+    #[test]
+    fn a_refilled_batch_is_the_batch_read_afresh() {
+        let golden: Json = serde_json::from_str(include_str!(
+            "../../tests/fixtures/conformance/batch-text.json"
+        ))
+        .expect("golden file is JSON");
+        let golden = golden["text"].as_str().expect("text").as_bytes();
+        let texts: Vec<&[u8]> = TEXTS.iter().copied().chain([golden]).collect();
+        // By their Debug text, which tells -0.0 from 0.0 and takes NaN as
+        // equal to itself.
+        let read = |text: &[u8]| format!("{:?}", decode(text).expect("decodes"));
+        for before in &texts {
+            for after in &texts {
+                let mut changes = decode(before).expect("decodes");
+                decode_into(after, &mut changes).expect("decodes");
+                assert_eq!(format!("{changes:?}"), read(after));
+            }
+        }
+        // A batch that fails leaves nothing that spoils the next one.
+        let mut changes = decode(TEXTS[0]).expect("decodes");
+        assert!(
+            decode_into(
+                br#"[[["T",["K"],[]]],[],[[0,0,["sx"],[],[],0,0]]]"#,
+                &mut changes
+            )
+            .is_err()
+        );
+        decode_into(TEXTS[3], &mut changes).expect("decodes");
+        assert_eq!(changes, decode(TEXTS[3]).expect("decodes"));
+    }
+
+    #[test]
+    fn escapes_and_white_space_read_as_json_does() {
+        let text = br#" [ [ [ "T\u00e9" , [ "K" ] , [ "a\"b" ] ] ] , [ [ "" , "" , "0" ] ] ,
+            [ [ 0 , 0 , [ "s\ud83d\ude00\n\/" ] , [ 0 , "s\u2028" ] , [ ] , 0 , 0 ] ] ] "#;
+        let changes = decode(text).expect("decodes");
+        assert_eq!(changes[0].table, "Té");
+        assert_eq!(changes[0].key("K"), Some(&Value::String("😀\n/".into())));
+        assert_eq!(
+            changes[0].new_value("a\"b"),
+            Some(&Value::String("\u{2028}".into()))
+        );
+    }
+
+    #[test]
+    fn a_malformed_text_is_an_error_naming_the_change_and_byte() {
+        let base = |change: &str| {
+            format!(r#"[[["T",["K"],["A"]]],[["t","","1"]],[[0,0,["i1"],[],[],0,0],{change}]]"#)
+        };
+        let error = |change: &str| decode(base(change).as_bytes()).expect_err("malformed");
+        assert!(error("[1,0,[\"i1\"],[],[],0,0]").contains("change 1: table out of range"));
+        assert!(error("[0,0,[\"i1\"],[],[],1,0]").contains("change 1: transaction out of range"));
+        assert!(error("[0,0,[\"i1\"],[5,null],[],0,0]").contains("change 1: column out of range"));
+        assert!(error("[0,0,[],[],[],0,0]").contains("change 1: key count"));
+        assert!(error("[0,0,[\"i1\",\"i2\"],[],[],0,0]").contains("change 1: key count"));
+        assert!(error("[0,4,[\"i1\"],[],[],0,0]").contains("kind 4 is not 0 to 3"));
+        assert!(error("[0,0,[\"i1\"],[],[],0,4294967296]").contains("record sequence"));
+        assert!(error("[0,0,[\"ix\"],[],[],0,0]").contains("INT64 \"x\""));
+        assert!(error("[0,0,[\"finf\"],[],[],0,0]").contains("float \"inf\""));
+        assert!(error("[0,0,[\"b!\"],[],[],0,0]").contains("BYTES \"!\""));
+        assert!(error("[0,0,[\"q1\"],[],[],0,0]").contains("'q' is not a value's type tag"));
+        assert!(error("[0,0,[\"\"],[],[],0,0]").contains("without a type tag"));
+        assert!(error("[0,0,[\"i1\"],[],[],0,0").contains("malformed at byte"));
+        assert!(error("[0,0,[\"s\\ud800\"],[],[],0,0]").contains("lone high surrogate"));
+        assert!(
+            decode(b"[[],[],[]] x")
+                .expect_err("trailing")
+                .contains("text after the batch")
+        );
+        assert!(
+            decode(br#"[[],[["t","","x"]],[]]"#)
+                .expect_err("micros")
+                .contains("commit micros")
+        );
+        assert_eq!(decode(b"[[],[],[]]"), Ok(Vec::new()));
+    }
+}
