@@ -32,7 +32,14 @@ pub fn decode(text: &[u8]) -> Result<Vec<RowChange>, String> {
 ///
 /// As [`decode`].
 pub fn decode_into(text: &[u8], changes: &mut Vec<RowChange>) -> Result<(), String> {
-    let mut reader = Reader { text, at: 0 };
+    // Checked once here, so that each string is a slice of it.
+    let whole = std::str::from_utf8(text).map_err(|error| {
+        format!(
+            "the batch text is not UTF-8 at byte {}",
+            error.valid_up_to()
+        )
+    })?;
+    let mut reader = Reader { text, whole, at: 0 };
     let read = reader.batch(changes);
     read.map_err(|what| format!("the batch text is malformed at byte {}: {what}", reader.at))
 }
@@ -53,7 +60,10 @@ struct Transaction {
 
 /// Reads the text from `at` on.
 struct Reader<'a> {
+    /// The text's bytes.
     text: &'a [u8],
+    /// The same text, known to be UTF-8.
+    whole: &'a str,
     at: usize,
 }
 
@@ -114,9 +124,8 @@ impl<'a> Reader<'a> {
         let tag = self.string()?.into_owned();
         self.expect(b',')?;
         let micros = self.string()?;
-        let commit_micros = micros
-            .parse()
-            .map_err(|_| format!("commit micros {micros:?} is not an INT64"))?;
+        let commit_micros =
+            int64(&micros).ok_or_else(|| format!("commit micros {micros:?} is not an INT64"))?;
         self.expect(b']')?;
         Ok(Transaction {
             id,
@@ -225,16 +234,16 @@ impl<'a> Reader<'a> {
     /// the type, into `slot` (its text or bytes buffer reused).
     fn value_into(&mut self, slot: &mut Value) -> Result<(), String> {
         self.skip_space();
-        for (word, value) in [
-            (&b"null"[..], Value::Null),
-            (b"true", Value::Bool(true)),
-            (b"false", Value::Bool(false)),
-        ] {
-            if self.text[self.at..].starts_with(word) {
-                self.at += word.len();
-                *slot = value;
-                return Ok(());
-            }
+        let word: (&[u8], Value) = match self.text.get(self.at) {
+            Some(b'n') => (b"null", Value::Null),
+            Some(b't') => (b"true", Value::Bool(true)),
+            Some(b'f') => (b"false", Value::Bool(false)),
+            _ => (b"", Value::Null),
+        };
+        if !word.0.is_empty() && self.text[self.at..].starts_with(word.0) {
+            self.at += word.0.len();
+            *slot = word.1;
+            return Ok(());
         }
         let text = self.string()?;
         let mut chars = text.chars();
@@ -243,8 +252,7 @@ impl<'a> Reader<'a> {
         match tag {
             'i' => {
                 *slot = Value::Int64(
-                    rest.parse()
-                        .map_err(|_| format!("INT64 {rest:?} is not a decimal INT64"))?,
+                    int64(rest).ok_or_else(|| format!("INT64 {rest:?} is not a decimal INT64"))?,
                 )
             }
             'f' => *slot = Value::Float64(float(rest)?),
@@ -327,9 +335,8 @@ impl<'a> Reader<'a> {
         };
         if rest[end] == b'"' {
             self.at = start + end + 1;
-            return std::str::from_utf8(&rest[..end])
-                .map(Cow::Borrowed)
-                .map_err(|_| "a string that is not UTF-8".into());
+            // Quotes are ASCII, so both ends are character boundaries.
+            return Ok(Cow::Borrowed(&self.whole[start..start + end]));
         }
         self.escaped_string(start).map(Cow::Owned)
     }
@@ -466,6 +473,25 @@ fn text_into(slot: &mut Value, text: &str, make: fn(String) -> Value) {
 fn refill(buffer: &mut String, text: &str) {
     buffer.clear();
     buffer.push_str(text);
+}
+
+/// An INT64's decimal text (an optional `-` and digits). Up to 18 digits
+/// cannot overflow, so they are read without the checks of `str::parse`.
+fn int64(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.as_bytes() {
+        [b'-', digits @ ..] => (true, digits),
+        digits => (false, digits),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if digits.len() > 18 {
+        return text.parse().ok();
+    }
+    let magnitude = digits
+        .iter()
+        .fold(0i64, |n, digit| n * 10 + i64::from(digit - b'0'));
+    Some(if negative { -magnitude } else { magnitude })
 }
 
 /// A float's text: a decimal, or `NaN`, `Infinity`, `-Infinity`.
@@ -609,6 +635,24 @@ mod tests {
     }
 
     #[test]
+    fn int64_text_reads_as_str_parse_does() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-42",
+            "000123",
+            "999999999999999999",
+            "-999999999999999999",
+            "1000000000000000000",
+            "9223372036854775807",
+            "-9223372036854775808",
+        ] {
+            assert_eq!(super::int64(text), text.parse().ok(), "{text}");
+        }
+    }
+
+    #[test]
     fn escapes_and_white_space_read_as_json_does() {
         let text = br#" [ [ [ "T\u00e9" , [ "K" ] , [ "a\"b" ] ] ] , [ [ "" , "" , "0" ] ] ,
             [ [ 0 , 0 , [ "s\ud83d\ude00\n\/" ] , [ 0 , "s\u2028" ] , [ ] , 0 , 0 ] ] ] "#;
@@ -635,6 +679,22 @@ mod tests {
         assert!(error("[0,4,[\"i1\"],[],[],0,0]").contains("kind 4 is not 0 to 3"));
         assert!(error("[0,0,[\"i1\"],[],[],0,4294967296]").contains("record sequence"));
         assert!(error("[0,0,[\"ix\"],[],[],0,0]").contains("INT64 \"x\""));
+        for bad in [
+            "i",
+            "i-",
+            "i+5",
+            "i1.0",
+            "i9223372036854775808",
+            "i-9223372036854775809",
+        ] {
+            let text = format!("[0,0,[\"{bad}\"],[],[],0,0]");
+            assert!(error(&text).contains("is not a decimal INT64"), "{bad}");
+        }
+        assert!(
+            decode(b"[[],[],[]\xff]")
+                .expect_err("not UTF-8")
+                .contains("not UTF-8 at byte 9")
+        );
         assert!(error("[0,0,[\"finf\"],[],[],0,0]").contains("float \"inf\""));
         assert!(error("[0,0,[\"b!\"],[],[],0,0]").contains("BYTES \"!\""));
         assert!(error("[0,0,[\"q1\"],[],[],0,0]").contains("'q' is not a value's type tag"));
