@@ -1096,13 +1096,120 @@ def row_json_of(change, int64_as_string: bool = False) -> dict:
 def row_json_bytes(change, int64_as_string: bool = False) -> bytes:
     """The UTF-8 bytes of `dumps(row_json_of(change))`, like the Rust SDK's
     `RowChange::row_json_bytes`: what a plugin usually stores. A change
-    still reading the batch text skips `dumps`' check for floats when none
-    of its values is a float or a JSON document."""
+    still reading the batch text whose values are strings, INT64s, BOOLs
+    and NULLs (the usual row) is written straight from the values' text,
+    without a dict or an int per value; otherwise `dumps`' check for floats
+    is skipped when none of its values is a float or a JSON document."""
     wire = getattr(change, "_wire", None)
     if wire is None or change._keys is not None or change._new_values is not None:
         return dumps(row_json_of(change, int64_as_string)).encode()
+    text = _flat_row_text(wire, int64_as_string)
+    if text is not None:
+        return text.encode()
     row, plain = _text_row(wire, int64_as_string)
     return ("".join(_plain_encode(row, 0)) if plain else dumps(row)).encode()
+
+
+# The member order of the last row `_flat_row_text` wrote: its table (the
+# very object the batch text was read into), its cells' column indexes, and
+# for each member in name order its quoted name and where its value is in
+# the change's keys followed by its cells' values. The changes of a batch
+# mostly share one table and one column order, so the order is made once.
+_ROW_ORDER = [None, None, None]
+# Quoted member names, `"Name":` by name; emptied when it grows past
+# `_QUOTED_NAMES_MAX` (names come from schemas, so it rarely does).
+_QUOTED_NAMES = {}
+_QUOTED_NAMES_MAX = 4096
+
+
+def _canonical_int(digits: str) -> bool:
+    """Whether `digits` is an INT64's text exactly as Python writes the int
+    it reads: ASCII digits after an optional `-`, no leading zero (`-0`,
+    `007`, `+7` or `1_000` read as other texts)."""
+    if digits[:1] == "-":
+        digits = digits[1:]
+        if digits == "0":
+            return False
+    return digits.isdecimal() and digits.isascii() and (digits[:1] != "0" or digits == "0")
+
+_quote = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
+
+
+def _flat_row_text(wire, int64_as_string: bool):
+    """`row_json_bytes`' text of a change still reading the batch text, made
+    from the values' own text without a dict or an int per value, when every
+    value is a string-like type, an INT64 in canonical decimal, a BOOL or
+    NULL; None otherwise (floats, JSON, anything unusual or malformed), for
+    the general path to write or to report."""
+    table, keys, cells, _ = wire
+    columns = cells[0::2]
+    order = _ROW_ORDER
+    if order[0] is table and order[1] == columns:
+        members = order[2]
+    else:
+        members = _member_order(table, keys, cells, columns)
+        if members is None:
+            return None
+        order[0], order[1], order[2] = table, columns, members
+    values = keys + cells[1::2]
+    out = []
+    append = out.append
+    for name, at in members:
+        raw = values[at]
+        if type(raw) is str:
+            tag = raw[:1]
+            if tag == "i":
+                digits = raw[1:]
+                if int64_as_string:
+                    append(name + _quote(digits))
+                elif _canonical_int(digits):
+                    append(name + digits)
+                else:
+                    return None
+            elif tag in _TEXT_TAGS:
+                append(name + _quote(raw[1:]))
+            else:
+                return None
+        elif raw is None:
+            append(name + "null")
+        elif raw is True:
+            append(name + "true")
+        elif raw is False:
+            append(name + "false")
+        else:
+            return None
+    return "{" + ",".join(out) + "}"
+
+
+def _member_order(table, keys, cells, columns):
+    """The members of a row of `table` with these cells' `columns`, in name
+    order, each as its quoted name and its value's place in the keys
+    followed by the cells' values (a later column of a repeated name
+    winning); None when the change does not fit its table (the general
+    path reports it)."""
+    try:
+        key_names = table[1]
+        names = table[2]
+        if len(keys) != len(key_names) or len(cells) % 2:
+            return None
+        place = {}
+        for at, name in enumerate(key_names):
+            place[name] = at
+        for at, column in enumerate(columns, len(key_names)):
+            if type(column) is not int or not 0 <= column < len(names):
+                return None
+            place[names[column]] = at
+        if len(_QUOTED_NAMES) > _QUOTED_NAMES_MAX:
+            _QUOTED_NAMES.clear()
+        members = []
+        for name in sorted(place):
+            quoted = _QUOTED_NAMES.get(name)
+            if quoted is None:
+                quoted = _QUOTED_NAMES[name] = _quote(name) + ":"
+            members.append((quoted, place[name]))
+        return members
+    except (IndexError, TypeError):
+        return None
 
 
 def _text_row(wire, int64_as_string: bool):
