@@ -1097,7 +1097,8 @@ def row_json_bytes(change, int64_as_string: bool = False) -> bytes:
     """The UTF-8 bytes of `dumps(row_json_of(change))`, like the Rust SDK's
     `RowChange::row_json_bytes`: what a plugin usually stores. A change
     still reading the batch text whose values are strings, INT64s, BOOLs
-    and NULLs (the usual row) is written straight from the values' text,
+    and NULLs under distinct names (the usual row) is written straight from
+    the values' text,
     without a dict or an int per value; otherwise `dumps`' check for floats
     is skipped when none of its values is a float or a JSON document."""
     wire = getattr(change, "_wire", None)
@@ -1125,12 +1126,18 @@ _QUOTED_NAMES_MAX = 4096
 def _canonical_int(digits: str) -> bool:
     """Whether `digits` is an INT64's text exactly as Python writes the int
     it reads: ASCII digits after an optional `-`, no leading zero (`-0`,
-    `007`, `+7` or `1_000` read as other texts)."""
+    `007`, `+7` or `1_000` read as other texts), at most 19 of them (an
+    INT64 has no more; `int` refuses very long texts)."""
     if digits[:1] == "-":
         digits = digits[1:]
         if digits == "0":
             return False
-    return digits.isdecimal() and digits.isascii() and (digits[:1] != "0" or digits == "0")
+    return (
+        len(digits) <= 19
+        and digits.isdecimal()
+        and digits.isascii()
+        and (digits[:1] != "0" or digits == "0")
+    )
 
 _quote = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
 
@@ -1142,6 +1149,8 @@ def _flat_row_text(wire, int64_as_string: bool):
     NULL; None otherwise (floats, JSON, anything unusual or malformed), for
     the general path to write or to report."""
     table, keys, cells, _ = wire
+    if type(keys) is not list or type(cells) is not list or len(cells) & 1:
+        return None
     columns = cells[0::2]
     order = _ROW_ORDER
     if order[0] is table and order[1] == columns:
@@ -1160,12 +1169,9 @@ def _flat_row_text(wire, int64_as_string: bool):
             tag = raw[:1]
             if tag == "i":
                 digits = raw[1:]
-                if int64_as_string:
-                    append(name + _quote(digits))
-                elif _canonical_int(digits):
-                    append(name + digits)
-                else:
+                if not _canonical_int(digits):
                     return None
+                append(name + ('"' + digits + '"' if int64_as_string else digits))
             elif tag in _TEXT_TAGS:
                 append(name + _quote(raw[1:]))
             else:
@@ -1186,7 +1192,8 @@ def _member_order(table, keys, cells, columns):
     order, each as its quoted name and its value's place in the keys
     followed by the cells' values (a later column of a repeated name
     winning); None when the change does not fit its table (the general
-    path reports it)."""
+    path reports it) or repeats a name (the general path reads every
+    value, the ones a later column hides too)."""
     try:
         key_names = table[1]
         names = table[2]
@@ -1199,6 +1206,8 @@ def _member_order(table, keys, cells, columns):
             if type(column) is not int or not 0 <= column < len(names):
                 return None
             place[names[column]] = at
+        if len(place) < len(key_names) + len(columns):
+            return None
         if len(_QUOTED_NAMES) > _QUOTED_NAMES_MAX:
             _QUOTED_NAMES.clear()
         members = []
@@ -1270,16 +1279,17 @@ def _text_json(raw):
         raise Err(f"{raw!r} is not a value of the batch text") from None
 
 
-# Tags whose text is the JSON value itself (BYTES: already standard base64).
-_TEXT_TAGS = frozenset("stdnb")
+# Tags whose text is the JSON value itself.
+_TEXT_TAGS = frozenset("stdn")
 # Those, and INT64 (the host writes plain decimals).
-_TEXT_OR_INT_TAGS = frozenset("stdnbi")
+_TEXT_OR_INT_TAGS = frozenset("stdni")
 
 
 def _text_json_int64_as_string(raw):
-    """`_text_json`, with an INT64 as its decimal text."""
+    """`_text_json`, with an INT64 as its decimal text (as Python writes the
+    int it reads, and a malformed one an error, as the named path gives)."""
     if type(raw) is str and raw[:1] == "i":
-        return raw[1:]
+        return str(_inline_int(raw))
     return _text_json(raw)
 
 
@@ -1303,7 +1313,9 @@ _TEXT_JSON = {
     "i": int,  # the host writes plain decimals
     "f": lambda text: _float_to_json(float(text)),
     "g": lambda text: _float32_to_json(float(text)),
-    "b": _same,  # already standard base64 with padding
+    # Read and written again, as the named value is: the text is checked,
+    # and is the standard base64 the named path writes.
+    "b": lambda text: base64.b64encode(base64.b64decode(text, validate=True)).decode(),
     "j": _json_text,
 }
 

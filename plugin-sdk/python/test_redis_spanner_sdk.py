@@ -838,10 +838,10 @@ class GoldenBatchTextTest(unittest.TestCase):
 
 
     def test_flat_rows_are_written_from_their_text_as_dumps_writes_them(self):
-        """Rows of strings, INT64s, BOOLs and NULLs are written from the
-        values' text with a member order made once per table and column
-        order; they give dumps' bytes for every order, repeated name and
-        escape, and anything else takes the general path."""
+        """Rows of strings, INT64s, BOOLs and NULLs under distinct names are
+        written from the values' text with a member order made once per
+        table and column order; every row gives dumps' bytes, whichever path
+        writes it (BYTES and repeated names take the general one)."""
         rng = random.Random(16)
         names = ["a", "B", "é", "\U0001F600", 'q"', "k", "a\n", "Id", ""]
         texts = ["", "plain", 'quote"back\\slash', "\x00\x1f\x7f", "é\u2028😀"]
@@ -860,6 +860,7 @@ class GoldenBatchTextTest(unittest.TestCase):
                 return Value_Bytes(bytes(rng.randrange(256) for _ in range(rng.randrange(4))))
             return Value_String(rng.choice(texts))
 
+        flat = 0
         for _ in range(300):
             columns = rng.sample(names, rng.randrange(1, len(names)))
             keys = rng.sample(names, rng.randrange(1, 3))
@@ -871,25 +872,55 @@ class GoldenBatchTextTest(unittest.TestCase):
             text = batch_text([("T", keys, columns)], [("", "", 1)], changes)
             for int64_as_string in (False, True):
                 for lazy, named in zip(decode_batch(text), decode_batch(text)):
-                    self.assertIsNotNone(sdk._flat_row_text(lazy._wire, int64_as_string))
-                    expected = dumps(row_json(named.keys + named.new_values, int64_as_string))
+                    columns = named.keys + named.new_values
+                    takes_it = len({c.name for c in columns}) == len(columns) and not any(
+                        isinstance(c.value, Value_Bytes) for c in columns)
+                    written = sdk._flat_row_text(lazy._wire, int64_as_string)
+                    self.assertEqual(written is not None, takes_it, columns)
+                    flat += written is not None
+                    expected = dumps(row_json(columns, int64_as_string))
                     self.assertEqual(sdk.row_json_bytes(lazy, int64_as_string), expected.encode())
+        self.assertGreater(flat, 200)
 
     def test_rows_the_flat_writer_leaves_take_the_general_path(self):
-        # A float, a JSON document, an INT64 in a form Python writes
-        # otherwise, and a cell outside its table.
-        for raw, written in (("f0.5", "0.5"), ('j{"b":1}', '{"b":1}'), ("i007", "7"), ("i-0", "0")):
-            text = json.dumps([[["T", ["Id"], ["a"]]], [["", "", "1"]],
-                               [[0, 0, ["i1"], [0, raw], [], 0, 0]]]).encode()
-            [change] = decode_batch(text)
-            self.assertIsNone(sdk._flat_row_text(change._wire, False))
-            self.assertEqual(sdk.row_json_bytes(change), ('{"Id":1,"a":%s}' % written).encode())
-        text = json.dumps([[["T", ["Id"], ["a"]]], [["", "", "1"]],
-                           [[0, 0, ["i1"], [5, "sx"], [], 0, 0]]]).encode()
-        [change] = decode_batch(text)
-        self.assertIsNone(sdk._flat_row_text(change._wire, False))
-        with self.assertRaises(Err):
-            sdk.row_json_bytes(change)
+        def change(keys, cells):
+            text = json.dumps([[["T", ["Id"], ["a", "b"]]], [["", "", "1"]],
+                               [[0, 0, keys, cells, [], 0, 0]]]).encode()
+            return decode_batch(text)[0]
+
+        # A float, a JSON document, BYTES, and INT64s in forms Python writes
+        # otherwise: the named path's bytes, with INT64s as text too.
+        for raw, written, as_text in (
+            ("f0.5", "0.5", "0.5"), ('j{"b":1}', '{"b":1}', '{"b":1}'),
+            ("bQQ==", '"QQ=="', '"QQ=="'), ("bQR==", '"QQ=="', '"QQ=="'), ("i007", "7", '"7"'), ("i-0", "0", '"0"'),
+            ("i+1", "1", '"1"'),
+        ):
+            for int64_as_string, expected in ((False, written), (True, as_text)):
+                lazy = change(["i1"], [0, raw])
+                self.assertIsNone(sdk._flat_row_text(lazy._wire, int64_as_string), raw)
+                id_text = '"1"' if int64_as_string else "1"
+                self.assertEqual(sdk.row_json_bytes(lazy, int64_as_string),
+                                 ('{"Id":%s,"a":%s}' % (id_text, expected)).encode(), raw)
+        # Malformed: a cell outside its table, a value a repeated name hides,
+        # BYTES that are not base64, an INT64 past any INT64's digits (which
+        # `int` refuses), as text too.
+        for keys, cells in (
+            (["i1"], [5, "sx"]), (["i1"], [0, "x1", 0, "sx"]), (["i1"], [0, "b!!"]), (["i" + "1" * 5000], []), (["i1"], [0, "i" + "1" * 5000]),
+        ):
+            for int64_as_string in (False, True):
+                lazy = change(keys, cells)
+                self.assertIsNone(sdk._flat_row_text(lazy._wire, int64_as_string), cells)
+                with self.assertRaises(Err, msg=cells):
+                    sdk.row_json_bytes(lazy, int64_as_string)
+        # Odd cells after a change of the same table and columns (whose
+        # order is cached): the same bytes as with no order cached.
+        cold = sdk.row_json_bytes(change(["i1"], [0, "sx", 1]))
+        text = json.dumps([[["T", ["Id"], ["a", "b"]]], [["", "", "1"]],
+                           [[0, 0, ["i1"], [0, "sx", 1, "sy"], [], 0, 0],
+                            [0, 0, ["i1"], [0, "sx", 1], [], 0, 0]]]).encode()
+        first, second = decode_batch(text)
+        sdk.row_json_bytes(first)
+        self.assertEqual(sdk.row_json_bytes(second), cold)
 
 
 class Float32Test(unittest.TestCase):

@@ -146,7 +146,7 @@ impl<'a> Reader<'a> {
             .get(self.index()?)
             .ok_or("table out of range in the batch")?;
         self.expect(b',')?;
-        slot.kind = match self.index()? {
+        slot.kind = match self.number()? {
             0 => ChangeKind::Insert,
             1 => ChangeKind::Update,
             2 => ChangeKind::Delete,
@@ -178,7 +178,7 @@ impl<'a> Reader<'a> {
             .ok_or("transaction out of range in the batch")?;
         self.expect(b',')?;
         slot.record_sequence =
-            u32::try_from(self.index()?).map_err(|_| "record sequence above 2^32")?;
+            u32::try_from(self.number()?).map_err(|_| "record sequence not below 2^32")?;
         self.expect(b']')?;
         refill(&mut slot.table, &table.name);
         slot.commit_micros = transaction.commit_micros;
@@ -257,7 +257,14 @@ impl<'a> Reader<'a> {
             }
             'f' => *slot = Value::Float64(float(rest)?),
             // The double of the very same FLOAT32: narrowing is exact.
-            'g' => *slot = Value::Float32(float(rest)? as f32),
+            'g' => {
+                let double = float(rest)?;
+                let single = double as f32;
+                if f64::from(single) != double && !double.is_nan() {
+                    return Err(format!("FLOAT32 {rest:?} is not a FLOAT32's value"));
+                }
+                *slot = Value::Float32(single);
+            }
             's' => text_into(slot, rest, Value::String),
             't' => text_into(slot, rest, Value::Timestamp),
             'd' => text_into(slot, rest, Value::Date),
@@ -306,22 +313,31 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A non-negative integer (an index, a kind, a record sequence).
-    fn index(&mut self) -> Result<usize, String> {
+    /// A non-negative JSON integer (a kind, a record sequence) of at most
+    /// 19 digits, which no `u64` overflows.
+    fn number(&mut self) -> Result<u64, String> {
         self.skip_space();
         let start = self.at;
-        let mut n: usize = 0;
+        let mut n: u64 = 0;
         while let Some(digit @ b'0'..=b'9') = self.text.get(self.at).copied() {
-            n = n
-                .checked_mul(10)
-                .and_then(|n| n.checked_add(usize::from(digit - b'0')))
-                .ok_or("a number too large")?;
+            if self.at - start == 19 {
+                return Err("a number too large".into());
+            }
+            n = n * 10 + u64::from(digit - b'0');
             self.at += 1;
         }
-        if self.at == start {
-            return Err("expected a number".into());
+        match self.at - start {
+            0 => Err("expected a number".into()),
+            1 => Ok(n),
+            _ if self.text[start] == b'0' => Err("a number with a leading zero".into()),
+            _ => Ok(n),
         }
-        Ok(n)
+    }
+
+    /// A [`Reader::number`] used as an index into the batch's tables,
+    /// transactions or a table's columns.
+    fn index(&mut self) -> Result<usize, String> {
+        usize::try_from(self.number()?).map_err(|_| "a number too large".into())
     }
 
     /// A JSON string's contents: borrowed from the text unless it holds
@@ -330,9 +346,16 @@ impl<'a> Reader<'a> {
         self.expect(b'"')?;
         let start = self.at;
         let rest = &self.text[start..];
-        let Some(end) = rest.iter().position(|&b| b == b'"' || b == b'\\') else {
+        let Some(end) = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        else {
             return Err("a string without its closing quote".into());
         };
+        if rest[end] < 0x20 {
+            self.at = start + end;
+            return Err("a control character not escaped in a string".into());
+        }
         if rest[end] == b'"' {
             self.at = start + end + 1;
             // Quotes are ASCII, so both ends are character boundaries.
@@ -354,18 +377,20 @@ impl<'a> Reader<'a> {
                         .map_err(|_| "a string that is not UTF-8".into());
                 }
                 Some(b'\\') => {
-                    let escaped = self.text.get(self.at + 1).copied();
+                    let Some(escaped) = self.text.get(self.at + 1).copied() else {
+                        return Err("a string without its closing quote".into());
+                    };
                     self.at += 2;
                     let plain = match escaped {
-                        Some(b'"') => b'"',
-                        Some(b'\\') => b'\\',
-                        Some(b'/') => b'/',
-                        Some(b'b') => 0x08,
-                        Some(b'f') => 0x0c,
-                        Some(b'n') => b'\n',
-                        Some(b'r') => b'\r',
-                        Some(b't') => b'\t',
-                        Some(b'u') => {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 0x08,
+                        b'f' => 0x0c,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => {
                             let c = self.unicode_escape()?;
                             bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
                             continue;
@@ -373,6 +398,9 @@ impl<'a> Reader<'a> {
                         _ => return Err("an unknown escape in a string".into()),
                     };
                     bytes.push(plain);
+                }
+                Some(0..0x20) => {
+                    return Err("a control character not escaped in a string".into());
                 }
                 Some(byte) => {
                     bytes.push(byte);
@@ -562,6 +590,14 @@ mod tests {
             change.commit_micros.to_string(),
             golden["commit_micros"].as_str().expect("micros")
         );
+        // What the golden text holds besides its values (see the host's
+        // `golden()` in host/src/contract/batch_text.rs).
+        assert_eq!(change.table, "Every");
+        assert_eq!(change.kind, ChangeKind::Snapshot);
+        assert_eq!(change.key("Id"), Some(&Value::Int64(i64::MIN)));
+        assert_eq!(change.record_sequence, 7);
+        assert_eq!(change.transaction_id, "");
+        assert_eq!(change.transaction_tag, "tag\\");
         let expected = golden["new_values"].as_array().expect("values");
         assert_eq!(change.new_values.len(), expected.len());
         for (column, want) in change.new_values.iter().zip(expected) {
@@ -600,7 +636,7 @@ mod tests {
         br#"[[["T",["K"],["A","B"]]],[["t1","tag","5"]],[[0,0,["sk"],[0,"sa",1,"b/w=="],[],0,1],[0,1,["i2"],[1,null],[0,"j[]"],0,2]]]"#,
         br#"[[["U",["X","Y"],["C"]]],[["","","-1"]],[[0,3,["b","t2024-01-01T00:00:00Z"],[0,"n1.5"],[],0,0]]]"#,
         br#"[[],[],[]]"#,
-        br#"[[["V",["K"],["A","B","C"]]],[["t2","","7"],["t3","x","8"]],[[0,2,[true],[],[2,"d2024-02-29",0,"f0.5",1,"g0.25"],1,9],[0,0,["s"],[0,"s\\u00e9"],[],0,0],[0,0,[null],[],[],1,1]]]"#,
+        br#"[[["V",["K"],["A","B","C"]]],[["t2","","7"],["t3","x","8"]],[[0,2,[true],[],[2,"d2024-02-29",0,"f0.5",1,"g0.25"],1,9],[0,0,["s"],[0,"s\u00e9"],[],0,0],[0,0,[null],[],[],1,1]]]"#,
     ];
 
     #[test]
@@ -655,13 +691,13 @@ mod tests {
     #[test]
     fn escapes_and_white_space_read_as_json_does() {
         let text = br#" [ [ [ "T\u00e9" , [ "K" ] , [ "a\"b" ] ] ] , [ [ "" , "" , "0" ] ] ,
-            [ [ 0 , 0 , [ "s\ud83d\ude00\n\/" ] , [ 0 , "s\u2028" ] , [ ] , 0 , 0 ] ] ] "#;
+            [ [ 0 , 0 , [ "s\ud83d\ude00\n\/" ] , [ 0 , "s\u2028\t\r\b\f\"\\" ] , [ ] , 0 , 0 ] ] ] "#;
         let changes = decode(text).expect("decodes");
         assert_eq!(changes[0].table, "Té");
         assert_eq!(changes[0].key("K"), Some(&Value::String("😀\n/".into())));
         assert_eq!(
             changes[0].new_value("a\"b"),
-            Some(&Value::String("\u{2028}".into()))
+            Some(&Value::String("\u{2028}\t\r\u{8}\u{c}\"\\".into()))
         );
     }
 
@@ -677,7 +713,20 @@ mod tests {
         assert!(error("[0,0,[],[],[],0,0]").contains("change 1: key count"));
         assert!(error("[0,0,[\"i1\",\"i2\"],[],[],0,0]").contains("change 1: key count"));
         assert!(error("[0,4,[\"i1\"],[],[],0,0]").contains("kind 4 is not 0 to 3"));
-        assert!(error("[0,0,[\"i1\"],[],[],0,4294967296]").contains("record sequence"));
+        assert!(
+            error("[0,0,[\"i1\"],[],[],0,4294967296]").contains("record sequence not below 2^32")
+        );
+        assert!(error("[0,0,[\"i1\"],[],[],0,99999999999999999999]").contains("number too large"));
+        assert!(error("[0,0,[\"i1\"],[],[],00,0]").contains("leading zero"));
+        assert!(error("[0,0,[\"s\u{1}\"],[],[],0,0]").contains("control character"));
+        assert!(error("[0,0,[\"s\\\\n\u{1}\"],[],[],0,0]").contains("control character"));
+        assert!(error("[0,0,[\"g1e300\"],[],[],0,0]").contains("FLOAT32 \"1e300\""));
+        assert!(error("[0,0,[\"g0.1\"],[],[],0,0]").contains("FLOAT32 \"0.1\""));
+        assert!(
+            decode(b"[[[\"T\\")
+                .expect_err("cut")
+                .contains("without its closing quote")
+        );
         assert!(error("[0,0,[\"ix\"],[],[],0,0]").contains("INT64 \"x\""));
         for bad in [
             "i",

@@ -379,7 +379,7 @@ mod tests {
         json!({
             "about": "A batch text the host writes (host/src/contract/batch_text.rs, test \
                       the_golden_batch_text_is_what_the_host_writes) and what each new value of \
-                      its one change is; the Python and JavaScript SDK tests decode it. Floats \
+                      its one change is; the Rust, Python and JavaScript SDK tests decode it. Floats \
                       as the bits of the double a reader holds (a FLOAT32 widened).",
             "text": String::from_utf8(text).expect("UTF-8"),
             "commit_micros": "-1",
