@@ -201,6 +201,9 @@ function decodeChange(wire, index, tables, transactions) {
   }
   const kind = entry(KINDS, kindIndex);
   if (kind === undefined) throw new RangeError(`change ${index} (table ${table[0]}): kind ${kindIndex} is not a change kind`);
+  if (!Number.isInteger(sequence) || sequence < 0 || sequence > 0xffffffff) {
+    throw new RangeError(`change ${index} (table ${table[0]}): record sequence ${JSON.stringify(sequence)} is not a number below 2^32`);
+  }
   if (!Array.isArray(keys) || keys.length !== table[1].length) {
     throw new RangeError(
       `change ${index} (table ${table[0]}): ${keys?.length} key values for ${table[1].length} key columns`,
@@ -209,8 +212,8 @@ function decodeChange(wire, index, tables, transactions) {
   let micros;
   try {
     micros = transactionMicros(transaction);
-  } catch {
-    throw new RangeError(`change ${index} (table ${table[0]}): commit micros ${JSON.stringify(transaction[2])} is not an integer`);
+  } catch (error) {
+    throw new RangeError(`change ${index} (table ${table[0]}): ${error.message}`);
   }
   return new BatchChange(table, kind, keys, newValues, oldValues, transaction, sequence, micros);
 }
@@ -311,8 +314,14 @@ class BatchChange {
 }
 
 function transactionMicros(transaction) {
-  if (transaction.length === 4) return transaction[3];
-  if (typeof transaction[2] !== 'string' || !/^-?[0-9]+$/.test(transaction[2])) throw new RangeError('not an integer');
+  // The text cannot hold a bigint: one there is this function's own.
+  if (typeof transaction[3] === 'bigint') return transaction[3];
+  if (!Array.isArray(transaction) || transaction.length !== 3) {
+    throw new RangeError(`transaction ${JSON.stringify(transaction)} is not [id, tag, "commit micros"]`);
+  }
+  if (typeof transaction[2] !== 'string' || !/^-?[0-9]+$/.test(transaction[2])) {
+    throw new RangeError(`commit micros ${JSON.stringify(transaction[2])} is not an integer`);
+  }
   const micros = BigInt(transaction[2]);
   transaction.push(micros); // shared by the transaction's changes
   return micros;
@@ -356,12 +365,17 @@ function textJson(raw, int64AsString) {
       case 't':
       case 'd':
       case 'n':
-      case 'b': // already standard base64 with padding
         return text;
+      case 'b': {
+        // Read and written again, as the named value is: checked, and the
+        // standard base64 the named path writes.
+        const bytes = fromBase64(text);
+        return bytes === undefined ? undefined : base64(bytes);
+      }
       case 'i':
-        if (int64AsString) return text;
         try {
-          return BigInt(text);
+          // As the named path writes the BigInt it reads.
+          return int64AsString ? String(BigInt(text)) : BigInt(text);
         } catch {
           return undefined;
         }

@@ -425,7 +425,7 @@ def decode_batch(batch) -> List[RowChange]:
     """
     try:
         tables, transactions, changes = json.loads(batch)
-        transactions = [(tx[0], tx[1], int(tx[2])) for tx in transactions]
+        transactions = [_transaction(tx) for tx in transactions]
     except (ValueError, TypeError, IndexError) as exc:
         raise Err(f"the batch is not the JSON text of contract {API_VERSION}: {exc}") from None
     decoded = []
@@ -436,6 +436,11 @@ def decode_batch(batch) -> List[RowChange]:
     for index, wire in enumerate(changes):
         try:
             table, kind, keys, new_values, old_values, transaction, sequence = wire
+            # Checked inline (a bool is an int, and would pass the lookup).
+            if type(kind) is not int:
+                raise KeyError(kind)
+            if type(sequence) is not int or not 0 <= sequence <= _U32_MAX:
+                raise ValueError(f"record sequence {sequence!r} is not a number below 2^32")
             # Checked inline (a negative index would count from the end).
             if type(table) is not int or not 0 <= table < table_count:
                 _entry(tables, table, "table")
@@ -460,6 +465,13 @@ def decode_batch(batch) -> List[RowChange]:
         except (IndexError, ValueError, TypeError) as exc:
             raise Err(f"change {index}: {exc}") from None
     return decoded
+
+
+def _transaction(tx):
+    """A transaction of the batch text as `(id, tag, commit micros)`."""
+    if type(tx) is not list or len(tx) != 3 or type(tx[2]) is not str:
+        raise ValueError(f"transaction {tx!r} is not [id, tag, \"commit micros\"]")
+    return (tx[0], tx[1], int(tx[2]))
 
 
 def _entry(entries, index, what):

@@ -726,6 +726,38 @@ class DecodeBatchTest(unittest.TestCase):
             decode_batch(bad_kind)
         self.assertEqual(caught.exception.value, "change 0: kind 7 is not a change kind")
 
+        # What the Rust and JavaScript readers refuse too: a kind or record
+        # sequence that is no such number, a transaction of other than three
+        # parts.
+        def edited(edit):
+            parts = json.loads(self.compact_batch())
+            edit(parts)
+            return json.dumps(parts).encode()
+
+        def set_in(path, value):
+            def edit(parts):
+                at = parts
+                for step in path[:-1]:
+                    at = at[step]
+                at[path[-1]] = value
+            return edit
+
+        cases = [
+            (set_in([2, 0, 1], True), "change 0: kind True is not a change kind"),
+            (set_in([2, 0, 6], -1), "change 0: record sequence -1 is not a number below 2^32"),
+            (set_in([2, 0, 6], 1 << 32), "change 0: record sequence 4294967296 is not a number below 2^32"),
+            (set_in([2, 0, 6], "0"), "change 0: record sequence '0' is not a number below 2^32"),
+            (set_in([2, 0, 6], 1.0), "change 0: record sequence 1.0 is not a number below 2^32"),
+            (lambda parts: parts[1][0].append(5), "the batch is not the JSON text of contract 0.4.0: "
+             "transaction ['tx-1', 'checkout', '1700000000000001', 5] is not [id, tag, \"commit micros\"]"),
+            (set_in([1, 0, 2], 5), "the batch is not the JSON text of contract 0.4.0: "
+             "transaction ['tx-1', 'checkout', 5] is not [id, tag, \"commit micros\"]"),
+        ]
+        for edit, message in cases:
+            with self.assertRaises(Err, msg=message) as caught:
+                decode_batch(edited(edit))
+            self.assertEqual(caught.exception.value, message)
+
     def test_bad_cells_are_errors_naming_the_column_or_value(self):
         for new, message in [
             ([(0, Value_Null()), (3, Value_Null())], "column 3 is not in table Users's 3 columns"),

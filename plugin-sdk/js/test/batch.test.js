@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { asF32, asI64, asString, decodeBatch, keyValue, newValue, oldValue, rowJson, stringify } from '../redis-spanner-sdk.js';
+import { asF32, asI64, asString, decodeBatch, keyValue, newValue, oldValue, rowJson, stringify, toJson } from '../redis-spanner-sdk.js';
 
 const int64 = (val) => ({ tag: 'int64', val });
 const string = (val) => ({ tag: 'string', val });
@@ -237,6 +237,12 @@ test('a change pointing outside the batch is an error naming it', () => {
     [(b) => (b.changes[2].kind = 4), 'change 2 (table Users): kind 4 is not a change kind'],
     [(b) => b.changes[3].keys.pop(), 'change 3 (table Orders): 1 key values for 2 key columns'],
     [(b) => b.changes[0].keys.push(int64(1n)), 'change 0 (table Users): 2 key values for 1 key columns'],
+    // What the Rust and Python readers refuse too.
+    [(b) => (b.changes[2].kind = true), 'change 2 (table Users): kind true is not a change kind'],
+    [(b) => (b.changes[2].recordSequence = -1), 'change 2 (table Users): record sequence -1 is not a number below 2^32'],
+    [(b) => (b.changes[3].recordSequence = 4294967296), 'change 3 (table Orders): record sequence 4294967296 is not a number below 2^32'],
+    [(b) => (b.changes[2].recordSequence = '0'), 'change 2 (table Users): record sequence "0" is not a number below 2^32'],
+    [(b) => (b.changes[2].recordSequence = 1.5), 'change 2 (table Users): record sequence 1.5 is not a number below 2^32'],
   ];
   for (const [breakIt, message] of cases) {
     const batch = wire();
@@ -261,6 +267,29 @@ test('a bad column index or value is an error when read', () => {
       assert.throws(() => read(change), (e) => e.message === message, message);
     }
   }
+  // BYTES that are no base64, read through the variants and rowJson alike;
+  // INT64s as text are written as the named path writes the BigInt.
+  for (const [text, expected] of [['!!', undefined], ['QR==', 'QQ=='], ['QQ==', 'QQ==']]) {
+    const parts = JSON.parse(new TextDecoder().decode(batchText(wire())));
+    parts[2][0][3][3] = `b${text}`; // change 0's Name
+    const read = () => decodeBatch(JSON.stringify(parts))[0];
+    if (expected === undefined) {
+      assert.throws(() => read().newValues, /"b!!" is not a value of the batch text/);
+      assert.throws(() => rowJson(read()), /"b!!" is not a value of the batch text/);
+    } else {
+      assert.equal(rowJson(read()).Name, expected);
+      assert.equal(toJson(read().newValues[1].value), expected);
+    }
+  }
+  for (const [text, expected] of [['007', '7'], ['-0', '0'], ['42', '42']]) {
+    const parts = JSON.parse(new TextDecoder().decode(batchText(wire())));
+    parts[2][0][2][0] = `i${text}`;
+    const [lazy] = decodeBatch(JSON.stringify(parts));
+    const [named] = decodeBatch(JSON.stringify(parts));
+    named.keys; // names the values: rowJson then takes the named path
+    assert.equal(rowJson(lazy, { int64AsString: true }).UserId, expected);
+    assert.equal(rowJson(named, { int64AsString: true }).UserId, expected);
+  }
   const batch = wire();
   batch.changes[0].oldValues[0].column = 9;
   const [change] = decodeBatch(batchText(batch));
@@ -282,6 +311,14 @@ test('a bad value read in onChange is reported once with its change', async () =
   assert.throws(
     () => decodeBatch(JSON.stringify(badMicros)),
     (e) => e.message === 'change 2 (table Users): commit micros "abc" is not an integer',
+  );
+  // A fourth part is not taken for the commit micros the SDK keeps there.
+  const fourParts = JSON.parse(new TextDecoder().decode(batchText(wire())));
+  fourParts[1][1][2] = 'abc';
+  fourParts[1][1].push(5);
+  assert.throws(
+    () => decodeBatch(JSON.stringify(fourParts)),
+    (e) => e.message === 'change 2 (table Users): transaction ["","","abc",5] is not [id, tag, "commit micros"]',
   );
   assert.throws(() => key('users'), /key parts must be an array, not string/);
   assert.throws(() => eachChange((function* () {})(), () => []), /changes must be an array/);
