@@ -12,12 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::{ChangeKind, Column, RowChange, Value};
 
-/// The changes of a batch text, in order, with table and column names.
-///
-/// # Errors
-///
-/// When the text is not the batch text (a host bug): the message names the
-/// change and the byte where reading stopped.
+/// The changes of a batch text, in order, with table and column names (the
+/// tests' way to [`decode_into`] a fresh list).
 #[cfg(test)]
 pub fn decode(text: &[u8]) -> Result<Vec<RowChange>, String> {
     let mut changes = Vec::new();
@@ -30,7 +26,8 @@ pub fn decode(text: &[u8]) -> Result<Vec<RowChange>, String> {
 ///
 /// # Errors
 ///
-/// As [`decode`].
+/// When the text is not the batch text (a host bug): the message names the
+/// change and the byte where reading stopped.
 pub fn decode_into(text: &[u8], changes: &mut Vec<RowChange>) -> Result<(), String> {
     // Checked once here, so that each string is a slice of it.
     let whole = std::str::from_utf8(text).map_err(|error| {
