@@ -89,7 +89,7 @@ pub enum DevCommand {
 pub enum BenchCommand {
     /// µs per record of the example cache logic: native Rust, and the Rust,
     /// Python and JavaScript example components (those that are built), at
-    /// each batch size.
+    /// each batch size; then each component as a multiple of native.
     Plugins {
         /// A component to measure as LABEL=PATH (repeatable); default: the
         /// built example plugins.

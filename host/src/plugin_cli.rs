@@ -255,6 +255,7 @@ pub async fn bench(
     };
     let results = bench::run(&options, |line| eprintln!("bench: {line}")).await?;
     println!("{}", bench::markdown_table(&results, &options.batch_sizes));
+    println!("{}", bench::ratio_table(&results, &options.batch_sizes));
     Ok(ExitCode::SUCCESS)
 }
 

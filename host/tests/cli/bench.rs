@@ -302,7 +302,21 @@ fn bench_plugins_prints_one_well_formed_row_per_contender() {
     ];
     let output = binary().args(args).output().expect("runs");
     let stdout = String::from_utf8(expect_success(&args, output)).expect("UTF-8");
-    let rows = data_rows(&stdout, "| µs");
+    let (times, ratios) = stdout
+        .split_once("| × native Rust, same run |")
+        .unwrap_or_else(|| panic!("no table of ratios to native: {stdout}"));
+    let well_formed = |rows: &[Vec<&str>]| {
+        for row in rows {
+            assert_eq!(row.len(), 3, "one figure per batch size: {stdout}");
+            for cell in &row[1..] {
+                let figure: f64 = cell
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"));
+                assert!(figure > 0.0, "{stdout}");
+            }
+        }
+    };
+    let rows = data_rows(times, "| µs");
     let labels: Vec<&str> = rows.iter().map(|row| row[0]).collect();
     assert_eq!(
         labels,
@@ -313,15 +327,16 @@ fn bench_plugins_prints_one_well_formed_row_per_contender() {
         ],
         "{stdout}"
     );
-    for row in &rows {
-        assert_eq!(row.len(), 3, "one figure per batch size: {stdout}");
-        for cell in &row[1..] {
-            let micros: f64 = cell
-                .parse()
-                .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"));
-            assert!(micros > 0.0, "{stdout}");
-        }
-    }
+    well_formed(&rows);
+    // The components again, as multiples of the native row.
+    let rows = data_rows(ratios, "| ×");
+    let labels: Vec<&str> = rows.iter().map(|row| row[0]).collect();
+    assert_eq!(
+        labels,
+        ["example", "example, records it ignores"],
+        "{stdout}"
+    );
+    well_formed(&rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

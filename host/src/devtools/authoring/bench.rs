@@ -14,6 +14,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The label of the native baseline's row.
+pub const NATIVE: &str = "native Rust (no sandbox)";
+
 /// A component to measure, under a label.
 #[derive(Debug, Clone)]
 pub struct Contender {
@@ -101,7 +104,7 @@ pub async fn run(
             native.on_changes(&changes).map(|actions| actions.len())
         })
         .await?;
-        results.push(cell("native Rust (no sandbox)", size, records, elapsed));
+        results.push(cell(NATIVE, size, records, elapsed));
         progress(&format!("native Rust, batch {size}: done"));
     }
     let engine = PluginEngine::new()?;
@@ -183,7 +186,48 @@ fn cell(label: &str, batch_size: usize, records: usize, elapsed: Duration) -> Me
 /// The results as a Markdown table: one row per contender, one column per
 /// batch size, µs per record.
 pub fn markdown_table(results: &[Measurement], batch_sizes: &[usize]) -> String {
-    let mut table = String::from("| µs per record |");
+    table("µs per record", results, batch_sizes, |result| {
+        Some(format_micros(result.micros_per_record))
+    })
+}
+
+/// Each component's µs per record as a multiple of the native baseline's
+/// at the same batch size, in the same run: a Markdown table like
+/// [`markdown_table`]'s, without the baseline's own row.
+pub fn ratio_table(results: &[Measurement], batch_sizes: &[usize]) -> String {
+    let native = |size: usize| {
+        results
+            .iter()
+            .find(|r| r.label == NATIVE && r.batch_size == size)
+            .map(|r| r.micros_per_record)
+            .filter(|micros| *micros > 0.0)
+    };
+    let components: Vec<Measurement> = results
+        .iter()
+        .filter(|r| r.label != NATIVE)
+        .cloned()
+        .collect();
+    table(
+        "× native Rust, same run",
+        &components,
+        batch_sizes,
+        |result| {
+            native(result.batch_size)
+                .map(|native| format!("{:.1}", result.micros_per_record / native))
+        },
+    )
+}
+
+/// A Markdown table headed `corner`, one row per label (in the order the
+/// results first name them), one column per batch size, each cell what
+/// `figure` makes of its result (`–` for none).
+fn table(
+    corner: &str,
+    results: &[Measurement],
+    batch_sizes: &[usize],
+    figure: impl Fn(&Measurement) -> Option<String>,
+) -> String {
+    let mut table = format!("| {corner} |");
     for size in batch_sizes {
         let _ = write!(table, " batch {size} |");
     }
@@ -199,15 +243,11 @@ pub fn markdown_table(results: &[Measurement], batch_sizes: &[usize]) -> String 
     for label in labels {
         let _ = write!(table, "| {label} |");
         for size in batch_sizes {
-            match results
+            let cell = results
                 .iter()
                 .find(|r| r.label == label && r.batch_size == *size)
-            {
-                Some(r) => {
-                    let _ = write!(table, " {} |", format_micros(r.micros_per_record));
-                }
-                None => table.push_str(" – |"),
-            }
+                .and_then(&figure);
+            let _ = write!(table, " {} |", cell.as_deref().unwrap_or("–"));
         }
         table.push('\n');
     }
@@ -224,7 +264,7 @@ fn format_micros(micros: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Measurement, markdown_table, sample_change};
+    use super::{Measurement, NATIVE, markdown_table, ratio_table, sample_change};
 
     #[test]
     fn table_has_a_row_per_label_and_a_column_per_size() {
@@ -241,6 +281,30 @@ mod tests {
         assert_eq!(
             table,
             "| µs per record | batch 1 | batch 64 |\n|---|---:|---:|\n| a | 12.3 | 1.50 |\n| b | 100.0 | – |\n"
+        );
+    }
+
+    #[test]
+    fn ratios_are_to_the_native_row_of_the_same_batch_size() {
+        let m = |label: &str, batch_size, micros_per_record| Measurement {
+            label: label.into(),
+            batch_size,
+            micros_per_record,
+            records: 1,
+        };
+        let table = ratio_table(
+            &[
+                m(NATIVE, 1, 0.5),
+                m(NATIVE, 64, 0.2),
+                m("a", 1, 3.0),
+                m("a", 64, 1.17),
+                m("b", 64, 14.0),
+            ],
+            &[1, 64],
+        );
+        assert_eq!(
+            table,
+            "| × native Rust, same run | batch 1 | batch 64 |\n|---|---:|---:|\n| a | 6.0 | 5.8 |\n| b | – | 70.0 |\n"
         );
     }
 
