@@ -266,14 +266,18 @@ fn format_micros(micros: f64) -> String {
 mod tests {
     use super::{Measurement, NATIVE, markdown_table, ratio_table, sample_change};
 
-    #[test]
-    fn table_has_a_row_per_label_and_a_column_per_size() {
-        let m = |label: &str, batch_size, micros_per_record| Measurement {
+    /// A measurement of `label` at `batch_size`.
+    fn m(label: &str, batch_size: usize, micros_per_record: f64) -> Measurement {
+        Measurement {
             label: label.into(),
             batch_size,
             micros_per_record,
             records: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn table_has_a_row_per_label_and_a_column_per_size() {
         let table = markdown_table(
             &[m("a", 1, 12.34), m("a", 64, 1.5), m("b", 1, 100.0)],
             &[1, 64],
@@ -286,12 +290,6 @@ mod tests {
 
     #[test]
     fn ratios_are_to_the_native_row_of_the_same_batch_size() {
-        let m = |label: &str, batch_size, micros_per_record| Measurement {
-            label: label.into(),
-            batch_size,
-            micros_per_record,
-            records: 1,
-        };
         let table = ratio_table(
             &[
                 m(NATIVE, 1, 0.5),
