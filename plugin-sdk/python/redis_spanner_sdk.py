@@ -425,7 +425,11 @@ def decode_batch(batch) -> List[RowChange]:
     """
     try:
         tables, transactions, changes = json.loads(batch)
-        transactions = [_transaction(tx) for tx in transactions]
+        # Exactly three parts each (unpacking checks it), the micros as text.
+        transactions = [
+            (tx_id, tag, int(micros) if type(micros) is str else _not_micros(micros))
+            for tx_id, tag, micros in transactions
+        ]
     except (ValueError, TypeError, IndexError) as exc:
         raise Err(f"the batch is not the JSON text of contract {API_VERSION}: {exc}") from None
     decoded = []
@@ -467,11 +471,9 @@ def decode_batch(batch) -> List[RowChange]:
     return decoded
 
 
-def _transaction(tx):
-    """A transaction of the batch text as `(id, tag, commit micros)`."""
-    if type(tx) is not list or len(tx) != 3 or type(tx[2]) is not str:
-        raise ValueError(f"transaction {tx!r} is not [id, tag, \"commit micros\"]")
-    return (tx[0], tx[1], int(tx[2]))
+def _not_micros(micros):
+    """Refuses commit micros that are not the decimal text the host writes."""
+    raise ValueError(f"commit micros {micros!r} is not a decimal text")
 
 
 def _entry(entries, index, what):
@@ -1161,42 +1163,45 @@ def _flat_row_text(wire, int64_as_string: bool):
     NULL; None otherwise (floats, JSON, anything unusual or malformed), for
     the general path to write or to report."""
     table, keys, cells, _ = wire
-    if type(keys) is not list or type(cells) is not list or len(cells) & 1:
-        return None
-    columns = cells[0::2]
-    order = _ROW_ORDER
-    if order[0] is table and order[1] == columns:
-        members = order[2]
-    else:
-        members = _member_order(table, keys, cells, columns)
-        if members is None:
-            return None
-        order[0], order[1], order[2] = table, columns, members
-    values = keys + cells[1::2]
-    out = []
-    append = out.append
-    for name, at in members:
-        raw = values[at]
-        if type(raw) is str:
-            tag = raw[:1]
-            if tag == "i":
-                digits = raw[1:]
-                if not _canonical_int(digits):
+    try:
+        columns = cells[0::2]
+        order = _ROW_ORDER
+        if order[0] is table and order[1] == columns:
+            members = order[2]
+        else:
+            members = _member_order(table, keys, cells, columns)
+            if members is None:
+                return None
+            order[0], order[1], order[2] = table, columns, members
+        values = keys + cells[1::2]
+        out = []
+        append = out.append
+        for name, at in members:
+            raw = values[at]
+            if type(raw) is str:
+                tag = raw[:1]
+                if tag == "i":
+                    digits = raw[1:]
+                    if not _canonical_int(digits):
+                        return None
+                    append(name + ('"' + digits + '"' if int64_as_string else digits))
+                elif tag in _TEXT_TAGS:
+                    append(name + _quote(raw[1:]))
+                else:
                     return None
-                append(name + ('"' + digits + '"' if int64_as_string else digits))
-            elif tag in _TEXT_TAGS:
-                append(name + _quote(raw[1:]))
+            elif raw is None:
+                append(name + "null")
+            elif raw is True:
+                append(name + "true")
+            elif raw is False:
+                append(name + "false")
             else:
                 return None
-        elif raw is None:
-            append(name + "null")
-        elif raw is True:
-            append(name + "true")
-        elif raw is False:
-            append(name + "false")
-        else:
-            return None
-    return "{" + ",".join(out) + "}"
+        return "{" + ",".join(out) + "}"
+    except (TypeError, IndexError):
+        # Parts of another shape (keys or cells no list, odd cells with the
+        # order of a change of even ones): the general path reports them.
+        return None
 
 
 def _member_order(table, keys, cells, columns):

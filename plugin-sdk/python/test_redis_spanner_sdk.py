@@ -749,9 +749,11 @@ class DecodeBatchTest(unittest.TestCase):
             (set_in([2, 0, 6], "0"), "change 0: record sequence '0' is not a number below 2^32"),
             (set_in([2, 0, 6], 1.0), "change 0: record sequence 1.0 is not a number below 2^32"),
             (lambda parts: parts[1][0].append(5), "the batch is not the JSON text of contract 0.4.0: "
-             "transaction ['tx-1', 'checkout', '1700000000000001', 5] is not [id, tag, \"commit micros\"]"),
+             "too many values to unpack (expected 3)"),
+            (lambda parts: parts[1][0].pop(), "the batch is not the JSON text of contract 0.4.0: "
+             "not enough values to unpack (expected 3, got 2)"),
             (set_in([1, 0, 2], 5), "the batch is not the JSON text of contract 0.4.0: "
-             "transaction ['tx-1', 'checkout', 5] is not [id, tag, \"commit micros\"]"),
+             "commit micros 5 is not a decimal text"),
         ]
         for edit, message in cases:
             with self.assertRaises(Err, msg=message) as caught:
