@@ -329,7 +329,10 @@ function transactionMicros(transaction) {
 
 const TEXT_VALUES = {
   s: (text) => ({ tag: 'string', val: text }),
-  i: (text) => ({ tag: 'int64', val: BigInt(text) }),
+  i: (text) => {
+    const val = int64Of(text);
+    return val === undefined ? undefined : { tag: 'int64', val };
+  },
   f: (text) => ({ tag: 'float64', val: Number(text) }),
   g: (text) => ({ tag: 'float32', val: Number(text) }),
   b: (text) => {
@@ -341,6 +344,15 @@ const TEXT_VALUES = {
   n: (text) => ({ tag: 'numeric', val: text }),
   j: (text) => ({ tag: 'json', val: text }),
 };
+
+/**
+ * An INT64's decimal text (an optional `-` and ASCII digits) as a BigInt,
+ * or undefined: `BigInt` alone would also read hexadecimal, binary, signs
+ * and spaces, which the Rust and Python readers refuse or read otherwise.
+ */
+function int64Of(text) {
+  return /^-?[0-9]+$/.test(text) ? BigInt(text) : undefined;
+}
 
 /** A value of the batch text as a value variant, or undefined. */
 function textValue(raw) {
@@ -372,13 +384,11 @@ function textJson(raw, int64AsString) {
         const bytes = fromBase64(text);
         return bytes === undefined ? undefined : base64(bytes);
       }
-      case 'i':
-        try {
-          // As the named path writes the BigInt it reads.
-          return int64AsString ? String(BigInt(text)) : BigInt(text);
-        } catch {
-          return undefined;
-        }
+      case 'i': {
+        const val = int64Of(text);
+        // As the named path writes the BigInt it reads.
+        return val === undefined || !int64AsString ? val : String(val);
+      }
       case 'f':
         return floatJson(Number(text));
       case 'g':

@@ -445,6 +445,8 @@ def decode_batch(batch) -> List[RowChange]:
                 raise KeyError(kind)
             if type(sequence) is not int or not 0 <= sequence <= _U32_MAX:
                 raise ValueError(f"record sequence {sequence!r} is not a number below 2^32")
+            if len(new_values) & 1 or len(old_values) & 1:
+                raise ValueError("cells of odd length: a column without its value")
             # Checked inline (a negative index would count from the end).
             if type(table) is not int or not 0 <= table < table_count:
                 _entry(tables, table, "table")

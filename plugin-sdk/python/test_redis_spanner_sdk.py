@@ -946,15 +946,14 @@ class GoldenBatchTextTest(unittest.TestCase):
                 self.assertIsNone(sdk._flat_row_text(lazy._wire, int64_as_string), cells)
                 with self.assertRaises(Err, msg=cells):
                     sdk.row_json_bytes(lazy, int64_as_string)
-        # Odd cells after a change of the same table and columns (whose
-        # order is cached): the same bytes as with no order cached.
-        cold = sdk.row_json_bytes(change(["i1"], [0, "sx", 1]))
+        # Odd cells (a column without its value) are refused as the Rust
+        # and JavaScript readers refuse them, not read short.
         text = json.dumps([[["T", ["Id"], ["a", "b"]]], [["", "", "1"]],
                            [[0, 0, ["i1"], [0, "sx", 1, "sy"], [], 0, 0],
                             [0, 0, ["i1"], [0, "sx", 1], [], 0, 0]]]).encode()
-        first, second = decode_batch(text)
-        sdk.row_json_bytes(first)
-        self.assertEqual(sdk.row_json_bytes(second), cold)
+        with self.assertRaises(Err) as caught:
+            decode_batch(text)
+        self.assertEqual(caught.exception.value, "change 1: cells of odd length: a column without its value")
 
 
 class Float32Test(unittest.TestCase):

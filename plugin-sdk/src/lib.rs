@@ -368,7 +368,9 @@ pub mod __private {
         /// The plugin created by `init`, used by every later `on-changes` call.
         static PLUGIN: RefCell<Option<Box<dyn Plugin>>> = const { RefCell::new(None) };
         /// The last batch's changes, refilled by the next batch so that its
-        /// names and values reuse their buffers.
+        /// names and values reuse their buffers. They keep the memory of the
+        /// largest batch seen, as the instance's memory would anyway (a
+        /// WebAssembly memory never shrinks).
         static CHANGES: RefCell<Vec<RowChange>> = const { RefCell::new(Vec::new()) };
     }
 
@@ -502,6 +504,28 @@ mod tests {
         assert_eq!(__private::init::<Deleter>(), Ok(()));
         assert_eq!(
             __private::on_decoded_changes(&[change("T", "a")]),
+            Ok(vec![Action {
+                change: 0,
+                effect: Effect::delete("a")
+            }])
+        );
+    }
+
+    #[test]
+    fn a_malformed_batch_text_is_the_calls_error() {
+        assert_eq!(__private::init::<Deleter>(), Ok(()));
+        let error = __private::on_changes(b"[[],[],[[0]]]".to_vec()).expect_err("malformed");
+        assert!(
+            error.starts_with(
+                "the batch text is malformed at byte 10: change 0: table out of range"
+            ),
+            "{error}"
+        );
+        // The next batch is read afresh.
+        assert_eq!(
+            __private::on_changes(
+                br#"[[["T",[],[]]],[["a","","0"]],[[0,2,[],[],[],0,0]]]"#.to_vec()
+            ),
             Ok(vec![Action {
                 change: 0,
                 effect: Effect::delete("a")

@@ -109,6 +109,7 @@ async fn an_unstamped_contract_0_3_plugin_links_as_0_3_and_gets_the_typed_compac
     assert_eq!(loaded.api_version(), "0.3.0");
     let fixture = Fixture::parse(BATCH).expect("fixture");
     let actions = loaded.on_changes(&fixture.batches[0]).await.expect("plans");
+    assert_eq!(actions.len(), 1);
     let (key, value) = set_of(&actions[0].effect);
     assert_eq!(key, "v0.3:Users:int64:7");
     assert_eq!(

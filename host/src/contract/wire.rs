@@ -6,7 +6,7 @@
 
 use super::RowChange;
 use super::latest::{Batch, Cell, ChangeKind, Column, Table, Transaction, Value};
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::FxHashMap;
 
 /// Why a batch cannot be put in the compact shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,7 +119,7 @@ pub fn encode(changes: &[RowChange]) -> Result<Batch, WireError> {
 pub fn layout(changes: &[RowChange]) -> Result<Layout<'_>, WireError> {
     let mut tables = Tables::default();
     let mut transactions: Vec<PlacedTransaction<'_>> = Vec::new();
-    let mut transaction_index: HashMap<PlacedTransaction<'_>, u32> = HashMap::default();
+    let mut transaction_index: FxHashMap<PlacedTransaction<'_>, u32> = FxHashMap::default();
     let mut encoded = Vec::with_capacity(changes.len());
     for (index, change) in changes.iter().enumerate() {
         let sequence =
@@ -167,7 +167,7 @@ struct Tables<'a> {
     list: Vec<Table>,
     /// Each table's name and key columns, as its first change has them.
     identities: Vec<(&'a str, &'a [Column])>,
-    columns: Vec<HashMap<&'a str, u32>>,
+    columns: Vec<FxHashMap<&'a str, u32>>,
     /// Each table's positions of the last change's columns, in that
     /// change's order: the next change of the table most often has the
     /// same columns in the same order, so a name compare replaces a hash.
@@ -199,7 +199,7 @@ impl<'a> Tables<'a> {
             columns: Vec::new(),
         });
         self.identities.push((&change.table, &change.keys));
-        self.columns.push(HashMap::default());
+        self.columns.push(FxHashMap::default());
         self.last_positions.push(Vec::new());
         table
     }

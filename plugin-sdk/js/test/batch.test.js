@@ -281,6 +281,15 @@ test('a bad column index or value is an error when read', () => {
       assert.equal(toJson(read().newValues[1].value), expected);
     }
   }
+  // Texts BigInt alone would read (hexadecimal, binary, signs, spaces) are
+  // no INT64s, on either path.
+  for (const text of ['0x10', '0b11', '+7', ' 7', '']) {
+    const parts = JSON.parse(new TextDecoder().decode(batchText(wire())));
+    parts[2][0][2][0] = `i${text}`;
+    const message = `${JSON.stringify(`i${text}`)} is not a value of the batch text`;
+    assert.throws(() => rowJson(decodeBatch(JSON.stringify(parts))[0]), (e) => e.message === message, text);
+    assert.throws(() => decodeBatch(JSON.stringify(parts))[0].keys, (e) => e.message === message, text);
+  }
   for (const [text, expected] of [['007', '7'], ['-0', '0'], ['42', '42']]) {
     const parts = JSON.parse(new TextDecoder().decode(batchText(wire())));
     parts[2][0][2][0] = `i${text}`;

@@ -8,7 +8,8 @@
 //! - [`builder`]: `plugin build`: any supported language into a component.
 //! - [`examples`]: the example plugin in each language.
 //! - [`check`]: what a component is and whether this host would load it.
-//! - [`bench`](mod@bench): µs per record, native and as components, per batch size.
+//! - [`bench`](mod@bench): µs per record, native and as components, per batch size,
+//!   and as multiples of native.
 //! - [`native`]: the example cache logic in native Rust (bench baseline).
 //! - [`scaffold`]: `plugin new`: a plugin skeleton in Rust, Python or JS.
 //! - [`key_columns`]: the key columns its sample changes are written for.
