@@ -193,25 +193,20 @@ impl<'a> Reader<'a> {
     }
 
     /// `[column, value, column, value, …]` into `columns` as named columns
-    /// of `table`, reusing the columns there.
+    /// of `table`, reusing the columns there. Each `column, value` pair is
+    /// one item of the list.
     fn cells_into(&mut self, table: &TableNames, columns: &mut Vec<Column>) -> Result<(), String> {
-        self.expect(b'[')?;
         let mut count = 0;
-        if !self.eat(b']') {
-            loop {
-                let name = table
-                    .columns
-                    .get(self.index()?)
-                    .ok_or("column out of range in the batch")?;
-                self.expect(b',')?;
-                self.column_into(columns, count, name)?;
-                count += 1;
-                if self.eat(b']') {
-                    break;
-                }
-                self.expect(b',')?;
-            }
-        }
+        self.list(|reader| {
+            let name = table
+                .columns
+                .get(reader.index()?)
+                .ok_or("column out of range in the batch")?;
+            reader.expect(b',')?;
+            reader.column_into(columns, count, name)?;
+            count += 1;
+            Ok(())
+        })?;
         columns.truncate(count);
         Ok(())
     }
@@ -722,61 +717,69 @@ mod tests {
         let base = |change: &str| {
             format!(r#"[[["T",["K"],["A"]]],[["t","","1"]],[[0,0,["i1"],[],[],0,0],{change}]]"#)
         };
-        let error = |change: &str| decode(base(change).as_bytes()).expect_err("malformed");
-        assert!(error("[1,0,[\"i1\"],[],[],0,0]").contains("change 1: table out of range"));
-        assert!(error("[0,0,[\"i1\"],[],[],1,0]").contains("change 1: transaction out of range"));
-        assert!(error("[0,0,[\"i1\"],[5,null],[],0,0]").contains("change 1: column out of range"));
-        assert!(error("[0,0,[],[],[],0,0]").contains("change 1: key count"));
-        assert!(error("[0,0,[\"i1\",\"i2\"],[],[],0,0]").contains("change 1: key count"));
-        assert!(error("[0,4,[\"i1\"],[],[],0,0]").contains("kind 4 is not 0 to 3"));
-        assert!(
-            error("[0,0,[\"i1\"],[],[],0,4294967296]").contains("record sequence not below 2^32")
-        );
-        assert!(error("[0,0,[\"i1\"],[],[],0,99999999999999999999]").contains("number too large"));
-        assert!(error("[0,0,[\"i1\"],[],[],00,0]").contains("leading zero"));
-        assert!(error("[0,0,[\"s\u{1}\"],[],[],0,0]").contains("control character"));
-        assert!(error("[0,0,[\"s\\\\n\u{1}\"],[],[],0,0]").contains("control character"));
-        assert!(error("[0,0,[\"g1e300\"],[],[],0,0]").contains("FLOAT32 \"1e300\""));
-        assert!(error("[0,0,[\"g0.1\"],[],[],0,0]").contains("FLOAT32 \"0.1\""));
-        assert!(
-            decode(b"[[[\"T\\")
-                .expect_err("cut")
-                .contains("without its closing quote")
-        );
-        assert!(error("[0,0,[\"ix\"],[],[],0,0]").contains("INT64 \"x\""));
-        for bad in [
-            "i",
-            "i-",
-            "i+5",
-            "i1.0",
-            "i9223372036854775808",
-            "i-9223372036854775809",
-        ] {
-            let text = format!("[0,0,[\"{bad}\"],[],[],0,0]");
-            assert!(error(&text).contains("is not a decimal INT64"), "{bad}");
+        // A change after a good one, and what its error says.
+        let bad_changes = [
+            (r#"[1,0,["i1"],[],[],0,0]"#, "change 1: table out of range"),
+            (
+                r#"[0,0,["i1"],[],[],1,0]"#,
+                "change 1: transaction out of range",
+            ),
+            (
+                r#"[0,0,["i1"],[5,null],[],0,0]"#,
+                "change 1: column out of range",
+            ),
+            (r#"[0,0,[],[],[],0,0]"#, "change 1: key count"),
+            (r#"[0,0,["i1","i2"],[],[],0,0]"#, "change 1: key count"),
+            (r#"[0,4,["i1"],[],[],0,0]"#, "kind 4 is not 0 to 3"),
+            (
+                r#"[0,0,["i1"],[],[],0,4294967296]"#,
+                "record sequence not below 2^32",
+            ),
+            (
+                r#"[0,0,["i1"],[],[],0,99999999999999999999]"#,
+                "number too large",
+            ),
+            (r#"[0,0,["i1"],[],[],00,0]"#, "leading zero"),
+            ("[0,0,[\"s\u{1}\"],[],[],0,0]", "control character"),
+            ("[0,0,[\"s\\\\n\u{1}\"],[],[],0,0]", "control character"),
+            (r#"[0,0,["g1e300"],[],[],0,0]"#, "FLOAT32 \"1e300\""),
+            (r#"[0,0,["g0.1"],[],[],0,0]"#, "FLOAT32 \"0.1\""),
+            (r#"[0,0,["ix"],[],[],0,0]"#, "INT64 \"x\""),
+            (r#"[0,0,["i"],[],[],0,0]"#, "is not a decimal INT64"),
+            (r#"[0,0,["i-"],[],[],0,0]"#, "is not a decimal INT64"),
+            (r#"[0,0,["i+5"],[],[],0,0]"#, "is not a decimal INT64"),
+            (r#"[0,0,["i1.0"],[],[],0,0]"#, "is not a decimal INT64"),
+            (
+                r#"[0,0,["i9223372036854775808"],[],[],0,0]"#,
+                "is not a decimal INT64",
+            ),
+            (
+                r#"[0,0,["i-9223372036854775809"],[],[],0,0]"#,
+                "is not a decimal INT64",
+            ),
+            (r#"[0,0,["finf"],[],[],0,0]"#, "float \"inf\""),
+            (r#"[0,0,["b!"],[],[],0,0]"#, "BYTES \"!\""),
+            (r#"[0,0,["bQQ"],[],[],0,0]"#, "BYTES \"QQ\""),
+            (r#"[0,0,["q1"],[],[],0,0]"#, "'q' is not a value's type tag"),
+            (r#"[0,0,[""],[],[],0,0]"#, "without a type tag"),
+            (r#"[0,0,["i1"],[],[],0,0"#, "malformed at byte"),
+            (r#"[0,0,["s\ud800"],[],[],0,0]"#, "lone high surrogate"),
+        ];
+        for (change, expected) in bad_changes {
+            let error = decode(base(change).as_bytes()).expect_err(change);
+            assert!(error.contains(expected), "{change}: {error}");
         }
-        assert!(
-            decode(b"[[],[],[]\xff]")
-                .expect_err("not UTF-8")
-                .contains("not UTF-8 at byte 9")
-        );
-        assert!(error("[0,0,[\"finf\"],[],[],0,0]").contains("float \"inf\""));
-        assert!(error("[0,0,[\"b!\"],[],[],0,0]").contains("BYTES \"!\""));
-        assert!(error("[0,0,[\"bQQ\"],[],[],0,0]").contains("BYTES \"QQ\""));
-        assert!(error("[0,0,[\"q1\"],[],[],0,0]").contains("'q' is not a value's type tag"));
-        assert!(error("[0,0,[\"\"],[],[],0,0]").contains("without a type tag"));
-        assert!(error("[0,0,[\"i1\"],[],[],0,0").contains("malformed at byte"));
-        assert!(error("[0,0,[\"s\\ud800\"],[],[],0,0]").contains("lone high surrogate"));
-        assert!(
-            decode(b"[[],[],[]] x")
-                .expect_err("trailing")
-                .contains("text after the batch")
-        );
-        assert!(
-            decode(br#"[[],[["t","","x"]],[]]"#)
-                .expect_err("micros")
-                .contains("commit micros")
-        );
+        // Whole texts, and what their error says.
+        let bad_texts: [(&[u8], &str); 4] = [
+            (b"[[[\"T\\", "without its closing quote"),
+            (b"[[],[],[]\xff]", "not UTF-8 at byte 9"),
+            (b"[[],[],[]] x", "text after the batch"),
+            (br#"[[],[["t","","x"]],[]]"#, "commit micros"),
+        ];
+        for (text, expected) in bad_texts {
+            let error = decode(text).expect_err(expected);
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
         assert_eq!(decode(b"[[],[],[]]"), Ok(Vec::new()));
     }
 }
