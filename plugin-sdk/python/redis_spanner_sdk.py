@@ -1114,9 +1114,9 @@ def row_json_bytes(change, int64_as_string: bool = False) -> bytes:
     `RowChange::row_json_bytes`: what a plugin usually stores. A change
     still reading the batch text whose values are strings, INT64s, BOOLs
     and NULLs under distinct names (the usual row) is written straight from
-    the values' text,
-    without a dict or an int per value; otherwise `dumps`' check for floats
-    is skipped when none of its values is a float or a JSON document."""
+    the values' text, without a dict or an int per value; otherwise
+    `dumps`' check for floats is skipped when none of its values is a float
+    or a JSON document."""
     wire = getattr(change, "_wire", None)
     if wire is None or change._keys is not None or change._new_values is not None:
         return dumps(row_json_of(change, int64_as_string)).encode()
@@ -1155,6 +1155,7 @@ def _canonical_int(digits: str) -> bool:
         and (digits[:1] != "0" or digits == "0")
     )
 
+
 _quote = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
 
 
@@ -1171,7 +1172,7 @@ def _flat_row_text(wire, int64_as_string: bool):
         if order[0] is table and order[1] == columns:
             members = order[2]
         else:
-            members = _member_order(table, keys, cells, columns)
+            members = _member_order(table, columns)
             if members is None:
                 return None
             order[0], order[1], order[2] = table, columns, members
@@ -1201,23 +1202,22 @@ def _flat_row_text(wire, int64_as_string: bool):
                 return None
         return "{" + ",".join(out) + "}"
     except (TypeError, IndexError):
-        # Parts of another shape (keys or cells no list, odd cells with the
-        # order of a change of even ones): the general path reports them.
+        # Parts of another shape (keys or cells that are no lists): the
+        # general path reports them.
         return None
 
 
-def _member_order(table, keys, cells, columns):
+def _member_order(table, columns):
     """The members of a row of `table` with these cells' `columns`, in name
     order, each as its quoted name and its value's place in the keys
     followed by the cells' values (a later column of a repeated name
-    winning); None when the change does not fit its table (the general
-    path reports it) or repeats a name (the general path reads every
-    value, the ones a later column hides too)."""
+    winning); None when a cell's column is not in its table (the general
+    path reports it) or a name repeats (the general path reads every value,
+    the ones a later column hides too). `decode_batch` has checked the key
+    count and that the cells pair up."""
     try:
         key_names = table[1]
         names = table[2]
-        if len(keys) != len(key_names) or len(cells) % 2:
-            return None
         place = {}
         for at, name in enumerate(key_names):
             place[name] = at
