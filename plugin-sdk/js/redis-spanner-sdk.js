@@ -319,10 +319,10 @@ function transactionMicros(transaction) {
   if (!Array.isArray(transaction) || transaction.length !== 3) {
     throw new RangeError(`transaction ${JSON.stringify(transaction)} is not [id, tag, "commit micros"]`);
   }
-  if (typeof transaction[2] !== 'string' || !/^-?[0-9]+$/.test(transaction[2])) {
+  const micros = typeof transaction[2] === 'string' ? int64Of(transaction[2]) : undefined;
+  if (micros === undefined) {
     throw new RangeError(`commit micros ${JSON.stringify(transaction[2])} is not an integer`);
   }
-  const micros = BigInt(transaction[2]);
   transaction.push(micros); // shared by the transaction's changes
   return micros;
 }
@@ -360,11 +360,7 @@ function textValue(raw) {
   if (raw === true || raw === false) return { tag: 'bool', val: raw };
   if (typeof raw !== 'string') return undefined;
   const convert = TEXT_VALUES[raw[0]];
-  try {
-    return convert === undefined ? undefined : convert(raw.slice(1));
-  } catch {
-    return undefined; // BigInt of a text that is no integer
-  }
+  return convert === undefined ? undefined : convert(raw.slice(1));
 }
 
 /** A value of the batch text as `toJson` converts its variant. */
@@ -513,8 +509,8 @@ export function valueFromText(spannerType, text) {
   if (Object.hasOwn(TEXT_TYPES, spannerType)) return { tag: TEXT_TYPES[spannerType], val: text };
   switch (spannerType) {
     case 'INT64': {
-      if (!/^-?[0-9]+$/.test(text)) return undefined;
-      const int = BigInt(text);
+      const int = int64Of(text);
+      if (int === undefined) return undefined;
       const fits = int >= I64_MIN && int <= -I64_MIN - 1n;
       return fits && String(int) === text ? { tag: 'int64', val: int } : undefined;
     }
