@@ -22,6 +22,7 @@ use super::latest::{ChangeKind, Value};
 use super::wire::Layout;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use std::io::Write as _;
 
 /// The first character of a non-null, non-bool value's text, naming its
 /// type.
@@ -106,16 +107,17 @@ pub fn kind_index(kind: ChangeKind) -> u8 {
     }
 }
 
-/// A float as the shortest decimal that reads back as `f`, or `NaN`,
-/// `Infinity`, `-Infinity` (what Python's `float` and JavaScript's
-/// `Number` read).
-pub fn float_text(f: f64) -> String {
+/// Writes a float as the shortest decimal that reads back as `f`, or
+/// `NaN`, `Infinity`, `-Infinity` (what Python's `float` and JavaScript's
+/// `Number` read), with no text of its own made first.
+fn float(out: &mut Vec<u8>, f: f64) {
     if f.is_nan() {
-        "NaN".into()
+        out.extend_from_slice(b"NaN");
     } else if f.is_infinite() {
-        if f > 0.0 { "Infinity" } else { "-Infinity" }.into()
+        out.extend_from_slice(if f > 0.0 { b"Infinity" } else { b"-Infinity" });
     } else {
-        format!("{f:?}")
+        // Writing into a vector cannot fail.
+        let _ = write!(out, "{f:?}");
     }
 }
 
@@ -135,8 +137,8 @@ fn value(out: &mut Vec<u8>, value: &Value) {
         Value::Int64(i) => integer(out, *i),
         // A FLOAT32 travels as the double of the very same value, which
         // every reader holds exactly.
-        Value::Float32(f) => out.extend_from_slice(float_text(f64::from(*f)).as_bytes()),
-        Value::Float64(f) => out.extend_from_slice(float_text(*f).as_bytes()),
+        Value::Float32(f) => float(out, f64::from(*f)),
+        Value::Float64(f) => float(out, *f),
         Value::Bytes(bytes) => out.extend_from_slice(STANDARD.encode(bytes).as_bytes()),
         Value::String(s)
         | Value::Timestamp(s)
@@ -427,17 +429,24 @@ mod tests {
         assert_eq!(String::from_utf8(text).unwrap(), example);
     }
 
+    /// A float's text as the batch carries it.
+    fn float_text(f: f64) -> String {
+        let mut out = Vec::new();
+        super::float(&mut out, f);
+        String::from_utf8(out).expect("ASCII")
+    }
+
     #[test]
     fn floats_read_back_exactly() {
         for f in [0.1, 1.0 / 3.0, 5e-324, f64::MAX, -2.5e-8, 123456789.0] {
-            let text = super::float_text(f);
+            let text = float_text(f);
             assert_eq!(
                 text.parse::<f64>().unwrap().to_bits(),
                 f.to_bits(),
                 "{text}"
             );
         }
-        let f32_text = super::float_text(f64::from(0.1f32));
+        let f32_text = float_text(f64::from(0.1f32));
         assert_eq!(
             f32_text.parse::<f64>().unwrap().to_bits(),
             f64::from(0.1f32).to_bits(),
