@@ -10,6 +10,7 @@
 use redis_spanner::contract::{CacheEffect, CacheEvent, Effect, EventSource, Value};
 use redis_spanner::devtools::authoring::fixture::Fixture;
 use redis_spanner::devtools::authoring::run;
+use redis_spanner::runtime::Plugin;
 use redis_spanner_tests::plugin;
 
 /// One batch: a Users row with a FLOAT32 (0.1f32, which a plain widening
@@ -25,8 +26,20 @@ const BATCH: &str = r#"{"batches": [[
    "record_sequence": "00000003", "transaction_tag": "billing"}
 ]]}"#;
 
-fn set_of(effect: &Effect) -> (String, String) {
-    match effect {
+/// The test plugin `name`, loaded, after checking it links as contract
+/// `version`.
+async fn loaded_as(name: &str, version: &str) -> Plugin {
+    let loaded = run::load_plugin(&plugin(name)).await.expect("loads");
+    assert_eq!(loaded.api_version(), version);
+    loaded
+}
+
+/// The one write `loaded` plans for [`BATCH`], as key and text.
+async fn write_for_the_batch(loaded: &Plugin) -> (String, String) {
+    let fixture = Fixture::parse(BATCH).expect("fixture");
+    let actions = loaded.on_changes(&fixture.batches[0]).await.expect("plans");
+    assert_eq!(actions.len(), 1);
+    match &actions[0].effect {
         Effect::Set(write) => (
             write.key.clone(),
             String::from_utf8(write.value.clone()).expect("text"),
@@ -37,16 +50,10 @@ fn set_of(effect: &Effect) -> (String, String) {
 
 #[tokio::test]
 async fn a_contract_0_1_plugin_gets_named_columns_and_a_float32_widened_exactly() {
-    let loaded = run::load_plugin(&plugin("test_contract_v0_1"))
-        .await
-        .expect("loads");
-    assert_eq!(loaded.api_version(), "0.1.0");
+    let loaded = loaded_as("test_contract_v0_1", "0.1.0").await;
     assert!(!loaded.handles_cache_events());
-    let fixture = Fixture::parse(BATCH).expect("fixture");
-    let actions = loaded.on_changes(&fixture.batches[0]).await.expect("plans");
-    assert_eq!(actions.len(), 1);
     assert_eq!(
-        set_of(&actions[0].effect),
+        write_for_the_batch(&loaded).await,
         (
             "v0.1:Users:int64:7".to_owned(),
             "Score=float64:0.10000000149011612,Ratio=float64:0.1,Name=string:Ada".to_owned()
@@ -64,13 +71,8 @@ async fn a_contract_0_1_plugin_gets_named_columns_and_a_float32_widened_exactly(
 
 #[tokio::test]
 async fn a_contract_0_2_plugin_gets_its_shape_and_its_requests_convert_up() {
-    let loaded = run::load_plugin(&plugin("test_contract_v0_2"))
-        .await
-        .expect("loads");
-    assert_eq!(loaded.api_version(), "0.2.0");
-    let fixture = Fixture::parse(BATCH).expect("fixture");
-    let actions = loaded.on_changes(&fixture.batches[0]).await.expect("plans");
-    let (key, value) = set_of(&actions[0].effect);
+    let loaded = loaded_as("test_contract_v0_2", "0.2.0").await;
+    let (key, value) = write_for_the_batch(&loaded).await;
     assert_eq!(key, "v0.2:Users:int64:7");
     assert_eq!(
         value,
@@ -103,14 +105,8 @@ async fn a_contract_0_2_plugin_gets_its_shape_and_its_requests_convert_up() {
 
 #[tokio::test]
 async fn an_unstamped_contract_0_3_plugin_links_as_0_3_and_gets_the_typed_compact_record() {
-    let loaded = run::load_plugin(&plugin("test_contract_v0_3"))
-        .await
-        .expect("loads");
-    assert_eq!(loaded.api_version(), "0.3.0");
-    let fixture = Fixture::parse(BATCH).expect("fixture");
-    let actions = loaded.on_changes(&fixture.batches[0]).await.expect("plans");
-    assert_eq!(actions.len(), 1);
-    let (key, value) = set_of(&actions[0].effect);
+    let loaded = loaded_as("test_contract_v0_3", "0.3.0").await;
+    let (key, value) = write_for_the_batch(&loaded).await;
     assert_eq!(key, "v0.3:Users:int64:7");
     assert_eq!(
         value,
@@ -120,13 +116,8 @@ async fn an_unstamped_contract_0_3_plugin_links_as_0_3_and_gets_the_typed_compac
 
 #[tokio::test]
 async fn an_unstamped_contract_0_4_plugin_links_as_0_4_and_reads_the_batch_text_with_serde_json() {
-    let loaded = run::load_plugin(&plugin("test_contract_v0_4"))
-        .await
-        .expect("loads");
-    assert_eq!(loaded.api_version(), "0.4.0");
-    let fixture = Fixture::parse(BATCH).expect("fixture");
-    let actions = loaded.on_changes(&fixture.batches[0]).await.expect("plans");
-    let (key, value) = set_of(&actions[0].effect);
+    let loaded = loaded_as("test_contract_v0_4", "0.4.0").await;
+    let (key, value) = write_for_the_batch(&loaded).await;
     assert_eq!(key, "v0.4:Users:i7");
     assert_eq!(
         value,

@@ -11,6 +11,12 @@ fn cells(line: &str) -> Vec<&str> {
     line.trim_matches('|').split('|').map(str::trim).collect()
 }
 
+/// A table cell's number, or a panic naming the cell and the whole output.
+fn figure(cell: &str, stdout: &str) -> f64 {
+    cell.parse()
+        .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"))
+}
+
 /// The cells of each data row of the Markdown tables in `text`: lines
 /// starting `| `, but the header starting `header`.
 fn data_rows<'a>(text: &'a str, header: &str) -> Vec<Vec<&'a str>> {
@@ -101,12 +107,7 @@ fn bench_pipeline_prints_one_well_formed_row_per_setting() {
     for row in &rows {
         assert_eq!(row.len(), 8, "{stdout}");
         assert_eq!(row[1], "120", "every change replayed: {stdout}");
-        let number = |cell: &str| -> f64 {
-            let figure = cell.split_whitespace().next().unwrap_or("");
-            figure
-                .parse()
-                .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"))
-        };
+        let number = |cell: &str| figure(cell.split_whitespace().next().unwrap_or(""), &stdout);
         assert!(
             number(row[2]) > 0.0 && row[2].contains("(depth "),
             "{stdout}"
@@ -134,8 +135,7 @@ fn in_flight_row_is_well_formed(table: &str, stdout: &str) {
     let held: usize = row[0].parse().expect("a count");
     assert!((49..=64).contains(&held), "{stdout}");
     for cell in &row[1..] {
-        cell.parse::<f64>()
-            .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"));
+        figure(cell, stdout);
     }
 }
 
@@ -166,10 +166,10 @@ fn bench_startup_prints_a_well_formed_table() {
     for row in &rows {
         assert_eq!(row.len(), 4, "{stdout}");
         for cell in &row[2..] {
-            let figure: f64 = cell
-                .parse()
-                .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"));
-            assert!(figure > 0.0, "{cell:?} is not positive: {stdout}");
+            assert!(
+                figure(cell, &stdout) > 0.0,
+                "{cell:?} is not positive: {stdout}"
+            );
         }
     }
     let per_plugin = stdout
@@ -177,10 +177,7 @@ fn bench_startup_prints_a_well_formed_table() {
         .find_map(|line| line.strip_prefix("RSS per plugin: "))
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no RSS per plugin line: {stdout}"));
-    assert!(
-        per_plugin.parse::<f64>().is_ok(),
-        "{per_plugin:?} is not a figure: {stdout}"
-    );
+    figure(per_plugin, &stdout);
 }
 
 /// `bench lag` writing for two seconds: a floor row and a host row, each
@@ -213,10 +210,7 @@ fn bench_lag_prints_a_well_formed_table() {
     let rows: Vec<Vec<&str>> = lines.map(cells).collect();
     let paths: Vec<&str> = rows.iter().map(|row| row[0]).collect();
     assert_eq!(paths, ["floor", "host"], "{stdout}");
-    let number = |cell: &str| -> f64 {
-        cell.parse()
-            .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"))
-    };
+    let number = |cell: &str| figure(cell, &stdout);
     for row in &rows {
         assert_eq!(row.len(), 4, "{stdout}");
         let samples: usize = row[1]
@@ -309,10 +303,7 @@ fn bench_plugins_prints_one_well_formed_row_per_contender() {
         for row in rows {
             assert_eq!(row.len(), 3, "one figure per batch size: {stdout}");
             for cell in &row[1..] {
-                let figure: f64 = cell
-                    .parse()
-                    .unwrap_or_else(|_| panic!("{cell:?} is not a figure: {stdout}"));
-                assert!(figure > 0.0, "{stdout}");
+                assert!(figure(cell, &stdout) > 0.0, "{stdout}");
             }
         }
     };
